@@ -1,0 +1,42 @@
+# mmhub developer entry points (GNU make).
+#   make venv    .venv with the package installed editable, plus dev extras
+#   make up      start Kafka + Postgres (infra/dev.sh); make down stops them
+#   make test    venv + up, then pytest
+#   make demo    venv + up, then `mmhub demo`
+#   make bench   venv + up, then the pipeline benchmark
+#   make clean   remove .venv (the Kafka jar cache under ~/.cache/mmhub stays)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv up down test demo bench clean
+
+venv: $(STAMP)
+
+# re-install only when pyproject.toml is newer than the stamp
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || { echo "[make] creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+up:
+	bash infra/dev.sh up
+
+down:
+	bash infra/dev.sh down
+
+test: venv up
+	$(VENV)/bin/python -m pytest -q
+
+demo: venv up
+	$(VENV)/bin/mmhub demo
+
+bench: venv up
+	$(VENV)/bin/python -m bench.pipeline
+
+clean:
+	rm -rf $(VENV)

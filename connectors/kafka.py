@@ -1,0 +1,82 @@
+"""Kafka edges outside the stream app: creating the hub's topics and publishing event files."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from mmhub.config import Settings
+
+
+async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
+    """Create the hub's topics if absent (idempotent). Returns the names created now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="mmhub-admin")
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1, topic_configs=config)
+            for name, config in settings.topics.all().items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between our list and create: that is the goal
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
+
+
+def read_jsonl(path: Path) -> list[bytes]:
+    """The non-blank lines of a JSON-lines file, as the exact bytes a carrier would send."""
+    return [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def scramble(lines: list[bytes], duplicates: int, seed: int) -> list[bytes]:
+    """The lines in a shuffled order with `duplicates` extra copies of random lines: the demo's hostile network."""
+    rng = random.Random(seed)
+    out = lines + [rng.choice(lines) for _ in range(duplicates)] if lines else []
+    rng.shuffle(out)
+    return out
+
+
+def shipment_key(line: bytes) -> bytes | None:
+    """The partition key of a canonical event: its shipment id, if the line is JSON that has one."""
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    shipment_id = document.get("shipment_id") if isinstance(document, dict) else None
+    return shipment_id.encode() if isinstance(shipment_id, str) else None
+
+
+async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None = None) -> int:
+    """Send each line as one message to `hub.events` (keyed by shipment id) and wait until all are acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=5, enable_idempotence=True)
+    await producer.start()
+    sent = 0
+    try:
+        futures = []
+        for line in lines:
+            futures.append(await producer.send(topic or settings.topics.events, value=line, key=shipment_key(line)))
+            sent += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent

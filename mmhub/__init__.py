@@ -1,0 +1,1 @@
+"""The `mmhub` command line and the settings every process reads."""

@@ -1,0 +1,46 @@
+"""Settings for every mmhub process, read once from the environment so workers, sinks and tests agree."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.topics import Topics
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: str
+    pg_dsn: str
+    pg_schema: str
+    namespace: str
+    store: str
+    data_dir: Path
+    partitions: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub"))
+        return cls(
+            kafka=os.environ.get("MMHUB_KAFKA", "127.0.0.1:9092"),
+            pg_dsn=os.environ.get("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub"),
+            pg_schema=os.environ.get("MMHUB_PG_SCHEMA", "mmhub"),
+            namespace=os.environ.get("MMHUB_NAMESPACE", ""),
+            store=os.environ.get("MMHUB_STORE", "rocksdb://"),
+            data_dir=Path(os.environ.get("MMHUB_DATA_DIR", home / "worker-data")),
+            partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
+        )
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.namespace)
+
+    @property
+    def app_id(self) -> str:
+        """The faust application id: also the consumer group and the prefix of its changelog topics."""
+        return f"{self.namespace}.mmhub" if self.namespace else "mmhub"
+
+    @property
+    def sink_group(self) -> str:
+        return f"{self.app_id}.pg-sink"

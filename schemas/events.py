@@ -1,0 +1,255 @@
+"""Canonical hub events: one envelope shared by every event, and a typed payload per family.
+
+Families: booking, waybill (documents), tracking, settlement (charges) and insurance. Every carrier format
+is mapped into these before anything else in the hub sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, model_validator
+
+from schemas.base import Frozen, Money, NonNegativeDecimal, UtcDatetime
+from schemas.identifiers import (
+    AirWaybillNumber,
+    ContainerNumber,
+    DocumentNumber,
+    EventId,
+    PartyId,
+    ShipmentId,
+    TransportMode,
+    UnLocode,
+)
+from schemas.status import Classifier, TrackingStatus
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+ShortCode = Annotated[str, StringConstraints(min_length=1, max_length=35)]
+LegNumber = Annotated[int, Field(ge=1, le=16)]
+
+
+def _mode_from_code(value: Any) -> Any:
+    # JSON carries the Rec 19 code as an integer; strict mode would otherwise demand the enum object.
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return TransportMode(value)
+        except ValueError:
+            raise ValueError(f"{value} is not a UN/ECE Rec 19 mode code (1-8)") from None
+    return value
+
+
+ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
+
+
+class Party(Frozen):
+    """A party to the shipment. `contact` is personal data and is graded as such when shared."""
+
+    party_id: PartyId
+    name: Text
+    contact: Text | None = None
+
+
+class DangerousGoods(Frozen):
+    un_number: Annotated[str, StringConstraints(pattern=r"^UN[0-9]{4}$")]
+    hazard_class: Annotated[str, StringConstraints(pattern=r"^[1-9](\.[1-6])?[A-Z]?$")]
+
+
+class Cargo(Frozen):
+    description: Text
+    pieces: Annotated[int, Field(ge=1, le=1_000_000)]
+    packages: Annotated[int, Field(ge=1, le=1_000_000)]
+    gross_weight_kg: NonNegativeDecimal
+    volume_m3: NonNegativeDecimal | None = None
+    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
+    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=50)] = []
+
+
+class PlannedLeg(Frozen):
+    """One leg the MTO has planned and subcontracted to a carrier."""
+
+    sequence: LegNumber
+    mode: ModeCode
+    carrier: PartyId
+    origin: UnLocode
+    destination: UnLocode
+    planned_departure: UtcDatetime | None = None
+    planned_arrival: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _distinct_ends(self) -> PlannedLeg:
+        if self.origin == self.destination:
+            raise ValueError(f"leg {self.sequence} starts and ends at {self.origin}")
+        return self
+
+
+class BookingPayload(Frozen):
+    """The shipper's one booking with the MTO, with the legs the MTO planned for it."""
+
+    shipper: Party
+    consignee: Party
+    mto: PartyId
+    cargo: Cargo
+    declared_value: Money
+    legs: Annotated[list[PlannedLeg], Field(min_length=1, max_length=16)]
+    requested_delivery: UtcDatetime | None = None
+    insurance_requested: bool = False
+
+    @model_validator(mode="after")
+    def _legs_form_a_chain(self) -> BookingPayload:
+        sequences = [leg.sequence for leg in self.legs]
+        if sequences != list(range(1, len(self.legs) + 1)):
+            raise ValueError(f"legs must be numbered 1..{len(self.legs)} in order, got {sequences}")
+        for before, after in zip(self.legs, self.legs[1:]):
+            if before.destination != after.origin:
+                raise ValueError(
+                    f"leg {after.sequence} starts at {after.origin} but leg {before.sequence} ends at {before.destination}"
+                )
+        return self
+
+
+DocumentKind = Literal[
+    "multimodal_transport_document",
+    "cmr",
+    "cim",
+    "smgs",
+    "rail_waybill",
+    "road_consignment_note",
+    "sea_waybill",
+    "bill_of_lading",
+    "air_waybill",
+    "inland_waybill",
+]
+_AWB = TypeAdapter(AirWaybillNumber)
+
+
+class WaybillPayload(Frozen):
+    """A transport document: a carrier's own for one leg, or the MTO's through document (no leg)."""
+
+    document_kind: DocumentKind
+    document_number: DocumentNumber
+    issuer: PartyId
+    leg: LegNumber | None = None
+    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
+
+    @model_validator(mode="after")
+    def _leg_matches_kind(self) -> WaybillPayload:
+        through = self.document_kind == "multimodal_transport_document"
+        if through and self.leg is not None:
+            raise ValueError("the multimodal transport document covers the whole journey and names no leg")
+        if not through and self.leg is None:
+            raise ValueError(f"a {self.document_kind} document belongs to one leg: set `leg`")
+        if self.document_kind == "air_waybill":
+            _AWB.validate_python(self.document_number)
+        return self
+
+
+class TrackingPayload(Frozen):
+    """A status report. The carrier's raw code and its code list stay beside the canonical status."""
+
+    status: TrackingStatus
+    raw_code: ShortCode
+    code_list: ShortCode
+    leg: LegNumber | None = None
+    location: UnLocode | None = None
+    container: ContainerNumber | None = None
+    transport_means: ShortCode | None = None
+    remarks: Text | None = None
+
+
+class ChargeLine(Frozen):
+    code: ShortCode
+    description: Text | None = None
+    amount: Money
+
+
+class SettlementPayload(Frozen):
+    """A carrier's charges for one leg (or the MTO's for the journey when `leg` is absent)."""
+
+    carrier: PartyId
+    leg: LegNumber | None = None
+    charges: Annotated[list[ChargeLine], Field(min_length=1, max_length=100)]
+
+
+class PolicyBound(Frozen):
+    action: Literal["policy_bound"]
+    policy_number: DocumentNumber
+    insurer: PartyId
+    insured_value: Money
+    conditions: Text
+
+
+ClaimStatus = Literal["opened", "acknowledged", "assessed", "settled", "rejected"]
+
+
+class ClaimUpdate(Frozen):
+    action: Literal["claim_update"]
+    claim_id: DocumentNumber
+    status: ClaimStatus
+    amount: Money | None = None
+    remarks: Text | None = None
+
+
+InsurancePayload = Annotated[Union[PolicyBound, ClaimUpdate], Field(discriminator="action")]
+
+
+class CarrierReference(Frozen):
+    """How a carrier knows the shipment when it does not know the hub's id."""
+
+    kind: Literal["container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"]
+    value: DocumentNumber
+
+
+class Envelope(Frozen):
+    """What every event carries. Identity is (source, event_id); a later `revised_at` replaces a copy."""
+
+    event_id: EventId
+    source: PartyId
+    shipment_id: ShipmentId | None = None
+    references: Annotated[list[CarrierReference], Field(max_length=20)] = []
+    occurred_at: UtcDatetime
+    recorded_at: UtcDatetime
+    classifier: Classifier = "ACT"
+    revised_at: UtcDatetime | None = None
+    retracted: bool = False
+
+    @model_validator(mode="after")
+    def _addressed(self) -> Envelope:
+        if self.shipment_id is None and not self.references:
+            raise ValueError("an event must name the hub shipment_id or at least one carrier reference")
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}/{self.event_id}"
+
+
+class BookingEvent(Envelope):
+    event_type: Literal["booking"]
+    payload: BookingPayload
+
+
+class WaybillEvent(Envelope):
+    event_type: Literal["waybill"]
+    payload: WaybillPayload
+
+
+class TrackingEvent(Envelope):
+    event_type: Literal["tracking"]
+    payload: TrackingPayload
+
+
+class SettlementEvent(Envelope):
+    event_type: Literal["settlement"]
+    payload: SettlementPayload
+
+
+class InsuranceEvent(Envelope):
+    event_type: Literal["insurance"]
+    payload: InsurancePayload
+
+
+HubEvent = Annotated[
+    Union[BookingEvent, WaybillEvent, TrackingEvent, SettlementEvent, InsuranceEvent],
+    Field(discriminator="event_type"),
+]
+HUB_EVENT: TypeAdapter[HubEvent] = TypeAdapter(HubEvent)

@@ -1,0 +1,108 @@
+"""Identifiers the outside world defines, validated by their own rules (UN/LOCODE, ISO 6346, IATA AWB, ISO 4217)."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+# ISO 4217 active alphabetic codes (2025 list) plus XDR, the IMF Special Drawing Right used for liability limits.
+ISO_4217: frozenset[str] = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF
+    CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD
+    HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
+    MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY
+    TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG XDR
+    """.split()
+)
+
+_LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
+_CONTAINER = re.compile(r"^[A-Z]{3}[UJZ][0-9]{7}$")
+_AWB = re.compile(r"^([0-9]{3})-?([0-9]{8})$")
+
+
+def _check_currency(code: str) -> str:
+    if code not in ISO_4217:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+def _check_locode(code: str) -> str:
+    if not _LOCODE.match(code):
+        raise ValueError(
+            f"{code!r} is not a UN/LOCODE (2-letter country code + 3 characters from A-Z and 2-9, e.g. 'DEHAM')"
+        )
+    return code
+
+
+def iso6346_check_digit(first_ten: str) -> int:
+    """Check digit of an ISO 6346 container number from its owner code, category and serial."""
+    total = 0
+    for position, char in enumerate(first_ten):
+        total += _ISO6346_VALUES[char] * (2**position)
+    return total % 11 % 10
+
+
+def _iso6346_letter_values() -> dict[str, int]:
+    # Letters count from A=10 upwards, skipping multiples of 11 (which would collide with the mod-11 step).
+    values = {str(d): d for d in range(10)}
+    value = 10
+    for char in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        if value % 11 == 0:
+            value += 1
+        values[char] = value
+        value += 1
+    return values
+
+
+_ISO6346_VALUES = _iso6346_letter_values()
+
+
+def _check_container(number: str) -> str:
+    if not _CONTAINER.match(number):
+        raise ValueError(
+            f"{number!r} is not an ISO 6346 container number (owner code, category U/J/Z, 6-digit serial, check digit)"
+        )
+    expected = iso6346_check_digit(number[:10])
+    if int(number[10]) != expected:
+        raise ValueError(f"container number {number!r} fails its ISO 6346 check digit (expected {expected})")
+    return number
+
+
+def _check_awb(number: str) -> str:
+    match = _AWB.match(number)
+    if not match:
+        raise ValueError(f"{number!r} is not an air waybill number (3-digit prefix, 8-digit serial, e.g. '020-12345675')")
+    prefix, serial = match.groups()
+    if int(serial[:7]) % 7 != int(serial[7]):
+        raise ValueError(f"air waybill {number!r} fails its mod-7 check digit (expected {int(serial[:7]) % 7})")
+    return f"{prefix}-{serial}"
+
+
+CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_check_currency)]
+UnLocode = Annotated[str, StringConstraints(min_length=5, max_length=5), AfterValidator(_check_locode)]
+ContainerNumber = Annotated[str, StringConstraints(min_length=11, max_length=11), AfterValidator(_check_container)]
+AirWaybillNumber = Annotated[str, StringConstraints(min_length=11, max_length=12), AfterValidator(_check_awb)]
+
+# Hub and party identifiers: printable, no spaces, bounded, so they are safe as Kafka keys and URL parts.
+ShipmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+PartyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+DocumentNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9./-]{0,34}$")]
+
+
+class TransportMode(IntEnum):
+    """UN/ECE Recommendation 19 mode of transport codes."""
+
+    MARITIME = 1
+    RAIL = 2
+    ROAD = 3
+    AIR = 4
+    MAIL = 5
+    MULTIMODAL = 6
+    FIXED_INSTALLATION = 7
+    INLAND_WATER = 8

@@ -1,0 +1,157 @@
+"""The faust wiring: topics, the shipments table and the merge agent. Thin on purpose.
+
+Every decision is made by the pure core (streams.codec, streams.merge); this module only moves bytes between
+Kafka, the table and those functions. Delivery is at-least-once; the fold is idempotent, so a replayed event
+after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import faust
+from faust.types import EventT, StreamT
+
+from mmhub.config import Settings
+from schemas.events import HubEvent
+from streams import topics as topic_names
+from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
+from streams.merge import ShipmentState, absorb, project
+
+log = logging.getLogger("mmhub.worker")
+
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.05
+
+
+@dataclass
+class Counters:
+    """What the worker did with its input, so `input = applied + duplicates + dead-lettered` can be checked."""
+
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    versions_emitted: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def create_app(settings: Settings) -> faust.App:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store=settings.store,
+        datadir=str(settings.data_dir / settings.app_id),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        producer_acks=-1,
+        table_cleanup_interval=60.0,
+    )
+    names = settings.topics
+    events_topic = app.topic(names.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    dlq_topic = app.topic(names.dlq, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    status_topic = app.topic(names.status, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    # use_partitioner: changelog partitions follow the key's hash, exactly like hub.events, so a batch that mixes
+    # partitions still writes each shipment's state to its own partition.
+    shipments = app.Table(
+        "shipments",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+    counters = Counters()
+    app.mmhub_counters = counters  # type: ignore[attr-defined]
+
+    async def dead_letter(event: EventT, rejection: Rejection) -> None:
+        message = event.message
+        counters.dead_lettered += 1
+        counters.by_reason[rejection.code] += 1
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection.reason
+        )
+        await dlq_topic.send(
+            key=message.key,
+            value=message.value,
+            headers=[
+                (topic_names.DLQ_REASON, rejection.reason.encode()),
+                (topic_names.DLQ_CODE, rejection.code.encode()),
+                (topic_names.DLQ_SOURCE_TOPIC, message.topic.encode()),
+                (topic_names.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
+                (topic_names.DLQ_SOURCE_OFFSET, str(message.offset).encode()),
+            ],
+        )
+
+    async def merge_batch(stream: StreamT, batch: Sequence[EventT]) -> None:
+        accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
+        for event in batch:
+            decoded = decode_event(event.message.value)
+            if isinstance(decoded, Rejection):
+                await dead_letter(event, decoded)
+            elif decoded.shipment_id is None:
+                await dead_letter(
+                    event,
+                    Rejection("unresolved", "event names only carrier references; send it with its hub shipment_id"),
+                )
+            elif event.message.key != decoded.shipment_id.encode():
+                # A wrong key puts the event on another shipment's partition, where another worker may own it.
+                await dead_letter(
+                    event,
+                    Rejection("wrong_key", f"message key must be the shipment_id {decoded.shipment_id!r}"),
+                )
+            else:
+                accepted[decoded.shipment_id].append((event, decoded))
+
+        for shipment_id, items in accepted.items():
+            key = shipment_id.encode()
+            stored = shipments.get(key)
+            before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
+            try:
+                state, new_copies = absorb(before, [hub_event for _, hub_event in items])
+                record = project(state)
+            except Exception as error:  # noqa: BLE001 - a hub bug must not stop every other shipment
+                log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))
+                for event, _ in items:
+                    await dead_letter(event, Rejection("hub_error", f"the hub failed to merge this event: {error!r}"))
+                continue
+            counters.applied += len(new_copies)
+            counters.duplicates += len(items) - len(new_copies)
+            if state is before:
+                continue
+            # The table's store picks its partition from the current event: make it this shipment's event.
+            stream._set_current_event(items[-1][0])  # type: ignore[attr-defined]
+            shipments[key] = encode_state(state)
+            await status_topic.send(key=key, value=encode_status(record, new_copies))
+            counters.versions_emitted += 1
+
+    @app.agent(events_topic, name="merge")
+    async def merge(stream: StreamT) -> None:
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await merge_batch(stream, batch)
+
+    @app.timer(interval=30.0)
+    async def report() -> None:
+        log.info(
+            "applied=%d duplicates=%d dead_lettered=%d versions_emitted=%d",
+            counters.applied,
+            counters.duplicates,
+            counters.dead_lettered,
+            counters.versions_emitted,
+        )
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the stream worker in the foreground until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -1,0 +1,99 @@
+"""Bytes in and out of the hub: canonical events, shipment state and status messages, all as orjson.
+
+Decoding never raises on bad input: it returns a Rejection whose reason tells the sender what to fix, and the
+caller dead-letters the original bytes with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import HUB_EVENT, HubEvent
+from schemas.record import ShipmentRecord
+from streams.merge import Copy, ShipmentState
+
+MAX_EVENT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input was refused. `code` is stable for machines, `reason` is for the person who sent it."""
+
+    code: str
+    reason: str
+
+
+def decode_event(raw: bytes | None) -> HubEvent | Rejection:
+    if raw is None or len(raw) == 0:
+        return Rejection("empty", "message has no value")
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection("too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return Rejection("invalid_json", f"not valid UTF-8 JSON: {error}")
+    if not isinstance(document, dict):
+        return Rejection("invalid_json", f"an event must be a JSON object, got {type(document).__name__}")
+    try:
+        return HUB_EVENT.validate_python(document)
+    except ValidationError as error:
+        return Rejection("invalid_event", describe(error))
+
+
+def describe(error: ValidationError, limit: int = 5) -> str:
+    """A compact, human-readable summary of a pydantic error: where, and what is wrong."""
+    parts = []
+    for item in error.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "(event)"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def encode_event(event: HubEvent) -> bytes:
+    return orjson.dumps(HUB_EVENT.dump_python(event, mode="json"))
+
+
+def encode_record(record: ShipmentRecord) -> bytes:
+    return orjson.dumps(record.model_dump(mode="json"))
+
+
+def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
+    """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one."""
+    document: dict[str, Any] = {
+        "record": record.model_dump(mode="json"),
+        "applied": [
+            {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
+            for copy in applied
+        ],
+    }
+    return orjson.dumps(document)
+
+
+def encode_state(state: ShipmentState) -> bytes:
+    return orjson.dumps(
+        {
+            "shipment_id": state.shipment_id,
+            "seen": sorted(state.seen),
+            "copies": [
+                {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
+                for _, copy in sorted(state.copies.items())
+            ],
+        }
+    )
+
+
+def decode_state(raw: bytes) -> ShipmentState:
+    """Inverse of encode_state. Stored state was written by the hub itself: a failure here is a hub bug and raises."""
+    document = orjson.loads(raw)
+    copies = {}
+    for item in document["copies"]:
+        event = HUB_EVENT.validate_python(item["event"])
+        copies[event.key] = Copy(item["fingerprint"], event)
+    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]))
