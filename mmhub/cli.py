@@ -103,7 +103,9 @@ def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(row, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print(summary(ShipmentRecord.model_validate_json(orjson.dumps(row["record"]))))
+        projected_at = row.pop("projected_at")
+        print(summary(ShipmentRecord.model_validate_json(orjson.dumps(row))))
+        print(f"  Projected to Postgres at {projected_at}")
     return 0
 
 

@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from connectors.kafka import ensure_topics, publish, read_jsonl, scramble
+from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
 from mmhub.config import Settings
 from mmhub.render import summary
@@ -106,8 +107,9 @@ async def _play(settings: Settings, journey: Path) -> int:
     matches = True
     for shipment_id, offline in expected.items():
         row = await fetch_record(settings, shipment_id)
-        assert row is not None
-        projected = ShipmentRecord.model_validate_json(orjson.dumps(row["record"]))
+        assert row is not None, f"{shipment_id} reached its version but has no row"
+        row.pop("projected_at")
+        projected = ShipmentRecord.model_validate_json(orjson.dumps(row))
         print()
         print(summary(projected))
         print()
@@ -134,6 +136,7 @@ def run_demo(settings: Settings, journey: Path) -> int:
     logs = settings.data_dir
     logs.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
+    asyncio.run(migrate(settings.pg_dsn, settings.pg_schema))
     worker = _spawn("worker", settings, logs / "worker.log")
     sink = _spawn("sink", settings, logs / "sink.log")
     _say(f"worker (pid {worker.pid}) and Postgres sink (pid {sink.pid}) started; logs in {logs}")

@@ -30,7 +30,10 @@ def _parse_datetime(value: Any) -> Any:
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone offset (e.g. '2026-03-01T08:00:00Z')")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, BeforeValidator(_parse_datetime), AfterValidator(_require_utc)]
@@ -62,6 +65,13 @@ class Money(Frozen):
     """An amount in one ISO 4217 currency. Amounts are Decimal, serialised as strings."""
 
     amount: StrictDecimal = Field(max_digits=18, decimal_places=4)
+    currency: CurrencyCode
+
+
+class MoneyTotal(Frozen):
+    """A sum of Money: the same currency rules, without the per-line digit limit a sum can outgrow."""
+
+    amount: StrictDecimal
     currency: CurrencyCode
 
 

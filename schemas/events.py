@@ -30,12 +30,11 @@ LegNumber = Annotated[int, Field(ge=1, le=16)]
 
 def _mode_from_code(value: Any) -> Any:
     # JSON carries the Rec 19 code as an integer; strict mode would otherwise demand the enum object.
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return TransportMode(value)
-        except ValueError:
-            raise ValueError(f"{value} is not a UN/ECE Rec 19 mode code (1-8)") from None
-    return value
+    if isinstance(value, TransportMode):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in TransportMode._value2member_map_:
+        return TransportMode(value)
+    raise ValueError(f"{value!r} is not a UN/ECE Rec 19 mode code (1-8), sent as an integer")
 
 
 ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]

@@ -16,7 +16,7 @@ ISO_4217: frozenset[str] = frozenset(
     HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
     MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
     PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY
-    TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG XDR
+    TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG XDR
     """.split()
 )
 
@@ -32,7 +32,7 @@ def _check_currency(code: str) -> str:
 
 
 def _check_locode(code: str) -> str:
-    if not _LOCODE.match(code):
+    if not _LOCODE.fullmatch(code):
         raise ValueError(
             f"{code!r} is not a UN/LOCODE (2-letter country code + 3 characters from A-Z and 2-9, e.g. 'DEHAM')"
         )
@@ -63,7 +63,7 @@ _ISO6346_VALUES = _iso6346_letter_values()
 
 
 def _check_container(number: str) -> str:
-    if not _CONTAINER.match(number):
+    if not _CONTAINER.fullmatch(number):
         raise ValueError(
             f"{number!r} is not an ISO 6346 container number (owner code, category U/J/Z, 6-digit serial, check digit)"
         )
@@ -74,7 +74,7 @@ def _check_container(number: str) -> str:
 
 
 def _check_awb(number: str) -> str:
-    match = _AWB.match(number)
+    match = _AWB.fullmatch(number)
     if not match:
         raise ValueError(f"{number!r} is not an air waybill number (3-digit prefix, 8-digit serial, e.g. '020-12345675')")
     prefix, serial = match.groups()

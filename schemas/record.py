@@ -10,9 +10,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from schemas.base import Frozen, Money, UtcDatetime
-from schemas.events import BookingPayload, ClaimStatus, DocumentKind, Party, ShortCode
-from schemas.identifiers import ContainerNumber, DocumentNumber, PartyId, ShipmentId, TransportMode, UnLocode
+from schemas.base import Frozen, Money, MoneyTotal, UtcDatetime
+from schemas.events import BookingPayload, ClaimStatus, DocumentKind, ModeCode, Party, ShortCode
+from schemas.identifiers import ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
 EventKey = Annotated[str, Field(min_length=3, max_length=200)]
@@ -54,7 +54,7 @@ class ChargeRecord(Frozen):
 
 class LegRecord(Frozen):
     sequence: int
-    mode: TransportMode
+    mode: ModeCode
     carrier: PartyId
     origin: UnLocode
     destination: UnLocode
@@ -104,7 +104,8 @@ class ShipmentRecord(Frozen):
     legs: list[LegRecord]
     current_location: UnLocode | None
     location_set_by: EventKey | None
-    charges_total: list[Money]
+    journey_charges: list[ChargeRecord]
+    charges_total: list[MoneyTotal]
     insurance: InsuranceRecord
     events_applied: int
     retracted_events: int

@@ -8,11 +8,14 @@ after a crash changes nothing.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import faust
+import faust.streams as faust_streams
 from faust.types import EventT, StreamT
 
 from mmhub.config import Settings
@@ -36,6 +39,21 @@ class Counters:
     dead_lettered: int = 0
     versions_emitted: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@contextmanager
+def events_partition(event: EventT) -> Iterator[None]:
+    """Make `event` faust's current event while a table write runs.
+
+    faust's RocksDB store files a write under the partition of the task's current event. In a batch that mixes
+    partitions that is the last event taken, not the shipment's own. Setting the context variable (and only it:
+    the stream's `current_event` attribute is read by the batching buffer) puts each write where it belongs.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -89,7 +107,7 @@ def create_app(settings: Settings) -> faust.App:
             ],
         )
 
-    async def merge_batch(stream: StreamT, batch: Sequence[EventT]) -> None:
+    async def merge_batch(batch: Sequence[EventT]) -> None:
         accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
         for event in batch:
             decoded = decode_event(event.message.value)
@@ -125,16 +143,15 @@ def create_app(settings: Settings) -> faust.App:
             counters.duplicates += len(items) - len(new_copies)
             if state is before:
                 continue
-            # The table's store picks its partition from the current event: make it this shipment's event.
-            stream._set_current_event(items[-1][0])  # type: ignore[attr-defined]
-            shipments[key] = encode_state(state)
+            with events_partition(items[-1][0]):
+                shipments[key] = encode_state(state)
             await status_topic.send(key=key, value=encode_status(record, new_copies))
             counters.versions_emitted += 1
 
     @app.agent(events_topic, name="merge")
     async def merge(stream: StreamT) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await merge_batch(stream, batch)
+            await merge_batch(batch)
 
     @app.timer(interval=30.0)
     async def report() -> None:

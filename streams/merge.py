@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 import orjson
 
-from schemas.base import Money
+from schemas.base import Money, MoneyTotal
 from schemas.events import (
     HUB_EVENT,
     BookingEvent,
@@ -157,6 +157,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
             legs=[],
             current_location=None,
             location_set_by=None,
+            journey_charges=[],
             charges_total=[],
             insurance=insurance,
             events_applied=len(live),
@@ -168,8 +169,12 @@ def project(state: ShipmentState) -> ShipmentRecord:
     plan = booking.payload
     per_leg: dict[int, list[HubEvent]] = defaultdict(list)
     unplaced: list[str] = []
+    journey_settlements: list[SettlementEvent] = []
     for event in live:
         if isinstance(event, (BookingEvent, InsuranceEvent)) or _shipment_level(event):
+            continue
+        if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
+            journey_settlements.append(event)  # the MTO's own charges for the whole journey
             continue
         leg = _leg_of(event, plan)
         if leg is None:
@@ -179,7 +184,8 @@ def project(state: ShipmentState) -> ShipmentRecord:
 
     legs = [_leg(planned.sequence, plan, per_leg[planned.sequence]) for planned in plan.legs]
     location = _current_location(legs)
-    charges = [charge for leg in legs for charge in leg.charges]
+    journey_charges = _charges(journey_settlements)
+    charges = journey_charges + [charge for leg in legs for charge in leg.charges]
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -193,6 +199,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
         legs=legs,
         current_location=location.location if location else None,
         location_set_by=location.set_by if location else None,
+        journey_charges=journey_charges,
         charges_total=_totals(charge.amount for charge in charges),
         insurance=insurance,
         events_applied=len(live),
@@ -322,11 +329,11 @@ def _charges(events: Iterable[SettlementEvent]) -> list[ChargeRecord]:
     ]
 
 
-def _totals(amounts: Iterable[Money]) -> list[Money]:
+def _totals(amounts: Iterable[Money]) -> list[MoneyTotal]:
     sums: dict[str, Decimal] = defaultdict(Decimal)
     for money in amounts:
         sums[money.currency] += money.amount
-    return [Money(amount=total, currency=currency) for currency, total in sorted(sums.items())]
+    return [MoneyTotal(amount=total, currency=currency) for currency, total in sorted(sums.items())]
 
 
 def _insurance(live: list[HubEvent]) -> InsuranceRecord:

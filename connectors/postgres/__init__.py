@@ -1,0 +1,1 @@
+"""The Postgres projection of `hub.shipment.status`: migrations, the sink that writes it, and readers of it."""

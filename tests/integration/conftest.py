@@ -1,0 +1,76 @@
+"""Shared fixtures for integration tests: the real broker and database, and a private corner of each per test.
+
+The services are started outside the tests (`bash infra/dev.sh up`); a session fixture waits for them, and
+every test gets its own namespace (topics, consumer groups) and Postgres schema, removed when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+
+from connectors.kafka import ensure_topics
+from connectors.postgres.db import quote_ident
+from mmhub.config import Settings
+
+SERVICES_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="session")
+async def services() -> Settings:
+    """The environment's settings, once Kafka and Postgres both answer (they may still be starting)."""
+    settings = Settings.from_env()
+    deadline = asyncio.get_running_loop().time() + SERVICES_TIMEOUT_S
+    while True:
+        try:
+            conn = await asyncpg.connect(settings.pg_dsn, timeout=5)
+            await conn.close()
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+            await admin.start()
+            await admin.close()
+            return settings
+        except (OSError, asyncpg.PostgresError, KafkaConnectionError) as error:
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"Kafka ({settings.kafka}) or Postgres not reachable: {error}; run `bash infra/dev.sh up`")
+            await asyncio.sleep(2)
+
+
+@pytest.fixture
+async def hub_settings(services: Settings) -> AsyncIterator[Callable[..., Awaitable[Settings]]]:
+    """A factory of settings with a unique namespace and pg_schema; their topics and schemas are dropped after."""
+    made: list[Settings] = []
+
+    async def new(topics: bool = True) -> Settings:
+        tag = uuid.uuid4().hex[:10]
+        settings = dataclasses.replace(services, namespace=f"it-{tag}", pg_schema=f"it_{tag}")
+        made.append(settings)
+        if topics:
+            await ensure_topics(settings)
+        return settings
+
+    yield new
+
+    if not made:
+        return
+    conn = await asyncpg.connect(services.pg_dsn)
+    try:
+        for settings in made:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.pg_schema)} CASCADE")
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [name for settings in made for name in settings.topics.all() if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

@@ -1,0 +1,140 @@
+"""Helpers for integration tests that run the hub's real processes against the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from connectors.kafka import read_jsonl
+from connectors.postgres.store import fetch_record, projected_versions
+from mmhub.config import Settings
+from schemas.record import ShipmentRecord
+from streams.codec import Rejection, decode_event
+from streams.merge import fold
+
+JOURNEY = Path(__file__).resolve().parents[2] / "examples" / "journey.jsonl"
+JOURNEY_ID = "SHP-2026-000042"
+
+
+def journey_lines(shipment_id: str = JOURNEY_ID) -> list[bytes]:
+    """The example journey, re-addressed to `shipment_id` (so one test can run many shipments)."""
+    return [line.replace(JOURNEY_ID.encode(), shipment_id.encode()) for line in read_jsonl(JOURNEY)]
+
+
+def offline(lines: list[bytes]) -> dict[str, ShipmentRecord]:
+    """What `mmhub fold` gives for these lines: the reference every pipeline result must equal."""
+    events = [e for e in (decode_event(line) for line in lines) if not isinstance(e, Rejection)]
+    return fold(e for e in events if e.shipment_id is not None)
+
+
+class HubProcess:
+    """One `mmhub <command>` process with the test's namespace, schema and data directory."""
+
+    def __init__(self, command: str, settings: Settings, data_dir: Path, log: Path) -> None:
+        self.command = command
+        self.env = {
+            **os.environ,
+            "MMHUB_KAFKA": settings.kafka,
+            "MMHUB_PG_DSN": settings.pg_dsn,
+            "MMHUB_NAMESPACE": settings.namespace,
+            "MMHUB_PG_SCHEMA": settings.pg_schema,
+            "MMHUB_DATA_DIR": str(data_dir),
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mmhub.cli", self.command], env=self.env, stdout=handle, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit. What a crash looks like."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, what: str, *procs: HubProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        for proc in procs:
+            assert proc.alive, f"{proc.command} died while waiting for {what}:\n{proc.tail()}"
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {p.command} ---\n{p.tail()}" for p in procs)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+        await asyncio.sleep(0.5)
+
+
+async def caught_up(settings: Settings, expected: dict[str, ShipmentRecord]) -> bool:
+    versions = await projected_versions(settings)
+    return all(versions.get(sid, 0) >= record.version for sid, record in expected.items())
+
+
+async def projected_record(settings: Settings, shipment_id: str) -> ShipmentRecord:
+    row = await fetch_record(settings, shipment_id)
+    assert row is not None, f"{shipment_id} is not in the projection"
+    row.pop("projected_at")
+    return ShipmentRecord.model_validate_json(orjson.dumps(row))
+
+
+async def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """Every message on `topic` from the beginning, waiting until at least `expected` have arrived."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(messages)
+            if len(found) >= expected:
+                # one more short poll, so that an unexpected extra message is seen too
+                for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                    found.extend(messages)
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def drop_internal_topics(settings: Settings) -> None:
+    """Faust's changelog topics for the namespace; the conftest drops the hub's own."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(f"{settings.app_id}-")]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

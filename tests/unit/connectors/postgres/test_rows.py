@@ -1,0 +1,130 @@
+"""Status messages to projection rows: the newest version per shipment, each event copy once, loud on nonsense."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connectors.postgres.rows import MalformedStatus, collect, parse_status
+from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
+from streams.codec import Rejection, decode_event, encode_record, encode_status
+from streams.merge import Copy, ShipmentState, apply, fingerprint, project
+
+JOURNEY = Path(__file__).resolve().parents[4] / "examples" / "journey.jsonl"
+SHIPMENT = "SHP-2026-000042"
+KEY = SHIPMENT.encode()
+
+
+@dataclass(frozen=True)
+class Msg:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def journey() -> list[HubEvent]:
+    events = []
+    for line in JOURNEY.read_bytes().splitlines():
+        event = decode_event(line)
+        assert not isinstance(event, Rejection), event
+        events.append(event)
+    return events
+
+
+def versions(events: list[HubEvent]) -> tuple[list[bytes], ShipmentRecord]:
+    """The status message of every version, as the worker emits them (one per new event copy), and the last record."""
+    state = ShipmentState(SHIPMENT)
+    out = []
+    for event in events:
+        state = apply(state, event)
+        out.append(encode_status(project(state), [Copy(fingerprint(event), event)]))
+    return out, project(state)
+
+
+EVENTS = journey()
+VERSIONS, FINAL = versions(EVENTS)
+
+
+def test_a_booked_record_names_its_shipper_and_operator_and_keeps_the_record_json() -> None:
+    row, events = parse_status(KEY, VERSIONS[0])
+    assert (row.shipment_id, row.version, row.status) == (SHIPMENT, 1, "booked")
+    assert (row.shipper, row.mto) == ("shipper.chengdu-elec", "mto.westcorridor")
+    assert row.updated_at == datetime(2026, 3, 2, 1, 3, tzinfo=timezone.utc)
+    assert orjson.loads(row.record) == orjson.loads(VERSIONS[0])["record"]
+    assert [(e.event_key, e.event_type, e.record_version) for e in events] == [("mto.westcorridor/bkg-1", "booking", 1)]
+
+
+def test_a_record_still_awaiting_its_booking_has_no_shipper_or_operator() -> None:
+    state = apply(ShipmentState(SHIPMENT), EVENTS[1])  # a waybill, before any booking
+    row, _ = parse_status(KEY, encode_status(project(state), []))
+    assert (row.status, row.shipper, row.mto) == ("awaiting_booking", None, None)
+
+
+def test_a_batch_keeps_only_the_highest_version_of_each_shipment_whatever_the_order() -> None:
+    shuffled = [VERSIONS[20], VERSIONS[33], VERSIONS[2]]
+    batch = collect(Msg(0, offset, KEY, value) for offset, value in enumerate(shuffled))
+    assert [(row.shipment_id, row.version) for row in batch.shipments] == [(SHIPMENT, 34)]
+    assert orjson.loads(batch.shipments[0].record) == orjson.loads(encode_record(FINAL))
+    assert sorted(e.record_version for e in batch.events) == [3, 21, 34]
+
+
+def test_an_event_copy_seen_twice_in_a_batch_is_written_once_with_its_first_version() -> None:
+    replayed = [VERSIONS[4], VERSIONS[4]]
+    batch = collect(Msg(3, offset, KEY, value) for offset, value in enumerate(replayed))
+    assert [(e.event_key, e.record_version) for e in batch.events] == [("carrier.oceanline/swb-1", 5)]
+    assert batch.messages == 2
+
+
+def test_a_revision_of_an_event_is_a_second_copy_under_the_same_key() -> None:
+    keys = [parse_status(KEY, value)[1][0] for value in VERSIONS[20:22]]
+    assert keys[0].event_key == keys[1].event_key == "carrier.oceanline/t3-est-arr"
+    assert keys[0].fingerprint != keys[1].fingerprint
+
+
+def test_each_partition_resumes_one_past_its_last_message() -> None:
+    batch = collect([Msg(5, 7, KEY, VERSIONS[0]), Msg(2, 40, KEY, VERSIONS[1]), Msg(5, 8, KEY, VERSIONS[2])])
+    assert batch.next_offsets == {2: 41, 5: 9}
+
+
+def _status(record_changes: dict[str, object] | None = None, applied: object = None) -> bytes:
+    document = orjson.loads(VERSIONS[0])
+    document["record"].update(record_changes or {})
+    if applied is not None:
+        document["applied"] = applied
+    return orjson.dumps(document)
+
+
+def _other_shipments_event() -> list[dict[str, object]]:
+    item = orjson.loads(VERSIONS[0])["applied"][0]
+    item["event"]["shipment_id"] = "SHP-OTHER"
+    return [item]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (KEY, None, "tombstone"),
+        (KEY, b"{not json", "not JSON"),
+        (KEY, b"[]", "expected an object holding 'record'"),
+        (b"SHP-ELSEWHERE", VERSIONS[0], "is not the record's shipment_id"),
+        (None, VERSIONS[0], "is not the record's shipment_id"),
+        (KEY, _status({"version": "1"}), "'version' should be int"),
+        (KEY, _status({"version": True}), "'version' should be int"),
+        (KEY, _status({"status": None}), "'status' should be str"),
+        (KEY, _status({"updated_at": "2026-03-02T01:03:00"}), "has no timezone"),
+        (KEY, _status({"updated_at": "yesterday"}), "not an ISO 8601 timestamp"),
+        (KEY, _status(applied=[{"fingerprint": "ab", "event": {"event_type": "booking"}}]), "applied event ab"),
+        (KEY, _status(applied=_other_shipments_event()), "belongs to 'SHP-OTHER'"),
+    ],
+)
+def test_a_message_the_hub_could_not_have_written_raises_with_its_position(
+    key: bytes | None, value: bytes | None, reason: str
+) -> None:
+    with pytest.raises(MalformedStatus, match=rf"^partition 6 offset 99: .*{reason}"):
+        collect([Msg(6, 99, key, value)])

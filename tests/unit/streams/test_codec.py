@@ -1,0 +1,194 @@
+"""The codec: bytes to events never raises (a Rejection says what to fix); state and events round-trip exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.events import HUB_EVENT
+from streams.codec import (
+    MAX_EVENT_BYTES,
+    Rejection,
+    decode_event,
+    decode_state,
+    encode_event,
+    encode_record,
+    encode_state,
+    encode_status,
+)
+from streams.merge import ShipmentState, apply, apply_all, project
+
+from ..builders import Doc, booking_doc, example_journey_lines, hub_event, settlement_doc, tracking_doc
+
+
+def encoded(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+def rejection_of(raw: bytes | None) -> Rejection:
+    result = decode_event(raw)
+    assert isinstance(result, Rejection), f"expected a rejection, got {result!r}"
+    return result
+
+
+def padded_to(doc: Doc, size: int) -> bytes:
+    """The document's JSON with trailing whitespace, `size` bytes long: still the same valid event."""
+    raw = encoded(doc)
+    return raw + b" " * (size - len(raw))
+
+
+@pytest.fixture(scope="module")
+def journey_state() -> ShipmentState:
+    events = [decode_event(line) for line in example_journey_lines()]
+    return apply_all(ShipmentState("SHP-2026-000042"), events)  # type: ignore[arg-type]
+
+
+# --- rejections -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"", None])
+def test_empty_message_is_rejected_as_empty(raw: bytes | None) -> None:
+    assert rejection_of(raw).code == "empty"
+
+
+@pytest.mark.parametrize("raw", [b"{", b"not json", b"{'single': 'quotes'}", b"\xff\xfe{}", b'{"a": NaN}', b"[" * 5000])
+def test_invalid_json_is_rejected_as_invalid_json(raw: bytes) -> None:
+    rejection = rejection_of(raw)
+    assert rejection.code == "invalid_json"
+    assert "JSON" in rejection.reason
+
+
+@pytest.mark.parametrize(("raw", "kind"), [(b"[]", "list"), (b"[1, 2]", "list"), (b'"booking"', "str"), (b"42", "int"), (b"null", "NoneType")])
+def test_json_that_is_not_an_object_is_rejected_naming_what_it_got(raw: bytes, kind: str) -> None:
+    rejection = rejection_of(raw)
+    assert rejection.code == "invalid_json"
+    assert "JSON object" in rejection.reason
+    assert kind in rejection.reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("occurred_at", 1772323200, "occurred_at"),
+        ("shipment_id", 42, "shipment_id"),
+        ("retracted", "yes", "retracted"),
+        ("classifier", None, "classifier"),
+        ("payload", [], "payload"),
+    ],
+)
+def test_wrong_type_is_rejected_naming_the_field(field: str, value: Any, where: str) -> None:
+    rejection = rejection_of(encoded(dict(tracking_doc("departed"), **{field: value})))
+    assert rejection.code == "invalid_event"
+    assert f"tracking.{where}" in rejection.reason
+
+
+def test_wrong_type_inside_the_payload_is_rejected_with_its_path() -> None:
+    doc = tracking_doc("departed")
+    doc["payload"]["leg"] = "one"
+    assert "tracking.payload.leg" in rejection_of(encoded(doc)).reason
+
+
+def test_unknown_event_type_is_rejected_naming_event_type_and_the_known_ones() -> None:
+    rejection = rejection_of(encoded(dict(tracking_doc("departed"), event_type="customs")))
+    assert rejection.code == "invalid_event"
+    assert "event_type" in rejection.reason
+    assert "'customs'" in rejection.reason
+    assert "'tracking'" in rejection.reason
+
+
+def test_missing_event_type_is_rejected_naming_event_type() -> None:
+    doc = tracking_doc("departed")
+    del doc["event_type"]
+    assert "event_type" in rejection_of(encoded(doc)).reason
+
+
+def test_float_amount_is_rejected_naming_the_amount_and_the_fix() -> None:
+    rejection = rejection_of(encoded(settlement_doc([("FRT", 99.95, "USD")])))
+    assert rejection.code == "invalid_event"
+    assert "settlement.payload.charges.0.amount.amount" in rejection.reason
+    assert "string" in rejection.reason
+
+
+def test_payload_over_the_size_limit_is_rejected_before_parsing() -> None:
+    rejection = rejection_of(padded_to(tracking_doc("departed"), MAX_EVENT_BYTES + 1))
+    assert rejection.code == "too_large"
+    assert str(MAX_EVENT_BYTES) in rejection.reason
+
+
+def test_payload_of_exactly_the_size_limit_is_decoded() -> None:
+    event = decode_event(padded_to(tracking_doc("departed"), MAX_EVENT_BYTES))
+    assert event == hub_event(tracking_doc("departed"))
+
+
+def test_many_errors_are_summarised_with_a_count_of_the_rest() -> None:
+    doc = booking_doc()
+    for leg in doc["payload"]["legs"]:
+        leg.update(mode=0, origin="x", destination="y", carrier="Not A Party")
+    reason = rejection_of(encoded(doc)).reason
+    assert reason.count(";") == 5
+    assert reason.endswith("more")
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_timestamp_that_leaves_the_calendar_in_utc_is_rejected_not_raised(value: str) -> None:
+    rejection = rejection_of(encoded(dict(tracking_doc("departed"), occurred_at=value)))
+    assert rejection.code == "invalid_event"
+    assert "occurred_at" in rejection.reason
+
+
+# --- round trips ----------------------------------------------------------------------------------------------------
+
+
+def test_every_example_event_round_trips_through_encode_event() -> None:
+    for line in example_journey_lines():
+        event = decode_event(line)
+        assert decode_event(encode_event(event)) == event  # type: ignore[arg-type]
+        assert HUB_EVENT.validate_python(orjson.loads(encode_event(event))) == event  # type: ignore[arg-type]
+
+
+def test_encoded_event_keeps_amounts_as_strings_and_times_in_utc() -> None:
+    doc = settlement_doc([("FRT", "1250.10", "USD")], leg=1)
+    doc["occurred_at"] = "2026-03-02T09:00:00+08:00"
+    document = orjson.loads(encode_event(hub_event(doc)))
+    assert document["payload"]["charges"][0]["amount"]["amount"] == "1250.10"
+    assert document["occurred_at"] == "2026-03-02T01:00:00Z"
+
+
+def test_state_round_trips_exactly(journey_state: ShipmentState) -> None:
+    restored = decode_state(encode_state(journey_state))
+    assert restored == journey_state
+    assert restored.version == journey_state.version == 34
+    assert project(restored) == project(journey_state)
+    assert encode_state(restored) == encode_state(journey_state)
+
+
+def test_state_encoding_does_not_depend_on_arrival_order(journey_state: ShipmentState) -> None:
+    events = [decode_event(line) for line in reversed(example_journey_lines())]
+    reversed_state = apply_all(ShipmentState("SHP-2026-000042"), events)  # type: ignore[arg-type]
+    assert encode_state(reversed_state) == encode_state(journey_state)
+
+
+def test_empty_state_round_trips() -> None:
+    assert decode_state(encode_state(ShipmentState("SHP-EMPTY"))) == ShipmentState("SHP-EMPTY")
+
+
+def test_restored_state_still_recognises_copies_it_has_seen(journey_state: ShipmentState) -> None:
+    restored = decode_state(encode_state(journey_state))
+    event = decode_event(example_journey_lines()[5])
+    assert apply(restored, event) is restored  # type: ignore[arg-type]
+
+
+def test_record_encoding_is_its_json(journey_state: ShipmentState) -> None:
+    record = project(journey_state)
+    assert orjson.loads(encode_record(record)) == orjson.loads(record.model_dump_json())
+
+
+def test_status_message_carries_the_record_and_the_copies_applied(journey_state: ShipmentState) -> None:
+    record = project(journey_state)
+    copies = sorted(journey_state.copies.values(), key=lambda copy: copy.fingerprint)[:2]
+    document = orjson.loads(encode_status(record, copies))
+    assert document["record"]["version"] == 34
+    assert [item["fingerprint"] for item in document["applied"]] == [copy.fingerprint for copy in copies]
+    assert [HUB_EVENT.validate_python(item["event"]) for item in document["applied"]] == [c.event for c in copies]
