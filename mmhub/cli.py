@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -33,12 +36,35 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import ensure_topics
     from connectors.postgres.sink import run_sink
 
-    async def main() -> None:
-        await ensure_topics(settings)
-        await run_sink(settings)
+    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)  # finish the batch in hand, then leave
+        await ensure_topics(settings)
+        await run_sink(settings, stop=stop, on_batch=progress.add)
+
+    progress = _Progress("projected")
     asyncio.run(main())
     return 0
+
+
+class _Progress:
+    """Counts what a long-running process did and logs it now and then, so an operator sees it is alive."""
+
+    def __init__(self, what: str, every_s: float = 30.0) -> None:
+        self.what = what
+        self.every_s = every_s
+        self.total = 0
+        self._last = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.total += count
+        if time.monotonic() - self._last >= self.every_s:
+            logging.getLogger("mmhub").info("%s %d status messages so far", self.what, self.total)
+            self._last = time.monotonic()
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,7 +167,9 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(run=_worker)
 
-    sub.add_parser("sink", help="run the Postgres projection").set_defaults(run=_sink)
+    sink = sub.add_parser("sink", help="run the Postgres projection")
+    sink.add_argument("--loglevel", default="info")
+    sink.set_defaults(run=_sink)
     sub.add_parser("topics", help="create the hub's topics if absent").set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")

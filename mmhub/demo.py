@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.kafka import ensure_topics, publish, read_jsonl, scramble
 from connectors.postgres.migrate import migrate
@@ -124,7 +127,27 @@ async def _play(settings: Settings, journey: Path) -> int:
     return 0 if matches and len(rejected) == len(MALFORMED) else 1
 
 
+async def _forget_earlier_demos(settings: Settings) -> None:
+    """Drop the topics and schemas earlier demo runs left, so repeated demos do not pile up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    await admin.start()
+    try:
+        doomed = [name for name in await admin.list_topics() if name.startswith("demo-")]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'demo\\_%'"):
+            await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+    finally:
+        await conn.close()
+    shutil.rmtree(settings.data_dir / "demo", ignore_errors=True)
+
+
 def run_demo(settings: Settings, journey: Path) -> int:
+    asyncio.run(_forget_earlier_demos(settings))
     # A namespace of its own per run: the full flow every time, and nothing mixed with a real deployment.
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
     settings = replace(

@@ -62,6 +62,8 @@ def summary(record: ShipmentRecord) -> str:
         out += ["", "  Exceptions:"]
         out += [f"    leg {seq}: {m.status} at {m.location or '-'} {_when(m.at)} ({m.raw_code})" for seq, m in exceptions]
     charges = [["leg", "carrier", "code", "amount"]]
+    for charge in record.journey_charges:
+        charges.append(["all", charge.carrier, charge.code, f"{charge.amount.amount} {charge.amount.currency}"])
     for leg in record.legs:
         for charge in leg.charges:
             charges.append([str(leg.sequence), charge.carrier, charge.code, f"{charge.amount.amount} {charge.amount.currency}"])
