@@ -81,12 +81,16 @@ def encode_state(state: ShipmentState) -> bytes:
         {
             "shipment_id": state.shipment_id,
             "seen": sorted(state.seen),
-            "copies": [
-                {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
-                for _, copy in sorted(state.copies.items())
+            "copies": [_copy_document(copy) for _, copy in sorted(state.copies.items())],
+            "superseded": [
+                _copy_document(copy) for _, losers in sorted(state.superseded.items()) for copy in losers
             ],
         }
     )
+
+
+def _copy_document(copy: Copy) -> dict[str, Any]:
+    return {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
 
 
 def decode_state(raw: bytes) -> ShipmentState:
@@ -96,4 +100,8 @@ def decode_state(raw: bytes) -> ShipmentState:
     for item in document["copies"]:
         event = HUB_EVENT.validate_python(item["event"])
         copies[event.key] = Copy(item["fingerprint"], event)
-    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]))
+    superseded: dict[str, tuple[Copy, ...]] = {}
+    for item in document["superseded"]:
+        event = HUB_EVENT.validate_python(item["event"])
+        superseded[event.key] = superseded.get(event.key, ()) + (Copy(item["fingerprint"], event),)  # stored in rank order
+    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded)

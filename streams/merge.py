@@ -67,15 +67,25 @@ class Copy:
 
 @dataclass(frozen=True)
 class ShipmentState:
-    """Everything the hub needs to rebuild a shipment's record: the winning copy per event, and all copies seen."""
+    """Everything the hub needs to rebuild a shipment's record.
+
+    `copies` holds the winning copy per event identity, `superseded` the copies that lost to it (an invoice
+    must be able to say what a corrected charge used to be), `seen` the fingerprints of all of them.
+    """
 
     shipment_id: str
     copies: Mapping[str, Copy] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
+    superseded: Mapping[str, tuple[Copy, ...]] = field(default_factory=dict)
 
     @property
     def version(self) -> int:
         return len(self.seen)
+
+    def history(self, key: str) -> tuple[Copy, ...]:
+        """Every copy of one event, lowest rank first, the winner last."""
+        winner = self.copies.get(key)
+        return self.superseded.get(key, ()) + ((winner,) if winner else ())
 
 
 class MisroutedEvent(ValueError):
@@ -91,10 +101,17 @@ def apply(state: ShipmentState, event: HubEvent, event_fingerprint: str | None =
         return state
     incoming = Copy(digest, event)
     current = state.copies.get(event.key)
-    copies = state.copies
+    copies, superseded = state.copies, state.superseded
     if current is None or incoming.rank > current.rank:
         copies = {**state.copies, event.key: incoming}
-    return ShipmentState(state.shipment_id, copies, state.seen | {digest})
+        loser = current
+    else:
+        loser = incoming
+    if loser is not None:
+        # kept sorted by rank, so the state is the same whatever order the copies came in
+        losers = tuple(sorted(state.superseded.get(event.key, ()) + (loser,), key=lambda c: c.rank))
+        superseded = {**state.superseded, event.key: losers}
+    return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded)
 
 
 def apply_all(state: ShipmentState, events: Iterable[HubEvent]) -> ShipmentState:
