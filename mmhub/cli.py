@@ -153,7 +153,7 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from mmhub.demo import run_demo
 
-    return run_demo(settings, Path(args.file))
+    return run_demo(settings, [Path(name) for name in args.files])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -197,7 +197,12 @@ def parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_schema)
 
     demo = sub.add_parser("demo", help="run the hub and play a multimodal journey end to end")
-    demo.add_argument("--file", default=str(REPO / "examples" / "journey.jsonl"))
+    demo.add_argument(
+        "files",
+        nargs="*",
+        default=[str(REPO / "examples" / "journey.jsonl"), str(REPO / "examples" / "journey-claim.jsonl")],
+        help="JSON-lines event logs to play (default: the two example journeys)",
+    )
     demo.set_defaults(run=_demo)
     return top
 

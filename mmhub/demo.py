@@ -1,8 +1,9 @@
 """`mmhub demo`: a multimodal journey end to end through the real broker into the real database.
 
-Starts a worker and the Postgres sink as separate processes (as in production), publishes the journey
+Starts a worker and the Postgres sink as separate processes (as in production), publishes the journeys
 scrambled with duplicates and a few malformed messages, waits for the projection with progress, then prints
-the merged record and checks it against the offline fold of the same file.
+each merged record (legs, documents, custody, invoice, payouts, claims), checks it against the offline fold of
+the same files, and shows what reached the settlement, claims and dead-letter topics.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.kafka import ensure_topics, publish, read_jsonl, scramble
@@ -60,30 +61,52 @@ def _spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[byte
     )
 
 
-async def _dead_letters(settings: Settings, expected: int) -> list[tuple[str, str]]:
+async def _read(settings: Settings, topic: str, enough: int, wait_s: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
+    """The messages on `topic` from the start, once at least `enough` are there (or the wait is over)."""
     consumer = AIOKafkaConsumer(
-        settings.topics.dlq, bootstrap_servers=settings.kafka, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, bootstrap_servers=settings.kafka, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
-    found: list[tuple[str, str]] = []
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(found) < expected and time.monotonic() < deadline:
+        deadline = time.monotonic() + wait_s
+        while len(found) < enough and time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    headers = dict(message.headers)
-                    found.append((headers[DLQ_CODE].decode(), headers[DLQ_REASON].decode()))
+                found.extend(messages)
     finally:
         await consumer.stop()
     return found
 
 
-async def _play(settings: Settings, journey: Path) -> int:
-    lines = read_jsonl(journey)
+async def _dead_letters(settings: Settings, expected: int) -> list[tuple[str, str]]:
+    found = []
+    for message in await _read(settings, settings.topics.dlq, expected):
+        headers = dict(message.headers)
+        found.append((headers[DLQ_CODE].decode(), headers[DLQ_REASON].decode()))
+    return found
+
+
+async def _show_outbound(settings: Settings, expected: dict[str, ShipmentRecord]) -> None:
+    """What the shipper's accounts and the insurers received: hub.settlement and hub.claims."""
+    wanted_claims = sum(len(record.claims) for record in expected.values())
+    settlement = [orjson.loads(m.value) for m in await _read(settings, settings.topics.settlement, 1, 10)]
+    claims = [orjson.loads(m.value) for m in await _read(settings, settings.topics.claims, wanted_claims, 10)]
+    kinds = ", ".join(f"{sum(1 for m in settlement if m['kind'] == kind)} {kind}(s)" for kind in ("invoice", "note", "payout"))
+    _say(f"{settings.topics.settlement}: {len(settlement)} message(s): {kinds}")
+    latest_claims = {m["claim"]["claim_id"]: m["claim"] for m in claims}
+    _say(f"{settings.topics.claims}: {len(claims)} message(s) for {len(latest_claims)} claim(s)")
+    for claim in latest_claims.values():
+        limit = claim["liability"]["basis"] if claim["liability"] else "no limit computed"
+        print(f"       - {claim['claim_id']}: {claim['kind']} on leg {claim['leg']}, liable {claim['liable_carrier']}; {limit}")
+
+
+async def _play(settings: Settings, journeys: list[Path]) -> int:
+    lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
     events = [e for e in decoded if not isinstance(e, Rejection)]
     expected = fold(events)
-    _say(f"journey {journey.name}: {len(lines)} events for {len(expected)} shipment(s)")
+    names = ", ".join(journey.name for journey in journeys)
+    _say(f"journeys {names}: {len(lines)} events for {len(expected)} shipment(s)")
 
     created = await ensure_topics(settings)
     _say(f"topics ready ({len(created)} created): {', '.join(settings.topics.all())}")
@@ -118,8 +141,9 @@ async def _play(settings: Settings, journey: Path) -> int:
         print()
         same = projected == offline
         matches = matches and same
-        _say(f"Postgres record equals the offline `mmhub fold` of {journey.name}: {'yes' if same else 'NO'}")
+        _say(f"Postgres record equals the offline `mmhub fold` of the same events: {'yes' if same else 'NO'}")
 
+    await _show_outbound(settings, expected)
     rejected = await _dead_letters(settings, len(MALFORMED))
     _say(f"dead-letter topic {settings.topics.dlq}: {len(rejected)} message(s)")
     for code, reason in rejected:
@@ -146,7 +170,7 @@ async def _forget_earlier_demos(settings: Settings) -> None:
     shutil.rmtree(settings.data_dir / "demo", ignore_errors=True)
 
 
-def run_demo(settings: Settings, journey: Path) -> int:
+def run_demo(settings: Settings, journeys: list[Path]) -> int:
     asyncio.run(_forget_earlier_demos(settings))
     # A namespace of its own per run: the full flow every time, and nothing mixed with a real deployment.
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
@@ -164,7 +188,7 @@ def run_demo(settings: Settings, journey: Path) -> int:
     sink = _spawn("sink", settings, logs / "sink.log")
     _say(f"worker (pid {worker.pid}) and Postgres sink (pid {sink.pid}) started; logs in {logs}")
     try:
-        return asyncio.run(_play(settings, journey))
+        return asyncio.run(_play(settings, journeys))
     finally:
         for process in (worker, sink):
             process.send_signal(signal.SIGTERM)

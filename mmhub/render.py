@@ -21,6 +21,9 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 def summary(record: ShipmentRecord) -> str:
     out = [f"Shipment {record.shipment_id}  (version {record.version}, status {record.status.upper()})"]
+    if record.booking_status:
+        revised = f", amended {_when(record.booking_revised_at)}" if record.booking_revised_at else ""
+        out.append(f"  Booking: {record.booking_status}{revised}")
     if record.booking is None:
         out.append(f"  awaiting the booking; {len(record.awaiting_placement)} event(s) held until it arrives")
         return "\n".join(out)
@@ -35,20 +38,23 @@ def summary(record: ShipmentRecord) -> str:
         f"  Declared value: {booking.declared_value.amount} {booking.declared_value.currency}",
         f"  Through document: "
         + (
-            f"{record.through_document.number} ({record.through_document.kind}, by {record.through_document.issuer})"
+            f"{record.through_document.number} ({record.through_document.kind}, by {record.through_document.issuer});"
+            f" {record.through_document.status}, holder {record.through_document.holder or '-'},"
+            f" {len(record.through_document.endorsements)} endorsement(s)"
             if record.through_document
             else "not yet issued"
         ),
         f"  Current location: {record.current_location or '-'}  (per {record.location_set_by or '-'})",
         "",
     ]
-    rows = [["leg", "mode", "carrier", "route", "status", "departed", "arrived", "document"]]
+    rows = [["leg", "mode", "carrier", "accepted", "route", "status", "departed", "arrived", "document"]]
     for leg in record.legs:
         rows.append(
             [
                 str(leg.sequence),
                 TransportMode(leg.mode).name.lower(),
                 leg.carrier,
+                leg.carrier_response,
                 f"{leg.origin}->{leg.destination}",
                 leg.status,
                 _when(leg.departure.actual),
@@ -57,6 +63,16 @@ def summary(record: ShipmentRecord) -> str:
             ]
         )
     out += ["  " + line for line in _table(rows)]
+    if record.custody:
+        out += ["", "  Custody (the MTO is responsible throughout):"]
+        for holder in record.custody:
+            where = f"leg {holder.leg}" if holder.leg else holder.role
+            out.append(f"    {_when(holder.since):17}  ->  {_when(holder.until):17}  {holder.party} ({where})")
+    for found in record.discrepancies:
+        out.append(
+            f"  Discrepancy at {found.location} {_when(found.at)}: {found.kind} {found.found} vs {found.expected}"
+            f" ({found.compared_with})"
+        )
     exceptions = [(leg.sequence, m) for leg in record.legs for m in leg.exceptions]
     if exceptions:
         out += ["", "  Exceptions:"]
@@ -81,10 +97,44 @@ def summary(record: ShipmentRecord) -> str:
             else "none"
         ),
     ]
-    for claim in record.insurance.claims:
-        out.append(f"    claim {claim.claim_id}: {claim.status}")
+    out += _settlement(record)
+    for claim in record.claims:
+        where = f"leg {claim.leg}, in the custody of {claim.custody_carrier}" if claim.localised else "not localised"
+        out.append(f"  Claim {claim.claim_id}: {claim.kind}, {where}; status {claim.status}")
+        out.append(f"    evidence: {', '.join(claim.evidence)}")
+        if claim.liability:
+            out.append(f"    MTO liability limit ({claim.liability.regime}): {claim.liability.basis}")
+        if claim.liable_carrier:
+            out.append(f"    recourse against: {claim.liable_carrier}")
+    for refused in record.rejected:
+        out.append(f"  Refused {refused.event}: {refused.reason}")
     out.append(
         f"  Events applied: {record.events_applied} (retracted: {record.retracted_events},"
         f" awaiting placement: {len(record.awaiting_placement)})"
     )
     return "\n".join(out)
+
+
+def _settlement(record: ShipmentRecord) -> list[str]:
+    settlement = record.settlement
+    if settlement is None:
+        return []
+    out = ["", f"  Settlement: {settlement.status}"]
+    if not settlement.invoices:
+        out.append(f"    draft: no charges yet for legs {settlement.missing_charges_for_legs}")
+        return out
+    current = settlement.invoices[-1]
+    out.append(
+        f"    Invoice {current.invoice_id} revision {current.revision} to {record.shipper.party_id if record.shipper else '-'}: "
+        + ", ".join(f"{m.amount} {m.currency}" for m in current.total)
+    )
+    for note in settlement.notes:
+        out.append(f"    {note.kind} note {note.note_id}: {note.amount.amount} {note.amount.currency} (-> revision {note.to_revision})")
+    for line in settlement.balance:
+        out.append(f"    {line.currency}: invoiced {line.invoiced}, paid {line.paid}, outstanding {line.outstanding} ({line.status})")
+    for payment in settlement.payments:
+        applied = f" -> {payment.applied.amount} {payment.applied.currency} at {payment.rate}" if payment.rate else ""
+        out.append(f"    payment {payment.payment_id}: {payment.amount.amount} {payment.amount.currency}{applied} ({payment.status})")
+    for payout in settlement.payouts:
+        out.append(f"    payout {payout.carrier} legs {payout.legs}: {payout.amount.amount} {payout.amount.currency} ({payout.status})")
+    return out

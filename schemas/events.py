@@ -6,14 +6,17 @@ is mapped into these before anything else in the hub sees it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, model_validator
 
-from schemas.base import Frozen, Money, NonNegativeDecimal, UtcDatetime
+from schemas.base import Frozen, Money, NonNegativeDecimal, StrictDecimal, UtcDatetime
 from schemas.identifiers import (
     AirWaybillNumber,
+    ClaimId,
     ContainerNumber,
+    CurrencyCode,
     DocumentNumber,
     EventId,
     PartyId,
@@ -121,14 +124,23 @@ DocumentKind = Literal[
 _AWB = TypeAdapter(AirWaybillNumber)
 
 
+DocumentAction = Literal["issued", "transferred", "surrendered"]
+
+
 class WaybillPayload(Frozen):
-    """A transport document: a carrier's own for one leg, or the MTO's through document (no leg)."""
+    """A transport document: a carrier's own for one leg, or the MTO's through document (no leg).
+
+    Like a DCSA eBL it is `issued` once, may be `transferred` to a new `holder` (endorsement), and is
+    `surrendered` for delivery exactly once.
+    """
 
     document_kind: DocumentKind
     document_number: DocumentNumber
     issuer: PartyId
     leg: LegNumber | None = None
     containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
+    action: DocumentAction = "issued"
+    holder: PartyId | None = None
 
     @model_validator(mode="after")
     def _leg_matches_kind(self) -> WaybillPayload:
@@ -139,6 +151,8 @@ class WaybillPayload(Frozen):
             raise ValueError(f"a {self.document_kind} document belongs to one leg: set `leg`")
         if self.document_kind == "air_waybill":
             _AWB.validate_python(self.document_number)
+        if self.action == "transferred" and self.holder is None:
+            raise ValueError("a transfer names the new `holder`")
         return self
 
 
@@ -153,6 +167,8 @@ class TrackingPayload(Frozen):
     container: ContainerNumber | None = None
     transport_means: ShortCode | None = None
     remarks: Text | None = None
+    affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    affected_weight_kg: NonNegativeDecimal | None = None
 
 
 class ChargeLine(Frozen):
@@ -182,13 +198,89 @@ ClaimStatus = Literal["opened", "acknowledged", "assessed", "settled", "rejected
 
 class ClaimUpdate(Frozen):
     action: Literal["claim_update"]
-    claim_id: DocumentNumber
+    claim_id: ClaimId
     status: ClaimStatus
     amount: Money | None = None
     remarks: Text | None = None
 
 
 InsurancePayload = Annotated[Union[PolicyBound, ClaimUpdate], Field(discriminator="action")]
+
+
+BookingAction = Literal["confirmed", "rejected", "cancelled", "leg_accepted", "leg_declined"]
+
+
+class BookingStatusPayload(Frozen):
+    """The booking's lifecycle: the MTO confirms, rejects or cancels it; a carrier accepts or declines its leg.
+
+    An amendment is not a status: it is a new revision (same event id, later `revised_at`) of the booking.
+    """
+
+    action: BookingAction
+    leg: LegNumber | None = None
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _leg_for_leg_actions(self) -> BookingStatusPayload:
+        if self.action.startswith("leg_") and self.leg is None:
+            raise ValueError(f"`{self.action}` answers for one leg: set `leg`")
+        if not self.action.startswith("leg_") and self.leg is not None:
+            raise ValueError(f"`{self.action}` is about the whole booking and names no leg")
+        return self
+
+
+class HandoverPayload(Frozen):
+    """Custody passing from one leg's carrier to the next (no `from_leg`: from the shipper; no `to_leg`: to the
+    consignee), with what was counted and weighed at that moment."""
+
+    from_leg: LegNumber | None
+    to_leg: LegNumber | None
+    location: UnLocode
+    packages: Annotated[int, Field(ge=0, le=1_000_000)]
+    gross_weight_kg: NonNegativeDecimal
+    seals: Annotated[list[ShortCode], Field(max_length=20)] = []
+    remarks: Text | None = None
+
+    @model_validator(mode="after")
+    def _between_legs(self) -> HandoverPayload:
+        if self.from_leg is None and self.to_leg is None:
+            raise ValueError("a handover names the leg handing over (`from_leg`), taking over (`to_leg`), or both")
+        if self.from_leg is not None and self.to_leg is not None and self.to_leg != self.from_leg + 1:
+            raise ValueError(f"a handover goes from leg {self.from_leg} to leg {self.from_leg + 1}, not {self.to_leg}")
+        return self
+
+
+class MarginPayload(Frozen):
+    """The MTO's margin on top of the carriers' charges: a percentage per currency and/or fixed amounts."""
+
+    percent: Annotated[StrictDecimal, Field(ge=0, le=100)] = Decimal(0)
+    fixed: Annotated[list[Money], Field(max_length=20)] = []
+
+
+class PaymentPayload(Frozen):
+    """The shipper paying the invoice. `settles_currency` says which invoice currency a payment in another
+    currency pays; it is converted with an explicit rate event, never an implied one."""
+
+    payment_id: DocumentNumber
+    payer: PartyId
+    amount: Money
+    settles_currency: CurrencyCode | None = None
+
+
+class RatePayload(Frozen):
+    """An exchange rate stated by a named source at a time: 1 `base` = `rate` `quote`. XDR is the SDR."""
+
+    base: CurrencyCode
+    quote: CurrencyCode
+    rate: Annotated[StrictDecimal, Field(gt=0)]
+    rate_source: Text
+    as_of: UtcDatetime
+
+    @model_validator(mode="after")
+    def _two_currencies(self) -> RatePayload:
+        if self.base == self.quote:
+            raise ValueError("a rate converts between two different currencies")
+        return self
 
 
 class CarrierReference(Frozen):
@@ -247,8 +339,44 @@ class InsuranceEvent(Envelope):
     payload: InsurancePayload
 
 
+class BookingStatusEvent(Envelope):
+    event_type: Literal["booking_status"]
+    payload: BookingStatusPayload
+
+
+class HandoverEvent(Envelope):
+    event_type: Literal["handover"]
+    payload: HandoverPayload
+
+
+class MarginEvent(Envelope):
+    event_type: Literal["margin"]
+    payload: MarginPayload
+
+
+class PaymentEvent(Envelope):
+    event_type: Literal["payment"]
+    payload: PaymentPayload
+
+
+class RateEvent(Envelope):
+    event_type: Literal["rate"]
+    payload: RatePayload
+
+
 HubEvent = Annotated[
-    Union[BookingEvent, WaybillEvent, TrackingEvent, SettlementEvent, InsuranceEvent],
+    Union[
+        BookingEvent,
+        BookingStatusEvent,
+        WaybillEvent,
+        TrackingEvent,
+        HandoverEvent,
+        SettlementEvent,
+        MarginEvent,
+        PaymentEvent,
+        RateEvent,
+        InsuranceEvent,
+    ],
     Field(discriminator="event_type"),
 ]
 HUB_EVENT: TypeAdapter[HubEvent] = TypeAdapter(HubEvent)

@@ -6,16 +6,18 @@ ask "says who?". The record is derived; the events are the truth (see streams.me
 
 from __future__ import annotations
 
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from schemas.base import Frozen, Money, MoneyTotal, UtcDatetime
 from schemas.events import BookingPayload, ClaimStatus, DocumentKind, ModeCode, Party, ShortCode
-from schemas.identifiers import ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
+from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
 EventKey = Annotated[str, Field(min_length=3, max_length=200)]
+BookingState = Literal["requested", "confirmed", "rejected", "cancelled"]
 
 
 class Milestone(Frozen):
@@ -36,12 +38,153 @@ class Times(Frozen):
     actual: UtcDatetime | None = None
 
 
+class Endorsement(Frozen):
+    """One link of a document's chain of holders (DCSA eBL transfer)."""
+
+    holder: PartyId
+    at: UtcDatetime
+    set_by: EventKey
+
+
 class DocumentRecord(Frozen):
     kind: DocumentKind
     number: DocumentNumber
     issuer: PartyId
     containers: list[ContainerNumber] = []
     set_by: EventKey
+    status: Literal["issued", "surrendered"] = "issued"
+    holder: PartyId | None = None
+    endorsements: list[Endorsement] = []
+    surrendered_by: EventKey | None = None
+
+
+class Rejected(Frozen):
+    """An event the record refuses to apply (a second issuance, a second surrender...), and why."""
+
+    event: EventKey
+    reason: str
+
+
+class HandoverRecord(Frozen):
+    from_leg: int | None
+    to_leg: int | None
+    from_party: PartyId
+    to_party: PartyId
+    location: UnLocode
+    at: UtcDatetime
+    packages: int
+    gross_weight_kg: Decimal
+    set_by: EventKey
+
+
+class CustodyRecord(Frozen):
+    """Who had the cargo, from when until when: the MTO is responsible throughout, this says who held it."""
+
+    party: PartyId
+    role: Literal["shipper", "carrier", "consignee"]
+    leg: int | None
+    since: UtcDatetime | None
+    until: UtcDatetime | None
+    set_by: EventKey | None
+
+
+class Discrepancy(Frozen):
+    """A handover that counted or weighed other than the booking or the previous handover."""
+
+    kind: Literal["packages", "weight"]
+    compared_with: Literal["booking", "previous_handover"]
+    expected: Decimal
+    found: Decimal
+    leg: int | None
+    location: UnLocode
+    at: UtcDatetime
+    set_by: EventKey
+
+
+class InvoiceRevision(Frozen):
+    """One issue of the shipper's single invoice. A correction makes a new revision, never an edit."""
+
+    invoice_id: str
+    revision: int
+    issued_at: UtcDatetime
+    carrier_charges: list[MoneyTotal]
+    margin: list[MoneyTotal]
+    total: list[MoneyTotal]
+    caused_by: list[EventKey]
+
+
+class Note(Frozen):
+    """The credit or debit note that takes the shipper from one invoice revision to the next, per currency."""
+
+    note_id: str
+    kind: Literal["credit", "debit"]
+    to_revision: int
+    amount: MoneyTotal
+    caused_by: list[EventKey]
+
+
+class PaymentRecord(Frozen):
+    payment_id: str
+    payer: PartyId
+    amount: Money
+    applied: MoneyTotal | None
+    rate: Decimal | None
+    rate_set_by: EventKey | None
+    status: Literal["applied", "unallocated"]
+    reason: str | None
+    set_by: EventKey
+
+
+class BalanceLine(Frozen):
+    currency: str
+    invoiced: Decimal
+    paid: Decimal
+    outstanding: Decimal
+    status: Literal["open", "partially_paid", "paid", "overpaid"]
+
+
+class Payout(Frozen):
+    payout_id: str
+    carrier: PartyId
+    legs: list[int]
+    amount: MoneyTotal
+    status: Literal["pending", "released"]
+
+
+class LedgerEntry(Frozen):
+    """One line of the double-entry ledger. Per currency, debits equal credits."""
+
+    entry_id: str
+    account: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+    memo: str
+    caused_by: list[EventKey]
+
+
+class SettlementRecord(Frozen):
+    """One invoice to the shipper, its revisions and notes, the payments against it and the carriers' payouts."""
+
+    status: Literal["draft", "issued", "partially_paid", "paid", "overpaid"]
+    missing_charges_for_legs: list[int]
+    invoices: list[InvoiceRevision]
+    notes: list[Note]
+    payments: list[PaymentRecord]
+    balance: list[BalanceLine]
+    payouts: list[Payout]
+    ledger: list[LedgerEntry]
+
+
+class LiabilityLimit(Frozen):
+    """The MTO's limit of liability under the network rule, from the versioned liability table."""
+
+    regime: str
+    basis: str
+    sdr: Decimal
+    converted: MoneyTotal | None
+    sdr_rate_set_by: EventKey | None
+    table_version: str
 
 
 class ChargeRecord(Frozen):
@@ -67,6 +210,9 @@ class LegRecord(Frozen):
     unmapped: list[Milestone]
     documents: list[DocumentRecord]
     charges: list[ChargeRecord]
+    carrier_response: Literal["pending", "accepted", "declined"] = "pending"
+    carrier_response_set_by: EventKey | None = None
+    cover: str | None = None
 
 
 class PolicyRecord(Frozen):
@@ -77,16 +223,38 @@ class PolicyRecord(Frozen):
     set_by: EventKey
 
 
+ExceptionKind = Literal[
+    "damage", "loss", "shortage", "delay", "temperature_excursion", "handover_discrepancy", "presumed_loss"
+]
+
+
 class ClaimRecord(Frozen):
-    claim_id: DocumentNumber
+    """One claim per exception (kind and leg), however often it is reported, for the insurer and for recourse."""
+
+    claim_id: ClaimId
+    kind: ExceptionKind
+    policy_number: str | None
+    insurer: PartyId | None
+    evidence: list[EventKey]
+    occurred_at: UtcDatetime
+    location: UnLocode | None
+    leg: int | None
+    custody_carrier: PartyId | None
+    localised: bool
+    liable_carrier: PartyId | None
+    affected_packages: int
+    affected_weight_kg: Decimal
+    liability: LiabilityLimit | None
     status: ClaimStatus
-    amount: Money | None
-    set_by: EventKey
+    settled_amount: Money | None
+    status_set_by: EventKey | None
 
 
 class InsuranceRecord(Frozen):
+    """The one cargo policy for the whole journey; every leg inherits it (LegRecord.cover)."""
+
     policy: PolicyRecord | None
-    claims: list[ClaimRecord]
+    unmatched_updates: list[EventKey] = []
 
 
 class ShipmentRecord(Frozen):
@@ -100,6 +268,9 @@ class ShipmentRecord(Frozen):
     consignee: Party | None
     booking: BookingPayload | None
     booking_set_by: EventKey | None
+    booking_status: BookingState | None
+    booking_status_set_by: EventKey | None
+    booking_revised_at: UtcDatetime | None
     through_document: DocumentRecord | None
     legs: list[LegRecord]
     current_location: UnLocode | None
@@ -107,6 +278,12 @@ class ShipmentRecord(Frozen):
     journey_charges: list[ChargeRecord]
     charges_total: list[MoneyTotal]
     insurance: InsuranceRecord
+    claims: list[ClaimRecord]
+    settlement: SettlementRecord | None
+    custody: list[CustodyRecord]
+    handovers: list[HandoverRecord]
+    discrepancies: list[Discrepancy]
+    rejected: list[Rejected]
     events_applied: int
     retracted_events: int
     awaiting_placement: list[EventKey]

@@ -23,4 +23,4 @@ INCIDENTS: frozenset[str] = frozenset(get_args(IncidentStatus))
 AT_ORIGIN: frozenset[str] = frozenset({"received", "loaded", "departed"})
 
 LegStatus = Literal["planned", ProgressStatus]
-ShipmentStatus = Literal["awaiting_booking", "booked", "in_transit", "delivered"]
+ShipmentStatus = Literal["awaiting_booking", "booked", "in_transit", "delivered", "cancelled", "rejected"]

@@ -23,6 +23,7 @@ from schemas.events import HubEvent
 from streams import topics as topic_names
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
 from streams.merge import ShipmentState, absorb, project
+from streams.outbound import claim_messages, settlement_messages
 
 log = logging.getLogger("mmhub.worker")
 
@@ -75,6 +76,8 @@ def create_app(settings: Settings) -> faust.App:
     events_topic = app.topic(names.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq_topic = app.topic(names.dlq, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     status_topic = app.topic(names.status, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    settlement_topic = app.topic(names.settlement, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    claims_topic = app.topic(names.claims, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     # use_partitioner: changelog partitions follow the key's hash, exactly like hub.events, so a batch that mixes
     # partitions still writes each shipment's state to its own partition.
     shipments = app.Table(
@@ -134,6 +137,12 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 state, new_copies = absorb(before, [hub_event for _, hub_event in items])
                 record = project(state)
+                documents: list[bytes] = []
+                claims: list[bytes] = []
+                if state is not before and (record.settlement is not None or record.claims):
+                    previous = project(before) if stored is not None else None
+                    documents = settlement_messages(previous, record)
+                    claims = claim_messages(previous, record)
             except Exception as error:  # noqa: BLE001 - a hub bug must not stop every other shipment
                 log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))
                 for event, _ in items:
@@ -146,6 +155,10 @@ def create_app(settings: Settings) -> faust.App:
             with events_partition(items[-1][0]):
                 shipments[key] = encode_state(state)
             await status_topic.send(key=key, value=encode_status(record, new_copies))
+            for message in documents:
+                await settlement_topic.send(key=key, value=message)
+            for message in claims:
+                await claims_topic.send(key=key, value=message)
             counters.versions_emitted += 1
 
     @app.agent(events_topic, name="merge")

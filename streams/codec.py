@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
-from streams.merge import Copy, ShipmentState
+from streams.copies import Copy
+from streams.merge import ShipmentState
 
 MAX_EVENT_BYTES = 256 * 1024
 

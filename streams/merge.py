@@ -11,7 +11,6 @@ Nothing here does I/O or imports a stream framework.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,45 +24,37 @@ from schemas.events import (
     HUB_EVENT,
     BookingEvent,
     BookingPayload,
+    BookingStatusEvent,
     ClaimUpdate,
+    HandoverEvent,
     HubEvent,
     InsuranceEvent,
+    MarginEvent,
+    PaymentEvent,
     PolicyBound,
+    RateEvent,
     SettlementEvent,
     TrackingEvent,
     WaybillEvent,
 )
 from schemas.record import (
+    BookingState,
     ChargeRecord,
-    ClaimRecord,
-    DocumentRecord,
     InsuranceRecord,
     LegRecord,
     Milestone,
     PolicyRecord,
+    Rejected,
     ShipmentRecord,
     Times,
 )
 from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, ShipmentStatus
-
-_NEVER = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def fingerprint(event: HubEvent) -> str:
-    """Identity of one exact copy of an event: a hash of its canonical JSON (sorted keys)."""
-    canonical = orjson.dumps(HUB_EVENT.dump_python(event, mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True)
-class Copy:
-    fingerprint: str
-    event: HubEvent
-
-    @property
-    def rank(self) -> tuple[datetime, bool, str]:
-        return (self.event.revised_at or _NEVER, self.event.retracted, self.fingerprint)
-
+from streams.claims import derive_claims
+from streams.copies import NEVER as _NEVER
+from streams.copies import Copy, fingerprint
+from streams.custody import custody, discrepancies, handovers
+from streams.documents import documents
+from streams.ledger import settle
 
 @dataclass(frozen=True)
 class ShipmentState:
@@ -153,84 +144,189 @@ def project(state: ShipmentState) -> ShipmentRecord:
         key=lambda e: (e.occurred_at, e.key),
     )
     retracted = sum(1 for copy in state.copies.values() if copy.event.retracted)
-    updated_at = max((e.recorded_at for e in live), default=None)
     bookings = [e for e in live if isinstance(e, BookingEvent)]
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
-
-    insurance = _insurance(live)
-    through = _documents(e for e in live if isinstance(e, WaybillEvent) and e.payload.leg is None)
+    updated_at = max((e.recorded_at for e in live), default=None)
+    policy, unmatched_updates = _policy(live), [e.key for e in live if _is_claim_update(e)]
+    through_documents, document_rejections = documents(
+        (e for e in live if isinstance(e, WaybillEvent) and e.payload.leg is None),
+        booking.payload.shipper.party_id if booking else None,
+    )
     if booking is None:
-        waiting = [e.key for e in live if not _shipment_level(e)]
         return ShipmentRecord(
             shipment_id=state.shipment_id,
             version=state.version,
+            events_applied=len(live),
+            retracted_events=retracted,
+            updated_at=updated_at,
             status="awaiting_booking",
             responsible_operator=None,
             shipper=None,
             consignee=None,
             booking=None,
             booking_set_by=None,
-            through_document=through[0] if through else None,
+            booking_status=None,
+            booking_status_set_by=None,
+            booking_revised_at=None,
+            through_document=through_documents[0] if through_documents else None,
             legs=[],
             current_location=None,
             location_set_by=None,
             journey_charges=[],
             charges_total=[],
-            insurance=insurance,
-            events_applied=len(live),
-            retracted_events=retracted,
-            awaiting_placement=sorted(waiting),
-            updated_at=updated_at,
+            insurance=InsuranceRecord(policy=policy, unmatched_updates=unmatched_updates),
+            claims=[],
+            settlement=None,
+            custody=[],
+            handovers=[],
+            discrepancies=[],
+            rejected=[],
+            awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
         )
 
     plan = booking.payload
+    rejected: list[Rejected] = []
     per_leg: dict[int, list[HubEvent]] = defaultdict(list)
     unplaced: list[str] = []
+    incidents: list[tuple[int | None, TrackingEvent]] = []
     journey_settlements: list[SettlementEvent] = []
     for event in live:
-        if isinstance(event, (BookingEvent, InsuranceEvent)) or _shipment_level(event):
+        if _shipment_level(event):
             continue
         if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
             journey_settlements.append(event)  # the MTO's own charges for the whole journey
             continue
         leg = _leg_of(event, plan)
+        if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
+            incidents.append((leg, event))  # an incident no leg can be found for is a not-localised one
+            if leg is None:
+                continue
         if leg is None:
             unplaced.append(event.key)
         else:
             per_leg[leg].append(event)
 
-    legs = [_leg(planned.sequence, plan, per_leg[planned.sequence]) for planned in plan.legs]
+    cover = policy.policy_number if policy else None
+    legs = [_leg(planned.sequence, plan, per_leg[planned.sequence], cover) for planned in plan.legs]
+    legs = _with_carrier_responses(legs, plan, live, rejected)
+    status, status_set_by = _booking_status(plan, live, rejected)
+    rejected += document_rejections
+    through = through_documents[0] if through_documents else None
+    for extra in through_documents[1:]:
+        reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
+        rejected.append(Rejected(event=extra.set_by, reason=reason))
+    placed, unplaced_handovers = handovers((e for e in live if isinstance(e, HandoverEvent)), plan)
+    found = discrepancies(placed, plan)
     location = _current_location(legs)
     journey_charges = _charges(journey_settlements)
     charges = journey_charges + [charge for leg in legs for charge in leg.charges]
+    final = legs[-1]
+    delivery = [m for m in final.milestones if m.classifier == "ACT" and m.status == "delivered"]
+    delivered = (delivery[0].at, delivery[0].set_by) if delivery else None
+    claims, unmatched_updates = derive_claims(
+        state.shipment_id,
+        plan,
+        incidents,
+        found,
+        delivered,
+        policy,
+        [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, ClaimUpdate)],
+        [e for e in live if isinstance(e, RateEvent)],
+    )
+    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS)]
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
-        status=_shipment_status(legs),
+        events_applied=len(live),
+        retracted_events=retracted,
+        updated_at=updated_at,
+        status=_shipment_status(legs, status),
         responsible_operator=plan.mto,
         shipper=plan.shipper,
         consignee=plan.consignee,
         booking=plan,
         booking_set_by=booking.key,
-        through_document=through[0] if through else None,
+        booking_status=status,
+        booking_status_set_by=status_set_by,
+        booking_revised_at=booking.revised_at,
+        through_document=through,
         legs=legs,
         current_location=location.location if location else None,
         location_set_by=location.set_by if location else None,
         journey_charges=journey_charges,
         charges_total=_totals(charge.amount for charge in charges),
-        insurance=insurance,
-        events_applied=len(live),
-        retracted_events=retracted,
-        awaiting_placement=sorted(unplaced),
-        updated_at=updated_at,
+        insurance=InsuranceRecord(policy=policy, unmatched_updates=unmatched_updates),
+        claims=claims,
+        settlement=settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)]),
+        custody=custody(plan, placed, legs),
+        handovers=placed,
+        discrepancies=found,
+        rejected=sorted(rejected, key=lambda r: r.event),
+        awaiting_placement=sorted(unplaced + unplaced_handovers),
     )
+
+
+_MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
 
 
 def _shipment_level(event: HubEvent) -> bool:
     """Events that belong to the whole journey rather than to one leg."""
-    if isinstance(event, InsuranceEvent):
+    if isinstance(event, _JOURNEY_EVENTS):
         return True
     return isinstance(event, WaybillEvent) and event.payload.leg is None
+
+
+def _is_claim_update(event: HubEvent) -> bool:
+    return isinstance(event, InsuranceEvent) and isinstance(event.payload, ClaimUpdate)
+
+
+def _booking_status(
+    plan: BookingPayload, live: list[HubEvent], rejected: list[Rejected]
+) -> tuple[BookingState, str | None]:
+    """Requested until the MTO confirms or rejects it (its latest word counts); a cancellation is final."""
+    decisions = []
+    for event in live:
+        if not isinstance(event, BookingStatusEvent) or event.payload.leg is not None:
+            continue
+        if event.source != plan.mto:
+            rejected.append(Rejected(event=event.key, reason=f"only the MTO {plan.mto} decides on the booking"))
+        else:
+            decisions.append(event)
+    cancellations = [e for e in decisions if e.payload.action == "cancelled"]
+    if cancellations:
+        return "cancelled", min(cancellations, key=lambda e: (e.occurred_at, e.key)).key
+    if decisions:
+        latest = max(decisions, key=lambda e: (e.occurred_at, e.key))
+        return ("confirmed" if latest.payload.action == "confirmed" else "rejected"), latest.key
+    return "requested", None
+
+
+def _with_carrier_responses(
+    legs: list[LegRecord], plan: BookingPayload, live: list[HubEvent], rejected: list[Rejected]
+) -> list[LegRecord]:
+    """Each leg's carrier accepts or declines it; only that carrier's latest answer counts."""
+    answers: dict[int, BookingStatusEvent] = {}
+    for event in live:
+        if not isinstance(event, BookingStatusEvent) or event.payload.leg is None:
+            continue
+        sequence = event.payload.leg
+        if sequence > len(plan.legs):
+            rejected.append(Rejected(event=event.key, reason=f"the booking has no leg {sequence}"))
+        elif event.source != plan.legs[sequence - 1].carrier:
+            carrier = plan.legs[sequence - 1].carrier
+            rejected.append(Rejected(event=event.key, reason=f"leg {sequence} is assigned to {carrier}, not {event.source}"))
+        elif sequence not in answers or (event.occurred_at, event.key) > (answers[sequence].occurred_at, answers[sequence].key):
+            answers[sequence] = event
+    out = []
+    for leg in legs:
+        answer = answers.get(leg.sequence)
+        if answer is None:
+            out.append(leg)
+        else:
+            response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
+            out.append(leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key}))
+    return out
 
 
 def _leg_of(event: HubEvent, plan: BookingPayload) -> int | None:
@@ -258,7 +354,7 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
     )
 
 
-def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent]) -> LegRecord:
+def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None) -> LegRecord:
     planned = plan.legs[sequence - 1]
     tracking = [e for e in events if isinstance(e, TrackingEvent)]
 
@@ -304,8 +400,9 @@ def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent]) -> LegReco
         milestones=milestones,
         exceptions=[m for m in reports if m.status in INCIDENTS],
         unmapped=[m for m in reports if m.status == "unknown"],
-        documents=_documents(e for e in events if isinstance(e, WaybillEvent)),
+        documents=documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)[0],
         charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
+        cover=cover,
     )
 
 
@@ -313,23 +410,6 @@ def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:
     if candidate.classifier == "ACT":
         return (candidate.occurred_at, candidate.key) < (held.occurred_at, held.key)
     return (candidate.recorded_at, candidate.occurred_at, candidate.key) > (held.recorded_at, held.occurred_at, held.key)
-
-
-def _documents(events: Iterable[WaybillEvent]) -> list[DocumentRecord]:
-    """One entry per (kind, number): the earliest event that issued it names it."""
-    first: dict[tuple[str, str], WaybillEvent] = {}
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.key)):
-        first.setdefault((event.payload.document_kind, event.payload.document_number), event)
-    return [
-        DocumentRecord(
-            kind=e.payload.document_kind,
-            number=e.payload.document_number,
-            issuer=e.payload.issuer,
-            containers=e.payload.containers,
-            set_by=e.key,
-        )
-        for _, e in sorted(first.items())
-    ]
 
 
 def _charges(events: Iterable[SettlementEvent]) -> list[ChargeRecord]:
@@ -353,31 +433,19 @@ def _totals(amounts: Iterable[Money]) -> list[MoneyTotal]:
     return [MoneyTotal(amount=total, currency=currency) for currency, total in sorted(sums.items())]
 
 
-def _insurance(live: list[HubEvent]) -> InsuranceRecord:
-    cover = [e for e in live if isinstance(e, InsuranceEvent)]
-    policies = [e for e in cover if isinstance(e.payload, PolicyBound)]
-    policy_event = max(policies, key=lambda e: (e.occurred_at, e.key), default=None)
-    policy = None
-    if policy_event is not None and isinstance(policy_event.payload, PolicyBound):
-        bound = policy_event.payload
-        policy = PolicyRecord(
-            policy_number=bound.policy_number,
-            insurer=bound.insurer,
-            insured_value=bound.insured_value,
-            conditions=bound.conditions,
-            set_by=policy_event.key,
-        )
-    latest: dict[str, InsuranceEvent] = {}
-    for event in sorted(cover, key=lambda e: (e.occurred_at, e.key)):
-        if isinstance(event.payload, ClaimUpdate):
-            latest[event.payload.claim_id] = event
-    claims = []
-    for claim_id, event in sorted(latest.items()):
-        assert isinstance(event.payload, ClaimUpdate)
-        claims.append(
-            ClaimRecord(claim_id=claim_id, status=event.payload.status, amount=event.payload.amount, set_by=event.key)
-        )
-    return InsuranceRecord(policy=policy, claims=claims)
+def _policy(live: list[HubEvent]) -> PolicyRecord | None:
+    """The one cargo policy for the journey: the latest bound (a re-issue replaces it)."""
+    bound = [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, PolicyBound)]
+    latest = max(bound, key=lambda e: (e.occurred_at, e.key), default=None)
+    if latest is None or not isinstance(latest.payload, PolicyBound):
+        return None
+    return PolicyRecord(
+        policy_number=latest.payload.policy_number,
+        insurer=latest.payload.insurer,
+        insured_value=latest.payload.insured_value,
+        conditions=latest.payload.conditions,
+        set_by=latest.key,
+    )
 
 
 def _current_location(legs: list[LegRecord]) -> Milestone | None:
@@ -388,7 +456,9 @@ def _current_location(legs: list[LegRecord]) -> Milestone | None:
     return max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
 
 
-def _shipment_status(legs: list[LegRecord]) -> ShipmentStatus:
+def _shipment_status(legs: list[LegRecord], booking: BookingState) -> ShipmentStatus:
+    if booking in ("cancelled", "rejected"):
+        return booking
     if legs and legs[-1].status == "delivered":
         return "delivered"
     if any(leg.status != "planned" for leg in legs):

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 EVENTS = "hub.events"
 EVENTS_DLQ = "hub.events.dlq"
 SHIPMENT_STATUS = "hub.shipment.status"
+SETTLEMENT = "hub.settlement"
+CLAIMS = "hub.claims"
 
 # Headers on every dead-lettered message; the value stays the original bytes, untouched.
 DLQ_REASON = "mmhub.reason"
@@ -23,6 +25,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     EVENTS: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
     EVENTS_DLQ: {"cleanup.policy": "delete", "retention.ms": str(90 * 24 * 3600 * 1000)},
     SHIPMENT_STATUS: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(3600 * 1000)},
+    # Invoices, notes, payouts and claims are documents with a history: kept a year, never compacted away.
+    SETTLEMENT: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
+    CLAIMS: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
 }
 
 
@@ -44,6 +49,14 @@ class Topics:
     @property
     def status(self) -> str:
         return self.name(SHIPMENT_STATUS)
+
+    @property
+    def settlement(self) -> str:
+        return self.name(SETTLEMENT)
+
+    @property
+    def claims(self) -> str:
+        return self.name(CLAIMS)
 
     def all(self) -> dict[str, dict[str, str]]:
         """Every hub topic with its config, by its namespaced name."""

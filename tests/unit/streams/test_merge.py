@@ -312,19 +312,17 @@ def test_charges_total_beyond_the_limit_of_one_line_does_not_break_the_projectio
     assert [m.amount for m in record.charges_total] == [Decimal("120000000000000")]
 
 
-def test_latest_policy_and_latest_update_of_each_claim_are_kept() -> None:
+def test_the_latest_policy_covers_every_leg_and_updates_for_claims_the_hub_never_opened_stay_visible() -> None:
     record = record_of(
         booking_doc(),
         policy_doc(occurred=1),
         claim_doc("CLM-1", "opened", event_id="c1", occurred=50),
         claim_doc("CLM-1", "assessed", event_id="c2", occurred=60, amount="1200.00"),
-        claim_doc("CLM-2", "opened", event_id="c3", occurred=55),
     )
     assert record.insurance.policy is not None and record.insurance.policy.policy_number == "POL-2026-0001"
-    assert [(c.claim_id, c.status, c.set_by) for c in record.insurance.claims] == [
-        ("CLM-1", "assessed", "insurer.test/c2"),
-        ("CLM-2", "opened", "insurer.test/c3"),
-    ]
+    assert {leg.cover for leg in record.legs} == {"POL-2026-0001"}
+    assert record.claims == []  # no exception was reported, so the hub opened no claim
+    assert record.insurance.unmatched_updates == ["insurer.test/c1", "insurer.test/c2"]
 
 
 # --- idempotence, identity, routing ---------------------------------------------------------------------------------
@@ -452,15 +450,16 @@ def test_example_journey_has_its_through_document_and_policy(journey: ShipmentRe
     )
     assert journey.insurance.policy is not None
     assert journey.insurance.policy.policy_number == "PICC-CG-2026-55821"
-    assert journey.insurance.claims == []
+    assert journey.claims == []
+    assert [leg.cover for leg in journey.legs] == ["PICC-CG-2026-55821"] * 4  # every leg inherits the one policy
 
 
 def test_example_journey_counts_copies_events_and_its_one_retraction(journey: ShipmentRecord) -> None:
-    assert journey.version == 34  # every line is a distinct copy
+    assert journey.version == 52  # every line is a distinct copy
     assert journey.retracted_events == 1  # t3-arr-wrong
-    assert journey.events_applied == 31  # 32 identities, one retracted
+    assert journey.events_applied == 49  # 50 identities (two revised), one retracted
     assert journey.awaiting_placement == []
-    assert journey.updated_at == datetime(2026, 3, 12, 19, 3, tzinfo=timezone.utc)
+    assert journey.updated_at == datetime(2026, 3, 12, 22, 3, tzinfo=timezone.utc)
 
 
 def test_example_journey_takes_the_revised_estimate_and_ignores_the_retracted_arrival(journey: ShipmentRecord) -> None:

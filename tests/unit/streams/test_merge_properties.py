@@ -40,7 +40,11 @@ def cited_keys(record: ShipmentRecord) -> set[str]:
         keys.add(record.through_document.set_by)
     if record.insurance.policy:
         keys.add(record.insurance.policy.set_by)
-    keys |= {claim.set_by for claim in record.insurance.claims}
+    keys |= set(record.insurance.unmatched_updates)
+    keys |= {k for k in [record.booking_status_set_by] if k}
+    keys |= {k for claim in record.claims for k in [*claim.evidence, claim.status_set_by] if k}
+    keys |= {r.event for r in record.rejected} | {h.set_by for h in record.handovers}
+    keys |= {c.set_by for c in record.journey_charges}
     for leg in record.legs:
         keys |= {k for k in [leg.status_set_by] if k}
         keys |= {m.set_by for m in leg.milestones + leg.exceptions + leg.unmapped}

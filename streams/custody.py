@@ -1,0 +1,135 @@
+"""Custody along the journey: handovers between legs, who held the cargo when, and counts that do not match.
+
+The MTO is responsible for the whole journey; custody says which carrier held the cargo at each moment, which
+is what localises a loss to a leg (and so to a liability regime and a carrier for recourse).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable, Literal
+
+from schemas.events import BookingPayload, HandoverEvent
+from schemas.record import CustodyRecord, Discrepancy, HandoverRecord, LegRecord
+
+# Scales at two terminals rarely agree to the kilogram: within 0.5% of the expected weight it is the same cargo.
+WEIGHT_TOLERANCE = Decimal("0.005")
+
+_STARTS = ("received", "loaded", "departed")
+_ENDS = ("handed_over", "delivered")
+
+
+def handovers(events: Iterable[HandoverEvent], plan: BookingPayload) -> tuple[list[HandoverRecord], list[str]]:
+    """The handovers that fit the booking's legs, in time order, and the keys of those that do not."""
+    legs = len(plan.legs)
+    placed: list[HandoverRecord] = []
+    unplaced: list[str] = []
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.key)):
+        payload = event.payload
+        between_legs = payload.from_leg is not None and payload.to_leg is not None and payload.to_leg <= legs
+        pickup = payload.from_leg is None and payload.to_leg == 1
+        delivery = payload.to_leg is None and payload.from_leg == legs
+        if not (between_legs or pickup or delivery):
+            unplaced.append(event.key)  # a leg the booking lacks, or a pickup/delivery by a middle leg
+            continue
+        placed.append(
+            HandoverRecord(
+                from_leg=payload.from_leg,
+                to_leg=payload.to_leg,
+                from_party=plan.legs[payload.from_leg - 1].carrier if payload.from_leg else plan.shipper.party_id,
+                to_party=plan.legs[payload.to_leg - 1].carrier if payload.to_leg else plan.consignee.party_id,
+                location=payload.location,
+                at=event.occurred_at,
+                packages=payload.packages,
+                gross_weight_kg=payload.gross_weight_kg,
+                set_by=event.key,
+            )
+        )
+    return placed, unplaced
+
+
+def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Discrepancy]:
+    """Each handover compared with the count when the handing-over leg took the cargo (else the booking)."""
+    found: list[Discrepancy] = []
+    for handover in placed:
+        previous = [
+            h for h in placed if h.to_leg is not None and h.to_leg == handover.from_leg and (h.at, h.set_by) < (handover.at, handover.set_by)
+        ]
+        if previous:
+            reference = previous[-1]
+            compared_with: Literal["booking", "previous_handover"] = "previous_handover"
+            packages, weight = Decimal(reference.packages), reference.gross_weight_kg
+        else:
+            compared_with = "booking"
+            packages, weight = Decimal(plan.cargo.packages), plan.cargo.gross_weight_kg
+        differences: list[tuple[Literal["packages", "weight"], Decimal, Decimal]] = []
+        if Decimal(handover.packages) != packages:
+            differences.append(("packages", packages, Decimal(handover.packages)))
+        if abs(handover.gross_weight_kg - weight) > weight * WEIGHT_TOLERANCE:
+            differences.append(("weight", weight, handover.gross_weight_kg))
+        for kind, expected, counted in differences:
+            found.append(
+                Discrepancy(
+                    kind=kind,
+                    compared_with=compared_with,
+                    expected=expected,
+                    found=counted,
+                    leg=handover.from_leg,
+                    location=handover.location,
+                    at=handover.at,
+                    set_by=handover.set_by,
+                )
+            )
+    return found
+
+
+def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRecord]) -> list[CustodyRecord]:
+    """Who had the cargo from when to when: handovers first, the carriers' own actual milestones otherwise."""
+
+    def handover_into(sequence: int | None) -> HandoverRecord | None:
+        return next((h for h in placed if h.to_leg == sequence), None)
+
+    def handover_out_of(sequence: int | None) -> HandoverRecord | None:
+        return next((h for h in placed if h.from_leg == sequence), None)
+
+    def milestone(leg: LegRecord, statuses: tuple[str, ...]) -> tuple[datetime, str] | None:
+        times = [(m.at, m.set_by) for m in leg.milestones if m.classifier == "ACT" and m.status in statuses]
+        return min(times) if times else None
+
+    timeline = []
+    first_in = handover_into(1)
+    first_start = milestone(legs[0], _STARTS) if legs else None
+    timeline.append(
+        CustodyRecord(
+            party=plan.shipper.party_id,
+            role="shipper",
+            leg=None,
+            since=None,
+            until=first_in.at if first_in else (first_start[0] if first_start else None),
+            set_by=first_in.set_by if first_in else (first_start[1] if first_start else None),
+        )
+    )
+    for leg in legs:
+        into, out = handover_into(leg.sequence), handover_out_of(leg.sequence)
+        start, end = milestone(leg, _STARTS), milestone(leg, _ENDS)
+        since = (into.at, into.set_by) if into else start
+        until = out.at if out else (end[0] if end else None)
+        timeline.append(
+            CustodyRecord(
+                party=leg.carrier,
+                role="carrier",
+                leg=leg.sequence,
+                since=since[0] if since else None,
+                until=until,
+                set_by=since[1] if since else None,
+            )
+        )
+    delivered = handover_out_of(len(legs)) if legs else None
+    last_end = milestone(legs[-1], ("delivered",)) if legs else None
+    if delivered or last_end:
+        since_at, by = (delivered.at, delivered.set_by) if delivered else last_end  # type: ignore[misc]
+        timeline.append(
+            CustodyRecord(party=plan.consignee.party_id, role="consignee", leg=None, since=since_at, until=None, set_by=by)
+        )
+    return timeline
