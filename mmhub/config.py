@@ -18,6 +18,7 @@ class Settings:
     store: str
     data_dir: Path
     partitions: int
+    clock_interval_s: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,6 +31,7 @@ class Settings:
             store=os.environ.get("MMHUB_STORE", "rocksdb://"),
             data_dir=Path(os.environ.get("MMHUB_DATA_DIR", home / "worker-data")),
             partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
+            clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
         )
 
     @property

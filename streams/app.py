@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from datetime import datetime, timezone
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from faust.types import EventT, StreamT
 from mmhub.config import Settings
 from schemas.events import HubEvent
 from streams import topics as topic_names
-from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
+from streams.clock import deadline, presumed_loss
+from streams.codec import Rejection, decode_event, decode_state, encode_event, encode_state, encode_status
 from streams.merge import ShipmentState, absorb, project
 from streams.outbound import claim_messages, settlement_messages
 
@@ -82,6 +84,15 @@ def create_app(settings: Settings) -> faust.App:
     # partitions still writes each shipment's state to its own partition.
     shipments = app.Table(
         "shipments",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+    # Shipment id -> the instant it would be presumed lost (ISO 8601); absent once delivered or reported.
+    deadlines = app.Table(
+        "deadlines",
         default=None,
         key_type=bytes,
         value_type=bytes,
@@ -152,8 +163,14 @@ def create_app(settings: Settings) -> faust.App:
             counters.duplicates += len(items) - len(new_copies)
             if state is before:
                 continue
+            due = deadline(record)
             with events_partition(items[-1][0]):
                 shipments[key] = encode_state(state)
+                if due is not None:
+                    if deadlines.get(key) != (stamp := due.isoformat().encode()):
+                        deadlines[key] = stamp
+                elif key in deadlines:
+                    del deadlines[key]
             await status_topic.send(key=key, value=encode_status(record, new_copies))
             for message in documents:
                 await settlement_topic.send(key=key, value=message)
@@ -165,6 +182,21 @@ def create_app(settings: Settings) -> faust.App:
     async def merge(stream: StreamT) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await merge_batch(batch)
+
+    @app.timer(interval=settings.clock_interval_s)
+    async def presume_losses() -> None:
+        """Publish the presumed-loss report of every local shipment past its deadline (see streams.clock)."""
+        now = datetime.now(timezone.utc)
+        for key, raw_due in list(deadlines.items()):
+            if raw_due is None or datetime.fromisoformat(raw_due.decode()) > now:
+                continue
+            stored = shipments.get(key)
+            if stored is None:
+                continue
+            report = presumed_loss(project(decode_state(stored)), now)
+            if report is not None:
+                log.warning("shipment %s is past its delivery deadline: publishing a presumed-loss report", key.decode())
+                await events_topic.send(key=key, value=encode_event(report))
 
     @app.timer(interval=30.0)
     async def report() -> None:

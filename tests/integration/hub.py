@@ -40,10 +40,13 @@ def offline(lines: list[bytes]) -> dict[str, ShipmentRecord]:
 class HubProcess:
     """One `mmhub <command>` process with the test's namespace, schema and data directory."""
 
-    def __init__(self, command: str, settings: Settings, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self, command: str, settings: Settings, data_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
         self.env = {
             **os.environ,
+            **(extra_env or {}),
             "MMHUB_KAFKA": settings.kafka,
             "MMHUB_PG_DSN": settings.pg_dsn,
             "MMHUB_NAMESPACE": settings.namespace,

@@ -36,7 +36,9 @@ async def running_hub(
 ) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
     settings = await hub_settings()
     await migrate(settings.pg_dsn, settings.pg_schema)
-    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
+    # the presumed-loss clock ticks every second here (every 10 minutes by default)
+    clock = {"MMHUB_CLOCK_INTERVAL_S": "1"}
+    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log", clock)
     sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
     worker.start()
     sink.start()
@@ -104,3 +106,31 @@ async def test_damaged_container_and_re_rated_road_leg_reach_the_claims_and_sett
     assert totals and all(debit == credit for debit, credit in totals.values()), totals
     assert record.responsible_operator == "mto.westcorridor"
     assert worker.alive and sink.alive
+
+
+async def test_cargo_not_delivered_90_days_after_the_agreed_date_opens_a_presumed_loss_claim(running_hub) -> None:
+    settings, worker, sink = running_hub
+    shipment = "SHP-2026-LOST01"
+    # the example booking, agreed for delivery on 2026-03-13: 90 days later is long past; nothing ever arrives
+    booking = orjson.loads(read_jsonl(EXAMPLES / "journey.jsonl")[0])
+    assert booking["event_type"] == "booking"
+    booking["shipment_id"] = shipment
+    await publish(settings, [orjson.dumps(booking)])
+
+    async def presumed_lost() -> bool:
+        try:
+            record = await projected_record(settings, shipment)
+        except AssertionError:
+            return False
+        return any(claim.kind == "presumed_loss" for claim in record.claims)
+
+    await wait_for(presumed_lost, 120, "the presumed-loss claim", worker, sink)
+    record = await projected_record(settings, shipment)
+    [claim] = record.claims
+    assert claim.claim_id == f"CLM-{shipment}-presumed_loss-NL"
+    assert not claim.localised and claim.liable_carrier is None
+    assert claim.evidence == [f"mmhub.clock/presumed-loss-{shipment}"]
+    # journey with a sea leg, not localised: max(20 packages x 666.67, 8,400 kg x 2) = 16,800.00 SDR
+    assert claim.liability is not None and claim.liability.sdr == Decimal("16800.00")
+    claims = _latest_by_id(await read_topic(settings, settings.topics.claims, expected=1), "claim", "claim_id")
+    assert list(claims) == [claim.claim_id]
