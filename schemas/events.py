@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 from schemas.base import Frozen, Money, NonNegativeDecimal, StrictDecimal, UtcDatetime
 from schemas.identifiers import (
@@ -141,6 +141,19 @@ class WaybillPayload(Frozen):
     containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
     action: DocumentAction = "issued"
     holder: PartyId | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_air_waybill(cls, data: Any) -> Any:
+        # "02012345675" and "020-12345675" are one air waybill: keep the hyphenated form, so they group as one.
+        if isinstance(data, dict) and data.get("document_kind") == "air_waybill":
+            number = data.get("document_number")
+            if isinstance(number, str):
+                try:
+                    data = {**data, "document_number": _AWB.validate_python(number)}
+                except ValidationError:
+                    pass  # left as sent: the check below reports what is wrong with it
+        return data
 
     @model_validator(mode="after")
     def _leg_matches_kind(self) -> WaybillPayload:

@@ -180,7 +180,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
             custody=[],
             handovers=[],
             discrepancies=[],
-            rejected=[],
+            rejected=document_rejections,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
         )
 
@@ -207,7 +207,11 @@ def project(state: ShipmentState) -> ShipmentRecord:
             per_leg[leg].append(event)
 
     cover = policy.policy_number if policy else None
-    legs = [_leg(planned.sequence, plan, per_leg[planned.sequence], cover) for planned in plan.legs]
+    legs: list[LegRecord] = []
+    for planned in plan.legs:
+        leg_record, refused = _leg(planned.sequence, plan, per_leg[planned.sequence], cover)
+        legs.append(leg_record)
+        rejected += refused
     legs = _with_carrier_responses(legs, plan, live, rejected)
     status, status_set_by = _booking_status(plan, live, rejected)
     rejected += document_rejections
@@ -240,7 +244,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
         events_applied=len(live),
         retracted_events=retracted,
         updated_at=updated_at,
-        status=_shipment_status(legs, status),
+        status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
         responsible_operator=plan.mto,
         shipper=plan.shipper,
         consignee=plan.consignee,
@@ -354,7 +358,10 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
     )
 
 
-def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None) -> LegRecord:
+def _leg(
+    sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None
+) -> tuple[LegRecord, list[Rejected]]:
+    """One leg of the record, and the leg's document events it refuses."""
     planned = plan.legs[sequence - 1]
     tracking = [e for e in events if isinstance(e, TrackingEvent)]
 
@@ -387,7 +394,8 @@ def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str
         (_milestone(e, planned.origin, planned.destination) for e in tracking),
         key=lambda m: (m.at, m.set_by),
     )
-    return LegRecord(
+    leg_documents, refused = documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
+    record = LegRecord(
         sequence=sequence,
         mode=planned.mode,
         carrier=planned.carrier,
@@ -400,10 +408,11 @@ def _leg(sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str
         milestones=milestones,
         exceptions=[m for m in reports if m.status in INCIDENTS],
         unmapped=[m for m in reports if m.status == "unknown"],
-        documents=documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)[0],
+        documents=leg_documents,
         charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
         cover=cover,
     )
+    return record, refused
 
 
 def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:
@@ -456,10 +465,10 @@ def _current_location(legs: list[LegRecord]) -> Milestone | None:
     return max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
 
 
-def _shipment_status(legs: list[LegRecord], booking: BookingState) -> ShipmentStatus:
+def _shipment_status(legs: list[LegRecord], booking: BookingState, handed_to_consignee: bool) -> ShipmentStatus:
     if booking in ("cancelled", "rejected"):
         return booking
-    if legs and legs[-1].status == "delivered":
+    if handed_to_consignee or (legs and legs[-1].status == "delivered"):
         return "delivered"
     if any(leg.status != "planned" for leg in legs):
         return "in_transit"
