@@ -42,7 +42,7 @@ NewSettings = Callable[..., Awaitable[Settings]]  # the `hub_settings` fixture
 
 
 def journey(shipment_id: str) -> list[HubEvent]:
-    """The example journey's 34 event copies, addressed to `shipment_id`."""
+    """The example journey's event copies (VERSIONS of them), addressed to `shipment_id`."""
     events = []
     for line in JOURNEY.read_bytes().splitlines():
         event = decode_event(line)
@@ -51,8 +51,11 @@ def journey(shipment_id: str) -> list[HubEvent]:
     return events
 
 
+VERSIONS = len(JOURNEY.read_bytes().splitlines())  # every line of the journey is a distinct copy
+
+
 def status_messages(shipment_id: str) -> list[Message]:
-    """Version k of the shipment (k = 1..34) at index k-1: the record of the first k events and event k."""
+    """Version k of the shipment (k = 1..VERSIONS) at index k-1: the record of the first k events and event k."""
     events = journey(shipment_id)
     return [
         (
@@ -192,7 +195,7 @@ async def test_the_newest_version_wins_even_when_older_versions_arrive_after_it(
         stale = [status_messages(shipment_id)[k] for shipment_id in SHIPMENTS for k in (0, 9, 32)]
         await caught_up(settings, sink, await produce(settings, stale))
 
-    assert await projected_versions(settings) == {shipment_id: 34 for shipment_id in SHIPMENTS}
+    assert await projected_versions(settings) == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
     for shipment_id in SHIPMENTS:
         record = await fetch_record(settings, shipment_id)
         assert record is not None
@@ -227,13 +230,14 @@ async def test_each_applied_event_is_logged_once_even_when_everything_is_replaye
         await caught_up(settings, sink, ends)
         assert sink.committed == sum(ends.values()), "without stored offsets the sink reads the topic again"
 
-    assert await count_rows(settings, "shipment_events") == {shipment_id: 34 for shipment_id in SHIPMENTS[:2]}
+    assert await count_rows(settings, "shipment_events") == {shipment_id: VERSIONS for shipment_id in SHIPMENTS[:2]}
     events = await fetch_events(settings, SHIPMENTS[0])
     assert events == first_pass
     occurred = [(event["event"]["occurred_at"], event["event_key"]) for event in events]
     assert occurred == sorted(occurred)
-    assert len({event["event_key"] for event in events}) == 32  # one revision and one retraction share a key
-    assert await projected_versions(settings) == {shipment_id: 34 for shipment_id in SHIPMENTS[:2]}
+    identities = len({orjson.loads(line)["source"] + "/" + orjson.loads(line)["event_id"] for line in JOURNEY.read_bytes().splitlines()})
+    assert len({event["event_key"] for event in events}) == identities  # revisions and retractions share a key
+    assert await projected_versions(settings) == {shipment_id: VERSIONS for shipment_id in SHIPMENTS[:2]}
 
 
 async def test_a_restarted_sink_resumes_from_its_stored_offsets(hub_settings: NewSettings) -> None:
@@ -254,8 +258,8 @@ async def test_a_restarted_sink_resumes_from_its_stored_offsets(hub_settings: Ne
     assert first.committed + second.committed == len(early) + len(late), "a message was read twice or never"
 
     assert await stored_offsets(settings) == ends
-    assert await projected_versions(settings) == {shipment_id: 34 for shipment_id in SHIPMENTS}
-    assert await count_rows(settings, "shipment_events") == {shipment_id: 34 for shipment_id in SHIPMENTS}
+    assert await projected_versions(settings) == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
+    assert await count_rows(settings, "shipment_events") == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
     await admin.start()
     try:
@@ -313,11 +317,11 @@ async def test_the_sink_rides_out_its_database_connections_being_killed(
         await admin.close()
 
     assert any("Postgres unavailable" in record.getMessage() for record in caplog.records)
-    assert await projected_versions(settings) == {shipment_id: 34 for shipment_id in SHIPMENTS}
-    assert await count_rows(settings, "shipment_events") == {shipment_id: 34 for shipment_id in SHIPMENTS}
+    assert await projected_versions(settings) == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
+    assert await count_rows(settings, "shipment_events") == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
     for shipment_id in SHIPMENTS:
         record = await fetch_record(settings, shipment_id)
-        assert record is not None and record["version"] == 34 and record["status"] == "delivered"
+        assert record is not None and record["version"] == VERSIONS and record["status"] == "delivered"
 
 
 async def test_a_status_message_the_hub_could_not_have_written_stops_the_sink(hub_settings: NewSettings) -> None:
