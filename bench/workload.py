@@ -1,0 +1,127 @@
+"""A synthetic but valid workload of canonical events, shaped like examples/journey.jsonl.
+
+Every shipment gets the journey's booking plus `events_per_shipment - 1` of the journey's other events (waybills,
+tracking with estimates, a revision and a retraction, settlements, insurance, and whatever else the example holds),
+picked per shipment by a seeded RNG so shipments differ, with the shipment id replaced. Beyond the journey's own
+events a shipment gets further revisions of an estimate (same event identity, later `revised_at`): distinct copies
+that the fold must weigh. The example is read when the workload is built, so the workload follows it as it grows;
+its name, size and hash are part of `Workload.describe()` so figures can be traced to it.
+
+Order on the wire:
+  interleaved (default)  round-robin over shipments: every shipment's 1st event, then every 2nd, ... so shipments
+                         progress in parallel, as in production, and nearly every event is a new record version;
+  grouped                all events of shipment 1, then shipment 2, ... (the fold's best case: one version per batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.record import ShipmentRecord
+from streams.codec import Rejection, decode_event
+from streams.merge import fold
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "journey.jsonl"
+ORDERS = ("interleaved", "grouped")
+# 1,000 x 15 keeps `python -m bench.pipeline` (3 repetitions) under ~3 minutes on a 2-core dev box; with 2,000
+# shipments the per-event figures are the same (a batch still holds one event per shipment) but it takes ~4 min.
+DEFAULT_SHIPMENTS = 1000
+DEFAULT_EVENTS_PER_SHIPMENT = 15
+_REVISION_BASE = datetime(2026, 3, 20, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Workload:
+    shipments: int
+    events_per_shipment: int
+    order: str
+    lines: list[bytes]  # the exact message values, in publish order
+    keys: list[bytes]  # the message keys (shipment ids), parallel to `lines`
+    template: str = ""  # where the shipments come from: file name, event count and a hash of its bytes
+
+    @property
+    def events(self) -> int:
+        return len(self.lines)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(line) for line in self.lines)
+
+    def describe(self) -> str:
+        return (
+            f"{self.shipments} shipments x {self.events_per_shipment} events = {self.events} events "
+            f"({self.size_bytes / self.events:.0f} B/event avg, {self.order}; from {self.template})"
+        )
+
+
+def _template(path: Path) -> tuple[list[dict[str, Any]], str]:
+    raw = path.read_bytes()
+    events = [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+    return events, f"{path.name}: {len(events)} events, blake2b {hashlib.blake2b(raw, digest_size=4).hexdigest()}"
+
+
+def _shipment_events(index: int, count: int, template: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    shipment_id = f"SHP-BENCH-{index:06d}"
+    booking = [e for e in template if e["event_type"] == "booking"][0]
+    others = [e for e in template if e is not booking]
+    rng = random.Random(seed * 1_000_003 + index)
+    picked = sorted(rng.sample(range(len(others)), min(count - 1, len(others))))
+    chosen = [booking] + [others[i] for i in picked]
+    estimates = [e for e in template if e["event_type"] == "tracking" and e.get("classifier") == "EST"]
+    for extra in range(count - len(chosen)):
+        revised = (_REVISION_BASE + timedelta(minutes=extra)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        chosen.append({**estimates[extra % len(estimates)], "revised_at": revised})
+    return [{**event, "shipment_id": shipment_id} for event in chosen]
+
+
+def generate(
+    shipments: int = DEFAULT_SHIPMENTS,
+    events_per_shipment: int = DEFAULT_EVENTS_PER_SHIPMENT,
+    order: str = "interleaved",
+    seed: int = 42,
+    template: Path = TEMPLATE,
+) -> Workload:
+    if shipments < 1 or events_per_shipment < 1:
+        raise ValueError("need at least one shipment and one event per shipment")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}")
+    journey, described = _template(template)
+    per_shipment = [
+        [orjson.dumps(event) for event in _shipment_events(i, events_per_shipment, journey, seed)]
+        for i in range(shipments)
+    ]
+    keys = [f"SHP-BENCH-{i:06d}".encode() for i in range(shipments)]
+    lines: list[bytes] = []
+    line_keys: list[bytes] = []
+    if order == "grouped":
+        for key, events in zip(keys, per_shipment):
+            lines.extend(events)
+            line_keys.extend([key] * len(events))
+    else:
+        for position in range(events_per_shipment):
+            for key, events in zip(keys, per_shipment):
+                lines.append(events[position])
+                line_keys.append(key)
+    workload = Workload(shipments, events_per_shipment, order, lines, line_keys, described)
+    first = decode_event(workload.lines[0])
+    if isinstance(first, Rejection):  # cheap guard; expected_records() validates every line
+        raise ValueError(f"generated event is invalid: {first.reason}")
+    return workload
+
+
+def expected_records(workload: Workload) -> dict[str, ShipmentRecord]:
+    """The offline fold of the workload: every line must decode, and each record's version is the final one."""
+    events = []
+    for number, line in enumerate(workload.lines):
+        decoded = decode_event(line)
+        if isinstance(decoded, Rejection):
+            raise ValueError(f"generated event {number} is invalid ({decoded.code}): {decoded.reason}")
+        events.append(decoded)
+    return fold(events)
