@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from datetime import datetime, timezone
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -21,6 +21,7 @@ from faust.types import EventT, StreamT
 
 from mmhub.config import Settings
 from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, decode_state, encode_event, encode_state, encode_status
@@ -42,6 +43,38 @@ class Counters:
     dead_lettered: int = 0
     versions_emitted: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class Warm:
+    """A shipment as this worker last wrote it: the stored bytes, the state they encode and its record."""
+
+    stored: bytes
+    state: ShipmentState
+    record: ShipmentRecord
+
+
+class WarmStates:
+    """The most recently written shipments, so a batch need not re-validate and re-project what this worker
+    already holds. An entry is used only while the table still holds the very bytes it was made from: after a
+    rebalance another worker may have written the shipment, and then the table wins."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, Warm] = OrderedDict()
+
+    def get(self, key: bytes, stored: bytes | None) -> Warm | None:
+        warm = self._entries.get(key)
+        if warm is None or stored is None or warm.stored != stored:
+            return None
+        self._entries.move_to_end(key)
+        return warm
+
+    def put(self, key: bytes, warm: Warm) -> None:
+        self._entries[key] = warm
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
 
 
 @contextmanager
@@ -100,6 +133,7 @@ def create_app(settings: Settings) -> faust.App:
         use_partitioner=True,
     )
     counters = Counters()
+    warm_states = WarmStates()
     app.mmhub_counters = counters  # type: ignore[attr-defined]
 
     async def dead_letter(event: EventT, rejection: Rejection) -> None:
@@ -144,14 +178,21 @@ def create_app(settings: Settings) -> faust.App:
         for shipment_id, items in accepted.items():
             key = shipment_id.encode()
             stored = shipments.get(key)
-            before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
+            warm = warm_states.get(key, stored)
+            if warm is not None:
+                before = warm.state
+            else:
+                before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
             try:
                 state, new_copies = absorb(before, [hub_event for _, hub_event in items])
+                if state is before:
+                    counters.duplicates += len(items)
+                    continue
                 record = project(state)
                 documents: list[bytes] = []
                 claims: list[bytes] = []
-                if state is not before and (record.settlement is not None or record.claims):
-                    previous = project(before) if stored is not None else None
+                if record.settlement is not None or record.claims:
+                    previous = warm.record if warm is not None else (project(before) if stored is not None else None)
                     documents = settlement_messages(previous, record)
                     claims = claim_messages(previous, record)
             except Exception as error:  # noqa: BLE001 - a hub bug must not stop every other shipment
@@ -161,11 +202,11 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             counters.applied += len(new_copies)
             counters.duplicates += len(items) - len(new_copies)
-            if state is before:
-                continue
             due = deadline(record)
+            encoded = encode_state(state)
+            warm_states.put(key, Warm(encoded, state, record))
             with events_partition(items[-1][0]):
-                shipments[key] = encode_state(state)
+                shipments[key] = encoded
                 if due is not None:
                     if deadlines.get(key) != (stamp := due.isoformat().encode()):
                         deadlines[key] = stamp
