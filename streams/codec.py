@@ -6,7 +6,6 @@ caller dead-letters the original bytes with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import orjson
@@ -14,18 +13,12 @@ from pydantic import ValidationError
 
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
+# Rejection and describe live in schemas.rejection; re-exported here for the callers that import them from the codec.
+from schemas.rejection import Rejection as Rejection, describe as describe
 from streams.copies import Copy
 from streams.merge import ShipmentState
 
 MAX_EVENT_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why an input was refused. `code` is stable for machines, `reason` is for the person who sent it."""
-
-    code: str
-    reason: str
 
 
 def decode_event(raw: bytes | None) -> HubEvent | Rejection:
@@ -43,18 +36,6 @@ def decode_event(raw: bytes | None) -> HubEvent | Rejection:
         return HUB_EVENT.validate_python(document)
     except ValidationError as error:
         return Rejection("invalid_event", describe(error))
-
-
-def describe(error: ValidationError, limit: int = 5) -> str:
-    """A compact, human-readable summary of a pydantic error: where, and what is wrong."""
-    parts = []
-    for item in error.errors(include_url=False)[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "(event)"
-        parts.append(f"{where}: {item['msg']}")
-    more = error.error_count() - limit
-    if more > 0:
-        parts.append(f"... and {more} more")
-    return "; ".join(parts)
 
 
 def encode_event(event: HubEvent) -> bytes:

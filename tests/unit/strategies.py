@@ -267,16 +267,16 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found: list[tuple[Any, ...]] = []
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
     for key, child in children:
         found.append(prefix + (key,))
-        found.extend(_paths(child, prefix + (key,)))
+        found.extend(paths(child, prefix + (key,)))
     return found
 
 
-def _other_type(value: Any) -> Any:
+def other_type(value: Any) -> Any:
     """The same information in the wrong JSON type, as careless mappings produce it."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -298,10 +298,10 @@ def mutated_events(draw: st.DrawFn) -> bytes:
     """A valid event's JSON with 1-3 mutations: a key dropped, a value's type changed, a random value put or added."""
     doc = draw(event_docs())
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
-        if not paths:
+        candidates = paths(doc)
+        if not candidates:
             break
-        path = draw(st.sampled_from(paths))
+        path = draw(st.sampled_from(candidates))
         parent = doc
         for step in path[:-1]:
             parent = parent[step]
@@ -310,7 +310,7 @@ def mutated_events(draw: st.DrawFn) -> bytes:
         if mutation == "drop":
             del parent[key]
         elif mutation == "retype":
-            parent[key] = _other_type(parent[key])
+            parent[key] = other_type(parent[key])
         elif mutation == "replace":
             parent[key] = draw(json_values)
         elif isinstance(parent, dict):

@@ -1,0 +1,383 @@
+"""GS1 EPCIS 2.0 JSON-LD to canonical tracking events, purely.
+
+Reads an EPCISDocument (`epcisBody.eventList`; an EPCISQueryDocument's `queryResults.resultsBody.eventList` too) or
+one bare event. One result per event, in order: a TrackingEvent, or a Rejection naming the event and what is wrong.
+A payload that is not an EPCIS document or event at all is a single Rejection. Only the compact JSON-LD form the
+EPCIS 2.0 context defines is read (keys such as "bizStep"), not expanded JSON-LD.
+
+Mapping (tables in codes.py):
+    bizStep                  -> status; raw_code is its CBV name in any spelling, code_list "GS1-CBV-bizStep";
+                                a step without a canonical status (or a non-CBV one) -> "unknown", name kept
+    eventTime                -> occurred_at in UTC; when eventTime has no offset, eventTimeZoneOffset supplies it
+    recordTime               -> recorded_at; a capture document has none yet, so then the document's creationDate,
+                                else eventTime
+    readPoint, bizLocation   -> location, the first that is a UN/LOCODE: the bare code, or an id naming "locode" whose
+                                last part is one (urn:un:locode:DEHAM); SGLNs and other ids go to remarks
+    parentID, epcList, childEPCs
+                             -> urn:epc:id:bic:<ISO 6346 number> is a container reference (check digit checked);
+                                SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks
+    bizTransactionList       -> references for the types in codes.REFERENCE_KINDS (bol, cmr, ...); the document
+                                number is the id's last part (urn:epcglobal:cbv:bt:<GLN>:<number>); others to remarks
+    disposition              -> remarks
+    classifier               -> always ACT: EPCIS records what was observed
+The leg is never set: reference resolution decides it later.
+
+Identity: event_id is the eventID when it is a valid hub event id; an eventID the hub id syntax cannot carry (e.g.
+"ni:///sha-256;...?ver=CBV2.0") becomes "eventid-sha256:" plus a hash of it; an event without eventID gets
+"epcis-hash:sha-256:" plus its canonical event hash, so the same event sent twice gets the same id and the hub
+drops the copy. The canonical hash is a simplified form of the CBV 2.0 event hash algorithm: not its fixed property
+order and pre-hash string, but the same idea. Left out: eventID, recordTime, errorDeclaration and JSON-LD keywords
+(@context). Normalised: times to UTC with millisecond precision, CBV values (bizStep, disposition, transaction
+types) to their bare names, strings trimmed, every list sorted, keys sorted; then SHA-256 of that JSON.
+
+Corrections: an event carrying an errorDeclaration is the erroneous event restated; it becomes a retraction of that
+event (same event_id, retracted, revised_at = declarationTime). Corrective events are ordinary new events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from connectors.epcis import codes
+from connectors.payload import Refused, event_id_or_digest, event_or_rejection, first_message, join_remarks, load_json
+from schemas.events import HubEvent
+from schemas.identifiers import ContainerNumber, UnLocode
+from schemas.rejection import Rejection
+
+Result = HubEvent | Rejection
+
+_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
+_PARTS = re.compile(r"[:/#?=]")
+_LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
+_CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
+_HASH_EXCLUDED = frozenset({"eventID", "recordTime", "errorDeclaration"})
+_TIME_KEYS = frozenset({"eventTime", "declarationTime", "time", "startTime", "endTime"})
+_SHORT_CODE_MAX = 35
+
+
+def _invalid(reason: str) -> Refused:
+    return Refused("invalid_epcis", reason)
+
+
+# --- document ----------------------------------------------------------------------------------------------------
+
+
+def _events_of(document: Any) -> tuple[list[Any], Any]:
+    """The events of a document (or the one bare event), and the document's creationDate if any."""
+    if not isinstance(document, dict):
+        raise _invalid(f"an EPCIS payload is a JSON object, got {type(document).__name__}")
+    kind = _type_of(document)
+    if kind in codes.EVENT_TYPES or kind in codes.NOT_TRACKING_TYPES:
+        return [document], None
+    if kind not in codes.DOCUMENT_TYPES:
+        raise _invalid(f"'type' is {kind!r}: expected an EPCISDocument or one EPCIS event (e.g. ObjectEvent)")
+    if kind == "EPCISDocument":
+        path = ["epcisBody", "eventList"]
+    else:
+        path = ["epcisBody", "queryResults", "resultsBody", "eventList"]
+    node: Any = document
+    for step in path:
+        node = node.get(step) if isinstance(node, dict) else None
+    if not isinstance(node, list):
+        raise _invalid(f"{'.'.join(path)} must be a list of events")
+    return node, document.get("creationDate")
+
+
+def _type_of(node: dict[str, Any]) -> str | None:
+    kind = node.get("type")
+    return kind if isinstance(kind, str) else None
+
+
+# --- one event to one canonical event ----------------------------------------------------------------------------
+
+
+def _event_result(index: int, event: Any, created: Any, source: str) -> Result:
+    label = f"event {index}"
+    if isinstance(event, dict) and isinstance(event.get("eventID"), str):
+        label += f" ({event['eventID'][:80]})"
+    return event_or_rejection(label, lambda: _event_document(event, created, source))
+
+
+def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise _invalid(f"is a JSON {type(event).__name__}, not an event object")
+    if _depth(event) > codes.MAX_NESTING:
+        raise _invalid(f"nests deeper than {codes.MAX_NESTING} levels")
+    kind = _type_of(event)
+    if kind in codes.NOT_TRACKING_TYPES:
+        raise Refused("unsupported_event", f"a {kind} does not report transport status")
+    if kind not in codes.EVENT_TYPES:
+        raise _invalid(f"'type' is {kind!r}: expected one of {', '.join(sorted(codes.EVENT_TYPES))}")
+    occurred_at = _event_time(event)
+    if "recordTime" in event:
+        recorded_at = _time(event["recordTime"], "recordTime")
+    elif created is not None:
+        recorded_at = _time(created, "the document's creationDate")
+    else:
+        recorded_at = occurred_at
+    notes: list[str] = []
+    status, raw_code = _status(event, notes)
+    location = _location(event, notes)
+    containers = _containers(event, notes)
+    references = _transactions(event, notes) + [("container", number) for number in containers]
+    if not references:
+        raise Refused(
+            "invalid_event",
+            "names nothing the hub can find the shipment by: add the container as urn:epc:id:bic:<ISO 6346 number> "
+            f"or a bizTransactionList entry of type {', '.join(codes.REFERENCE_KINDS)} "
+            "(SSCCs and GRAIs are not enough)",
+        )
+    disposition = event.get("disposition")
+    if isinstance(disposition, str) and disposition:
+        notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
+    document: dict[str, Any] = {
+        "event_type": "tracking",
+        "event_id": _event_id(event),
+        "source": source,
+        "references": [{"kind": name, "value": value} for name, value in dict.fromkeys(references)],
+        "occurred_at": occurred_at,
+        "recorded_at": recorded_at,
+        "classifier": "ACT",
+    }
+    if "errorDeclaration" in event:
+        declared_at, note = _error_declaration(event["errorDeclaration"])
+        document.update(retracted=True, revised_at=declared_at)
+        notes.insert(0, note)
+    payload: dict[str, Any] = {"status": status, "raw_code": raw_code, "code_list": codes.CODE_LIST}
+    optional = {
+        "location": location,
+        "container": containers[0] if containers else None,
+        "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
+    }
+    payload.update({key: value for key, value in optional.items() if value is not None})
+    document["payload"] = payload
+    return document
+
+
+def _status(event: dict[str, Any], notes: list[str]) -> tuple[str, str]:
+    step = event.get("bizStep")
+    if not isinstance(step, str) or not step.strip():
+        raise _invalid("has no bizStep: without one the hub cannot tell what happened")
+    name = codes.short_name(step.strip(), codes.BIZ_STEP_PREFIXES)
+    if len(name) <= _SHORT_CODE_MAX:
+        return codes.BIZ_STEP.get(name, "unknown"), name
+    # A user-defined step as a long URI: keep its last part as the code and the whole URI in the remarks.
+    notes.append(f"bizStep {name}")
+    tail = [part for part in _PARTS.split(name) if part] or [name]
+    return "unknown", tail[-1][-_SHORT_CODE_MAX:]
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    if "eventTime" not in event:
+        raise _invalid("has no eventTime")
+    value = event["eventTime"]
+    if not isinstance(value, str):
+        raise _invalid("eventTime must be an ISO 8601 timestamp string")
+    stamp = _parse_time(value, "eventTime")
+    if stamp.tzinfo is not None:
+        return stamp
+    offset = event.get("eventTimeZoneOffset")
+    match = _OFFSET.fullmatch(offset) if isinstance(offset, str) else None
+    if match is None:
+        raise _invalid(
+            f"eventTime {value!r} has no UTC offset and eventTimeZoneOffset does not give one (e.g. '+01:00')"
+        )
+    sign, hours, minutes = match.groups()
+    try:
+        if int(minutes) >= 60:
+            raise ValueError(minutes)
+        zone = timezone(timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1))
+    except ValueError:
+        raise _invalid(f"eventTimeZoneOffset {offset!r} is not an offset from UTC") from None
+    return stamp.replace(tzinfo=zone)
+
+
+def _time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise _invalid(f"{name} must be an ISO 8601 timestamp string")
+    stamp = _parse_time(value, name)
+    if stamp.tzinfo is None:
+        raise _invalid(f"{name} {value!r} has no UTC offset")
+    return stamp
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid(f"{name} {value[:40]!r} is not an ISO 8601 timestamp") from None
+
+
+def _location(event: dict[str, Any], notes: list[str]) -> str | None:
+    location = None
+    for field in ("readPoint", "bizLocation"):
+        value = event.get(field)
+        if value is None:
+            continue
+        ident = value.get("id") if isinstance(value, dict) else value
+        if not isinstance(ident, str) or not ident:
+            raise _invalid(f"{field} must be an object with an 'id'")
+        code = _locode_in(ident)
+        if code is None:
+            notes.append(f"{field} {ident}")
+        elif location is None:
+            location = code
+    return location
+
+
+def _locode_in(ident: str) -> str | None:
+    candidates = [ident]
+    if "locode" in ident.lower():
+        candidates.append(_PARTS.split(ident)[-1])
+    for candidate in candidates:
+        try:
+            return _LOCODE.validate_python(candidate)
+        except ValidationError:
+            continue
+    return None
+
+
+def _containers(event: dict[str, Any], notes: list[str]) -> list[str]:
+    epcs: list[str] = []
+    for field in codes.OBJECT_FIELDS:
+        value = event.get(field)
+        if value is None:
+            continue
+        items = [value] if field == "parentID" else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise _invalid(f"{field} must hold EPC URIs as strings")
+        epcs.extend(items)
+    containers: list[str] = []
+    others: list[str] = []
+    for epc in dict.fromkeys(epcs):
+        if not epc.startswith(codes.CONTAINER_EPC_PREFIX):
+            others.append(epc)
+            continue
+        number = epc[len(codes.CONTAINER_EPC_PREFIX) :]
+        try:
+            containers.append(_CONTAINER.validate_python(number))
+        except ValidationError as error:
+            raise Refused("invalid_event", f"{epc}: {first_message(error)}") from None
+    if others:
+        notes.append("objects " + ", ".join(others))
+    return containers
+
+
+def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, str]]:
+    value = event.get("bizTransactionList")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid("bizTransactionList must be a list")
+    references: list[tuple[str, str]] = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("bizTransaction"), str):
+            raise _invalid("each bizTransactionList entry needs a 'bizTransaction' id string")
+        ident = item["bizTransaction"]
+        kind_name = item.get("type")
+        kind = codes.short_name(kind_name, codes.BIZ_TRANSACTION_TYPE_PREFIXES) if isinstance(kind_name, str) else ""
+        if kind in codes.REFERENCE_KINDS:
+            parts = [part for part in _PARTS.split(ident.strip()) if part] or [ident]
+            references.append((codes.REFERENCE_KINDS[kind], parts[-1]))
+        else:
+            notes.append(f"transaction {kind or '(untyped)'} {ident}")
+    return references
+
+
+def _error_declaration(value: Any) -> tuple[datetime, str]:
+    if not isinstance(value, dict):
+        raise _invalid("errorDeclaration must be an object with a declarationTime")
+    declared_at = _time(value.get("declarationTime"), "errorDeclaration.declarationTime")
+    reason = value.get("reason")
+    why = "no reason given"
+    if isinstance(reason, str) and reason:
+        why = codes.short_name(reason, codes.ERROR_REASON_PREFIXES)
+    corrective = value.get("correctiveEventIDs")
+    note = f"error declared ({why})"
+    if isinstance(corrective, list) and corrective:
+        note += "; corrected by " + ", ".join(str(ident) for ident in corrective)
+    return declared_at, note
+
+
+# --- identity ----------------------------------------------------------------------------------------------------
+
+
+def _event_id(event: dict[str, Any]) -> str:
+    given = event.get("eventID")
+    if given is None:
+        return "epcis-hash:sha-256:" + canonical_hash(event)
+    if not isinstance(given, str) or not given:
+        raise _invalid("eventID must be a non-empty string")
+    return event_id_or_digest(given, given, "eventid-sha256:")
+
+
+def canonical_hash(event: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the event's canonical form; see the module docstring for what is left out and normalised."""
+    core = {key: value for key, value in event.items() if key not in _HASH_EXCLUDED and not key.startswith("@")}
+    return hashlib.sha256(_canonical_bytes(_canonical(core, ""))).hexdigest()
+
+
+def _canonical(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {name: _canonical(child, name) for name, child in value.items()}
+    if isinstance(value, list):
+        return sorted((_canonical(child, key) for child in value), key=_canonical_bytes)
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if key in _TIME_KEYS:
+        return _canonical_time(text)
+    if key == "bizStep":
+        return codes.short_name(text, codes.BIZ_STEP_PREFIXES)
+    if key == "disposition":
+        return codes.short_name(text, codes.DISPOSITION_PREFIXES)
+    if key == "type":
+        return codes.short_name(text, codes.BIZ_TRANSACTION_TYPE_PREFIXES)
+    return text
+
+
+def _canonical_time(text: str) -> str:
+    try:
+        stamp = datetime.fromisoformat(text)
+        if stamp.tzinfo is None:
+            return text
+        return stamp.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError):
+        return text
+
+
+def _canonical_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests, counted without recursion and only up to just past the limit."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack and deepest <= codes.MAX_NESTING:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+# --- entry point -------------------------------------------------------------------------------------------------
+
+
+def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
+    """Every event in an EPCIS 2.0 JSON-LD payload as a canonical tracking event or a Rejection; never raises."""
+    document = load_json(raw, codes.MAX_DOCUMENT_BYTES, "document", blank_is_empty=True)
+    if isinstance(document, Rejection):
+        return [document]
+    try:
+        events, created = _events_of(document)
+    except Refused as refused:
+        return [refused.rejection()]
+    return [_event_result(index, event, created, source) for index, event in enumerate(events, start=1)]

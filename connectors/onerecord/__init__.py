@@ -1,0 +1,1 @@
+"""IATA ONE Record (air, mode-neutral): LogisticsEvent JSON-LD to canonical tracking events."""

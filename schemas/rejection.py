@@ -1,0 +1,30 @@
+"""Why an input was refused: the Rejection every decoder and carrier parser returns instead of raising.
+
+Pure: no I/O, no imports outside pydantic, so connectors and streams can both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input was refused. `code` is stable for machines, `reason` is for the person who sent it."""
+
+    code: str
+    reason: str
+
+
+def describe(error: ValidationError, limit: int = 5) -> str:
+    """A compact, human-readable summary of a pydantic error: where, and what is wrong."""
+    parts = []
+    for item in error.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "(event)"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
