@@ -19,6 +19,7 @@ class Settings:
     data_dir: Path
     partitions: int
     clock_interval_s: float
+    report_interval_s: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +33,7 @@ class Settings:
             data_dir=Path(os.environ.get("MMHUB_DATA_DIR", home / "worker-data")),
             partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
             clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
+            report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
         )
 
     @property

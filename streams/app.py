@@ -42,6 +42,8 @@ class Counters:
     duplicates: int = 0
     dead_lettered: int = 0
     versions_emitted: int = 0
+    warm_hits: int = 0
+    warm_misses: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -180,8 +182,10 @@ def create_app(settings: Settings) -> faust.App:
             stored = shipments.get(key)
             warm = warm_states.get(key, stored)
             if warm is not None:
+                counters.warm_hits += 1
                 before = warm.state
             else:
+                counters.warm_misses += int(stored is not None)
                 before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
             try:
                 state, new_copies = absorb(before, [hub_event for _, hub_event in items])
@@ -239,14 +243,16 @@ def create_app(settings: Settings) -> faust.App:
                 log.warning("shipment %s is past its delivery deadline: publishing a presumed-loss report", key.decode())
                 await events_topic.send(key=key, value=encode_event(report))
 
-    @app.timer(interval=30.0)
+    @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         log.info(
-            "applied=%d duplicates=%d dead_lettered=%d versions_emitted=%d",
+            "applied=%d duplicates=%d dead_lettered=%d versions_emitted=%d warm_hits=%d warm_misses=%d",
             counters.applied,
             counters.duplicates,
             counters.dead_lettered,
             counters.versions_emitted,
+            counters.warm_hits,
+            counters.warm_misses,
         )
 
     return app
