@@ -81,11 +81,12 @@ class WarmStates:
 
 @contextmanager
 def events_partition(event: EventT) -> Iterator[None]:
-    """Make `event` faust's current event while a table write runs.
+    """Make `event` faust's current event while a table read or write runs.
 
-    faust's RocksDB store files a write under the partition of the task's current event. In a batch that mixes
-    partitions that is the last event taken, not the shipment's own. Setting the context variable (and only it:
-    the stream's `current_event` attribute is read by the batching buffer) puts each write where it belongs.
+    faust picks the store and changelog partition of a table key from the task's current event. In a batch that
+    mixes partitions that is whatever event was taken last, not the shipment's own. Setting the context variable
+    (and only it: the stream's `current_event` attribute is read by the batching buffer) puts each access where
+    it belongs.
     """
     token = faust_streams._current_event.set(weakref.ref(event))
     try:
@@ -115,15 +116,14 @@ def create_app(settings: Settings) -> faust.App:
     status_topic = app.topic(names.status, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     settlement_topic = app.topic(names.settlement, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     claims_topic = app.topic(names.claims, key_type=bytes, value_type=bytes, partitions=settings.partitions)
-    # use_partitioner: changelog partitions follow the key's hash, exactly like hub.events, so a batch that mixes
-    # partitions still writes each shipment's state to its own partition.
+    # Both tables are co-partitioned with hub.events: each read and write runs with the shipment's own event as
+    # faust's current event (events_partition), so store and changelog partition are the event's partition.
     shipments = app.Table(
         "shipments",
         default=None,
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        use_partitioner=True,
     )
     # Shipment id -> the instant it would be presumed lost (ISO 8601); absent once delivered or reported.
     deadlines = app.Table(
@@ -132,7 +132,6 @@ def create_app(settings: Settings) -> faust.App:
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        use_partitioner=True,
     )
     counters = Counters()
     warm_states = WarmStates()
@@ -178,50 +177,55 @@ def create_app(settings: Settings) -> faust.App:
                 accepted[decoded.shipment_id].append((event, decoded))
 
         for shipment_id, items in accepted.items():
-            key = shipment_id.encode()
-            stored = shipments.get(key)
-            warm = warm_states.get(key, stored)
-            if warm is not None:
-                counters.warm_hits += 1
-                before = warm.state
-            else:
-                counters.warm_misses += int(stored is not None)
-                before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
             try:
-                state, new_copies = absorb(before, [hub_event for _, hub_event in items])
-                if state is before:
-                    counters.duplicates += len(items)
-                    continue
-                record = project(state)
-                documents: list[bytes] = []
-                claims: list[bytes] = []
-                if record.settlement is not None or record.claims:
-                    previous = warm.record if warm is not None else (project(before) if stored is not None else None)
-                    documents = settlement_messages(previous, record)
-                    claims = claim_messages(previous, record)
-            except Exception as error:  # noqa: BLE001 - a hub bug must not stop every other shipment
+                await merge_shipment(shipment_id, items)
+            except Exception as error:  # noqa: BLE001 - one shipment's failure must not stop every other one
+                # Loud, and nothing lost: the traceback goes to the log, the original bytes to the DLQ for replay.
                 log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))
                 for event, _ in items:
                     await dead_letter(event, Rejection("hub_error", f"the hub failed to merge this event: {error!r}"))
-                continue
-            counters.applied += len(new_copies)
-            counters.duplicates += len(items) - len(new_copies)
-            due = deadline(record)
-            encoded = encode_state(state)
-            warm_states.put(key, Warm(encoded, state, record))
-            with events_partition(items[-1][0]):
-                shipments[key] = encoded
-                if due is not None:
-                    if deadlines.get(key) != (stamp := due.isoformat().encode()):
-                        deadlines[key] = stamp
-                elif key in deadlines:
-                    del deadlines[key]
-            await status_topic.send(key=key, value=encode_status(record, new_copies))
-            for message in documents:
-                await settlement_topic.send(key=key, value=message)
-            for message in claims:
-                await claims_topic.send(key=key, value=message)
-            counters.versions_emitted += 1
+
+    async def merge_shipment(shipment_id: str, items: list[tuple[EventT, HubEvent]]) -> None:
+        key = shipment_id.encode()
+        own_event = items[-1][0]  # every item is on this shipment's partition; reads and writes go there
+        with events_partition(own_event):
+            stored = shipments.get(key)
+        warm = warm_states.get(key, stored)
+        if warm is not None:
+            counters.warm_hits += 1
+            before = warm.state
+        else:
+            counters.warm_misses += int(stored is not None)
+            before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
+        state, new_copies = absorb(before, [hub_event for _, hub_event in items])
+        if state is before:
+            counters.duplicates += len(items)
+            return
+        record = project(state)
+        documents: list[bytes] = []
+        claims: list[bytes] = []
+        if record.settlement is not None or record.claims:
+            previous = warm.record if warm is not None else (project(before) if stored is not None else None)
+            documents = settlement_messages(previous, record)
+            claims = claim_messages(previous, record)
+        due = deadline(record)
+        encoded = encode_state(state)
+        with events_partition(own_event):
+            shipments[key] = encoded
+            if due is not None:
+                if deadlines.get(key) != (stamp := due.isoformat().encode()):
+                    deadlines[key] = stamp
+            elif key in deadlines:
+                del deadlines[key]
+        warm_states.put(key, Warm(encoded, state, record))
+        counters.applied += len(new_copies)
+        counters.duplicates += len(items) - len(new_copies)
+        await status_topic.send(key=key, value=encode_status(record, new_copies))
+        for message in documents:
+            await settlement_topic.send(key=key, value=message)
+        for message in claims:
+            await claims_topic.send(key=key, value=message)
+        counters.versions_emitted += 1
 
     @app.agent(events_topic, name="merge")
     async def merge(stream: StreamT) -> None:
