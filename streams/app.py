@@ -25,6 +25,7 @@ from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, decode_state, encode_event, encode_state, encode_status
+from streams.copies import Copy
 from streams.merge import ShipmentState, absorb, project
 from streams.outbound import claim_messages, settlement_messages
 
@@ -199,7 +200,13 @@ def create_app(settings: Settings) -> faust.App:
             before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
         state, new_copies = absorb(before, [hub_event for _, hub_event in items])
         if state is before:
+            # Nothing new, but this may be a replay after a crash: the stored state can be ahead of what reached
+            # Kafka (the state was written, the worker died before its outputs were). Sending the current version
+            # and documents again is harmless (the sink skips versions it has, documents have stable ids) and is
+            # what turns at-least-once input into no lost output.
             counters.duplicates += len(items)
+            record = warm.record if warm is not None else project(before)
+            await emit(key, record, [], settlement_messages(None, record), claim_messages(None, record))
             return
         record = project(state)
         documents: list[bytes] = []
@@ -220,6 +227,11 @@ def create_app(settings: Settings) -> faust.App:
         warm_states.put(key, Warm(encoded, state, record))
         counters.applied += len(new_copies)
         counters.duplicates += len(items) - len(new_copies)
+        await emit(key, record, new_copies, documents, claims)
+
+    async def emit(
+        key: bytes, record: ShipmentRecord, new_copies: list[Copy], documents: list[bytes], claims: list[bytes]
+    ) -> None:
         await status_topic.send(key=key, value=encode_status(record, new_copies))
         for message in documents:
             await settlement_topic.send(key=key, value=message)
