@@ -228,9 +228,11 @@ async def run_sink(
                 batch = collect(admitted.messages)
                 await db.run(lambda conn: _write(conn, batch, group, topic))
                 listener.positions.advance(batch.next_offsets)
-            await _commit_to_kafka(consumer, topic, batch)
+            # Told as soon as Postgres has it (a reader polling Postgres may already see it), before the Kafka
+            # commit, which is for lag monitoring only.
             if on_batch is not None:
                 on_batch(batch.messages)
+            await _commit_to_kafka(consumer, topic, batch)
     except Stopped:
         log.info("stopped while Postgres was unreachable; the unwritten batch will be read again on restart")
     finally:
