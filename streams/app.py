@@ -1,17 +1,18 @@
-"""The faust wiring: topics, the shipments table and the merge agent. Thin on purpose.
+"""The faust wiring: topics, the shipments and deadlines tables, the merge agent and the presumed-loss clock.
 
-Every decision is made by the pure core (streams.codec, streams.merge); this module only moves bytes between
-Kafka, the table and those functions. Delivery is at-least-once; the fold is idempotent, so a replayed event
-after a crash changes nothing.
+Thin on purpose: every decision is made by the pure core (streams.codec, streams.merge, streams.outbound,
+streams.clock); this module only moves bytes between Kafka, the tables and those functions. Delivery is
+at-least-once; the fold is idempotent, so a replayed event changes nothing, and a replay re-sends the current
+version so that no output is lost either.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from datetime import datetime, timezone
 from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
