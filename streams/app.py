@@ -263,10 +263,11 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         log.info(
-            "applied=%d duplicates=%d dead_lettered=%d versions_emitted=%d warm_hits=%d warm_misses=%d",
+            "applied=%d duplicates=%d dead_lettered=%d %s versions_emitted=%d warm_hits=%d warm_misses=%d",
             counters.applied,
             counters.duplicates,
             counters.dead_lettered,
+            dict(counters.by_reason),
             counters.versions_emitted,
             counters.warm_hits,
             counters.warm_misses,

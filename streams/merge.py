@@ -106,9 +106,7 @@ def apply(state: ShipmentState, event: HubEvent, event_fingerprint: str | None =
 
 
 def apply_all(state: ShipmentState, events: Iterable[HubEvent]) -> ShipmentState:
-    for event in events:
-        state = apply(state, event)
-    return state
+    return absorb(state, events)[0]
 
 
 def absorb(state: ShipmentState, events: Iterable[HubEvent]) -> tuple[ShipmentState, list[Copy]]:
