@@ -293,11 +293,10 @@ def other_type(value: Any) -> Any:
     return 0
 
 
-@st.composite
-def mutated_events(draw: st.DrawFn) -> bytes:
-    """A valid event's JSON with 1-3 mutations: a key dropped, a value's type changed, a random value put or added."""
-    doc = draw(event_docs())
-    for _ in range(draw(st.integers(1, 3))):
+def mutate(draw: st.DrawFn, doc: Any, times: int) -> None:
+    """Apply `times` mutations to the JSON document in place: a key dropped, a value's type changed, a random
+    value put in a place, or a random key added."""
+    for _ in range(times):
         candidates = paths(doc)
         if not candidates:
             break
@@ -315,4 +314,11 @@ def mutated_events(draw: st.DrawFn) -> bytes:
             parent[key] = draw(json_values)
         elif isinstance(parent, dict):
             parent[draw(json_text)] = draw(json_values)
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> bytes:
+    """A valid event's JSON with 1-3 mutations: a key dropped, a value's type changed, a random value put or added."""
+    doc = draw(event_docs())
+    mutate(draw, doc, draw(st.integers(1, 3)))
     return orjson.dumps(doc)

@@ -17,7 +17,7 @@ from connectors.epcis.parse import canonical_hash
 from schemas.events import TrackingEvent
 from schemas.rejection import Rejection
 
-from ..strategies import json_text, json_values, other_type, paths
+from ..strategies import mutate
 from .helpers import FUZZ, Doc, canonical, canonical_tracking, samples_of, well_formed_events
 
 SAMPLES = samples_of("epcis")
@@ -364,21 +364,7 @@ def mutated_documents(draw: st.DrawFn) -> bytes:
     """A sample with 1-4 mutations anywhere in its JSON: a key dropped, a value's type changed, a random value put or
     added; or, sometimes, its bytes cut short."""
     document = copy.deepcopy(sample_doc(draw(st.sampled_from(VALID_SAMPLES))))
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(paths(document)))
-        parent = document
-        for step in path[:-1]:
-            parent = parent[step]
-        key = path[-1]
-        mutation = draw(st.sampled_from(["drop", "retype", "replace", "add"]))
-        if mutation == "drop":
-            del parent[key]
-        elif mutation == "retype":
-            parent[key] = other_type(parent[key])
-        elif mutation == "replace":
-            parent[key] = draw(json_values)
-        elif isinstance(parent, dict):
-            parent[draw(json_text)] = draw(json_values)
+    mutate(draw, document, draw(st.integers(1, 4)))
     raw = orjson.dumps(document)
     return raw[: draw(st.integers(0, len(raw)))] if draw(st.integers(0, 9)) == 0 else raw
 
