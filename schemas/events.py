@@ -76,6 +76,8 @@ class PlannedLeg(Frozen):
     destination: UnLocode
     planned_departure: UtcDatetime | None = None
     planned_arrival: UtcDatetime | None = None
+    # The leg carrier's own booking reference, when it gave one: its events may name only that.
+    carrier_booking: DocumentNumber | None = None
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:

@@ -12,6 +12,11 @@ EVENTS_DLQ = "hub.events.dlq"
 SHIPMENT_STATUS = "hub.shipment.status"
 SETTLEMENT = "hub.settlement"
 CLAIMS = "hub.claims"
+# Reference resolution: keyed by carrier reference ("container:MSKU9070323"), so the reference book and the events
+# waiting on a reference meet on one partition (see streams.references).
+REFERENCES = "hub.references"
+# What a carrier sends, untouched, one topic per format; the connector stage parses it into hub.events.
+RAW_FORMATS = ("canonical", "dcsa", "edifact", "onerecord", "epcis")
 
 # Headers on every dead-lettered message; the value stays the original bytes, untouched.
 DLQ_REASON = "mmhub.reason"
@@ -19,6 +24,17 @@ DLQ_CODE = "mmhub.code"
 DLQ_SOURCE_TOPIC = "mmhub.source.topic"
 DLQ_SOURCE_PARTITION = "mmhub.source.partition"
 DLQ_SOURCE_OFFSET = "mmhub.source.offset"
+# Where an event came from before the connector stage turned it into a canonical event (topic[partition]@offset
+# of the raw message, or "http:<receipt>"), carried on hub.events and hub.references and kept on dead letters.
+ORIGIN = "mmhub.origin"
+# The carrier's signature over the exact bytes of a raw message (see connectors.carriers).
+SIGNATURE_CARRIER = "mmhub.carrier"
+SIGNATURE_KEY_ID = "mmhub.key-id"
+SIGNATURE = "mmhub.signature"
+
+
+def raw_topic(format_name: str) -> str:
+    return f"carrier.{format_name}.raw"
 
 # Per topic: cleanup policy and retention. Status is compacted: it holds each shipment's latest version.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
@@ -28,6 +44,10 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     # Invoices, notes, payouts and claims are documents with a history: kept a year, never compacted away.
     SETTLEMENT: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
     CLAIMS: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
+    # Registrations and parked events must outlive any wait for a booking: the tables' changelogs hold the state,
+    # this topic only carries requests, so a month is plenty.
+    REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
+    **{raw_topic(name): {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} for name in RAW_FORMATS},
 }
 
 
@@ -57,6 +77,15 @@ class Topics:
     @property
     def claims(self) -> str:
         return self.name(CLAIMS)
+
+    @property
+    def references(self) -> str:
+        return self.name(REFERENCES)
+
+    def raw(self, format_name: str) -> str:
+        if format_name not in RAW_FORMATS:
+            raise ValueError(f"unknown format {format_name!r}; known: {', '.join(RAW_FORMATS)}")
+        return self.name(raw_topic(format_name))
 
     def all(self) -> dict[str, dict[str, str]]:
         """Every hub topic with its config, by its namespaced name."""

@@ -1,0 +1,307 @@
+"""Reference resolution: carriers name a shipment by their own references; the hub finds its shipment id.
+
+A shipment's booking and documents *register* references (container numbers, waybill and bill of lading
+numbers, carrier booking references), each valid for a time window. An event that names only references is sent
+to every reference it names (keyed by the reference, on `hub.references`). There each reference's *book* holds
+the registrations and the events still waiting for one: a resolvable event goes on to `hub.events` with the
+shipment id set, the others are parked in arrival order and released when a registration covers them. When one
+reference resolves an event, the event's other references are told (`settled`), so its copies parked there do
+not wait forever. A copy resolved twice is the same event twice, which the merge recognises as a duplicate.
+
+Validity: containers are reused. A registration is valid from the booking or document that made it until the
+shipment completes (delivery, cancellation or rejection) plus a grace period for late reports. An event goes to
+the live registration that began most recently at or before it happened; failing that (it happened before any
+live registration began, such as an empty container picked up for the booking), to the one that begins first.
+
+Pure: no I/O. The faust wiring lives in streams.app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal, Union
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from schemas.base import Frozen, UtcDatetime
+from schemas.events import HUB_EVENT, CarrierReference, HubEvent
+from schemas.identifiers import ShipmentId
+from schemas.record import ShipmentRecord
+from streams.merge import ShipmentState
+
+# Late reports (a damage notice, a final charge) still name the container for a while after delivery.
+GRACE = timedelta(days=14)
+
+ReferenceKind = Literal[
+    "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"
+]
+
+# Which carrier reference a transport document's number is. The through document is the MTO's, not a
+# carrier's, and an inland waterway waybill has no reference kind of its own: neither registers.
+DOCUMENT_REFERENCE: dict[str, ReferenceKind] = {
+    "cmr": "cmr",
+    "road_consignment_note": "cmr",
+    "cim": "rail_waybill",
+    "smgs": "rail_waybill",
+    "rail_waybill": "rail_waybill",
+    "sea_waybill": "sea_waybill",
+    "bill_of_lading": "bill_of_lading",
+    "air_waybill": "air_waybill",
+}
+
+
+def reference_key(reference: CarrierReference) -> str:
+    return f"{reference.kind}:{reference.value}"
+
+
+class Registration(Frozen):
+    """`reference` names `shipment_id` (on `leg`, when one leg's document registered it) between the two times.
+
+    `version` is the record version that stated it: per (reference, shipment) the highest version wins, so a
+    replayed older registration never reopens a window the newer one closed.
+    """
+
+    reference: CarrierReference
+    shipment_id: ShipmentId
+    leg: int | None
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime | None
+    version: int
+
+    def covers(self, at: datetime) -> bool:
+        return self.valid_until is None or at <= self.valid_until
+
+
+class Parked(Frozen):
+    """An event waiting for its reference, since when, and where it came from (for the dead letter, if any)."""
+
+    event: dict[str, object]
+    since: UtcDatetime
+    origin: str | None = None
+
+
+class Book(Frozen):
+    """One reference's table entry: who registered it, and who is waiting for it."""
+
+    registrations: list[Registration] = []
+    parked: list[Parked] = []
+
+
+_BOOK = TypeAdapter(Book)
+
+
+def decode_book(raw: bytes | None) -> Book:
+    return Book() if raw is None else _BOOK.validate_json(raw)
+
+
+def encode_book(book: Book) -> bytes:
+    return orjson.dumps(book.model_dump(mode="json"))
+
+
+# --- what a shipment registers ------------------------------------------------------------------------------------
+
+
+def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
+    """The references this version of the shipment registers, one per reference, sorted."""
+    if record.booking is None or record.booking_set_by is None:
+        return []  # nothing to register before the booking: its legs say who may report on what
+    booked_at = _occurred(state, record.booking_set_by)
+    until = _completed(state, record)
+    found: dict[str, tuple[CarrierReference, set[int | None], datetime]] = {}
+
+    def add(kind: ReferenceKind, value: str, leg: int | None, since: datetime) -> None:
+        reference = CarrierReference(kind=kind, value=value)
+        key = reference_key(reference)
+        if key in found:
+            _, legs, earliest = found[key]
+            found[key] = (reference, legs | {leg}, min(earliest, since))
+        else:
+            found[key] = (reference, {leg}, since)
+
+    for container in record.booking.cargo.containers:
+        add("container", container, None, booked_at)
+    for planned in record.booking.legs:
+        if planned.carrier_booking is not None:
+            add("carrier_booking", planned.carrier_booking, planned.sequence, booked_at)
+    for leg in record.legs:
+        for document in leg.documents:
+            issued_at = _occurred(state, document.set_by)
+            kind = DOCUMENT_REFERENCE.get(document.kind)
+            if kind is not None:
+                add(kind, document.number, leg.sequence, issued_at)
+            for container in document.containers:
+                add("container", container, leg.sequence, issued_at)
+    out = []
+    for key in sorted(found):
+        reference, legs, since = found[key]
+        only_leg = next(iter(legs)) if len(legs) == 1 else None
+        out.append(
+            Registration(
+                reference=reference,
+                shipment_id=record.shipment_id,
+                leg=only_leg,
+                valid_from=since,
+                valid_until=until,
+                version=record.version,
+            )
+        )
+    return out
+
+
+def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:
+    """The registrations of `after` that say something `before` did not (the version alone does not count)."""
+    said = {(reference_key(r.reference), r.leg, r.valid_from, r.valid_until) for r in before}
+    return [r for r in after if (reference_key(r.reference), r.leg, r.valid_from, r.valid_until) not in said]
+
+
+def _occurred(state: ShipmentState, event_key: str) -> datetime:
+    copy = state.copies.get(event_key)
+    if copy is None:
+        raise ValueError(f"the record names event {event_key}, which is not in the state")  # a hub bug
+    return copy.event.occurred_at
+
+
+def _completed(state: ShipmentState, record: ShipmentRecord) -> datetime | None:
+    """When the shipment's references stop naming it: completion plus GRACE; None while it is live."""
+    if record.status in ("cancelled", "rejected") and record.booking_status_set_by is not None:
+        return _occurred(state, record.booking_status_set_by) + GRACE
+    if record.status != "delivered":
+        return None
+    delivered = [h.at for h in record.handovers if h.to_leg is None]
+    delivered += [m.at for m in record.legs[-1].milestones if m.classifier == "ACT" and m.status == "delivered"]
+    if record.legs[-1].arrival.actual is not None:
+        delivered.append(record.legs[-1].arrival.actual)
+    if not delivered:
+        raise ValueError(f"shipment {record.shipment_id} is delivered but names no delivery time")  # a hub bug
+    return min(delivered) + GRACE
+
+
+# --- the book of one reference --------------------------------------------------------------------------------------
+
+
+def resolve(book: Book, at: datetime) -> Registration | None:
+    """The registration an event that happened `at` belongs to, if any (see the module docstring)."""
+    live = [r for r in book.registrations if r.covers(at)]
+    begun = [r for r in live if r.valid_from <= at]
+    if begun:
+        return max(begun, key=lambda r: (r.valid_from, r.shipment_id))
+    return min(live, key=lambda r: (r.valid_from, r.shipment_id), default=None)
+
+
+def register(book: Book, registration: Registration) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
+    """Take in a registration (the highest version per shipment wins); release the parked events it resolves,
+    in the order they were parked, each with its shipment id set."""
+    held = [r for r in book.registrations if r.shipment_id == registration.shipment_id]
+    if held and held[0].version >= registration.version:
+        return book, []
+    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] + [registration]
+    kept.sort(key=lambda r: (r.valid_from, r.shipment_id))
+    return _release(Book(registrations=kept, parked=book.parked))
+
+
+def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> tuple[Book, HubEvent | None]:
+    """Resolve `event` now, or park it. The same copy is parked once however often it arrives."""
+    found = resolve(book, event.occurred_at)
+    if found is not None:
+        return book, addressed(event, found.shipment_id)
+    document = HUB_EVENT.dump_python(event, mode="json")
+    if any(p.event == document for p in book.parked):
+        return book, None
+    return Book(registrations=book.registrations, parked=[*book.parked, Parked(event=document, since=now, origin=origin)]), None
+
+
+def settle(book: Book, event: HubEvent) -> Book:
+    """Drop the parked copies of an event another of its references resolved."""
+    document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
+    parked = [p for p in book.parked if p.event != document]
+    return book if len(parked) == len(book.parked) else Book(registrations=book.registrations, parked=parked)
+
+
+def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
+    released: list[tuple[HubEvent, Parked]] = []
+    waiting: list[Parked] = []
+    for parked in book.parked:
+        event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
+        found = resolve(book, event.occurred_at)
+        if found is None:
+            waiting.append(parked)
+        else:
+            released.append((addressed(event, found.shipment_id), parked))
+    return Book(registrations=book.registrations, parked=waiting), released
+
+
+def addressed(event: HubEvent, shipment_id: str) -> HubEvent:
+    """The event as the carrier sent it, now naming the hub shipment it belongs to."""
+    return event.model_copy(update={"shipment_id": shipment_id})
+
+
+def _unaddressed(event: HubEvent) -> HubEvent:
+    return event.model_copy(update={"shipment_id": None})
+
+
+# --- messages on hub.references --------------------------------------------------------------------------------------
+
+
+class ResolveRequest(Frozen):
+    type: Literal["request"]
+    event: dict[str, object]
+    origin: str | None = None
+
+
+class RegisterMessage(Frozen):
+    type: Literal["register"]
+    registration: Registration
+
+
+class SettledMessage(Frozen):
+    """`event` (as sent, without shipment id) was resolved through another of its references."""
+
+    type: Literal["settled"]
+    event: dict[str, object]
+
+
+ReferenceMessage = Annotated[Union[ResolveRequest, RegisterMessage, SettledMessage], Field(discriminator="type")]
+REFERENCE_MESSAGE: TypeAdapter[ReferenceMessage] = TypeAdapter(ReferenceMessage)
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A message for hub.references: its key (the reference) and its bytes."""
+
+    key: bytes
+    value: bytes
+
+
+def _keyed(reference: CarrierReference, message: Frozen) -> Keyed:
+    return Keyed(reference_key(reference).encode(), orjson.dumps(message.model_dump(mode="json")))
+
+
+def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
+    """One resolve request per distinct reference of a reference-only event."""
+    document = HUB_EVENT.dump_python(event, mode="json")
+    seen: set[str] = set()
+    out = []
+    for reference in event.references:
+        if reference_key(reference) not in seen:
+            seen.add(reference_key(reference))
+            out.append(_keyed(reference, ResolveRequest(type="request", event=document, origin=origin)))
+    return out
+
+
+def register_messages(changed: list[Registration]) -> list[Keyed]:
+    return [_keyed(r.reference, RegisterMessage(type="register", registration=r)) for r in changed]
+
+
+def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
+    """Tell the event's other references that it no longer waits on them."""
+    document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
+    seen = {resolved_through}
+    out = []
+    for reference in event.references:
+        if reference_key(reference) not in seen:
+            seen.add(reference_key(reference))
+            out.append(_keyed(reference, SettledMessage(type="settled", event=document)))
+    return out
+
