@@ -1,4 +1,4 @@
-"""Kafka edges outside the stream app: creating the hub's topics and publishing event files."""
+"""Kafka edges outside the stream app: creating the hub's topics, publishing event files and signed raw payloads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from connectors.carriers import SigningKey, kafka_signature_headers
 from mmhub.config import Settings
+from streams.topics import CHANGELOG_CONFIG, TABLES
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
@@ -28,9 +30,13 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             await asyncio.sleep(1)
     try:
         existing = set(await admin.list_topics())
+        every = {
+            **settings.topics.all(),
+            **{f"{settings.app_id}-{table}-changelog": CHANGELOG_CONFIG for table in TABLES},
+        }
         wanted = [
             NewTopic(name, num_partitions=settings.partitions, replication_factor=1, topic_configs=config)
-            for name, config in settings.topics.all().items()
+            for name, config in every.items()
             if name not in existing
         ]
         if wanted:
@@ -80,3 +86,35 @@ async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None 
     finally:
         await producer.stop()
     return sent
+
+
+# The largest payload `mmhub ingest` sends: the largest any format's parser accepts.
+MAX_RAW_BYTES = 4 * 1024 * 1024
+# Room for the signature headers and the record batch around the payload.
+RAW_REQUEST_OVERHEAD = 64 * 1024
+
+
+async def publish_raw(
+    settings: Settings, format_name: str, payloads: list[bytes], key: SigningKey
+) -> list[tuple[int, int]]:
+    """Send each payload, untouched, as one signed message to the format's raw topic, keyed by the carrier.
+
+    Waits until all are acknowledged; returns each one's (partition, offset), in order.
+    """
+    topic = settings.topics.raw(format_name)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RAW_BYTES + RAW_REQUEST_OVERHEAD,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=body, key=key.carrier.encode(), headers=kafka_signature_headers(body, key))
+            for body in payloads
+        ]
+        sent = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(metadata.partition, metadata.offset) for metadata in sent]

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from streams.topics import Topics
 
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,6 +23,7 @@ class Settings:
     partitions: int
     clock_interval_s: float
     report_interval_s: float
+    carriers_path: Path = DEFAULT_CARRIERS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +38,7 @@ class Settings:
             partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
             clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
             report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
+            carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
         )
 
     @property

@@ -17,18 +17,39 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import faust
+from pydantic import ValidationError
 import faust.streams as faust_streams
 from faust.types import EventT, StreamT
 
+from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_headers
+from connectors.formats import parser
 from mmhub.config import Settings
-from schemas.events import HubEvent
+from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
-from streams.codec import Rejection, decode_event, decode_state, encode_event, encode_state, encode_status
+from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
 from streams.copies import Copy
 from streams.merge import ShipmentState, absorb, project
 from streams.outbound import claim_messages, settlement_messages
+from streams.references import (
+    REFERENCE_MESSAGE,
+    Keyed,
+    RegisterMessage,
+    ResolveRequest,
+    changed_registrations,
+    decode_book,
+    encode_book,
+    parked_summary,
+    register,
+    register_messages,
+    registrations,
+    request,
+    request_messages,
+    settle,
+    settled_messages,
+)
+from streams.routing import route
 
 log = logging.getLogger("mmhub.worker")
 
@@ -43,6 +64,11 @@ class Counters:
     applied: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    refused: int = 0
+    forwarded: int = 0
+    connected: int = 0
+    resolved: int = 0
+    parked: int = 0
     versions_emitted: int = 0
     warm_hits: int = 0
     warm_misses: int = 0
@@ -110,6 +136,8 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         web_enabled=False,
         producer_acks=-1,
+        # a dead letter carries a whole raw payload and its headers
+        producer_max_request_size=topic_names.DLQ_MAX_MESSAGE_BYTES,
         table_cleanup_interval=60.0,
     )
     names = settings.topics
@@ -118,6 +146,13 @@ def create_app(settings: Settings) -> faust.App:
     status_topic = app.topic(names.status, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     settlement_topic = app.topic(names.settlement, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     claims_topic = app.topic(names.claims, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    references_topic = app.topic(names.references, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    parked_topic = app.topic(names.parked, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    raw_topics = {
+        name: app.topic(names.raw(name), key_type=bytes, value_type=bytes, partitions=settings.partitions)
+        for name in topic_names.RAW_FORMATS
+    }
+    registry = load_registry(settings.carriers_path)
     # Both tables are co-partitioned with hub.events: each read and write runs with the shipment's own event as
     # faust's current event (events_partition), so store and changelog partition are the event's partition.
     shipments = app.Table(
@@ -135,28 +170,46 @@ def create_app(settings: Settings) -> faust.App:
         value_type=bytes,
         partitions=settings.partitions,
     )
+    # Carrier reference -> its Book (registrations and parked events); co-partitioned with hub.references.
+    references = app.Table(
+        "references",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+    assert sorted(app.tables) == sorted(topic_names.TABLES), "ensure_topics pre-creates every table's changelog"
     counters = Counters()
     warm_states = WarmStates()
     app.mmhub_counters = counters  # type: ignore[attr-defined]
 
-    async def dead_letter(event: EventT, rejection: Rejection) -> None:
+    async def dead_letter(event: EventT, rejection: Rejection, value: bytes | None = None) -> None:
+        """The message's original bytes (or `value`, for an event refused after it was taken in) with why."""
         message = event.message
         counters.dead_lettered += 1
         counters.by_reason[rejection.code] += 1
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, rejection.reason
-        )
-        await dlq_topic.send(
-            key=message.key,
-            value=message.value,
-            headers=[
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        if value is None:
+            headers = [
                 (topic_names.DLQ_REASON, rejection.reason.encode()),
                 (topic_names.DLQ_CODE, rejection.code.encode()),
                 (topic_names.DLQ_SOURCE_TOPIC, message.topic.encode()),
                 (topic_names.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
                 (topic_names.DLQ_SOURCE_OFFSET, str(message.offset).encode()),
-            ],
-        )
+            ]
+        else:
+            # Not the bytes of `message`: an event held in the shipment's state, refused when `message` arrived.
+            headers = [
+                (topic_names.DLQ_REASON, rejection.reason.encode()),
+                (topic_names.DLQ_CODE, rejection.code.encode()),
+                (topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"),
+                (topic_names.DLQ_TRIGGERED_BY, where.encode()),
+            ]
+        log.warning("dead-lettered %s: %s", where if value is None else "an event held in state", rejection.reason)
+        origin = _header(message, topic_names.ORIGIN)
+        if origin is not None and value is None:
+            headers.append((topic_names.ORIGIN, origin))
+        await dlq_topic.send(key=message.key, value=message.value if value is None else value, headers=headers)
 
     async def merge_batch(batch: Sequence[EventT]) -> None:
         accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
@@ -165,10 +218,10 @@ def create_app(settings: Settings) -> faust.App:
             if isinstance(decoded, Rejection):
                 await dead_letter(event, decoded)
             elif decoded.shipment_id is None:
-                await dead_letter(
-                    event,
-                    Rejection("unresolved", "event names only carrier references; send it with its hub shipment_id"),
-                )
+                # Names only carrier references: resolution finds its shipment and sends it back here.
+                origin = _header(event.message, topic_names.ORIGIN) or _where(event.message).encode()
+                await send_references(request_messages(decoded, origin.decode()), origin)
+                counters.forwarded += 1
             elif event.message.key != decoded.shipment_id.encode():
                 # A wrong key puts the event on another shipment's partition, where another worker may own it.
                 await dead_letter(
@@ -208,11 +261,13 @@ def create_app(settings: Settings) -> faust.App:
             counters.duplicates += len(items)
             record = warm.record if warm is not None else project(before)
             await emit(key, record, [], settlement_messages(None, record), claim_messages(None, record))
+            await send_references(register_messages(registrations(before, record)))
             return
         record = project(state)
         documents: list[bytes] = []
         claims: list[bytes] = []
-        if record.settlement is not None or record.claims:
+        previous: ShipmentRecord | None = None
+        if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
             previous = warm.record if warm is not None else (project(before) if stored is not None else None)
             documents = settlement_messages(previous, record)
             claims = claim_messages(previous, record)
@@ -229,6 +284,34 @@ def create_app(settings: Settings) -> faust.App:
         counters.applied += len(new_copies)
         counters.duplicates += len(items) - len(new_copies)
         await emit(key, record, new_copies, documents, claims)
+        if record.booking is not None:
+            said = registrations(before, previous) if previous is not None else []
+            await send_references(register_messages(changed_registrations(said, registrations(state, record))))
+        await dead_letter_refusals(state, previous, record, items)
+
+    async def dead_letter_refusals(
+        state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: list[tuple[EventT, HubEvent]]
+    ) -> None:
+        """An event the record newly refuses (wrong carrier, second issuance...) is kept in the state, so the
+        record can say why, and dead-lettered once: with its original bytes when it came in this batch, else (the
+        booking that makes the refusal came later) as the canonical event the hub holds."""
+        known = {r.event for r in previous.rejected} if previous is not None else set()
+        arrived = {hub_event.key: event for event, hub_event in items}
+        for refusal in record.rejected:
+            if refusal.event in known:
+                continue
+            counters.refused += 1
+            rejection = Rejection("refused", f"{refusal.event}: {refusal.reason}")
+            if refusal.event in arrived:
+                await dead_letter(arrived[refusal.event], rejection)
+            else:
+                copy = state.copies[refusal.event]
+                await dead_letter(items[-1][0], rejection, value=encode_event(copy.event))
+
+    async def send_references(messages: list[Keyed], origin: bytes | None = None) -> None:
+        headers = [(topic_names.ORIGIN, origin)] if origin is not None else None
+        for message in messages:
+            await references_topic.send(key=message.key, value=message.value, headers=headers)
 
     async def emit(
         key: bytes, record: ShipmentRecord, new_copies: list[Copy], documents: list[bytes], claims: list[bytes]
@@ -239,6 +322,91 @@ def create_app(settings: Settings) -> faust.App:
         for message in claims:
             await claims_topic.send(key=key, value=message)
         counters.versions_emitted += 1
+
+    # --- the connector stage: raw carrier payloads -> canonical events -------------------------------------------
+
+    async def connect(format_name: str, event: EventT) -> None:
+        """Verify the signature over the exact bytes, parse, route. Anything refused goes to the DLQ with the
+        original payload; a payload's good events go on even when another event in it is refused."""
+        message = event.message
+        body = message.value or b""
+        sender, refusal = verify_kafka_headers(registry, _headers(message), body, datetime.now(timezone.utc))
+        if refusal is not None or sender is None:
+            await dead_letter(event, refusal or Rejection("unsigned", "no carrier"))
+            return
+        origin = _where(message)
+        for index, result in enumerate(parser(format_name)(body, sender)):
+            routed = result if isinstance(result, Rejection) else route(result, sender, origin)
+            if isinstance(routed, Rejection):
+                await dead_letter(event, Rejection(routed.code, f"event {index}: {routed.reason}"))
+                continue
+            for outbound in routed:
+                target = events_topic if outbound.stream == "events" else references_topic
+                await target.send(key=outbound.key, value=outbound.value, headers=[(topic_names.ORIGIN, origin.encode())])
+            counters.connected += 1
+
+    def connector(format_name: str) -> None:
+        async def read_raw(stream: StreamT) -> None:
+            async for event in stream.events():
+                try:
+                    await connect(format_name, event)
+                except Exception as error:  # noqa: BLE001 - a hub bug on one payload must not stop the stage
+                    log.exception("connector %s failed on %s", format_name, _where(event.message))
+                    await dead_letter(event, Rejection("hub_error", f"the hub failed to read this payload: {error!r}"))
+
+        app.agent(raw_topics[format_name], name=f"connect-{format_name}")(read_raw)
+
+    for format_name in topic_names.RAW_FORMATS:
+        connector(format_name)
+
+    # --- reference resolution: reference-only events -> their shipment -----------------------------------------
+
+    async def resolve_one(event: EventT) -> None:
+        message = event.message
+        key = message.key or b""
+        try:
+            incoming = REFERENCE_MESSAGE.validate_json(message.value or b"")
+            carried = None if isinstance(incoming, RegisterMessage) else HUB_EVENT.validate_python(incoming.event)
+        except ValidationError as error:
+            await dead_letter(event, Rejection("invalid_reference_message", f"not a reference message: {describe(error)}"))
+            return
+        now = datetime.now(timezone.utc)
+        with events_partition(event):
+            book = decode_book(references.get(key))
+        released: list[tuple[HubEvent, str | None]] = []
+        if isinstance(incoming, ResolveRequest):
+            assert carried is not None
+            after, resolved = request(book, carried, now, incoming.origin)
+            if resolved is not None:
+                released.append((resolved, incoming.origin))
+            elif after is not book:
+                counters.parked += 1
+        elif isinstance(incoming, RegisterMessage):
+            after, freed = register(book, incoming.registration)
+            released += [(resolved, parked.origin) for resolved, parked in freed]
+        else:
+            assert carried is not None
+            after = settle(book, carried)
+        for resolved, origin in released:
+            headers = [(topic_names.ORIGIN, origin.encode())] if origin else None
+            assert resolved.shipment_id is not None
+            await events_topic.send(key=resolved.shipment_id.encode(), value=encode_event(resolved), headers=headers)
+            await send_references(settled_messages(resolved, key.decode()))
+            counters.resolved += 1
+        if after is not book:
+            with events_partition(event):
+                references[key] = encode_book(after)
+            if after.parked != book.parked:
+                await parked_topic.send(key=key, value=parked_summary(key.decode(), after, now))
+
+    @app.agent(references_topic, name="resolve")
+    async def resolve(stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                await resolve_one(event)
+            except Exception as error:  # noqa: BLE001 - loud, and the message is kept for replay
+                log.exception("resolution failed on %s", _where(event.message))
+                await dead_letter(event, Rejection("hub_error", f"the hub failed to resolve this: {error!r}"))
 
     @app.agent(events_topic, name="merge")
     async def merge(stream: StreamT) -> None:
@@ -262,18 +430,42 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
+        now = datetime.now(timezone.utc)
+        waiting = [decode_book(raw).parked for raw in list(references.values()) if raw is not None]
+        oldest = min((p.since for parked in waiting for p in parked), default=None)
         log.info(
-            "applied=%d duplicates=%d dead_lettered=%d %s versions_emitted=%d warm_hits=%d warm_misses=%d",
+            "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
+            "parked_now=%d oldest_parked_s=%s versions_emitted=%d warm_hits=%d warm_misses=%d",
             counters.applied,
             counters.duplicates,
             counters.dead_lettered,
             dict(counters.by_reason),
+            counters.refused,
+            counters.connected,
+            counters.forwarded,
+            counters.resolved,
+            sum(len(parked) for parked in waiting),
+            f"{(now - oldest).total_seconds():.0f}" if oldest else "-",
             counters.versions_emitted,
             counters.warm_hits,
             counters.warm_misses,
         )
 
     return app
+
+
+def _headers(message: object) -> list[tuple[str, bytes | None]]:
+    headers = getattr(message, "headers", None) or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(name), value) for name, value in items]
+
+
+def _header(message: object, name: str) -> bytes | None:
+    return next((value for header, value in _headers(message) if header == name), None)
+
+
+def _where(message: object) -> str:
+    return f"{getattr(message, 'topic', '?')}[{getattr(message, 'partition', '?')}]@{getattr(message, 'offset', '?')}"
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -50,6 +50,7 @@ from schemas.record import (
 )
 from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, ShipmentStatus
 from streams.claims import derive_claims
+from streams.clock import CLOCK_SOURCE
 from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint
 from streams.custody import custody, discrepancies, handovers
@@ -188,7 +189,13 @@ def project(state: ShipmentState) -> ShipmentRecord:
     unplaced: list[str] = []
     incidents: list[tuple[int | None, TrackingEvent]] = []
     journey_settlements: list[SettlementEvent] = []
+    refused_keys: set[str] = set()
     for event in live:
+        refusal = _not_entitled(event, plan)
+        if refusal is not None:
+            rejected.append(Rejected(event=event.key, reason=refusal))
+            refused_keys.add(event.key)
+            continue
         if _shipment_level(event):
             continue
         if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
@@ -217,7 +224,9 @@ def project(state: ShipmentState) -> ShipmentRecord:
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected(event=extra.set_by, reason=reason))
-    placed, unplaced_handovers = handovers((e for e in live if isinstance(e, HandoverEvent)), plan)
+    placed, unplaced_handovers = handovers(
+        (e for e in live if isinstance(e, HandoverEvent) and e.key not in refused_keys), plan
+    )
     found = discrepancies(placed, plan)
     location = _current_location(legs)
     journey_charges = _charges(journey_settlements)
@@ -329,6 +338,45 @@ def _with_carrier_responses(
             response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
             out.append(leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key}))
     return out
+
+
+def _not_entitled(event: HubEvent, plan: BookingPayload) -> str | None:
+    """Why `event`'s source may not say it, if it may not: a carrier speaks only for the legs it carries.
+
+    The MTO answers for the whole journey and may report on any leg. A carrier's tracking, documents and charges
+    must be for its own leg; a handover may be reported by either side of it (the shipper for the pickup, the
+    consignee for the delivery). Events about the booking, money and cover are checked where they are used.
+    """
+    source = event.source
+    if source in (plan.mto, CLOCK_SOURCE):
+        return None  # the MTO, and the hub's own presumed-loss clock, answer for the whole journey
+    carried = {leg.sequence for leg in plan.legs if leg.carrier == source}
+    if isinstance(event, HandoverEvent):
+        payload = event.payload
+        if any(leg is not None and leg > len(plan.legs) for leg in (payload.from_leg, payload.to_leg)):
+            return None  # names a leg the booking lacks: it awaits placement (an amended booking may add it)
+        sides = {payload.from_leg, payload.to_leg} & carried
+        if sides:
+            return None
+        if (payload.from_leg is None and source == plan.shipper.party_id) or (
+            payload.to_leg is None and source == plan.consignee.party_id
+        ):
+            return None
+        return f"{source} is on neither side of the handover from leg {payload.from_leg} to leg {payload.to_leg}"
+    if not isinstance(event, (TrackingEvent, SettlementEvent, WaybillEvent)):
+        return None
+    if isinstance(event, WaybillEvent) and event.payload.leg is None:
+        return None  # the through document: checked with the documents
+    if isinstance(event, SettlementEvent) and event.payload.carrier != source:
+        return f"{source} may bill only its own charges, not {event.payload.carrier}'s"
+    named = event.payload.leg
+    if named is not None and named > len(plan.legs):
+        return None  # as for handovers: it awaits placement
+    if named is not None and named not in carried:
+        return f"leg {named} is carried by {plan.legs[named - 1].carrier}, not {source}"
+    if not carried:
+        return f"{source} carries no leg of this shipment"
+    return None
 
 
 def _leg_of(event: HubEvent, plan: BookingPayload) -> int | None:

@@ -13,6 +13,11 @@ shipment completes (delivery, cancellation or rejection) plus a grace period for
 the live registration that began most recently at or before it happened; failing that (it happened before any
 live registration began, such as an empty container picked up for the booking), to the one that begins first.
 
+Resolution uses the registrations known when the event (or the registration) arrives, and is not revisited: an
+event for a container's next shipment that arrives while its previous shipment is still live in the hub goes
+to the previous one (a container is not on two live shipments at once, so that shipment's own late reports are
+what such an event most likely is).
+
 Pure: no I/O. The faust wiring lives in streams.app.
 """
 
@@ -305,3 +310,20 @@ def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
             out.append(_keyed(reference, SettledMessage(type="settled", event=document)))
     return out
 
+
+
+def parked_summary(key: str, book: Book, now: datetime) -> bytes:
+    """What waits on one reference, for the compacted `hub.references.parked` topic: empty once nothing does."""
+    if not book.parked:
+        return b""
+    oldest = min(p.since for p in book.parked)
+    return orjson.dumps(
+        {
+            "reference": key,
+            "parked": len(book.parked),
+            "oldest_since": oldest.isoformat(),
+            "oldest_age_s": round((now - oldest).total_seconds(), 3),
+            "events": [f"{p.event.get('source')}/{p.event.get('event_id')}" for p in book.parked],
+            "registered_shipments": sorted({r.shipment_id for r in book.registrations}),
+        }
+    )

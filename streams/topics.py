@@ -15,6 +15,9 @@ CLAIMS = "hub.claims"
 # Reference resolution: keyed by carrier reference ("container:MSKU9070323"), so the reference book and the events
 # waiting on a reference meet on one partition (see streams.references).
 REFERENCES = "hub.references"
+# Per reference: the events parked on it (count, oldest, keys), or an empty value once none wait. Compacted, so
+# reading it to the end shows what waits now (`mmhub parked`).
+PARKED = "hub.references.parked"
 # What a carrier sends, untouched, one topic per format; the connector stage parses it into hub.events.
 RAW_FORMATS = ("canonical", "dcsa", "edifact", "onerecord", "epcis")
 
@@ -24,6 +27,8 @@ DLQ_CODE = "mmhub.code"
 DLQ_SOURCE_TOPIC = "mmhub.source.topic"
 DLQ_SOURCE_PARTITION = "mmhub.source.partition"
 DLQ_SOURCE_OFFSET = "mmhub.source.offset"
+# On an event refused after it was taken in (source topic "mmhub.state"): the message whose arrival refused it.
+DLQ_TRIGGERED_BY = "mmhub.triggered-by"
 # Where an event came from before the connector stage turned it into a canonical event (topic[partition]@offset
 # of the raw message, or "http:<receipt>"), carried on hub.events and hub.references and kept on dead letters.
 ORIGIN = "mmhub.origin"
@@ -33,13 +38,28 @@ SIGNATURE_KEY_ID = "mmhub.key-id"
 SIGNATURE = "mmhub.signature"
 
 
+# The worker's tables. Their changelog topics are created with the hub's topics, before any worker starts: a
+# changelog topic that faust creates itself can sit in the consumer group's metadata with 0 partitions until the
+# next rebalance, and the first table write then fails faust's partition check.
+TABLES = ("shipments", "deadlines", "references")
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
 def raw_topic(format_name: str) -> str:
     return f"carrier.{format_name}.raw"
+
+# A dead letter holds a whole rejected payload (up to 4 MiB from the HTTP gateway or a raw topic) plus its headers:
+# more than the broker's default message size (1 MiB), so the DLQ topic allows this much per message.
+DLQ_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
 
 # Per topic: cleanup policy and retention. Status is compacted: it holds each shipment's latest version.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     EVENTS: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
-    EVENTS_DLQ: {"cleanup.policy": "delete", "retention.ms": str(90 * 24 * 3600 * 1000)},
+    EVENTS_DLQ: {
+        "cleanup.policy": "delete",
+        "retention.ms": str(90 * 24 * 3600 * 1000),
+        "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+    },
     SHIPMENT_STATUS: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(3600 * 1000)},
     # Invoices, notes, payouts and claims are documents with a history: kept a year, never compacted away.
     SETTLEMENT: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
@@ -47,7 +67,16 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     # Registrations and parked events must outlive any wait for a booking: the tables' changelogs hold the state,
     # this topic only carries requests, so a month is plenty.
     REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
-    **{raw_topic(name): {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} for name in RAW_FORMATS},
+    PARKED: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 1000)},
+    # a raw payload may be a whole EDI interchange or a batch of events (up to 4 MiB, see connectors.kafka)
+    **{
+        raw_topic(name): {
+            "cleanup.policy": "delete",
+            "retention.ms": str(30 * 24 * 3600 * 1000),
+            "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+        }
+        for name in RAW_FORMATS
+    },
 }
 
 
@@ -81,6 +110,10 @@ class Topics:
     @property
     def references(self) -> str:
         return self.name(REFERENCES)
+
+    @property
+    def parked(self) -> str:
+        return self.name(PARKED)
 
     def raw(self, format_name: str) -> str:
         if format_name not in RAW_FORMATS:

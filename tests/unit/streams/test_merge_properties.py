@@ -118,7 +118,7 @@ def test_a_new_actual_report_never_moves_a_leg_backwards(events: list[HubEvent],
     late = HUB_EVENT.validate_python(
         {
             "event_id": "late-report",
-            "source": "carrier.late",
+            "source": leg.carrier,  # only the leg's own carrier (or the MTO) may report on it
             "event_type": "tracking",
             "shipment_id": SHIPMENT,
             "occurred_at": "2026-05-01T00:00:00Z",

@@ -1,0 +1,321 @@
+"""Who may say what: the carriers registered with the hub, their keys, and signatures over the exact bytes sent.
+
+A message is accepted only with the sender's party id, the id of one of its keys that is valid now, and a signature
+made with that key over the message's bytes as received. Pure apart from reading files; `verify` never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Iterable, Literal, Sequence, TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+
+from schemas.base import Frozen, UtcDatetime
+from schemas.identifiers import PartyId
+from schemas.rejection import Rejection, describe
+from streams.topics import SIGNATURE, SIGNATURE_CARRIER, SIGNATURE_KEY_ID
+
+# The same three facts as the Kafka headers in streams.topics, for the HTTP gateway.
+HTTP_CARRIER = "Mmhub-Carrier"
+HTTP_KEY_ID = "Mmhub-Key-Id"
+HTTP_SIGNATURE = "Mmhub-Signature"
+
+Algorithm = Literal["ed25519", "hmac-sha256"]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+ED25519_KEY_BYTES = 32  # RFC 8032: a raw public key and a private seed are both 32 bytes
+ED25519_SIGNATURE_BYTES = 64
+HMAC_SHA256_BYTES = 32
+MIN_SECRET_BYTES = 32  # RFC 2104: a key shorter than the hash output weakens the MAC
+SHOWN_CHARS = 64  # how much of an unrecognised header value a rejection quotes back
+
+
+class RegistryError(ValueError):
+    """A registry or signing-key file that cannot be used; the message names the file and what is wrong."""
+
+
+def _decode(value: str) -> bytes:
+    """Standard base64, strictly: no characters outside the alphabet, no missing padding. Raises ValueError."""
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise ValueError("not valid standard base64") from None
+
+
+def _encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _ed25519_material(value: str | None, info: ValidationInfo) -> str | None:
+    """A public key or private seed: the raw 32 bytes for an ed25519 key, absent for an hmac-sha256 key."""
+    algorithm = info.data.get("algorithm")
+    if algorithm == "hmac-sha256" and value is not None:
+        raise ValueError("an hmac-sha256 key has only a secret")
+    if algorithm == "ed25519":
+        if value is None:
+            raise ValueError(f"an ed25519 key needs it: base64 of the raw {ED25519_KEY_BYTES} bytes")
+        size = len(_decode(value))
+        if size != ED25519_KEY_BYTES:
+            raise ValueError(f"decodes to {size} bytes; an ed25519 key is {ED25519_KEY_BYTES}")
+    return value
+
+
+def _hmac_secret(value: str | None, info: ValidationInfo) -> str | None:
+    """A shared secret: at least 32 bytes for an hmac-sha256 key, absent for an ed25519 key."""
+    algorithm = info.data.get("algorithm")
+    if algorithm == "ed25519" and value is not None:
+        raise ValueError("an ed25519 key has no secret")
+    if algorithm == "hmac-sha256":
+        if value is None:
+            raise ValueError(f"an hmac-sha256 key needs it: base64 of at least {MIN_SECRET_BYTES} bytes")
+        size = len(_decode(value))
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(f"decodes to {size} bytes; at least {MIN_SECRET_BYTES} are needed")
+    return value
+
+
+def _repeated(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
+class CarrierKey(Frozen):
+    """One key a carrier signs with, as the hub holds it, and when it may be used (both ends included)."""
+
+    key_id: KeyId
+    algorithm: Algorithm
+    public_key: str | None = Field(default=None, validate_default=True)
+    secret: str | None = Field(default=None, validate_default=True)
+    not_before: UtcDatetime
+    not_after: UtcDatetime | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _ed25519_material(value, info)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _hmac_secret(value, info)
+
+    @field_validator("not_after")
+    @classmethod
+    def _after_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("not_before")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"is before not_before ({start.isoformat()})")
+        return value
+
+    @property
+    def material(self) -> bytes:
+        """The raw Ed25519 public key or HMAC secret (validation made sure exactly the right one is there)."""
+        return _decode(self.public_key or self.secret or "")
+
+    def valid_at(self, now: datetime) -> bool:
+        return self.not_before <= now and (self.not_after is None or now <= self.not_after)
+
+
+class Carrier(Frozen):
+    """A party allowed to publish, with every key it may sign with (more than one while a key is rotated)."""
+
+    party_id: PartyId
+    name: Annotated[str, StringConstraints(min_length=1)]
+    keys: list[CarrierKey] = Field(min_length=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_key_ids(cls, keys: list[CarrierKey]) -> list[CarrierKey]:
+        repeated = _repeated(key.key_id for key in keys)
+        if repeated:
+            raise ValueError(f"key_id {', '.join(repeated)} appears more than once")
+        return keys
+
+    def key(self, key_id: str) -> CarrierKey | None:
+        return next((key for key in self.keys if key.key_id == key_id), None)
+
+
+class CarrierRegistry(Frozen):
+    """Every party registered with the hub, with its keys."""
+
+    carriers: list[Carrier]
+
+    @field_validator("carriers")
+    @classmethod
+    def _unique_party_ids(cls, carriers: list[Carrier]) -> list[Carrier]:
+        repeated = _repeated(carrier.party_id for carrier in carriers)
+        if repeated:
+            raise ValueError(f"party_id {', '.join(repeated)} appears more than once")
+        return carriers
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CarrierRegistry:
+        """The registry in `raw`; raises pydantic's ValidationError if it is not a valid one."""
+        return cls.model_validate_json(raw)
+
+    def carrier(self, party_id: str) -> Carrier | None:
+        return next((carrier for carrier in self.carriers if carrier.party_id == party_id), None)
+
+
+class SigningKey(Frozen):
+    """The carrier's side of a key: what it signs with. For ed25519 the hub never holds it."""
+
+    carrier: PartyId
+    key_id: KeyId
+    algorithm: Algorithm
+    private_key: str | None = Field(default=None, validate_default=True)
+    secret: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("private_key")
+    @classmethod
+    def _private_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _ed25519_material(value, info)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _hmac_secret(value, info)
+
+    @property
+    def material(self) -> bytes:
+        """The raw Ed25519 private seed or HMAC secret."""
+        return _decode(self.private_key or self.secret or "")
+
+
+Loaded = TypeVar("Loaded", CarrierRegistry, SigningKey)
+
+
+def _load(path: Path, model: type[Loaded], what: str) -> Loaded:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise RegistryError(f"{path}: cannot read the {what}: {error.strerror or error}") from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise RegistryError(f"{path}: not a valid {what}: {describe(error)}") from None
+
+
+def load_registry(path: Path) -> CarrierRegistry:
+    """The registry in `path`; raises RegistryError naming the file and the problem."""
+    return _load(path, CarrierRegistry, "carrier registry")
+
+
+def load_signing_key(path: Path) -> SigningKey:
+    """The signing key in `path`; raises RegistryError naming the file and the problem."""
+    return _load(path, SigningKey, "signing key")
+
+
+def new_key(carrier: str, key_id: str, algorithm: Algorithm, not_before: datetime) -> tuple[SigningKey, CarrierKey]:
+    """Fresh key material: what the carrier keeps, and the entry the hub registers (for HMAC, the same secret)."""
+    if algorithm == "ed25519":
+        private = Ed25519PrivateKey.generate()
+        signing = SigningKey(
+            carrier=carrier, key_id=key_id, algorithm=algorithm, private_key=_encode(private.private_bytes_raw())
+        )
+        public = _encode(private.public_key().public_bytes_raw())
+        return signing, CarrierKey(key_id=key_id, algorithm=algorithm, public_key=public, not_before=not_before)
+    secret = _encode(secrets.token_bytes(MIN_SECRET_BYTES))
+    signing = SigningKey(carrier=carrier, key_id=key_id, algorithm=algorithm, secret=secret)
+    return signing, CarrierKey(key_id=key_id, algorithm=algorithm, secret=secret, not_before=not_before)
+
+
+def sign(body: bytes, key: SigningKey) -> str:
+    """Standard base64 of the Ed25519 signature, or of HMAC-SHA256(secret, body), over exactly `body`."""
+    if key.algorithm == "ed25519":
+        return _encode(Ed25519PrivateKey.from_private_bytes(key.material).sign(body))
+    return _encode(hmac.digest(key.material, body, "sha256"))
+
+
+def kafka_signature_headers(body: bytes, key: SigningKey) -> list[tuple[str, bytes]]:
+    return [
+        (SIGNATURE_CARRIER, key.carrier.encode()),
+        (SIGNATURE_KEY_ID, key.key_id.encode()),
+        (SIGNATURE, sign(body, key).encode()),
+    ]
+
+
+def http_signature_headers(body: bytes, key: SigningKey) -> dict[str, str]:
+    return {HTTP_CARRIER: key.carrier, HTTP_KEY_ID: key.key_id, HTTP_SIGNATURE: sign(body, key)}
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + "..."
+
+
+def _signed_by(key: CarrierKey, signature: bytes, body: bytes) -> bool:
+    if key.algorithm == "ed25519":
+        try:
+            Ed25519PublicKey.from_public_bytes(key.material).verify(signature, body)
+        except InvalidSignature:
+            return False
+        return True
+    return hmac.compare_digest(signature, hmac.digest(key.material, body, "sha256"))
+
+
+def verify(
+    registry: CarrierRegistry,
+    carrier: str | None,
+    key_id: str | None,
+    signature: str | None,
+    body: bytes,
+    now: datetime,
+) -> Rejection | None:
+    """None if `signature` is `carrier`'s key `key_id`, valid at `now` (timezone-aware), over exactly `body`."""
+    if not carrier or not key_id or not signature:
+        given = (("carrier", carrier), ("key id", key_id), ("signature", signature))
+        missing = ", ".join(what for what, value in given if not value)
+        return Rejection("unsigned", f"no {missing}: a message names its carrier and key and is signed over its bytes")
+    registered = registry.carrier(carrier)
+    if registered is None:
+        return Rejection("unknown_carrier", f"carrier {_shown(carrier)} is not registered with the hub")
+    key = registered.key(key_id)
+    if key is None:
+        return Rejection("unknown_key", f"carrier {carrier} has no key {_shown(key_id)}")
+    if not key.valid_at(now):
+        until = f" until {key.not_after.isoformat()}" if key.not_after is not None else ""
+        return Rejection(
+            "key_not_valid",
+            f"key {key_id} of {carrier} is valid from {key.not_before.isoformat()}{until}, not at {now.isoformat()}",
+        )
+    try:
+        raw = _decode(signature)
+    except ValueError:
+        return Rejection("bad_signature", f"signature {_shown(signature)} is not valid standard base64")
+    size = ED25519_SIGNATURE_BYTES if key.algorithm == "ed25519" else HMAC_SHA256_BYTES
+    if len(raw) != size:
+        return Rejection("bad_signature", f"signature is {len(raw)} bytes; an {key.algorithm} signature is {size}")
+    if not _signed_by(key, raw, body):
+        return Rejection("bad_signature", f"signature does not match the {len(body)} bytes (key {key_id} of {carrier})")
+    return None
+
+
+def verify_kafka_headers(
+    registry: CarrierRegistry, headers: Sequence[tuple[str, bytes | None]], body: bytes, now: datetime
+) -> tuple[str | None, Rejection | None]:
+    """(the authenticated carrier, None), or (None, why not) from a raw message's signature headers."""
+    values: dict[str, str | None] = {}
+    for name in (SIGNATURE_CARRIER, SIGNATURE_KEY_ID, SIGNATURE):
+        found = [value for header, value in headers if header == name]
+        if len(found) > 1:
+            return None, Rejection("bad_signature", f"header {name} appears {len(found)} times; a message carries one")
+        try:
+            values[name] = found[0].decode("utf-8") if found and found[0] is not None else None
+        except UnicodeDecodeError:
+            return None, Rejection("bad_signature", f"header {name} is not UTF-8")
+    carrier = values[SIGNATURE_CARRIER]
+    rejection = verify(registry, carrier, values[SIGNATURE_KEY_ID], values[SIGNATURE], body, now)
+    return (carrier, None) if rejection is None else (None, rejection)

@@ -1,0 +1,113 @@
+"""Reference resolution and who-may-say-what on the real broker: carriers that know only their container."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import orjson
+import pytest
+
+from connectors.kafka import publish
+from connectors.postgres.migrate import migrate
+from mmhub.config import Settings
+from streams import topics
+from tests.integration.hub import (
+    JOURNEY_ID,
+    HubProcess,
+    caught_up,
+    drop_internal_topics,
+    journey_lines,
+    offline,
+    projected_record,
+    read_topic,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+CONTAINER = {"kind": "container", "value": "CSQU3054383"}  # the journey's container, registered by its booking
+UNKNOWN = {"kind": "container", "value": "MSKU9070323"}  # no booking names it
+
+
+@pytest.fixture
+async def hub(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
+    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
+    yield settings, worker, sink
+    worker.stop()
+    sink.stop()
+    await drop_internal_topics(settings)
+
+
+def _carriers_know_only_the_container(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(what is sent, what resolution must make of it): the carriers' events lose the hub id and name the container."""
+    sent, resolved = [], []
+    for line in lines:
+        doc = orjson.loads(line)
+        if doc["source"].startswith("carrier."):
+            doc["references"] = [CONTAINER]
+            resolved.append(orjson.dumps(doc))
+            del doc["shipment_id"]
+            sent.append(orjson.dumps(doc))
+        else:
+            sent.append(line)
+            resolved.append(line)
+    return sent, resolved
+
+
+async def test_reference_only_events_sent_before_the_booking_are_parked_then_resolved(hub) -> None:
+    settings, worker, sink = hub
+    sent, resolved = _carriers_know_only_the_container(journey_lines())
+    # The ocean carrier reports on the road leg: refused (with a reason in the record and the DLQ), never applied.
+    forged = orjson.loads(next(line for line in journey_lines() if b'"t1-arr"' in line))
+    forged.update(source="carrier.oceanline", event_id="oceanline-says-road-arrived")
+    forged_line = orjson.dumps(forged)
+    # A carrier naming a container no booking has: parked, visible, never dropped.
+    stray = orjson.loads(next(line for line in sent if b'"t4-dep"' in line))
+    stray.update(event_id="stray-container", references=[UNKNOWN])
+    expected = offline(resolved + [forged_line])
+    assert expected[JOURNEY_ID].rejected and expected[JOURNEY_ID].status == "delivered"
+
+    reference_only = [line for line in sent if b'"shipment_id"' not in line]
+    addressed = [line for line in sent if b'"shipment_id"' in line]
+    rng = random.Random(4)
+    rng.shuffle(reference_only)
+    rng.shuffle(addressed)
+    worker.start()
+    sink.start()
+    # every reference-only event (duplicated) goes out before the booking that registers its container
+    await publish(settings, reference_only + reference_only[:5] + [orjson.dumps(stray)])
+
+    async def parked_all() -> bool:
+        summaries = await read_topic(settings, settings.topics.parked, expected=1, timeout=2)
+        latest = {m.key: m.value for m in summaries}
+        return sum(orjson.loads(v)["parked"] for v in latest.values() if v) == len(reference_only) + 1
+
+    await wait_for(parked_all, 90, "every reference-only event parked", worker)
+    await publish(settings, addressed + [forged_line])
+
+    await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)
+    record = await projected_record(settings, JOURNEY_ID)
+    assert record == expected[JOURNEY_ID]
+    assert [leg.status for leg in record.legs] == ["handed_over", "handed_over", "handed_over", "delivered"]
+    assert record.version == len(resolved) + 1  # every event once, the parked duplicates recognised
+
+    [dead] = await read_topic(settings, settings.topics.dlq, expected=1)
+    headers = {name: value.decode() for name, value in dead.headers}
+    assert dead.value == forged_line
+    assert headers[topics.DLQ_CODE] == "refused"
+    assert "leg 1 is carried by carrier.sc-road, not carrier.oceanline" in headers[topics.DLQ_REASON]
+
+    summaries = await read_topic(settings, settings.topics.parked, expected=1)
+    latest = {m.key.decode(): m.value for m in summaries}
+    still = {key: orjson.loads(value) for key, value in latest.items() if value}
+    assert list(still) == ["container:MSKU9070323"]
+    assert still["container:MSKU9070323"]["events"] == ["carrier.my-haulage/stray-container"]
+    assert latest["container:CSQU3054383"] == b""  # released: nothing waits on the journey's container
+    assert worker.alive, worker.tail()
