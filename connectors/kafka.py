@@ -118,3 +118,30 @@ async def publish_raw(
     finally:
         await producer.stop()
     return [(metadata.partition, metadata.offset) for metadata in sent]
+
+
+async def read_latest(settings: Settings, topic: str) -> dict[bytes, bytes]:
+    """The last value per key on `topic`, read from the beginning to the end as it is now (for compacted topics)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    await consumer.start()
+    latest: dict[bytes, bytes] = {}
+    try:
+        if topic not in await consumer.topics():
+            return latest
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as ensure_topics made it
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                for message in messages:
+                    if message.key is not None:
+                        latest[message.key] = message.value or b""
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return latest

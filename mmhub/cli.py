@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 
 from mmhub.config import Settings
+from streams.topics import RAW_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +50,28 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         await run_sink(settings, stop=stop, on_batch=progress.add)
 
     progress = _Progress("projected")
+    asyncio.run(main())
+    return 0
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.carriers import RegistryError, load_registry
+    from connectors.gateway.serve import run_gateway
+
+    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    try:
+        registry = load_registry(settings.carriers_path)
+    except RegistryError as error:
+        print(f"mmhub gateway: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)  # answer the requests in hand, then leave
+        await run_gateway(settings, registry, args.host, args.port, stop)
+
     asyncio.run(main())
     return 0
 
@@ -92,10 +117,94 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _timestamp(text: str) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 timestamp") from None
+    if stamp.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a timezone offset (e.g. 2026-01-01T00:00:00Z)")
+    return stamp
+
+
+def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from connectors.carriers import new_key
+    from schemas.rejection import describe
+
+    not_before = args.not_before or datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        signing, entry = new_key(args.carrier, args.key_id, args.algorithm, not_before)
+    except ValidationError as error:
+        print(f"mmhub keys new: {describe(error)}", file=sys.stderr)
+        return 2
+    document = {"registry_entry": entry.model_dump(mode="json", exclude_none=True)}
+    private = signing.model_dump(mode="json", exclude_none=True)
+    if args.out:
+        try:
+            # O_EXCL: never overwrite a key someone may still be signing with; 0600 from the first byte
+            handle = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            print(f"mmhub keys new: cannot create {args.out}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        with os.fdopen(handle, "wb") as out:
+            out.write(orjson.dumps(private, option=orjson.OPT_INDENT_2) + b"\n")
+        print(f"wrote the signing key to {args.out} (mode 0600)", file=sys.stderr)
+    else:
+        document["signing_key"] = private
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
+    from connectors.carriers import RegistryError, load_signing_key
+    from connectors.kafka import MAX_RAW_BYTES, ensure_topics, publish_raw
+
+    problems = []
+    payloads = []
+    for name in args.files:
+        try:
+            with open(name, "rb") as handle:
+                body = handle.read(MAX_RAW_BYTES + 1)  # one byte more tells "too large" without reading it all
+        except OSError as error:
+            problems.append(f"{name}: {error.strerror or error}")
+            continue
+        if len(body) > MAX_RAW_BYTES:
+            problems.append(f"{name}: larger than the limit of {MAX_RAW_BYTES} bytes")
+        payloads.append(body)
+    try:
+        key = load_signing_key(Path(args.key))
+    except RegistryError as error:
+        problems.append(str(error))
+    if problems:
+        for problem in problems:
+            print(f"mmhub ingest: {problem}", file=sys.stderr)
+        print("mmhub ingest: nothing sent", file=sys.stderr)
+        return 2
+
+    async def main() -> list[tuple[int, int]]:
+        await ensure_topics(settings)
+        return await publish_raw(settings, args.format, payloads, key)
+
+    topic = settings.topics.raw(args.format)
+    try:
+        placed = asyncio.run(main())
+    except KafkaError as error:
+        print(f"mmhub ingest: Kafka refused the send: {error!r}; files before it may be on {topic}", file=sys.stderr)
+        return 1
+    for name, body, (partition, offset) in zip(args.files, payloads, placed):
+        print(f"{name}\t{len(body)} bytes\t{topic}\tpartition {partition}\toffset {offset}")
+    return 0
+
+
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import read_jsonl
     from streams.codec import Rejection, decode_event
     from streams.merge import fold
+    from streams.references import resolve_offline
 
     events = []
     rejected = 0
@@ -104,17 +213,43 @@ def _fold(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(decoded, Rejection):
             rejected += 1
             print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
-        elif decoded.shipment_id is None:
-            rejected += 1
-            print(f"line {number}: rejected (unresolved): no shipment_id", file=sys.stderr)
         else:
             events.append(decoded)
+    # Carriers' reference-only events: resolved as the stream resolves them (see streams.references).
+    events, unresolved = resolve_offline(events)
+    for event in unresolved:
+        refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
+        print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
     records = fold(events)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected", file=sys.stderr)
+    print(
+        f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected, {len(unresolved)} parked",
+        file=sys.stderr,
+    )
     return 0 if rejected == 0 or args.allow_rejects else 1
+
+
+def _parked(args: argparse.Namespace, settings: Settings) -> int:
+    """What waits for a reference now: one row per reference, from the compacted hub.references.parked topic."""
+    from connectors.kafka import read_latest
+
+    latest = asyncio.run(read_latest(settings, settings.topics.parked))
+    waiting = sorted((orjson.loads(v) for v in latest.values() if v), key=lambda s: -s["oldest_age_s"])
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(waiting, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    total = sum(s["parked"] for s in waiting)
+    print(f"{total} event(s) parked on {len(waiting)} reference(s)")
+    if waiting:
+        print(f"{'reference':<40} {'events':>6} {'oldest since':<26} {'age s':>9}  registered for")
+    for s in waiting:
+        print(
+            f"{s['reference']:<40} {s['parked']:>6} {s['oldest_since']:<26} {s['oldest_age_s']:>9.0f}  "
+            f"{', '.join(s['registered_shipments']) or '-'}"
+        )
+    return 0
 
 
 def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,6 +305,12 @@ def parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run the Postgres projection")
     sink.add_argument("--loglevel", default="info")
     sink.set_defaults(run=_sink)
+
+    gateway = sub.add_parser("gateway", help="run the HTTP gateway where carriers POST signed batches of events")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8080)
+    gateway.add_argument("--loglevel", default="info")
+    gateway.set_defaults(run=_gateway)
     sub.add_parser("topics", help="create the hub's topics if absent").set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")
@@ -179,11 +320,31 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--seed", type=int, default=7)
     publish.set_defaults(run=_publish)
 
+    ingest = sub.add_parser("ingest", help="send carrier files, signed and untouched, to their format's raw topic")
+    ingest.add_argument("--format", required=True, choices=RAW_FORMATS)
+    ingest.add_argument("--key", required=True, help="the carrier's signing key file (see `mmhub keys new`)")
+    ingest.add_argument("files", nargs="+", help="each file is sent as one message, byte for byte")
+    ingest.set_defaults(run=_ingest)
+
+    keys = sub.add_parser("keys", help="carrier signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="make a key: print its registry entry and the carrier's signing key")
+    new.add_argument("--carrier", required=True, help="the party id, such as carrier.oceanline")
+    new.add_argument("--key-id", required=True)
+    new.add_argument("--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519")
+    new.add_argument("--not-before", type=_timestamp, help="ISO 8601 with an offset (default: now)")
+    new.add_argument("--out", help="write the signing key to this new file (mode 0600) instead of printing it")
+    new.set_defaults(run=_keys_new)
+
     fold = sub.add_parser("fold", help="replay a JSON-lines event log offline and print the record(s)")
     fold.add_argument("file")
     fold.add_argument("--shipment", help="print only this shipment")
     fold.add_argument("--allow-rejects", action="store_true", help="exit 0 even if some lines were rejected")
     fold.set_defaults(run=_fold)
+
+    parked = sub.add_parser("parked", help="list the carrier events waiting for their reference to be registered")
+    parked.add_argument("--json", action="store_true", help="machine-readable output")
+    parked.set_defaults(run=_parked)
 
     shipment = sub.add_parser("shipment", help="read shipments from the Postgres projection")
     shipment_sub = shipment.add_subparsers(dest="shipment_command", required=True)

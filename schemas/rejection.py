@@ -28,3 +28,19 @@ def describe(error: ValidationError, limit: int = 5) -> str:
     if more > 0:
         parts.append(f"... and {more} more")
     return "; ".join(parts)
+
+
+def combine(rejections: list[Rejection], limit: int = 20) -> Rejection:
+    """Every refusal of one payload as one: a payload's original bytes are dead-lettered once, with all reasons.
+
+    `code` is the distinct codes, sorted and comma-separated; `reason` lists the first `limit` reasons.
+    """
+    if not rejections:
+        raise ValueError("nothing to combine")
+    if len(rejections) == 1:
+        return rejections[0]
+    codes = ",".join(sorted({r.code for r in rejections}))
+    reasons = [r.reason for r in rejections[:limit]]
+    if len(rejections) > limit:
+        reasons.append(f"... and {len(rejections) - limit} more")
+    return Rejection(codes, f"{len(rejections)} events refused: " + "; ".join(reasons))

@@ -25,6 +25,7 @@ from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_hea
 from connectors.formats import parser
 from mmhub.config import Settings
 from schemas.events import HUB_EVENT, HubEvent
+from schemas.rejection import combine
 from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
@@ -335,15 +336,20 @@ def create_app(settings: Settings) -> faust.App:
             await dead_letter(event, refusal or Rejection("unsigned", "no carrier"))
             return
         origin = _where(message)
+        refused: list[Rejection] = []
         for index, result in enumerate(parser(format_name)(body, sender)):
             routed = result if isinstance(result, Rejection) else route(result, sender, origin)
             if isinstance(routed, Rejection):
-                await dead_letter(event, Rejection(routed.code, f"event {index}: {routed.reason}"))
+                label = f"event {index}:"
+                reason = routed.reason if routed.reason.startswith(label) else f"{label} {routed.reason}"
+                refused.append(Rejection(routed.code, reason))
                 continue
             for outbound in routed:
                 target = events_topic if outbound.stream == "events" else references_topic
                 await target.send(key=outbound.key, value=outbound.value, headers=[(topic_names.ORIGIN, origin.encode())])
             counters.connected += 1
+        if refused:
+            await dead_letter(event, combine(refused))  # the payload once, with every refused event's reason
 
     def connector(format_name: str) -> None:
         async def read_raw(stream: StreamT) -> None:

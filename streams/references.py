@@ -34,7 +34,7 @@ from schemas.base import Frozen, UtcDatetime
 from schemas.events import HUB_EVENT, CarrierReference, HubEvent
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
-from streams.merge import ShipmentState
+from streams.merge import ShipmentState, apply, project
 
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
 GRACE = timedelta(days=14)
@@ -327,3 +327,38 @@ def parked_summary(key: str, book: Book, now: datetime) -> bytes:
             "registered_shipments": sorted({r.shipment_id for r in book.registrations}),
         }
     )
+
+
+def resolve_offline(events: list[HubEvent]) -> tuple[list[HubEvent], list[HubEvent]]:
+    """(every event addressed to its shipment, the reference-only events no registration covers): what the stream
+    makes of a complete log, for `mmhub fold` and tests. Repeats until nothing changes, since a resolved carrier
+    waybill registers its own number, which may resolve more events. Like the stream, an event goes to every
+    shipment one of its references resolves to; unlike it, every registration is known before any event is
+    resolved, so the ambiguous case in the module docstring resolves by event time alone."""
+    placed = [e for e in events if e.shipment_id is not None]
+    waiting = [e for e in events if e.shipment_id is None]
+    while True:
+        states: dict[str, ShipmentState] = {}
+        for event in placed:
+            assert event.shipment_id is not None
+            states[event.shipment_id] = apply(states.get(event.shipment_id) or ShipmentState(event.shipment_id), event)
+        books: dict[str, Book] = {}
+        for state in states.values():
+            for found in registrations(state, project(state)):
+                key = reference_key(found.reference)
+                books[key] = register(books.get(key, Book()), found)[0]
+        still: list[HubEvent] = []
+        for event in waiting:
+            targets = {
+                match.shipment_id
+                for match in (resolve(books.get(reference_key(r), Book()), event.occurred_at) for r in event.references)
+                if match is not None
+            }
+            if targets:
+                placed += [addressed(event, target) for target in sorted(targets)]
+            else:
+                still.append(event)
+        if len(still) == len(waiting):
+            return placed, still
+        waiting = still
+

@@ -41,9 +41,16 @@ class HubProcess:
     """One `mmhub <command>` process with the test's namespace, schema and data directory."""
 
     def __init__(
-        self, command: str, settings: Settings, data_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+        self,
+        command: str,
+        settings: Settings,
+        data_dir: Path,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.command = command
+        self.args = args or []
         self.env = {
             **os.environ,
             **(extra_env or {}),
@@ -59,7 +66,7 @@ class HubProcess:
     def start(self) -> None:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mmhub.cli", self.command], env=self.env, stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "mmhub.cli", self.command, *self.args], env=self.env, stdout=handle, stderr=subprocess.STDOUT
         )
 
     @property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -110,4 +112,11 @@ async def test_reference_only_events_sent_before_the_booking_are_parked_then_res
     assert list(still) == ["container:MSKU9070323"]
     assert still["container:MSKU9070323"]["events"] == ["carrier.my-haulage/stray-container"]
     assert latest["container:CSQU3054383"] == b""  # released: nothing waits on the journey's container
+    # and what an operator sees
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "mmhub"), "parked", "--json"], env=worker.env, capture_output=True, check=True
+    )
+    [row] = orjson.loads(shown.stdout)
+    assert (row["reference"], row["parked"], row["registered_shipments"]) == ("container:MSKU9070323", 1, [])
+    assert row["oldest_age_s"] >= 0
     assert worker.alive, worker.tail()

@@ -1,0 +1,1 @@
+"""The HTTP ingestion gateway: carriers POST signed batches in any supported format (see connectors.gateway.app)."""

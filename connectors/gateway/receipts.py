@@ -1,0 +1,106 @@
+"""The gateway's receipts in Postgres (`gateway_receipts`): which exact event copies it has already published.
+
+A copy is identified by (source, event_id, fingerprint), so a revision of an event (same id, new content) is a
+new copy and is published, while a re-sent copy is answered as a duplicate without reaching Kafka again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Awaitable, Callable, Sequence, TypeVar
+
+import asyncpg
+
+from connectors.gateway.intake import Identity, Receipt, Unavailable
+from connectors.postgres.db import server_settings
+from connectors.postgres.sink import transient
+from mmhub.config import Settings
+
+T = TypeVar("T")
+
+QUERY_TIMEOUT_S = 5.0
+ACQUIRE_TIMEOUT_S = 5.0
+
+SEEN = """
+SELECT r.source, r.event_id, r.fingerprint
+FROM gateway_receipts r
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS wanted(source, event_id, fingerprint)
+  USING (source, event_id, fingerprint)
+"""
+
+RECORD = """
+INSERT INTO gateway_receipts (source, event_id, fingerprint, received_at, request_id, routed_to)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[])
+ON CONFLICT DO NOTHING
+RETURNING source, event_id, fingerprint
+"""
+
+
+class PostgresReceipts:
+    """Receipts in the settings' schema, through a small connection pool; a lost database raises Unavailable."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, settings: Settings, max_size: int = 10) -> PostgresReceipts:
+        pool = await asyncpg.create_pool(
+            settings.pg_dsn,
+            min_size=1,
+            max_size=max_size,
+            command_timeout=QUERY_TIMEOUT_S,
+            server_settings=server_settings(settings, "mmhub-gateway"),
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def seen(self, identities: Sequence[Identity]) -> set[Identity]:
+        """One query for a whole request, however many events it holds."""
+        if not identities:
+            return set()
+
+        async def query(conn: asyncpg.Connection) -> set[Identity]:
+            rows = await conn.fetch(SEEN, *(list(column) for column in zip(*identities)))
+            return {(row["source"], row["event_id"], row["fingerprint"]) for row in rows}
+
+        return await self._run(query)
+
+    async def record(self, receipts: Sequence[Receipt]) -> list[bool]:
+        """Insert the receipts in one statement; for each, whether it is new (False: another request was first)."""
+        if not receipts:
+            return []
+
+        async def insert(conn: asyncpg.Connection) -> list[bool]:
+            rows = await conn.fetch(
+                RECORD,
+                [r.source for r in receipts],
+                [r.event_id for r in receipts],
+                [r.fingerprint for r in receipts],
+                [r.received_at for r in receipts],
+                [uuid.UUID(r.request_id) for r in receipts],
+                [r.routed_to for r in receipts],
+            )
+            inserted = {(row["source"], row["event_id"], row["fingerprint"]) for row in rows}
+            return [(r.source, r.event_id, r.fingerprint) in inserted for r in receipts]
+
+        return await self._run(insert)
+
+    async def ready(self) -> bool:
+        async def ping(conn: asyncpg.Connection) -> bool:
+            return bool(await conn.fetchval("SELECT true"))
+
+        try:
+            return await self._run(ping)
+        except Unavailable:
+            return False
+
+    async def _run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                return await operation(conn)
+        except Exception as error:
+            if transient(error):  # TimeoutError (pool or command timeout) is an OSError
+                raise Unavailable(f"Postgres did not answer: {error!r}") from error
+            raise

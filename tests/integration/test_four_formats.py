@@ -1,0 +1,219 @@
+"""One journey, four carriers, four formats and three ways in, on the real broker and database.
+
+Road speaks canonical JSON over HTTP, rail sends an EDIFACT file (`mmhub ingest`), sea publishes DCSA on its
+Kafka raw topic, the last mile posts EPCIS. Every carrier knows the shipment only by its own references, and all
+of them send before the MTO has even booked. Among them: a forged signature (on Kafka and over HTTP) and a carrier
+reporting on a leg it does not carry. The record must end as the offline fold of the same events resolved and
+sent as canonical JSON; the forged and wrong-carrier events must be in the dead-letter topic with their reasons,
+and nothing else lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import orjson
+import pytest
+
+from connectors.carriers import http_signature_headers, kafka_signature_headers, load_signing_key
+from connectors.formats import parser
+from connectors.kafka import publish_raw
+from connectors.postgres.migrate import migrate
+from mmhub.config import Settings
+from schemas.events import HubEvent
+from streams import topics
+from streams.merge import fold
+from streams.references import resolve_offline
+from tests.integration.hub import HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = REPO / "examples" / "formats"
+KEYS = REPO / "examples" / "keys"
+SHIPMENT = "SHP-2026-000044"
+
+# file -> (format, sender's key file, how it travels)
+SENDS: dict[str, tuple[str, str, str]] = {
+    "road.jsonl": ("canonical", "carrier.sc-road.2025-01.json", "http"),
+    "rail.edi": ("edifact", "carrier.cr-rail.2025-01.json", "ingest"),
+    "rail.jsonl": ("canonical", "carrier.cr-rail.2025-01.json", "ingest"),
+    "sea.json": ("dcsa", "carrier.oceanline.2026-01.json", "kafka"),
+    "sea.jsonl": ("canonical", "carrier.oceanline.2025-01.json", "http"),  # the old key, still valid: rotation
+    "lastmile.jsonld": ("epcis", "carrier.my-haulage.2025-01.json", "http"),
+    "lastmile.jsonl": ("canonical", "carrier.my-haulage.2025-01.json", "http"),
+}
+AFTER = {  # the booking and everything addressed to the hub id, sent once the carriers are all parked
+    "mto.jsonl": ("canonical", "mto.westcorridor.2025-01.json", "http"),
+    "insurer.jsonl": ("canonical", "insurer.picc.2025-01.json", "http"),
+    "shipper.jsonl": ("canonical", "shipper.chengdu-elec.2025-01.json", "http"),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def hub(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[tuple[Settings, list[HubProcess], str]]:
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    port = _free_port()
+    procs = [
+        HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log"),
+        HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log"),
+        HubProcess("gateway", settings, tmp_path / "gw-data", tmp_path / "gateway.log", args=["--port", str(port)]),
+    ]
+    yield settings, procs, f"http://127.0.0.1:{port}"
+    for proc in procs:
+        proc.stop()
+    await drop_internal_topics(settings)
+
+
+def _key_of(name: str) -> str:
+    return str(KEYS / name)
+
+
+def _wrong_carrier_report() -> bytes:
+    """The last-mile carrier, signing honestly, claims the rail leg has arrived: it does not carry leg 2."""
+    return orjson.dumps(
+        {
+            "event_id": "myh-says-rail-arrived",
+            "source": "carrier.my-haulage",
+            "event_type": "tracking",
+            "references": [{"kind": "container", "value": "FCIU7044211"}],
+            "occurred_at": "2026-04-09T12:00:00Z",
+            "recorded_at": "2026-04-09T12:05:00Z",
+            "payload": {"status": "arrived", "raw_code": "ARR", "code_list": "my-haulage", "leg": 2},
+        }
+    )
+
+
+def _expected() -> dict[str, object]:
+    """What the same events give when resolved offline and folded as canonical events with their hub id."""
+    events: list[HubEvent] = []
+    for name, (format_name, key_file, _) in {**SENDS, **AFTER}.items():
+        sender = load_signing_key(KEYS / key_file).carrier
+        parsed = parser(format_name)((FILES / name).read_bytes(), sender)
+        assert all(isinstance(e, HubEvent.__args__) for e in parsed)  # type: ignore[attr-defined]
+        events += parsed  # type: ignore[arg-type]
+    [wrong] = parser("canonical")(_wrong_carrier_report(), "carrier.my-haulage")
+    placed, unresolved = resolve_offline(events + [wrong])  # type: ignore[list-item]
+    assert unresolved == []
+    return fold(placed)  # type: ignore[return-value]
+
+
+async def _post(session: aiohttp.ClientSession, base: str, format_name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    async with session.post(f"{base}/v1/events/{format_name}", data=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+def _ingest(settings: Settings, env: dict[str, str], format_name: str, key_file: str, path: Path) -> None:
+    subprocess.run(
+        [str(Path(sys.executable).parent / "mmhub"), "ingest", "--format", format_name, "--key", _key_of(key_file), str(path)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> None:
+    settings, procs, base = hub
+    worker, sink, gateway = procs
+    expected = _expected()
+    record_expected = expected[SHIPMENT]
+    assert record_expected.status == "delivered" and len(record_expected.rejected) == 1  # type: ignore[attr-defined]
+    for proc in procs:
+        proc.start()
+
+    async with aiohttp.ClientSession() as session:
+
+        async def gateway_up() -> bool:
+            try:
+                async with session.get(f"{base}/healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(gateway_up, 60, "the gateway", gateway)
+
+        # carriers first, in reverse journey order, before the booking exists
+        for name in reversed(list(SENDS)):
+            format_name, key_file, way = SENDS[name]
+            body = (FILES / name).read_bytes()
+            key = load_signing_key(KEYS / key_file)
+            if way == "http":
+                status, answer = await _post(session, base, format_name, body, http_signature_headers(body, key))
+                assert status == 202, answer
+                assert answer["rejected"] == 0, answer
+                assert {r["routed_to"] for r in answer["results"]} == {"reference_resolution"}
+            elif way == "ingest":
+                await asyncio.to_thread(_ingest, settings, worker.env, format_name, key_file, FILES / name)
+            else:
+                await publish_raw(settings, format_name, [body], key)
+
+        # forgeries: the DCSA file re-sent with a signature by the wrong key, on Kafka and over HTTP
+        sea = (FILES / "sea.json").read_bytes()
+        thief = load_signing_key(KEYS / "carrier.my-haulage.2025-01.json")
+        forged_headers = dict(http_signature_headers(sea, thief))
+        forged_headers["Mmhub-Carrier"] = "carrier.oceanline"
+        forged_headers["Mmhub-Key-Id"] = "2026-01"
+        status, answer = await _post(session, base, "dcsa", sea, forged_headers)
+        assert status == 401 and answer["error"] == "bad_signature", answer
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        try:
+            headers = [
+                (name, value) if name != topics.SIGNATURE_CARRIER else (name, b"carrier.oceanline")
+                for name, value in kafka_signature_headers(sea, thief)
+            ]
+            headers = [(n, b"2026-01") if n == topics.SIGNATURE_KEY_ID else (n, v) for n, v in headers]
+            await producer.send_and_wait(settings.topics.raw("dcsa"), value=sea, key=b"carrier.oceanline", headers=headers)
+        finally:
+            await producer.stop()
+
+        # the wrong-carrier report, honestly signed
+        wrong = _wrong_carrier_report()
+        status, answer = await _post(session, base, "canonical", wrong, http_signature_headers(wrong, thief))
+        assert status == 202 and answer["accepted"] == 1, answer
+
+        # then the booking, the cover and the payments
+        for name, (format_name, key_file, _) in AFTER.items():
+            body = (FILES / name).read_bytes()
+            status, answer = await _post(session, base, format_name, body, http_signature_headers(body, load_signing_key(KEYS / key_file)))
+            assert status == 202 and answer["rejected"] == 0, answer
+
+    await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)  # type: ignore[arg-type]
+    record = await projected_record(settings, SHIPMENT)
+    assert record == record_expected
+    assert record.status == "delivered"
+    assert [leg.carrier for leg in record.legs] == ["carrier.sc-road", "carrier.cr-rail", "carrier.oceanline", "carrier.my-haulage"]
+    assert [r.event for r in record.rejected] == ["carrier.my-haulage/myh-says-rail-arrived"]
+
+    dead = await read_topic(settings, settings.topics.dlq, expected=3)
+    by_code: dict[str, list] = {}
+    for message in dead:
+        by_code.setdefault(dict(message.headers)[topics.DLQ_CODE].decode(), []).append(message)
+    assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("refused", 1)]
+    assert all(m.value == sea for m in by_code["bad_signature"])  # the original bytes, both ways in
+    [refused] = by_code["refused"]
+    reason = dict(refused.headers)[topics.DLQ_REASON].decode()
+    assert "leg 2 is carried by carrier.cr-rail, not carrier.my-haulage" in reason
+    assert orjson.loads(refused.value)["event_id"] == "myh-says-rail-arrived"
+
+    # nothing waits: every parked event was released
+    parked = await read_topic(settings, settings.topics.parked, expected=1)
+    latest = {m.key: m.value for m in parked}
+    assert latest and all(value == b"" for value in latest.values()), latest
+    for proc in procs:
+        assert proc.alive, proc.tail()
