@@ -1,7 +1,8 @@
 """`mmhub demo`: a multimodal journey end to end through the real broker into the real database.
 
 Starts a worker and the Postgres sink as separate processes (as in production), publishes the journeys
-scrambled with duplicates and a few malformed messages, waits for the projection with progress, then prints
+scrambled with duplicates and a few malformed messages, then the four-format journey (examples/formats/) as its
+carriers send it, signed, on their raw topics and before the booking, waits for the projection with progress, then prints
 each merged record (legs, documents, custody, invoice, payouts, claims), checks it against the offline fold of
 the same files, and shows what reached the settlement, claims and dead-letter topics.
 """
@@ -24,7 +25,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
-from connectors.kafka import ensure_topics, publish, read_jsonl, scramble
+from connectors.journeys import offline_records, sends
+from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
 from mmhub.config import Settings
@@ -113,6 +115,18 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     scrambled = scramble(lines, duplicates=12, seed=int(time.time()))
     sent = await publish(settings, scrambled + MALFORMED)
     _say(f"published {sent} messages: the journey shuffled, 12 duplicates, {len(MALFORMED)} malformed")
+
+    # The third journey as carriers really send it: their own formats, their own references, signed, and
+    # before the MTO has booked (their events wait in reference resolution until the booking registers them).
+    formats_id, formats_sends = sends()
+    expected.update(offline_records())
+    ordered = [item for item in formats_sends if not item.after_booking] + [i for i in formats_sends if i.after_booking]
+    for item in ordered:
+        [(partition, offset)] = await publish_raw(settings, item.format_name, [item.body], item.key)
+        _say(
+            f"{formats_id}: {item.key.carrier} sent {item.path.name} ({item.format_name}, {len(item.body)} bytes, "
+            f"signed with key {item.key.key_id}) -> {settings.topics.raw(item.format_name)}[{partition}]@{offset}"
+        )
 
     deadline = time.monotonic() + WAIT_S
     last = ""

@@ -59,10 +59,16 @@ class DocumentRecord(Frozen):
 
 
 class Rejected(Frozen):
-    """An event the record refuses to apply (a second issuance, a second surrender...), and why."""
+    """An event the record refuses to apply, and why.
+
+    `not_entitled`: its source may not say it (a carrier reporting on another carrier's leg); such an event is also
+    dead-lettered. `conflict`: it contradicts the events held now (a second issuance, a transfer of a document not
+    yet issued); that may be an arrival-order effect that a later event resolves, so it is only listed here.
+    """
 
     event: EventKey
     reason: str
+    kind: Literal["not_entitled", "conflict"] = "conflict"
 
 
 class HandoverRecord(Frozen):

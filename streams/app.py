@@ -293,13 +293,15 @@ def create_app(settings: Settings) -> faust.App:
     async def dead_letter_refusals(
         state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: list[tuple[EventT, HubEvent]]
     ) -> None:
-        """An event the record newly refuses (wrong carrier, second issuance...) is kept in the state, so the
-        record can say why, and dead-lettered once: with its original bytes when it came in this batch, else (the
-        booking that makes the refusal came later) as the canonical event the hub holds."""
-        known = {r.event for r in previous.rejected} if previous is not None else set()
+        """An event the record newly refuses because its source may not say it (a carrier reporting on another
+        carrier's leg) is kept in the state, so the record can say why, and dead-lettered once: with its original
+        bytes when it came in this batch, else (the booking that shows the refusal came later) as the canonical
+        event the hub holds. A conflict (a document transferred before it was issued) is only listed in the
+        record: with events in any order it may be the next event that resolves it."""
+        known = {r.event for r in previous.rejected if r.kind == "not_entitled"} if previous is not None else set()
         arrived = {hub_event.key: event for event, hub_event in items}
         for refusal in record.rejected:
-            if refusal.event in known:
+            if refusal.kind != "not_entitled" or refusal.event in known:
                 continue
             counters.refused += 1
             rejection = Rejection("refused", f"{refusal.event}: {refusal.reason}")

@@ -193,7 +193,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
     for event in live:
         refusal = _not_entitled(event, plan)
         if refusal is not None:
-            rejected.append(Rejected(event=event.key, reason=refusal))
+            rejected.append(Rejected(event=event.key, reason=refusal, kind="not_entitled"))
             refused_keys.add(event.key)
             continue
         if _shipment_level(event):
@@ -301,7 +301,9 @@ def _booking_status(
         if not isinstance(event, BookingStatusEvent) or event.payload.leg is not None:
             continue
         if event.source != plan.mto:
-            rejected.append(Rejected(event=event.key, reason=f"only the MTO {plan.mto} decides on the booking"))
+            rejected.append(
+                Rejected(event=event.key, reason=f"only the MTO {plan.mto} decides on the booking", kind="not_entitled")
+            )
         else:
             decisions.append(event)
     cancellations = [e for e in decisions if e.payload.action == "cancelled"]
@@ -326,7 +328,8 @@ def _with_carrier_responses(
             rejected.append(Rejected(event=event.key, reason=f"the booking has no leg {sequence}"))
         elif event.source != plan.legs[sequence - 1].carrier:
             carrier = plan.legs[sequence - 1].carrier
-            rejected.append(Rejected(event=event.key, reason=f"leg {sequence} is assigned to {carrier}, not {event.source}"))
+            reason = f"leg {sequence} is assigned to {carrier}, not {event.source}"
+            rejected.append(Rejected(event=event.key, reason=reason, kind="not_entitled"))
         elif sequence not in answers or (event.occurred_at, event.key) > (answers[sequence].occurred_at, answers[sequence].key):
             answers[sequence] = event
     out = []

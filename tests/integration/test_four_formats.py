@@ -23,37 +23,21 @@ import pytest
 
 from connectors.carriers import http_signature_headers, kafka_signature_headers, load_signing_key
 from connectors.formats import parser
+from connectors.journeys import Send, offline_records, sends
 from connectors.kafka import publish_raw
 from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
 from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
+from schemas.rejection import Rejection
 from streams import topics
-from streams.merge import fold
-from streams.references import resolve_offline
 from tests.integration.hub import HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = REPO / "examples" / "formats"
 KEYS = REPO / "examples" / "keys"
-SHIPMENT = "SHP-2026-000044"
-
-# file -> (format, sender's key file, how it travels)
-SENDS: dict[str, tuple[str, str, str]] = {
-    "road.jsonl": ("canonical", "carrier.sc-road.2025-01.json", "http"),
-    "rail.edi": ("edifact", "carrier.cr-rail.2025-01.json", "ingest"),
-    "rail.jsonl": ("canonical", "carrier.cr-rail.2025-01.json", "ingest"),
-    "sea.json": ("dcsa", "carrier.oceanline.2026-01.json", "kafka"),
-    "sea.jsonl": ("canonical", "carrier.oceanline.2025-01.json", "http"),  # the old key, still valid: rotation
-    "lastmile.jsonld": ("epcis", "carrier.my-haulage.2025-01.json", "http"),
-    "lastmile.jsonl": ("canonical", "carrier.my-haulage.2025-01.json", "http"),
-}
-AFTER = {  # the booking and everything addressed to the hub id, sent once the carriers are all parked
-    "mto.jsonl": ("canonical", "mto.westcorridor.2025-01.json", "http"),
-    "insurer.jsonl": ("canonical", "insurer.picc.2025-01.json", "http"),
-    "shipper.jsonl": ("canonical", "shipper.chengdu-elec.2025-01.json", "http"),
-}
+SHIPMENT, SENDS = sends()
 
 
 def _free_port() -> int:
@@ -78,10 +62,6 @@ async def hub(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) 
     await drop_internal_topics(settings)
 
 
-def _key_of(name: str) -> str:
-    return str(KEYS / name)
-
-
 def _wrong_carrier_report() -> bytes:
     """The last-mile carrier, signing honestly, claims the rail leg has arrived: it does not carry leg 2."""
     return orjson.dumps(
@@ -97,18 +77,11 @@ def _wrong_carrier_report() -> bytes:
     )
 
 
-def _expected() -> dict[str, object]:
-    """What the same events give when resolved offline and folded as canonical events with their hub id."""
-    events: list[HubEvent] = []
-    for name, (format_name, key_file, _) in {**SENDS, **AFTER}.items():
-        sender = load_signing_key(KEYS / key_file).carrier
-        parsed = parser(format_name)((FILES / name).read_bytes(), sender)
-        assert all(isinstance(e, HubEvent.__args__) for e in parsed)  # type: ignore[attr-defined]
-        events += parsed  # type: ignore[arg-type]
+def _expected() -> dict[str, ShipmentRecord]:
+    """The same events resolved offline and folded as canonical events with their hub id."""
     [wrong] = parser("canonical")(_wrong_carrier_report(), "carrier.my-haulage")
-    placed, unresolved = resolve_offline(events + [wrong])  # type: ignore[list-item]
-    assert unresolved == []
-    return fold(placed)  # type: ignore[return-value]
+    assert not isinstance(wrong, Rejection)
+    return offline_records(extra=[wrong])
 
 
 async def _post(session: aiohttp.ClientSession, base: str, format_name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -116,9 +89,9 @@ async def _post(session: aiohttp.ClientSession, base: str, format_name: str, bod
         return response.status, await response.json()
 
 
-def _ingest(settings: Settings, env: dict[str, str], format_name: str, key_file: str, path: Path) -> None:
+def _ingest(env: dict[str, str], format_name: str, key_file: Path, path: Path) -> None:
     subprocess.run(
-        [str(Path(sys.executable).parent / "mmhub"), "ingest", "--format", format_name, "--key", _key_of(key_file), str(path)],
+        [str(Path(sys.executable).parent / "mmhub"), "ingest", "--format", format_name, "--key", str(key_file), str(path)],
         env=env,
         check=True,
         capture_output=True,
@@ -145,23 +118,24 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
 
         await wait_for(gateway_up, 60, "the gateway", gateway)
 
-        # carriers first, in reverse journey order, before the booking exists
-        for name in reversed(list(SENDS)):
-            format_name, key_file, way = SENDS[name]
-            body = (FILES / name).read_bytes()
-            key = load_signing_key(KEYS / key_file)
-            if way == "http":
-                status, answer = await _post(session, base, format_name, body, http_signature_headers(body, key))
+        async def send(item: Send) -> None:
+            if item.way == "http":
+                status, answer = await _post(session, base, item.format_name, item.body, http_signature_headers(item.body, item.key))
                 assert status == 202, answer
                 assert answer["rejected"] == 0, answer
-                assert {r["routed_to"] for r in answer["results"]} == {"reference_resolution"}
-            elif way == "ingest":
-                await asyncio.to_thread(_ingest, settings, worker.env, format_name, key_file, FILES / name)
+            elif item.way == "ingest":
+                key_file = KEYS / f"{item.key.carrier}.{item.key.key_id}.json"
+                await asyncio.to_thread(_ingest, worker.env, item.format_name, key_file, item.path)
             else:
-                await publish_raw(settings, format_name, [body], key)
+                await publish_raw(settings, item.format_name, [item.body], item.key)
+
+        # carriers first, in reverse journey order, before the booking exists
+        for item in reversed([s for s in SENDS if not s.after_booking]):
+            await send(item)
+        assert {way for way in (s.way for s in SENDS)} == {"http", "ingest", "kafka"}
 
         # forgeries: the DCSA file re-sent with a signature by the wrong key, on Kafka and over HTTP
-        sea = (FILES / "sea.json").read_bytes()
+        sea = next(s.body for s in SENDS if s.format_name == "dcsa")
         thief = load_signing_key(KEYS / "carrier.my-haulage.2025-01.json")
         forged_headers = dict(http_signature_headers(sea, thief))
         forged_headers["Mmhub-Carrier"] = "carrier.oceanline"
@@ -188,10 +162,8 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         assert status == 202 and answer["accepted"] == 1, answer
 
         # then the booking, the cover and the payments
-        for name, (format_name, key_file, _) in AFTER.items():
-            body = (FILES / name).read_bytes()
-            status, answer = await _post(session, base, format_name, body, http_signature_headers(body, load_signing_key(KEYS / key_file)))
-            assert status == 202 and answer["rejected"] == 0, answer
+        for item in [s for s in SENDS if s.after_booking]:
+            await send(item)
 
     await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)  # type: ignore[arg-type]
     record = await projected_record(settings, SHIPMENT)
@@ -217,3 +189,28 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     assert latest and all(value == b"" for value in latest.values()), latest
     for proc in procs:
         assert proc.alive, proc.tail()
+
+
+async def test_a_raw_payload_with_bad_events_is_dead_lettered_once_while_its_good_event_goes_on(hub) -> None:
+    settings, procs, _ = hub
+    worker = procs[0]
+    worker.start()
+    samples = REPO / "connectors" / "epcis" / "samples"
+    body = (samples / "malformed_events.jsonld").read_bytes()
+    key = load_signing_key(KEYS / "carrier.my-haulage.2025-01.json")
+    results = parser("epcis")(body, key.carrier)
+    good = [r for r in results if isinstance(r, HubEvent.__args__)]  # type: ignore[attr-defined]
+    bad = len(results) - len(good)
+    assert good and bad
+
+    await publish_raw(settings, "epcis", [body], key)
+
+    [dead] = await read_topic(settings, settings.topics.dlq, expected=1, timeout=60)
+    headers = {name: value.decode() for name, value in dead.headers}
+    assert dead.value == body  # the whole payload, byte for byte, once
+    assert headers[topics.DLQ_SOURCE_TOPIC] == settings.topics.raw("epcis")
+    assert headers[topics.DLQ_REASON].startswith(f"{bad} events refused: event 0:")
+    # the good event names only references, so it went on to resolution, where it waits for a booking
+    requests = await read_topic(settings, settings.topics.references, expected=len(good[0].references), timeout=30)
+    assert {orjson.loads(m.value)["event"]["event_id"] for m in requests} == {good[0].event_id}
+    assert worker.alive, worker.tail()

@@ -70,3 +70,18 @@ def test_a_handover_is_reported_by_either_side_but_not_by_a_third_carrier() -> N
 def test_a_refusal_does_not_depend_on_whether_the_booking_came_first() -> None:
     forged = tracking_doc("arrived", leg=1, source="carrier.sea", event_id="late-forgery")
     assert record_of(forged, booking_doc()) == record_of(booking_doc(), forged)
+
+
+def test_only_an_entitlement_refusal_is_final_an_out_of_order_conflict_is_not() -> None:
+    # A transfer seen before the issuance is a conflict the next event may resolve: listed, not dead-lettered.
+    forged = tracking_doc("arrived", leg=1, source="carrier.sea", event_id="sea-on-road")
+    transfer = waybill_doc("multimodal_transport_document", "MTD-1", source=MTO, event_id="mtd-transfer", occurred=30)
+    transfer["payload"].update(action="transferred", holder="consignee.test")
+    before_issue = record_of(booking_doc(), forged, transfer)
+    assert sorted((r.event, r.kind) for r in before_issue.rejected) == [
+        ("carrier.sea/sea-on-road", "not_entitled"),
+        ("mto.test/mtd-transfer", "conflict"),
+    ]
+    issue = waybill_doc("multimodal_transport_document", "MTD-1", source=MTO, event_id="mtd-issue", occurred=10)
+    after_issue = record_of(booking_doc(), forged, transfer, issue)
+    assert [(r.event, r.kind) for r in after_issue.rejected] == [("carrier.sea/sea-on-road", "not_entitled")]
