@@ -12,6 +12,10 @@ EVENTS_DLQ = "hub.events.dlq"
 SHIPMENT_STATUS = "hub.shipment.status"
 SETTLEMENT = "hub.settlement"
 CLAIMS = "hub.claims"
+# Controlled sharing: each party's view of a shipment, on one topic per audience (shipper, insurer, consignee,
+# carrier, delegate) keyed by the party's id; and the audit log of every share, keyed by party.
+SHARE_AUDIENCES = ("shipper", "insurer", "consignee", "carrier", "delegate")
+AUDIT = "hub.audit"
 # Reference resolution: keyed by carrier reference ("container:MSKU9070323"), so the reference book and the events
 # waiting on a reference meet on one partition (see streams.references).
 REFERENCES = "hub.references"
@@ -68,6 +72,8 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     # this topic only carries requests, so a month is plenty.
     REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
     PARKED: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 1000)},
+    AUDIT: {"cleanup.policy": "delete", "retention.ms": str(400 * 24 * 3600 * 1000)},
+    **{f"hub.share.{name}": {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} for name in SHARE_AUDIENCES},
     # a raw payload may be a whole EDI interchange or a batch of events (up to 4 MiB, see connectors.kafka)
     **{
         raw_topic(name): {
@@ -110,6 +116,15 @@ class Topics:
     @property
     def references(self) -> str:
         return self.name(REFERENCES)
+
+    @property
+    def audit(self) -> str:
+        return self.name(AUDIT)
+
+    def share(self, audience: str) -> str:
+        if audience not in SHARE_AUDIENCES:
+            raise ValueError(f"unknown audience {audience!r}; known: {', '.join(SHARE_AUDIENCES)}")
+        return self.name(f"hub.share.{audience}")
 
     @property
     def parked(self) -> str:

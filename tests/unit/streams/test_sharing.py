@@ -1,0 +1,171 @@
+"""Who sees what: every view holds only the grades (and rows) its party's policy allows, field by field."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from connectors.kafka import read_jsonl
+from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
+from streams.codec import decode_event
+from streams.merge import ShipmentState, apply_all, fold, project
+from streams.sharing import (
+    POLICY,
+    Entitlement,
+    Grant,
+    entitlements,
+    load_policy,
+    may_receive,
+    policy_table,
+    view,
+    with_grants,
+)
+
+from ..strategies import SHIPMENT, journeys
+
+REPO = Path(__file__).resolve().parents[3]
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def _journey(name: str = "journey.jsonl", shipment: str = "SHP-2026-000042") -> ShipmentRecord:
+    return fold(decode_event(line) for line in read_jsonl(REPO / "examples" / name))[shipment]  # type: ignore[misc]
+
+
+def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list) and node and isinstance(node[0], (dict, list)):
+        for item in node:
+            yield from _leaves(item, f"{path}[]")
+    else:
+        yield path, node
+
+
+def _assert_only_allowed(record: ShipmentRecord, who: Entitlement) -> None:
+    shown = view(record, who)
+    for path, _ in _leaves(shown.document):
+        if path == "policy_version":
+            continue
+        grade = POLICY.grade(path)
+        personal_exception = grade == "personal" and who.legs is not None and path.endswith(("shipper.contact", "consignee.contact"))
+        assert grade in who.grades or personal_exception, f"{who.party} got {path} ({grade})"
+    if who.legs is not None:
+        document = shown.document
+        assert all(leg["sequence"] in who.legs for leg in document.get("legs", []))
+        assert all(h["from_leg"] in who.legs or h["to_leg"] in who.legs for h in document.get("handovers", []))
+        assert all(c["leg"] in who.legs for c in document.get("custody", []))
+        assert all(p["carrier"] == who.party for p in document.get("settlement", {}).get("payouts", []))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@given(events=journeys)
+def test_no_party_receives_a_field_its_policy_denies(events: list[HubEvent]) -> None:
+    record = project(apply_all(ShipmentState(SHIPMENT), events))
+    for who in entitlements(record).values():
+        _assert_only_allowed(record, who)
+
+
+def test_the_example_parties_see_what_a_user_expects() -> None:
+    record = _journey()
+    parties = entitlements(record)
+    shipper = view(record, parties["shipper.chengdu-elec"]).document
+    assert shipper["settlement"]["invoices"] and "payouts" not in shipper["settlement"]
+    assert all("carrier_charges" not in i and "margin" not in i and i["total"] for i in shipper["settlement"]["invoices"])
+    assert all("charges" not in leg for leg in shipper["legs"]) and "journey_charges" not in shipper
+    assert shipper["consignee"]["contact"]  # the shipper gave it
+
+    rail = view(record, parties["carrier.cr-rail"]).document
+    assert [leg["sequence"] for leg in rail["legs"]] == [2] and rail["legs"][0]["charges"]
+    assert [(h["from_leg"], h["to_leg"]) for h in rail["handovers"]] == [(1, 2), (2, 3)]
+    assert [p["carrier"] for p in rail["settlement"]["payouts"]] == ["carrier.cr-rail"]
+    assert "invoices" not in rail["settlement"] and "insurance" not in rail and "claims" not in rail
+    assert "contact" not in rail["shipper"] and "contact" not in rail["consignee"]
+
+    last_mile = view(record, parties["carrier.my-haulage"]).document
+    assert last_mile["consignee"]["contact"] and "contact" not in last_mile["shipper"]  # it delivers
+
+    insurer = view(record, parties["insurer.picc"]).document
+    assert insurer["insurance"]["policy"] and insurer["booking"]["declared_value"] and insurer["booking"]["cargo"]
+    assert "settlement" not in insurer and all("charges" not in leg for leg in insurer["legs"])
+    assert "contact" not in insurer["shipper"]
+
+
+def test_an_unlisted_field_is_withheld_from_everyone_but_the_mto() -> None:
+    policy = load_policy(POLICY.model_dump_json().encode())
+    assert policy.grade("some_future_field") == policy.default_grade == "internal"
+    assert [name for name, rule in policy.relations.items() if "internal" in rule.grades] == ["mto"]
+
+
+def test_a_policy_naming_an_undeclared_grade_is_refused() -> None:
+    broken = POLICY.model_dump(mode="json")
+    broken["fields"]["status"] = "secret"
+    with pytest.raises(ValueError, match="undeclared grades"):
+        load_policy(Policy_json(broken))
+
+
+def Policy_json(document: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(document)
+
+
+def _grant(grant_id: str, grantor: str, grantee: str, grades: list[str], **times: Any) -> Grant:
+    return Grant(
+        grant_id=grant_id, shipment_id="SHP-2026-000042", grantor=grantor, grantee=grantee, grades=grades,
+        granted_at=NOW - timedelta(days=1), **times,
+    )
+
+
+def test_delegation_gives_at_most_what_the_grantor_holds_and_revoking_cuts_the_chain() -> None:
+    record = _journey()
+    base = entitlements(record)
+    broker_grant = _grant("g1", "shipper.chengdu-elec", "broker.customs", ["public", "operational", "commercial"])
+    sub_grant = _grant("g2", "broker.customs", "agent.local", ["operational"])
+    granted = with_grants(base, [broker_grant, sub_grant], record.shipment_id, NOW)
+    assert granted["broker.customs"].grades == {"public", "operational"}  # the shipper has no commercial grade
+    assert granted["agent.local"].grades == {"operational"} and granted["agent.local"].via == ("g1", "g2")
+    _assert_only_allowed(record, granted["agent.local"])
+
+    revoked = broker_grant.model_copy(update={"revoked_at": NOW - timedelta(minutes=1)})
+    after = with_grants(base, [revoked, sub_grant], record.shipment_id, NOW)
+    assert "broker.customs" not in after and "agent.local" not in after
+
+    expired = broker_grant.model_copy(update={"expires_at": NOW - timedelta(seconds=1)})
+    assert "broker.customs" not in with_grants(base, [expired], record.shipment_id, NOW)
+    other_shipment = broker_grant.model_copy(update={"shipment_id": "SHP-OTHER-1"})
+    assert "broker.customs" not in with_grants(base, [other_shipment], record.shipment_id, NOW)
+
+
+def test_a_carriers_delegate_sees_no_more_than_the_carriers_legs() -> None:
+    record = _journey()
+    granted = with_grants(
+        entitlements(record), [_grant("g1", "carrier.oceanline", "agent.port", ["operational", "rates"])], record.shipment_id, NOW
+    )
+    assert granted["agent.port"].legs == {3}
+    assert [leg["sequence"] for leg in view(record, granted["agent.port"]).document["legs"]] == [3]
+
+
+def test_outbound_messages_follow_the_same_grades() -> None:
+    record = _journey()
+    parties = entitlements(record)
+    payout = {"kind": "payout", "payout": {"carrier": "carrier.cr-rail"}}
+    assert may_receive("payout", payout, parties["carrier.cr-rail"])
+    assert not may_receive("payout", payout, parties["carrier.oceanline"])
+    assert not may_receive("payout", payout, parties["shipper.chengdu-elec"])
+    assert may_receive("invoice", {"kind": "invoice"}, parties["shipper.chengdu-elec"])
+    assert not may_receive("invoice", {"kind": "invoice"}, parties["insurer.picc"])
+    assert may_receive("claim", {"kind": "claim"}, parties["insurer.picc"])
+    assert not may_receive("claim", {"kind": "claim"}, parties["carrier.oceanline"])
+    assert not may_receive("something_new", {}, parties["mto.westcorridor"])  # deny by default
+
+
+def test_the_policy_table_lists_every_relation_and_grade() -> None:
+    table = policy_table()
+    assert all(f"| {name} |" in table for name in POLICY.relations)
+    assert table.splitlines()[0].count("|") == len(POLICY.grades) + 3
