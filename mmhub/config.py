@@ -10,6 +10,7 @@ from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
+DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Settings:
     clock_interval_s: float
     report_interval_s: float
     carriers_path: Path = DEFAULT_CARRIERS
+    parties_path: Path = DEFAULT_PARTIES
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +41,7 @@ class Settings:
             clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
             report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
             carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
+            parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
         )
 
     @property

@@ -1,0 +1,74 @@
+"""The parties that read from the hub (shippers, consignees, carriers, insurers, brokers) and their API tokens.
+
+A reader authenticates with `Authorization: Bearer <token>`. The registry keeps only each token's SHA-256, so
+the file can be shared with operators without sharing access; a party may hold several tokens (rotation).
+What a party may then read of a shipment is decided by streams.sharing, never here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from schemas.base import Frozen
+from schemas.identifiers import PartyId
+
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker"]
+BEARER = "Bearer "
+
+
+class ReaderToken(Frozen):
+    token_id: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Party(Frozen):
+    party_id: PartyId
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[Role] = Field(min_length=1)
+    tokens: list[ReaderToken] = []
+
+
+class PartyRegistry(Frozen):
+    about: str = ""
+    parties: list[Party]
+
+    @model_validator(mode="after")
+    def _unique(self) -> PartyRegistry:
+        ids = [p.party_id for p in self.parties]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a party is listed twice")
+        hashes = [t.sha256 for p in self.parties for t in p.tokens]
+        if len(hashes) != len(set(hashes)):
+            raise ValueError("one token is registered for two parties or twice")
+        return self
+
+    def party(self, party_id: str) -> Party | None:
+        return next((p for p in self.parties if p.party_id == party_id), None)
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """The party whose token this `Authorization` header carries; None for anything else."""
+        if not authorization or not authorization.startswith(BEARER):
+            return None
+        presented = hashlib.sha256(authorization[len(BEARER):].strip().encode("utf-8", "replace")).hexdigest()
+        found = None
+        for party in self.parties:
+            for token in party.tokens:
+                if hmac.compare_digest(token.sha256, presented):
+                    found = party.party_id
+        return found
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_parties(path: Path) -> PartyRegistry:
+    try:
+        return PartyRegistry.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as error:
+        raise ValueError(f"party registry {path}: {error}") from error
