@@ -1,0 +1,70 @@
+"""The format registry, the canonical format parser and the router every path into the hub shares."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.formats import FORMATS, parse_canonical, parser
+from schemas.events import HUB_EVENT
+from schemas.rejection import Rejection
+from streams.references import REFERENCE_MESSAGE
+from streams.routing import route
+from streams.topics import RAW_FORMATS
+
+from ..builders import tracking_doc
+
+REFERENCE_ONLY = {**tracking_doc("departed", leg=None), "references": [{"kind": "container", "value": "CSQU3054383"},
+                                                                        {"kind": "cmr", "value": "SCR-1"}]}
+REFERENCE_ONLY.pop("shipment_id")
+
+
+def test_every_raw_topic_has_a_parser_and_unknown_formats_are_named() -> None:
+    assert tuple(FORMATS) == RAW_FORMATS
+    try:
+        parser("x12")
+    except ValueError as error:
+        assert "x12" in str(error) and "edifact" in str(error)
+    else:
+        raise AssertionError("an unknown format was accepted")
+
+
+def test_canonical_reads_an_object_an_array_or_json_lines_and_rejects_bad_lines_alone() -> None:
+    one = tracking_doc("departed")
+    two = tracking_doc("arrived")
+    assert len(parse_canonical(orjson.dumps(one), "x")) == 1
+    assert len(parse_canonical(orjson.dumps([one, two]), "x")) == 2
+    lines = orjson.dumps(one) + b"\n{broken\n\n" + orjson.dumps(two) + b"\n"
+    results = parse_canonical(lines, "x")
+    assert [type(r).__name__ for r in results] == ["TrackingEvent", "Rejection", "TrackingEvent"]
+    assert isinstance(results[1], Rejection) and results[1].reason.startswith("line 2:")
+
+
+def test_canonical_does_not_rewrite_the_source_the_router_refuses_a_mismatch() -> None:
+    [event] = parse_canonical(orjson.dumps(tracking_doc("departed")), "carrier.somebody-else")
+    assert not isinstance(event, Rejection)
+    refused = route(event, "carrier.somebody-else")
+    assert isinstance(refused, Rejection) and refused.code == "wrong_source"
+
+
+def test_an_addressed_event_goes_to_its_shipment_a_reference_only_one_to_each_reference() -> None:
+    addressed = HUB_EVENT.validate_python(tracking_doc("departed"))
+    [out] = route(addressed, addressed.source)  # type: ignore[misc]
+    assert (out.stream, out.key) == ("events", addressed.shipment_id.encode())  # type: ignore[union-attr]
+
+    unaddressed = HUB_EVENT.validate_python(REFERENCE_ONLY)
+    outs = route(unaddressed, unaddressed.source, origin="carrier.canonical.raw[0]@7")
+    assert not isinstance(outs, Rejection)
+    assert [(o.stream, o.key) for o in outs] == [("references", b"container:CSQU3054383"), ("references", b"cmr:SCR-1")]
+    request = REFERENCE_MESSAGE.validate_json(outs[0].value)
+    assert request.type == "request" and request.origin == "carrier.canonical.raw[0]@7"  # type: ignore[union-attr]
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=2000) | st.text(max_size=500).map(str.encode))
+def test_any_bytes_give_events_or_rejections_with_reasons_never_an_exception(raw: bytes) -> None:
+    for name in FORMATS:
+        results = parser(name)(raw, "carrier.fuzz")
+        assert results, name
+        assert all(r.reason for r in results if isinstance(r, Rejection))
