@@ -464,13 +464,33 @@ cmd_reset() {
     say "reset done"
 }
 
+# One service down and up again, data kept: what the fault tests use for a broker restart or a database outage.
+cmd_stop() {
+    case "${1:-}" in
+        kafka) kafka_down ;;
+        postgres) find_pg; pg_down ;;
+        *) die "usage: bash infra/dev.sh stop kafka|postgres" ;;
+    esac
+}
+
+cmd_start() {
+    mkdir -p "$RUN"
+    case "${1:-}" in
+        kafka) find_java; kafka_up ;;
+        postgres) find_pg; pg_up ;;
+        *) die "usage: bash infra/dev.sh start kafka|postgres" ;;
+    esac
+}
+
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     reset) cmd_reset ;;
+    stop) cmd_stop "${2:-}" ;;
+    start) cmd_start "${2:-}" ;;
     *)
-        echo "usage: bash infra/dev.sh up|down|status|reset" >&2
+        echo "usage: bash infra/dev.sh up|down|status|reset|stop kafka|postgres|start kafka|postgres" >&2
         exit 2
         ;;
 esac

@@ -12,9 +12,11 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import orjson
 
+from connectors.webhooks.commands import add_commands as add_webhook_commands
 from mmhub.config import Settings
 from streams.topics import RAW_FORMATS
 
@@ -36,8 +38,20 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import ensure_topics
     from connectors.postgres.sink import run_sink
+
+    return _consume(args, settings, run_sink, "projected")
+
+
+def _share(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.sharing.stage import run_share
+
+    return _consume(args, settings, run_share, "shared")
+
+
+def _consume(args: argparse.Namespace, settings: Settings, run: Callable[..., Awaitable[None]], what: str) -> int:
+    """Run a stage that consumes `hub.shipment.status` batch by batch until SIGTERM or SIGINT."""
+    from connectors.kafka import ensure_topics
 
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
@@ -47,21 +61,49 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # finish the batch in hand, then leave
         await ensure_topics(settings)
-        await run_sink(settings, stop=stop, on_batch=progress.add)
+        await run(settings, stop=stop, on_batch=progress.add)
 
-    progress = _Progress("projected")
+    progress = _Progress(what)
     asyncio.run(main())
+    return 0
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncpg
+
+    from connectors.sharing.audit import month_range, table, usage
+
+    if args.party is None and args.shipment is None:
+        print("mmhub usage: give --party (with --month) or --shipment", file=sys.stderr)
+        return 2
+    if args.month is not None:
+        try:
+            month_range(args.month)
+        except ValueError as error:
+            print(f"mmhub usage: {error}", file=sys.stderr)
+            return 2
+    try:
+        report = asyncio.run(usage(settings, args.party, args.shipment, args.month))
+    except asyncpg.UndefinedTableError:
+        print(f"mmhub usage: no share audit in schema {settings.pg_schema!r} (has `mmhub share` run?)", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(table(report))
     return 0
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.carriers import RegistryError, load_registry
     from connectors.gateway.serve import run_gateway
+    from connectors.parties import load_parties
 
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     try:
         registry = load_registry(settings.carriers_path)
-    except RegistryError as error:
+        parties = load_parties(settings.parties_path)
+    except (RegistryError, ValueError) as error:
         print(f"mmhub gateway: {error}", file=sys.stderr)
         return 2
 
@@ -70,7 +112,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # answer the requests in hand, then leave
-        await run_gateway(settings, registry, args.host, args.port, stop)
+        await run_gateway(settings, registry, args.host, args.port, stop, parties)
 
     asyncio.run(main())
     return 0
@@ -270,6 +312,79 @@ def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _grant(args: argparse.Namespace, settings: Settings) -> int:
+    """An operator's grant, straight into Postgres, under the same rules as `POST /v1/shipments/{id}/grants`."""
+    import uuid
+
+    from pydantic import ValidationError
+
+    from connectors.gateway.access import GrantRequest, entitled, new_grant, refuse_grant
+    from connectors.gateway.reader_store import PostgresReaderStore
+    from connectors.parties import load_parties
+    from connectors.postgres.migrate import migrate
+    from schemas.rejection import describe
+
+    try:
+        parties = load_parties(settings.parties_path)
+        grades = [grade.strip() for grade in args.grades.split(",")]
+        request = GrantRequest(grantee=args.grantee, grades=grades, expires_at=args.expires)
+    except ValidationError as error:
+        print(f"mmhub grant: {describe(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"mmhub grant: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> dict[str, object] | str:
+        await migrate(settings.pg_dsn, settings.pg_schema)
+        store = await PostgresReaderStore.open(settings, max_size=1)
+        try:
+            record = await store.record(args.shipment)
+            if record is None:
+                return f"shipment {args.shipment} is not in the projection"
+            now = datetime.now(timezone.utc)
+            grantor = entitled(record, await store.for_shipment(args.shipment), now).get(args.grantor)
+            if grantor is None:
+                return f"{args.grantor} is not entitled to {args.shipment}, so it has nothing to grant"
+            refusal = refuse_grant(grantor, request, parties, now)
+            if refusal is not None:
+                return f"{args.grantor}: {refusal.reason}"
+            grant = new_grant(str(uuid.uuid4()), args.shipment, args.grantor, request, now)
+            await store.add(grant)
+            return grant.model_dump(mode="json")
+        finally:
+            await store.close()
+
+    made = asyncio.run(main())
+    if isinstance(made, str):
+        print(f"mmhub grant: {made}; nothing granted", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(orjson.dumps(made, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """An operator's revocation: the grant, and what was delegated from it, ends now (an earlier revocation stands)."""
+    from connectors.gateway.reader_store import PostgresReaderStore
+    from connectors.postgres.migrate import migrate
+
+    async def main() -> dict[str, object] | None:
+        await migrate(settings.pg_dsn, settings.pg_schema)
+        store = await PostgresReaderStore.open(settings, max_size=1)
+        try:
+            revoked = await store.revoke(args.grant_id, datetime.now(timezone.utc))
+        finally:
+            await store.close()
+        return None if revoked is None else revoked.model_dump(mode="json")
+
+    revoked = asyncio.run(main())
+    if revoked is None:
+        print(f"mmhub revoke: no grant {args.grant_id}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(orjson.dumps(revoked, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.export import json_schemas
 
@@ -305,6 +420,17 @@ def parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run the Postgres projection")
     sink.add_argument("--loglevel", default="info")
     sink.set_defaults(run=_sink)
+
+    share = sub.add_parser("share", help="send each party its permitted view on hub.share.<audience>, and audit it")
+    share.add_argument("--loglevel", default="info")
+    share.set_defaults(run=_share)
+
+    usage = sub.add_parser("usage", help="what was shared with whom, from the share audit")
+    usage.add_argument("--party", help="one party's shares, such as insurer.picc")
+    usage.add_argument("--month", help="YYYY-MM (UTC); default: all time")
+    usage.add_argument("--shipment", help="who received what of one shipment")
+    usage.add_argument("--json", action="store_true", help="machine-readable output")
+    usage.set_defaults(run=_usage)
 
     gateway = sub.add_parser("gateway", help="run the HTTP gateway where carriers POST signed batches of events")
     gateway.add_argument("--host", default="127.0.0.1")
@@ -353,6 +479,18 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("--json", action="store_true", help="machine-readable output")
     get.set_defaults(run=_shipment_get)
 
+    grant = sub.add_parser("grant", help="let a party see some grades of a shipment on another's behalf (operators)")
+    grant.add_argument("--shipment", required=True)
+    grant.add_argument("--grantor", required=True, help="the entitled party that delegates, e.g. shipper.chengdu-elec")
+    grant.add_argument("--grantee", required=True, help="a registered party, such as broker.customs-jb")
+    grant.add_argument("--grades", required=True, help="comma-separated, such as public,operational")
+    grant.add_argument("--expires", type=_timestamp, help="ISO 8601 with an offset (default: until revoked)")
+    grant.set_defaults(run=_grant)
+
+    revoke = sub.add_parser("revoke", help="revoke a grant, and what was delegated from it (operators)")
+    revoke.add_argument("grant_id")
+    revoke.set_defaults(run=_revoke)
+
     schema = sub.add_parser("schema", help="export the JSON Schema of every canonical model")
     schema.add_argument("--out", help="write one file per model into this directory")
     schema.set_defaults(run=_schema)
@@ -365,6 +503,8 @@ def parser() -> argparse.ArgumentParser:
         help="JSON-lines event logs to play (default: the two example journeys)",
     )
     demo.set_defaults(run=_demo)
+
+    add_webhook_commands(sub, _timestamp)
     return top
 
 

@@ -29,12 +29,13 @@ from connectors.journeys import offline_records, sends
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
+from connectors.sharing.audit import table, usage
 from mmhub.config import Settings
 from mmhub.render import summary
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
-from streams.topics import DLQ_CODE, DLQ_REASON
+from streams.topics import DLQ_CODE, DLQ_REASON, SHARE_AUDIENCES
 
 MALFORMED = [
     b"this is not JSON",
@@ -102,6 +103,61 @@ async def _show_outbound(settings: Settings, expected: dict[str, ShipmentRecord]
         print(f"       - {claim['claim_id']}: {claim['kind']} on leg {claim['leg']}, liable {claim['liable_carrier']}; {limit}")
 
 
+RATES = ("charges", "payouts", "margin", "carrier_charges", "ledger", "journey_charges", "charges_total")
+
+
+def _keys(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for value in node.values() for k in _keys(value)}
+    if isinstance(node, list):
+        return {k for value in node for k in _keys(value)}
+    return set()
+
+
+async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord]) -> None:
+    """What each party received on its audience topic (only what the policy allows), and the audit of it."""
+    claim_id = next((c.claim_id for r in expected.values() for c in r.claims), None)
+    deadline = time.monotonic() + 60
+    while True:  # the sharing stage follows the status topic; wait until it has shared every final version
+        report = await usage(settings)
+        final = {(row.shipment_id, row.last_version) for row in report.rows if row.kind == "status"}
+        if all((sid, r.version) in final for sid, r in expected.items()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    received: dict[str, list[dict[str, object]]] = {}
+    for audience in SHARE_AUDIENCES:
+        for message in await _read(settings, settings.topics.share(audience), 1, 3):
+            received.setdefault(f"{audience}:{message.key.decode() if message.key else '?'}", []).append(orjson.loads(message.value))
+    where = settings.topics.share("shipper").replace(".shipper", ".<audience>")
+    _say(f"shared with {len(received)} part(ies) on {where}, keyed by party (the MTO reads the hub's own topics):")
+    for who, messages in sorted(received.items()):
+        kinds = ", ".join(f"{sum(1 for m in messages if m['kind'] == k)} {k}" for k in ("status", "claim"))
+        leaked = sorted(_keys(messages) & set(RATES))
+        party = who.split(":", 1)[1]
+        views = [m["view"] for m in messages if m["kind"] == "status"]
+        own_only = all(
+            all(leg["carrier"] == party for leg in v.get("legs", []))  # type: ignore[union-attr]
+            and all(p["carrier"] == party for p in v.get("settlement", {}).get("payouts", []))  # type: ignore[union-attr]
+            for v in views
+        )
+        if not leaked:
+            note = "rates and margin withheld"
+        elif who.startswith("carrier:") and own_only:
+            note = "only its own leg, its own charges and payout"
+        else:
+            note = f"sees {', '.join(leaked)}"
+        print(f"       - {who}: {kinds}; {note}")
+    if claim_id:
+        insurer = [m for who, ms in received.items() if who.startswith("insurer:") for m in ms if m["kind"] == "claim"]
+        _say(f"the insurer's claims stream: {len(insurer)} claim message(s) for {claim_id}, no rates in any of them")
+    audited = sum(row.shares for row in report.rows)
+    delivered = sum(len(ms) for ms in received.values())
+    _say(f"audit log: {audited} share(s) recorded, {delivered} message(s) delivered on the audience topics")
+    print()
+    print(table(await usage(settings, shipment_id=next(iter(expected)))))
+    print()
+
+
 async def _play(settings: Settings, journeys: list[Path]) -> int:
     lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
@@ -158,6 +214,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
         _say(f"Postgres record equals the offline `mmhub fold` of the same events: {'yes' if same else 'NO'}")
 
     await _show_outbound(settings, expected)
+    await _show_sharing(settings, expected)
     rejected = await _dead_letters(settings, len(MALFORMED))
     _say(f"dead-letter topic {settings.topics.dlq}: {len(rejected)} message(s)")
     for code, reason in rejected:
@@ -200,13 +257,17 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
     asyncio.run(migrate(settings.pg_dsn, settings.pg_schema))
     worker = _spawn("worker", settings, logs / "worker.log")
     sink = _spawn("sink", settings, logs / "sink.log")
-    _say(f"worker (pid {worker.pid}) and Postgres sink (pid {sink.pid}) started; logs in {logs}")
+    share = _spawn("share", settings, logs / "share.log")
+    _say(
+        f"worker (pid {worker.pid}), Postgres sink (pid {sink.pid}) and sharing stage (pid {share.pid}) started;"
+        f" logs in {logs}"
+    )
     try:
         return asyncio.run(_play(settings, journeys))
     finally:
-        for process in (worker, sink):
+        for process in (worker, sink, share):
             process.send_signal(signal.SIGTERM)
-        for process in (worker, sink):
+        for process in (worker, sink, share):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

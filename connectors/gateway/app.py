@@ -36,6 +36,10 @@ from connectors.gateway.intake import (
     results,
 )
 from connectors.gateway.openapi import openapi_document
+from connectors.gateway.reader import Reader
+from connectors.parties import PartyRegistry
+from connectors.webhooks.notifications import Subscriptions
+from connectors.webhooks.routes import add_subscription_routes
 from mmhub.config import Settings
 from schemas.rejection import Rejection
 
@@ -202,11 +206,23 @@ def create_gateway(
     publisher: Publisher,
     receipts: Receipts,
     clock: Callable[[], datetime] = utc_now,
+    reader: Reader | None = None,
+    webhooks: Subscriptions | None = None,
+    parties: PartyRegistry | None = None,
 ) -> web.Application:
-    """The aiohttp application. Starting and stopping `publisher` and `receipts` is the caller's business."""
+    """The aiohttp application. Starting and stopping `publisher` and `receipts` is the caller's business.
+    With a `reader`, parties can also read shipments, follow them live and delegate (connectors.gateway.reader).
+    With `webhooks` (and the `parties` whose tokens it accepts), parties manage their webhook subscriptions
+    (connectors.webhooks.routes)."""
     gateway = Gateway(settings, registry, publisher, receipts, clock)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/events/{format}", gateway.post_events)
     app.router.add_get("/openapi.json", gateway.get_openapi)
     app.router.add_get("/healthz", gateway.healthz)
+    if reader is not None:
+        reader.add_routes(app)
+    if webhooks is not None:
+        if parties is None:
+            raise ValueError("the webhook subscription routes need the party registry")
+        add_subscription_routes(app, webhooks, parties, clock)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors.carriers import HTTP_CARRIER, HTTP_KEY_ID, HTTP_SIGNATURE
 from connectors.formats import FORMATS
+from connectors.gateway.reader_openapi import READER_PATHS, READER_SCHEMAS, SECURITY_SCHEMES
 from schemas.events import HUB_EVENT
 
 REF = "#/components/schemas/{model}"
@@ -73,7 +74,7 @@ GATEWAY_SCHEMAS: dict[str, Any] = {
 def openapi_document(max_body_bytes: int) -> dict[str, Any]:
     event_schema = HUB_EVENT.json_schema(mode="validation", ref_template=REF)
     definitions: dict[str, Any] = event_schema.pop("$defs")
-    clash = set(definitions) & {*GATEWAY_SCHEMAS, "HubEvent"}
+    clash = set(definitions) & {*GATEWAY_SCHEMAS, *READER_SCHEMAS, "HubEvent"}
     assert not clash, f"gateway schema names clash with the event schema's: {clash}"
     return {
         "openapi": "3.1.0",
@@ -81,7 +82,8 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             "title": "mmhub HTTP gateway",
             "version": "1",
             "description": "Carriers POST batches of events in any supported format. Each request is signed "
-            "over its exact body; each event is answered accepted, duplicate or rejected.",
+            "over its exact body; each event is answered accepted, duplicate or rejected. Parties read what they "
+            "are entitled to (with a Bearer token), live, and delegate it.",
         },
         "paths": {
             "/v1/events/{format}": {
@@ -140,6 +142,10 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                     },
                 }
             },
+            **READER_PATHS,
         },
-        "components": {"schemas": {**GATEWAY_SCHEMAS, **definitions, "HubEvent": event_schema}},
+        "components": {
+            "schemas": {**GATEWAY_SCHEMAS, **READER_SCHEMAS, **definitions, "HubEvent": event_schema},
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }

@@ -44,14 +44,7 @@ class PostgresReceipts:
 
     @classmethod
     async def open(cls, settings: Settings, max_size: int = 10) -> PostgresReceipts:
-        pool = await asyncpg.create_pool(
-            settings.pg_dsn,
-            min_size=1,
-            max_size=max_size,
-            command_timeout=QUERY_TIMEOUT_S,
-            server_settings=server_settings(settings, "mmhub-gateway"),
-        )
-        return cls(pool)
+        return cls(await open_pool(settings, "mmhub-gateway", max_size))
 
     async def close(self) -> None:
         await self._pool.close()
@@ -97,10 +90,26 @@ class PostgresReceipts:
             return False
 
     async def _run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        try:
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                return await operation(conn)
-        except Exception as error:
-            if transient(error):  # TimeoutError (pool or command timeout) is an OSError
-                raise Unavailable(f"Postgres did not answer: {error!r}") from error
-            raise
+        return await pooled(self._pool, operation)
+
+
+async def open_pool(settings: Settings, application_name: str, max_size: int = 10) -> asyncpg.Pool:
+    """A small pool in the settings' schema, with the gateway's timeouts."""
+    return await asyncpg.create_pool(
+        settings.pg_dsn,
+        min_size=1,
+        max_size=max_size,
+        command_timeout=QUERY_TIMEOUT_S,
+        server_settings=server_settings(settings, application_name),
+    )
+
+
+async def pooled(pool: asyncpg.Pool, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `operation` on a pooled connection; a lost or slow database raises Unavailable (the caller answers 503)."""
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            return await operation(conn)
+    except Exception as error:
+        if transient(error):  # TimeoutError (pool or command timeout) is an OSError
+            raise Unavailable(f"Postgres did not answer: {error!r}") from error
+        raise

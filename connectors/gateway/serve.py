@@ -8,18 +8,23 @@ import logging
 from aiohttp import web
 
 from connectors.carriers import CarrierRegistry
-from connectors.gateway.app import create_gateway
+from connectors.gateway.app import create_gateway, utc_now
 from connectors.gateway.publisher import KafkaPublisher
+from connectors.gateway.reader import Reader
+from connectors.gateway.reader_store import PostgresReaderStore
 from connectors.gateway.receipts import PostgresReceipts
 from connectors.kafka import ensure_topics
+from connectors.parties import PartyRegistry
 from connectors.postgres.migrate import migrate
+from connectors.webhooks.run import config_from_env
+from connectors.webhooks.store import WebhookStore
 from mmhub.config import Settings
 
 log = logging.getLogger(__name__)
 
 
 async def run_gateway(
-    settings: Settings, registry: CarrierRegistry, host: str, port: int, stop: asyncio.Event
+    settings: Settings, registry: CarrierRegistry, host: str, port: int, stop: asyncio.Event, parties: PartyRegistry
 ) -> None:
     """Serve until `stop` is set, then finish the requests in hand and close the producer and the pool."""
     await ensure_topics(settings)
@@ -31,17 +36,25 @@ async def run_gateway(
     try:
         receipts = await PostgresReceipts.open(settings)
         try:
-            runner = web.AppRunner(create_gateway(settings, registry, publisher, receipts))
-            await runner.setup()
+            store = await PostgresReaderStore.open(settings)
+            webhooks = await WebhookStore.open(settings, config_from_env(), application_name="mmhub-gateway-webhooks")
             try:
-                await web.TCPSite(runner, host, port).start()
-                log.info(
-                    "gateway listening on http://%s:%d (%d carriers registered; OpenAPI at /openapi.json)",
-                    host, port, len(registry.carriers),
-                )
-                await stop.wait()
+                reader = Reader(settings, parties, store, store, store, publisher, utc_now)
+                app = create_gateway(settings, registry, publisher, receipts, reader=reader, webhooks=webhooks, parties=parties)
+                runner = web.AppRunner(app)
+                await runner.setup()
+                try:
+                    await web.TCPSite(runner, host, port).start()
+                    log.info(
+                        "gateway listening on http://%s:%d (%d carriers, %d reader parties registered; OpenAPI at"
+                        " /openapi.json)", host, port, len(registry.carriers), len(parties.parties),
+                    )
+                    await stop.wait()
+                finally:
+                    await runner.cleanup()  # ends the live views first (Reader's on_shutdown), then the requests
             finally:
-                await runner.cleanup()
+                await webhooks.close()
+                await store.close()
         finally:
             await receipts.close()
     finally:

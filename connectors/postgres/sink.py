@@ -100,9 +100,10 @@ class Database:
     retry starts it over from nothing (or, if the lost reply was a successful COMMIT, repeats an idempotent write).
     """
 
-    def __init__(self, settings: Settings, stop: asyncio.Event) -> None:
+    def __init__(self, settings: Settings, stop: asyncio.Event, name: str | None = None) -> None:
         self._settings = settings
         self._stop = stop
+        self._name = name or application_name(settings)  # how its sessions show in pg_stat_activity
         self._conn: asyncpg.Connection | None = None
 
     async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -110,7 +111,7 @@ class Database:
         while True:
             try:
                 if self._conn is None or self._conn.is_closed():
-                    self._conn = await connect(self._settings, application_name(self._settings))
+                    self._conn = await connect(self._settings, self._name)
                 return await operation(self._conn)
             except Exception as error:
                 if not transient(error):

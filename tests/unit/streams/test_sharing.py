@@ -169,3 +169,10 @@ def test_the_policy_table_lists_every_relation_and_grade() -> None:
     table = policy_table()
     assert all(f"| {name} |" in table for name in POLICY.relations)
     assert table.splitlines()[0].count("|") == len(POLICY.grades) + 3
+
+
+def test_the_readme_table_is_the_one_generated_from_the_policy() -> None:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- policy-table:start -->") + len("<!-- policy-table:start -->")
+    end = readme.index("<!-- policy-table:end -->")
+    assert readme[start:end].strip() == policy_table().strip(), "regenerate the README table from the policy"

@@ -1,0 +1,247 @@
+"""The reader routes' part of the gateway's OpenAPI document (connectors.gateway.openapi merges it in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.sharing import POLICY
+
+BEARER = "bearerToken"
+SECURITY_SCHEMES: dict[str, Any] = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the API token registered for your party (MMHUB_PARTIES holds only its SHA-256)",
+    }
+}
+_SECURED: list[dict[str, list[str]]] = [{BEARER: []}]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, _ref("GatewayError"))
+
+
+_SHIPMENT = {"name": "shipment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_UNAUTHENTICATED = _error("no Authorization: Bearer header, or a token no party holds")
+_NOT_FOUND = _error("no such shipment, or one you are not entitled to: the two answers are identical")
+_UNAVAILABLE = {
+    **_error("Postgres or Kafka did not answer; nothing was disclosed"),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
+_GRADES = {"type": "array", "items": {"enum": list(POLICY.grades)}, "minItems": 1, "maxItems": 10}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+READER_SCHEMAS: dict[str, Any] = {
+    "ShipmentView": {
+        "type": "object",
+        "required": ["shipment_id", "policy_version"],
+        "additionalProperties": True,
+        "description": "The shipment record (see `mmhub schema`) with only the fields of the grades you hold, and "
+        "only your legs' rows if you are a carrier. `policy_version` is the sharing policy that decided it.",
+    },
+    "Access": {
+        "type": "object",
+        "required": ["party", "relations", "grades", "legs", "via_grants"],
+        "properties": {
+            "party": {"type": "string"},
+            "relations": {
+                "type": "array",
+                "items": {"enum": ["mto", "shipper", "consignee", "carrier", "insurer", "delegate"]},
+            },
+            "grades": {"type": "array", "items": {"enum": list(POLICY.grades)}},
+            "legs": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "null: the whole journey"},
+            "via_grants": {
+                "type": "array", "items": {"type": "string"}, "description": "for a delegate: the grant chain"
+            },
+        },
+    },
+    "GrantRequest": {
+        "type": "object",
+        "required": ["grantee", "grades"],
+        "additionalProperties": False,
+        "properties": {
+            "grantee": {"type": "string", "description": "a registered party id"},
+            "grades": _GRADES,
+            "expires_at": {**_TIME, "description": "with a timezone offset; omitted: until revoked"},
+        },
+    },
+    "Grant": {
+        "type": "object",
+        "required": [
+            "grant_id", "shipment_id", "grantor", "grantee", "grades", "granted_at", "expires_at", "revoked_at", "state"
+        ],
+        "properties": {
+            "grant_id": {"type": "string", "format": "uuid"},
+            "shipment_id": {"type": "string"},
+            "grantor": {"type": "string"},
+            "grantee": {"type": "string"},
+            "grades": _GRADES,
+            "granted_at": _TIME,
+            "expires_at": _NULLABLE_TIME,
+            "revoked_at": _NULLABLE_TIME,
+            "state": {
+                "enum": ["active", "revoked", "expired", "cut"],
+                "description": "cut: neither revoked nor expired, but its grantor no longer holds any of its grades",
+            },
+        },
+    },
+    "GrantList": {
+        "type": "object",
+        "required": ["shipment_id", "you", "grants"],
+        "properties": {
+            "shipment_id": {"type": "string"},
+            "you": _ref("Access"),
+            "grants": {
+                "type": "array", "items": _ref("Grant"), "description": "those you made or received (all for the MTO)"
+            },
+        },
+    },
+    "DisclosureLine": {
+        "type": "object",
+        "required": ["party", "kind", "channel", "count", "last_shared_at", "record_versions"],
+        "properties": {
+            "party": {"type": "string"},
+            "kind": {"type": "string", "description": "status, disclosures, invoice, note, payout, claim"},
+            "channel": {"enum": ["kafka", "webhook", "sse", "api"]},
+            "count": {"type": "integer", "minimum": 1},
+            "last_shared_at": _TIME,
+            "record_versions": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "Disclosures": {
+        "type": "object",
+        "required": ["shipment_id", "record_version", "you", "held", "recipients_scope", "recipients", "grants"],
+        "properties": {
+            "shipment_id": {"type": "string"},
+            "record_version": {"type": "integer"},
+            "you": _ref("Access"),
+            "held": _ref("ShipmentView"),
+            "recipients_scope": {
+                "enum": ["all", "own_and_delegates"],
+                "description": "all: for a party entitled in its own right to the whole journey (MTO, shipper, "
+                "consignee, insurer); own_and_delegates: for a carrier or a delegate, only its own lines and those of "
+                "the parties it delegated to",
+            },
+            "recipients": {"type": "array", "items": _ref("DisclosureLine")},
+            "grants": {"type": "array", "items": _ref("Grant")},
+        },
+    },
+}
+
+READER_PATHS: dict[str, Any] = {
+    "/v1/shipments/{shipment_id}": {
+        "get": {
+            "operationId": "getShipment",
+            "summary": "Your view of a shipment",
+            "description": "Each read is a disclosure, audited (share_audit row and hub.audit message, channel api) "
+            "before it is answered; its share id is in the Mmhub-Share-Id header.",
+            "security": _SECURED,
+            "parameters": [_SHIPMENT],
+            "responses": {
+                "200": _json("your view", _ref("ShipmentView")),
+                "401": _UNAUTHENTICATED,
+                "404": _NOT_FOUND,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/shipments/{shipment_id}/disclosures": {
+        "get": {
+            "operationId": "getDisclosures",
+            "summary": "What the hub holds about the shipment that you may see, and who received data of it",
+            "description": "From the audit log, grouped by party, kind and channel; this read itself is audited "
+            "(kind disclosures) and counted.",
+            "security": _SECURED,
+            "parameters": [_SHIPMENT],
+            "responses": {
+                "200": _json("your view, the recipients you may know of, your grants", _ref("Disclosures")),
+                "401": _UNAUTHENTICATED,
+                "404": _NOT_FOUND,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/shipments/{shipment_id}/live": {
+        "get": {
+            "operationId": "getShipmentLive",
+            "summary": "Your view of a shipment, live (Server-Sent Events)",
+            "description": "`event: status` with `id: <record version>` and your view as `data`, now and at each newer "
+            "version; `: keepalive` comments every 15 s; `event: revoked` and the end of the stream when your "
+            "entitlement ends. Every pushed version is audited (channel sse).",
+            "security": _SECURED,
+            "parameters": [
+                _SHIPMENT,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "the last record version you received: only newer versions are sent",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}
+                },
+                "401": _UNAUTHENTICATED,
+                "404": _NOT_FOUND,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/shipments/{shipment_id}/grants": {
+        "get": {
+            "operationId": "getGrants",
+            "summary": "The grants on the shipment you made or received (every grant, for its MTO)",
+            "security": _SECURED,
+            "parameters": [_SHIPMENT],
+            "responses": {
+                "200": _json("the grants", _ref("GrantList")),
+                "401": _UNAUTHENTICATED,
+                "404": _NOT_FOUND,
+                "503": _UNAVAILABLE,
+            },
+        },
+        "post": {
+            "operationId": "postGrant",
+            "summary": "Let a further party see some of your grades of the shipment (delegation)",
+            "description": "The grantee sees the granted grades that you hold, over your legs if you are a carrier, "
+            "while you are entitled and until the grant expires or is revoked; it may grant on in turn.",
+            "security": _SECURED,
+            "parameters": [_SHIPMENT],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("GrantRequest")}}},
+            "responses": {
+                "201": _json("the grant", _ref("Grant")),
+                "400": _error("not JSON, an unknown grantee or grade, yourself as grantee, or expires_at in the past"),
+                "401": _UNAUTHENTICATED,
+                "403": _error("grades you do not hold (named in the reason)"),
+                "404": _NOT_FOUND,
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/v1/grants/{grant_id}": {
+        "delete": {
+            "operationId": "revokeGrant",
+            "summary": "Revoke a grant, and with it everything delegated from it",
+            "security": _SECURED,
+            "parameters": [{"name": "grant_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": _json("the grant, revoked (revoking again changes nothing)", _ref("Grant")),
+                "401": _UNAUTHENTICATED,
+                "403": _error("you received the grant, but only its grantor or the shipment's MTO may revoke it"),
+                "404": _error("no grant with this id that you made, received or (as MTO) oversee"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+}

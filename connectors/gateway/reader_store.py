@@ -1,0 +1,118 @@
+"""The reader routes' Postgres side: the projected record, the `grants` table and the `share_audit` log.
+
+One small pool; a lost or slow database raises Unavailable, which the gateway answers with 503.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Awaitable, Callable, TypeVar
+
+import asyncpg
+
+from connectors.gateway.access import DisclosureLine
+from connectors.gateway.receipts import open_pool, pooled
+from mmhub.config import Settings
+from schemas.record import ShipmentRecord
+from streams.sharing import Grant, Share
+
+T = TypeVar("T")
+
+GRANT_COLUMNS = "grant_id, shipment_id, grantor, grantee, grades, granted_at, expires_at, revoked_at"
+
+INSERT_GRANT = f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+
+# An earlier revocation stands: revoking twice keeps the first time, so the audit's "which grant allowed it" holds.
+REVOKE = f"UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) WHERE grant_id = $1 RETURNING {GRANT_COLUMNS}"
+
+INSERT_SHARE = """
+INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields, policy_version,
+    relations, via_grants, shared_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (share_id) DO NOTHING
+"""
+
+SUMMARY = """
+SELECT party, kind, channel, count(*) AS count, max(shared_at) AS last_shared_at,
+    array_agg(DISTINCT record_version ORDER BY record_version) FILTER (WHERE record_version IS NOT NULL) AS versions
+FROM share_audit WHERE shipment_id = $1
+GROUP BY party, kind, channel
+"""
+
+
+def _grant(row: asyncpg.Record) -> Grant:
+    return Grant.model_validate(dict(row))
+
+
+class PostgresReaderStore:
+    """Implements connectors.gateway.access's Shipments, Grants and ShareLog on one pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, settings: Settings, max_size: int = 10) -> PostgresReaderStore:
+        return cls(await open_pool(settings, "mmhub-gateway-reader", max_size))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return await pooled(self._pool, operation)
+
+    # Shipments
+
+    async def record(self, shipment_id: str) -> ShipmentRecord | None:
+        text = await self._run(lambda c: c.fetchval("SELECT record FROM shipments WHERE shipment_id = $1", shipment_id))
+        return None if text is None else ShipmentRecord.model_validate_json(text)
+
+    async def version(self, shipment_id: str) -> int | None:
+        query = "SELECT version FROM shipments WHERE shipment_id = $1"
+        found = await self._run(lambda c: c.fetchval(query, shipment_id))
+        return None if found is None else int(found)
+
+    # Grants
+
+    async def for_shipment(self, shipment_id: str) -> list[Grant]:
+        query = f"SELECT {GRANT_COLUMNS} FROM grants WHERE shipment_id = $1 ORDER BY granted_at, grant_id"
+        return [_grant(row) for row in await self._run(lambda c: c.fetch(query, shipment_id))]
+
+    async def get(self, grant_id: str) -> Grant | None:
+        query = f"SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1"
+        row = await self._run(lambda c: c.fetchrow(query, grant_id))
+        return None if row is None else _grant(row)
+
+    async def add(self, grant: Grant) -> None:
+        g = grant
+        values = (g.grant_id, g.shipment_id, g.grantor, g.grantee, g.grades, g.granted_at, g.expires_at, g.revoked_at)
+        await self._run(lambda c: c.execute(INSERT_GRANT, *values))
+
+    async def revoke(self, grant_id: str, at: datetime) -> Grant | None:
+        row = await self._run(lambda c: c.fetchrow(REVOKE, grant_id, at))
+        return None if row is None else _grant(row)
+
+    # ShareLog
+
+    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
+        s = share
+        values = (
+            s.share_id, s.party, s.shipment_id, s.version, s.kind, s.channel, list(s.fields), s.policy_version,
+            list(s.relations), list(s.via_grants), s.shared_at,
+        )
+
+        async def insert_then_publish(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(INSERT_SHARE, *values)
+                await publish()
+
+        await self._run(insert_then_publish)
+
+    async def summary(self, shipment_id: str) -> list[DisclosureLine]:
+        rows = await self._run(lambda c: c.fetch(SUMMARY, shipment_id))
+        return [
+            DisclosureLine(
+                party=row["party"], kind=row["kind"], channel=row["channel"], count=row["count"],
+                last_shared_at=row["last_shared_at"], record_versions=tuple(row["versions"] or ()),
+            )
+            for row in rows
+        ]

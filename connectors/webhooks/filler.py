@@ -1,0 +1,237 @@
+"""The filler: consume every `hub.share.<audience>` topic and queue each message for its party's matching
+subscriptions in `webhook_outbox`.
+
+As in the Postgres sink, Postgres decides where to resume: each batch's outbox rows and the next offset of every
+partition in it are written in one transaction (offsets in `sink_offsets`, under the consumer group
+`<app_id>.webhooks`), and on assignment the consumer seeks to the stored offsets. A row is unique per
+(subscription, message key), so replaying a batch queues nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Protocol, Sequence, cast
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.postgres.positions import Positions
+from connectors.postgres.rows import Message
+from connectors.postgres.sink import LOAD_OFFSETS, SAVE_OFFSETS, Stopped
+from connectors.webhooks.notifications import MalformedShare, Shared, shared
+from connectors.webhooks.store import WebhookStore, subscription_of
+from mmhub.config import Settings
+from streams.topics import SHARE_AUDIENCES
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500
+
+# Filler transactions take turns (in every filler process): a row's seq is then visible only once every lower seq
+# is, so the dispatcher, reading in seq order, never sends a later row before an earlier one has committed.
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('mmhub.webhooks.outbox:' || current_schema(), 0))"
+SUBSCRIPTIONS = "SELECT * FROM webhook_subscriptions WHERE active AND party = ANY($1::text[])"
+QUEUE = """
+INSERT INTO webhook_outbox (subscription_id, message_key, shipment_id, kind, payload, next_attempt_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6)
+ON CONFLICT (subscription_id, message_key) DO NOTHING
+"""
+
+
+def group(settings: Settings) -> str:
+    return f"{settings.app_id}.webhooks"
+
+
+def topics(settings: Settings) -> list[str]:
+    return [settings.topics.share(audience) for audience in SHARE_AUDIENCES]
+
+
+@dataclass(frozen=True)
+class Read:
+    """A share message as read: what it shares and when it was shared (the Kafka record's timestamp)."""
+
+    share: Shared
+    shared_at: datetime
+
+
+class Consumed(Message, Protocol):
+    """What the filler needs of a consumed Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+
+def read(record: Consumed) -> Read | None:
+    """The share message in a consumed record; None for a kind webhooks do not carry, or (logged) a malformed one.
+
+    A malformed message is a bug in the sharing stage: it is logged with its position and skipped, so that it
+    does not stop every other party's notifications. A message keyed by another party than the one it shares
+    with is malformed: webhooks never hand a party anything but its own messages.
+    """
+    try:
+        message = orjson.loads(record.value) if record.value is not None else None
+        if not isinstance(message, dict):
+            raise MalformedShare("not a JSON object")
+        found = shared(message)
+        if found is not None and (record.key is None or record.key.decode("utf-8", "replace") != found.party):
+            raise MalformedShare(f"keyed {record.key!r} but shared with {found.party!r}")
+    except (orjson.JSONDecodeError, MalformedShare) as error:
+        log.error("%s[%d]@%d: not a share message, not queued: %s", record.topic, record.partition, record.offset, error)
+        return None
+    if found is None:
+        return None
+    return Read(found, datetime.fromtimestamp(record.timestamp / 1000, timezone.utc))
+
+
+async def queue(
+    conn: asyncpg.Connection, reads: Sequence[Read], consumer: str, offsets: dict[str, dict[int, int]], now: datetime
+) -> None:
+    """One transaction: the outbox rows of `reads` and the offsets they were read up to."""
+    async with conn.transaction():
+        await conn.execute(LOCK)
+        parties = sorted({r.share.party for r in reads})
+        subscriptions = [subscription_of(row) for row in await conn.fetch(SUBSCRIPTIONS, parties)] if parties else []
+        rows = [
+            (sub.subscription_id, r.share.key, r.share.shipment_id, r.share.kind, r.share.message, now)
+            for r in reads
+            for sub in subscriptions
+            if sub.matches(r.share, r.shared_at)
+        ]
+        if rows:
+            # one statement per row, in order: seq follows the order of the topic partitions
+            await conn.executemany(QUEUE, rows)
+        for topic, next_offsets in offsets.items():
+            await conn.execute(SAVE_OFFSETS, consumer, topic, list(next_offsets), list(next_offsets.values()))
+
+
+class SeekToStoredOffsets(ConsumerRebalanceListener):
+    """On assignment, position each share partition at the offset Postgres holds for it, or at the beginning.
+
+    The share topics' counterpart of connectors.postgres.sink.SeekToStoredOffsets (one Positions per topic).
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, store: WebhookStore, group: str, topics: list[str], stop: asyncio.Event
+    ) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._group = group
+        self._stop = stop
+        self.lock = asyncio.Lock()
+        # Every topic's from the start: a poll taken before a topic's first assignment must still see, through the
+        # topic's clock, that the assignment came during it (and seek back), rather than drop what it fetched.
+        self.positions = {topic: Positions() for topic in topics}
+        self.error: Exception | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            for tp in revoked:
+                self.positions[tp.topic].forget([tp.partition])
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        async with self.lock:
+            for topic, partitions in sorted(by_topic.items()):
+                try:
+                    rows = await self._store.patiently(
+                        lambda conn: conn.fetch(LOAD_OFFSETS, self._group, topic, sorted(partitions)), self._stop
+                    )
+                except Stopped:
+                    return  # left unsettled: the poll loop queues nothing of these partitions
+                except Exception as error:
+                    self.error = error
+                    raise
+                stored = {row["partition"]: row["next_offset"] for row in rows}
+                for partition, offset in stored.items():
+                    self._consumer.seek(TopicPartition(topic, partition), offset)
+                fresh = [TopicPartition(topic, p) for p in partitions if p not in stored]
+                if fresh:
+                    await self._consumer.seek_to_beginning(*fresh)
+                positions = self.positions[topic]
+                for partition in partitions:
+                    positions.settle(partition, stored.get(partition, 0))
+
+
+async def run_filler(
+    settings: Settings,
+    store: WebhookStore,
+    stop: asyncio.Event,
+    on_batch: Callable[[int], object] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    max_records: int = 500,
+) -> None:
+    """Queue share messages for their subscriptions until `stop` is set. `on_batch` gets the number of messages in
+    each batch, once it is committed to Postgres."""
+    consumer_group = group(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka,
+        group_id=consumer_group,
+        client_id=consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    share_topics = topics(settings)
+    listener = SeekToStoredOffsets(consumer, store, consumer_group, share_topics, stop)
+    consumer.subscribe(share_topics, listener=listener)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            polled_at = {topic: positions.clock for topic, positions in listener.positions.items()}
+            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+            if listener.error is not None:
+                raise listener.error
+            if stop.is_set():
+                break  # not queued, so not lost: a restart reads it again from the stored offsets
+            async with listener.lock:
+                reads: list[Read] = []
+                offsets: dict[str, dict[int, int]] = {}
+                count = 0
+                for tp, records in sorted(fetched.items()):
+                    admitted = listener.positions[tp.topic].admit(polled_at[tp.topic], records)
+                    for partition, offset in admitted.reseek.items():
+                        consumer.seek(TopicPartition(tp.topic, partition), offset)
+                    count += len(admitted.messages)
+                    for record in admitted.messages:
+                        found = read(cast(Consumed, record))  # aiokafka's ConsumerRecord
+                        if found is not None:
+                            reads.append(found)
+                        offsets.setdefault(tp.topic, {})[record.partition] = record.offset + 1
+                if not offsets:
+                    continue
+                await store.patiently(lambda conn: queue(conn, reads, consumer_group, offsets, clock()), stop)
+                for topic, next_offsets in offsets.items():
+                    listener.positions[topic].advance(next_offsets)
+            if on_batch is not None:
+                on_batch(count)
+            await _mirror(consumer, offsets)
+    except Stopped:
+        log.info("stopped while Postgres was unreachable; the unqueued batch will be read again on restart")
+    finally:
+        await consumer.stop()
+
+
+async def _mirror(consumer: AIOKafkaConsumer, offsets: dict[str, dict[int, int]]) -> None:
+    """Mirror the stored offsets into Kafka for lag tools; Postgres stays the record of where to resume."""
+    assigned = consumer.assignment()
+    wanted = {
+        TopicPartition(topic, partition): offset
+        for topic, next_offsets in offsets.items()
+        for partition, offset in next_offsets.items()
+    }
+    wanted = {tp: offset for tp, offset in wanted.items() if tp in assigned}
+    if not wanted:
+        return
+    try:
+        await consumer.commit(wanted)
+    except KafkaError as error:
+        log.warning("could not mirror offsets to Kafka: %s", error)

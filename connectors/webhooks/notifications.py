@@ -1,0 +1,220 @@
+"""What a webhook carries: the share messages of `hub.share.<audience>`, which subscriptions they match, and the
+audit of a delivery. The sharing stage has already filtered each message to what its party may see; webhooks
+only ever hand a party's own messages to that party's subscriptions.
+
+Pure: the filler and the dispatcher (same package) do the I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Mapping, Protocol, get_args
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from connectors.sharing.plan import leaf_paths
+from schemas.base import Frozen, UtcDatetime
+from schemas.identifiers import ShipmentId
+from streams.sharing import Share
+
+# The kinds of share message a webhook delivers. Per kind: the key of its document in the message, and where that
+# document's fields sit in the shipment record (the audit names record paths, as streams.sharing does).
+Kind = Literal["status", "claim"]
+DOCUMENTS: dict[str, tuple[str, str]] = {"status": ("view", ""), "claim": ("claim", "claims[]")}
+KINDS: tuple[str, ...] = get_args(Kind)
+
+
+class MalformedShare(ValueError):
+    """A share message the sharing stage could not have written."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """One share message: `party` may see `document` (a status view or a claim) of `shipment_id` at `version`."""
+
+    party: str
+    shipment_id: str
+    version: int | None
+    kind: str
+    ref: str
+    policy_version: str
+    relations: tuple[str, ...]
+    via_grants: tuple[str, ...]
+    document: Mapping[str, Any]
+    message: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        """`<party>/<shipment>/<version>/<kind>/<ref>`: the same for every copy of one share, so it is queued once
+        per subscription; also the notification id a subscriber can deduplicate on."""
+        version = "" if self.version is None else str(self.version)
+        return "/".join((self.party, self.shipment_id, version, self.kind, self.ref))
+
+
+def shared(message: Mapping[str, Any]) -> Shared | None:
+    """The share message as `Shared`; None for a kind webhooks do not carry. Raises MalformedShare."""
+    kind = message.get("kind")
+    if kind not in DOCUMENTS:
+        if isinstance(kind, str):
+            return None
+        raise MalformedShare(f"no kind: {kind!r}")
+    document = message.get(DOCUMENTS[kind][0])
+    if not isinstance(document, dict):
+        raise MalformedShare(f"a {kind} message without its {DOCUMENTS[kind][0]!r} object")
+    party, shipment_id, version = message.get("party"), message.get("shipment_id"), message.get("version")
+    if not isinstance(party, str) or not party or not isinstance(shipment_id, str) or not shipment_id:
+        raise MalformedShare(f"party {party!r} or shipment_id {shipment_id!r} missing")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise MalformedShare(f"version {version!r} is not an integer")
+    # A status view is one per version; a claim message is told apart by its claim id.
+    ref = document.get("claim_id") if kind == "claim" else ""
+    if not isinstance(ref, str) or (kind == "claim" and not ref):
+        raise MalformedShare("a claim message without a claim_id")
+    policy_version = message.get("policy_version")
+    if not isinstance(policy_version, str):
+        raise MalformedShare(f"policy_version {policy_version!r} is not a string")
+    return Shared(
+        party=party,
+        shipment_id=shipment_id,
+        version=version,
+        kind=kind,
+        ref=ref,
+        policy_version=policy_version,
+        relations=_strings(message, "relations"),
+        via_grants=_strings(message, "via_grants"),
+        document=document,
+        message=message,
+    )
+
+
+def _strings(message: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = message.get(name)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise MalformedShare(f"{name} {value!r} is not a list of strings")
+    return tuple(value)
+
+
+def audit(share: Shared, at: datetime) -> Share:
+    """The audit of delivering `share` by webhook at `at`: the record fields the delivered document discloses."""
+    prefix = DOCUMENTS[share.kind][1]
+    fields = set(leaf_paths(dict(share.document), prefix))
+    if share.kind == "status":
+        fields.discard("policy_version")  # added to every view by streams.sharing.view; not a record field
+    return Share(
+        party=share.party,
+        shipment_id=share.shipment_id,
+        version=share.version,
+        kind=share.kind,
+        channel="webhook",
+        fields=tuple(sorted(fields)),
+        policy_version=share.policy_version,
+        relations=share.relations,
+        via_grants=share.via_grants,
+        shared_at=at,
+        ref=share.ref,
+    )
+
+
+# --- subscriptions -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A party's webhook: where to POST, the secret to sign with, and which of its share messages it wants."""
+
+    subscription_id: str
+    party: str
+    url: str
+    secret: str
+    created_at: datetime
+    shipment_id: str | None = None
+    kinds: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    active: bool = True
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+
+    def matches(self, share: Shared, shared_at: datetime) -> bool:
+        """Whether a message shared at `shared_at` goes to this subscription. Judged by when it was shared, not when
+        the filler reads it, so a filler that lags (or replays) queues exactly what it would have queued on time."""
+        return (
+            self.active
+            and share.party == self.party
+            and (self.shipment_id is None or share.shipment_id == self.shipment_id)
+            and (self.kinds is None or share.kind in self.kinds)
+            and self.created_at <= shared_at
+            and (self.expires_at is None or shared_at < self.expires_at)
+        )
+
+    def previous(self, now: datetime) -> str | None:
+        """The secret before the last rotation, while its grace period lasts."""
+        if self.previous_secret is None or self.previous_secret_until is None or now >= self.previous_secret_until:
+            return None
+        return self.previous_secret
+
+
+def url_problem(url: str, allow_private: bool) -> str | None:
+    """Why the hub will not POST to `url`, or None. Unless `allow_private` (tests, a closed network): https only,
+    and no literal loopback, private or link-local address, so a party cannot aim the hub at its own network.
+    A host name is not resolved here; resolving it at delivery time is the stronger check (not done yet)."""
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises on a port that is not a number
+    except ValueError as error:
+        return f"not a URL: {error}"
+    if parts.scheme not in ("http", "https") or not host:
+        return "the URL must be http(s)://host/..."
+    if parts.username or parts.password:
+        return "the URL must not carry credentials; the signature authenticates the hub"
+    if allow_private:
+        return None
+    if parts.scheme != "https":
+        return "the URL must use https"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "the URL must not point at the hub's own host"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not address.is_global:
+        return f"the URL must not point at a non-public address ({address})"
+    return None
+
+
+class Refused(ValueError):
+    """A subscription the hub will not make (a bad URL, an expiry in the past)."""
+
+
+class Unavailable(Exception):
+    """The subscriptions' database did not answer; worth a retry later."""
+
+
+class Subscriptions(Protocol):
+    """Managing subscriptions (connectors.webhooks.store.WebhookStore), as the gateway's routes need it."""
+
+    async def subscribe(self, party: str, request: SubscriptionRequest, now: datetime) -> Subscription: ...
+
+    async def rotate(self, subscription_id: str, now: datetime, party: str | None = None) -> Subscription | None: ...
+
+    async def unsubscribe(self, subscription_id: str, party: str | None = None) -> bool: ...
+
+    async def overview(self, party: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class SubscriptionRequest(Frozen):
+    """What a party asks for (gateway `POST /v1/subscriptions`, `mmhub webhooks subscribe`); its party comes from
+    the token (or the operator), never from the body."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    shipment_id: ShipmentId | None = None
+    kinds: list[Kind] | None = Field(default=None, min_length=1)
+    expires_at: UtcDatetime | None = None
+
+    def problem(self, now: datetime, allow_private: bool) -> str | None:
+        """Why the hub refuses this subscription, or None."""
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expires_at is in the past"
+        return url_problem(self.url, allow_private)

@@ -1,0 +1,68 @@
+"""`mmhub webhooks run`: the filler and the dispatcher in one process, until SIGTERM; and the settings from the
+environment (`MMHUB_WEBHOOKS_*`)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from datetime import datetime, timezone
+from typing import Callable
+
+import aiohttp
+
+from connectors.postgres.migrate import migrate
+from connectors.postgres.sink import Stopped
+from connectors.webhooks.delivery import WebhookConfig
+from connectors.webhooks.dispatcher import Dispatcher
+from connectors.webhooks.filler import run_filler
+from connectors.webhooks.store import WebhookStore
+from mmhub.config import Settings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "mmhub-webhooks/1"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def config_from_env(environ: dict[str, str] | None = None) -> WebhookConfig:
+    """`MMHUB_WEBHOOKS_<FIELD>` for each WebhookConfig field (e.g. MMHUB_WEBHOOKS_BATCH_SIZE=20); defaults otherwise."""
+    environ = dict(os.environ) if environ is None else environ
+    defaults = WebhookConfig()
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(WebhookConfig):
+        text = environ.get(f"MMHUB_WEBHOOKS_{field.name.upper()}")
+        if text is None:
+            continue
+        kind = type(getattr(defaults, field.name))
+        values[field.name] = text.strip().lower() in ("1", "true", "yes") if kind is bool else kind(text)
+    return WebhookConfig(**values)  # type: ignore[arg-type]
+
+
+async def run_webhooks(
+    settings: Settings,
+    config: WebhookConfig,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Migrate, then queue share messages (filler) and deliver them (dispatcher) until `stop` is set."""
+    store = await WebhookStore.open(settings, config)
+    try:
+        try:
+            applied = await store.patiently(lambda conn: migrate(conn, settings.pg_schema), stop)
+        except Stopped:
+            return
+        if applied:
+            log.info("applied migrations %s to schema %s", ", ".join(applied), settings.pg_schema)
+        timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as session:
+            dispatcher = Dispatcher(settings, store, session, clock)
+            async with asyncio.TaskGroup() as tasks:  # one failing stops the other
+                tasks.create_task(run_filler(settings, store, stop, clock=clock))
+                tasks.create_task(dispatcher.run(stop))
+    finally:
+        await store.close()

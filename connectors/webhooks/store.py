@@ -1,0 +1,191 @@
+"""Webhook subscriptions in Postgres (`webhook_subscriptions`), and the pool every webhook process works through.
+
+Used by `mmhub webhooks` and by the gateway's subscription routes, and by the filler and the dispatcher, whose
+long-running loops go through `patiently`: a lost database is waited out, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+import orjson
+
+from connectors.postgres.db import server_settings
+from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
+from connectors.webhooks.delivery import WebhookConfig
+from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
+from mmhub.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+QUERY_TIMEOUT_S = 10.0
+SECRET_PREFIX = "whsec_"
+
+INSERT = """
+INSERT INTO webhook_subscriptions (subscription_id, party, url, secret, shipment_id, kinds, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING *
+"""
+SELECT = "SELECT * FROM webhook_subscriptions WHERE subscription_id = $1"
+ROTATE = """
+UPDATE webhook_subscriptions SET previous_secret = secret, previous_secret_until = $3, secret = $2
+WHERE subscription_id = $1 AND active AND ($4::text IS NULL OR party = $4)
+RETURNING *
+"""
+DEACTIVATE = """
+UPDATE webhook_subscriptions SET active = false
+WHERE subscription_id = $1 AND active AND ($2::text IS NULL OR party = $2)
+RETURNING subscription_id
+"""
+# Per subscription: its notifications by state, the latest error of any attempt and the latest dead letter's reason.
+OVERVIEW = """
+SELECT s.subscription_id, s.party, s.url, s.shipment_id, s.kinds, s.created_at, s.expires_at, s.active,
+    s.previous_secret_until,
+    count(o.seq) FILTER (WHERE o.state = 'pending') AS pending,
+    count(o.seq) FILTER (WHERE o.state = 'delivered') AS delivered,
+    count(o.seq) FILTER (WHERE o.state = 'dead') AS dead,
+    (SELECT e.last_error FROM webhook_outbox e WHERE e.subscription_id = s.subscription_id
+        AND e.last_error IS NOT NULL ORDER BY e.last_attempt_at DESC, e.seq DESC LIMIT 1) AS last_error,
+    (SELECT max(e.last_attempt_at) FROM webhook_outbox e WHERE e.subscription_id = s.subscription_id
+        AND e.last_error IS NOT NULL) AS last_error_at,
+    (SELECT e.last_error FROM webhook_outbox e WHERE e.subscription_id = s.subscription_id
+        AND e.state = 'dead' ORDER BY e.seq DESC LIMIT 1) AS dead_reason
+FROM webhook_subscriptions s
+LEFT JOIN webhook_outbox o ON o.subscription_id = s.subscription_id
+WHERE $1::text IS NULL OR s.party = $1
+GROUP BY s.subscription_id
+ORDER BY s.party, s.created_at, s.subscription_id
+"""
+
+
+def subscription_of(row: asyncpg.Record) -> Subscription:
+    return Subscription(
+        subscription_id=row["subscription_id"],
+        party=row["party"],
+        url=row["url"],
+        secret=row["secret"],
+        created_at=row["created_at"],
+        shipment_id=row["shipment_id"],
+        kinds=tuple(row["kinds"]) if row["kinds"] is not None else None,
+        expires_at=row["expires_at"],
+        active=row["active"],
+        previous_secret=row["previous_secret"],
+        previous_secret_until=row["previous_secret_until"],
+    )
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    # Outbox payloads are JSON objects both ways, not strings.
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=lambda value: orjson.dumps(value).decode(), decoder=orjson.loads
+    )
+
+
+class WebhookStore:
+    """Subscriptions and the outbox, through a small pool in the settings' schema (migrated by the caller).
+    Implements connectors.webhooks.notifications.Subscriptions for the gateway."""
+
+    def __init__(self, pool: asyncpg.Pool, config: WebhookConfig) -> None:
+        self._pool = pool
+        self.config = config
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, config: WebhookConfig, application_name: str = "mmhub-webhooks", max_size: int = 10
+    ) -> WebhookStore:
+        pool = await asyncpg.create_pool(
+            settings.pg_dsn,
+            min_size=0,  # connect on first use: a database down at start is just another outage
+            max_size=max_size,
+            command_timeout=QUERY_TIMEOUT_S,
+            init=_init,
+            server_settings=server_settings(settings, application_name),
+        )
+        return cls(pool, config)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._pool.acquire() as conn:
+            return await operation(conn)
+
+    async def patiently(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], stop: asyncio.Event) -> T:
+        """`run`, retried with capped exponential backoff while Postgres is unreachable; Stopped if `stop` is set
+        meanwhile. An operation is one transaction, so a retry starts it over from nothing."""
+        delay = FIRST_BACKOFF_S
+        while True:
+            try:
+                return await self.run(operation)
+            except Exception as error:
+                if not transient(error):
+                    raise
+                log.warning("Postgres unavailable (%s: %s); retrying in %.1fs", type(error).__name__, error, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            raise Stopped
+
+    async def answer(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`run` for a caller that answers someone (the gateway, the CLI): a lost database raises Unavailable."""
+        try:
+            return await self.run(operation)
+        except Exception as error:
+            if transient(error):  # TimeoutError (pool or command timeout) is an OSError
+                raise Unavailable(f"Postgres did not answer: {error!r}") from error
+            raise
+
+    async def subscribe(self, party: str, request: SubscriptionRequest, now: datetime) -> Subscription:
+        """A new subscription with a fresh secret (the only time the secret leaves the hub, besides rotation)."""
+        problem = request.problem(now, self.config.allow_private_urls)
+        if problem is not None:
+            raise Refused(problem)
+        row = await self.answer(
+            lambda conn: conn.fetchrow(
+                INSERT,
+                "whs_" + uuid.uuid4().hex,
+                party,
+                request.url,
+                new_secret(),
+                request.shipment_id,
+                request.kinds,
+                now,
+                request.expires_at,
+            )
+        )
+        assert row is not None
+        return subscription_of(row)
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        row = await self.answer(lambda conn: conn.fetchrow(SELECT, subscription_id))
+        return None if row is None else subscription_of(row)
+
+    async def rotate(self, subscription_id: str, now: datetime, party: str | None = None) -> Subscription | None:
+        """A new secret; the current one keeps signing, as the previous signature, for the grace period. None if
+        there is no such active subscription (of `party`, when given)."""
+        until = now + timedelta(seconds=self.config.rotation_grace_s)
+        row = await self.answer(lambda conn: conn.fetchrow(ROTATE, subscription_id, new_secret(), until, party))
+        return None if row is None else subscription_of(row)
+
+    async def unsubscribe(self, subscription_id: str, party: str | None = None) -> bool:
+        """Deactivate: nothing more is queued or sent. Its pending notifications stay, visible in `overview`."""
+        return await self.answer(lambda conn: conn.fetchval(DEACTIVATE, subscription_id, party)) is not None
+
+    async def overview(self, party: str | None = None) -> list[dict[str, Any]]:
+        """Every subscription (of `party`) without its secrets, with its notification counts and latest errors."""
+        rows = await self.answer(lambda conn: conn.fetch(OVERVIEW, party))
+        return [{**dict(row), "kinds": list(row["kinds"]) if row["kinds"] is not None else None} for row in rows]
