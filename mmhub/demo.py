@@ -272,4 +272,4 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        _say("worker and sink stopped")
+        _say("worker, sink and sharing stage stopped")
