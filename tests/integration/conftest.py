@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -18,7 +19,9 @@ from aiokafka.errors import KafkaConnectionError
 
 from connectors.kafka import ensure_topics
 from connectors.postgres.db import quote_ident
+from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
+from tests.integration.hub import HubProcess, drop_internal_topics
 
 SERVICES_TIMEOUT_S = 180
 
@@ -74,3 +77,18 @@ async def hub_settings(services: Settings) -> AsyncIterator[Callable[..., Awaita
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def hub(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
+    """A private namespace with its schema migrated, and a worker and a sink ready to start (stopped after)."""
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)  # so a test can poll the projection before the sink is up
+    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
+    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
+    yield settings, worker, sink
+    worker.stop()
+    sink.stop()
+    await drop_internal_topics(settings)

@@ -9,23 +9,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from connectors.kafka import publish
-from connectors.postgres.migrate import migrate
 from connectors.postgres.store import projected_versions
 from mmhub.config import Settings
-from tests.integration.hub import (
-    HubProcess,
-    caught_up,
-    drop_internal_topics,
-    journey_lines,
-    offline,
-    projected_record,
-    wait_for,
-)
+from tests.integration.hub import caught_up, journey_lines, offline, projected_record, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,18 +25,6 @@ SHIPMENTS = [f"SHP-OUT-{n:04d}" for n in range(20)]
 
 def _dev(*args: str) -> None:
     subprocess.run(["bash", str(DEV), *args], check=True, capture_output=True, timeout=240)
-
-
-@pytest.fixture
-async def hub(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
-    settings = await hub_settings()
-    await migrate(settings.pg_dsn, settings.pg_schema)
-    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
-    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
-    yield settings, worker, sink
-    worker.stop()
-    sink.stop()
-    await drop_internal_topics(settings)
 
 
 def _halves() -> tuple[list[bytes], list[bytes], dict]:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
 
 from connectors.kafka import publish, scramble
-from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
 from streams import topics
 from streams.codec import MAX_EVENT_BYTES
 from tests.integration.hub import (
     JOURNEY_ID,
-    HubProcess,
     caught_up,
-    drop_internal_topics,
     journey_lines,
     offline,
     projected_record,
@@ -27,20 +22,6 @@ from tests.integration.hub import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def hub(
-    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
-) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
-    settings = await hub_settings()
-    await migrate(settings.pg_dsn, settings.pg_schema)  # so the test can poll the projection before the sink is up
-    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
-    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
-    yield settings, worker, sink
-    worker.stop()
-    sink.stop()
-    await drop_internal_topics(settings)
 
 
 async def test_scrambled_journey_reaches_postgres_equal_to_offline_fold(hub) -> None:

@@ -6,21 +6,15 @@ good event must be applied while each poison message lands in the dead-letter to
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
-
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
 from streams import topics
 from tests.integration.hub import (
     JOURNEY_ID,
     HubProcess,
     caught_up,
-    drop_internal_topics,
     journey_lines,
     offline,
     projected_record,
@@ -36,18 +30,6 @@ POISON = [
     (orjson.dumps({"event_id": "x", "source": "carrier.sc-road", "event_type": "booking", "shipment_id": JOURNEY_ID,
                    "occurred_at": "2026-03-02T01:00:00Z", "recorded_at": "2026-03-02T01:00:00Z", "payload": {}}), "invalid_event"),
 ]
-
-
-@pytest.fixture
-async def hub(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
-    settings = await hub_settings()
-    await migrate(settings.pg_dsn, settings.pg_schema)
-    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
-    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
-    yield settings, worker, sink
-    worker.stop()
-    sink.stop()
-    await drop_internal_topics(settings)
 
 
 async def test_poison_first_middle_and_last_of_a_batch_never_blocks_the_partition(hub) -> None:

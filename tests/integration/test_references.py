@@ -6,20 +6,15 @@ import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
 
 from connectors.kafka import publish
-from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
 from streams import topics
 from tests.integration.hub import (
     JOURNEY_ID,
-    HubProcess,
     caught_up,
-    drop_internal_topics,
     journey_lines,
     offline,
     projected_record,
@@ -31,20 +26,6 @@ pytestmark = pytest.mark.integration
 
 CONTAINER = {"kind": "container", "value": "CSQU3054383"}  # the journey's container, registered by its booking
 UNKNOWN = {"kind": "container", "value": "MSKU9070323"}  # no booking names it
-
-
-@pytest.fixture
-async def hub(
-    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
-) -> AsyncIterator[tuple[Settings, HubProcess, HubProcess]]:
-    settings = await hub_settings()
-    await migrate(settings.pg_dsn, settings.pg_schema)
-    worker = HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log")
-    sink = HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log")
-    yield settings, worker, sink
-    worker.stop()
-    sink.stop()
-    await drop_internal_topics(settings)
 
 
 def _carriers_know_only_the_container(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
