@@ -30,6 +30,13 @@ def describe(error: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts)
 
 
+def for_event(index: int, rejection: Rejection) -> Rejection:
+    """The refusal of one event of a payload, its reason prefixed by `event <index>:` unless it already is."""
+    label = f"event {index}:"
+    reason = rejection.reason if rejection.reason.startswith(label) else f"{label} {rejection.reason}"
+    return Rejection(rejection.code, reason)
+
+
 def combine(rejections: list[Rejection], limit: int = 20) -> Rejection:
     """Every refusal of one payload as one: a payload's original bytes are dead-lettered once, with all reasons.
 

@@ -25,7 +25,7 @@ from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_hea
 from connectors.formats import parser
 from mmhub.config import Settings
 from schemas.events import HUB_EVENT, HubEvent
-from schemas.rejection import combine
+from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
@@ -342,9 +342,7 @@ def create_app(settings: Settings) -> faust.App:
         for index, result in enumerate(parser(format_name)(body, sender)):
             routed = result if isinstance(result, Rejection) else route(result, sender, origin)
             if isinstance(routed, Rejection):
-                label = f"event {index}:"
-                reason = routed.reason if routed.reason.startswith(label) else f"{label} {routed.reason}"
-                refused.append(Rejection(routed.code, reason))
+                refused.append(for_event(index, routed))
                 continue
             for outbound in routed:
                 target = events_topic if outbound.stream == "events" else references_topic

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, Sequence
 
 from schemas.events import HubEvent
-from schemas.rejection import Rejection, combine
+from schemas.rejection import Rejection, combine, for_event
 from streams.copies import fingerprint
 from streams.routing import Outbound, route
 from streams.topics import (
@@ -223,9 +223,7 @@ def messages(
 
 def labelled(refused: Refused) -> Rejection:
     """The refusal with its reason prefixed by `event <index>:`, unless the parser already said exactly that."""
-    label = f"event {refused.index}:"
-    reason = refused.rejection.reason
-    return Rejection(refused.rejection.code, reason if reason.startswith(label) else f"{label} {reason}")
+    return for_event(refused.index, refused.rejection)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 
 from connectors.carriers import load_registry, load_signing_key, sign, verify
 from connectors.formats import FORMATS
+from connectors.journeys import sends
 from schemas.base import MoneyTotal
 from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
@@ -37,19 +38,8 @@ SHIPMENT = "SHP-2026-000044"
 CONTAINER = "FCIU7044211"
 MTO = "mto.westcorridor"
 
-# file -> (format, the sender whose key signs it)
-FILES: dict[str, tuple[str, str]] = {
-    "mto.jsonl": ("canonical", MTO),
-    "insurer.jsonl": ("canonical", "insurer.picc"),
-    "road.jsonl": ("canonical", "carrier.sc-road"),
-    "rail.edi": ("edifact", "carrier.cr-rail"),
-    "rail.jsonl": ("canonical", "carrier.cr-rail"),
-    "sea.json": ("dcsa", "carrier.oceanline"),
-    "sea.jsonl": ("canonical", "carrier.oceanline"),
-    "lastmile.jsonld": ("epcis", "carrier.my-haulage"),
-    "lastmile.jsonl": ("canonical", "carrier.my-haulage"),
-    "shipper.jsonl": ("canonical", "shipper.chengdu-elec"),
-}
+# file -> (format, the sender whose key signs it): from the manifest the demo and the integration test send by
+FILES: dict[str, tuple[str, str]] = {send.path.name: (send.format_name, send.key.carrier) for send in sends()[1]}
 CARRIER_FILES = [name for name, (_, sender) in FILES.items() if sender.startswith("carrier.")]
 EVENTS_PER_FILE = {
     "mto.jsonl": 7,
@@ -336,3 +326,19 @@ def test_the_booking_comes_from_the_mto_with_the_ocean_carriers_booking_referenc
     booking = next(e for e in events_of("mto.jsonl") if isinstance(e, BookingEvent))
     assert booking.payload.cargo.containers == [CONTAINER]
     assert [leg.carrier_booking for leg in booking.payload.legs] == [None, None, "QZH2604417", None]
+
+
+def test_the_manifest_sends_every_example_file_from_its_expected_sender() -> None:
+    assert FILES == {
+        "mto.jsonl": ("canonical", MTO),
+        "insurer.jsonl": ("canonical", "insurer.picc"),
+        "road.jsonl": ("canonical", "carrier.sc-road"),
+        "rail.edi": ("edifact", "carrier.cr-rail"),
+        "rail.jsonl": ("canonical", "carrier.cr-rail"),
+        "sea.json": ("dcsa", "carrier.oceanline"),
+        "sea.jsonl": ("canonical", "carrier.oceanline"),
+        "lastmile.jsonld": ("epcis", "carrier.my-haulage"),
+        "lastmile.jsonl": ("canonical", "carrier.my-haulage"),
+        "shipper.jsonl": ("canonical", "shipper.chengdu-elec"),
+    }
+    assert set(EVENTS_PER_FILE) == set(FILES) == {p.name for p in FOLDER.iterdir() if p.suffix != ".md" and p.name != "manifest.json"}
