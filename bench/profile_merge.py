@@ -11,6 +11,7 @@ the call tree. Not included: Kafka I/O, faust's stream/event machinery, RocksDB 
 from __future__ import annotations
 
 import argparse
+import os
 import gc
 import sys
 import time
@@ -21,12 +22,13 @@ from typing import Callable, ParamSpec, TypeVar
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
+from mmhub.config import DEFAULT_BATCH_MAX
 from bench.workload import DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
 from streams.merge import ShipmentState, absorb, project
 
-BATCH_MAX = 500  # streams.app.BATCH_MAX (not imported: that would pull in faust)
+BATCH_MAX = int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX))  # as the worker's Settings.batch_max
 P = ParamSpec("P")
 R = TypeVar("R")
 STAGES = ("decode_event", "decode_state", "absorb", "project", "encode_state", "encode_status")

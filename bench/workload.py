@@ -2,7 +2,8 @@
 
 Every shipment gets the journey's booking plus `events_per_shipment - 1` of the journey's other events (waybills,
 tracking with estimates, a revision and a retraction, settlements, insurance, and whatever else the example holds),
-picked per shipment by a seeded RNG so shipments differ, with the shipment id replaced. Beyond the journey's own
+picked per shipment by a seeded RNG so shipments differ, with the shipment id, the container numbers and the
+document numbers replaced by the shipment's own (see `_own_references`). Beyond the journey's own
 events a shipment gets further revisions of an estimate (same event identity, later `revised_at`): distinct copies
 that the fold must weigh. The example is read when the workload is built, so the workload follows it as it grows;
 its name, size and hash are part of `Workload.describe()` so figures can be traced to it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from schemas.identifiers import iso6346_check_digit
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
@@ -78,7 +81,34 @@ def _shipment_events(index: int, count: int, template: list[dict[str, Any]], see
     for extra in range(count - len(chosen)):
         revised = (_REVISION_BASE + timedelta(minutes=extra)).strftime("%Y-%m-%dT%H:%M:%SZ")
         chosen.append({**estimates[extra % len(estimates)], "revised_at": revised})
-    return [{**event, "shipment_id": shipment_id} for event in chosen]
+    own = _own_references(index, template)
+    return [orjson.loads(_readdress(orjson.dumps({**event, "shipment_id": shipment_id}), own)) for event in chosen]
+
+
+def _own_references(index: int, template: list[dict[str, Any]]) -> dict[bytes, bytes]:
+    """This shipment's own container and document numbers in place of the journey's.
+
+    Two live shipments never share a container or a bill of lading: copied as they are, the journey's references
+    would make every shipment register the same container, and each registration would grow one reference book
+    (and the work per version) by a shipment. A real carrier's references are unique per journey.
+    """
+    text = orjson.dumps(template).decode()
+    containers = sorted(set(re.findall(r'"(?:container|containers)":\[?"([A-Z]{4}\d{7})"', text)))
+    containers += sorted(set(re.findall(r'"([A-Z]{3}U\d{7})"', text)) - set(containers))
+    documents = sorted(set(re.findall(r'"document_number":"([^"]+)"', text)))
+    own: dict[bytes, bytes] = {}
+    for n, container in enumerate(containers):
+        first_ten = f"BNCU{(index * 8 + n) % 1_000_000:06d}"
+        own[container.encode()] = f"{first_ten}{iso6346_check_digit(first_ten)}".encode()
+    for document in documents:
+        own[document.encode()] = f"{document}-B{index:06d}".encode()
+    return own
+
+
+def _readdress(line: bytes, own: dict[bytes, bytes]) -> bytes:
+    for theirs, ours in own.items():
+        line = line.replace(b'"' + theirs + b'"', b'"' + ours + b'"')
+    return line
 
 
 def generate(

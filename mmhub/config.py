@@ -11,6 +11,7 @@ from streams.topics import Topics
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
 DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
+DEFAULT_BATCH_MAX = 4000
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Settings:
     report_interval_s: float
     carriers_path: Path = DEFAULT_CARRIERS
     parties_path: Path = DEFAULT_PARTIES
+    # The merge agent folds what is waiting, up to batch_max events, per shipment in memory, then writes the
+    # table and emits one version per shipment: under a backlog, several events share a version.
+    batch_max: int = DEFAULT_BATCH_MAX
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +46,7 @@ class Settings:
             report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
             carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
             parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
+            batch_max=int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX)),
         )
 
     @property

@@ -14,7 +14,7 @@ from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import AsyncIterator, Iterator, Sequence
 
 import faust
 from pydantic import ValidationError
@@ -54,9 +54,6 @@ from streams.routing import route
 
 log = logging.getLogger("mmhub.worker")
 
-BATCH_MAX = 500
-BATCH_WITHIN_S = 0.05
-
 
 @dataclass
 class Counters:
@@ -71,6 +68,8 @@ class Counters:
     resolved: int = 0
     parked: int = 0
     versions_emitted: int = 0
+    batches: int = 0
+    largest_batch: int = 0
     warm_hits: int = 0
     warm_misses: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -124,6 +123,27 @@ def events_partition(event: EventT) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+async def natural_batches(stream: StreamT, max_events: int) -> AsyncIterator[list[EventT]]:
+    """Batches of whatever is waiting: a batch closes when the agent's queue is empty or it holds max_events.
+
+    At a trickle every event is merged as soon as it arrives (no `within` wait, as take_events would add); under
+    a backlog batches grow, so several events of a shipment share one table write and one version. Events are
+    acknowledged only after their batch was merged: an exception or a cancellation in between leaves them
+    unacknowledged, so their offsets are not committed and they are read again.
+    """
+    stream.enable_acks = False
+    queue = stream.channel.queue  # type: ignore[attr-defined]
+    batch: list[EventT] = []
+    async for event in stream.events():
+        batch.append(event)
+        if len(batch) < max_events and not queue.empty():
+            continue
+        yield batch
+        for done in batch:
+            await stream.ack(done)
+        batch = []
+
+
 def create_app(settings: Settings) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -140,6 +160,8 @@ def create_app(settings: Settings) -> faust.App:
         # a dead letter carries a whole raw payload and its headers
         producer_max_request_size=topic_names.DLQ_MAX_MESSAGE_BYTES,
         table_cleanup_interval=60.0,
+        # the agent's queue must be able to hold a whole batch (see natural_batches)
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_max),
     )
     names = settings.topics
     events_topic = app.topic(names.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -213,6 +235,8 @@ def create_app(settings: Settings) -> faust.App:
         await dlq_topic.send(key=message.key, value=message.value if value is None else value, headers=headers)
 
     async def merge_batch(batch: Sequence[EventT]) -> None:
+        counters.batches += 1
+        counters.largest_batch = max(counters.largest_batch, len(batch))
         accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
         for event in batch:
             decoded = decode_event(event.message.value)
@@ -416,7 +440,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(events_topic, name="merge")
     async def merge(stream: StreamT) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in natural_batches(stream, settings.batch_max):
             await merge_batch(batch)
 
     @app.timer(interval=settings.clock_interval_s)
@@ -441,7 +465,7 @@ def create_app(settings: Settings) -> faust.App:
         oldest = min((p.since for parked in waiting for p in parked), default=None)
         log.info(
             "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
-            "parked_now=%d oldest_parked_s=%s versions_emitted=%d warm_hits=%d warm_misses=%d",
+            "parked_now=%d oldest_parked_s=%s versions_emitted=%d batches=%d largest_batch=%d warm_hits=%d warm_misses=%d",
             counters.applied,
             counters.duplicates,
             counters.dead_lettered,
@@ -453,6 +477,8 @@ def create_app(settings: Settings) -> faust.App:
             sum(len(parked) for parked in waiting),
             f"{(now - oldest).total_seconds():.0f}" if oldest else "-",
             counters.versions_emitted,
+            counters.batches,
+            counters.largest_batch,
             counters.warm_hits,
             counters.warm_misses,
         )

@@ -47,32 +47,21 @@ def encode_record(record: ShipmentRecord) -> bytes:
 
 
 def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
-    """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one."""
-    document: dict[str, Any] = {
-        "record": record.model_dump(mode="json"),
-        "applied": [
-            {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
-            for copy in applied
-        ],
-    }
-    return orjson.dumps(document)
+    """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one.
+    Assembled from pydantic's own JSON of the record and each copy's kept canonical JSON: no second pass through
+    Python dicts."""
+    return b'{"record":' + record.model_dump_json().encode() + b',"applied":[' + _copies_json(applied) + b"]}"
 
 
 def encode_state(state: ShipmentState) -> bytes:
-    return orjson.dumps(
-        {
-            "shipment_id": state.shipment_id,
-            "seen": sorted(state.seen),
-            "copies": [_copy_document(copy) for _, copy in sorted(state.copies.items())],
-            "superseded": [
-                _copy_document(copy) for _, losers in sorted(state.superseded.items()) for copy in losers
-            ],
-        }
-    )
+    head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen)})
+    copies = _copies_json(copy for _, copy in sorted(state.copies.items()))
+    superseded = _copies_json(copy for _, losers in sorted(state.superseded.items()) for copy in losers)
+    return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]}"
 
 
-def _copy_document(copy: Copy) -> dict[str, Any]:
-    return {"fingerprint": copy.fingerprint, "event": HUB_EVENT.dump_python(copy.event, mode="json")}
+def _copies_json(copies: Iterable[Copy]) -> bytes:
+    return b",".join(b'{"fingerprint":"' + copy.fingerprint.encode() + b'","event":' + copy.json() + b"}" for copy in copies)
 
 
 def decode_state(raw: bytes) -> ShipmentState:
@@ -80,10 +69,14 @@ def decode_state(raw: bytes) -> ShipmentState:
     document = orjson.loads(raw)
     copies = {}
     for item in document["copies"]:
-        event = HUB_EVENT.validate_python(item["event"])
-        copies[event.key] = Copy(item["fingerprint"], event)
+        copy = _stored_copy(item)
+        copies[copy.event.key] = copy
     superseded: dict[str, tuple[Copy, ...]] = {}
     for item in document["superseded"]:
-        event = HUB_EVENT.validate_python(item["event"])
-        superseded[event.key] = superseded.get(event.key, ()) + (Copy(item["fingerprint"], event),)  # stored in rank order
+        copy = _stored_copy(item)
+        superseded[copy.event.key] = superseded.get(copy.event.key, ()) + (copy,)  # stored in rank order
     return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded)
+
+
+def _stored_copy(item: dict[str, Any]) -> Copy:
+    return Copy(item["fingerprint"], HUB_EVENT.validate_python(item["event"]), orjson.dumps(item["event"], option=orjson.OPT_SORT_KEYS))

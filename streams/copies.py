@@ -7,7 +7,7 @@ the same revision, and the fingerprint settles the rest, so the winner never dep
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
@@ -17,9 +17,17 @@ from schemas.events import HUB_EVENT, HubEvent
 NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
+def canonical_json(event: HubEvent) -> bytes:
+    """The event as the hub writes it: JSON with sorted keys, so one copy always gives the same bytes."""
+    return orjson.dumps(HUB_EVENT.dump_python(event, mode="json"), option=orjson.OPT_SORT_KEYS)
+
+
 def fingerprint(event: HubEvent) -> str:
-    """Identity of one exact copy of an event: a hash of its canonical JSON (sorted keys)."""
-    canonical = orjson.dumps(HUB_EVENT.dump_python(event, mode="json"), option=orjson.OPT_SORT_KEYS)
+    """Identity of one exact copy of an event: a hash of its canonical JSON."""
+    return _digest(canonical_json(event))
+
+
+def _digest(canonical: bytes) -> str:
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
@@ -27,6 +35,17 @@ def fingerprint(event: HubEvent) -> str:
 class Copy:
     fingerprint: str
     event: HubEvent
+    # The canonical JSON the fingerprint was taken of, kept so that writing the state or a status message does
+    # not serialise the event again; empty when the caller did not have it (then `json()` computes it).
+    canonical: bytes = field(default=b"", compare=False, repr=False)
+
+    @classmethod
+    def of(cls, event: HubEvent) -> Copy:
+        canonical = canonical_json(event)
+        return cls(_digest(canonical), event, canonical)
+
+    def json(self) -> bytes:
+        return self.canonical or canonical_json(self.event)
 
     @property
     def rank(self) -> tuple[datetime, bool, str]:

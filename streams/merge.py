@@ -52,7 +52,7 @@ from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, Shipment
 from streams.claims import derive_claims
 from streams.clock import CLOCK_SOURCE
 from streams.copies import NEVER as _NEVER
-from streams.copies import Copy, fingerprint
+from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
 from streams.custody import custody, discrepancies, handovers
 from streams.documents import documents
 from streams.ledger import settle
@@ -84,14 +84,15 @@ class MisroutedEvent(ValueError):
     """An event reached the state of another shipment: a routing bug in the hub, never the carrier's fault."""
 
 
-def apply(state: ShipmentState, event: HubEvent, event_fingerprint: str | None = None) -> ShipmentState:
-    """Return the state with `event` taken into account; the same object if this exact copy was seen before."""
+def apply(state: ShipmentState, event: HubEvent, incoming: Copy | None = None) -> ShipmentState:
+    """Return the state with `event` taken into account; the same object if this exact copy was seen before.
+    `incoming` is the event's Copy when the caller already made it."""
     if event.shipment_id != state.shipment_id:
         raise MisroutedEvent(f"event {event.key} for {event.shipment_id!r} applied to shipment {state.shipment_id!r}")
-    digest = event_fingerprint or fingerprint(event)
+    incoming = incoming or Copy.of(event)
+    digest = incoming.fingerprint
     if digest in state.seen:
         return state
-    incoming = Copy(digest, event)
     current = state.copies.get(event.key)
     copies, superseded = state.copies, state.superseded
     if current is None or incoming.rank > current.rank:
@@ -114,10 +115,10 @@ def absorb(state: ShipmentState, events: Iterable[HubEvent]) -> tuple[ShipmentSt
     """Apply a batch; also return the copies that were new to the state (what the next version adds)."""
     added: list[Copy] = []
     for event in events:
-        digest = fingerprint(event)
-        after = apply(state, event, digest)
+        incoming = Copy.of(event)
+        after = apply(state, event, incoming)
         if after is not state:
-            added.append(Copy(digest, event))
+            added.append(incoming)
         state = after
     return state, added
 
