@@ -117,7 +117,9 @@ def generate(
     order: str = "interleaved",
     seed: int = 42,
     template: Path = TEMPLATE,
+    first: int = 0,
 ) -> Workload:
+    """Shipments SHP-BENCH-<first> onwards: runs that must not touch each other's shipments pick other `first`s."""
     if shipments < 1 or events_per_shipment < 1:
         raise ValueError("need at least one shipment and one event per shipment")
     if order not in ORDERS:
@@ -125,9 +127,9 @@ def generate(
     journey, described = _template(template)
     per_shipment = [
         [orjson.dumps(event) for event in _shipment_events(i, events_per_shipment, journey, seed)]
-        for i in range(shipments)
+        for i in range(first, first + shipments)
     ]
-    keys = [f"SHP-BENCH-{i:06d}".encode() for i in range(shipments)]
+    keys = [f"SHP-BENCH-{i:06d}".encode() for i in range(first, first + shipments)]
     lines: list[bytes] = []
     line_keys: list[bytes] = []
     if order == "grouped":

@@ -1,0 +1,361 @@
+"""End-to-end latency, carrier publish -> status topic -> Postgres row, at a steady share of the maximum rate;
+and the Postgres projection's lag at the maximum rate.
+
+    python -m bench.latency [--shipments N --events-per-shipment K --load 0.5 --steady-s D --rate R]
+
+One run (namespace `lat-<utc stamp>-<pid>`, its own Postgres schema, a `mmhub worker` and a `mmhub sink`
+subprocess against the running broker and database):
+
+  warm-up  one shipment's booking is published and waited for on the status topic and in Postgres, so start-up,
+           group joins and table recovery are behind us (not timed).
+  max      a backlog of N x K events (interleaved, bench/workload.py) is published at once. Sustained rate = events
+           / (first status message of the phase -> every shipment's final version seen on the status topic).
+           The sink's lag is sampled every 0.25 s: the status topic's end offsets minus the offsets the sink has
+           stored in Postgres with its rows (sink_offsets). `catch-up` is how long after the last final version
+           appeared on the status topic Postgres held every final version too.
+  steady   other shipments (same shape) are published one event at a time, paced at `load` x the max rate (or
+           --rate) for D seconds, interleaved. Per event:
+             to status   the bench's consumer receives the status message whose `applied` list holds the event
+                         (matched by fingerprint) minus the moment just before the event was handed to the producer;
+             to Postgres shipment_events.stored_at (clock_timestamp() at insert, so a few ms before the commit of
+                         that batch) minus the same moment.
+           p50/p90/p99/max are printed; the issue's target is p99 < 100 ms to the status topic.
+
+Both phases end with a check: every shipment's Postgres record equals the offline fold. Cleanup: the worker and
+sink are stopped and the run's topics deleted, always; the schema and temp dir are dropped unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.pipeline import Progress, delete_run_topics, find_broker_pid, process_cpu_s, say
+from bench.workload import Workload, expected_records, generate
+from connectors.kafka import ensure_topics
+from connectors.postgres.migrate import migrate
+from mmhub.config import Settings
+from streams.codec import Rejection, decode_event
+from streams.copies import fingerprint
+
+SAMPLE_EVERY_S = 0.25
+TARGET_P99_MS = 100.0
+
+
+@dataclass
+class StatusWatch:
+    """What the bench's consumer saw on the status topic: per shipment the highest version, per event
+    fingerprint the moment its version arrived."""
+
+    versions: dict[bytes, int] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    created: dict[str, float] = field(default_factory=dict)
+    first_at: float | None = None
+    last_at: float | None = None
+    messages: int = 0
+
+
+async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        fetched = await consumer.getmany(timeout_ms=20)
+        now = time.time()
+        for messages in fetched.values():
+            for message in messages:
+                watch.messages += 1
+                watch.first_at = watch.first_at or now
+                watch.last_at = now
+                document = orjson.loads(message.value)
+                version = document["record"]["version"]
+                if version > watch.versions.get(message.key, 0):
+                    watch.versions[message.key] = version
+                for applied in document["applied"]:
+                    watch.arrived.setdefault(applied["fingerprint"], now)
+                    watch.created.setdefault(applied["fingerprint"], message.timestamp / 1000)
+
+
+def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MMHUB_KAFKA": settings.kafka,
+        "MMHUB_PG_DSN": settings.pg_dsn,
+        "MMHUB_PG_SCHEMA": settings.pg_schema,
+        "MMHUB_NAMESPACE": settings.namespace,
+        "MMHUB_DATA_DIR": str(settings.data_dir),
+        "MMHUB_PARTITIONS": str(settings.partitions),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("ab") as handle:
+        return subprocess.Popen([sys.executable, "-m", "mmhub.cli", command], env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+async def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        for _ in range(300):
+            if process.poll() is not None:
+                return
+            await asyncio.sleep(0.1)
+        process.kill()
+        process.wait()
+
+
+def finals(workload: Workload) -> dict[bytes, int]:
+    return {key.encode(): record.version for key, record in expected_records(workload).items()}
+
+
+async def stored_offsets(pool: asyncpg.Pool, settings: Settings) -> dict[int, int]:
+    rows = await pool.fetch(
+        "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
+        settings.sink_group,
+        settings.topics.status,
+    )
+    return {row["partition"]: row["next_offset"] for row in rows}
+
+
+async def postgres_versions(pool: asyncpg.Pool, keys: list[bytes]) -> dict[bytes, int]:
+    rows = await pool.fetch(
+        "SELECT shipment_id, version FROM shipments WHERE shipment_id = ANY($1::text[])", [k.decode() for k in keys]
+    )
+    return {row["shipment_id"].encode(): row["version"] for row in rows}
+
+
+async def check_records(pool: asyncpg.Pool, workload: Workload) -> str:
+    expected = {key: record.model_dump(mode="json") for key, record in expected_records(workload).items()}
+    rows = await pool.fetch("SELECT shipment_id, record FROM shipments WHERE shipment_id = ANY($1::text[])", list(expected))
+    got = {row["shipment_id"]: orjson.loads(row["record"]) for row in rows}
+    wrong = [key for key, record in expected.items() if got.get(key) != record]
+    return f"{len(expected) - len(wrong)}/{len(expected)} Postgres records equal the offline fold" + (
+        f"; MISMATCH e.g. {wrong[:3]}" if wrong else ""
+    )
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(values_ms)
+    if not ordered:
+        return {}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
+
+
+async def run(args: argparse.Namespace) -> int:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    namespace = f"lat-{stamp}-{os.getpid()}"
+    temp = Path(tempfile.mkdtemp(prefix="mmhub-latency-"))
+    base = Settings.from_env()
+    settings = dataclasses.replace(
+        base, namespace=namespace, pg_schema=f"lat_{stamp}_{os.getpid()}", data_dir=temp / "worker-data"
+    )
+    if args.partitions:
+        settings = dataclasses.replace(settings, partitions=args.partitions)
+    say(f"namespace {namespace}; schema {settings.pg_schema}; broker {settings.kafka}; temp dir {temp}")
+    backlog = generate(args.shipments, args.events_per_shipment, "interleaved")
+    processes: list[subprocess.Popen[bytes]] = []
+    pool = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2, server_settings={"search_path": settings.pg_schema})
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=0, client_id="bench-latency")
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)
+    failed = True
+    watcher: asyncio.Task[None] | None = None
+    halt = asyncio.Event()
+    try:
+        await ensure_topics(settings)
+        await migrate(settings.pg_dsn, settings.pg_schema)
+        await producer.start()
+        await consumer.start()
+        partitions = [TopicPartition(settings.topics.status, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        watch = StatusWatch()
+        watcher = asyncio.create_task(watch_status(consumer, watch, halt))
+        processes.append(spawn("worker", settings, temp / "worker.log"))
+        processes.append(spawn("sink", settings, temp / "sink.log"))
+        broker = find_broker_pid()
+
+        def alive() -> None:
+            for process in processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a hub process exited with {process.returncode}; see the logs in {temp}")
+
+        # --- warm-up -----------------------------------------------------------------------------------------
+        warm = generate(1, 1, first=900_000)
+        started = time.monotonic()
+        await producer.send_and_wait(settings.topics.events, key=warm.keys[0], value=warm.lines[0])
+        while watch.versions.get(warm.keys[0], 0) < 1 or (await postgres_versions(pool, warm.keys)).get(warm.keys[0], 0) < 1:
+            alive()
+            if time.monotonic() - started > 120:
+                raise TimeoutError("warm-up: the worker or sink did not come up within 120 s")
+            await asyncio.sleep(0.1)
+        say(f"warm-up: hub in service {time.monotonic() - started:.1f} s after start (not timed)")
+
+        # --- max: a backlog ------------------------------------------------------------------------------------
+        targets = finals(backlog)
+        say(f"max: publishing {backlog.describe()}")
+        for key, line in zip(backlog.keys, backlog.lines):
+            await producer.send(settings.topics.events, key=key, value=line)
+        await producer.flush()
+        published_at = time.time()
+        lag_samples: list[tuple[float, int]] = []
+        cpu0 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
+        progress = Progress("max", backlog.events)
+        worker_done: float | None = None
+        sink_done: float | None = None
+        while sink_done is None:
+            alive()
+            now = time.time()
+            reached = sum(min(watch.versions.get(k, 0), v) for k, v in targets.items())
+            if worker_done is None and all(watch.versions.get(k, 0) >= v for k, v in targets.items()):
+                worker_done = watch.last_at or now
+            ends = await consumer.end_offsets(partitions)
+            stored = await stored_offsets(pool, settings)
+            lag = sum(max(0, end - stored.get(tp.partition, 0)) for tp, end in ends.items())
+            lag_samples.append((now, lag))
+            if worker_done is not None:
+                have = await postgres_versions(pool, list(targets))
+                if all(have.get(k, 0) >= v for k, v in targets.items()):
+                    sink_done = time.time()
+            progress.maybe(reached, f"  sink lag {lag:,} status messages")
+            if now - published_at > args.timeout:
+                raise TimeoutError(f"max: not done after {args.timeout:.0f} s")
+            await asyncio.sleep(SAMPLE_EVERY_S)
+        cpu1 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
+        assert worker_done is not None and watch.first_at is not None
+        first_status = min(t for t in (watch.arrived.get(fingerprint_of(line)) for line in backlog.lines) if t is not None)
+        window = worker_done - first_status
+        max_rate = backlog.events / window
+        max_check = await check_records(pool, backlog)
+        max_lag = max(lag for _, lag in lag_samples)
+        cpu = {name: (cpu1[name] or 0.0) - (cpu0[name] or 0.0) for name in cpu0}
+        say(f"max: {max_rate:,.0f} events/s over {window:.1f} s; sink caught up {sink_done - worker_done:.2f} s after the last version; {max_check}")
+
+        # --- steady: paced at load x max ------------------------------------------------------------------------
+        rate = args.rate or args.load * max_rate
+        wanted = max(1, int(rate * args.steady_s))
+        per = args.events_per_shipment
+        steady = generate(math.ceil(wanted / per), per, "interleaved", first=args.shipments + 1000)
+        lines = list(zip(steady.keys, steady.lines))[:wanted]
+        prints = [fingerprint_of(line) for _, line in lines]
+        sent_at: dict[str, float] = {}
+        say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
+        begin = time.monotonic() + 0.2
+        progress = Progress("steady", len(lines))
+        for index, ((key, line), mark) in enumerate(zip(lines, prints)):
+            delay = begin + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[mark] = time.time()
+            await producer.send(settings.topics.events, key=key, value=line)
+            if index % 200 == 0:
+                alive()
+                progress.maybe(index, "")
+        await producer.flush()
+        paced = len(lines) / (time.monotonic() - begin)
+        steady_keys = sorted({key for key, _ in lines})
+        steady_targets = {
+            key.encode(): record.version
+            for key, record in expected_records(dataclasses.replace(steady, lines=[l for _, l in lines], keys=[k for k, _ in lines])).items()
+        }
+        deadline = time.monotonic() + args.timeout
+        while True:
+            alive()
+            have = await postgres_versions(pool, steady_keys)
+            if all(watch.versions.get(k, 0) >= v and have.get(k, 0) >= v for k, v in steady_targets.items()):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("steady: the hub did not catch up")
+            await asyncio.sleep(0.2)
+        rows = await pool.fetch(
+            "SELECT fingerprint, stored_at FROM shipment_events WHERE shipment_id = ANY($1::text[])", [k.decode() for k in steady_keys]
+        )
+        stored_at = {row["fingerprint"]: row["stored_at"].timestamp() for row in rows}
+        to_status = [(watch.arrived[m] - sent_at[m]) * 1000 for m in prints if m in watch.arrived]
+        to_created = [(watch.created[m] - sent_at[m]) * 1000 for m in prints if m in watch.created]
+        to_postgres = [(stored_at[m] - sent_at[m]) * 1000 for m in prints if m in stored_at]
+        steady_check = await check_records(
+            pool, dataclasses.replace(steady, lines=[l for _, l in lines], keys=[k for k, _ in lines])
+        )
+
+        # --- report ---------------------------------------------------------------------------------------------
+        print("\nsummary")
+        rows_out = [
+            ("backlog (max phase)", backlog.describe()),
+            ("max sustained rate", f"{max_rate:,.0f} events/s ({backlog.events:,} events in {window:.1f} s)"),
+            ("CPU in max phase", ", ".join(f"{n} {v / window:.2f} cores" for n, v in cpu.items())),
+            ("sink lag, max phase", f"peak {max_lag:,} status messages behind; Postgres had every final version {sink_done - worker_done:.2f} s after the status topic"),
+            ("records, max phase", max_check),
+            ("steady load", f"{len(lines):,} events over {len(steady_keys):,} shipments at {paced:,.0f} events/s ({paced / max_rate:.0%} of max)"),
+        ]
+        for name, values in (("-> status topic (received)", to_status), ("-> status topic (CreateTime)", to_created), ("-> Postgres row", to_postgres)):
+            p = percentiles(values)
+            rows_out.append(
+                (f"latency {name}", f"n={len(values):,}  " + "  ".join(f"{k} {v:,.1f} ms" for k, v in p.items()) if p else "n/a")
+            )
+        p99 = percentiles(to_status).get("p99", float("inf"))
+        rows_out.append(("target p99 < 100 ms to status", "met" if p99 < TARGET_P99_MS else f"NOT met (p99 {p99:,.1f} ms)"))
+        rows_out.append(("records, steady phase", steady_check))
+        width = max(len(name) for name, _ in rows_out)
+        for name, value in rows_out:
+            print(f"  {name.ljust(width)}  {value}")
+        missing = len(prints) - len(to_status)
+        failed = "MISMATCH" in max_check + steady_check or missing > 0
+        if missing:
+            say(f"{missing} steady events never showed on the status topic")
+        return 1 if failed else 0
+    finally:
+        halt.set()
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        for process in processes:
+            await stop(process)
+        await consumer.stop()
+        await producer.stop()
+        deleted = await delete_run_topics(settings.kafka, namespace)
+        say(f"cleanup: deleted {len(deleted)} topics {namespace}.*")
+        if not args.keep and not failed:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            say(f"kept schema {settings.pg_schema} and {temp}")
+        await pool.close()
+
+
+def fingerprint_of(line: bytes) -> str:
+    event = decode_event(line)
+    if isinstance(event, Rejection):
+        raise ValueError(f"the workload holds an invalid event: {event.reason}")
+    return fingerprint(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shipments", type=int, default=1000, help="shipments in the max-rate backlog")
+    parser.add_argument("--events-per-shipment", type=int, default=15)
+    parser.add_argument("--load", type=float, default=0.5, help="steady rate as a share of the measured max")
+    parser.add_argument("--rate", type=float, default=None, help="steady rate in events/s (overrides --load)")
+    parser.add_argument("--steady-s", type=float, default=30.0, help="length of the steady phase")
+    parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema and the temp dir")
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
