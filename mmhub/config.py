@@ -11,7 +11,8 @@ from streams.topics import Topics
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
 DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
-DEFAULT_BATCH_MAX = 4000
+# a batch is merged without yielding to a rebalance: at ~1 ms per event this bounds a join's wait to ~2 s
+DEFAULT_BATCH_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Settings:
     # The merge agent folds what is waiting, up to batch_max events, per shipment in memory, then writes the
     # table and emits one version per shipment: under a backlog, several events share a version.
     batch_max: int = DEFAULT_BATCH_MAX
+    # How long the group waits for a silent worker before its partitions move: the stall a crash causes.
+    session_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +50,7 @@ class Settings:
             carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
             parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
             batch_max=int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX)),
+            session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
         )
 
     @property

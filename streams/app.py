@@ -30,6 +30,7 @@ from schemas.record import ShipmentRecord
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
+from streams.consumer_guard import GatedTableManager
 from streams.copies import Copy
 from streams.merge import ShipmentState, absorb, project
 from streams.outbound import claim_messages, settlement_messages
@@ -53,6 +54,8 @@ from streams.references import (
 from streams.routing import route
 
 log = logging.getLogger("mmhub.worker")
+
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 @dataclass
@@ -162,6 +165,15 @@ def create_app(settings: Settings) -> faust.App:
         table_cleanup_interval=60.0,
         # the agent's queue must be able to hold a whole batch (see natural_batches)
         stream_buffer_maxsize=max(4096, 2 * settings.batch_max),
+        # A merged batch sends a version, a changelog entry and documents per shipment, several KiB each: with
+        # the default 16 KiB a produce request carries two of them. No linger: while the agent merges, the
+        # sender cannot run anyway, so batches fill by themselves and an idle hub sends at once.
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        # input partitions stay paused in the client until faust's post-recovery seek (see streams.consumer_guard)
+        TableManager=GatedTableManager,
+        # A crashed worker's partitions wait this long for its replacement; faust's default is 60 s.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 3,
     )
     names = settings.topics
     events_topic = app.topic(names.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -278,6 +290,11 @@ def create_app(settings: Settings) -> faust.App:
             counters.warm_misses += int(stored is not None)
             before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
         state, new_copies = absorb(before, [hub_event for _, hub_event in items])
+        # A copy the state already holds may be a replay after a crash: the state was written, the worker died
+        # before the status message that carried the copy reached Kafka. It goes out again with this version
+        # (the sink keeps the first row it has of a copy), so Postgres never misses an event the record counts.
+        taken = {copy.fingerprint for copy in new_copies}
+        resent = list({c.fingerprint: c for c in (Copy.of(e) for _, e in items) if c.fingerprint not in taken}.values())
         if state is before:
             # Nothing new, but this may be a replay after a crash: the stored state can be ahead of what reached
             # Kafka (the state was written, the worker died before its outputs were). Sending the current version
@@ -285,7 +302,7 @@ def create_app(settings: Settings) -> faust.App:
             # what turns at-least-once input into no lost output.
             counters.duplicates += len(items)
             record = warm.record if warm is not None else project(before)
-            await emit(key, record, [], settlement_messages(None, record), claim_messages(None, record))
+            await emit(key, record, resent, settlement_messages(None, record), claim_messages(None, record))
             await send_references(register_messages(registrations(before, record)))
             return
         record = project(state)
@@ -308,7 +325,7 @@ def create_app(settings: Settings) -> faust.App:
         warm_states.put(key, Warm(encoded, state, record))
         counters.applied += len(new_copies)
         counters.duplicates += len(items) - len(new_copies)
-        await emit(key, record, new_copies, documents, claims)
+        await emit(key, record, new_copies + resent, documents, claims)
         if record.booking is not None:
             said = registrations(before, previous) if previous is not None else []
             await send_references(register_messages(changed_registrations(said, registrations(state, record))))

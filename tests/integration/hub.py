@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.kafka import read_jsonl
@@ -133,6 +133,26 @@ async def read_topic(settings: Settings, topic: str, expected: int, timeout: flo
                 for messages in (await consumer.getmany(timeout_ms=1000)).values():
                     found.extend(messages)
                 break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list:
+    """Every message on one of the hub's topics (settings.partitions partitions) up to its end offsets as of now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    await consumer.start()
+    found: list = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end within {timeout:.0f} s"
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(messages)
     finally:
         await consumer.stop()
     return found
