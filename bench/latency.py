@@ -89,7 +89,7 @@ async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asy
                     watch.created.setdefault(applied["fingerprint"], message.timestamp / 1000)
 
 
-def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def spawn(command: str, settings: Settings, log: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MMHUB_KAFKA": settings.kafka,
@@ -100,8 +100,12 @@ def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes
         "MMHUB_PARTITIONS": str(settings.partitions),
         "PYTHONUNBUFFERED": "1",
     }
+    # pyinstrument saves the session when the process exits on SIGTERM
+    profiler = ["-m", "pyinstrument", "-i", "0.001", "-r", "pyisession", "-o", str(profile)] if profile else []
     with log.open("ab") as handle:
-        return subprocess.Popen([sys.executable, "-m", "mmhub.cli", command], env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, *profiler, "-m", "mmhub.cli", command], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
 
 
 async def stop(process: subprocess.Popen[bytes]) -> None:
@@ -185,7 +189,8 @@ async def run(args: argparse.Namespace) -> int:
         await consumer.seek_to_beginning(*partitions)
         watch = StatusWatch()
         watcher = asyncio.create_task(watch_status(consumer, watch, halt))
-        processes.append(spawn("worker", settings, temp / "worker.log"))
+        profile = temp / "worker.pyisession" if args.profile_worker else None
+        processes.append(spawn("worker", settings, temp / "worker.log", profile))
         processes.append(spawn("sink", settings, temp / "sink.log"))
         broker = find_broker_pid()
 
@@ -329,7 +334,7 @@ async def run(args: argparse.Namespace) -> int:
         await producer.stop()
         deleted = await delete_run_topics(settings.kafka, namespace)
         say(f"cleanup: deleted {len(deleted)} topics {namespace}.*")
-        if not args.keep and not failed:
+        if not (args.keep or args.profile_worker) and not failed:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
             shutil.rmtree(temp, ignore_errors=True)
         else:
@@ -354,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the Postgres schema and the temp dir")
+    parser.add_argument(
+        "--profile-worker", action="store_true", help="run the worker under pyinstrument (implies --keep; slower worker)"
+    )
     return asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -330,6 +330,30 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def start_worker(
+    settings: Settings,
+    log: Path,
+    loglevel: str,
+    profile: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A `mmhub worker` subprocess for `settings` (namespace, data dir, store, partitions); stdout+stderr to `log`."""
+    env = {
+        **os.environ,
+        "MMHUB_KAFKA": settings.kafka,
+        "MMHUB_NAMESPACE": settings.namespace,
+        "MMHUB_DATA_DIR": str(settings.data_dir),
+        "MMHUB_STORE": settings.store,
+        "MMHUB_PARTITIONS": str(settings.partitions),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            _worker_command(profile) + ["--loglevel", loglevel], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
 async def run_pipeline(
     settings: Settings,
     workload: Workload,
@@ -352,21 +376,9 @@ async def run_pipeline(
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
 
-    env = {
-        **os.environ,
-        "MMHUB_KAFKA": settings.kafka,
-        "MMHUB_NAMESPACE": settings.namespace,
-        "MMHUB_DATA_DIR": str(settings.data_dir),
-        "MMHUB_STORE": settings.store,
-        "MMHUB_PARTITIONS": str(settings.partitions),
-        "PYTHONUNBUFFERED": "1",
-    }
     log = settings.data_dir.parent / f"worker-r{repetition}.log"
     spawned_at = time.time()
-    with log.open("wb") as handle:
-        worker = subprocess.Popen(
-            _worker_command(profile) + ["--loglevel", loglevel], env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
+    worker = start_worker(settings, log, loglevel, profile)
     workers.append(worker)
 
     shipments = len(finals)
