@@ -8,7 +8,7 @@ Per repetition r (namespace `bench-<stamp>-<pid>-r<r>`, so the worker always sta
             workload once to `<ns>.hub.events` (connectors.kafka.publish: keyed by shipment id, acks=all).
   baseline  in this process, an aiokafka consumer (own group, from earliest) reads `<ns>.hub.events` and produces
             every message unchanged (same key and value) to `<ns>.bench.passthrough` with the producer settings
-            the faust worker uses (acks=all, linger 0, 16 KiB batches). Window: first message consumed -> every
+            the faust worker uses (acks=all, linger 0, 256 KiB batches). Window: first message consumed -> every
             message produced and acknowledged. Client start-up and the group join are before the window.
   pipeline  a `mmhub worker` subprocess (MMHUB_NAMESPACE=<ns>, its own MMHUB_DATA_DIR, default RocksDB store)
             consumes the same topic. This process reads `<ns>.hub.shipment.status` and tracks the latest version
@@ -64,7 +64,7 @@ from bench.workload import (
     generate,
 )
 from connectors.kafka import ensure_topics, publish
-from mmhub.config import Settings
+from mmhub.config import PRODUCER_BATCH_BYTES, Settings
 
 PASSTHROUGH = "bench.passthrough"
 PROGRESS_EVERY_S = 1.0
@@ -209,7 +209,7 @@ async def run_baseline(
     )
     # The producer settings the faust worker runs with (faust defaults + producer_acks=-1 in streams/app.py).
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka, client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=16384
+        bootstrap_servers=settings.kafka, client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
     )
     await producer.start()
     await consumer.start()

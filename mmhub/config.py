@@ -11,6 +11,8 @@ from streams.topics import Topics
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
 DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
+# the worker's producer batches (faust's default is 16 KiB); bench.pipeline's passthrough uses the same
+PRODUCER_BATCH_BYTES = 256 * 1024
 # a batch is merged without yielding to a rebalance: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
 

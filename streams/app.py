@@ -23,7 +23,7 @@ from faust.types import EventT, StreamT
 
 from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_headers
 from connectors.formats import parser
-from mmhub.config import Settings
+from mmhub.config import PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
@@ -54,8 +54,6 @@ from streams.references import (
 from streams.routing import route
 
 log = logging.getLogger("mmhub.worker")
-
-PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 @dataclass
