@@ -214,6 +214,7 @@ def create_app(settings: Settings) -> faust.App:
     assert sorted(app.tables) == sorted(topic_names.TABLES), "ensure_topics pre-creates every table's changelog"
     counters = Counters()
     warm_states = WarmStates()
+    parked_books: set[bytes] = set()  # reference keys whose book, as this worker last wrote it, holds parked events
     app.mmhub_counters = counters  # type: ignore[attr-defined]
 
     async def dead_letter(event: EventT, rejection: Rejection, value: bytes | None = None) -> None:
@@ -441,6 +442,10 @@ def create_app(settings: Settings) -> faust.App:
         if after is not book:
             with events_partition(event):
                 references[key] = encode_book(after)
+            if after.parked:
+                parked_books.add(key)
+            else:
+                parked_books.discard(key)
             if after.parked != book.parked:
                 await parked_topic.send(key=key, value=parked_summary(key.decode(), after, now))
 
@@ -476,7 +481,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         now = datetime.now(timezone.utc)
-        waiting = [decode_book(raw).parked for raw in list(references.values()) if raw is not None]
+        # Only the books this worker parked events in: a scan of the whole table would decode every reference
+        # of every shipment (hundreds of thousands) on the event loop. The full picture is `mmhub parked`.
+        waiting = [decode_book(raw).parked for raw in (references.get(k) for k in list(parked_books)) if raw is not None]
         oldest = min((p.since for parked in waiting for p in parked), default=None)
         log.info(
             "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
