@@ -32,7 +32,7 @@ from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
 from streams.consumer_guard import GatedTableManager
 from streams.copies import Copy
-from streams.merge import ShipmentState, absorb, project
+from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, settlement_messages
 from streams.references import (
     REFERENCE_MESSAGE,
@@ -288,12 +288,13 @@ def create_app(settings: Settings) -> faust.App:
         else:
             counters.warm_misses += int(stored is not None)
             before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
-        state, new_copies = absorb(before, [hub_event for _, hub_event in items])
+        arrived = [Copy.of(hub_event) for _, hub_event in items]
+        state, new_copies = absorb_copies(before, arrived)
         # A copy the state already holds may be a replay after a crash: the state was written, the worker died
         # before the status message that carried the copy reached Kafka. It goes out again with this version
         # (the sink keeps the first row it has of a copy), so Postgres never misses an event the record counts.
         taken = {copy.fingerprint for copy in new_copies}
-        resent = list({c.fingerprint: c for c in (Copy.of(e) for _, e in items) if c.fingerprint not in taken}.values())
+        resent = list({copy.fingerprint: copy for copy in arrived if copy.fingerprint not in taken}.values())
         if state is before:
             # Nothing new, but this may be a replay after a crash: the stored state can be ahead of what reached
             # Kafka (the state was written, the worker died before its outputs were). Sending the current version

@@ -113,10 +113,14 @@ def apply_all(state: ShipmentState, events: Iterable[HubEvent]) -> ShipmentState
 
 def absorb(state: ShipmentState, events: Iterable[HubEvent]) -> tuple[ShipmentState, list[Copy]]:
     """Apply a batch; also return the copies that were new to the state (what the next version adds)."""
+    return absorb_copies(state, [Copy.of(event) for event in events])
+
+
+def absorb_copies(state: ShipmentState, copies: Iterable[Copy]) -> tuple[ShipmentState, list[Copy]]:
+    """`absorb` for a caller that made the copies already."""
     added: list[Copy] = []
-    for event in events:
-        incoming = Copy.of(event)
-        after = apply(state, event, incoming)
+    for incoming in copies:
+        after = apply(state, incoming.event, incoming)
         if after is not state:
             added.append(incoming)
         state = after
