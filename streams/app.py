@@ -90,7 +90,7 @@ class WarmStates:
     already holds. An entry is used only while the table still holds the very bytes it was made from: after a
     rebalance another worker may have written the shipment, and then the table wins."""
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int = 5_000) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[bytes, Warm] = OrderedDict()
 
@@ -213,7 +213,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     assert sorted(app.tables) == sorted(topic_names.TABLES), "ensure_topics pre-creates every table's changelog"
     counters = Counters()
-    warm_states = WarmStates()
+    warm_states = WarmStates(settings.warm_states)
     parked_books: set[bytes] = set()  # reference keys whose book, as this worker last wrote it, holds parked events
     app.mmhub_counters = counters  # type: ignore[attr-defined]
 
