@@ -1,0 +1,790 @@
+"""State: memory and disk per shipment in the worker's table store, and how long a restarted worker takes to serve.
+
+    python -m bench.state [--shipments 100000 --events-per-shipment 3 --order grouped --restarts warm,kill9,cold]
+
+One namespace `state-<stamp>-<pid>` per run (topics, consumer group, faust app id and changelogs):
+
+  load      create the hub topics, start a `mmhub worker` (default RocksDB store, its own MMHUB_DATA_DIR), wait for
+            faust's "Worker ready", sample its RSS, then publish the workload (bench.workload.generate) to
+            `<ns>.hub.events`. Loading is done when the worker's committed offsets on `<ns>.hub.events` reach the
+            end offsets (read with the admin client, so no observer reads the status topic meanwhile) and the
+            changelog topics stop growing.
+  measure   `du` of the worker's RocksDB dir per table (running, and after the SIGTERM of the first restart), the
+            changelog topics on the broker (the partition dirs under the broker's log.dirs, found from the Kafka
+            process's server.properties; aiokafka 0.14 has no DescribeLogDirs), their record counts (end
+            offsets), the worker's VmRSS/VmHWM from /proc before and after loading, and the average stored state
+            (streams.codec.encode_state) of a sample of shipments computed offline; all per shipment and per
+            100,000 shipments (scaled linearly when N differs, and labelled so).
+  restart   per kind: stop the worker (warm: SIGTERM, same data dir; kill9: SIGKILL, same data dir; cold: SIGTERM,
+            then the data dir is emptied so the tables are rebuilt from the changelogs), start a new one on the same
+            namespace and at once publish a probe: an event of an existing shipment that the shipment has not seen.
+            Back in service = process start -> the probe's new version read back from `<ns>.hub.shipment.status`.
+            The record carried by that version must equal the offline fold of the shipment's events plus the
+            probe: only then did its state survive the restart. The log's "Joined group", "Recovery complete" and
+            "Worker ready" lines are timed too (from their own timestamps, against the process start).
+
+The workers run with the presumed-loss clock set to --clock-interval (a day): the workload's deadlines are in the
+past, so a tick would publish a presumed-loss report per shipment (70,628 of them at 100,000 shipments, each a new
+event and version) in the middle of the load, and a restarted worker would have to merge them before the probe.
+
+Cleanup always stops the worker and deletes the run's topics; the temp dir (worker logs, RocksDB data) is removed
+unless the run failed or --keep was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+from bench.pipeline import (
+    _tail,
+    _version,
+    _worker_command,
+    code_state,
+    delete_run_topics,
+    find_broker_pid,
+    prepare,
+    process_cpu_s,
+    say,
+    stop_process,
+)
+from bench.workload import ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
+from connectors.kafka import publish
+from mmhub.config import Settings
+from streams.codec import Rejection, decode_event, encode_state
+from streams.merge import ShipmentState, absorb, fold
+from streams.topics import TABLES
+
+PER = 100_000  # the issue asks for figures per 100,000 shipments
+RESTART_KINDS = ("warm", "kill9", "cold")
+RESTART_LABELS = {
+    "warm": "warm (SIGTERM, same RocksDB dir)",
+    "kill9": "kill -9 (SIGKILL, same RocksDB dir)",
+    "cold": "cold (SIGTERM, empty data dir)",
+}
+# faust's log lines, timed on restart: name -> what the line contains
+MILESTONES = {
+    "joined": "Joined group",
+    "recovered": "]: Recovery complete",  # faust's Recovery service, or a subclass of it (GatedRecovery)
+    "ready": "[^Worker]: Ready",
+}
+_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
+_TABLE_DIR = re.compile(r"^(?P<table>.+)-(?P<partition>\d+)\.db$")
+
+
+# --- pure helpers (tests/unit/bench/test_state.py) ----------------------------------------------------------------
+
+
+def parse_log_time(line: str) -> float | None:
+    """The epoch seconds of a faust log line (`[2026-11-28 15:52:51,313] ...`, local time); None if it has none."""
+    found = _LOG_TIME.match(line)
+    if found is None:
+        return None
+    stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")  # naive: the worker logs in local time
+    return stamp.timestamp() + int(found.group(2)) / 1000
+
+
+def memory_from_status(text: str) -> dict[str, int]:
+    """VmRSS, VmHWM, ... of a /proc/<pid>/status text, in bytes."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if name.startswith("Vm") and len(parts) == 2 and parts[1] == "kB":
+            out[name] = int(parts[0]) * 1024
+    return out
+
+
+def log_dirs_from_properties(text: str) -> list[str]:
+    """Kafka's data directories from a server.properties text: `log.dirs`, else `log.dir`, else Kafka's default."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    chosen = values.get("log.dirs") or values.get("log.dir") or "/tmp/kafka-logs"
+    return [d.strip() for d in chosen.split(",") if d.strip()]
+
+
+def table_of(directory: str) -> tuple[str, int] | None:
+    """(table, partition) of a faust RocksDB directory name such as `shipments-3.db`."""
+    found = _TABLE_DIR.match(directory)
+    return None if found is None else (found["table"], int(found["partition"]))
+
+
+def partition_of(directory: str, topic: str) -> int | None:
+    """The partition of a broker log directory `<topic>-<n>`; None for other topics and for dirs pending deletion."""
+    if not directory.startswith(topic + "-"):
+        return None
+    rest = directory[len(topic) + 1 :]
+    return int(rest) if rest.isdigit() else None
+
+
+def per_shipments(value: float, shipments: int, per: int = PER) -> float:
+    """`value` measured with `shipments` shipments, scaled linearly to `per` shipments."""
+    return value * per / shipments
+
+
+def human_bytes(value: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(value) >= size:
+            return f"{value / size:,.1f} {unit}"
+    return f"{value:,.0f} B"
+
+
+def choose_probe(existing: list[bytes], candidates: list[bytes]) -> tuple[bytes, int, dict[str, Any]]:
+    """An event that adds one version to a shipment whose events so far are `existing`.
+
+    Returns (the event's bytes, the version the shipment must reach, the record it must then carry, as JSON).
+    """
+    decoded = [_decode(line) for line in existing]
+    shipment = decoded[0].shipment_id
+    assert shipment is not None
+    before = fold(decoded)[shipment].version
+    for line in candidates:
+        if line in existing:
+            continue
+        event = _decode(line)
+        if event.shipment_id != shipment:
+            continue
+        record = fold([*decoded, event])[shipment]
+        if record.version == before + 1:
+            return line, record.version, orjson.loads(orjson.dumps(record.model_dump(mode="json")))
+    raise ValueError(f"no candidate event adds a version to {shipment}")
+
+
+def _decode(line: bytes) -> Any:
+    decoded = decode_event(line)
+    if isinstance(decoded, Rejection):
+        raise ValueError(f"invalid event ({decoded.code}): {decoded.reason}")
+    return decoded
+
+
+# --- measuring ----------------------------------------------------------------------------------------------------
+
+
+def du(path: Path) -> int:
+    """Bytes allocated on disk under `path` (like `du -s`, st_blocks), 0 if it does not exist."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass  # RocksDB deletes files while we walk
+    return total
+
+
+def rocksdb_usage(data_dir: Path) -> dict[str, int]:
+    """du per table of every faust RocksDB dir (`<table>-<partition>.db`) under the worker's data dir."""
+    usage: dict[str, int] = {}
+    for path in data_dir.rglob("*.db"):
+        found = table_of(path.name)
+        if found is not None and path.is_dir():
+            usage[found[0]] = usage.get(found[0], 0) + du(path)
+    return usage
+
+
+def file_kind(name: str) -> str:
+    """What a file in a RocksDB dir is: SST (sorted tables), WAL (write-ahead log: the unflushed memtable), other."""
+    if name.endswith(".sst"):
+        return "SST"
+    if name.endswith(".log") and name[:-4].isdigit():
+        return "WAL"
+    return "other"
+
+
+def rocksdb_files(data_dir: Path) -> dict[str, int]:
+    """du of every RocksDB dir under `data_dir`, split into SST, WAL and other files (MANIFEST, OPTIONS, LOG)."""
+    usage = {"SST": 0, "WAL": 0, "other": 0}
+    for path in data_dir.rglob("*.db"):
+        if table_of(path.name) is None or not path.is_dir():
+            continue
+        for entry in path.iterdir():
+            try:
+                usage[file_kind(entry.name)] += entry.lstat().st_blocks * 512
+            except OSError:
+                pass
+    return usage
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    try:
+        return memory_from_status(Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return {}
+
+
+def broker_log_dirs(broker: int | None) -> list[Path]:
+    """The broker's data dirs, from the server.properties named on the Kafka process's command line."""
+    candidates: list[Path] = []
+    if broker is not None:
+        try:
+            args = Path(f"/proc/{broker}/cmdline").read_bytes().decode().split("\0")
+            candidates += [Path(a) for a in args if a.endswith(".properties")]
+        except OSError:
+            pass
+    home = Path(os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub"))
+    candidates.append(home / "run" / "server.properties")  # what infra/dev.sh writes
+    for properties in candidates:
+        try:
+            return [Path(d) for d in log_dirs_from_properties(properties.read_text())]
+        except OSError:
+            continue
+    return []
+
+
+@dataclass(frozen=True)
+class TopicDisk:
+    segments: int  # bytes of the *.log segment files (the records)
+    allocated: int  # du of the partition dirs (segments, indexes, checkpoints)
+    partitions: int
+
+
+def topic_disk(log_dirs: list[Path], topic: str) -> TopicDisk:
+    segments = allocated = partitions = 0
+    for log_dir in log_dirs:
+        try:
+            entries = list(log_dir.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if partition_of(entry.name, topic) is None:
+                continue
+            partitions += 1
+            allocated += du(entry)
+            for segment in entry.glob("*.log"):
+                try:
+                    segments += segment.stat().st_size
+                except OSError:
+                    pass
+    return TopicDisk(segments, allocated, partitions)
+
+
+class LogWatch:
+    """Reads a worker log as it grows and keeps when each milestone line first appeared (its own timestamp)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.seen: dict[str, float] = {}  # milestone -> epoch seconds from the log line (arrival time if none)
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            for name, marker in MILESTONES.items():
+                if name not in self.seen and marker in line:
+                    self.seen[name] = parse_log_time(line) or time.time()
+
+
+def spawn_worker(settings: Settings, log: Path, loglevel: str) -> tuple[subprocess.Popen[bytes], float]:
+    """A `mmhub worker` on `settings`, its output appended to `log`; also returns when it was started (epoch s).
+
+    The presumed-loss clock runs every `settings.clock_interval_s`: the workload's dates are in the past, so a tick
+    would publish a presumed-loss report for every shipment (new events, new versions) in the middle of the run.
+    """
+    env = {
+        "MMHUB_CLOCK_INTERVAL_S": str(settings.clock_interval_s),
+        **os.environ,
+        "MMHUB_KAFKA": settings.kafka,
+        "MMHUB_NAMESPACE": settings.namespace,
+        "MMHUB_DATA_DIR": str(settings.data_dir),
+        "MMHUB_STORE": settings.store,
+        "MMHUB_PARTITIONS": str(settings.partitions),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("ab") as handle:
+        started = time.time()
+        return (
+            subprocess.Popen(
+                _worker_command() + ["--loglevel", loglevel], env=env, stdout=handle, stderr=subprocess.STDOUT
+            ),
+            started,
+        )
+
+
+async def wait_ready(worker: subprocess.Popen[bytes], watch: LogWatch, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready" not in watch.seen:
+        watch.poll()
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}; its log ends:\n{_tail(watch.path)}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no 'Worker ready' after {timeout:.0f} s; log ends:\n{_tail(watch.path)}")
+        await asyncio.sleep(0.1)
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> int:
+    offsets = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    return sum(offsets.values())
+
+
+async def committed(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
+    offsets = await admin.list_consumer_group_offsets(group)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+def changelog(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    key: bytes
+    line: bytes
+    version: int
+    record: dict[str, Any]
+
+
+@dataclass
+class Restart:
+    kind: str
+    stop_s: float
+    exit_code: int | None
+    milestones: dict[str, float]  # name -> seconds after the process start
+    service_s: float | None = None
+    created_s: float | None = None  # the probe version's CreateTime (worker's producer) - process start
+    check: str = ""
+    rss: int | None = None
+    hwm: int | None = None
+    rocksdb_after: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def make_probes(workload: Workload, count: int, seed: int, template: Path) -> list[Probe]:
+    """One probe per restart, on shipments spread over the workload (first, middle, last, ...)."""
+    journey, _ = _template(template)
+    by_key: dict[bytes, list[bytes]] = {}
+    for key, line in zip(workload.keys, workload.lines):
+        by_key.setdefault(key, []).append(line)
+    keys = list(by_key)
+    picked = [keys[(i * (len(keys) - 1)) // max(count - 1, 1)] for i in range(count)] if count > 1 else keys[:1]
+    probes: list[Probe] = []
+    for key in dict.fromkeys(picked):
+        index = int(key.decode().rsplit("-", 1)[1])
+        every = [orjson.dumps(e) for e in _shipment_events(index, len(journey) + 2, journey, seed)]
+        line, version, record = choose_probe(by_key[key], every)
+        probes.append(Probe(key, line, version, record))
+    while len(probes) < count:  # fewer shipments than restarts: stack probes on the last shipment
+        last = probes[-1]
+        index = int(last.key.decode().rsplit("-", 1)[1])
+        every = [orjson.dumps(e) for e in _shipment_events(index, len(journey) + 2 + len(probes), journey, seed)]
+        line, version, record = choose_probe(by_key[last.key] + [p.line for p in probes if p.key == last.key], every)
+        probes.append(Probe(last.key, line, version, record))
+    return probes
+
+
+def stored_state_sizes(shipments: int, events_per_shipment: int, seed: int, template: Path, sample: int) -> float:
+    """Average encode_state bytes of `sample` shipments with `events_per_shipment` events (offline, pure path)."""
+    workload = generate(min(sample, shipments), events_per_shipment, "grouped", seed, template)
+    per_key: dict[bytes, list[Any]] = {}
+    for key, line in zip(workload.keys, workload.lines):
+        per_key.setdefault(key, []).append(_decode(line))
+    sizes = [len(encode_state(absorb(ShipmentState(k.decode()), events)[0])) for k, events in per_key.items()]
+    return sum(sizes) / len(sizes)
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        base = Settings.from_env()
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+        self.prefix = f"state-{stamp}-{os.getpid()}"
+        self.temp = Path(tempfile.mkdtemp(prefix="mmhub-state-"))
+        self.settings = replace(
+            base,
+            namespace=self.prefix,
+            data_dir=self.temp / "data",
+            store="rocksdb://",
+            partitions=args.partitions or base.partitions,
+            clock_interval_s=args.clock_interval,
+        )
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.broker = find_broker_pid()
+        self.log_dirs = broker_log_dirs(self.broker)
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.restarts: list[Restart] = []
+        self.facts: list[tuple[str, str]] = []
+        self.shipments = 0
+        self.running_rocksdb: dict[str, int] = {}
+
+    def row(self, name: str, total: float | None, shipments: int, as_bytes: bool = True) -> None:
+        if total is None:
+            self.rows.append((name, "n/a", "", ""))
+            return
+        fmt = human_bytes if as_bytes else (lambda v: f"{v:,.0f}")
+        per_one = total / shipments
+        one = f"{per_one:,.0f} B" if as_bytes else f"{per_one:,.2f}"
+        self.rows.append((name, fmt(total), one, fmt(per_shipments(total, shipments))))
+
+    async def load(self, workload: Workload) -> None:
+        settings, args = self.settings, self.args
+        await prepare(settings, replace(workload, lines=[], keys=[]))  # topics only (and leaders), no events
+        log = self.temp / "worker-load.log"
+        self.worker, started = spawn_worker(settings, log, args.worker_loglevel)
+        watch = LogWatch(log)
+        await wait_ready(self.worker, watch, args.timeout)
+        say(f"load: worker pid {self.worker.pid} ready {watch.seen['ready'] - started:.1f} s after start")
+        await asyncio.sleep(args.settle)
+        idle = memory_of(self.worker.pid)
+        cpu0 = process_cpu_s(self.worker.pid) or 0.0
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-state-admin")
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, client_id="bench-state-offsets")
+        await admin.start()
+        await consumer.start()
+        try:
+            t0 = time.monotonic()
+            publishing = asyncio.create_task(publish(settings, workload.lines))
+            published_s: float | None = None
+            done = 0
+            last_move, last_done, next_say = t0, -1, t0
+            while True:
+                await asyncio.sleep(1.0)
+                if published_s is None and publishing.done():
+                    publishing.result()
+                    published_s = time.monotonic() - t0
+                    say(f"load: published {workload.events:,} events in {published_s:.1f} s")
+                done = await committed(admin, settings.app_id, settings.topics.events)
+                target = max(workload.events, await end_offsets(consumer, settings.topics.events, settings.partitions))
+                now = time.monotonic()
+                if done != last_done:
+                    last_move, last_done = now, done
+                if self.worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited with {self.worker.returncode}; log ends:\n{_tail(log)}")
+                if now - last_move > args.stall:
+                    raise TimeoutError(
+                        f"load: committed offsets stuck at {done:,}/{workload.events:,} for {args.stall:.0f} s; "
+                        f"log ends:\n{_tail(log)}"
+                    )
+                if now >= next_say or done >= target:
+                    next_say = now + args.progress
+                    rss = memory_of(self.worker.pid).get("VmRSS", 0)
+                    say(
+                        f"load: {done:,}/{workload.events:,} events committed ({100 * done / workload.events:5.1f}%) "
+                        f"{now - t0:6.1f} s, {done / (now - t0):,.0f} events/s; worker RSS {human_bytes(rss)}, "
+                        f"RocksDB {human_bytes(du(settings.data_dir))}"
+                    )
+                if done >= target and published_s is not None:
+                    break
+            load_s = time.monotonic() - t0
+            cpu = (process_cpu_s(self.worker.pid) or 0.0) - cpu0
+            # The changelog writes leave through faust's producer buffer: wait until their end offsets stand still.
+            records: dict[str, int] = {}
+            for _ in range(30):
+                now_records = {
+                    t: await end_offsets(consumer, changelog(settings, t), settings.partitions) for t in TABLES
+                }
+                if now_records == records:
+                    break
+                records = now_records
+                await asyncio.sleep(1.0)
+            dlq = await end_offsets(consumer, settings.topics.dlq, settings.partitions)
+            extra = await end_offsets(consumer, settings.topics.events, settings.partitions) - workload.events
+            status = await end_offsets(consumer, settings.topics.status, settings.partitions)
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+        await asyncio.sleep(args.settle)
+        loaded = memory_of(self.worker.pid)
+        n = workload.shipments
+        self.facts += [
+            ("load", f"{workload.events:,} events in {load_s:.1f} s ({workload.events / load_s:,.0f} events/s; "
+                     f"publishing took {published_s:.1f} s of it); worker CPU {cpu:.1f} s "
+                     f"({cpu / workload.events * 1e3:.2f} ms/event)"),
+            ("versions", f"{status:,} status messages = {workload.events / max(status, 1):.2f} events/version; "
+                         f"dead letters: {dlq}"),
+        ]
+        if extra:
+            self.facts.append(("WARNING", f"{extra:,} events on hub.events beyond the workload (the worker's clock?)"))
+        if dlq:
+            self.facts.append(("WARNING", f"{dlq} events were dead-lettered during the load"))
+        running = rocksdb_usage(settings.data_dir)
+        kinds = rocksdb_files(settings.data_dir)
+        self.facts.append(("RocksDB files, running", ", ".join(f"{k} {human_bytes(v)}" for k, v in kinds.items())))
+        self.rows.append(("RocksDB data dir, worker running (du)", "", "", ""))
+        self.row("  all tables", sum(running.values()), n)
+        for table in TABLES:
+            self.row(f"  {table}", running.get(table), n)
+        self.running_rocksdb = running
+        self.rows.append(("changelog topics on the broker (segment bytes)", "", "", ""))
+        disks = {t: topic_disk(self.log_dirs, changelog(settings, t)) for t in TABLES}
+        if not any(d.partitions for d in disks.values()):
+            self.facts.append(("WARNING", f"no changelog partition dirs found under {self.log_dirs}"))
+        self.row("  all changelogs", sum(d.segments for d in disks.values()), n)
+        for table in TABLES:
+            self.row(f"  {table} ({records[table]:,} records)", disks[table].segments, n)
+        self.row("  all changelogs, du incl. indexes", sum(d.allocated for d in disks.values()), n)
+        self.row("changelog records, all tables", sum(records.values()), n, as_bytes=False)
+        self.rows.append(("worker memory", "", "", ""))
+        self.rows.append(("  VmRSS idle, before loading (fixed cost)", human_bytes(idle.get("VmRSS", 0)), "-", "-"))
+        self.rows.append(("  VmRSS after loading", human_bytes(loaded.get("VmRSS", 0)), "-", "-"))
+        self.row("  VmRSS growth from loading", loaded.get("VmRSS", 0) - idle.get("VmRSS", 0), n)
+        self.rows.append(("  VmHWM (peak) after loading", human_bytes(loaded.get("VmHWM", 0)), "-", "-"))
+
+    async def restart(self, kind: str, probe: Probe, first_stop: bool) -> Restart:
+        settings, args = self.settings, self.args
+        assert self.worker is not None
+        say(f"restart {kind}: stopping worker pid {self.worker.pid}")
+        t = time.monotonic()
+        if kind == "kill9":
+            self.worker.send_signal(signal.SIGKILL)
+            self.worker.wait()
+        else:
+            await stop_process(self.worker, grace_s=60.0)
+        stop_s = time.monotonic() - t
+        exit_code = self.worker.returncode
+        if first_stop and kind != "kill9":
+            stopped = rocksdb_usage(settings.data_dir)
+            kinds = rocksdb_files(settings.data_dir)
+            split = ", ".join(f"{k} {human_bytes(v)}" for k, v in kinds.items())
+            self.facts.append(("RocksDB files, after SIGTERM", split))
+            self.rows.append(("RocksDB data dir after SIGTERM (du)", "", "", ""))
+            self.row("  all tables", sum(stopped.values()), self.shipments)
+            for table in TABLES:
+                self.row(f"  {table}", stopped.get(table), self.shipments)
+        if kind == "cold":
+            shutil.rmtree(settings.data_dir)
+            settings.data_dir.mkdir(parents=True)
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka, client_id="bench-state-observer", enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(settings.topics.status, p) for p in range(settings.partitions)]
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                await consumer.position(tp)  # fix the start before the worker can write anything
+            log = self.temp / f"worker-{kind}.log"
+            self.worker, started = spawn_worker(settings, log, args.worker_loglevel)
+            t0 = time.monotonic()
+            watch = LogWatch(log)
+            await publish(settings, [probe.line])
+            say(f"restart {kind}: worker pid {self.worker.pid} started; probe published to {probe.key.decode()}, "
+                f"waiting for its version {probe.version}")
+            result = Restart(kind, stop_s, exit_code, {})
+            next_say = t0 + args.progress
+            value: bytes | None = None
+            while value is None:
+                batches = await consumer.getmany(timeout_ms=100)
+                for messages in batches.values():
+                    for message in messages:
+                        if message.key == probe.key and _version(message.value) >= probe.version and value is None:
+                            value = message.value
+                            result.service_s = time.monotonic() - t0
+                            if message.timestamp_type == 0:
+                                result.created_s = message.timestamp / 1000 - started
+                watch.poll()
+                now = time.monotonic()
+                if self.worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited with {self.worker.returncode}; log ends:\n{_tail(log)}")
+                if now - t0 > args.timeout:
+                    raise TimeoutError(
+                        f"restart {kind}: probe not served after {args.timeout:.0f} s "
+                        f"(log milestones {sorted(watch.seen)}); log ends:\n{_tail(log)}"
+                    )
+                if now >= next_say:
+                    next_say = now + args.progress
+                    seen = ", ".join(f"{k} at {v - started:.1f} s" for k, v in watch.seen.items()) or "nothing yet"
+                    say(f"restart {kind}: {now - t0:.0f} s, log: {seen}; RSS "
+                        f"{human_bytes(memory_of(self.worker.pid).get('VmRSS', 0))}")
+        finally:
+            await consumer.stop()
+        memory = memory_of(self.worker.pid)
+        result.rss, result.hwm = memory.get("VmRSS"), memory.get("VmHWM")
+        await asyncio.sleep(0.5)
+        watch.poll()
+        result.milestones = {name: at - started for name, at in watch.seen.items()}
+        got = orjson.loads(value)["record"]
+        result.check = (
+            f"version {probe.version}, record = offline fold" if got == probe.record
+            else f"MISMATCH: record v{got.get('version')} differs from the offline fold (want v{probe.version})"
+        )
+        if kind == "cold":
+            result.rocksdb_after = sum(rocksdb_usage(settings.data_dir).values())
+        say(f"restart {kind}: back in service after {result.service_s:.1f} s; {result.check}")
+        return result
+
+
+def report(run: Run, workload: Workload, state_k: float, state_15: float | None, code: str) -> None:
+    n = workload.shipments
+    scaled = "" if n == PER else f" (scaled linearly from {n:,})"
+    print()
+    print(f"bench.state: {workload.describe()}")
+    dirs = ", ".join(map(str, run.log_dirs))
+    print(f"  store rocksdb://, {run.settings.partitions} partitions, broker log dirs {dirs}")
+    print(f"  code: {code}")
+    for name, text in run.facts:
+        print(f"  {name}: {text}")
+    print()
+    header = ("measured after loading", "total", "per shipment", f"per {PER:,} shipments{scaled}")
+    width = max(len(r[0]) for r in [header, *run.rows])
+    line = f"{header[0]:<{width}}  {header[1]:>11}  {header[2]:>12}  {header[3]}"
+    print(line)
+    print("-" * len(line))
+    for name, total, one, hundred in run.rows:
+        print(f"{name:<{width}}  {total:>11}  {one:>12}  {hundred}")
+    print()
+    k = workload.events_per_shipment
+    print(f"stored state per shipment (streams.codec.encode_state, offline, sample of shipments): "
+          f"{human_bytes(state_k)} at {k} events/shipment")
+    shipments_table = run.running_rocksdb.get("shipments")
+    if state_15 is not None:
+        print(f"{'':>86}{human_bytes(state_15)} at 15 events/shipment")
+        if shipments_table:
+            guess = per_shipments(shipments_table, n) * state_15 / state_k
+            others = per_shipments(sum(v for t, v in run.running_rocksdb.items() if t != "shipments"), n)
+            print(f"  EXTRAPOLATED, not measured: shipments table at 15 events/shipment ~ {human_bytes(guess)} per "
+                  f"{PER:,} shipments (measured table x {state_15 / state_k:.2f}, the state-size ratio); "
+                  f"other tables assumed unchanged ({human_bytes(others)})")
+    print()
+    header2 = (
+        f"{'restart':<38} {'stop':>6} {'joined':>7} {'recovered':>9} {'ready':>6} {'SERVICE':>8} {'CreateT':>7} "
+        f"{'RSS':>10}  probe check"
+    )
+    print(f"restart with {n:,} shipments (seconds from the new process's start; stop = time for the old one to exit)")
+    print(header2)
+    print("-" * len(header2))
+
+    def s(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    for r in run.restarts:
+        print(
+            f"{RESTART_LABELS[r.kind]:<38} {s(r.stop_s):>6} {s(r.milestones.get('joined')):>7} "
+            f"{s(r.milestones.get('recovered')):>9} {s(r.milestones.get('ready')):>6} {s(r.service_s):>8} "
+            f"{s(r.created_s):>7} {human_bytes(r.rss) if r.rss else '-':>10}  {r.check}"
+            + (f"; exit {r.exit_code}" if r.exit_code not in (0, None, -signal.SIGKILL) else "")
+        )
+    for r in run.restarts:
+        if r.rocksdb_after is not None:
+            print(f"  cold restart rebuilt RocksDB: {human_bytes(r.rocksdb_after)} (du, after the probe was served)")
+    print("  joined/recovered/ready: faust's 'Joined group', 'Recovery complete', '[^Worker]: Ready' log lines; "
+          "SERVICE: the probe's new version read from the status topic; CreateT: that message's CreateTime")
+
+
+async def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
+        asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
+    state = Run(args)
+    code = code_state()
+    failed = False
+    try:
+        kinds = [k for k in args.restarts.split(",") if k]
+        unknown = set(kinds) - set(RESTART_KINDS)
+        if unknown:
+            raise SystemExit(f"unknown restart kinds {sorted(unknown)}; choose from {RESTART_KINDS}")
+        workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed, args.template)
+        state.shipments = workload.shipments
+        say(f"workload: {workload.describe()}")
+        probes = make_probes(workload, max(len(kinds), 1), args.seed, args.template)
+        state_k = stored_state_sizes(args.shipments, args.events_per_shipment, args.seed, args.template, args.sample)
+        state_15 = (
+            stored_state_sizes(args.shipments, 15, args.seed, args.template, args.sample)
+            if args.events_per_shipment != 15 else None
+        )
+        say(f"presumed-loss clock every {args.clock_interval:,.0f} s (the workload's deadlines are in the past)")
+        say(f"namespace {state.prefix}; temp dir {state.temp}; broker java pid {state.broker}, log dirs "
+            f"{[str(d) for d in state.log_dirs]}; probes on {[p.key.decode() for p in probes]}")
+        await state.load(workload)
+        for i, kind in enumerate(kinds):
+            state.restarts.append(await state.restart(kind, probes[i], first_stop=(i == 0)))
+        end_code = code_state()
+        described = f"{code[1]}; sources {code[0]}" + (
+            "" if end_code[0] == code[0] else f" -> {end_code[0]}: CHANGED DURING THE RUN"
+        )
+        report(state, workload, state_k, state_15, described)
+        say(f"total run time {time.monotonic() - started:.0f} s")
+        return 1 if any(r.check.startswith("MISMATCH") for r in state.restarts) else 0
+    except Exception:
+        failed = True
+        raise
+    finally:
+        if state.worker is not None:
+            await stop_process(state.worker)
+        try:
+            if args.keep:
+                raise RuntimeError("--keep: topics left in place")
+            deleted = await delete_run_topics(state.settings.kafka, state.prefix)
+            say(f"cleanup: deleted {len(deleted)} topics {state.prefix}*")
+        except Exception as error:  # noqa: BLE001 - report, keep cleaning
+            say(f"cleanup: did not delete the topics {state.prefix}*: {error}")
+        if args.keep or failed:
+            say(f"kept {state.temp} (worker logs, RocksDB data){'' if args.keep else ': the run failed'}")
+        else:
+            shutil.rmtree(state.temp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.state", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--shipments", type=int, default=PER)
+    parser.add_argument(
+        "--events-per-shipment", type=int, default=3, help="state grows with it; 3 keeps 100,000 shipments to minutes"
+    )
+    parser.add_argument("--order", choices=ORDERS, default="grouped", help="grouped loads fastest (one version each)")
+    parser.add_argument("--restarts", default=",".join(RESTART_KINDS), help=f"comma list of {RESTART_KINDS}")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--template", type=Path, default=TEMPLATE)
+    parser.add_argument("--partitions", type=int, help="partitions of every run topic (default: MMHUB_PARTITIONS or 8)")
+    parser.add_argument("--sample", type=int, default=300, help="shipments in the offline stored-state sample")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up on a start or restart after this (s)")
+    parser.add_argument("--stall", type=float, default=120.0, help="give up when loading stops moving this long (s)")
+    parser.add_argument("--settle", type=float, default=3.0, help="idle seconds before a memory sample")
+    parser.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
+    parser.add_argument(
+        "--clock-interval",
+        type=float,
+        default=86400.0,
+        help="the worker's presumed-loss clock (MMHUB_CLOCK_INTERVAL_S); the workload's deadlines are past, so a tick "
+        "publishes a report per shipment: kept out of the run by default",
+    )
+    parser.add_argument("--worker-loglevel", default="info")
+    parser.add_argument("--keep", action="store_true", help="keep the run's topics and temp dir")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        say("interrupted (cleanup done)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
