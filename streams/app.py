@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
@@ -74,6 +75,8 @@ class Counters:
     versions_emitted: int = 0
     batches: int = 0
     largest_batch: int = 0
+    # the oldest input (by its Kafka timestamp) a batch merged since the last report: how far behind the worker is
+    oldest_input_s: float = 0.0
     warm_hits: int = 0
     warm_misses: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -251,6 +254,9 @@ def create_app(settings: Settings) -> faust.App:
     async def merge_batch(batch: Sequence[EventT]) -> None:
         counters.batches += 1
         counters.largest_batch = max(counters.largest_batch, len(batch))
+        stamped = [event.message.timestamp for event in batch if event.message.timestamp]
+        if stamped:
+            counters.oldest_input_s = max(counters.oldest_input_s, time.time() - min(stamped))
         accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
         for event in batch:
             decoded = decode_event(event.message.value)
@@ -497,7 +503,8 @@ def create_app(settings: Settings) -> faust.App:
         oldest = min((p.since for parked in waiting for p in parked), default=None)
         log.info(
             "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
-            "parked_now=%d oldest_parked_s=%s versions_emitted=%d batches=%d largest_batch=%d warm_hits=%d warm_misses=%d",
+            "parked_now=%d oldest_parked_s=%s versions_emitted=%d batches=%d largest_batch=%d oldest_input_s=%.3f "
+            "warm_hits=%d warm_misses=%d",
             counters.applied,
             counters.duplicates,
             counters.dead_lettered,
@@ -511,9 +518,11 @@ def create_app(settings: Settings) -> faust.App:
             counters.versions_emitted,
             counters.batches,
             counters.largest_batch,
+            counters.oldest_input_s,
             counters.warm_hits,
             counters.warm_misses,
         )
+        counters.oldest_input_s = 0.0
 
     return app
 
