@@ -336,8 +336,10 @@ def start_worker(
     loglevel: str,
     profile: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    append: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """A `mmhub worker` subprocess for `settings` (namespace, data dir, store, partitions); stdout+stderr to `log`."""
+    """A `mmhub worker` subprocess for `settings` (namespace, data dir, store, partitions); stdout+stderr to `log`
+    (appended to with `append`, as when the same worker restarts)."""
     env = {
         **os.environ,
         "MMHUB_KAFKA": settings.kafka,
@@ -348,7 +350,7 @@ def start_worker(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    with log.open("wb") as handle:
+    with log.open("ab" if append else "wb") as handle:
         return subprocess.Popen(
             _worker_command(profile) + ["--loglevel", loglevel], env=env, stdout=handle, stderr=subprocess.STDOUT
         )
@@ -500,6 +502,26 @@ async def delete_run_topics(kafka: str, prefix: str) -> list[str]:
         return doomed
     finally:
         await admin.close()
+
+
+async def clean_up_run(
+    processes: list[subprocess.Popen[bytes]], kafka: str, prefix: str, temp: Path, keep: bool, failed: bool
+) -> None:
+    """Stop the run's workers, delete its topics (unless --keep) and its temp dir (unless --keep or it failed:
+    the worker logs are the evidence). Reports what it could not clean and goes on."""
+    for process in processes:
+        await stop_process(process)
+    try:
+        if keep:
+            raise RuntimeError("--keep: topics left in place")
+        deleted = await delete_run_topics(kafka, prefix)
+        say(f"cleanup: deleted {len(deleted)} topics {prefix}*")
+    except Exception as error:  # noqa: BLE001 - report, keep cleaning
+        say(f"cleanup: did not delete the topics {prefix}*: {error}")
+    if keep or failed:
+        say(f"kept {temp} (worker logs, RocksDB data, profiles){'' if keep else ': the run failed'}")
+    else:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _median_spread(values: list[float], fmt: Callable[[float], str], percent: bool = True) -> str:
@@ -703,19 +725,7 @@ async def run(args: argparse.Namespace) -> int:
         keep_temp = True  # the worker logs are the evidence
         raise
     finally:
-        for worker in workers:
-            await stop_process(worker)
-        try:
-            if args.keep:
-                raise RuntimeError("--keep: topics left in place")
-            deleted = await delete_run_topics(base.kafka, prefix)
-            say(f"cleanup: deleted {len(deleted)} topics {prefix}-*")
-        except Exception as error:  # noqa: BLE001 - report, keep cleaning
-            say(f"cleanup: did not delete the topics {prefix}-*: {error}")
-        if args.keep or keep_temp:
-            say(f"kept {temp} (worker logs, RocksDB data, profiles){'' if args.keep else ': the run failed'}")
-        else:
-            shutil.rmtree(temp, ignore_errors=True)
+        await clean_up_run(workers, base.kafka, f"{prefix}-", temp, args.keep, keep_temp)
 
 
 def main(argv: list[str] | None = None) -> int:

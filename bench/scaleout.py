@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -63,15 +62,15 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import murmur2
 
 from bench.pipeline import (
-    Progress,
     _tail,
     _version,
+    clean_up_run,
     code_state,
-    delete_run_topics,
     find_broker_pid,
     first_difference,
     prepare,
     process_cpu_s,
+    Progress,
     say,
     start_worker,
     stop_process,
@@ -868,19 +867,7 @@ async def run(args: argparse.Namespace) -> int:
         keep_temp = True  # the worker logs are the evidence
         raise
     finally:
-        for process in processes:
-            await stop_process(process)
-        try:
-            if args.keep:
-                raise RuntimeError("--keep: topics left in place")
-            deleted = await delete_run_topics(base.kafka, prefix)
-            say(f"cleanup: deleted {len(deleted)} topics {prefix}-*")
-        except Exception as error:  # noqa: BLE001 - report, keep cleaning
-            say(f"cleanup: did not delete the topics {prefix}-*: {error}")
-        if args.keep or keep_temp:
-            say(f"kept {temp} (worker logs, RocksDB data){'' if args.keep else ': the run failed'}")
-        else:
-            shutil.rmtree(temp, ignore_errors=True)
+        await clean_up_run(processes, base.kafka, f"{prefix}-", temp, args.keep, keep_temp)
 
 
 def main(argv: list[str] | None = None) -> int:

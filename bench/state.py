@@ -55,13 +55,13 @@ from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from bench.pipeline import (
     _tail,
     _version,
-    _worker_command,
+    clean_up_run,
     code_state,
-    delete_run_topics,
     find_broker_pid,
     prepare,
     process_cpu_s,
     say,
+    start_worker,
     stop_process,
 )
 from bench.workload import ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
@@ -312,25 +312,9 @@ def spawn_worker(settings: Settings, log: Path, loglevel: str) -> tuple[subproce
     The presumed-loss clock runs every `settings.clock_interval_s`: the workload's dates are in the past, so a tick
     would publish a presumed-loss report for every shipment (new events, new versions) in the middle of the run.
     """
-    env = {
-        "MMHUB_CLOCK_INTERVAL_S": str(settings.clock_interval_s),
-        **os.environ,
-        "MMHUB_KAFKA": settings.kafka,
-        "MMHUB_NAMESPACE": settings.namespace,
-        "MMHUB_DATA_DIR": str(settings.data_dir),
-        "MMHUB_STORE": settings.store,
-        "MMHUB_PARTITIONS": str(settings.partitions),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log.open("ab") as handle:
-        started = time.time()
-        return (
-            subprocess.Popen(
-                _worker_command() + ["--loglevel", loglevel], env=env, stdout=handle, stderr=subprocess.STDOUT
-            ),
-            started,
-        )
-
+    started = time.time()
+    clock = {"MMHUB_CLOCK_INTERVAL_S": str(settings.clock_interval_s)}
+    return start_worker(settings, log, loglevel, extra_env=clock, append=True), started
 
 async def wait_ready(worker: subprocess.Popen[bytes], watch: LogWatch, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -738,20 +722,8 @@ async def run(args: argparse.Namespace) -> int:
         failed = True
         raise
     finally:
-        if state.worker is not None:
-            await stop_process(state.worker)
-        try:
-            if args.keep:
-                raise RuntimeError("--keep: topics left in place")
-            deleted = await delete_run_topics(state.settings.kafka, state.prefix)
-            say(f"cleanup: deleted {len(deleted)} topics {state.prefix}*")
-        except Exception as error:  # noqa: BLE001 - report, keep cleaning
-            say(f"cleanup: did not delete the topics {state.prefix}*: {error}")
-        if args.keep or failed:
-            say(f"kept {state.temp} (worker logs, RocksDB data){'' if args.keep else ': the run failed'}")
-        else:
-            shutil.rmtree(state.temp, ignore_errors=True)
-
+        workers = [state.worker] if state.worker is not None else []
+        await clean_up_run(workers, state.settings.kafka, state.prefix, state.temp, args.keep, failed)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=(__doc__ or "").split("\n\n")[0])
