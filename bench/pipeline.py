@@ -728,14 +728,19 @@ async def run(args: argparse.Namespace) -> int:
         await clean_up_run(workers, base.kafka, f"{prefix}-", temp, args.keep, keep_temp)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that shape bench/workload.py's workload, the same in every benchmark."""
     parser.add_argument("--shipments", type=int, default=DEFAULT_SHIPMENTS)
     parser.add_argument("--events-per-shipment", type=int, default=DEFAULT_EVENTS_PER_SHIPMENT)
     parser.add_argument("--order", choices=ORDERS, default="interleaved")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="JSON-lines journey to build shipments from")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
+    add_workload_arguments(parser)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--partitions", type=int, help="partitions of every run topic (default: MMHUB_PARTITIONS or 8)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on one measurement after this (s)")
     parser.add_argument(

@@ -62,6 +62,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import murmur2
 
 from bench.pipeline import (
+    add_workload_arguments,
     _tail,
     _version,
     clean_up_run,
@@ -76,15 +77,7 @@ from bench.pipeline import (
     stop_process,
     system_busy_s,
 )
-from bench.workload import (
-    DEFAULT_EVENTS_PER_SHIPMENT,
-    DEFAULT_SHIPMENTS,
-    ORDERS,
-    TEMPLATE,
-    Workload,
-    expected_records,
-    generate,
-)
+from bench.workload import Workload, expected_records, generate
 from mmhub.config import Settings
 
 # --- pure helpers (tested in tests/unit/bench/test_scaleout_helpers.py) ---------------------------------------
@@ -873,11 +866,7 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     assert __doc__ is not None
     parser = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shipments", type=int, default=DEFAULT_SHIPMENTS)
-    parser.add_argument("--events-per-shipment", type=int, default=DEFAULT_EVENTS_PER_SHIPMENT)
-    parser.add_argument("--order", choices=ORDERS, default="interleaved")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--template", type=Path, default=TEMPLATE, help="JSON-lines journey to build shipments from")
+    add_workload_arguments(parser)
     parser.add_argument("--partitions", type=int, default=8, help="partitions of every run topic (at least 2)")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}"
