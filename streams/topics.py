@@ -56,6 +56,8 @@ def raw_topic(format_name: str) -> str:
 # more than the broker's default message size (1 MiB), so the DLQ topic allows this much per message.
 DLQ_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
 
+STATUS_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
+
 # Per topic: cleanup policy and retention. Status is compacted: it holds each shipment's latest version.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     EVENTS: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
@@ -64,7 +66,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
         "retention.ms": str(90 * 24 * 3600 * 1000),
         "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
     },
-    SHIPMENT_STATUS: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(3600 * 1000)},
+    # A version's `applied` copies exist only in its own message: compaction must wait longer than any outage of
+    # a consumer that keeps them (the Postgres sink's shipment_events), or those rows are never written.
+    SHIPMENT_STATUS: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(STATUS_COMPACTION_LAG_MS)},
     # Invoices, notes, payouts and claims are documents with a history: kept a year, never compacted away.
     SETTLEMENT: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
     CLAIMS: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
