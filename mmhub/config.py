@@ -13,6 +13,7 @@ DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; poi
 DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
 # the worker's producer batches (faust's default is 16 KiB); bench.pipeline's passthrough uses the same
 PRODUCER_BATCH_BYTES = 256 * 1024
+DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 # a batch is merged without yielding to a rebalance: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
 
@@ -35,7 +36,7 @@ class Settings:
     batch_max: int = DEFAULT_BATCH_MAX
     # Shipments whose decoded state and record the worker keeps between batches: about 110 KiB each at 15
     # events (bench.state measures it), so the default holds about 550 MiB at most.
-    warm_states: int = 5000
+    warm_states: int = DEFAULT_WARM_STATES
     # How long the group waits for a silent worker before its partitions move: the stall a crash causes.
     session_timeout_s: float = 10.0
 
@@ -56,7 +57,7 @@ class Settings:
             parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
             batch_max=int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX)),
             session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
-            warm_states=int(os.environ.get("MMHUB_WARM_STATES", "5000")),
+            warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
         )
 
     @property

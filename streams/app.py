@@ -26,7 +26,7 @@ from faust.types import EventT, StreamT
 
 from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_headers
 from connectors.formats import parser
-from mmhub.config import PRODUCER_BATCH_BYTES, Settings
+from mmhub.config import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
@@ -98,7 +98,7 @@ class WarmStates:
     already holds. An entry is used only while the table still holds the very bytes it was made from: after a
     rebalance another worker may have written the shipment, and then the table wins."""
 
-    def __init__(self, capacity: int = 5_000) -> None:
+    def __init__(self, capacity: int = DEFAULT_WARM_STATES) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[bytes, Warm] = OrderedDict()
 
