@@ -255,7 +255,8 @@ async def run(args: argparse.Namespace) -> int:
         wanted = max(1, int(rate * args.steady_s))
         per = args.events_per_shipment
         steady = generate(math.ceil(wanted / per), per, "interleaved", first=args.shipments + 1000)
-        lines = list(zip(steady.keys, steady.lines))[:wanted]
+        sent = dataclasses.replace(steady, lines=steady.lines[:wanted], keys=steady.keys[:wanted])  # the first `wanted`, in publish order
+        lines = list(zip(sent.keys, sent.lines))
         prints = [fingerprint_of(line) for _, line in lines]
         sent_at: dict[str, float] = {}
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
@@ -273,10 +274,7 @@ async def run(args: argparse.Namespace) -> int:
         await producer.flush()
         paced = len(lines) / (time.monotonic() - begin)
         steady_keys = sorted({key for key, _ in lines})
-        steady_targets = {
-            key.encode(): record.version
-            for key, record in expected_records(dataclasses.replace(steady, lines=[l for _, l in lines], keys=[k for k, _ in lines])).items()
-        }
+        steady_targets = finals(sent)
         deadline = time.monotonic() + args.timeout
         while True:
             alive()
@@ -293,9 +291,7 @@ async def run(args: argparse.Namespace) -> int:
         to_status = [(watch.arrived[m] - sent_at[m]) * 1000 for m in prints if m in watch.arrived]
         to_created = [(watch.created[m] - sent_at[m]) * 1000 for m in prints if m in watch.created]
         to_postgres = [(stored_at[m] - sent_at[m]) * 1000 for m in prints if m in stored_at]
-        steady_check = await check_records(
-            pool, dataclasses.replace(steady, lines=[l for _, l in lines], keys=[k for k, _ in lines])
-        )
+        steady_check = await check_records(pool, sent)
 
         # --- report ---------------------------------------------------------------------------------------------
         print("\nsummary")
