@@ -108,6 +108,18 @@ def spawn(command: str, settings: Settings, log: Path, profile: Path | None = No
         )
 
 
+def spy_on(pid: int, seconds: float, temp: Path) -> subprocess.Popen[bytes]:
+    """py-spy (if installed) samples the worker for the steady phase: where its CPU goes when events arrive one by
+    one, which the max phase's profile does not show."""
+    out = temp / "worker-steady.speedscope.json"
+    say(f"py-spy: sampling the worker for {seconds:.0f} s into {out}")
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
+         "--format", "speedscope", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
 async def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -261,6 +273,8 @@ async def run(args: argparse.Namespace) -> int:
         sent_at: dict[str, float] = {}
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
         begin = time.monotonic() + 0.2
+        steady_cpu0 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
+        spy = spy_on(processes[0].pid, len(lines) / rate, temp) if os.environ.get("MMHUB_BENCH_PYSPY") else None
         progress = Progress("steady", len(lines))
         for index, ((key, line), mark) in enumerate(zip(lines, prints)):
             delay = begin + index / rate - time.monotonic()
@@ -272,7 +286,12 @@ async def run(args: argparse.Namespace) -> int:
                 alive()
                 progress.maybe(index, "")
         await producer.flush()
-        paced = len(lines) / (time.monotonic() - begin)
+        steady_s = time.monotonic() - begin
+        paced = len(lines) / steady_s
+        steady_cpu1 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
+        steady_cpu = {name: (steady_cpu1[name] or 0.0) - (steady_cpu0[name] or 0.0) for name in steady_cpu0}
+        if spy is not None:
+            spy.wait()
         steady_keys = sorted({key for key, _ in lines})
         steady_targets = finals(sent)
         deadline = time.monotonic() + args.timeout
@@ -302,6 +321,7 @@ async def run(args: argparse.Namespace) -> int:
             ("sink lag, max phase", f"peak {max_lag:,} status messages behind; Postgres had every final version {sink_done - worker_done:.2f} s after the status topic"),
             ("records, max phase", max_check),
             ("steady load", f"{len(lines):,} events over {len(steady_keys):,} shipments at {paced:,.0f} events/s ({paced / max_rate:.0%} of max)"),
+            ("CPU in steady phase", ", ".join(f"{n} {v / steady_s:.2f} cores" for n, v in steady_cpu.items())),
         ]
         for name, values in (("-> status topic (received)", to_status), ("-> status topic (CreateTime)", to_created), ("-> Postgres row", to_postgres)):
             p = percentiles(values)
