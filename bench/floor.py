@@ -15,9 +15,10 @@ the gap is faust's before the hub does any work: it runs, on the same published 
                   the one pydantic validation per event that the hub cannot skip
 
 The faust app runs with the hub worker's settings (acks=all, linger 0, 256 KiB producer batches, RocksDB, raw
-serializers). Window for a faust mode: the CreateTime of the first message on its sink topic -> the moment this
-process has read every message back (as bench.pipeline's observer does). Start-up (imports, group join) is before
-the window. Modes alternate their order between repetitions. The hub pipeline itself is bench.pipeline.
+serializers, the fetch wait of streams.fetching). Window for a faust mode: the CreateTime of the first message on
+its sink topic -> the moment this process has read every message back (as bench.pipeline's observer does).
+Start-up (imports, group join) is before the window. Modes alternate their order between repetitions. The hub
+pipeline itself is bench.pipeline.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from bench.pipeline import (
     stop_process,
 )
 from bench.workload import generate
-from mmhub.config import DEFAULT_BATCH_MAX, PRODUCER_BATCH_BYTES, Settings
+from mmhub.config import DEFAULT_BATCH_MAX, DEFAULT_FETCH_MAX_WAIT_MS, PRODUCER_BATCH_BYTES, Settings
 from streams.codec import Rejection, decode_event
 
 MODES = ("faust", "faust+batches", "faust+table", "faust+decode")
@@ -68,6 +69,7 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
     import faust
     from faust.worker import Worker
 
+    from streams import fetching
     from streams.app import natural_batches
 
     app = faust.App(
@@ -84,6 +86,7 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         stream_buffer_maxsize=2 * DEFAULT_BATCH_MAX,
     )
+    fetching.install(app, DEFAULT_FETCH_MAX_WAIT_MS)
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, partitions=partitions)
     sink_topic_ = app.topic(sink, key_type=bytes, value_type=bytes, partitions=partitions)
     table = app.Table("floor", default=None, key_type=bytes, value_type=bytes, partitions=partitions)

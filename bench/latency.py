@@ -271,6 +271,7 @@ async def run(args: argparse.Namespace) -> int:
         lines = list(zip(sent.keys, sent.lines))
         prints = [fingerprint_of(line) for _, line in lines]
         sent_at: dict[str, float] = {}
+        acked_at: dict[str, float] = {}  # the broker acknowledged the publish: the carrier's part of the latency
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
         begin = time.monotonic() + 0.2
         steady_cpu0 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
@@ -281,7 +282,8 @@ async def run(args: argparse.Namespace) -> int:
             if delay > 0:
                 await asyncio.sleep(delay)
             sent_at[mark] = time.time()
-            await producer.send(settings.topics.events, key=key, value=line)
+            sending = await producer.send(settings.topics.events, key=key, value=line)
+            sending.add_done_callback(lambda _, mark=mark: acked_at.__setitem__(mark, time.time()))
             if index % 200 == 0:
                 alive()
                 progress.maybe(index, "")
@@ -307,6 +309,7 @@ async def run(args: argparse.Namespace) -> int:
             "SELECT fingerprint, stored_at FROM shipment_events WHERE shipment_id = ANY($1::text[])", [k.decode() for k in steady_keys]
         )
         stored_at = {row["fingerprint"]: row["stored_at"].timestamp() for row in rows}
+        to_ack = [(acked_at[m] - sent_at[m]) * 1000 for m in prints if m in acked_at]
         to_status = [(watch.arrived[m] - sent_at[m]) * 1000 for m in prints if m in watch.arrived]
         to_created = [(watch.created[m] - sent_at[m]) * 1000 for m in prints if m in watch.created]
         to_postgres = [(stored_at[m] - sent_at[m]) * 1000 for m in prints if m in stored_at]
@@ -323,7 +326,7 @@ async def run(args: argparse.Namespace) -> int:
             ("steady load", f"{len(lines):,} events over {len(steady_keys):,} shipments at {paced:,.0f} events/s ({paced / max_rate:.0%} of max)"),
             ("CPU in steady phase", ", ".join(f"{n} {v / steady_s:.2f} cores" for n, v in steady_cpu.items())),
         ]
-        for name, values in (("-> status topic (received)", to_status), ("-> status topic (CreateTime)", to_created), ("-> Postgres row", to_postgres)):
+        for name, values in (("-> publish acknowledged", to_ack), ("-> status topic (received)", to_status), ("-> status topic (CreateTime)", to_created), ("-> Postgres row", to_postgres)):
             p = percentiles(values)
             rows_out.append(
                 (f"latency {name}", f"n={len(values):,}  " + "  ".join(f"{k} {v:,.1f} ms" for k, v in p.items()) if p else "n/a")

@@ -30,6 +30,7 @@ from mmhub.config import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
+from streams import fetching
 from streams import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.session_timeout_s / 3,
     )
+    fetching.install(app, settings.fetch_max_wait_ms)
     names = settings.topics
     events_topic = app.topic(names.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq_topic = app.topic(names.dlq, key_type=bytes, value_type=bytes, partitions=settings.partitions)

@@ -1,0 +1,52 @@
+"""The worker's Kafka consumer with a short fetch wait, so a busy merge does not leave input waiting 1.5 s.
+
+Why: aiokafka keeps at most one fetch request in flight per broker, and leaves out of it every partition whose
+fetched records the application has not taken yet. faust (0.15.x) builds its worker consumer with a fixed
+`fetch_max_wait_ms=1500`. When the merge is busy, every `hub.events` partition still holds fetched records at the
+moment the next fetch is sent, so that fetch names only the quiet topics (the raw carrier topics, references):
+the broker holds it for the full 1.5 s, and the events partitions, drained meanwhile, cannot be fetched again
+until it returns. Measured with bench.latency at 50 % of the max rate: input reached the merge agent in bursts,
+1.5–2.6 s after it was published, with the agent idle for 0.2–1.1 s between bursts (p99 to the status topic
+2.1–3.8 s). A short wait bounds that to the wait itself; an idle worker then sends a fetch every wait (50 a second
+at 20 ms), which the broker serves for next to nothing.
+
+What: faust's aiokafka `Consumer` with a consumer thread that sets the aiokafka consumer's fetch wait before the
+consumer starts (the fetcher is built from it in `start()`), installed as the app transport's `Consumer` class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiokafka
+import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+
+# The attributes this relies on; fail at import, not silently, if an upgrade renames them.
+assert hasattr(AIOKafkaConsumerThread, "_create_worker_consumer"), "review streams.fetching: faust changed"
+assert hasattr(Consumer, "_new_consumer_thread"), "review streams.fetching: faust changed"
+
+
+def prompt_consumer(fetch_max_wait_ms: int) -> type[Consumer]:
+    """faust's aiokafka Consumer whose worker consumer waits at most `fetch_max_wait_ms` for a fetch."""
+    if fetch_max_wait_ms < 1:
+        raise ValueError(f"fetch_max_wait_ms must be at least 1, not {fetch_max_wait_ms}")
+
+    class PromptConsumerThread(AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+            consumer = super()._create_worker_consumer(transport)
+            if not isinstance(getattr(consumer, "_fetch_max_wait_ms", None), int):
+                raise RuntimeError("aiokafka's consumer has no _fetch_max_wait_ms: review streams.fetching")
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms
+            return consumer
+
+    class PromptConsumer(Consumer):
+        def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+            return PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    return PromptConsumer
+
+
+def install(app: faust.App, fetch_max_wait_ms: int) -> None:
+    """Make `app` create its consumer with `fetch_max_wait_ms` (before the worker starts it)."""
+    app.transport.Consumer = prompt_consumer(fetch_max_wait_ms)
