@@ -16,7 +16,7 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 # a batch is merged without yielding to a rebalance: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
-DEFAULT_FETCH_MAX_WAIT_MS = 20
+DEFAULT_FETCH_MAX_WAIT_MS = 50
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,8 @@ async def run_sink(
         client_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     listener = SeekToStoredOffsets(consumer, db, group, topic)
     try:

@@ -151,6 +151,8 @@ async def run_share(
         client_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka, client_id=group, acks="all", enable_idempotence=True, linger_ms=5

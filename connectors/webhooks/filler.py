@@ -179,6 +179,8 @@ async def run_filler(
         client_id=consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     share_topics = topics(settings)
     listener = SeekToStoredOffsets(consumer, store, consumer_group, share_topics, stop)
