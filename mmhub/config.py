@@ -14,7 +14,7 @@ DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point 
 # the worker's producer batches (faust's default is 16 KiB); bench.pipeline's passthrough uses the same
 PRODUCER_BATCH_BYTES = 256 * 1024
 DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
-# a batch is merged without yielding to a rebalance: at ~1 ms per event this bounds a join's wait to ~2 s
+# a rebalance waits for the batch being merged: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
 DEFAULT_FETCH_MAX_WAIT_MS = 50
 

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from streams.app import natural_batches
+from streams.app import Gathering, natural_batches
 
 
 class FakeQueue:
@@ -76,3 +76,42 @@ async def test_a_batch_that_fails_is_not_acknowledged_so_it_is_read_again() -> N
         async for batch in natural_batches(stream, 100):  # type: ignore[arg-type]
             raise RuntimeError(f"merge failed on {batch}")
     assert stream.acked == []
+
+
+class ClearingStream(FakeStream):
+    """faust empties the queues when a rebalance begins: here, just before event `clear_before` is taken."""
+
+    def __init__(self, arrivals: list[int], clear_before: int, gathering: Gathering) -> None:
+        super().__init__(arrivals)
+        self.clear_before, self.gathering = clear_before, gathering
+
+    async def events(self) -> AsyncIterator[int]:
+        for number, behind in enumerate(self.arrivals):
+            if number == self.clear_before:
+                self.gathering.drop()
+            self.channel.queue.waiting = behind
+            yield number
+
+
+async def test_a_rebalance_drops_the_batch_being_gathered_unacknowledged_and_forgotten() -> None:
+    forgotten: list[int] = []
+    gathering = Gathering(forgotten.append)
+    # events 0-2 are being gathered (more were queued behind them) when the rebalance empties the queue
+    stream = ClearingStream([3, 2, 1, 0, 0], clear_before=3, gathering=gathering)
+    seen = [batch async for batch in natural_batches(stream, 100, gathering)]  # type: ignore[arg-type]
+    assert forgotten == [0, 1, 2]  # the consumer no longer waits for them: the revoke can go on
+    assert seen == [[3], [4]]  # what is read after the rebalance starts a new batch
+    assert stream.acked == [3, 4]  # the dropped events are never acknowledged, so their offsets are read again
+
+
+async def test_a_batch_handed_out_is_not_dropped_while_it_is_merged() -> None:
+    forgotten: list[int] = []
+    gathering = Gathering(forgotten.append)
+    stream = FakeStream([1, 0, 0])
+    seen = []
+    async for batch in natural_batches(stream, 100, gathering):  # type: ignore[arg-type]
+        gathering.drop()  # a rebalance begins while the batch is merged: faust waits for its acknowledgements
+        seen.append(list(batch))
+    assert seen == [[0, 1], [2]]
+    assert forgotten == []
+    assert stream.acked == [0, 1, 2]
