@@ -7,9 +7,10 @@ moment the next fetch is sent, so that fetch names only the quiet topics (the ra
 the broker holds it for the full 1.5 s, and the events partitions, drained meanwhile, cannot be fetched again
 until it returns. Measured with bench.latency at 50 % of the max rate: input reached the merge agent in bursts,
 1.5–2.6 s after it was published, with the agent idle for 0.2–1.1 s between bursts (p99 to the status topic
-2.1–3.8 s; 0.3–0.55 s with a 20 ms wait). A short wait bounds that to the wait itself, at a price when idle: the
-worker then fetches every wait, and faust's path for an empty fetch is not cheap. An idle worker's CPU, one 10 s
-sample each: 0.04 cores at 1.5 s, 0.05 at 100 ms, 0.08 at 50 ms, 0.12 at 20 ms. 50 ms is the default.
+1.9–3.8 s in three runs; 0.3–0.55 s with a 20 ms wait, 0.14–0.25 s with 50 ms). A short wait bounds that to the
+wait itself, at a price when idle: the worker then fetches every wait, and faust's path for an empty fetch is not
+cheap. An idle worker's CPU, one 10 s sample each: 0.04 cores at 1.5 s, 0.05 at 100 ms, 0.08 at 50 ms, 0.12 at
+20 ms. 50 ms is the default.
 
 The other long-running consumers (the Postgres sink, the sharing stage, the webhook filler) pass the same
 setting to aiokafka directly.
