@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from mmhub.config import DEFAULT_FETCH_MAX_WAIT_MS, Settings
+from mmhub.config import Settings
 from streams.app import create_app
 from streams.fetching import prompt_consumer
 
@@ -35,7 +35,6 @@ async def test_faust_alone_would_wait_a_second_and_a_half(tmp_path: Path) -> Non
     app = create_app(settings)
     plain = AIOKafkaConsumerThread(app.consumer, loop=app.consumer.loop, beacon=app.consumer.beacon)
     assert plain._create_worker_consumer(app.transport)._fetch_max_wait_ms == 1500
-    assert DEFAULT_FETCH_MAX_WAIT_MS < 100  # the latency target is 100 ms at p99
 
 
 def test_a_wait_under_one_millisecond_is_refused() -> None:
