@@ -29,16 +29,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.pipeline import (
+    new_run,
     Measurement,
     Progress,
     add_workload_arguments,
@@ -84,7 +82,7 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
         web_enabled=False,
         producer_acks=-1,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        stream_buffer_maxsize=2 * DEFAULT_BATCH_MAX,
+        stream_buffer_maxsize=max(4096, 2 * DEFAULT_BATCH_MAX),  # as streams.app.create_app
     )
     fetching.install(app, DEFAULT_FETCH_MAX_WAIT_MS)
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, partitions=partitions)
@@ -175,9 +173,7 @@ async def create_sinks(settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    prefix = f"bench-{stamp}-{os.getpid()}"
-    temp = Path(tempfile.mkdtemp(prefix="mmhub-floor-"))
+    prefix, temp = new_run("bench", "floor")
     broker = find_broker_pid()
     processes: list[subprocess.Popen[bytes]] = []
     results: list[Measurement] = []

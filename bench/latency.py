@@ -33,21 +33,18 @@ import dataclasses
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.pipeline import Progress, delete_run_topics, find_broker_pid, process_cpu_s, say
-from bench.workload import Workload, expected_records, generate
+from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run, process_cpu_s, say, stop_process
+from bench.workload import Workload, expected_records, generate, offline_finals
 from connectors.kafka import ensure_topics
 from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
@@ -66,9 +63,7 @@ class StatusWatch:
     versions: dict[bytes, int] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
     created: dict[str, float] = field(default_factory=dict)
-    first_at: float | None = None
     last_at: float | None = None
-    messages: int = 0
 
 
 async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asyncio.Event) -> None:
@@ -77,8 +72,6 @@ async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asy
         now = time.time()
         for messages in fetched.values():
             for message in messages:
-                watch.messages += 1
-                watch.first_at = watch.first_at or now
                 watch.last_at = now
                 document = orjson.loads(message.value)
                 version = document["record"]["version"]
@@ -108,31 +101,46 @@ def spawn(command: str, settings: Settings, log: Path, profile: Path | None = No
         )
 
 
-def spy_on(pid: int, seconds: float, temp: Path) -> subprocess.Popen[bytes]:
-    """py-spy (if installed) samples the worker for the steady phase: where its CPU goes when events arrive one by
-    one, which the max phase's profile does not show."""
+def spy_on(pid: int, seconds: float, temp: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy samples the worker for the steady phase: where its CPU goes when events arrive one by one, which the
+    max phase's profile does not show. None (and said why) when py-spy is not installed."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        say("py-spy: not installed (.venv/bin/pip install py-spy); the steady phase runs without it")
+        return None
     out = temp / "worker-steady.speedscope.json"
     say(f"py-spy: sampling the worker for {seconds:.0f} s into {out}")
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
+        [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
          "--format", "speedscope", "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 
 
-async def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        for _ in range(300):
-            if process.poll() is not None:
-                return
-            await asyncio.sleep(0.1)
-        process.kill()
-        process.wait()
+@dataclass(frozen=True)
+class CpuMark:
+    """CPU seconds of the hub's processes at one moment (None: the process was not found)."""
+
+    at: float
+    seconds: dict[str, float | None]
+
+
+def cpu_mark(pids: dict[str, int | None]) -> CpuMark:
+    return CpuMark(time.monotonic(), {name: process_cpu_s(pid) for name, pid in pids.items()})
+
+
+def cores_between(a: CpuMark, b: CpuMark) -> str:
+    """Cores each process used between two marks, divided by the time between those same marks."""
+    wall = max(b.at - a.at, 1e-9)
+    shares = []
+    for name, before in a.seconds.items():
+        after = b.seconds.get(name)
+        shares.append(f"{name} " + ("n/a" if before is None or after is None else f"{(after - before) / wall:.2f} cores"))
+    return ", ".join(shares)
 
 
 def finals(workload: Workload) -> dict[bytes, int]:
-    return {key.encode(): record.version for key, record in expected_records(workload).items()}
+    return offline_finals(workload)[0]
 
 
 async def stored_offsets(pool: asyncpg.Pool, settings: Settings) -> dict[int, int]:
@@ -173,12 +181,10 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    namespace = f"lat-{stamp}-{os.getpid()}"
-    temp = Path(tempfile.mkdtemp(prefix="mmhub-latency-"))
+    namespace, temp = new_run("lat", "latency")
     base = Settings.from_env()
     settings = dataclasses.replace(
-        base, namespace=namespace, pg_schema=f"lat_{stamp}_{os.getpid()}", data_dir=temp / "worker-data"
+        base, namespace=namespace, pg_schema=namespace.replace("-", "_"), data_dir=temp / "worker-data"
     )
     if args.partitions:
         settings = dataclasses.replace(settings, partitions=args.partitions)
@@ -225,12 +231,14 @@ async def run(args: argparse.Namespace) -> int:
         # --- max: a backlog ------------------------------------------------------------------------------------
         targets = finals(backlog)
         say(f"max: publishing {backlog.describe()}")
+        pids = {"worker": processes[0].pid, "sink": processes[1].pid, "broker": broker}
+        max_cpu0 = cpu_mark(pids)  # the worker starts merging while the backlog is still being published
+        max_cpu1: CpuMark | None = None
         for key, line in zip(backlog.keys, backlog.lines):
             await producer.send(settings.topics.events, key=key, value=line)
         await producer.flush()
         published_at = time.time()
         lag_samples: list[tuple[float, int]] = []
-        cpu0 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
         progress = Progress("max", backlog.events)
         worker_done: float | None = None
         sink_done: float | None = None
@@ -240,6 +248,7 @@ async def run(args: argparse.Namespace) -> int:
             reached = sum(min(watch.versions.get(k, 0), v) for k, v in targets.items())
             if worker_done is None and all(watch.versions.get(k, 0) >= v for k, v in targets.items()):
                 worker_done = watch.last_at or now
+                max_cpu1 = cpu_mark(pids)
             ends = await consumer.end_offsets(partitions)
             stored = await stored_offsets(pool, settings)
             lag = sum(max(0, end - stored.get(tp.partition, 0)) for tp, end in ends.items())
@@ -252,14 +261,12 @@ async def run(args: argparse.Namespace) -> int:
             if now - published_at > args.timeout:
                 raise TimeoutError(f"max: not done after {args.timeout:.0f} s")
             await asyncio.sleep(SAMPLE_EVERY_S)
-        cpu1 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
-        assert worker_done is not None and watch.first_at is not None
+        assert worker_done is not None and max_cpu1 is not None
         first_status = min(t for t in (watch.arrived.get(fingerprint_of(line)) for line in backlog.lines) if t is not None)
         window = worker_done - first_status
         max_rate = backlog.events / window
         max_check = await check_records(pool, backlog)
         max_lag = max(lag for _, lag in lag_samples)
-        cpu = {name: (cpu1[name] or 0.0) - (cpu0[name] or 0.0) for name in cpu0}
         say(f"max: {max_rate:,.0f} events/s over {window:.1f} s; sink caught up {sink_done - worker_done:.2f} s after the last version; {max_check}")
 
         # --- steady: paced at load x max ------------------------------------------------------------------------
@@ -274,7 +281,7 @@ async def run(args: argparse.Namespace) -> int:
         acked_at: dict[str, float] = {}  # the broker acknowledged the publish: the carrier's part of the latency
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
         begin = time.monotonic() + 0.2
-        steady_cpu0 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
+        steady_cpu0 = cpu_mark(pids)
         spy = spy_on(processes[0].pid, len(lines) / rate, temp) if os.environ.get("MMHUB_BENCH_PYSPY") else None
         progress = Progress("steady", len(lines))
         for index, ((key, line), mark) in enumerate(zip(lines, prints)):
@@ -283,17 +290,20 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(delay)
             sent_at[mark] = time.time()
             sending = await producer.send(settings.topics.events, key=key, value=line)
-            sending.add_done_callback(lambda _, mark=mark: acked_at.__setitem__(mark, time.time()))
+            sending.add_done_callback(
+                lambda done, mark=mark: done.exception() is None and acked_at.__setitem__(mark, time.time())
+            )
             if index % 200 == 0:
                 alive()
                 progress.maybe(index, "")
         await producer.flush()
         steady_s = time.monotonic() - begin
         paced = len(lines) / steady_s
-        steady_cpu1 = {"worker": process_cpu_s(processes[0].pid), "sink": process_cpu_s(processes[1].pid), "broker": process_cpu_s(broker)}
-        steady_cpu = {name: (steady_cpu1[name] or 0.0) - (steady_cpu0[name] or 0.0) for name in steady_cpu0}
+        steady_cpu1 = cpu_mark(pids)
         if spy is not None:
-            spy.wait()
+            _, complaint = spy.communicate()
+            if spy.returncode != 0:
+                say(f"py-spy exited with {spy.returncode}: {complaint.decode(errors='replace').strip()[-300:]}")
         steady_keys = sorted({key for key, _ in lines})
         steady_targets = finals(sent)
         deadline = time.monotonic() + args.timeout
@@ -320,11 +330,11 @@ async def run(args: argparse.Namespace) -> int:
         rows_out = [
             ("backlog (max phase)", backlog.describe()),
             ("max sustained rate", f"{max_rate:,.0f} events/s ({backlog.events:,} events in {window:.1f} s)"),
-            ("CPU in max phase", ", ".join(f"{n} {v / window:.2f} cores" for n, v in cpu.items())),
+            ("CPU in max phase", cores_between(max_cpu0, max_cpu1) + " (publish start -> last final version)"),
             ("sink lag, max phase", f"peak {max_lag:,} status messages behind; Postgres had every final version {sink_done - worker_done:.2f} s after the status topic"),
             ("records, max phase", max_check),
             ("steady load", f"{len(lines):,} events over {len(steady_keys):,} shipments at {paced:,.0f} events/s ({paced / max_rate:.0%} of max)"),
-            ("CPU in steady phase", ", ".join(f"{n} {v / steady_s:.2f} cores" for n, v in steady_cpu.items())),
+            ("CPU in steady phase", cores_between(steady_cpu0, steady_cpu1)),
         ]
         for name, values in (("-> publish acknowledged", to_ack), ("-> status topic (received)", to_status), ("-> status topic (CreateTime)", to_created), ("-> Postgres row", to_postgres)):
             p = percentiles(values)
@@ -348,12 +358,12 @@ async def run(args: argparse.Namespace) -> int:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         for process in processes:
-            await stop(process)
+            await stop_process(process)
         await consumer.stop()
         await producer.stop()
-        deleted = await delete_run_topics(settings.kafka, namespace)
+        deleted = await delete_run_topics(settings.kafka, f"{namespace}.")
         say(f"cleanup: deleted {len(deleted)} topics {namespace}.*")
-        if not (args.keep or args.profile_worker) and not failed:
+        if not (args.keep or args.profile_worker or os.environ.get("MMHUB_BENCH_PYSPY")) and not failed:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
             shutil.rmtree(temp, ignore_errors=True)
         else:

@@ -60,8 +60,8 @@ from bench.workload import (
     ORDERS,
     TEMPLATE,
     Workload,
-    expected_records,
     generate,
+    offline_finals,
 )
 from connectors.kafka import ensure_topics, publish
 from mmhub.config import PRODUCER_BATCH_BYTES, Settings
@@ -70,6 +70,13 @@ PASSTHROUGH = "bench.passthrough"
 PROGRESS_EVERY_S = 1.0
 _TICK = os.sysconf("SC_CLK_TCK")
 _VERSION = re.compile(rb'"version":(\d+)')
+
+
+def new_run(namespace_kind: str, temp_label: str) -> tuple[str, Path]:
+    """A benchmark run's namespace prefix, `<kind>-<utc stamp>-<pid>` (its topics, groups and schema start with
+    it), and a temp dir of its own."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    return f"{namespace_kind}-{stamp}-{os.getpid()}", Path(tempfile.mkdtemp(prefix=f"mmhub-{temp_label}-"))
 
 
 def say(text: str) -> None:
@@ -668,9 +675,7 @@ def report_worker_profile(sessions: list[Path], top: int) -> None:
 async def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
     base = replace(base, partitions=args.partitions or base.partitions)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    prefix = f"bench-{stamp}-{os.getpid()}"
-    temp = Path(tempfile.mkdtemp(prefix="mmhub-bench-"))
+    prefix, temp = new_run("bench", "bench")
     broker = find_broker_pid()
     workers: list[subprocess.Popen[bytes]] = []
     results: list[Measurement] = []
@@ -682,11 +687,9 @@ async def run(args: argparse.Namespace) -> int:
     try:
         workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed, args.template)
         say(f"workload: {workload.describe()}")
-        records = expected_records(workload)
-        finals = {sid.encode(): record.version for sid, record in records.items()}
-        expected = {sid.encode(): orjson.loads(orjson.dumps(r.model_dump(mode="json"))) for sid, r in records.items()}
+        finals, expected = offline_finals(workload)
         say(
-            f"offline fold: {len(records)} shipments, final versions {min(finals.values())}..{max(finals.values())}; "
+            f"offline fold: {len(finals)} shipments, final versions {min(finals.values())}..{max(finals.values())}; "
             f"broker {base.kafka} (java pid {broker or 'not found: no broker CPU figures'}); temp dir {temp}"
         )
         if args.profile_worker:

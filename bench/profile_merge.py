@@ -11,7 +11,6 @@ the call tree. Not included: Kafka I/O, faust's stream/event machinery, RocksDB 
 from __future__ import annotations
 
 import argparse
-import os
 import gc
 import sys
 import time
@@ -22,13 +21,13 @@ from typing import Callable, ParamSpec, TypeVar
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
-from mmhub.config import DEFAULT_BATCH_MAX
 from bench.workload import DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
+from mmhub.config import Settings
 from streams.merge import ShipmentState, absorb, project
 
-BATCH_MAX = int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX))  # as the worker's Settings.batch_max
+BATCH_MAX = Settings.from_env().batch_max  # what the worker reads
 P = ParamSpec("P")
 R = TypeVar("R")
 STAGES = ("decode_event", "decode_state", "absorb", "project", "encode_state", "encode_status")

@@ -9,7 +9,7 @@ same workload (bench.workload, published once per scenario with bench.pipeline.p
   two         two workers from the start (same MMHUB_NAMESPACE, their own MMHUB_DATA_DIR each);
   join-term   one worker; a second joins when 1/3 of the events are applied; the first leaves at 2/3 (SIGTERM);
   join-kill   the same, but the first worker is killed (SIGKILL): its partitions wait for the group's session
-              timeout (faust's broker_session_timeout, 60 s by default) before the survivor gets them.
+              timeout (MMHUB_SESSION_TIMEOUT_S, 10 s by default) before the survivor gets them.
 
 This process (the observer) reads `<ns>.hub.shipment.status` from the beginning and keeps, per status message,
 its shipment, version, partition, CreateTime (stamped by the worker's producer) and arrival time. The window runs
@@ -47,11 +47,10 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -62,6 +61,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import murmur2
 
 from bench.pipeline import (
+    new_run,
     add_workload_arguments,
     _tail,
     _version,
@@ -77,7 +77,7 @@ from bench.pipeline import (
     stop_process,
     system_busy_s,
 )
-from bench.workload import Workload, expected_records, generate
+from bench.workload import Workload, generate, offline_finals
 from mmhub.config import Settings
 
 # --- pure helpers (tested in tests/unit/bench/test_scaleout_helpers.py) ---------------------------------------
@@ -374,7 +374,6 @@ class Worker:
 class Outcome:
     scenario: Scenario
     events: int
-    shipments: int
     start: float = 0.0  # window start (wall clock)
     end: float = 0.0
     startup_s: float = 0.0
@@ -488,7 +487,7 @@ async def run_scenario(
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     workers: list[Worker] = []
-    outcome = Outcome(scenario, workload.events, len(finals))
+    outcome = Outcome(scenario, workload.events)
     extra_env = {"MMHUB_REPORT_INTERVAL_S": str(args.report_interval)}
 
     def spawn() -> Worker:
@@ -803,9 +802,7 @@ def report(
 async def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
     base = replace(base, partitions=args.partitions)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    prefix = f"bench-{stamp}-{os.getpid()}"
-    temp = Path(tempfile.mkdtemp(prefix="mmhub-scaleout-"))
+    prefix, temp = new_run("bench", "scaleout")
     broker = find_broker_pid()
     processes: list[subprocess.Popen[bytes]] = []
     outcomes: list[Outcome] = []
@@ -819,9 +816,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed, args.template)
         say(f"workload: {workload.describe()}")
-        records = expected_records(workload)
-        finals = {sid.encode(): record.version for sid, record in records.items()}
-        expected = {sid.encode(): orjson.loads(orjson.dumps(r.model_dump(mode="json"))) for sid, r in records.items()}
+        finals, expected = offline_finals(workload)
         per_key = Counter(workload.keys)
         equal = sum(1 for key, final in finals.items() if per_key[key] == final)
         say(
@@ -876,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         "--stall",
         type=float,
         default=120.0,
-        help="give up when the status topic gets nothing new for this long (s); above faust's 60 s session timeout",
+        help="give up when the status topic gets nothing new for this long (s); above the session timeout",
     )
     parser.add_argument(
         "--max-stall", type=float, default=5.0, help="a silence longer than this (s) is reported as a stall"

@@ -5,7 +5,7 @@
 One namespace `state-<stamp>-<pid>` per run (topics, consumer group, faust app id and changelogs):
 
   load      create the hub topics, start a `mmhub worker` (default RocksDB store, its own MMHUB_DATA_DIR), wait for
-            faust's "Worker ready", sample its RSS, then publish the workload (bench.workload.generate) to
+            faust's "[^Worker]: Ready", sample its RSS, then publish the workload (bench.workload.generate) to
             `<ns>.hub.events`. Loading is done when the worker's committed offsets on `<ns>.hub.events` reach the
             end offsets (read with the admin client, so no observer reads the status topic meanwhile) and the
             changelog topics stop growing.
@@ -21,7 +21,7 @@ One namespace `state-<stamp>-<pid>` per run (topics, consumer group, faust app i
             Back in service = process start -> the probe's new version read back from `<ns>.hub.shipment.status`.
             The record carried by that version must equal the offline fold of the shipment's events plus the
             probe: only then did its state survive the restart. The log's "Joined group", "Recovery complete" and
-            "Worker ready" lines are timed too (from their own timestamps, against the process start).
+            "[^Worker]: Ready" lines are timed too (from their own timestamps, against the process start).
 
 The workers run with the presumed-loss clock set to --clock-interval (a day): the workload's deadlines are in the
 past, so a tick would publish a presumed-loss report per shipment (70,628 of them at 100,000 shipments, each a new
@@ -41,10 +41,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from bench.pipeline import (
+    new_run,
     _tail,
     _version,
     clean_up_run,
@@ -323,7 +323,7 @@ async def wait_ready(worker: subprocess.Popen[bytes], watch: LogWatch, timeout: 
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}; its log ends:\n{_tail(watch.path)}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no 'Worker ready' after {timeout:.0f} s; log ends:\n{_tail(watch.path)}")
+            raise TimeoutError(f"no '[^Worker]: Ready' after {timeout:.0f} s; log ends:\n{_tail(watch.path)}")
         await asyncio.sleep(0.1)
 
 
@@ -362,9 +362,7 @@ class Restart:
     created_s: float | None = None  # the probe version's CreateTime (worker's producer) - process start
     check: str = ""
     rss: int | None = None
-    hwm: int | None = None
     rocksdb_after: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def make_probes(workload: Workload, count: int, seed: int, template: Path) -> list[Probe]:
@@ -404,9 +402,7 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         base = Settings.from_env()
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-        self.prefix = f"state-{stamp}-{os.getpid()}"
-        self.temp = Path(tempfile.mkdtemp(prefix="mmhub-state-"))
+        self.prefix, self.temp = new_run("state", "state")
         self.settings = replace(
             base,
             namespace=self.prefix,
@@ -610,7 +606,7 @@ class Run:
         finally:
             await consumer.stop()
         memory = memory_of(self.worker.pid)
-        result.rss, result.hwm = memory.get("VmRSS"), memory.get("VmHWM")
+        result.rss = memory.get("VmRSS")
         await asyncio.sleep(0.5)
         watch.poll()
         result.milestones = {name: at - started for name, at in watch.seen.items()}
@@ -723,7 +719,7 @@ async def run(args: argparse.Namespace) -> int:
         raise
     finally:
         workers = [state.worker] if state.worker is not None else []
-        await clean_up_run(workers, state.settings.kafka, state.prefix, state.temp, args.keep, failed)
+        await clean_up_run(workers, state.settings.kafka, f"{state.prefix}.", state.temp, args.keep, failed)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=(__doc__ or "").split("\n\n")[0])

@@ -157,3 +157,11 @@ def expected_records(workload: Workload) -> dict[str, ShipmentRecord]:
             raise ValueError(f"generated event {number} is invalid ({decoded.code}): {decoded.reason}")
         events.append(decoded)
     return fold(events)
+
+
+def offline_finals(workload: Workload) -> tuple[dict[bytes, int], dict[bytes, Any]]:
+    """Per shipment key: the final version, and the final record as JSON (as a status message carries it)."""
+    records = expected_records(workload)
+    finals = {sid.encode(): record.version for sid, record in records.items()}
+    expected = {sid.encode(): orjson.loads(orjson.dumps(r.model_dump(mode="json"))) for sid, r in records.items()}
+    return finals, expected

@@ -64,9 +64,9 @@ GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, gen0 runs per gen1, gen1 
 # then ships the versions already merged, and faust's fetcher hands over input, while the batch goes on. Without it
 # a batch of N shipments sent nothing until its end. bench.latency, same hour, about 280 events/s steady: p99 to
 # the status topic 122-132 ms (2 runs) against 142-248 ms (3 runs); its max rate 563-726 events/s (9 runs) against
-# 489-575 (8 runs), since the sink, Postgres and the broker work alongside instead of after each batch. Only while faust's flow is active: a rebalance or a stop
-# suspends it first, and from then on the batch runs to its end without letting them in, as before, so they never
-# close or move a table under a batch half merged.
+# 489-575 (8 runs), since the sink, Postgres and the broker work alongside instead of after each batch. Only while
+# faust's flow is active: a rebalance or a stop suspends it first, and from then on the batch runs to its end
+# without letting them in, as before, so they never close or move a table under a batch half merged.
 MERGE_YIELD_EVERY_S = 0.01
 CLOCK_YIELD_EVERY = 50  # presumed-loss reports between two chances for the agents to run
 
@@ -314,7 +314,7 @@ def create_app(settings: Settings) -> faust.App:
         await dlq_topic.send(key=message.key, value=message.value if value is None else value, headers=headers)
 
     async def merge_batch(batch: Sequence[EventT]) -> bool:
-        """Merge the batch; True if the worker was told to stop while it ran (the batch was finished first)."""
+        """Merge the batch; True if the agent was cancelled while it ran (the batch was finished first)."""
         counters.batches += 1
         counters.largest_batch = max(counters.largest_batch, len(batch))
         stamped = [event.message.timestamp for event in batch if event.message.timestamp]
@@ -354,8 +354,9 @@ def create_app(settings: Settings) -> faust.App:
                 try:
                     await asyncio.sleep(0)
                 except asyncio.CancelledError:
-                    # A stop (SIGTERM) arrived mid-batch. Stopping here would leave the versions already sent
-                    # unacknowledged, and the next owner would send them again: finish the batch, then stop.
+                    # Cancelled while the flow was active (faust's own stop suspends the flow first, so this is
+                    # another path, such as a crashing service). Stopping here would leave the versions already
+                    # sent unacknowledged, and the next owner would send them again: finish the batch, then stop.
                     stopping = True
                 yielded_at = time.perf_counter()
         return stopping
