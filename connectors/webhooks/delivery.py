@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
+from connectors.webhooks.addresses import AddressPolicy
 from connectors.webhooks.notifications import Subscription
 
 SIGNATURE = "Notification-Signature"
@@ -40,7 +41,13 @@ class WebhookConfig:
     timeout_s: float = 10.0  # per POST
     poll_s: float = 0.5  # how often the dispatcher looks for due notifications
     rotation_grace_s: float = 24 * 3600.0  # how long a rotated-out secret still signs (as the previous signature)
-    allow_private_urls: bool = False  # http:// and private addresses, for tests and closed networks
+    allow_http: bool = False  # http:// URLs, for tests and closed networks
+    # Host names, addresses or networks (CIDR) the address rules let through (connectors.webhooks.addresses)
+    allow_hosts: tuple[str, ...] = ()
+
+    def policy(self) -> AddressPolicy:
+        """The address rules with these exceptions; ValueError on a bad allow-list entry."""
+        return AddressPolicy.of(self.allow_hosts, self.allow_http)
 
 
 # --- the request --------------------------------------------------------------------------------------------------
@@ -122,10 +129,12 @@ def halve(size: int) -> int:
 
 @dataclass(frozen=True)
 class Answer:
-    """What came back from one POST: an HTTP status, or None when there was no answer (refused, reset, timed out)."""
+    """What came back from one POST: an HTTP status, or None when there was no answer (refused, reset, timed out,
+    or not attempted: a blocked address)."""
 
     status: int | None
-    detail: str  # the error for last_error: the status with the start of the body, or the connection error
+    failure: str  # its class, for last_error, which the party sees: http_<status>, refused, tls, blocked_address…
+    detail: str  # for the operator's log only: the status with the start of the body, or the raw error
     retry_after_s: float | None = None
 
 
@@ -180,7 +189,7 @@ def decide(answer: Answer, batch: Sequence[Pending], now: datetime, config: Webh
     if status == 413 and len(batch) > 1:
         return Shrink(halve(len(batch)))
     if status == 413:
-        reason = f"{answer.detail} (refused as too large even alone)"
+        reason = f"{answer.failure} (refused as too large even alone)"
         return Failed((RowFailed(batch[0].seq, True, now, reason),), 0.0)
     if not transient(status) and len(batch) > 1:
         return Isolate(batch[0].seq)
@@ -194,10 +203,10 @@ def decide(answer: Answer, batch: Sequence[Pending], now: datetime, config: Webh
         if transient(status):
             since = row.first_failed_at or now
             dead = (now - since).total_seconds() >= config.retry_for_s
-            reason = f"{answer.detail} (failing since {since.isoformat()}; gave up)" if dead else answer.detail
+            reason = f"{answer.failure} (failing since {since.isoformat()}; gave up)" if dead else answer.failure
         else:
             dead = row.attempts + 1 >= config.max_attempts
-            reason = f"{answer.detail} (refused {row.attempts + 1} times; gave up)" if dead else answer.detail
+            reason = f"{answer.failure} (refused {row.attempts + 1} times; gave up)" if dead else answer.failure
         rows.append(RowFailed(row.seq, dead, at, reason))
     return Failed(tuple(rows), wait)
 

@@ -24,7 +24,6 @@ import orjson
 from connectors.postgres.db import connect
 from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 from connectors.webhooks.delivery import (
-    Answer,
     Delivered,
     Failed,
     Isolate,
@@ -34,10 +33,9 @@ from connectors.webhooks.delivery import (
     WebhookConfig,
     body,
     decide,
-    detail,
     headers,
-    retry_after,
 )
+from connectors.webhooks.egress import post
 from connectors.webhooks.notifications import audit, shared
 from connectors.webhooks.store import SELECT, WebhookStore, subscription_of
 from mmhub.config import Settings
@@ -134,6 +132,7 @@ class Dispatcher:
         self._settings = settings
         self._store = store
         self._config: WebhookConfig = store.config
+        self._policy = store.policy
         self._session = session
         self._clock = clock
         self._jitter = jitter
@@ -226,7 +225,8 @@ class Dispatcher:
                 if self._alone.get(subscription_id) == batch[0].seq:
                     batch = batch[:1]
                 raw = body(subscription_id, batch)
-                answer = await self._post(subscription.url, raw, headers(subscription, raw, self._clock()))
+                signed = headers(subscription, raw, self._clock())
+                answer = await post(self._session, self._policy, subscription.url, raw, signed, self._clock)
                 now = self._clock()
                 decision = decide(answer, batch, now, self._config, self._jitter())
                 if isinstance(decision, Delivered):
@@ -244,22 +244,10 @@ class Dispatcher:
                     await store.patiently(lambda conn: mark_failed(conn, decision.rows, now), stop)
                     dead = [r for r in decision.rows if r.dead]
                     if dead:
-                        log.error("%s: %d notification(s) dead from seq %d: %s",
-                                  subscription_id, len(dead), dead[0].seq, dead[0].error)
+                        log.error("%s: %d notification(s) dead from seq %d: %s (%s)",
+                                  subscription_id, len(dead), dead[0].seq, dead[0].error, answer.detail)
                     if len(dead) < len(decision.rows):
                         log.warning("%s: %s; %d notification(s) wait %.1fs",
                                     subscription_id, answer.detail, len(decision.rows) - len(dead), decision.wait_s)
         except Stopped:
             return
-
-    async def _post(self, url: str, raw: bytes, signed: dict[str, str]) -> Answer:
-        try:
-            # Redirects are not followed: a POST redirected would lose its body, or go where no one subscribed.
-            async with self._session.post(url, data=raw, headers=signed, allow_redirects=False) as response:
-                status = response.status
-                text = (await response.content.read(1024)).decode("utf-8", "replace")
-                wait = retry_after(response.headers.get("Retry-After"), self._clock())
-                return Answer(status, detail(status, text), wait)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            return Answer(None, f"{type(error).__name__}: {error}".rstrip(": "))
-

@@ -7,11 +7,9 @@ Pure: the filler and the dispatcher (same package) do the I/O.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Mapping, Protocol, get_args
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -156,36 +154,8 @@ class Subscription:
         return self.previous_secret
 
 
-def url_problem(url: str, allow_private: bool) -> str | None:
-    """Why the hub will not POST to `url`, or None. Unless `allow_private` (tests, a closed network): https only,
-    and no literal loopback, private or link-local address, so a party cannot aim the hub at its own network.
-    A host name is not resolved here; resolving it at delivery time is the stronger check (not done yet)."""
-    try:
-        parts = urlsplit(url)
-        host, _port = parts.hostname, parts.port  # .port raises on a port that is not a number
-    except ValueError as error:
-        return f"not a URL: {error}"
-    if parts.scheme not in ("http", "https") or not host:
-        return "the URL must be http(s)://host/..."
-    if parts.username or parts.password:
-        return "the URL must not carry credentials; the signature authenticates the hub"
-    if allow_private:
-        return None
-    if parts.scheme != "https":
-        return "the URL must use https"
-    if host == "localhost" or host.endswith(".localhost"):
-        return "the URL must not point at the hub's own host"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if not address.is_global:
-        return f"the URL must not point at a non-public address ({address})"
-    return None
-
-
 class Refused(ValueError):
-    """A subscription the hub will not make (a bad URL, an expiry in the past)."""
+    """A subscription the hub will not make (a URL it will not POST to, an expiry in the past)."""
 
 
 class Unavailable(Exception):
@@ -213,8 +183,8 @@ class SubscriptionRequest(Frozen):
     kinds: list[Kind] | None = Field(default=None, min_length=1)
     expires_at: UtcDatetime | None = None
 
-    def problem(self, now: datetime, allow_private: bool) -> str | None:
-        """Why the hub refuses this subscription, or None."""
+    def problem(self, now: datetime) -> str | None:
+        """Why the hub refuses this subscription, besides its URL (connectors.webhooks.addresses), or None."""
         if self.expires_at is not None and self.expires_at <= now:
             return "expires_at is in the past"
-        return url_problem(self.url, allow_private)
+        return None

@@ -10,12 +10,11 @@ import os
 from datetime import datetime, timezone
 from typing import Callable
 
-import aiohttp
-
 from connectors.postgres.migrate import migrate
 from connectors.postgres.sink import Stopped
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.dispatcher import Dispatcher
+from connectors.webhooks.egress import Resolve, session, system_resolve
 from connectors.webhooks.filler import run_filler
 from connectors.webhooks.store import WebhookStore
 from mmhub.config import Settings
@@ -30,7 +29,8 @@ def utc_now() -> datetime:
 
 
 def config_from_env(environ: dict[str, str] | None = None) -> WebhookConfig:
-    """`MMHUB_WEBHOOKS_<FIELD>` for each WebhookConfig field (e.g. MMHUB_WEBHOOKS_BATCH_SIZE=20); defaults otherwise."""
+    """`MMHUB_WEBHOOKS_<FIELD>` for each WebhookConfig field (e.g. MMHUB_WEBHOOKS_BATCH_SIZE=20,
+    MMHUB_WEBHOOKS_ALLOW_HOSTS=hooks.internal,10.20.0.0/16); defaults otherwise."""
     environ = dict(os.environ) if environ is None else environ
     defaults = WebhookConfig()
     values: dict[str, object] = {}
@@ -39,7 +39,12 @@ def config_from_env(environ: dict[str, str] | None = None) -> WebhookConfig:
         if text is None:
             continue
         kind = type(getattr(defaults, field.name))
-        values[field.name] = text.strip().lower() in ("1", "true", "yes") if kind is bool else kind(text)
+        if kind is bool:
+            values[field.name] = text.strip().lower() in ("1", "true", "yes")
+        elif kind is tuple:  # comma-separated
+            values[field.name] = tuple(item.strip() for item in text.split(",") if item.strip())
+        else:
+            values[field.name] = kind(text)
     return WebhookConfig(**values)  # type: ignore[arg-type]
 
 
@@ -48,8 +53,10 @@ async def run_webhooks(
     config: WebhookConfig,
     stop: asyncio.Event,
     clock: Callable[[], datetime] = utc_now,
+    resolve: Resolve = system_resolve,
 ) -> None:
-    """Migrate, then queue share messages (filler) and deliver them (dispatcher) until `stop` is set."""
+    """Migrate, then queue share messages (filler) and deliver them (dispatcher) until `stop` is set. Subscribers'
+    host names are resolved through `resolve` (a local stub in tests)."""
     store = await WebhookStore.open(settings, config)
     try:
         try:
@@ -58,9 +65,8 @@ async def run_webhooks(
             return
         if applied:
             log.info("applied migrations %s to schema %s", ", ".join(applied), settings.pg_schema)
-        timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as session:
-            dispatcher = Dispatcher(settings, store, session, clock)
+        async with session(store.policy, config.timeout_s, USER_AGENT, resolve) as client:
+            dispatcher = Dispatcher(settings, store, client, clock)
             async with asyncio.TaskGroup() as tasks:  # one failing stops the other
                 tasks.create_task(run_filler(settings, store, stop, clock=clock))
                 tasks.create_task(dispatcher.run(stop))

@@ -100,6 +100,7 @@ class WebhookStore:
     def __init__(self, pool: asyncpg.Pool, config: WebhookConfig) -> None:
         self._pool = pool
         self.config = config
+        self.policy = config.policy()
 
     @classmethod
     async def open(
@@ -150,16 +151,18 @@ class WebhookStore:
             raise
 
     async def subscribe(self, party: str, request: SubscriptionRequest, now: datetime) -> Subscription:
-        """A new subscription with a fresh secret (the only time the secret leaves the hub, besides rotation)."""
-        problem = request.problem(now, self.config.allow_private_urls)
+        """A new subscription with a fresh secret (the only time the secret leaves the hub, besides rotation). Its
+        URL is stored as the hub reads it: the host normalised. Refused if the hub will not POST there."""
+        problem = request.problem(now)
         if problem is not None:
             raise Refused(problem)
+        url = str(self.policy.target(request.url).url)
         row = await self.answer(
             lambda conn: conn.fetchrow(
                 INSERT,
                 "whs_" + uuid.uuid4().hex,
                 party,
-                request.url,
+                url,
                 new_secret(),
                 request.shipment_id,
                 request.kinds,

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.gateway.app import create_gateway
 from connectors.parties import load_parties
+from connectors.webhooks.addresses import AddressPolicy
 from connectors.webhooks.notifications import (
     Refused,
     Subscription,
@@ -47,10 +48,11 @@ class MemorySubscriptions:
 
     async def subscribe(self, party: str, request: SubscriptionRequest, now: datetime) -> Subscription:
         self._check()
-        problem = request.problem(now, allow_private=False)
+        problem = request.problem(now)
         if problem is not None:
             raise Refused(problem)
-        made = Subscription(f"whs_{len(self.rows) + 1}", party, request.url, f"whsec_{len(self.rows) + 1}", now,
+        url = str(AddressPolicy().target(request.url).url)
+        made = Subscription(f"whs_{len(self.rows) + 1}", party, url, f"whsec_{len(self.rows) + 1}", now,
                             request.shipment_id, tuple(request.kinds) if request.kinds else None, request.expires_at)
         self.rows[made.subscription_id] = made
         return made
