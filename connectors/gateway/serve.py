@@ -39,6 +39,7 @@ async def run_gateway(
             store = await PostgresReaderStore.open(settings)
             webhooks = await WebhookStore.open(settings, config_from_env(), application_name="mmhub-gateway-webhooks")
             try:
+                await webhooks.run(webhooks.seal)  # stops here, with KeyProblem, on a keyring that does not fit
                 reader = Reader(settings, parties, store, store, store, publisher, utc_now)
                 app = create_gateway(settings, registry, publisher, receipts, reader=reader, webhooks=webhooks, parties=parties)
                 runner = web.AppRunner(app)

@@ -43,6 +43,15 @@ def add_commands(sub: Any, timestamp: Callable[[str], datetime]) -> None:
     delete.add_argument("subscription_id")
     delete.set_defaults(run=_delete)
 
+    new_key = commands.add_parser("new-key", help="print a fresh keyring line `<key id> <key>` (see MMHUB_WEBHOOKS_KEYS_FILE)")
+    new_key.add_argument("key_id")
+    new_key.set_defaults(run=_new_key)
+
+    rotate_key = commands.add_parser(
+        "rotate-key", help="re-seal every stored secret with the keyring's first key; the other keys are then unneeded"
+    )
+    rotate_key.set_defaults(run=_rotate_key)
+
     run = commands.add_parser("run", help="queue share messages and deliver them (long-running; SIGTERM stops it)")
     run.add_argument("--loglevel", default="info")
     run.set_defaults(run=_run)
@@ -59,21 +68,27 @@ def _kinds(text: str) -> list[str]:
 
 
 def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """`work` with the store, once the schema is migrated and the keyring checked against the stored secrets."""
     from connectors.postgres.migrate import migrate
     from connectors.webhooks.notifications import Unavailable
     from connectors.webhooks.run import config_from_env
+    from connectors.webhooks.sealing import KeyProblem
     from connectors.webhooks.store import WebhookStore
 
     async def main() -> T:
         await migrate(settings.pg_dsn, settings.pg_schema)
         store = await WebhookStore.open(settings, config_from_env(), "mmhub-webhooks-cli", max_size=1)
         try:
+            await store.run(store.seal)
             return await work(store)
         finally:
             await store.close()
 
     try:
         return asyncio.run(main())
+    except KeyProblem as error:
+        print(f"mmhub webhooks: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except (OSError, Unavailable) as error:
         print(f"mmhub webhooks: Postgres did not answer: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -156,9 +171,35 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _new_key(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.webhooks.sealing import KeyProblem, new_key_line, parse_keyring
+
+    line = new_key_line(args.key_id)
+    try:
+        parse_keyring(line, "the new key")
+    except KeyProblem as error:
+        print(f"mmhub webhooks new-key: {error}", file=sys.stderr)
+        return 2
+    print(line)
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace, settings: Settings) -> int:
+    async def reseal(store: Any) -> tuple[int, Any]:
+        return await store.run(lambda conn: store.seal(conn, rotate=True)), store.keys
+
+    count, keys = _with_store(settings, reseal)
+    others = sorted(set(keys.keys) - {keys.current})
+    print(f"re-sealed the secrets of {count} subscription(s); every secret is now sealed with key {keys.current!r}")
+    if others:
+        print(f"the other keys ({', '.join(others)}) are no longer needed: remove them from {keys.source}")
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import ensure_topics
     from connectors.webhooks.run import config_from_env, run_webhooks
+    from connectors.webhooks.sealing import KeyProblem
 
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
@@ -170,5 +211,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         await ensure_topics(settings)
         await run_webhooks(settings, config_from_env(), stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyProblem as error:
+        print(f"mmhub webhooks run: {error}", file=sys.stderr)
+        return 2
     return 0

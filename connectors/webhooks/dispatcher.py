@@ -214,7 +214,7 @@ class Dispatcher:
                 found = await store.patiently(lambda conn: conn.fetchrow(SELECT, subscription_id), stop)
                 if found is None or not found["active"]:
                     return
-                subscription = subscription_of(found)
+                subscription = subscription_of(found, store.keys)
                 limit = self.limits.get(subscription_id, self._config.batch_size)
                 rows = await store.patiently(lambda conn: conn.fetch(PENDING, subscription_id, limit), stop)
                 if not rows or rows[0]["next_attempt_at"] > self._clock():

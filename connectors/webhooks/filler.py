@@ -24,6 +24,7 @@ from connectors.postgres.positions import Positions
 from connectors.postgres.rows import Message
 from connectors.postgres.sink import LOAD_OFFSETS, SAVE_OFFSETS, Stopped
 from connectors.webhooks.notifications import MalformedShare, Shared, shared
+from connectors.webhooks.sealing import Keyring
 from connectors.webhooks.store import WebhookStore, subscription_of
 from mmhub.config import Settings
 from streams.topics import SHARE_AUDIENCES
@@ -92,13 +93,18 @@ def read(record: Consumed) -> Read | None:
 
 
 async def queue(
-    conn: asyncpg.Connection, reads: Sequence[Read], consumer: str, offsets: dict[str, dict[int, int]], now: datetime
+    conn: asyncpg.Connection,
+    reads: Sequence[Read],
+    consumer: str,
+    offsets: dict[str, dict[int, int]],
+    now: datetime,
+    keys: Keyring,
 ) -> None:
     """One transaction: the outbox rows of `reads` and the offsets they were read up to."""
     async with conn.transaction():
         await conn.execute(LOCK)
         parties = sorted({r.share.party for r in reads})
-        subscriptions = [subscription_of(row) for row in await conn.fetch(SUBSCRIPTIONS, parties)] if parties else []
+        subscriptions = [subscription_of(row, keys) for row in await conn.fetch(SUBSCRIPTIONS, parties)] if parties else []
         rows = [
             (sub.subscription_id, r.share.key, r.share.shipment_id, r.share.kind, r.share.message, now)
             for r in reads
@@ -210,7 +216,7 @@ async def run_filler(
                         offsets.setdefault(tp.topic, {})[record.partition] = record.offset + 1
                 if not offsets:
                     continue
-                await store.patiently(lambda conn: queue(conn, reads, consumer_group, offsets, clock()), stop)
+                await store.patiently(lambda conn: queue(conn, reads, consumer_group, offsets, clock(), store.keys), stop)
                 for topic, next_offsets in offsets.items():
                     listener.positions[topic].advance(next_offsets)
             if on_batch is not None:

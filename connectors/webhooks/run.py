@@ -55,16 +55,20 @@ async def run_webhooks(
     clock: Callable[[], datetime] = utc_now,
     resolve: Resolve = system_resolve,
 ) -> None:
-    """Migrate, then queue share messages (filler) and deliver them (dispatcher) until `stop` is set. Subscribers'
-    host names are resolved through `resolve` (a local stub in tests)."""
+    """Migrate and check the keyring against the stored secrets (KeyProblem if it does not open them), then queue
+    share messages (filler) and deliver them (dispatcher) until `stop` is set. Subscribers' host names are resolved
+    through `resolve` (a local stub in tests)."""
     store = await WebhookStore.open(settings, config)
     try:
         try:
             applied = await store.patiently(lambda conn: migrate(conn, settings.pg_schema), stop)
+            sealed = await store.patiently(store.seal, stop)
         except Stopped:
             return
         if applied:
             log.info("applied migrations %s to schema %s", ", ".join(applied), settings.pg_schema)
+        if sealed:
+            log.info("sealed the clear-text secrets of %d subscription(s)", sealed)
         async with session(store.policy, config.timeout_s, USER_AGENT, resolve) as client:
             dispatcher = Dispatcher(settings, store, client, clock)
             async with asyncio.TaskGroup() as tasks:  # one failing stops the other

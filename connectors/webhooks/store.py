@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from connectors.postgres.db import server_settings
 from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
+from connectors.webhooks.sealing import Keyring, key_id, load_keyring
 from mmhub.config import Settings
 
 log = logging.getLogger(__name__)
@@ -30,13 +32,14 @@ QUERY_TIMEOUT_S = 10.0
 SECRET_PREFIX = "whsec_"
 
 INSERT = """
-INSERT INTO webhook_subscriptions (subscription_id, party, url, secret, shipment_id, kinds, created_at, expires_at)
+INSERT INTO webhook_subscriptions (subscription_id, party, url, secret_sealed, shipment_id, kinds, created_at,
+    expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING *
 """
 SELECT = "SELECT * FROM webhook_subscriptions WHERE subscription_id = $1"
 ROTATE = """
-UPDATE webhook_subscriptions SET previous_secret = secret, previous_secret_until = $3, secret = $2
+UPDATE webhook_subscriptions SET previous_secret_sealed = secret_sealed, previous_secret_until = $3, secret_sealed = $2
 WHERE subscription_id = $1 AND active AND ($4::text IS NULL OR party = $4)
 RETURNING *
 """
@@ -66,18 +69,33 @@ ORDER BY s.party, s.created_at, s.subscription_id
 """
 
 
-def subscription_of(row: asyncpg.Record) -> Subscription:
+# Every subscription's secrets, locked: clear-text ones left from before migration 0009, and sealed ones.
+SECRETS = """
+SELECT subscription_id, legacy_clear_secret, legacy_clear_previous_secret, secret_sealed, previous_secret_sealed
+FROM webhook_subscriptions ORDER BY subscription_id FOR UPDATE
+"""
+SEAL = """
+UPDATE webhook_subscriptions
+SET secret_sealed = $2, previous_secret_sealed = $3, legacy_clear_secret = NULL, legacy_clear_previous_secret = NULL
+WHERE subscription_id = $1
+"""
+
+
+def subscription_of(row: asyncpg.Record, keys: Keyring) -> Subscription:
+    """The subscription in a `webhook_subscriptions` row, its secrets opened (KeyProblem if `keys` cannot)."""
+    subscription_id = row["subscription_id"]
+    previous = row["previous_secret_sealed"]
     return Subscription(
-        subscription_id=row["subscription_id"],
+        subscription_id=subscription_id,
         party=row["party"],
         url=row["url"],
-        secret=row["secret"],
+        secret=keys.open(row["secret_sealed"], subscription_id),
         created_at=row["created_at"],
         shipment_id=row["shipment_id"],
         kinds=tuple(row["kinds"]) if row["kinds"] is not None else None,
         expires_at=row["expires_at"],
         active=row["active"],
-        previous_secret=row["previous_secret"],
+        previous_secret=None if previous is None else keys.open(previous, subscription_id),
         previous_secret_until=row["previous_secret_until"],
     )
 
@@ -97,15 +115,24 @@ class WebhookStore:
     """Subscriptions and the outbox, through a small pool in the settings' schema (migrated by the caller).
     Implements connectors.webhooks.notifications.Subscriptions for the gateway."""
 
-    def __init__(self, pool: asyncpg.Pool, config: WebhookConfig) -> None:
+    def __init__(self, pool: asyncpg.Pool, config: WebhookConfig, keys: Keyring) -> None:
         self._pool = pool
         self.config = config
         self.policy = config.policy()
+        self.keys = keys
 
     @classmethod
     async def open(
-        cls, settings: Settings, config: WebhookConfig, application_name: str = "mmhub-webhooks", max_size: int = 10
+        cls,
+        settings: Settings,
+        config: WebhookConfig,
+        application_name: str = "mmhub-webhooks",
+        max_size: int = 10,
+        keys: Keyring | None = None,
     ) -> WebhookStore:
+        """With `keys`, or the keyring the environment names (connectors.webhooks.sealing.load_keyring): KeyProblem
+        if there is none."""
+        keyring = load_keyring(os.environ) if keys is None else keys
         pool = await asyncpg.create_pool(
             settings.pg_dsn,
             min_size=0,  # connect on first use: a database down at start is just another outage
@@ -114,7 +141,7 @@ class WebhookStore:
             init=_init,
             server_settings=server_settings(settings, application_name),
         )
-        return cls(pool, config)
+        return cls(pool, config, keyring)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -157,13 +184,14 @@ class WebhookStore:
         if problem is not None:
             raise Refused(problem)
         url = str(self.policy.target(request.url).url)
+        subscription_id = "whs_" + uuid.uuid4().hex
         row = await self.answer(
             lambda conn: conn.fetchrow(
                 INSERT,
-                "whs_" + uuid.uuid4().hex,
+                subscription_id,
                 party,
                 url,
-                new_secret(),
+                self.keys.seal(new_secret(), subscription_id),
                 request.shipment_id,
                 request.kinds,
                 now,
@@ -171,18 +199,19 @@ class WebhookStore:
             )
         )
         assert row is not None
-        return subscription_of(row)
+        return subscription_of(row, self.keys)
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
         row = await self.answer(lambda conn: conn.fetchrow(SELECT, subscription_id))
-        return None if row is None else subscription_of(row)
+        return None if row is None else subscription_of(row, self.keys)
 
     async def rotate(self, subscription_id: str, now: datetime, party: str | None = None) -> Subscription | None:
         """A new secret; the current one keeps signing, as the previous signature, for the grace period. None if
         there is no such active subscription (of `party`, when given)."""
         until = now + timedelta(seconds=self.config.rotation_grace_s)
-        row = await self.answer(lambda conn: conn.fetchrow(ROTATE, subscription_id, new_secret(), until, party))
-        return None if row is None else subscription_of(row)
+        sealed = self.keys.seal(new_secret(), subscription_id)
+        row = await self.answer(lambda conn: conn.fetchrow(ROTATE, subscription_id, sealed, until, party))
+        return None if row is None else subscription_of(row, self.keys)
 
     async def unsubscribe(self, subscription_id: str, party: str | None = None) -> bool:
         """Deactivate: nothing more is queued or sent. Its pending notifications stay, visible in `overview`."""
@@ -192,3 +221,25 @@ class WebhookStore:
         """Every subscription (of `party`) without its secrets, with its notification counts and latest errors."""
         rows = await self.answer(lambda conn: conn.fetch(OVERVIEW, party))
         return [{**dict(row), "kinds": list(row["kinds"]) if row["kinds"] is not None else None} for row in rows]
+
+    async def seal(self, conn: asyncpg.Connection, rotate: bool = False) -> int:
+        """One transaction, at start-up: seal the clear-text secrets left from before migration 0009 (and forget the
+        clear text), and open every sealed one, so a keyring that lacks a key, or has a wrong one, stops the process
+        now with KeyProblem rather than at its first delivery. With `rotate`, also re-seal under the current key
+        every secret sealed with another (`mmhub webhooks rotate-key`). Returns how many rows were written."""
+        keys = self.keys
+        written = 0
+        async with conn.transaction():
+            for row in await conn.fetch(SECRETS):
+                sid = row["subscription_id"]
+                secret, previous = row["legacy_clear_secret"], row["legacy_clear_previous_secret"]
+                sealed = row["secret_sealed"], row["previous_secret_sealed"]
+                if secret is None:
+                    secret = keys.open(sealed[0], sid)
+                    previous = None if sealed[1] is None else keys.open(sealed[1], sid)
+                    if not rotate or all(value is None or key_id(value) == keys.current for value in sealed):
+                        continue
+                resealed = None if previous is None else keys.seal(previous, sid)
+                await conn.execute(SEAL, sid, keys.seal(secret, sid), resealed)
+                written += 1
+        return written
