@@ -246,4 +246,8 @@ def access_document(who: Entitlement) -> dict[str, Any]:
         "grades": sorted(who.grades),
         "legs": None if who.legs is None else sorted(who.legs),
         "via_grants": list(who.via),
+        "lenses": [
+            {"grades": sorted(lens.grades), "legs": None if lens.legs is None else sorted(lens.legs), "via_grants": list(lens.via)}
+            for lens in who.lenses
+        ],
     }
