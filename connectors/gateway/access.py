@@ -77,9 +77,11 @@ class Grants(Protocol):
 
 
 class ShareLog(Protocol):
-    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
-        """One `share_audit` row (a share id already there is left as it is), committed only once `publish` (its
-        copy on hub.audit) has succeeded, so a refused publish leaves no row for a share that never went out."""
+    async def write(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """One `share_audit` row on the audit's hash chain (a share id already there is left as it is, and not
+        published again), committed only once `publish` (its copy on hub.audit: the document given, the share's
+        with its place in the chain) has succeeded, so a refused publish leaves no row for a share that never went
+        out."""
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
         """The audit log of a shipment, grouped by party, kind and channel."""

@@ -81,8 +81,8 @@ class MemoryShareLog:
     def __init__(self) -> None:
         self.rows: dict[str, Share] = {}
 
-    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
-        await publish()  # as the real one: a failed publish leaves no row
+    async def write(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        await publish(share.document())  # as the real one: a failed publish leaves no row (the chain is Postgres's)
         self.rows.setdefault(share.share_id, share)
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
