@@ -179,3 +179,34 @@ async def test_verify_finds_each_deleted_edited_reordered_or_unpublished_row(aud
         await producer.stop()
     code, printed = verify(env)
     assert code == 1 and "not_in_table" in printed and stray["share_id"] in printed, printed
+
+
+async def test_rows_audited_before_the_chain_are_chained_oldest_first_by_the_next_append(
+    hub_settings: Callable[..., Awaitable[Settings]],
+) -> None:
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    old = [
+        Share(party, SHIPMENT, 1, "status", "kafka", ("status",), "2026-11-28.1", ("carrier",), (),
+              datetime(2026, 11, 1, hour, tzinfo=timezone.utc))
+        for party, hour in (("carrier.b", 9), ("carrier.a", 8))
+    ]
+    for share in old:  # as the writers before migration 0008 wrote them: no place in the chain
+        await run(settings, "INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields,"
+                  " policy_version, relations, via_grants, shared_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                  share.share_id, share.party, share.shipment_id, share.version, share.kind, share.channel,
+                  list(share.fields), share.policy_version, list(share.relations), list(share.via_grants), share.shared_at)
+    assert {(f.kind, f.share_id) for f in (await check(settings)).findings} >= {("unchained", s.share_id) for s in old}
+
+    new = Share("carrier.c", SHIPMENT, 2, "status", "kafka", (), "2026-11-28.1", ("carrier",), (), datetime.now(timezone.utc))
+    conn = await connect(settings, "test")
+    try:
+        async with conn.transaction():
+            (entry,) = await append(conn, [new, new])  # a share id twice in one batch is audited once
+    finally:
+        await conn.close()
+    assert entry["seq"] == 3 and entry["share_id"] == new.share_id
+    chained = await run(settings, "SELECT share_id, seq FROM share_audit ORDER BY seq")
+    assert [(r["share_id"], r["seq"]) for r in chained] == [(old[1].share_id, 1), (old[0].share_id, 2), (new.share_id, 3)]
+    # nothing was published in this test: the only findings are the three rows missing from hub.audit
+    assert {(f.kind, f.seq) for f in (await check(settings)).findings} == {("not_on_topic", 1), ("not_on_topic", 2), ("not_on_topic", 3)}
