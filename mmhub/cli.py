@@ -102,8 +102,9 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         report = asyncio.run(check(settings))
-    except asyncpg.UndefinedTableError:
-        print(f"mmhub audit verify: no chained share audit in schema {settings.pg_schema!r}", file=sys.stderr)
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+        print(f"mmhub audit verify: no chained share audit in schema {settings.pg_schema!r} (migrations before 0008)",
+              file=sys.stderr)
         return 2
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report.document(), option=orjson.OPT_INDENT_2) + b"\n")

@@ -205,8 +205,10 @@ def recipient_scope(who: Entitlement) -> RecipientScope:
     """Who may see the whole list of recipients: a party entitled in its own right to the whole journey (MTO,
     shipper, consignee, insurer). A carrier sees only its legs, so it learns only of itself and its delegates; a
     delegate received grades of the record, not the knowledge of who else holds it, so it too sees only itself
-    and its own delegates."""
-    return "all" if who.legs is None and who.relations - {"delegate"} else "own_and_delegates"
+    and its own delegates. Only a lens of the party's own (no grant in its chain) counts: a carrier the consignee
+    granted `[public]` sees the whole journey's public fields, but it is still a carrier."""
+    own_whole = any(lens.legs is None and not lens.via for lens in who.lenses)
+    return "all" if own_whole else "own_and_delegates"
 
 
 def visible_recipients(

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.gateway.access import recipient_scope
 from connectors.kafka import read_jsonl
 from connectors.sharing.plan import plan_version
 from schemas.events import HubEvent
@@ -112,6 +113,14 @@ def test_chained_grants_pass_on_each_lens_alone() -> None:
     assert charges == {leg["sequence"]: leg["charges"] for leg in view(record, entitlements(record)[RAIL]).document["legs"]} | {
         leg["sequence"]: leg["charges"] for leg in view(record, entitlements(record)[OCEAN]).document["legs"]
     }
+
+
+def test_a_grant_does_not_let_a_carrier_see_who_else_holds_the_shipment() -> None:
+    record = _journey()
+    grants = [_grant("g-pub", CONSIGNEE, RAIL, ["public"])]
+    rail = with_grants(entitlements(record), grants, JOURNEY, NOW)[RAIL]
+    assert recipient_scope(rail) == "own_and_delegates"
+    assert recipient_scope(entitlements(record)[CONSIGNEE]) == "all"
 
 
 # --- the property ------------------------------------------------------------------------------------------------
