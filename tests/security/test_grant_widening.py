@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.gateway.access import recipient_scope
@@ -165,7 +165,19 @@ def grant_sets(draw: st.DrawFn, record: ShipmentRecord) -> list[Grant]:
 @given(events=journeys, data=st.data())
 def test_every_leaf_a_party_sees_is_shown_by_one_of_its_lenses_alone(events: list[HubEvent], data: st.DataObject) -> None:
     record = project(apply_all(ShipmentState(SHIPMENT), events))
-    grants = data.draw(grant_sets(record), label="grants")
+    _assert_union_of_lenses(record, data.draw(grant_sets(record), label="grants"))
+
+
+EXAMPLE = _journey()  # four carriers, charges on every leg, four payouts
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_on_the_example_journey_any_grants_show_only_what_one_lens_alone_shows(data: st.DataObject) -> None:
+    _assert_union_of_lenses(EXAMPLE, data.draw(grant_sets(EXAMPLE), label="grants"))
+
+
+def _assert_union_of_lenses(record: ShipmentRecord, grants: list[Grant]) -> None:
     base = entitlements(record)
     parties = with_grants(base, grants, record.shipment_id, NOW)
     live = [g for g in grants if g.live(NOW)]
@@ -180,6 +192,22 @@ def test_every_leaf_a_party_sees_is_shown_by_one_of_its_lenses_alone(events: lis
         assert shown.leaves <= alone, f"{party} sees {sorted(map(str, shown.leaves - alone))[:5]} that no lens alone shows"
         for location in shown.leaves:
             _at(full, location)  # a real place in the record
+        # each leg's charges and each payout shown are shown by one lens that holds `rates` on that very row, never
+        # by one lens's rates and another's rows (the row is found in the record, by the leaf's place)
+        for location in shown.leaves:
+            if location[:1] == ("legs",) and location[2:3] == ("charges",):
+                sequence = full["legs"][location[1]]["sequence"]
+                assert any("rates" in lens.grades and (lens.legs is None or sequence in lens.legs) for lens in who.lenses), (
+                    f"{party} sees the charges of leg {sequence}")
+            if location[:2] == ("settlement", "payouts") and len(location) > 2:
+                carrier = full["settlement"]["payouts"][location[2]]["carrier"]
+                assert any("rates" in lens.grades and (lens.legs is None or carrier == lens.carrier) for lens in who.lenses), (
+                    f"{party} sees the payout of {carrier}")
+                event("a payout shown")
+            if location[:1] == ("legs",) and location[2:3] == ("charges",):
+                event("charges shown")
+            if len(who.lenses) > 1:
+                event("a party with several lenses")
         # a grantee never sees a leaf that neither its own relations nor one of its live grantors can see
         own = view(record, base[party]).leaves if party in base else set()
         grantors = {g.grantor for g in live if g.grantee == party and g.grantor in parties}
