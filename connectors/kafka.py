@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
 from mmhub.config import Settings
@@ -122,14 +123,20 @@ async def publish_raw(
 
 async def read_latest(settings: Settings, topic: str) -> dict[bytes, bytes]:
     """The last value per key on `topic`, read from the beginning to the end as it is now (for compacted topics)."""
+    return {m.key: m.value or b"" for m in await read_all(settings, topic) if m.key is not None}
+
+
+async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message on `topic`, in order per partition, from the beginning to each partition's high watermark as
+    it is when the read starts: the watermark is the positive marker that nothing earlier is left unread."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
     await consumer.start()
-    latest: dict[bytes, bytes] = {}
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         if topic not in await consumer.topics():
-            return latest
+            return found
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as ensure_topics made it
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -137,11 +144,9 @@ async def read_latest(settings: Settings, topic: str) -> dict[bytes, bytes]:
         remaining = {tp for tp in partitions if ends[tp] > 0}
         while remaining:
             for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                for message in messages:
-                    if message.key is not None:
-                        latest[message.key] = message.value or b""
+                found.extend(m for m in messages if m.offset < ends[tp])
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return latest
+    return found

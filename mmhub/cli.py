@@ -94,6 +94,29 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Recompute the share audit's hash chain and compare it with hub.audit; exit 1 on any finding."""
+    import asyncpg
+
+    from connectors.sharing.chain import check
+
+    try:
+        report = asyncio.run(check(settings))
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+        print(f"mmhub audit verify: no chained share audit in schema {settings.pg_schema!r} (migrations before 0008)",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report.document(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        for finding in report.findings:
+            print(finding.line())
+        verdict = f"{len(report.findings)} finding(s)" if report.findings else "the chain is whole and hub.audit agrees"
+        print(f"{report.rows} row(s) in share_audit, {report.published} message(s) on hub.audit, "
+              f"{report.pending} waiting in the outbox: {verdict}")
+    return 1 if report.findings else 0
+
+
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.carriers import RegistryError, load_registry
     from connectors.gateway.serve import run_gateway
@@ -431,6 +454,12 @@ def parser() -> argparse.ArgumentParser:
     usage.add_argument("--shipment", help="who received what of one shipment")
     usage.add_argument("--json", action="store_true", help="machine-readable output")
     usage.set_defaults(run=_usage)
+
+    audit = sub.add_parser("audit", help="the share audit's hash chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="find deleted, edited or reordered audit rows, and rows that differ from hub.audit")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(run=_audit_verify)
 
     gateway = sub.add_parser("gateway", help="run the HTTP gateway where carriers POST signed batches of events")
     gateway.add_argument("--host", default="127.0.0.1")

@@ -1,13 +1,15 @@
 """Who may see what: a party's relations to a shipment, the grants it holds, and the view of the record it gets.
 
 Every field of the record has a sensitivity grade (`sharing_policy.json`: the most specific path wins, unlisted
-paths have the default grade, deny by default). A party sees the grades its relations allow, with rows scoped
-where a relation covers only part of the shipment: a carrier sees its own legs, the handovers into and out of
-them, its own custody and payouts, and the shipper's (consignee's) contact only when it picks up (delivers).
+paths have the default grade, deny by default). Each relation of a party is a lens: the grades the relation
+allows, on its rows (a carrier: its own legs, the handovers into and out of them, its own custody and payouts,
+and the shipper's (consignee's) contact only when it picks up (delivers)). A party sees the union of what each of
+its lenses shows alone, leaf by leaf: never one lens's grades on another lens's rows.
 
 Delegation, as in ONE Record: a party entitled to a shipment may grant a further party some of its grades for
-that shipment; the delegate may grant on in turn. A grant counts only while its grantor is entitled, so revoking
-a grant revokes everything delegated from it.
+that shipment; the delegate may grant on in turn. A grant gives, on each lens of its grantor, the granted grades
+that lens holds, on that lens's rows. A grant counts only while its grantor is entitled, so revoking a grant
+revokes everything delegated from it.
 
 Pure: no I/O. The stages that deliver views (Kafka, webhooks, the gateway) and the audit log live in connectors.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from pydantic import Field
 
@@ -75,14 +77,53 @@ POLICY = load_policy()
 
 
 @dataclass(frozen=True)
+class Lens:
+    """One reason a party may see a shipment, on its own: these grades, on these rows.
+
+    A relation is one lens (a carrier's: its grades on its own legs), and so is each grant a party holds, taken
+    on one lens of its grantor. A party's view is the union of what each of its lenses shows alone, never its
+    grades from one lens applied to the rows of another.
+    """
+
+    grades: frozenset[Grade]
+    legs: frozenset[int] | None = None  # None: the whole journey; a set: only these legs (a carrier's own)
+    carrier: str | None = None  # whose payouts a leg-scoped lens sees: the carrier it was cut for
+    extra: frozenset[str] = frozenset()  # paths shown beyond the grades: the contact a carrier picks up from or delivers to
+    via: tuple[str, ...] = ()  # grant ids from the entitled party down to this lens, for a delegated one
+
+    @property
+    def rows(self) -> tuple[frozenset[Grade], frozenset[int] | None, str | None, frozenset[str]]:
+        """What the lens shows, whatever grant chain it came by."""
+        return self.grades, self.legs, self.carrier, self.extra
+
+
+@dataclass(frozen=True)
 class Entitlement:
-    """What one party may see of one shipment: grades, and the legs that bound them when it is a carrier only."""
+    """What one party may see of one shipment: the union of its lenses, each taken alone."""
 
     party: str
     relations: frozenset[str]
-    grades: frozenset[Grade]
-    legs: frozenset[int] | None = None  # None: the whole journey; a set: only these legs (a carrier's own)
-    via: tuple[str, ...] = ()  # grant ids from the entitled party down to this one, for a delegate
+    lenses: tuple[Lens, ...]
+
+    @property
+    def grades(self) -> frozenset[Grade]:
+        """Every grade the party holds on some rows (what it may pass on, each on the rows it holds it for)."""
+        return frozenset(g for lens in self.lenses for g in lens.grades)
+
+    @property
+    def legs(self) -> frozenset[int] | None:
+        """None when some lens covers the whole journey, else the legs its lenses cover."""
+        if any(lens.legs is None for lens in self.lenses):
+            return None
+        return frozenset(leg for lens in self.lenses for leg in lens.legs or ())
+
+    @property
+    def via(self) -> tuple[str, ...]:
+        """The grant chain the party sees the shipment by: none when it has a relation of its own, else the
+        shortest (then smallest) of its lenses' chains."""
+        if self.relations - {"delegate"}:
+            return ()
+        return min((lens.via for lens in self.lenses), key=lambda via: (len(via), via), default=())
 
 
 def relations(record: ShipmentRecord) -> dict[str, set[str]]:
@@ -103,18 +144,47 @@ def relations(record: ShipmentRecord) -> dict[str, set[str]]:
 
 
 def entitlements(record: ShipmentRecord, policy: Policy = POLICY) -> dict[str, Entitlement]:
-    """Every party the record itself entitles, with the union of its relations' grades."""
+    """Every party the record itself entitles, with one lens per relation."""
     out: dict[str, Entitlement] = {}
     for party, held in relations(record).items():
-        grades: set[Grade] = set()
-        whole = False
-        for relation in held:
-            rule = policy.relations[relation]  # type: ignore[index]
-            grades |= set(rule.grades)
-            whole = whole or rule.scope is None
-        legs = None if whole else frozenset(leg.sequence for leg in record.legs if leg.carrier == party)
-        out[party] = Entitlement(party, frozenset(held), frozenset(grades), legs)
+        lenses = [_relation_lens(record, party, policy.relations[name]) for name in sorted(held)]  # type: ignore[index]
+        out[party] = Entitlement(party, frozenset(held), _distinct(lenses))
     return out
+
+
+def _relation_lens(record: ShipmentRecord, party: str, rule: RelationPolicy) -> Lens:
+    grades = frozenset(rule.grades)
+    if rule.scope is None:
+        return Lens(grades)
+    legs = frozenset(leg.sequence for leg in record.legs if leg.carrier == party)
+    return Lens(grades, legs, party, _contacts_for_carrier(record, legs, grades))
+
+
+def _contacts_for_carrier(record: ShipmentRecord, legs: frozenset[int], grades: frozenset[Grade]) -> frozenset[str]:
+    """The carrier that picks up needs the shipper's contact; the one that delivers, the consignee's."""
+    if not record.legs or "personal" in grades:
+        return frozenset()
+    extra: set[str] = set()
+    if record.legs[0].sequence in legs:
+        extra |= {"shipper.contact", "booking.shipper.contact"}
+    if record.legs[-1].sequence in legs:
+        extra |= {"consignee.contact", "booking.consignee.contact"}
+    return frozenset(extra)
+
+
+def _distinct(lenses: Iterable[Lens]) -> tuple[Lens, ...]:
+    """One lens per set of rows shown, by its shortest (then smallest) grant chain, in a stable order."""
+    best: dict[tuple[Any, ...], Lens] = {}
+    for lens in lenses:
+        held = best.get(lens.rows)
+        if held is None or (len(lens.via), lens.via) < (len(held.via), held.via):
+            best[lens.rows] = lens
+    return tuple(sorted(best.values(), key=_lens_order))
+
+
+def _lens_order(lens: Lens) -> tuple[Any, ...]:
+    legs = (0, ()) if lens.legs is None else (1, tuple(sorted(lens.legs)))
+    return sorted(lens.grades), legs, lens.carrier or "", sorted(lens.extra), len(lens.via), lens.via
 
 
 class Grant(Frozen):
@@ -133,11 +203,22 @@ class Grant(Frozen):
         return (self.revoked_at is None or now < self.revoked_at) and (self.expires_at is None or now < self.expires_at)
 
 
+def delegated(grant: Grant, lens: Lens) -> Lens | None:
+    """The lens `grant` gives on one lens of its grantor: the granted grades it holds there, on its rows; the
+    contacts a carrier needs only when `personal` is granted. None when that lens holds none of them, or when the
+    grant is already in the lens's chain (a cycle of grants widens nothing)."""
+    grades = lens.grades & frozenset(grant.grades)
+    if not grades or grant.grant_id in lens.via:
+        return None
+    extra = lens.extra if "personal" in grant.grades else frozenset()
+    return Lens(grades, lens.legs, lens.carrier, extra, lens.via + (grant.grant_id,))
+
+
 def with_grants(
     base: Mapping[str, Entitlement], grants: Iterable[Grant], shipment_id: str, now: datetime
 ) -> dict[str, Entitlement]:
-    """`base` plus what live grants for the shipment delegate. A grant gives at most what its grantor holds (its
-    grades, its legs), and only while the grantor is entitled: a revoked or expired link cuts the chain below it."""
+    """`base` plus what live grants for the shipment delegate. A grant gives a lens on each lens of its grantor,
+    and only while the grantor is entitled: a revoked or expired link cuts the chain below it."""
     out = dict(base)
     pending = sorted((g for g in grants if g.shipment_id == shipment_id and g.live(now)), key=lambda g: g.grant_id)
     changed = True
@@ -147,44 +228,49 @@ def with_grants(
             grantor = out.get(grant.grantor)
             if grantor is None or grant.grantee == grant.grantor:
                 continue
-            grades = grantor.grades & frozenset(grant.grades)
-            if not grades:
+            offered = [lens for lens in (delegated(grant, held) for held in grantor.lenses) if lens is not None]
+            if not offered:
                 continue
-            offered = Entitlement(grant.grantee, frozenset({"delegate"}), grades, grantor.legs, grantor.via + (grant.grant_id,))
             held = out.get(grant.grantee)
-            merged = offered if held is None else _union(held, offered)
+            merged = (
+                Entitlement(grant.grantee, frozenset({"delegate"}), _distinct(offered))
+                if held is None
+                else Entitlement(held.party, held.relations | {"delegate"}, _distinct([*held.lenses, *offered]))
+            )
             if held != merged:
                 out[grant.grantee] = merged
                 changed = True
     return out
 
 
-def _union(a: Entitlement, b: Entitlement) -> Entitlement:
-    legs = None if a.legs is None or b.legs is None else a.legs | b.legs
-    via = a.via if a.relations - {"delegate"} else min(a.via, b.via) if a.via and b.via else a.via or b.via
-    return Entitlement(a.party, a.relations | b.relations, a.grades | b.grades, legs, via)
-
-
 # --- the view ------------------------------------------------------------------------------------------------------
+
+# A record location: the keys and list positions from the record's root down to one value.
+Location = tuple[str | int, ...]
 
 
 @dataclass
 class View:
-    """What one party receives: the filtered document, and which field paths it discloses and withholds."""
+    """What one party receives: the filtered document, which field paths it discloses and which it withholds
+    everywhere, and the record locations it discloses (the union of what each of the party's lenses shows)."""
 
     document: dict[str, Any]
     disclosed: set[str] = field(default_factory=set)
     withheld: set[str] = field(default_factory=set)
+    leaves: set[Location] = field(default_factory=set)
 
 
 def view(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY) -> View:
-    """The record as `who` may see it. Paths are normalised (`legs[].charges`), so they can be audited."""
+    """The record as `who` may see it: each leaf of the record that at least one of its lenses shows on its own.
+    List items are told apart by their place in the record, so a leg one lens shows and a leg another lens shows
+    stay two legs, each with what its own lens allows. Paths are normalised (`legs[].charges`) for the audit."""
     document = record.model_dump(mode="json")
-    scoped = _scope(document, record, who)
-    extra = _personal_for_carrier(record, who)
     out = View({})
-    filtered = _filter(scoped, "", who.grades, extra, policy, out)
-    out.document = filtered if isinstance(filtered, dict) else {}
+    for lens in who.lenses:
+        _visible(document, (), "", lens, policy, out)
+    out.withheld -= out.disclosed
+    kept = _keep(document, (), out.leaves)
+    out.document = kept if isinstance(kept, dict) else {}
     out.document["policy_version"] = policy.version
     return out
 
@@ -193,28 +279,40 @@ def view_json(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY)
     return view(record, who, policy).document
 
 
-def _filter(node: Any, path: str, grades: frozenset[Grade], extra: set[str], policy: Policy, out: View) -> Any:
+def _is_branch(node: Any) -> bool:
+    """A non-empty object, or a non-empty list of objects or lists: filtered item by item. Anything else (a
+    scalar, an empty container, a list of scalars) is one leaf."""
+    if isinstance(node, dict):
+        return bool(node)
+    return isinstance(node, list) and bool(node) and isinstance(node[0], (dict, list))
+
+
+def _visible(node: Any, at: Location, path: str, lens: Lens, policy: Policy, out: View) -> None:
+    """Add to `out` the leaves under `node` that `lens` alone shows."""
     if isinstance(node, dict) and node:
-        kept: dict[str, Any] = {}
         for key, value in node.items():
-            child = f"{path}.{key}" if path else key
-            filtered = _filter(value, child, grades, extra, policy, out)
-            if filtered is not _GONE:
-                kept[key] = filtered
-        return kept if kept else _GONE
-    if isinstance(node, list) and node and isinstance(node[0], (dict, list)):
-        items = [_filter(item, f"{path}[]", grades, extra, policy, out) for item in node]
-        kept_items = [item for item in items if item is not _GONE]
-        return kept_items if kept_items else _GONE
-    if _allowed(path, grades, extra, policy):
+            _visible(value, at + (key,), f"{path}.{key}" if path else key, lens, policy, out)
+    elif _is_branch(node):
+        in_rows = _ROWS.get(path)
+        for index, item in enumerate(node):
+            if lens.legs is None or in_rows is None or in_rows(item, lens):
+                _visible(item, at + (index,), f"{path}[]", lens, policy, out)
+    elif policy.grade(path) in lens.grades or any(path == p or path.startswith(p + ".") for p in lens.extra):
         out.disclosed.add(path)
-        return node
-    out.withheld.add(path)
-    return _GONE
+        out.leaves.add(at)
+    else:
+        out.withheld.add(path)
 
 
-def _allowed(path: str, grades: frozenset[Grade], extra: set[str], policy: Policy) -> bool:
-    return policy.grade(path) in grades or any(path == p or path.startswith(p + ".") for p in extra)
+def _keep(node: Any, at: Location, leaves: set[Location]) -> Any:
+    """`node` with only the leaves at `leaves`, in the record's order; _GONE when none is under it."""
+    if _is_branch(node):
+        pairs = node.items() if isinstance(node, dict) else enumerate(node)
+        kept = {key: value for key, value in ((k, _keep(v, at + (k,), leaves)) for k, v in pairs) if value is not _GONE}
+        if not kept:
+            return _GONE
+        return kept if isinstance(node, dict) else list(kept.values())
+    return node if at in leaves else _GONE
 
 
 class _Gone:
@@ -225,49 +323,42 @@ class _Gone:
 _GONE: Any = _Gone()
 
 
-def _scope(document: dict[str, Any], record: ShipmentRecord, who: Entitlement) -> dict[str, Any]:
-    """Rows a party covering only some legs may see: its legs, the handovers into and out of them, its custody,
-    its payouts, its part of the plan. Claims are about one leg too, but a carrier holds no `cover` grade."""
-    if who.legs is None:
-        return document
-    own = who.legs
-    scoped = dict(document)
-    scoped["legs"] = [leg for leg in document["legs"] if leg["sequence"] in own]
-    scoped["handovers"] = [h for h in document["handovers"] if h["from_leg"] in own or h["to_leg"] in own]
-    scoped["custody"] = [c for c in document["custody"] if c["leg"] in own]
-    scoped["discrepancies"] = [d for d in document["discrepancies"] if d["leg"] in own]
-    if document.get("booking"):
-        scoped["booking"] = {**document["booking"], "legs": [leg for leg in document["booking"]["legs"] if leg["sequence"] in own]}
-    if document.get("settlement"):
-        payouts = [p for p in document["settlement"]["payouts"] if p["carrier"] == who.party]
-        scoped["settlement"] = {**document["settlement"], "payouts": payouts}
-    return scoped
+def _own_leg(key: str) -> Callable[[Mapping[str, Any], Lens], bool]:
+    return lambda item, lens: item[key] in (lens.legs or ())
 
 
-def _personal_for_carrier(record: ShipmentRecord, who: Entitlement) -> set[str]:
-    """The carrier that picks up needs the shipper's contact; the one that delivers, the consignee's."""
-    if who.legs is None or not record.legs or "personal" in who.grades:
-        return set()
-    extra = set()
-    if record.legs[0].sequence in who.legs:
-        extra |= {"shipper.contact", "booking.shipper.contact"}
-    if record.legs[-1].sequence in who.legs:
-        extra |= {"consignee.contact", "booking.consignee.contact"}
-    return extra
+# The rows a lens covering only some legs may see, by list: its legs, the handovers into and out of them, its
+# custody and discrepancies, its part of the plan, its carrier's payouts. Claims are about one leg too, but a
+# carrier holds no `cover` grade.
+_ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
+    "legs": _own_leg("sequence"),
+    "booking.legs": _own_leg("sequence"),
+    "handovers": lambda item, lens: item["from_leg"] in (lens.legs or ()) or item["to_leg"] in (lens.legs or ()),
+    "custody": _own_leg("leg"),
+    "discrepancies": _own_leg("leg"),
+    "settlement.payouts": lambda item, lens: item["carrier"] == lens.carrier,
+}
 
 
 # --- outbound messages -------------------------------------------------------------------------------------------
 
 
 def may_receive(kind: str, message: Mapping[str, Any], who: Entitlement, policy: Policy = POLICY) -> bool:
-    """Whether a hub.settlement or hub.claims message (`kind` invoice, note, payout, claim) may go to `who`.
-    Deny by default: a kind the policy does not grade goes to no one."""
+    """Whether a hub.settlement or hub.claims message (`kind` invoice, note, payout, claim) may go to `who`: some
+    one lens of it must allow it (a payout, to a leg-scoped lens, only its carrier's). Deny by default: a kind the
+    policy does not grade goes to no one."""
     grade = policy.outbound.get(kind)
-    if grade is None or grade not in who.grades:
+    if grade is None:
         return False
-    if kind == "payout" and who.legs is not None:
-        return bool(message.get("payout", {}).get("carrier") == who.party)
-    return True
+    for lens in who.lenses:
+        if grade not in lens.grades:
+            continue
+        if kind == "payout" and lens.legs is not None:
+            if message.get("payout", {}).get("carrier") == lens.carrier:
+                return True
+            continue
+        return True
+    return False
 
 
 def policy_table(policy: Policy = POLICY) -> str:

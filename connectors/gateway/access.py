@@ -77,9 +77,11 @@ class Grants(Protocol):
 
 
 class ShareLog(Protocol):
-    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
-        """One `share_audit` row (a share id already there is left as it is), committed only once `publish` (its
-        copy on hub.audit) has succeeded, so a refused publish leaves no row for a share that never went out."""
+    async def write(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """One `share_audit` row on the audit's hash chain (a share id already there is left as it is, and not
+        published again), committed only once `publish` (its copy on hub.audit: the document given, the share's
+        with its place in the chain) has succeeded, so a refused publish leaves no row for a share that never went
+        out."""
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
         """The audit log of a shipment, grouped by party, kind and channel."""
@@ -203,8 +205,10 @@ def recipient_scope(who: Entitlement) -> RecipientScope:
     """Who may see the whole list of recipients: a party entitled in its own right to the whole journey (MTO,
     shipper, consignee, insurer). A carrier sees only its legs, so it learns only of itself and its delegates; a
     delegate received grades of the record, not the knowledge of who else holds it, so it too sees only itself
-    and its own delegates."""
-    return "all" if who.legs is None and who.relations - {"delegate"} else "own_and_delegates"
+    and its own delegates. Only a lens of the party's own (no grant in its chain) counts: a carrier the consignee
+    granted `[public]` sees the whole journey's public fields, but it is still a carrier."""
+    own_whole = any(lens.legs is None and not lens.via for lens in who.lenses)
+    return "all" if own_whole else "own_and_delegates"
 
 
 def visible_recipients(
@@ -246,4 +250,8 @@ def access_document(who: Entitlement) -> dict[str, Any]:
         "grades": sorted(who.grades),
         "legs": None if who.legs is None else sorted(who.legs),
         "via_grants": list(who.via),
+        "lenses": [
+            {"grades": sorted(lens.grades), "legs": None if lens.legs is None else sorted(lens.legs), "via_grants": list(lens.via)}
+            for lens in who.lenses
+        ],
     }

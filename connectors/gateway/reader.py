@@ -164,9 +164,9 @@ class Reader:
 
     async def _audit(self, share: Share) -> None:
         """Log the share in Postgres and on hub.audit before it goes out; if either fails, it does not go out."""
-        document = orjson.dumps(share.document())
         await self.shares.write(
-            share, lambda: self.publisher.send(self.settings.topics.audit, share.party.encode(), document, [])
+            share,
+            lambda entry: self.publisher.send(self.settings.topics.audit, share.party.encode(), orjson.dumps(entry), []),
         )
 
     async def _shown(

@@ -50,7 +50,7 @@ READER_SCHEMAS: dict[str, Any] = {
     },
     "Access": {
         "type": "object",
-        "required": ["party", "relations", "grades", "legs", "via_grants"],
+        "required": ["party", "relations", "grades", "legs", "via_grants", "lenses"],
         "properties": {
             "party": {"type": "string"},
             "relations": {
@@ -61,6 +61,20 @@ READER_SCHEMAS: dict[str, Any] = {
             "legs": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "null: the whole journey"},
             "via_grants": {
                 "type": "array", "items": {"type": "string"}, "description": "for a delegate: the grant chain"
+            },
+            "lenses": {
+                "type": "array",
+                "description": "what you see is the union of what each lens shows alone: its grades on its legs "
+                "(one per relation, and one per grant on each lens of its grantor)",
+                "items": {
+                    "type": "object",
+                    "required": ["grades", "legs", "via_grants"],
+                    "properties": {
+                        "grades": {"type": "array", "items": {"enum": list(POLICY.grades)}},
+                        "legs": {"type": ["array", "null"], "items": {"type": "integer"}},
+                        "via_grants": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
             },
         },
     },

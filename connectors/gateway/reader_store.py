@@ -6,12 +6,13 @@ One small pool; a lost or slow database raises Unavailable, which the gateway an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 
 from connectors.gateway.access import DisclosureLine
 from connectors.gateway.receipts import open_pool, pooled
+from connectors.sharing.chain import append
 from mmhub.config import Settings
 from schemas.record import ShipmentRecord
 from streams.sharing import Grant, Share
@@ -24,13 +25,6 @@ INSERT_GRANT = f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5
 
 # An earlier revocation stands: revoking twice keeps the first time, so the audit's "which grant allowed it" holds.
 REVOKE = f"UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) WHERE grant_id = $1 RETURNING {GRANT_COLUMNS}"
-
-INSERT_SHARE = """
-INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields, policy_version,
-    relations, via_grants, shared_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (share_id) DO NOTHING
-"""
 
 SUMMARY = """
 SELECT party, kind, channel, count(*) AS count, max(shared_at) AS last_shared_at,
@@ -93,19 +87,13 @@ class PostgresReaderStore:
 
     # ShareLog
 
-    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
-        s = share
-        values = (
-            s.share_id, s.party, s.shipment_id, s.version, s.kind, s.channel, list(s.fields), s.policy_version,
-            list(s.relations), list(s.via_grants), s.shared_at,
-        )
-
-        async def insert_then_publish(conn: asyncpg.Connection) -> None:
+    async def write(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        async def append_then_publish(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
-                await conn.execute(INSERT_SHARE, *values)
-                await publish()
+                for entry in await append(conn, [share]):
+                    await publish(entry)
 
-        await self._run(insert_then_publish)
+        await self._run(append_then_publish)
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
         rows = await self._run(lambda c: c.fetch(SUMMARY, shipment_id))

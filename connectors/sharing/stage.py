@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from connectors.postgres.migrate import migrate
 from connectors.postgres.rows import MalformedStatus, Message
 from connectors.postgres.sink import POLL_TIMEOUT_MS, SAVE_OFFSETS, Database, SeekToStoredOffsets, Stopped
+from connectors.sharing.chain import append_with_outbox
 from connectors.sharing.plan import ClaimSlot, Outgoing, Planned, plan_batch
 from mmhub.config import Settings
 from schemas.record import ShipmentRecord
@@ -51,30 +52,6 @@ FROM grants WHERE shipment_id = ANY($1::text[])
 """
 LOAD_VERSIONS = "SELECT shipment_id, version FROM share_versions WHERE shipment_id = ANY($1::text[])"
 LOAD_CLAIMS = "SELECT party, claim_id, digest FROM share_claims WHERE shipment_id = ANY($1::text[])"
-
-# The audit rows, and an outbox row for each one not audited before (a replayed share keeps its first row).
-# Arrays of arrays cannot be ragged in Postgres, so each row's fields, relations and grants travel as JSON.
-INSERT_AUDIT = """
-WITH incoming AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::text[], $7::text[],
-        $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[]) WITH ORDINALITY
-        AS s(share_id, party, shipment_id, record_version, kind, channel, fields, policy_version, relations,
-             via_grants, shared_at, document, n)
-), inserted AS (
-    INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields, policy_version,
-        relations, via_grants, shared_at)
-    SELECT share_id, party, shipment_id, record_version, kind, channel,
-        ARRAY(SELECT jsonb_array_elements_text(fields::jsonb)), policy_version,
-        ARRAY(SELECT jsonb_array_elements_text(relations::jsonb)),
-        ARRAY(SELECT jsonb_array_elements_text(via_grants::jsonb)), shared_at
-    FROM incoming
-    ON CONFLICT (share_id) DO NOTHING
-    RETURNING share_id
-)
-INSERT INTO share_audit_outbox (share_id, party, document)
-SELECT incoming.share_id, incoming.party, incoming.document FROM incoming JOIN inserted USING (share_id)
-ORDER BY incoming.n
-"""
 
 SAVE_VERSIONS = """
 INSERT INTO share_versions (shipment_id, version)
@@ -228,27 +205,13 @@ async def _deliver(producer: AIOKafkaProducer, settings: Settings, messages: lis
 async def _write(
     conn: asyncpg.Connection, planned: Planned, group: str, topic: str, next_offsets: dict[int, int]
 ) -> None:
-    """One transaction: the audit rows (and their outbox rows), what was shared, and the offsets read up to."""
+    """One transaction: the audit rows, chained (and their outbox rows), what was shared, and the offsets read up to."""
     shares = [m.share for m in planned.messages]
     claims = sorted(planned.claims.items())
     versions = sorted(planned.versions.items())
     async with conn.transaction():
         if shares:
-            await conn.execute(
-                INSERT_AUDIT,
-                [s.share_id for s in shares],
-                [s.party for s in shares],
-                [s.shipment_id for s in shares],
-                [s.version for s in shares],
-                [s.kind for s in shares],
-                [s.channel for s in shares],
-                [orjson.dumps(s.fields).decode() for s in shares],
-                [s.policy_version for s in shares],
-                [orjson.dumps(s.relations).decode() for s in shares],
-                [orjson.dumps(s.via_grants).decode() for s in shares],
-                [s.shared_at for s in shares],
-                [orjson.dumps(s.document()).decode() for s in shares],
-            )
+            await append_with_outbox(conn, shares)  # first: the chain head is the lock every auditor takes
         if versions:
             await conn.execute(SAVE_VERSIONS, [sid for sid, _ in versions], [v for _, v in versions])
         if claims:

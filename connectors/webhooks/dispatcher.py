@@ -3,7 +3,8 @@
 One worker per subscription whose next notification is due, one request in flight per subscription, so a
 subscriber receives its notifications in the order they were queued; subscriptions do not wait for each other.
 What each answer means (deliver, shrink the batch, wait, give up) is decided in connectors.webhooks.delivery.
-A delivered batch is marked delivered and audited (`share_audit`, channel `webhook`) in one transaction.
+A delivered batch is marked delivered and audited (`share_audit`, channel `webhook`, on the audit's hash chain) in
+one transaction.
 
 Ordering needs a single dispatcher per schema: each holds a Postgres advisory lock while it dispatches, and a
 second one started beside it waits as a standby until the lock is free.
@@ -23,6 +24,7 @@ import orjson
 
 from connectors.postgres.db import connect
 from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
+from connectors.sharing.chain import append_with_outbox
 from connectors.webhooks.delivery import (
     Delivered,
     Failed,
@@ -69,18 +71,6 @@ UPDATE webhook_outbox o SET
 FROM unnest($1::bigint[], $3::text[], $4::timestamptz[], $5::text[]) AS u(seq, state, next_attempt_at, error)
 WHERE o.seq = u.seq AND o.state = 'pending'
 """
-AUDIT = """
-INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields, policy_version,
-    relations, via_grants, shared_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (share_id) DO NOTHING
-"""
-# The same rows queued for hub.audit: the sharing stage publishes the outbox (connectors.sharing.stage).
-AUDIT_OUTBOX = """
-INSERT INTO share_audit_outbox (share_id, party, document)
-VALUES ($1, $2, $3)
-ON CONFLICT (share_id) DO NOTHING
-"""
 STANDBY_S = 5.0
 
 
@@ -94,17 +84,7 @@ async def mark_delivered(conn: asyncpg.Connection, batch: Sequence[Pending], now
             if found is not None:
                 shares.append(audit(found, now))
         if shares:
-            await conn.executemany(
-                AUDIT,
-                [
-                    (s.share_id, s.party, s.shipment_id, s.version, s.kind, s.channel, list(s.fields),
-                     s.policy_version, list(s.relations), list(s.via_grants), s.shared_at)
-                    for s in shares
-                ],
-            )
-            await conn.executemany(
-                AUDIT_OUTBOX, [(s.share_id, s.party, orjson.dumps(s.document()).decode()) for s in shares]
-            )
+            await append_with_outbox(conn, shares)  # chained; the sharing stage publishes the outbox
 
 
 async def mark_failed(conn: asyncpg.Connection, rows: Sequence[RowFailed], now: datetime) -> None:

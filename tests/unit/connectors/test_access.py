@@ -26,7 +26,7 @@ from connectors.gateway.access import (
 from connectors.gateway.openapi import openapi_document
 from connectors.gateway.reader_openapi import BEARER, READER_PATHS
 from connectors.gateway.sse import comment, due, frame, last_event_id, revoked_frame, status_frame
-from streams.sharing import Entitlement, Grant
+from streams.sharing import Entitlement, Grant, Lens
 
 from .sse_client import parse
 from .readers import BROKER, MTO, NOW, PARTIES, RAIL, RECORD, SEA, SG_BROKER, SHIPMENT, SHIPPER
@@ -129,7 +129,7 @@ def test_a_party_with_its_own_relation_and_a_grant_keeps_its_own_scope() -> None
     grants = [grant("g1", RAIL, "insurer.picc", ["rates"])]
     insurer = entitled(RECORD, grants, NOW)["insurer.picc"]
     assert insurer.relations == {"insurer", "delegate"} and recipient_scope(insurer) == "all"
-    carrier_only = Entitlement(BROKER, frozenset({"carrier", "delegate"}), frozenset({"public"}), frozenset({2}))
+    carrier_only = Entitlement(BROKER, frozenset({"carrier", "delegate"}), (Lens(frozenset({"public"}), frozenset({2}), RAIL),))
     assert recipient_scope(carrier_only) == "own_and_delegates"
 
 

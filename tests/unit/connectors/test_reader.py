@@ -22,7 +22,7 @@ from connectors.gateway.intake import Headers, Message, Unavailable
 from connectors.gateway.reader import SHARE_ID_HEADER, Reader
 from mmhub.config import Settings
 from schemas.record import ShipmentRecord
-from streams.sharing import POLICY, Entitlement, Grant, Share, entitlements, view
+from streams.sharing import POLICY, Entitlement, Grant, Lens, Share, entitlements, view
 
 from .readers import BROKER, INSURER, MTO, NOW, PARTIES, RAIL, RECORD, SEA, SG_BROKER, SHIPMENT, SHIPPER, TOKENS
 from .sse_client import next_event, next_frame, parse
@@ -81,8 +81,8 @@ class MemoryShareLog:
     def __init__(self) -> None:
         self.rows: dict[str, Share] = {}
 
-    async def write(self, share: Share, publish: Callable[[], Awaitable[None]]) -> None:
-        await publish()  # as the real one: a failed publish leaves no row
+    async def write(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        await publish(share.document())  # as the real one: a failed publish leaves no row (the chain is Postgres's)
         self.rows.setdefault(share.share_id, share)
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
@@ -299,7 +299,7 @@ async def test_a_grant_gives_the_grantee_a_view_limited_to_the_granted_grades(hu
 
     status, document = await hub.get(BROKER, f"/v1/shipments/{SHIPMENT}")
     assert status == 200
-    delegate = Entitlement(BROKER, frozenset({"delegate"}), frozenset({"public", "operational"}), None, (grant["grant_id"],))
+    delegate = Entitlement(BROKER, frozenset({"delegate"}), (Lens(frozenset({"public", "operational"}), via=(grant["grant_id"],)),))
     assert document == view(RECORD, delegate).document
     assert grades_in(document) == {"public", "operational"}
     assert "settlement" not in document and "contact" not in document["shipper"]
