@@ -115,7 +115,7 @@ async def run_faust(
     processes: list[subprocess.Popen[bytes]],
 ) -> Measurement:
     sink = sink_topic(settings, mode)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, client_id="bench-floor", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), client_id="bench-floor", enable_auto_commit=False)
     await consumer.start()
     partitions = [TopicPartition(sink, p) for p in range(settings.partitions)]
     consumer.assign(partitions)
@@ -161,7 +161,7 @@ async def run_faust(
 
 
 async def create_sinks(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-admin")
     await admin.start()
     try:
         await admin.create_topics(

@@ -208,7 +208,7 @@ async def run_baseline(
     source, sink = settings.topics.events, settings.topics.name(PASSTHROUGH)
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         group_id=f"{settings.namespace}.bench-baseline",
         client_id="bench-baseline",
         auto_offset_reset="earliest",
@@ -216,7 +216,7 @@ async def run_baseline(
     )
     # The producer settings the faust worker runs with (faust defaults + producer_acks=-1 in streams/app.py).
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka, client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
+        **settings.kafka_client(), client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
     )
     await producer.start()
     await consumer.start()
@@ -378,7 +378,7 @@ async def run_pipeline(
 ) -> Measurement:
     status = settings.topics.status
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka, client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     partitions = [TopicPartition(status, p) for p in range(settings.partitions)]
@@ -473,7 +473,7 @@ async def prepare(settings: Settings, workload: Workload) -> float:
     """Create the run's topics and publish the workload; returns the publish rate (events/s)."""
     await ensure_topics(settings)
     names = [*settings.topics.all(), settings.topics.name(PASSTHROUGH)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-admin")
     await admin.start()
     try:
         await admin.create_topics(

@@ -480,7 +480,7 @@ async def run_scenario(
     status = settings.topics.status
     temp = settings.data_dir
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka, client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     tps = [TopicPartition(status, p) for p in range(settings.partitions)]

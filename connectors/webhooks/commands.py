@@ -157,7 +157,6 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import ensure_topics
     from connectors.webhooks.run import config_from_env, run_webhooks
 
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
@@ -167,7 +166,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # finish the requests in hand, then leave
-        await ensure_topics(settings)
         await run_webhooks(settings, config_from_env(), stop)
 
     asyncio.run(main())

@@ -89,7 +89,7 @@ async def shared_up_to(settings: Settings, version: int) -> bool:
 
 async def read_to_end(settings: Settings, topic: str) -> list[Any]:
     """Every message on `topic` as it is now, from the beginning to the end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
     await consumer.start()
     found: list[Any] = []
     try:
@@ -236,7 +236,7 @@ async def test_a_status_message_the_hub_could_not_have_written_stops_the_stage(
     hub_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await hub_settings()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all")
     await producer.start()
     try:
         # keyed: the status topic is compacted, and a compacted topic refuses a message without a key

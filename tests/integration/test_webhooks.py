@@ -83,7 +83,7 @@ def key_of(message: dict[str, Any]) -> str:
 
 
 async def produce(settings: Settings, audience: str, messages: list[dict[str, Any]], key: str | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for message in messages:
