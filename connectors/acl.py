@@ -9,8 +9,10 @@ alphabet, so no party's prefix covers another's groups). Run as a super user (th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -18,7 +20,7 @@ from typing import Any, TypeAlias
 from aiokafka.client import AIOKafkaClient
 from pydantic import TypeAdapter
 from aiokafka.errors import for_code
-from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactBytes, CompactString, Int8, Int16, Int32, Schema, TaggedFields
 
@@ -48,7 +50,10 @@ class Operation(IntEnum):
     DESCRIBE = 8
 
 
+ANY = 1  # in a DescribeAcls filter: any resource type, pattern type, operation or permission
 ALLOW = 3
+# The broker applies new ACLs a moment after CreateAcls answers (KRaft: once its metadata catches up).
+EFFECTIVE_TIMEOUT_S = 30.0
 ANY_HOST = "*"
 SCRAM_SHA_256 = 1  # the mechanism's id in AlterUserScramCredentials
 # RFC 7677 asks for at least 4096; the broker refuses fewer.
@@ -214,13 +219,34 @@ class AclAdmin:
         return await self._client.send(self._client.get_random_node(), request)
 
     async def create_acls(self, acls: list[Acl]) -> None:
-        """Create the bindings (creating one that exists changes nothing); raise on the first one refused."""
+        """Create the bindings (creating one that exists changes nothing); raise on the first one refused.
+        Returns once the broker enforces them all, so a client started next is not refused."""
         if not acls:
             return
         response = await self._send(_CreateAcls(acls))
         for acl, (code, message) in zip(acls, response.creation_responses, strict=True):
             if code:
                 raise for_code(code)(f"creating {acl}: {message}")
+        deadline = time.monotonic() + EFFECTIVE_TIMEOUT_S
+        while missing := set(acls) - await self._described({acl.user for acl in acls}):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the broker does not show {len(missing)} new ACL(s), such as {next(iter(missing))}")
+            await asyncio.sleep(0.1)
+
+    async def _described(self, users: set[str]) -> set[Acl]:
+        """The ALLOW bindings the broker holds for these users."""
+        found: set[Acl] = set()
+        for user in sorted(users):
+            response = await self._send(DescribeAclsRequest(ANY, None, ANY, f"User:{user}", None, ANY, ANY))
+            if response.error_code:
+                raise for_code(response.error_code)(f"describing the ACLs of {user}: {response.error_message}")
+            for resource_type, name, pattern, bindings in response.resources:
+                if resource_type not in set(Resource) or pattern not in set(Pattern):
+                    continue  # not one of ours (the hub grants only on topics and groups, literal or prefixed)
+                for principal, _, operation, permission in bindings:
+                    if permission == ALLOW and principal == f"User:{user}" and operation in set(Operation):
+                        found.add(Acl(user, Resource(resource_type), name, Operation(operation), Pattern(pattern)))
+        return found
 
     async def upsert_user(self, user: str, password: str) -> None:
         """Create the SCRAM-SHA-256 user, or set its password if it exists."""
