@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from streams.topics import Topics
 
@@ -35,6 +36,20 @@ class KafkaCredentialsMissing(RuntimeError):
 def secrets_dir(home: Path) -> Path:
     """Where infra/dev.sh writes the local stack's generated passwords, one `<principal>.password` each."""
     return home / "run" / "kafka-secrets"
+
+
+def _pg_dsn() -> str:
+    """MMHUB_PG_DSN, with the password from MMHUB_PG_PASSWORD_FILE (a compose secret) when that is set."""
+    dsn = os.environ.get("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub")
+    named = os.environ.get("MMHUB_PG_PASSWORD_FILE")
+    if not named:
+        return dsn
+    parts = urlsplit(dsn)
+    user = unquote(parts.username or "")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    password = quote(Path(named).read_text().strip(), safe="")
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{password}@{host}{port}"))
 
 
 def _password(user: str, home: Path) -> str | None:
@@ -93,7 +108,7 @@ class Settings:
             kafka_password=_password(user, home),
             home=home,
             kafka=os.environ.get("MMHUB_KAFKA", "127.0.0.1:9092"),
-            pg_dsn=os.environ.get("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub"),
+            pg_dsn=_pg_dsn(),
             pg_schema=os.environ.get("MMHUB_PG_SCHEMA", "mmhub"),
             namespace=os.environ.get("MMHUB_NAMESPACE", ""),
             store=os.environ.get("MMHUB_STORE", "rocksdb://"),
