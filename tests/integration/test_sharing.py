@@ -29,7 +29,7 @@ from connectors.sharing.plan import leaf_paths
 from connectors.postgres.rows import MalformedStatus
 from connectors.sharing.stage import run_share, share_group
 from mmhub.config import Settings
-from streams.topics import SHARE_AUDIENCES
+from streams.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
 from tests.integration.hub import HubProcess, drop_internal_topics, offline, wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,14 +87,14 @@ async def shared_up_to(settings: Settings, version: int) -> bool:
     return bool(rows[0]["version"] is not None and rows[0]["version"] >= version and rows[0]["waiting"] == 0)
 
 
-async def read_to_end(settings: Settings, topic: str) -> list[Any]:
-    """Every message on `topic` as it is now, from the beginning to the end offsets."""
+async def read_to_end(settings: Settings, topic: str, count: int | None = None) -> list[Any]:
+    """Every message on `topic` (`count` partitions, by default settings.partitions) as it is now, from the beginning to
+    the end offsets."""
     consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
     await consumer.start()
     found: list[Any] = []
     try:
-        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [TopicPartition(topic, p) for p in range(count or settings.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -116,7 +116,7 @@ async def delivered_by_audience(settings: Settings) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {audience: [] for audience in SHARE_AUDIENCES}
     for topic in await share_topics(settings):
         audience, party = topic.removeprefix(settings.topics.share_prefix).split(".", 1)
-        messages = await read_to_end(settings, topic)
+        messages = await read_to_end(settings, topic, SHARE_PARTITIONS)
         assert {m.key.decode() for m in messages} <= {party}, f"{topic} holds another party's messages"
         found[audience].extend(messages)
     return found
