@@ -67,12 +67,14 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
     import faust
     from faust.worker import Worker
 
+    from mmhub.config import Settings
     from streams import fetching
-    from streams.app import natural_batches
+    from streams.app import broker_credentials, natural_batches
 
     app = faust.App(
         app_id,
         broker=f"kafka://{kafka}",
+        broker_credentials=broker_credentials(Settings.from_env()),  # the bench's own principal (admin)
         store="rocksdb://",
         datadir=data_dir,
         topic_partitions=partitions,
@@ -204,7 +206,7 @@ async def run(args: argparse.Namespace) -> int:
         failed = True
         raise
     finally:
-        await clean_up_run(processes, base.kafka, f"{prefix}-", temp, args.keep, failed)
+        await clean_up_run(processes, base, f"{prefix}-", temp, args.keep, failed)
 
 
 def decode_cost_ms(lines: list[bytes], rounds: int = 3) -> float:

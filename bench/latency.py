@@ -361,7 +361,7 @@ async def run(args: argparse.Namespace) -> int:
             await stop_process(process)
         await consumer.stop()
         await producer.stop()
-        deleted = await delete_run_topics(settings.kafka, f"{namespace}.")
+        deleted = await delete_run_topics(settings, f"{namespace}.")
         say(f"cleanup: deleted {len(deleted)} topics {namespace}.*")
         if not (args.keep or args.profile_worker or os.environ.get("MMHUB_BENCH_PYSPY")) and not failed:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')

@@ -719,7 +719,7 @@ async def run(args: argparse.Namespace) -> int:
         raise
     finally:
         workers = [state.worker] if state.worker is not None else []
-        await clean_up_run(workers, state.settings.kafka, f"{state.prefix}.", state.temp, args.keep, failed)
+        await clean_up_run(workers, state.settings, f"{state.prefix}.", state.temp, args.keep, failed)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=(__doc__ or "").split("\n\n")[0])

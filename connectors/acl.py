@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from aiokafka.client import AIOKafkaClient
 from pydantic import TypeAdapter
 from aiokafka.errors import for_code
-from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactBytes, CompactString, Int8, Int16, Int32, Schema, TaggedFields
 
@@ -43,7 +43,6 @@ class Pattern(IntEnum):
 
 
 class Operation(IntEnum):
-    ALL = 2
     READ = 3
     WRITE = 4
     CREATE = 5
@@ -90,9 +89,11 @@ def hub_acls(settings: Settings) -> list[Acl]:
     return [
         *_topics("worker", [t.events, t.references, *raw], Operation.READ),
         *_topics("worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.parked], Operation.WRITE),
-        # faust's changelogs and its leader topic; it declares (CreateTopics) each of them at start
-        Acl("worker", Resource.TOPIC, f"{settings.app_id}-", Operation.ALL, Pattern.PREFIXED),
-        *_topics("worker", [t.events, t.references, *raw, t.dlq, t.status, t.settlement, t.claims, t.parked], Operation.CREATE),
+        # faust's changelogs and its leader topic, which it creates at start if absent (it skips the topics it sees)
+        *[
+            Acl("worker", Resource.TOPIC, f"{settings.app_id}-", op, Pattern.PREFIXED)
+            for op in (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE)
+        ],
         Acl("worker", Resource.GROUP, settings.app_id, Operation.READ),
         *_topics("sink", [t.status], Operation.READ),
         Acl("sink", Resource.GROUP, settings.sink_group, Operation.READ),
@@ -124,6 +125,14 @@ def party_acls(settings: Settings, party: str, kind: str) -> list[Acl]:
     return acls
 
 
+Binding: TypeAlias = tuple[int, str, int, str, str, int, int]
+
+
+def _bindings(acls: list[Acl]) -> list[Binding]:
+    """The wire form CreateAcls v1 and DeleteAcls v1 share: type, name, pattern, principal, host, operation, ALLOW."""
+    return [(a.resource, a.name, a.pattern, f"User:{a.user}", ANY_HOST, a.operation, ALLOW) for a in acls]
+
+
 class _CreateAcls(Request[CreateAclsRequest_v1]):
     """CreateAcls with many bindings in one request (aiokafka's CreateAclsRequest carries one)."""
 
@@ -133,9 +142,19 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):
         self._acls = acls
 
     def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(
-            [(a.resource, a.name, a.pattern, f"User:{a.user}", ANY_HOST, a.operation, ALLOW) for a in self._acls]
-        )
+        return request_struct_class(_bindings(self._acls))
+
+
+class _DeleteAcls(Request[DeleteAclsRequest_v1]):
+    """DeleteAcls with one exact filter per binding."""
+
+    API_KEY = 31
+
+    def __init__(self, acls: list[Acl]) -> None:
+        self._acls = acls
+
+    def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
+        return request_struct_class(_bindings(self._acls))
 
 
 class _AlterUserScramCredentialsResponse(Response):
@@ -228,25 +247,35 @@ class AclAdmin:
             if code:
                 raise for_code(code)(f"creating {acl}: {message}")
         deadline = time.monotonic() + EFFECTIVE_TIMEOUT_S
-        while missing := set(acls) - await self._described({acl.user for acl in acls}):
+        users = {acl.user for acl in acls}
+        while missing := set(acls) - {acl for user in sorted(users) for acl in await self.described(user)}:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the broker does not show {len(missing)} new ACL(s), such as {next(iter(missing))}")
             await asyncio.sleep(0.1)
 
-    async def _described(self, users: set[str]) -> set[Acl]:
-        """The ALLOW bindings the broker holds for these users."""
+    async def described(self, user: str | None = None) -> set[Acl]:
+        """The ALLOW bindings of the kinds the hub makes that the broker holds, for one user or for everyone."""
+        principal = None if user is None else f"User:{user}"
+        response = await self._send(DescribeAclsRequest(ANY, None, ANY, principal, None, ANY, ANY))
+        if response.error_code:
+            raise for_code(response.error_code)(f"describing ACLs: {response.error_message}")
         found: set[Acl] = set()
-        for user in sorted(users):
-            response = await self._send(DescribeAclsRequest(ANY, None, ANY, f"User:{user}", None, ANY, ANY))
-            if response.error_code:
-                raise for_code(response.error_code)(f"describing the ACLs of {user}: {response.error_message}")
-            for resource_type, name, pattern, bindings in response.resources:
-                if resource_type not in set(Resource) or pattern not in set(Pattern):
-                    continue  # not one of ours (the hub grants only on topics and groups, literal or prefixed)
-                for principal, _, operation, permission in bindings:
-                    if permission == ALLOW and principal == f"User:{user}" and operation in set(Operation):
-                        found.add(Acl(user, Resource(resource_type), name, Operation(operation), Pattern(pattern)))
+        for resource_type, name, pattern, bindings in response.resources:
+            if resource_type not in set(Resource) or pattern not in set(Pattern):
+                continue  # not one of ours (the hub grants only on topics and groups, literal or prefixed)
+            for who, _, operation, permission in bindings:
+                if permission == ALLOW and who.startswith("User:") and operation in set(Operation):
+                    found.add(Acl(who.removeprefix("User:"), Resource(resource_type), name, Operation(operation), Pattern(pattern)))
         return found
+
+    async def delete_acls(self, acls: list[Acl]) -> None:
+        """Delete exactly these bindings (a missing one is no error)."""
+        if not acls:
+            return
+        response = await self._send(_DeleteAcls(acls))
+        for acl, (code, message, _) in zip(acls, response.filter_responses, strict=True):
+            if code:
+                raise for_code(code)(f"deleting {acl}: {message}")
 
     async def upsert_user(self, user: str, password: str) -> None:
         """Create the SCRAM-SHA-256 user, or set its password if it exists."""
@@ -259,6 +288,15 @@ class AclAdmin:
 async def ensure_hub_acls(settings: Settings) -> None:
     async with AclAdmin(settings) as admin:
         await admin.create_acls(hub_acls(settings))
+
+
+async def drop_namespace_acls(settings: Settings, namespaces: list[str]) -> None:
+    """Delete every ACL on these namespaces' topics and groups, the hub's and the parties' (tests, the demo)."""
+    prefixes = tuple(f"{namespace}." for namespace in namespaces if namespace)
+    if not prefixes:
+        return
+    async with AclAdmin(settings) as admin:
+        await admin.delete_acls(sorted((a for a in await admin.described() if a.name.startswith(prefixes)), key=repr))
 
 
 async def onboard(settings: Settings, party: str, kind: str) -> str:

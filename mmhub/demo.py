@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.journeys import offline_records, sends
+from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
@@ -233,6 +234,7 @@ async def _forget_earlier_demos(settings: Settings) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+    await drop_namespace_acls(settings, sorted({name.split(".", 1)[0] for name in doomed}))
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'demo\\_%'"):

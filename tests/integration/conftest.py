@@ -17,6 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
+from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
@@ -78,6 +79,7 @@ async def hub_settings(services: Settings) -> AsyncIterator[Callable[..., Awaita
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+    await drop_namespace_acls(services, [settings.namespace for settings in made])
 
 
 @pytest.fixture

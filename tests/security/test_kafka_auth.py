@@ -80,6 +80,19 @@ async def onboarded(settings: Settings, party: str, kind: str) -> dict[str, Any]
     return as_party(settings, party, await onboard(settings, party, kind))
 
 
+async def two_parties(
+    settings: Settings, audience: str, ours: tuple[str, str], theirs: tuple[str, str]
+) -> tuple[dict[str, Any], str, str]:
+    """Onboard two parties (id, kind) and put one message on each one's `audience` share topic, b"ours" and
+    b"theirs", as the sharing stage would. Returns our client, our topic and theirs."""
+    client = await onboarded(settings, *ours)
+    await onboarded(settings, *theirs)
+    topics = settings.topics.share(audience, ours[0]), settings.topics.share(audience, theirs[0])
+    for topic, party, value in zip(topics, (ours[0], theirs[0]), (b"ours", b"theirs"), strict=True):
+        await produce(settings.kafka_client(), topic, value, key=party.encode())
+    return client, *topics
+
+
 async def test_a_client_without_credentials_is_refused(hub_settings: Callable[..., Awaitable[Settings]]) -> None:
     settings = await hub_settings()
     anonymous = {"bootstrap_servers": settings.kafka, "request_timeout_ms": TIMEOUT_MS}
@@ -106,22 +119,20 @@ async def test_a_carrier_writes_its_raw_topics_only_and_reads_no_other_carriers_
 ) -> None:
     settings = await hub_settings()
     t = tag()
-    ours, theirs = f"carrier.ocean-{t}", f"carrier.ocean-{t}.rival"
-    carrier = await onboarded(settings, ours, "carrier")
-    await onboarded(settings, theirs, "carrier")
-    own_topic, rival_topic = settings.topics.share("carrier", ours), settings.topics.share("carrier", theirs)
-    await produce(settings.kafka_client(), own_topic, b"our view", key=ours.encode())
-    await produce(settings.kafka_client(), rival_topic, b"the rival's rates", key=theirs.encode())
+    ours = f"carrier.ocean-{t}"
+    carrier, own_topic, rival_topic = await two_parties(
+        settings, "carrier", (ours, "carrier"), (f"carrier.ocean-{t}.rival", "carrier")
+    )
 
     with pytest.raises(REFUSED):
         await produce(carrier, settings.topics.events, b'{"event_type": "booking"}', key=b"SHP-2026-000042")
     with pytest.raises(REFUSED):
         await produce(carrier, settings.topics.status, b"{}", key=b"SHP-2026-000042")
     assert await read_from_start(carrier, rival_topic) == []
-    assert await read_from_start(settings.kafka_client(), rival_topic) == [b"the rival's rates"], "the control"
+    assert await read_from_start(settings.kafka_client(), rival_topic) == [b"theirs"], "the control"
     # what a carrier may do, it can: publish raw, read its own view
     await produce(carrier, settings.topics.raw("canonical"), b"{}", key=ours.encode())
-    assert await read_from_start(carrier, own_topic) == [b"our view"]
+    assert await read_from_start(carrier, own_topic) == [b"ours"]
 
 
 async def test_an_unsigned_raw_message_from_an_authenticated_carrier_is_still_dead_lettered(hub: Any) -> None:
@@ -146,20 +157,16 @@ async def test_a_party_reads_only_its_own_shares_with_its_own_groups(
     t = tag()
     # the second id starts with the first: a prefix grant on the first would cover the second
     ours, theirs = f"shipper.acme-{t}", f"shipper.acme-{t}.eu"
-    party = await onboarded(settings, ours, "shipper")
-    await onboarded(settings, theirs, "consignee")
-    own_topic, their_topic = settings.topics.share("shipper", ours), settings.topics.share("shipper", theirs)
-    await produce(settings.kafka_client(), own_topic, b"our invoice", key=ours.encode())
-    await produce(settings.kafka_client(), their_topic, b"their invoice", key=theirs.encode())
+    party, own_topic, their_topic = await two_parties(settings, "shipper", (ours, "shipper"), (theirs, "consignee"))
 
     assert await read_from_start(party, their_topic) == []
-    assert await read_from_start(settings.kafka_client(), their_topic) == [b"their invoice"], "the control"
+    assert await read_from_start(settings.kafka_client(), their_topic) == [b"theirs"], "the control"
     with pytest.raises(GroupAuthorizationFailedError):
         await read_from_start(party, own_topic, group=f"{settings.topics.party_groups(theirs)}reader")
     with pytest.raises(REFUSED):
         await produce(party, settings.topics.events, b"{}")
     own_group = f"{settings.topics.party_groups(ours)}reader"
-    assert await read_from_start(party, own_topic, group=own_group) == [b"our invoice"]
+    assert await read_from_start(party, own_topic, group=own_group) == [b"ours"]
 
 
 async def test_each_hub_process_may_do_only_what_it_needs(hub_settings: Callable[..., Awaitable[Settings]]) -> None:
