@@ -45,7 +45,6 @@ KAFKA_ADMIN_CONFIG="$KAFKA_SECRETS/admin.properties"
 # The hub's principals (SCRAM users), one per process; keep in step with mmhub.config.PRINCIPALS. "admin" and
 # the broker's own "broker" are super users; the others get only the ACLs that `mmhub topics` creates.
 HUB_PRINCIPALS=(admin worker sink share gateway webhooks tools)
-NEW_SECRETS=()
 KAFKA_READY_TIMEOUT=90
 KAFKA_STOP_TIMEOUT=30
 
@@ -152,12 +151,11 @@ kafka_fetch() {
 # A fresh random password (alphanumeric, so it needs no quoting in JAAS or property files).
 new_password() { tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true; }
 
-# The password of principal $1, generated on first use (then listed in NEW_SECRETS).
+# The password of principal $1, generated on first use; <principal>.pending marks it until the broker has the user.
 kafka_secret() {
     local file="$KAFKA_SECRETS/$1.password"
     if [[ ! -s "$file" ]]; then
-        (umask 077 && new_password >"$file.tmp" && mv "$file.tmp" "$file")
-        NEW_SECRETS+=("$1")
+        (umask 077 && new_password >"$file.tmp" && : >"$KAFKA_SECRETS/$1.pending" && mv "$file.tmp" "$file")
     fi
 }
 secret_of() { cat "$KAFKA_SECRETS/$1.password"; }
@@ -185,15 +183,18 @@ kafka_write_props() {
         "$KAFKA_TEMPLATE" >"$KAFKA_PROPS")
 }
 
-# SCRAM users for the principals whose password this 'up' generated, when the storage was formatted before.
+# SCRAM users for the principals whose password is new since the storage was formatted.
 kafka_add_new_users() {
-    local p
-    for p in "${NEW_SECRETS[@]}"; do
-        [[ "$p" == controller ]] && continue
-        timeout 60 "${KJAVA[@]}" org.apache.kafka.tools.ConfigCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+    local pending p
+    for pending in "$KAFKA_SECRETS"/*.pending; do
+        [[ -e "$pending" ]] || continue
+        p="$(basename "$pending" .pending)"
+        [[ "$p" == controller ]] && { rm -f "$pending"; continue; }   # a static JAAS user: in the properties
+        timeout 60 "${KJAVA[@]}" kafka.admin.ConfigCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
             --command-config "$KAFKA_ADMIN_CONFIG" --alter --entity-type users --entity-name "$p" \
             --add-config "SCRAM-SHA-256=[password=$(secret_of "$p")]" >/dev/null \
             || die "could not create the Kafka user $p"
+        rm -f "$pending"
         say "created Kafka user $p"
     done
 }
@@ -273,7 +274,7 @@ kafka_up() {
         "${KJAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
             -t "$(cat "$KAFKA_CLUSTER_ID_FILE")" -c "$KAFKA_PROPS" "${scram[@]}" >/dev/null \
             || die "kafka-storage format failed"
-        NEW_SECRETS=()
+        rm -f "$KAFKA_SECRETS"/*.pending   # the format made every user
     fi
     if [[ -f "$KAFKA_LOG" ]] && (($(stat -c %s "$KAFKA_LOG") > 20 * 1024 * 1024)); then
         mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
