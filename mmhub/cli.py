@@ -515,7 +515,11 @@ PRINCIPAL_OF = {
 def _onboard(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.acl import onboard
 
-    password = asyncio.run(onboard(settings, args.party, args.kind))
+    try:
+        password = asyncio.run(onboard(settings, args.party, args.kind))
+    except ValueError as error:  # also pydantic's ValidationError: not a party id
+        print(f"mmhub parties onboard: {args.party!r}: {error}", file=sys.stderr)
+        return 2
     if args.password_file:
         fd = os.open(args.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
