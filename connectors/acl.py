@@ -18,11 +18,11 @@ from enum import IntEnum
 from typing import Any, TypeAlias
 
 from aiokafka.client import AIOKafkaClient
-from pydantic import TypeAdapter
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactBytes, CompactString, Int8, Int16, Int32, Schema, TaggedFields
+from pydantic import TypeAdapter
 
 from connectors.kafka import ensure_share_topics
 from connectors.sharing.stage import share_group
@@ -88,7 +88,9 @@ def hub_acls(settings: Settings) -> list[Acl]:
     raw = [t.raw(name) for name in RAW_FORMATS]
     return [
         *_topics("worker", [t.events, t.references, *raw], Operation.READ),
-        *_topics("worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.parked], Operation.WRITE),
+        *_topics(
+            "worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.parked], Operation.WRITE
+        ),
         # faust's changelogs and its leader topic, which it creates at start if absent (it skips the topics it sees)
         *[
             Acl("worker", Resource.TOPIC, f"{settings.app_id}-", op, Pattern.PREFIXED)
@@ -265,7 +267,8 @@ class AclAdmin:
                 continue  # not one of ours (the hub grants only on topics and groups, literal or prefixed)
             for who, _, operation, permission in bindings:
                 if permission == ALLOW and who.startswith("User:") and operation in set(Operation):
-                    found.add(Acl(who.removeprefix("User:"), Resource(resource_type), name, Operation(operation), Pattern(pattern)))
+                    user_of = who.removeprefix("User:")
+                    found.add(Acl(user_of, Resource(resource_type), name, Operation(operation), Pattern(pattern)))
         return found
 
     async def delete_acls(self, acls: list[Acl]) -> None:
