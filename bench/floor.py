@@ -67,12 +67,14 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
     import faust
     from faust.worker import Worker
 
+    from mmhub.config import Settings
     from streams import fetching
-    from streams.app import natural_batches
+    from streams.app import broker_credentials, natural_batches
 
     app = faust.App(
         app_id,
         broker=f"kafka://{kafka}",
+        broker_credentials=broker_credentials(Settings.from_env()),  # the bench's own principal (admin)
         store="rocksdb://",
         datadir=data_dir,
         topic_partitions=partitions,
@@ -115,7 +117,7 @@ async def run_faust(
     processes: list[subprocess.Popen[bytes]],
 ) -> Measurement:
     sink = sink_topic(settings, mode)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, client_id="bench-floor", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), client_id="bench-floor", enable_auto_commit=False)
     await consumer.start()
     partitions = [TopicPartition(sink, p) for p in range(settings.partitions)]
     consumer.assign(partitions)
@@ -161,7 +163,7 @@ async def run_faust(
 
 
 async def create_sinks(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-admin")
     await admin.start()
     try:
         await admin.create_topics(
@@ -204,7 +206,7 @@ async def run(args: argparse.Namespace) -> int:
         failed = True
         raise
     finally:
-        await clean_up_run(processes, base.kafka, f"{prefix}-", temp, args.keep, failed)
+        await clean_up_run(processes, base, f"{prefix}-", temp, args.keep, failed)
 
 
 def decode_cost_ms(lines: list[bytes], rounds: int = 3) -> float:

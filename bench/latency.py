@@ -192,8 +192,8 @@ async def run(args: argparse.Namespace) -> int:
     backlog = generate(args.shipments, args.events_per_shipment, "interleaved")
     processes: list[subprocess.Popen[bytes]] = []
     pool = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2, server_settings={"search_path": settings.pg_schema})
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=0, client_id="bench-latency")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=0, client_id="bench-latency")
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)
     failed = True
     watcher: asyncio.Task[None] | None = None
     halt = asyncio.Event()
@@ -361,7 +361,7 @@ async def run(args: argparse.Namespace) -> int:
             await stop_process(process)
         await consumer.stop()
         await producer.stop()
-        deleted = await delete_run_topics(settings.kafka, f"{namespace}.")
+        deleted = await delete_run_topics(settings, f"{namespace}.")
         say(f"cleanup: deleted {len(deleted)} topics {namespace}.*")
         if not (args.keep or args.profile_worker or os.environ.get("MMHUB_BENCH_PYSPY")) and not failed:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')

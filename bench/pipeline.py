@@ -208,7 +208,7 @@ async def run_baseline(
     source, sink = settings.topics.events, settings.topics.name(PASSTHROUGH)
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         group_id=f"{settings.namespace}.bench-baseline",
         client_id="bench-baseline",
         auto_offset_reset="earliest",
@@ -216,7 +216,7 @@ async def run_baseline(
     )
     # The producer settings the faust worker runs with (faust defaults + producer_acks=-1 in streams/app.py).
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka, client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
+        **settings.kafka_client(), client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
     )
     await producer.start()
     await consumer.start()
@@ -378,7 +378,7 @@ async def run_pipeline(
 ) -> Measurement:
     status = settings.topics.status
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka, client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     partitions = [TopicPartition(status, p) for p in range(settings.partitions)]
@@ -473,7 +473,7 @@ async def prepare(settings: Settings, workload: Workload) -> float:
     """Create the run's topics and publish the workload; returns the publish rate (events/s)."""
     await ensure_topics(settings)
     names = [*settings.topics.all(), settings.topics.name(PASSTHROUGH)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-admin")
     await admin.start()
     try:
         await admin.create_topics(
@@ -499,8 +499,8 @@ async def prepare(settings: Settings, workload: Workload) -> float:
     return sent / (time.perf_counter() - started)
 
 
-async def delete_run_topics(kafka: str, prefix: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, client_id="bench-admin")
+async def delete_run_topics(settings: Settings, prefix: str) -> list[str]:
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="bench-admin"))
     await admin.start()
     try:
         doomed = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
@@ -512,7 +512,7 @@ async def delete_run_topics(kafka: str, prefix: str) -> list[str]:
 
 
 async def clean_up_run(
-    processes: list[subprocess.Popen[bytes]], kafka: str, prefix: str, temp: Path, keep: bool, failed: bool
+    processes: list[subprocess.Popen[bytes]], settings: Settings, prefix: str, temp: Path, keep: bool, failed: bool
 ) -> None:
     """Stop the run's workers, delete its topics (unless --keep) and its temp dir (unless --keep or it failed:
     the worker logs are the evidence). Reports what it could not clean and goes on."""
@@ -521,7 +521,7 @@ async def clean_up_run(
     try:
         if keep:
             raise RuntimeError("--keep: topics left in place")
-        deleted = await delete_run_topics(kafka, prefix)
+        deleted = await delete_run_topics(settings, prefix)
         say(f"cleanup: deleted {len(deleted)} topics {prefix}*")
     except Exception as error:  # noqa: BLE001 - report, keep cleaning
         say(f"cleanup: did not delete the topics {prefix}*: {error}")
@@ -728,7 +728,7 @@ async def run(args: argparse.Namespace) -> int:
         keep_temp = True  # the worker logs are the evidence
         raise
     finally:
-        await clean_up_run(workers, base.kafka, f"{prefix}-", temp, args.keep, keep_temp)
+        await clean_up_run(workers, base, f"{prefix}-", temp, args.keep, keep_temp)
 
 
 def add_workload_arguments(parser: argparse.ArgumentParser) -> None:

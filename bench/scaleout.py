@@ -414,9 +414,9 @@ class Outcome:
         return self.lost == 0 and self.mismatched == 0 and audit is not None and not audit.above_final
 
 
-async def describe_group(kafka: str, group: str, events_topic: str) -> str:
+async def describe_group(settings: Settings, group: str, events_topic: str) -> str:
     """'<client id>: partitions' per member of the consumer group, from the broker's point of view."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="bench-admin"))
     await admin.start()
     try:
         responses = await admin.describe_consumer_groups([group])
@@ -480,7 +480,7 @@ async def run_scenario(
     status = settings.topics.status
     temp = settings.data_dir
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka, client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     tps = [TopicPartition(status, p) for p in range(settings.partitions)]
@@ -590,7 +590,7 @@ async def run_scenario(
         outcome.startup_s = outcome.start - spawned_at
         progress.show(applied, f"  {final_count:,}/{shipments:,} shipments final")
         try:
-            outcome.group = await describe_group(settings.kafka, settings.app_id, settings.topics.events)
+            outcome.group = await describe_group(settings, settings.app_id, settings.topics.events)
         except Exception as error:  # noqa: BLE001 - a report line, not a reason to fail
             outcome.group = f"describe_consumer_groups failed: {error!r}"
         # Late re-sends: keep reading until the topic is quiet.
@@ -855,7 +855,7 @@ async def run(args: argparse.Namespace) -> int:
         keep_temp = True  # the worker logs are the evidence
         raise
     finally:
-        await clean_up_run(processes, base.kafka, f"{prefix}-", temp, args.keep, keep_temp)
+        await clean_up_run(processes, base, f"{prefix}-", temp, args.keep, keep_temp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -441,8 +441,8 @@ class Run:
         idle = memory_of(self.worker.pid)
         cpu0 = process_cpu_s(self.worker.pid) or 0.0
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="bench-state-admin")
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, client_id="bench-state-offsets")
+        admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-state-admin")
+        consumer = AIOKafkaConsumer(**settings.kafka_client(), client_id="bench-state-offsets")
         await admin.start()
         await consumer.start()
         try:
@@ -561,7 +561,7 @@ class Run:
             settings.data_dir.mkdir(parents=True)
 
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka, client_id="bench-state-observer", enable_auto_commit=False, group_id=None
+            **settings.kafka_client(), client_id="bench-state-observer", enable_auto_commit=False, group_id=None
         )
         await consumer.start()
         try:
@@ -719,7 +719,7 @@ async def run(args: argparse.Namespace) -> int:
         raise
     finally:
         workers = [state.worker] if state.worker is not None else []
-        await clean_up_run(workers, state.settings.kafka, f"{state.prefix}.", state.temp, args.keep, failed)
+        await clean_up_run(workers, state.settings, f"{state.prefix}.", state.temp, args.keep, failed)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=(__doc__ or "").split("\n\n")[0])

@@ -15,12 +15,15 @@ from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
 from mmhub.config import Settings
-from streams.topics import CHANGELOG_CONFIG, TABLES
+from streams.topics import CHANGELOG_CONFIG, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create the hub's topics if absent (idempotent). Returns the names created now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="mmhub-admin")
+    """Create the hub's topics if absent, and grant each hub process its ACLs on them (idempotent; as the admin
+    principal, before the processes start). Returns the names created now."""
+    from connectors.acl import ensure_hub_acls  # lazily: connectors.acl imports the sharing stage, which imports us
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-admin"))
     for attempt in range(attempts):
         try:
             await admin.start()
@@ -40,12 +43,27 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             for name, config in every.items()
             if name not in existing
         ]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between our list and create: that is the goal
-        return [topic.name for topic in wanted]
+        await _create(admin, wanted)
+    finally:
+        await admin.close()
+    await ensure_hub_acls(settings)
+    return [topic.name for topic in wanted]
+
+
+async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> None:
+    if wanted:
+        try:
+            await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            pass  # another process created one between our list and create: that is the goal (the others are made)
+
+
+async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
+    await admin.start()
+    try:
+        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
     finally:
         await admin.close()
 
@@ -75,7 +93,7 @@ def shipment_key(line: bytes) -> bytes | None:
 
 async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None = None) -> int:
     """Send each line as one message to `hub.events` (keyed by shipment id) and wait until all are acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=5, enable_idempotence=True)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=5, enable_idempotence=True)
     await producer.start()
     sent = 0
     try:
@@ -104,7 +122,7 @@ async def publish_raw(
     """
     topic = settings.topics.raw(format_name)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         acks="all",
         enable_idempotence=True,
         max_request_size=MAX_RAW_BYTES + RAW_REQUEST_OVERHEAD,
@@ -121,6 +139,16 @@ async def publish_raw(
     return [(metadata.partition, metadata.offset) for metadata in sent]
 
 
+async def share_topics(settings: Settings) -> list[str]:
+    """The per-party share topics of the namespace that exist now (those the principal may see), sorted."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
+    await admin.start()
+    try:
+        return sorted(name for name in await admin.list_topics() if name.startswith(settings.topics.share_prefix))
+    finally:
+        await admin.close()
+
+
 async def read_latest(settings: Settings, topic: str) -> dict[bytes, bytes]:
     """The last value per key on `topic`, read from the beginning to the end as it is now (for compacted topics)."""
     return {m.key: m.value or b"" for m in await read_all(settings, topic) if m.key is not None}
@@ -131,7 +159,7 @@ async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes,
     it is when the read starts: the watermark is the positive marker that nothing earlier is left unread."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:

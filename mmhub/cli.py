@@ -28,10 +28,8 @@ def _dev(action: str) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import ensure_topics
     from streams.app import run_worker
 
-    asyncio.run(ensure_topics(settings))
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -51,8 +49,6 @@ def _share(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings, run: Callable[..., Awaitable[None]], what: str) -> int:
     """Run a stage that consumes `hub.shipment.status` batch by batch until SIGTERM or SIGINT."""
-    from connectors.kafka import ensure_topics
-
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
     async def main() -> None:
@@ -60,7 +56,6 @@ def _consume(args: argparse.Namespace, settings: Settings, run: Callable[..., Aw
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # finish the batch in hand, then leave
-        await ensure_topics(settings)
         await run(settings, stop=stop, on_batch=progress.add)
 
     progress = _Progress(what)
@@ -167,17 +162,12 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import ensure_topics, publish, read_jsonl, scramble
+    from connectors.kafka import publish, read_jsonl, scramble
 
     lines = read_jsonl(Path(args.file))
     if args.scramble:
         lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
-
-    async def main() -> int:
-        await ensure_topics(settings)
-        return await publish(settings, lines)
-
-    sent = asyncio.run(main())
+    sent = asyncio.run(publish(settings, lines))
     print(f"published {sent} events to {settings.topics.events}", file=sys.stderr)
     return 0
 
@@ -226,7 +216,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from connectors.carriers import RegistryError, load_signing_key
-    from connectors.kafka import MAX_RAW_BYTES, ensure_topics, publish_raw
+    from connectors.kafka import MAX_RAW_BYTES, publish_raw
 
     problems = []
     payloads = []
@@ -250,13 +240,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print("mmhub ingest: nothing sent", file=sys.stderr)
         return 2
 
-    async def main() -> list[tuple[int, int]]:
-        await ensure_topics(settings)
-        return await publish_raw(settings, args.format, payloads, key)
-
     topic = settings.topics.raw(args.format)
     try:
-        placed = asyncio.run(main())
+        placed = asyncio.run(publish_raw(settings, args.format, payloads, key))
     except KafkaError as error:
         print(f"mmhub ingest: Kafka refused the send: {error!r}; files before it may be on {topic}", file=sys.stderr)
         return 1
@@ -466,7 +452,9 @@ def parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8080)
     gateway.add_argument("--loglevel", default="info")
     gateway.set_defaults(run=_gateway)
-    sub.add_parser("topics", help="create the hub's topics if absent").set_defaults(run=_topics)
+    sub.add_parser(
+        "topics", help="create the hub's topics if absent, and each hub process's ACLs on them (as admin)"
+    ).set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")
     publish.add_argument("file")
@@ -534,14 +522,67 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     add_webhook_commands(sub, _timestamp)
+    _add_party_commands(sub)
     return top
+
+
+# --- Kafka principals: which one each command is (unless MMHUB_KAFKA_USER says), and onboarding a party ---------
+
+# A command not named here touches Kafka, if at all, as the operator's "tools" (publish, ingest, parked).
+PRINCIPAL_OF = {
+    "worker": "worker",
+    "sink": "sink",
+    "share": "share",
+    "gateway": "gateway",
+    "webhooks": "webhooks",
+    "topics": "admin",
+    "demo": "admin",
+    "parties": "admin",
+}
+
+
+def _onboard(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.acl import onboard
+
+    try:
+        password = asyncio.run(onboard(settings, args.party, args.kind))
+    except ValueError as error:  # also pydantic's ValidationError: not a party id
+        print(f"mmhub parties onboard: {args.party!r}: {error}", file=sys.stderr)
+        return 2
+    if args.password_file:
+        fd = os.open(args.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        print(f"{args.party}: password written to {args.password_file}", file=sys.stderr)
+    else:
+        print(password)
+    for topic in settings.topics.party_share_topics(args.party):
+        print(f"{args.party}: may read {topic}", file=sys.stderr)
+    print(f"{args.party}: may use consumer groups {settings.topics.party_groups(args.party)}*", file=sys.stderr)
+    if args.kind == "carrier":
+        print(f"{args.party}: may write the raw topics {settings.topics.raw('canonical')} etc.", file=sys.stderr)
+    return 0
+
+
+def _add_party_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from connectors.acl import PARTY_KINDS
+
+    parties = sub.add_parser("parties", help="parties' Kafka access (as admin)")
+    parties_sub = parties.add_subparsers(dest="parties_command", required=True)
+    onboard = parties_sub.add_parser(
+        "onboard", help="make a party's Kafka user (new password), its share topics and its ACLs; print the password"
+    )
+    onboard.add_argument("party", help="the party id, such as carrier.oceanline")
+    onboard.add_argument("--kind", required=True, choices=PARTY_KINDS, help="a carrier may also write the raw topics")
+    onboard.add_argument("--password-file", help="write the password to this new file (mode 0600) instead of stdout")
+    onboard.set_defaults(run=_onboard)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "dev":
         return _dev(args.action)
-    code: int = args.run(args, Settings.from_env())
+    code: int = args.run(args, Settings.from_env(PRINCIPAL_OF.get(args.command, "tools")))
     return code
 
 

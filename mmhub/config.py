@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from streams.topics import Topics
 
@@ -17,6 +19,49 @@ DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 # a rebalance waits for the batch being merged: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
 DEFAULT_FETCH_MAX_WAIT_MS = 50
+# The hub's Kafka principals, one per process (infra/dev.sh makes their SCRAM users; connectors.acl grants each
+# only what its process does). "admin" creates topics, ACLs and users; "tools" is the operator's publish/ingest.
+PRINCIPALS = ("admin", "worker", "sink", "share", "gateway", "webhooks", "tools")
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+# MMHUB_KAFKA_SECURITY: SASL/SCRAM over plaintext (the default), or no authentication at all (a broker of your own
+# without listeners' auth; the hub's ACLs then protect nothing).
+SECURITY_SCRAM = "sasl_scram"
+SECURITY_NONE = "plaintext"
+
+
+class KafkaCredentialsMissing(RuntimeError):
+    """No password for the principal: say where one is looked for."""
+
+
+def secrets_dir(home: Path) -> Path:
+    """Where infra/dev.sh writes the local stack's generated passwords, one `<principal>.password` each."""
+    return home / "run" / "kafka-secrets"
+
+
+def _pg_dsn() -> str:
+    """MMHUB_PG_DSN, with the password from MMHUB_PG_PASSWORD_FILE (a compose secret) when that is set."""
+    dsn = os.environ.get("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub")
+    named = os.environ.get("MMHUB_PG_PASSWORD_FILE")
+    if not named:
+        return dsn
+    parts = urlsplit(dsn)
+    user = unquote(parts.username or "")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    password = quote(Path(named).read_text().strip(), safe="")
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{password}@{host}{port}"))
+
+
+def _password(user: str, home: Path) -> str | None:
+    """MMHUB_KAFKA_PASSWORD, else the file MMHUB_KAFKA_PASSWORD_FILE names (a compose secret), else the local
+    stack's generated file for `user`; None if there is none."""
+    if "MMHUB_KAFKA_PASSWORD" in os.environ:
+        return os.environ["MMHUB_KAFKA_PASSWORD"]
+    named = os.environ.get("MMHUB_KAFKA_PASSWORD_FILE")
+    path = Path(named) if named else secrets_dir(home) / f"{user}.password"
+    if not named and not path.is_file():
+        return None
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -43,13 +88,27 @@ class Settings:
     # The longest the broker holds the worker's fetch when no data is waiting (faust fixes 1.5 s; see
     # streams.fetching): also the longest a busy worker's input can wait behind a fetch of quiet topics.
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
+    # Who this process is to Kafka (MMHUB_KAFKA_USER, else the process's own principal) and how it proves it.
+    kafka_security: str = SECURITY_SCRAM
+    kafka_user: str = "admin"
+    kafka_password: str | None = field(default=None, repr=False)
+    home: Path = Path.home() / ".cache" / "mmhub"
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, principal: str = "admin") -> Settings:
+        """The settings of a process whose Kafka principal is `principal` unless MMHUB_KAFKA_USER names another."""
         home = Path(os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub"))
+        user = os.environ.get("MMHUB_KAFKA_USER", principal)
+        security = os.environ.get("MMHUB_KAFKA_SECURITY", SECURITY_SCRAM)
+        if security not in (SECURITY_SCRAM, SECURITY_NONE):
+            raise ValueError(f"MMHUB_KAFKA_SECURITY={security!r}; known: {SECURITY_SCRAM}, {SECURITY_NONE}")
         return cls(
+            kafka_security=security,
+            kafka_user=user,
+            kafka_password=_password(user, home),
+            home=home,
             kafka=os.environ.get("MMHUB_KAFKA", "127.0.0.1:9092"),
-            pg_dsn=os.environ.get("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub"),
+            pg_dsn=_pg_dsn(),
             pg_schema=os.environ.get("MMHUB_PG_SCHEMA", "mmhub"),
             namespace=os.environ.get("MMHUB_NAMESPACE", ""),
             store=os.environ.get("MMHUB_STORE", "rocksdb://"),
@@ -64,6 +123,28 @@ class Settings:
             warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
             fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
         )
+
+    def as_principal(self, user: str) -> Settings:
+        """The same settings as another of the local stack's principals (tests and tools that act as a party)."""
+        return replace(self, kafka_user=user, kafka_password=_password(user, self.home))
+
+    def kafka_client(self, **options: Any) -> dict[str, Any]:
+        """The keyword arguments of every aiokafka client the hub makes: the bootstrap servers, this principal's
+        SASL/SCRAM credentials, then `options`. Every AIOKafka{Producer,Consumer,AdminClient} goes through here."""
+        kwargs: dict[str, Any] = {"bootstrap_servers": self.kafka}
+        if self.kafka_security == SECURITY_SCRAM:
+            if self.kafka_password is None:
+                raise KafkaCredentialsMissing(
+                    f"no Kafka password for principal {self.kafka_user!r}: set MMHUB_KAFKA_PASSWORD or "
+                    f"MMHUB_KAFKA_PASSWORD_FILE, or run `bash infra/dev.sh up` (it writes {secrets_dir(self.home)})"
+                )
+            kwargs.update(
+                security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism=SCRAM_MECHANISM,
+                sasl_plain_username=self.kafka_user,
+                sasl_plain_password=self.kafka_password,
+            )
+        return {**kwargs, **options}
 
     @property
     def topics(self) -> Topics:

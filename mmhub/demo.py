@@ -26,7 +26,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.journeys import offline_records, sends
-from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble
+from connectors.acl import drop_namespace_acls
+from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
 from connectors.sharing.audit import table, usage
@@ -35,7 +36,7 @@ from mmhub.render import summary
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
-from streams.topics import DLQ_CODE, DLQ_REASON, SHARE_AUDIENCES
+from streams.topics import DLQ_CODE, DLQ_REASON
 
 MALFORMED = [
     b"this is not JSON",
@@ -67,7 +68,7 @@ def _spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[byte
 async def _read(settings: Settings, topic: str, enough: int, wait_s: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
     """The messages on `topic` from the start, once at least `enough` are there (or the wait is over)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, **settings.kafka_client(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
@@ -115,7 +116,7 @@ def _keys(node: object) -> set[str]:
 
 
 async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord]) -> None:
-    """What each party received on its audience topic (only what the policy allows), and the audit of it."""
+    """What each party received on its own share topic (only what the policy allows), and the audit of it."""
     claim_id = next((c.claim_id for r in expected.values() for c in r.claims), None)
     deadline = time.monotonic() + 60
     while True:  # the sharing stage follows the status topic; wait until it has shared every final version
@@ -125,11 +126,12 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
             break
         await asyncio.sleep(0.5)
     received: dict[str, list[dict[str, object]]] = {}
-    for audience in SHARE_AUDIENCES:
-        for message in await _read(settings, settings.topics.share(audience), 1, 3):
-            received.setdefault(f"{audience}:{message.key.decode() if message.key else '?'}", []).append(orjson.loads(message.value))
-    where = settings.topics.share("shipper").replace(".shipper", ".<audience>")
-    _say(f"shared with {len(received)} part(ies) on {where}, keyed by party (the MTO reads the hub's own topics):")
+    for topic in await share_topics(settings):
+        audience, party = topic.removeprefix(settings.topics.share_prefix).split(".", 1)
+        for message in await _read(settings, topic, 1, 3):
+            received.setdefault(f"{audience}:{party}", []).append(orjson.loads(message.value))
+    where = f"{settings.topics.share_prefix}<audience>.<party>"
+    _say(f"shared with {len(received)} part(ies), each on its own {where} (the MTO reads the hub's own topics):")
     for who, messages in sorted(received.items()):
         kinds = ", ".join(f"{sum(1 for m in messages if m['kind'] == k)} {k}" for k in ("status", "claim"))
         leaked = sorted(_keys(messages) & set(RATES))
@@ -152,7 +154,7 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
         _say(f"the insurer's claims stream: {len(insurer)} claim message(s) for {claim_id}, no rates in any of them")
     audited = sum(row.shares for row in report.rows)
     delivered = sum(len(ms) for ms in received.values())
-    _say(f"audit log: {audited} share(s) recorded, {delivered} message(s) delivered on the audience topics")
+    _say(f"audit log: {audited} share(s) recorded, {delivered} message(s) delivered on the share topics")
     print()
     print(table(await usage(settings, shipment_id=next(iter(expected)))))
     print()
@@ -224,7 +226,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
 
 async def _forget_earlier_demos(settings: Settings) -> None:
     """Drop the topics and schemas earlier demo runs left, so repeated demos do not pile up."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
         doomed = [name for name in await admin.list_topics() if name.startswith("demo-")]
@@ -232,6 +234,7 @@ async def _forget_earlier_demos(settings: Settings) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+    await drop_namespace_acls(settings, sorted({name.split(".", 1)[0] for name in doomed}))
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'demo\\_%'"):

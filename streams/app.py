@@ -210,11 +210,22 @@ async def natural_batches(
             await stream.ack(done)
 
 
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """faust's form of Settings.kafka_client's credentials (its consumer, producer and admin all use them)."""
+    client = settings.kafka_client()
+    if "sasl_mechanism" not in client:
+        return None
+    return faust.SASLCredentials(
+        username=client["sasl_plain_username"], password=client["sasl_plain_password"], mechanism=client["sasl_mechanism"]
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
+        broker_credentials=broker_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir / settings.app_id),
         topic_partitions=settings.partitions,

@@ -13,8 +13,15 @@ SHIPMENT_STATUS = "hub.shipment.status"
 SETTLEMENT = "hub.settlement"
 CLAIMS = "hub.claims"
 # Controlled sharing: each party's view of a shipment, on one topic per audience (shipper, insurer, consignee,
-# carrier, delegate) keyed by the party's id; and the audit log of every share, keyed by party.
+# carrier, delegate) and party, `hub.share.<audience>.<party>`, so that a party's read grant (one LITERAL ACL per
+# topic) covers no one else's views; and the audit log of every share, keyed by party.
 SHARE_AUDIENCES = ("shipper", "insurer", "consignee", "carrier", "delegate")
+SHARE = "hub.share"
+# One party's views need no parallelism and keep their order on one partition.
+SHARE_PARTITIONS = 1
+SHARE_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+# A party's consumer groups start with `<ns>.party.<party>:` (':' is not in a party id, so the prefix is exact).
+PARTY_GROUPS = "party"
 AUDIT = "hub.audit"
 # Reference resolution: keyed by carrier reference ("container:MSKU9070323"), so the reference book and the events
 # waiting on a reference meet on one partition (see streams.references).
@@ -77,7 +84,6 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
     PARKED: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 1000)},
     AUDIT: {"cleanup.policy": "delete", "retention.ms": str(400 * 24 * 3600 * 1000)},
-    **{f"hub.share.{name}": {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} for name in SHARE_AUDIENCES},
     # a raw payload may be a whole EDI interchange or a batch of events (up to 4 MiB, see connectors.kafka)
     **{
         raw_topic(name): {
@@ -125,10 +131,24 @@ class Topics:
     def audit(self) -> str:
         return self.name(AUDIT)
 
-    def share(self, audience: str) -> str:
+    def share(self, audience: str, party: str) -> str:
+        """The topic of one party's views as `audience` (the party id is a valid topic name part: schemas.PartyId)."""
         if audience not in SHARE_AUDIENCES:
             raise ValueError(f"unknown audience {audience!r}; known: {', '.join(SHARE_AUDIENCES)}")
-        return self.name(f"hub.share.{audience}")
+        return self.name(f"{SHARE}.{audience}.{party}")
+
+    @property
+    def share_prefix(self) -> str:
+        """What every share topic's name starts with (and no other hub topic's)."""
+        return self.name(f"{SHARE}.")
+
+    def party_share_topics(self, party: str) -> list[str]:
+        """A party's share topics, one per audience it may be in."""
+        return [self.share(audience, party) for audience in SHARE_AUDIENCES]
+
+    def party_groups(self, party: str) -> str:
+        """The prefix of the consumer groups a party may use."""
+        return self.name(f"{PARTY_GROUPS}.{party}:")
 
     @property
     def parked(self) -> str:

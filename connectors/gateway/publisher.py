@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from typing import Any
+
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -17,9 +19,10 @@ READY_TIMEOUT_S = 3.0
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, client_id: str = "mmhub-gateway") -> None:
+    def __init__(self, client: dict[str, Any], client_id: str = "mmhub-gateway") -> None:
+        """`client`: Settings.kafka_client(), the servers and the gateway principal's credentials."""
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **client,
             client_id=client_id,
             acks="all",
             enable_idempotence=True,

@@ -13,7 +13,6 @@ from connectors.gateway.publisher import KafkaPublisher
 from connectors.gateway.reader import Reader
 from connectors.gateway.reader_store import PostgresReaderStore
 from connectors.gateway.receipts import PostgresReceipts
-from connectors.kafka import ensure_topics
 from connectors.parties import PartyRegistry
 from connectors.postgres.migrate import migrate
 from connectors.webhooks.run import config_from_env
@@ -27,11 +26,10 @@ async def run_gateway(
     settings: Settings, registry: CarrierRegistry, host: str, port: int, stop: asyncio.Event, parties: PartyRegistry
 ) -> None:
     """Serve until `stop` is set, then finish the requests in hand and close the producer and the pool."""
-    await ensure_topics(settings)
     applied = await migrate(settings.pg_dsn, settings.pg_schema)
     if applied:
         log.info("applied migrations %s to schema %s", ", ".join(applied), settings.pg_schema)
-    publisher = KafkaPublisher(settings.kafka)
+    publisher = KafkaPublisher(settings.kafka_client())
     await publisher.start()
     try:
         receipts = await PostgresReceipts.open(settings)

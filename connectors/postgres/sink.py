@@ -202,7 +202,7 @@ async def run_sink(
     group = settings.sink_group
     db = Database(settings, stop)  # connects on first use: a database down at start is just another outage
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         group_id=group,
         client_id=group,
         enable_auto_commit=False,

@@ -40,7 +40,7 @@ ClaimSlot = tuple[str, str]  # (party, claim_id)
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message for `hub.share.<audience>`, keyed by `party`, and the Share that audits it."""
+    """One message for `hub.share.<audience>.<party>`, keyed by `party`, and the Share that audits it."""
 
     audience: str
     party: str

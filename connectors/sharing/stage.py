@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from connectors.kafka import ensure_share_topics
 from connectors.postgres.migrate import migrate
 from connectors.postgres.rows import MalformedStatus, Message
 from connectors.postgres.sink import POLL_TIMEOUT_MS, SAVE_OFFSETS, Database, SeekToStoredOffsets, Stopped
@@ -123,7 +124,7 @@ async def run_share(
     group = share_group(settings)
     db = Database(settings, stop, application_name(settings))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         group_id=group,
         client_id=group,
         enable_auto_commit=False,
@@ -132,9 +133,10 @@ async def run_share(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka, client_id=group, acks="all", enable_idempotence=True, linger_ms=5
+        **settings.kafka_client(), client_id=group, acks="all", enable_idempotence=True, linger_ms=5
     )
     listener = SeekToStoredOffsets(consumer, db, group, topic)
+    made: set[str] = set()  # share topics known to exist
     try:
         await db.run(lambda conn: migrate(conn, settings.pg_schema))
         await producer.start()
@@ -163,7 +165,7 @@ async def run_share(
                 shipments = sorted({record.shipment_id for record in records})
                 shared = await db.run(lambda conn: _load(conn, shipments))
                 planned = plan_batch(records, shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
-                await _deliver(producer, settings, planned.messages)
+                await _deliver(producer, settings, planned.messages, made)
                 await db.run(lambda conn: _write(conn, planned, group, topic, next_offsets))
                 listener.positions.advance(next_offsets)
             if on_batch is not None:
@@ -194,11 +196,15 @@ async def _load(conn: asyncpg.Connection, shipments: list[str]) -> Shared:
     return Shared(grants, versions, claims)
 
 
-async def _deliver(producer: AIOKafkaProducer, settings: Settings, messages: list[Outgoing]) -> None:
-    """Send every message and wait until Kafka has acknowledged them all."""
-    futures = [
-        await producer.send(settings.topics.share(m.audience), value=m.value, key=m.key) for m in messages
-    ]
+async def _deliver(producer: AIOKafkaProducer, settings: Settings, messages: list[Outgoing], made: set[str]) -> None:
+    """Send every message to its party's topic (created first if `made` does not hold it yet) and wait until Kafka
+    has acknowledged them all."""
+    topics = [settings.topics.share(m.audience, m.party) for m in messages]
+    new = set(topics) - made
+    if new:
+        await ensure_share_topics(settings, sorted(new))
+        made.update(new)
+    futures = [await producer.send(topic, value=m.value, key=m.key) for topic, m in zip(topics, messages, strict=True)]
     await asyncio.gather(*futures)
 
 

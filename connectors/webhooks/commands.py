@@ -197,7 +197,6 @@ def _rotate_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import ensure_topics
     from connectors.webhooks.run import config_from_env, run_webhooks
     from connectors.webhooks.sealing import KeyProblem
 
@@ -208,7 +207,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # finish the requests in hand, then leave
-        await ensure_topics(settings)
         await run_webhooks(settings, config_from_env(), stop)
 
     try:

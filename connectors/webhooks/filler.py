@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence, cast
@@ -27,7 +29,6 @@ from connectors.webhooks.notifications import MalformedShare, Shared, shared
 from connectors.webhooks.sealing import Keyring
 from connectors.webhooks.store import WebhookStore, subscription_of
 from mmhub.config import Settings
-from streams.topics import SHARE_AUDIENCES
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,14 @@ def group(settings: Settings) -> str:
     return f"{settings.app_id}.webhooks"
 
 
-def topics(settings: Settings) -> list[str]:
-    return [settings.topics.share(audience) for audience in SHARE_AUDIENCES]
+def topics(settings: Settings) -> str:
+    """The pattern of every party's share topic (the sharing stage creates them as parties appear)."""
+    return f"^{re.escape(settings.topics.share_prefix)}.*$"
+
+
+# How soon a new party's share topic joins the subscription: the consumer's metadata refresh, which matches the
+# pattern again (aiokafka's default is 5 minutes).
+NEW_TOPICS_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -124,17 +131,15 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
     The share topics' counterpart of connectors.postgres.sink.SeekToStoredOffsets (one Positions per topic).
     """
 
-    def __init__(
-        self, consumer: AIOKafkaConsumer, store: WebhookStore, group: str, topics: list[str], stop: asyncio.Event
-    ) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, store: WebhookStore, group: str, stop: asyncio.Event) -> None:
         self._consumer = consumer
         self._store = store
         self._group = group
         self._stop = stop
         self.lock = asyncio.Lock()
-        # Every topic's from the start: a poll taken before a topic's first assignment must still see, through the
-        # topic's clock, that the assignment came during it (and seek back), rather than drop what it fetched.
-        self.positions = {topic: Positions() for topic in topics}
+        # A topic's Positions from its first sight. A poll that began before then reads it as clock 0, so it sees
+        # that the topic's assignment came during it (and seeks back), rather than drop what it fetched.
+        self.positions: defaultdict[str, Positions] = defaultdict(Positions)
         self.error: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -180,17 +185,17 @@ async def run_filler(
     each batch, once it is committed to Postgres."""
     consumer_group = group(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka,
+        **settings.kafka_client(),
         group_id=consumer_group,
         client_id=consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        metadata_max_age_ms=NEW_TOPICS_MS,
     )
-    share_topics = topics(settings)
-    listener = SeekToStoredOffsets(consumer, store, consumer_group, share_topics, stop)
-    consumer.subscribe(share_topics, listener=listener)
+    listener = SeekToStoredOffsets(consumer, store, consumer_group, stop)
+    consumer.subscribe(pattern=topics(settings), listener=listener)
     await consumer.start()
     try:
         while not stop.is_set():
@@ -205,7 +210,7 @@ async def run_filler(
                 offsets: dict[str, dict[int, int]] = {}
                 count = 0
                 for tp, records in sorted(fetched.items()):
-                    admitted = listener.positions[tp.topic].admit(polled_at[tp.topic], records)
+                    admitted = listener.positions[tp.topic].admit(polled_at.get(tp.topic, 0), records)
                     for partition, offset in admitted.reseek.items():
                         consumer.seek(TopicPartition(tp.topic, partition), offset)
                     count += len(admitted.messages)

@@ -17,6 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
+from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
@@ -35,7 +36,7 @@ async def services() -> Settings:
         try:
             conn = await asyncpg.connect(settings.pg_dsn, timeout=5)
             await conn.close()
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(**settings.kafka_client(), request_timeout_ms=5000)
             await admin.start()
             await admin.close()
             return settings
@@ -68,15 +69,17 @@ async def hub_settings(services: Settings) -> AsyncIterator[Callable[..., Awaita
             await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.pg_schema)} CASCADE")
     finally:
         await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
+    admin = AIOKafkaAdminClient(**services.kafka_client())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        doomed = [name for settings in made for name in settings.topics.all() if name in existing]
+        # the hub's topics, faust's and the per-party share topics: everything under the namespace
+        doomed = [name for name in existing if any(name.startswith(f"{settings.namespace}.") for settings in made)]
         if doomed:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+    await drop_namespace_acls(services, [settings.namespace for settings in made])
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ async def projected_record(settings: Settings, shipment_id: str) -> ShipmentReco
 async def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
     """Every message on `topic` from the beginning, waiting until at least `expected` have arrived."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, **settings.kafka_client(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     found: list = []
@@ -140,7 +140,7 @@ async def read_topic(settings: Settings, topic: str, expected: int, timeout: flo
 
 async def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list:
     """Every message on one of the hub's topics (settings.partitions partitions) up to its end offsets as of now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
     await consumer.start()
     found: list = []
     try:
@@ -160,7 +160,7 @@ async def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> lis
 
 async def drop_internal_topics(settings: Settings) -> None:
     """Faust's changelog topics for the namespace; the conftest drops the hub's own."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(f"{settings.app_id}-")]

@@ -144,7 +144,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         assert status == 401 and answer["error"] == "bad_signature", answer
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", max_request_size=8 * 1024 * 1024)
+        producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", max_request_size=8 * 1024 * 1024)
         await producer.start()
         try:
             headers = [

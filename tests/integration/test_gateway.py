@@ -40,7 +40,7 @@ BODY = b"[" + b",".join(LINES) + b"]"
 async def gateway(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     """The gateway app in-process, with the production publisher and receipts store."""
     await migrate(settings.pg_dsn, settings.pg_schema)
-    publisher = KafkaPublisher(settings.kafka)
+    publisher = KafkaPublisher(settings.kafka_client())
     await publisher.start()
     receipts = await PostgresReceipts.open(settings)
     app = create_gateway(settings, load_registry(settings.carriers_path), publisher, receipts, clock=lambda: NOW)
@@ -53,7 +53,7 @@ async def gateway(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def end_offsets(settings: Settings, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka)
+    consumer = AIOKafkaConsumer(**settings.kafka_client())
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

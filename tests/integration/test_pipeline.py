@@ -116,7 +116,7 @@ async def test_bad_input_is_dead_lettered_with_reason_while_good_events_flow(hub
 async def _send_keyed(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", max_request_size=2 * 1024 * 1024)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
         for key, value in messages:

@@ -42,7 +42,7 @@ async def test_poison_first_middle_and_last_of_a_batch_never_blocks_the_partitio
     worker.start()
     sink.start()
     await wait_for(lambda: _worker_ready(worker), 60, "the worker to join its group", worker)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=50)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=50)
     await producer.start()
     try:
         # one burst, so the worker takes it as one batch (or very few)

@@ -78,7 +78,7 @@ def interleaved(per_shipment: list[list[Message]]) -> list[Message]:
 
 async def produce(settings: Settings, messages: list[Message]) -> dict[int, int]:
     """Send and await acknowledgement. Returns per partition the offset after the last message sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.topics.status, value=value, key=key) for key, value in messages]
@@ -260,7 +260,7 @@ async def test_a_restarted_sink_resumes_from_its_stored_offsets(hub_settings: Ne
     assert await stored_offsets(settings) == ends
     assert await projected_versions(settings) == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
     assert await count_rows(settings, "shipment_events") == {shipment_id: VERSIONS for shipment_id in SHIPMENTS}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
         mirrored = await admin.list_consumer_group_offsets(settings.sink_group)

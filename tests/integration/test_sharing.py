@@ -22,14 +22,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from connectors.kafka import publish, read_jsonl
+from connectors.kafka import publish, read_jsonl, share_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.sharing.plan import leaf_paths
 from connectors.postgres.rows import MalformedStatus
 from connectors.sharing.stage import run_share, share_group
 from mmhub.config import Settings
-from streams.topics import SHARE_AUDIENCES
+from streams.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
 from tests.integration.hub import HubProcess, drop_internal_topics, offline, wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,13 +87,14 @@ async def shared_up_to(settings: Settings, version: int) -> bool:
     return bool(rows[0]["version"] is not None and rows[0]["version"] >= version and rows[0]["waiting"] == 0)
 
 
-async def read_to_end(settings: Settings, topic: str) -> list[Any]:
-    """Every message on `topic` as it is now, from the beginning to the end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+async def read_to_end(settings: Settings, topic: str, count: int | None = None) -> list[Any]:
+    """Every message on `topic` (`count` partitions, by default settings.partitions) as it is now, from the beginning to
+    the end offsets."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
     await consumer.start()
     found: list[Any] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        partitions = [TopicPartition(topic, p) for p in range(count or settings.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -107,6 +108,17 @@ async def read_to_end(settings: Settings, topic: str) -> list[Any]:
         assert not remaining, f"could not read {topic} to its end"
     finally:
         await consumer.stop()
+    return found
+
+
+async def delivered_by_audience(settings: Settings) -> dict[str, list[Any]]:
+    """Every share message as it is now, by audience, read from each party's own topic (which holds only its own)."""
+    found: dict[str, list[Any]] = {audience: [] for audience in SHARE_AUDIENCES}
+    for topic in await share_topics(settings):
+        audience, party = topic.removeprefix(settings.topics.share_prefix).split(".", 1)
+        messages = await read_to_end(settings, topic, SHARE_PARTITIONS)
+        assert {m.key.decode() for m in messages} <= {party}, f"{topic} holds another party's messages"
+        found[audience].extend(messages)
     return found
 
 
@@ -147,7 +159,7 @@ async def test_parties_get_only_their_views_a_revoked_delegate_gets_nothing_new_
     share.stop()
     assert share.process is not None and share.process.returncode == 0, share.tail()
 
-    delivered: dict[str, list[Any]] = {a: await read_to_end(settings, settings.topics.share(a)) for a in SHARE_AUDIENCES}
+    delivered = await delivered_by_audience(settings)
     documents = [(audience, m.key.decode(), orjson.loads(m.value)) for audience, ms in delivered.items() for m in ms]
     assert all(party == doc["party"] for _, party, doc in documents), "every message is keyed by its party"
     assert MTO not in {party for _, party, _ in documents}
@@ -218,8 +230,9 @@ async def test_parties_get_only_their_views_a_revoked_delegate_gets_nothing_new_
 
     await wait_for(replayed, TIMEOUT_S, "the replay", share)
     share.stop()
+    replayed_shares = await delivered_by_audience(settings)
     for audience in SHARE_AUDIENCES:
-        assert len(await read_to_end(settings, settings.topics.share(audience))) == len(delivered[audience])
+        assert len(replayed_shares[audience]) == len(delivered[audience])
     assert len(await sql(settings, "SELECT share_id FROM share_audit")) == len(audit)
 
 
@@ -236,7 +249,7 @@ async def test_a_status_message_the_hub_could_not_have_written_stops_the_stage(
     hub_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await hub_settings()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all")
     await producer.start()
     try:
         # keyed: the status topic is compacted, and a compacted topic refuses a message without a key

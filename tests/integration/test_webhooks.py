@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
+from connectors.kafka import ensure_share_topics
 from connectors.parties import load_parties
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
@@ -84,12 +85,15 @@ def key_of(message: dict[str, Any]) -> str:
 
 
 async def produce(settings: Settings, audience: str, messages: list[dict[str, Any]], key: str | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
+    """As the sharing stage sends: on the party's own share topic (the key's), which it creates first."""
+    parties = [key or message["party"] for message in messages]
+    await ensure_share_topics(settings, {settings.topics.share(audience, party) for party in parties})
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for message in messages:
-            party = (key or message["party"]).encode()
-            await producer.send_and_wait(settings.topics.share(audience), orjson.dumps(message), key=party)
+        for message, party in zip(messages, parties, strict=True):
+            topic = settings.topics.share(audience, party)
+            await producer.send_and_wait(topic, orjson.dumps(message), key=party.encode())
     finally:
         await producer.stop()
 

@@ -64,7 +64,7 @@ async def audited(
 async def _gateway_read(settings: Settings, version: int) -> None:
     """One read through the gateway's audit store (chained, published to hub.audit before its commit)."""
     store = await PostgresReaderStore.open(settings, max_size=1)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
     await producer.start()
     try:
         share = Share("shipper.chengdu-elec", SHIPMENT, version, "status", "api", ("status",), "2026-11-28.1",
@@ -170,7 +170,7 @@ async def test_verify_finds_each_deleted_edited_reordered_or_unpublished_row(aud
     assert await kinds(settings) == set()
 
     # a message on hub.audit that the table never held
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
     await producer.start()
     try:
         stray = {**forged.document(), "share_id": "kafka/stray.party/SHP-2026-000043/1/status/", "party": "stray.party"}

@@ -1,0 +1,57 @@
+"""Where a process's Kafka credentials come from, and that no client is made without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmhub.config import KafkaCredentialsMissing, Settings
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("MMHUB_KAFKA_USER", "MMHUB_KAFKA_PASSWORD", "MMHUB_KAFKA_PASSWORD_FILE", "MMHUB_KAFKA_SECURITY",
+                 "MMHUB_PG_DSN", "MMHUB_PG_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MMHUB_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_the_local_stack_password_of_the_process_principal_is_used(clean_env: Path) -> None:
+    secrets = clean_env / "run" / "kafka-secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "sink.password").write_text("s3cret\n")
+    client = Settings.from_env("sink").kafka_client(client_id="x")
+    assert client["sasl_plain_username"] == "sink" and client["sasl_plain_password"] == "s3cret"
+    assert client["security_protocol"] == "SASL_PLAINTEXT" and client["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert client["client_id"] == "x"
+    assert "s3cret" not in repr(Settings.from_env("sink"))
+
+
+def test_no_password_no_client(clean_env: Path) -> None:
+    with pytest.raises(KafkaCredentialsMissing, match="worker"):
+        Settings.from_env("worker").kafka_client()
+
+
+def test_the_environment_names_the_principal_and_its_secret_file(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / "pw").write_text("from-a-secret\n")
+    monkeypatch.setenv("MMHUB_KAFKA_USER", "gateway")
+    monkeypatch.setenv("MMHUB_KAFKA_PASSWORD_FILE", str(clean_env / "pw"))
+    client = Settings.from_env("tools").kafka_client()
+    assert (client["sasl_plain_username"], client["sasl_plain_password"]) == ("gateway", "from-a-secret")
+
+
+def test_plaintext_only_when_asked(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMHUB_KAFKA_SECURITY", "plaintext")
+    assert Settings.from_env().kafka_client() == {"bootstrap_servers": "127.0.0.1:9092"}
+    monkeypatch.setenv("MMHUB_KAFKA_SECURITY", "none")
+    with pytest.raises(ValueError, match="MMHUB_KAFKA_SECURITY"):
+        Settings.from_env()
+
+
+def test_the_postgres_password_comes_from_its_file(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / "pg").write_text("p@ss/word\n")
+    monkeypatch.setenv("MMHUB_PG_DSN", "postgresql://mmhub@postgres:5432/mmhub")
+    monkeypatch.setenv("MMHUB_PG_PASSWORD_FILE", str(clean_env / "pg"))
+    assert Settings.from_env().pg_dsn == "postgresql://mmhub:p%40ss%2Fword@postgres:5432/mmhub"
