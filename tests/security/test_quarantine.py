@@ -1,0 +1,146 @@
+"""Issue 12, finding 2: one record never stops a stage. A status message the sink cannot write (NUL in a JSON
+string, crafted directly on the status topic since the schemas now refuse it upstream) or cannot decode is set
+aside in the quarantine table with its reason, the sink goes on, and later good records land; an operator lists
+the quarantine and replays a record once its cause is fixed. The share stage does the same with a message it
+cannot decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from connectors.postgres.db import quote_ident
+from connectors.postgres.migrate import migrate
+from connectors.postgres.store import projected_versions
+from connectors.sharing.stage import run_share, share_group
+from mmhub.config import Settings
+from tests.integration.test_postgres_sink import (
+    DEADLINE_S,
+    VERSIONS,
+    caught_up,
+    merged,
+    produce,
+    running_sink,
+    status_messages,
+)
+
+NewSettings = Callable[..., Awaitable[Settings]]
+GOOD, EVIL, GARBLED, FIXED = "SHP-Q-GOOD", "SHP-Q-EVIL", "SHP-Q-GARBLED", "SHP-Q-FIXED"
+
+
+def with_nul_in_record(value: bytes) -> bytes:
+    """A status message whose record (not its applied event) holds a NUL: Postgres' jsonb refuses it."""
+    document = orjson.loads(value)
+    document["record"]["shipper"]["name"] = "Chengdu\x00Electronics"
+    return orjson.dumps(document)
+
+
+async def sql(settings: Settings, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(settings.pg_dsn, server_settings={"search_path": quote_ident(settings.pg_schema)})
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+def mmhub(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "MMHUB_KAFKA": settings.kafka, "MMHUB_PG_DSN": settings.pg_dsn,
+           "MMHUB_NAMESPACE": settings.namespace, "MMHUB_PG_SCHEMA": settings.pg_schema}
+    return subprocess.run([sys.executable, "-m", "mmhub.cli", *args], env=env, capture_output=True, timeout=60)
+
+
+async def test_the_sink_sets_aside_what_postgres_refuses_goes_on_and_an_operator_replays_it(hub_settings: NewSettings) -> None:
+    settings = await hub_settings()
+    good = status_messages(GOOD)
+    evil_key, evil_value = status_messages(EVIL)[-1]
+    fixed = status_messages(FIXED)[-1]
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    ends = await produce(settings, good[:5])
+    async with running_sink(settings) as sink:
+        await caught_up(settings, sink, ends)
+        # Postgres refuses rows it is given: a constraint an operator added (lifted below, then replayed)
+        await sql(settings, f"ALTER TABLE shipments ADD CONSTRAINT no_fixed CHECK (shipment_id <> '{FIXED}') NOT VALID")
+        # one burst: the bad messages are read in one batch with good ones, which must still land
+        ends = merged(
+            ends,
+            await produce(
+                settings,
+                [*good[5:10], (evil_key, with_nul_in_record(evil_value)), (GARBLED.encode(), b"\x00not json"), fixed,
+                 *good[10:]],
+            ),
+        )
+        await caught_up(settings, sink, ends)
+        assert not sink.task.done(), "the sink stopped"
+
+        assert await projected_versions(settings) == {GOOD: VERSIONS}, "the good records after the bad ones landed"
+        rows = await sql(settings, "SELECT * FROM quarantine ORDER BY kafka_offset")
+        assert [(r["stage"], r["key"], r["consumer"], r["topic"]) for r in rows] == [
+            ("sink", key, settings.sink_group, settings.topics.status) for key in (EVIL.encode(), GARBLED.encode(), FIXED.encode())
+        ]
+        nul, garbled, refused = rows
+        assert nul["value"] == with_nul_in_record(evil_value), "the original bytes, untouched"
+        assert "UntranslatableCharacterError" in nul["reason"] and "\\u0000" in nul["reason"], nul["reason"]
+        assert garbled["value"] == b"\x00not json" and garbled["reason"].startswith("malformed status message: not JSON")
+        assert "CheckViolationError" in refused["reason"] and "no_fixed" in refused["reason"], refused["reason"]
+
+        listing = mmhub(settings, "quarantine", "list", "--json")
+        assert listing.returncode == 0, listing.stderr
+        listed = orjson.loads(listing.stdout)
+        assert [(q["quarantine_id"], q["value"]) for q in listed] == [(r["quarantine_id"], r["value"].hex()) for r in rows]
+
+        again = mmhub(settings, "quarantine", "replay", str(nul["quarantine_id"]))
+        assert again.returncode == 1 and b"still refused" in again.stderr, again
+        await sql(settings, "ALTER TABLE shipments DROP CONSTRAINT no_fixed")
+        replayed = mmhub(settings, "quarantine", "replay", str(refused["quarantine_id"]))
+        assert replayed.returncode == 0, replayed.stderr
+        assert await projected_versions(settings) == {GOOD: VERSIONS, FIXED: VERSIONS}
+        assert (await sql(settings, "SELECT count(*) AS n FROM shipment_events WHERE shipment_id = $1", FIXED))[0]["n"] == 1
+
+        waiting = orjson.loads(mmhub(settings, "quarantine", "list", "--json").stdout)
+        assert [(q["quarantine_id"], q["attempts"]) for q in waiting] == [
+            (nul["quarantine_id"], 1), (garbled["quarantine_id"], 0)
+        ], "the replayed record left the list; the refused replay was counted"
+        assert not sink.task.done(), "the sink stopped"
+
+
+async def test_the_share_stage_sets_aside_a_message_it_cannot_decode_and_shares_the_next(hub_settings: NewSettings) -> None:
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    good_key, good_value = status_messages(GOOD)[-1]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    await producer.start()
+    try:
+        for key, value in [(GARBLED.encode(), b'{"record": {"shipment_id": "x\\u0000"}}'), (good_key, good_value)]:
+            await producer.send_and_wait(settings.topics.status, value, key=key)
+    finally:
+        await producer.stop()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_share(settings, stop))
+    try:
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        while not await _shared(settings, GOOD):
+            assert not task.done(), task.result()
+            assert asyncio.get_running_loop().time() < deadline, "the good record was never shared"
+            await asyncio.sleep(0.2)
+        [row] = await sql(settings, "SELECT * FROM quarantine")
+        assert (row["stage"], row["consumer"], row["key"]) == ("share", share_group(settings), GARBLED.encode())
+        assert row["reason"].startswith("malformed status message: record: shipment_id"), row["reason"]
+        assert not task.done(), "the share stage stopped"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE_S)
+
+
+async def _shared(settings: Settings, shipment_id: str) -> bool:
+    try:
+        return bool(await sql(settings, "SELECT 1 FROM share_versions WHERE shipment_id = $1", shipment_id))
+    except asyncpg.UndefinedTableError:
+        return False  # not migrated yet
