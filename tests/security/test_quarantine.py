@@ -11,17 +11,17 @@ import asyncio
 import os
 import subprocess
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import projected_versions
 from connectors.sharing.stage import run_share, share_group
 from mmhub.config import Settings
+from tests.integration.test_sharing import sql
 from tests.integration.test_postgres_sink import (
     DEADLINE_S,
     VERSIONS,
@@ -41,14 +41,6 @@ def with_nul_in_record(value: bytes) -> bytes:
     document = orjson.loads(value)
     document["record"]["shipper"]["name"] = "Chengdu\x00Electronics"
     return orjson.dumps(document)
-
-
-async def sql(settings: Settings, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.pg_dsn, server_settings={"search_path": quote_ident(settings.pg_schema)})
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 def mmhub(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:
