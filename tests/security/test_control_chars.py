@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.carriers import http_signature_headers, load_signing_key
@@ -193,3 +195,23 @@ async def test_a_signed_event_with_nul_in_remarks_is_refused_by_the_gateway_and_
     assert b"payload.remarks" in headers[DLQ_REASON] and b"NUL (U+0000)" in headers[DLQ_REASON]
     assert headers[DLQ_SOURCE_TOPIC] == b"http:/v1/events/canonical"
     assert await end_offsets(settings, settings.topics.events) == 0, "the refused event was published"
+
+
+FORBIDDEN_IN_REMARKS = {chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(st.characters(codec=None), min_size=1, max_size=60))
+def test_remarks_take_any_text_postgres_can_store_and_refuse_the_rest(text: str) -> None:
+    doc = tracking_doc("damaged")
+    doc["payload"]["remarks"] = text
+    bad = [c for c in text if c in FORBIDDEN_IN_REMARKS]
+    try:
+        event = HUB_EVENT.validate_python(doc)
+    except ValidationError as error:
+        assert bad, error
+        assert f"U+{ord(bad[0]):04X}" in str(error)
+        return
+    assert not bad
+    stored = orjson.dumps(HUB_EVENT.dump_python(event, mode="json"))  # what the sink writes into jsonb
+    assert b"\\u0000" not in stored and b"\x00" not in stored

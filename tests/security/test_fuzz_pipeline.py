@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from connectors.carriers import http_signature_headers, load_signing_key
+from streams.topics import ORIGIN
 from tests.integration.hub import caught_up, journey_lines, offline, projected_record, wait_for
 from tests.integration.test_gateway import CARRIER, KEYS, gateway, post
 from tests.security.test_control_chars import _get, string_leaves
@@ -51,6 +52,10 @@ def fuzzed_docs(rng: random.Random) -> list[dict[str, Any]]:
             parent = _get(doc, path[:-1])
             parent[path[-1]] = junk(rng)
             docs.append(doc)
+    # one that names only its carrier reference, so the worker forwards it to resolution with its origin header
+    reference_only = next(doc for doc in every_kind_docs(FUZZED) if doc["event_type"] == "waybill")
+    del reference_only["shipment_id"]
+    docs.append({**reference_only, "source": CARRIER, "event_id": "fz-reference-only"})
     return docs
 
 
@@ -86,8 +91,9 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
                     elif result["result"] == "rejected":
                         assert result["reason"] and result["code"], result
                         refused += 1
-                # the same bytes straight onto hub.events: the worker's own check
-                await producer.send(settings.topics.events, value=body, key=FUZZED.encode())
+                # the same bytes straight onto hub.events, with a junk origin header: the worker's own check
+                junk_origin = [(ORIGIN, rng.choice([b"\xff\xfe", b"\x00", "🚢".encode(), b"\xed\xa0\x80"]))]
+                await producer.send(settings.topics.events, value=body, key=FUZZED.encode(), headers=junk_origin)
             await producer.flush()
             assert accepted and refused, (len(accepted), refused)
 

@@ -2,7 +2,7 @@
 string, crafted directly on the status topic since the schemas now refuse it upstream) or cannot decode is set
 aside in the quarantine table with its reason, the sink goes on, and later good records land; an operator lists
 the quarantine and replays a record once its cause is fixed. The share stage does the same with a message it
-cannot decode.
+cannot decode, and the webhook filler with a share message it cannot read or queue.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from connectors.postgres.store import projected_versions
 from connectors.sharing.stage import run_share, share_group
 from mmhub.config import Settings
 from tests.integration.test_sharing import sql
+from tests.integration.test_webhooks import SHIPPER, Subscriber, produce as produce_shares, status, store_for, subscribe, until, webhooks
 from tests.integration.test_postgres_sink import (
     DEADLINE_S,
     VERSIONS,
@@ -137,3 +138,41 @@ async def _shared(settings: Settings, shipment_id: str) -> bool:
         return bool(await sql(settings, "SELECT 1 FROM share_versions WHERE shipment_id = $1", shipment_id))
     except asyncpg.UndefinedTableError:
         return False  # not migrated yet
+
+
+async def test_the_webhook_filler_sets_aside_what_postgres_refuses_and_queues_the_next(hub_settings: NewSettings) -> None:
+    """A share message with NUL in its view (crafted on hub.share.shipper: the stage would never write it) is
+    refused by the outbox's jsonb; a message that is not JSON cannot be read. Both are set aside, and the good
+    messages around them, in the same batch, reach the subscriber."""
+    settings = await hub_settings()
+    shipment = "SHP-Q-WEBHOOK"
+    evil = status(SHIPPER, shipment, 2)
+    evil["view"]["status"] = "in\x00transit"
+    subscriber = Subscriber()
+    await subscriber.start()
+    try:
+        async with store_for(settings) as store:
+            await subscribe(store, SHIPPER, subscriber.url)
+            async with webhooks(settings) as task:
+                await produce_shares(settings, "shipper", [status(SHIPPER, shipment, 1), evil])
+                producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+                await producer.start()
+                try:
+                    await producer.send_and_wait(settings.topics.share("shipper"), b"\xff not json", key=SHIPPER.encode())
+                finally:
+                    await producer.stop()
+                await produce_shares(settings, "shipper", [status(SHIPPER, shipment, 3)])
+                await until(lambda: len(subscriber.received) >= 2, "the good notifications", task=task)
+                rows = await sql(settings, "SELECT * FROM quarantine ORDER BY kafka_offset")
+                assert not task.done(), "the webhooks service stopped"
+    finally:
+        await subscriber.stop()
+    assert [n["version"] for n in subscriber.received] == [1, 3]
+    assert [(r["stage"], r["kafka_offset"], r["key"]) for r in rows] == [("webhooks", 1, SHIPPER.encode()),
+                                                                        ("webhooks", 2, SHIPPER.encode())]
+    nul, garbled = rows
+    assert nul["value"] == orjson.dumps(evil) and "UntranslatableCharacterError" in nul["reason"], nul["reason"]
+    assert garbled["value"] == b"\xff not json" and garbled["reason"].startswith("not a share message"), garbled["reason"]
+
+    again = mmhub(settings, "quarantine", "replay", str(nul["quarantine_id"]))
+    assert again.returncode == 1 and b"still refused" in again.stderr, again
