@@ -13,6 +13,8 @@ from typing import Any, Literal, Sequence
 
 import asyncpg
 
+from connectors.postgres.db import columns
+
 Stage = Literal["sink", "share", "webhooks"]
 
 SET_ASIDE = """
@@ -74,18 +76,8 @@ async def set_aside(conn: asyncpg.Connection, stage: Stage, consumer: str, recor
     """Quarantine `records` (inside the caller's transaction, with its offsets); one already there stays as is."""
     if not records:
         return
-    await conn.execute(
-        SET_ASIDE,
-        stage,
-        consumer,
-        [r.topic for r in records],
-        [r.partition for r in records],
-        [r.offset for r in records],
-        [r.timestamp for r in records],
-        [r.key for r in records],
-        [r.value for r in records],
-        [storable(r.reason) for r in records],
-    )
+    kept = columns(records, "topic", "partition", "offset", "timestamp", "key", "value")
+    await conn.execute(SET_ASIDE, stage, consumer, *kept, [storable(r.reason) for r in records])
 
 
 async def listed(conn: asyncpg.Connection, include_replayed: bool = False) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from connectors.postgres.db import connect
+from connectors.postgres.db import columns, connect
 from connectors.postgres.migrate import migrate
 from connectors.postgres.positions import Positions
 from connectors.postgres.quarantine import SetAside, bad_record, refused_by_postgres, set_aside
@@ -296,48 +296,14 @@ async def _write_each(
 
 async def write_rows(conn: asyncpg.Connection, batch: Batch) -> None:
     """The batch's shipment and event rows, in the caller's transaction (the offsets are the caller's too)."""
-    shipments = batch.shipments
-    events = batch.events
-    if shipments:
-        await conn.execute(
-            UPSERT_SHIPMENTS,
-            [row.shipment_id for row in shipments],
-            [row.status for row in shipments],
-            [row.shipper for row in shipments],
-            [row.mto for row in shipments],
-            [row.version for row in shipments],
-            [row.updated_at for row in shipments],
-            [row.record for row in shipments],
+    if batch.shipments:
+        shipment_columns = ("shipment_id", "status", "shipper", "mto", "version", "updated_at", "record")
+        await conn.execute(UPSERT_SHIPMENTS, *columns(batch.shipments, *shipment_columns))
+    if batch.events:
+        event_columns = (
+            "shipment_id", "event_key", "fingerprint", "event_type", "occurred_at", "recorded_at", "record_version", "event"
         )
-    if events:
-        await conn.execute(
-            INSERT_EVENTS,
-            [row.shipment_id for row in events],
-            [row.event_key for row in events],
-            [row.fingerprint for row in events],
-            [row.event_type for row in events],
-            [row.occurred_at for row in events],
-            [row.recorded_at for row in events],
-            [row.record_version for row in events],
-            [row.event for row in events],
-        )
-
-
-async def _commit_to_kafka(consumer: AIOKafkaConsumer, topic: str, batch: Batch) -> None:
-    """Mirror the stored offsets into Kafka, so lag tools see progress.
-
-    Postgres stays the record of where to resume, so a failed commit (say, the partition moved in a rebalance)
-    is only worth a warning.
-    """
-    assigned = consumer.assignment()
-    offsets = {TopicPartition(topic, p): offset for p, offset in batch.next_offsets.items()}
-    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-    if not offsets:
-        return
-    try:
-        await consumer.commit(offsets)
-    except KafkaError as error:
-        log.warning("could not mirror offsets %s to Kafka: %s", batch.next_offsets, error)
+        await conn.execute(INSERT_EVENTS, *columns(batch.events, *event_columns))
 
 
 async def replay(conn: asyncpg.Connection, message: Message) -> str | None:
