@@ -306,6 +306,23 @@ async def write_rows(conn: asyncpg.Connection, batch: Batch) -> None:
         await conn.execute(INSERT_EVENTS, *columns(batch.events, *event_columns))
 
 
+async def _commit_to_kafka(consumer: AIOKafkaConsumer, topic: str, batch: Batch) -> None:
+    """Mirror the stored offsets into Kafka, so lag tools see progress.
+
+    Postgres stays the record of where to resume, so a failed commit (say, the partition moved in a rebalance)
+    is only worth a warning.
+    """
+    assigned = consumer.assignment()
+    offsets = {TopicPartition(topic, p): offset for p, offset in batch.next_offsets.items()}
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as error:
+        log.warning("could not mirror offsets %s to Kafka: %s", batch.next_offsets, error)
+
+
 async def replay(conn: asyncpg.Connection, message: Message) -> str | None:
     """Write one quarantined status message's rows (in the caller's transaction; stored offsets untouched).
     None once written, else why it is still refused."""
