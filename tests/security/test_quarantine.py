@@ -127,6 +127,8 @@ async def test_the_share_stage_sets_aside_a_message_it_cannot_decode_and_shares_
         [row] = await sql(settings, "SELECT * FROM quarantine")
         assert (row["stage"], row["consumer"], row["key"]) == ("share", share_group(settings), GARBLED.encode())
         assert row["reason"].startswith("malformed status message: record: shipment_id"), row["reason"]
+        again = mmhub(settings, "quarantine", "replay", str(row["quarantine_id"]))
+        assert again.returncode == 1 and b"still refused: malformed status message" in again.stderr, again
         assert not task.done(), "the share stage stopped"
     finally:
         stop.set()
