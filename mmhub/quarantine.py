@@ -40,7 +40,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    rows = asyncio.run(fetch())
+    try:
+        rows = asyncio.run(fetch())
+    except asyncpg.UndefinedTableError:
+        return _no_table(settings)
     if args.json:
         shown = [{**row, "key": _hex(row["key"]), "value": _hex(row["value"])} for row in rows]
         sys.stdout.buffer.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2) + b"\n")
@@ -57,7 +60,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    outcome = asyncio.run(replay(settings, args.quarantine_id))
+    try:
+        outcome = asyncio.run(replay(settings, args.quarantine_id))
+    except asyncpg.UndefinedTableError:
+        return _no_table(settings)
     if outcome is None:
         print(f"quarantine {args.quarantine_id}: written; marked replayed")
         return 0
@@ -106,6 +112,11 @@ def _record(row: asyncpg.Record) -> SetAside:
     return SetAside(
         row["topic"], row["partition"], row["kafka_offset"], row["key"], row["value"], row["reason"], row["kafka_timestamp"]
     )
+
+
+def _no_table(settings: Settings) -> int:
+    print(f"mmhub quarantine: no quarantine in schema {settings.pg_schema!r} (has a stage run?)", file=sys.stderr)
+    return 1
 
 
 def _hex(value: bytes | None) -> str | None:
