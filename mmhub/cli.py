@@ -18,6 +18,7 @@ import orjson
 
 from connectors.webhooks.commands import add_commands as add_webhook_commands
 from mmhub.config import Settings
+from mmhub.quarantine import add_commands as add_quarantine_commands
 from streams.topics import RAW_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -523,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_webhook_commands(sub, _timestamp)
     _add_party_commands(sub)
+    add_quarantine_commands(sub)
     return top
 
 

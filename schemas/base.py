@@ -1,10 +1,11 @@
-"""The model base every canonical type shares, and the strict time and money scalars."""
+"""The model base every canonical type shares, the text rule, and the strict time and money scalars."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -15,6 +16,45 @@ class Frozen(BaseModel):
     """Strict, immutable, closed: an unknown field or a coerced type is an error, never a guess."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", use_enum_values=False)
+
+
+# What no text field may hold: C0 controls, DEL and C1 controls (Postgres refuses NUL in text and jsonb, and the
+# others corrupt logs, terminals and CSV exports), and lone surrogates (not encodable as UTF-8, so not storable).
+# Multi-line text (remarks, conditions) may hold tab and newline; nothing else does.
+_NOT_IN_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NOT_IN_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _refuse(forbidden: re.Pattern[str], allowed: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        # Before pydantic's own str check, which refuses a lone surrogate without saying which or where.
+        if isinstance(value, str) and (found := forbidden.search(value)) is not None:
+            char = found.group()
+            raise ValueError(f"text holds {_kind(char)} (U+{ord(char):04X}) at position {found.start()}; {allowed}")
+        return value
+
+    return check
+
+
+def _kind(char: str) -> str:
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate"
+    names = {"\x00": "NUL", "\t": "a tab", "\n": "a newline", "\r": "a carriage return", "\x7f": "DEL"}
+    return names.get(char, "a C0 control character" if char < " " else "a C1 control character")
+
+
+PlainText = Annotated[
+    str,
+    BeforeValidator(_refuse(_NOT_IN_TEXT, "text fields allow no control characters (not even tab or newline)")),
+    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+]
+"""Any single-line text: no control characters and no lone surrogates."""
+MultilineText = Annotated[
+    str,
+    BeforeValidator(_refuse(_NOT_IN_MULTILINE, "multi-line text fields allow tab and newline, no other control characters")),
+    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"}),
+]
+"""Text that may run over several lines (remarks, conditions): tab and newline allowed, other controls not."""
 
 
 def _parse_datetime(value: Any) -> Any:
@@ -46,6 +86,9 @@ def _parse_decimal(value: Any) -> Any:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, str):
+        if value != value.strip():
+            # Decimal() would drop it silently, control characters (CR, NEL) included
+            raise ValueError(f"{value!r} has white space or control characters around the number")
         try:
             parsed = Decimal(value)
         except InvalidOperation:

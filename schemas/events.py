@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
-from schemas.base import Frozen, Money, NonNegativeDecimal, StrictDecimal, UtcDatetime
+from schemas.base import Frozen, Money, MultilineText, NonNegativeDecimal, PlainText, StrictDecimal, UtcDatetime
 from schemas.identifiers import (
     AirWaybillNumber,
     ClaimId,
@@ -26,8 +26,11 @@ from schemas.identifiers import (
 )
 from schemas.status import Classifier, TrackingStatus
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-ShortCode = Annotated[str, StringConstraints(min_length=1, max_length=35)]
+# Every free-text field is one of these: the text rule (schemas.base) refuses control characters and lone
+# surrogates with a reason, so nothing the hub accepts is refused later by Postgres or a terminal.
+Text = Annotated[PlainText, StringConstraints(min_length=1, max_length=500)]
+Remarks = Annotated[MultilineText, StringConstraints(min_length=1, max_length=500)]
+ShortCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=35)]
 LegNumber = Annotated[int, Field(ge=1, le=16)]
 
 
@@ -57,7 +60,7 @@ class DangerousGoods(Frozen):
 
 
 class Cargo(Frozen):
-    description: Text
+    description: Remarks
     pieces: Annotated[int, Field(ge=1, le=1_000_000)]
     packages: Annotated[int, Field(ge=1, le=1_000_000)]
     gross_weight_kg: NonNegativeDecimal
@@ -181,7 +184,7 @@ class TrackingPayload(Frozen):
     location: UnLocode | None = None
     container: ContainerNumber | None = None
     transport_means: ShortCode | None = None
-    remarks: Text | None = None
+    remarks: Remarks | None = None
     affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     affected_weight_kg: NonNegativeDecimal | None = None
 
@@ -205,7 +208,7 @@ class PolicyBound(Frozen):
     policy_number: DocumentNumber
     insurer: PartyId
     insured_value: Money
-    conditions: Text
+    conditions: Remarks
 
 
 ClaimStatus = Literal["opened", "acknowledged", "assessed", "settled", "rejected"]
@@ -216,7 +219,7 @@ class ClaimUpdate(Frozen):
     claim_id: ClaimId
     status: ClaimStatus
     amount: Money | None = None
-    remarks: Text | None = None
+    remarks: Remarks | None = None
 
 
 InsurancePayload = Annotated[Union[PolicyBound, ClaimUpdate], Field(discriminator="action")]
@@ -233,7 +236,7 @@ class BookingStatusPayload(Frozen):
 
     action: BookingAction
     leg: LegNumber | None = None
-    reason: Text | None = None
+    reason: Remarks | None = None
 
     @model_validator(mode="after")
     def _leg_for_leg_actions(self) -> BookingStatusPayload:
@@ -254,7 +257,7 @@ class HandoverPayload(Frozen):
     packages: Annotated[int, Field(ge=0, le=1_000_000)]
     gross_weight_kg: NonNegativeDecimal
     seals: Annotated[list[ShortCode], Field(max_length=20)] = []
-    remarks: Text | None = None
+    remarks: Remarks | None = None
 
     @model_validator(mode="after")
     def _between_legs(self) -> HandoverPayload:

@@ -11,12 +11,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.base import Frozen, Money, MoneyTotal, UtcDatetime
-from schemas.events import BookingPayload, ClaimStatus, DocumentKind, ModeCode, Party, ShortCode
+from schemas.base import Frozen, Money, MoneyTotal, MultilineText, PlainText, UtcDatetime
+from schemas.events import BookingPayload, ClaimStatus, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
 from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
-EventKey = Annotated[str, Field(min_length=3, max_length=200)]
+EventKey = Annotated[PlainText, Field(min_length=3, max_length=200)]
 BookingState = Literal["requested", "confirmed", "rejected", "cancelled"]
 
 
@@ -67,7 +67,7 @@ class Rejected(Frozen):
     """
 
     event: EventKey
-    reason: str
+    reason: MultilineText
     kind: Literal["not_entitled", "conflict"] = "conflict"
 
 
@@ -165,7 +165,7 @@ class LedgerEntry(Frozen):
     currency: str
     debit: Decimal
     credit: Decimal
-    memo: str
+    memo: PlainText
     caused_by: list[EventKey]
 
 
@@ -196,7 +196,7 @@ class LiabilityLimit(Frozen):
 class ChargeRecord(Frozen):
     carrier: PartyId
     code: ShortCode
-    description: str | None
+    description: Text | None
     amount: Money
     set_by: EventKey
 
@@ -225,7 +225,7 @@ class PolicyRecord(Frozen):
     policy_number: DocumentNumber
     insurer: PartyId
     insured_value: Money
-    conditions: str
+    conditions: Remarks
     set_by: EventKey
 
 

@@ -17,6 +17,10 @@ class Rejection:
     code: str
     reason: str
 
+    def reason_header(self) -> bytes:
+        """The reason as a header value: UTF-8, with a lone surrogate a reason quotes escaped, so never an error."""
+        return self.reason.encode("utf-8", "backslashreplace")
+
 
 def describe(error: ValidationError, limit: int = 5) -> str:
     """A compact, human-readable summary of a pydantic error: where, and what is wrong."""

@@ -304,7 +304,7 @@ def create_app(settings: Settings) -> faust.App:
         where = f"{message.topic}[{message.partition}]@{message.offset}"
         if value is None:
             headers = [
-                (topic_names.DLQ_REASON, rejection.reason.encode()),
+                (topic_names.DLQ_REASON, rejection.reason_header()),
                 (topic_names.DLQ_CODE, rejection.code.encode()),
                 (topic_names.DLQ_SOURCE_TOPIC, message.topic.encode()),
                 (topic_names.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
@@ -313,7 +313,7 @@ def create_app(settings: Settings) -> faust.App:
         else:
             # Not the bytes of `message`: an event held in the shipment's state, refused when `message` arrived.
             headers = [
-                (topic_names.DLQ_REASON, rejection.reason.encode()),
+                (topic_names.DLQ_REASON, rejection.reason_header()),
                 (topic_names.DLQ_CODE, rejection.code.encode()),
                 (topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"),
                 (topic_names.DLQ_TRIGGERED_BY, where.encode()),
@@ -333,22 +333,11 @@ def create_app(settings: Settings) -> faust.App:
             counters.oldest_input_s = max(counters.oldest_input_s, time.time() - min(stamped))
         accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
         for event in batch:
-            decoded = decode_event(event.message.value)
-            if isinstance(decoded, Rejection):
-                await dead_letter(event, decoded)
-            elif decoded.shipment_id is None:
-                # Names only carrier references: resolution finds its shipment and sends it back here.
-                origin = _header(event.message, topic_names.ORIGIN) or _where(event.message).encode()
-                await send_references(request_messages(decoded, origin.decode()), origin)
-                counters.forwarded += 1
-            elif event.message.key != decoded.shipment_id.encode():
-                # A wrong key puts the event on another shipment's partition, where another worker may own it.
-                await dead_letter(
-                    event,
-                    Rejection("wrong_key", f"message key must be the shipment_id {decoded.shipment_id!r}"),
-                )
-            else:
-                accepted[decoded.shipment_id].append((event, decoded))
+            try:
+                await take_in(event, accepted)
+            except Exception as error:  # noqa: BLE001 - one input must not stop the agent
+                log.exception("could not take in %s; it goes to the DLQ", _where(event.message))
+                await dead_letter(event, Rejection("hub_error", f"the hub failed to read this event: {error!r}"))
 
         yielded_at = time.perf_counter()
         stopping = False
@@ -371,6 +360,25 @@ def create_app(settings: Settings) -> faust.App:
                     stopping = True
                 yielded_at = time.perf_counter()
         return stopping
+
+    async def take_in(event: EventT, accepted: dict[str, list[tuple[EventT, HubEvent]]]) -> None:
+        """Decode one input: dead-letter it, forward it to reference resolution, or add it to its shipment's items."""
+        decoded = decode_event(event.message.value)
+        if isinstance(decoded, Rejection):
+            await dead_letter(event, decoded)
+        elif decoded.shipment_id is None:
+            # Names only carrier references: resolution finds its shipment and sends it back here.
+            origin = _header(event.message, topic_names.ORIGIN) or _where(event.message).encode()
+            await send_references(request_messages(decoded, origin.decode("utf-8", "backslashreplace")), origin)
+            counters.forwarded += 1
+        elif event.message.key != decoded.shipment_id.encode():
+            # A wrong key puts the event on another shipment's partition, where another worker may own it.
+            await dead_letter(
+                event,
+                Rejection("wrong_key", f"message key must be the shipment_id {decoded.shipment_id!r}"),
+            )
+        else:
+            accepted[decoded.shipment_id].append((event, decoded))
 
     async def merge_shipment(shipment_id: str, items: list[tuple[EventT, HubEvent]]) -> None:
         key = shipment_id.encode()

@@ -189,7 +189,7 @@ def dead_letter(
     """The request body, untouched, on the DLQ with why it was refused, where it came from and how it was signed."""
     key = _raw(signed.carrier) if signed.carrier is not None else None
     headers: Headers = [
-        (DLQ_REASON, rejection.reason.encode()),
+        (DLQ_REASON, rejection.reason_header()),
         (DLQ_CODE, rejection.code.encode()),
         (DLQ_SOURCE_TOPIC, source_topic(format_name).encode()),
         (ORIGIN, origin.encode()),

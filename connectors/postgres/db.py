@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import asyncpg
 
 from mmhub.config import Settings
@@ -19,3 +21,8 @@ def server_settings(settings: Settings, application_name: str) -> dict[str, str]
 
 async def connect(settings: Settings, application_name: str = "mmhub") -> asyncpg.Connection:
     return await asyncpg.connect(settings.pg_dsn, server_settings=server_settings(settings, application_name))
+
+
+def columns(rows: Sequence[object], *names: str) -> list[list[Any]]:
+    """Each named attribute of `rows` as one list, in that order: the arrays an `unnest(...)` statement takes."""
+    return [[getattr(row, name) for row in rows] for name in names]

@@ -1,7 +1,8 @@
 """Status messages to projection rows, per consumed batch: pure, so replay and tests use the same code.
 
-A status message is the hub's own output, so anything unexpected in one is a hub bug: it raises
-MalformedStatus naming the partition and offset, and the sink stops rather than skip or guess.
+A status message is the hub's own output, so anything unexpected in one is a hub bug, or a message someone else
+put on the topic: it is set aside with the reason (connectors.postgres.quarantine), never guessed at, and the
+batch's other messages go on.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ from typing import Any, Iterable, Protocol
 import orjson
 from pydantic import ValidationError
 
+from connectors.postgres.quarantine import SetAside
 from schemas.events import HUB_EVENT
 from streams.codec import describe
 
 
 class MalformedStatus(ValueError):
-    """A `hub.shipment.status` message the hub could not have written: stop and look, never skip it."""
+    """A `hub.shipment.status` message the hub could not have written: set aside, never guessed at."""
 
 
 class Message(Protocol):
-    """What the sink needs of a consumed Kafka record (aiokafka's ConsumerRecord has it)."""
+    """What the stages need of a consumed Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def timestamp(self) -> int: ...
 
     @property
     def partition(self) -> int: ...
@@ -62,12 +70,14 @@ class EventRow:
 
 @dataclass(frozen=True)
 class Batch:
-    """What one consumed batch writes: the newest version per shipment, each event copy once, next offsets."""
+    """What one consumed batch writes: the newest version per shipment, each event copy once, the messages set
+    aside (malformed), and the next offsets (past the set-aside messages too)."""
 
     shipments: list[ShipmentRow]
     events: list[EventRow]
     next_offsets: dict[int, int]
     messages: int
+    set_aside: list[SetAside]
 
 
 def parse_status(key: bytes | None, value: bytes | None) -> tuple[ShipmentRow, list[EventRow]]:
@@ -122,17 +132,22 @@ def collect(messages: Iterable[Message]) -> Batch:
     """Fold consumed messages into one batch's writes.
 
     Several versions of one shipment collapse to the highest (one upsert per row per statement); an event
-    copy seen twice keeps its first version. Rows are sorted by key so concurrent writers lock in one order.
+    copy seen twice keeps its first version; a malformed message is set aside. Rows are sorted by key so
+    concurrent writers lock in one order.
     """
     latest: dict[str, ShipmentRow] = {}
     events: dict[tuple[str, str, str], EventRow] = {}
     next_offsets: dict[int, int] = {}
+    set_aside: list[SetAside] = []
     count = 0
     for message in messages:
+        next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
+        count += 1
         try:
             row, applied = parse_status(message.key, message.value)
         except MalformedStatus as error:
-            raise MalformedStatus(f"partition {message.partition} offset {message.offset}: {error}") from None
+            set_aside.append(aside(message, f"malformed status message: {error}"))
+            continue
         held = latest.get(row.shipment_id)
         if held is None or row.version >= held.version:
             latest[row.shipment_id] = row
@@ -140,14 +155,18 @@ def collect(messages: Iterable[Message]) -> Batch:
             slot = (event.shipment_id, event.event_key, event.fingerprint)
             if slot not in events or event.record_version < events[slot].record_version:
                 events[slot] = event
-        next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
-        count += 1
     return Batch(
         shipments=[latest[shipment_id] for shipment_id in sorted(latest)],
         events=[events[slot] for slot in sorted(events)],
         next_offsets=dict(sorted(next_offsets.items())),
         messages=count,
+        set_aside=set_aside,
     )
+
+
+def aside(message: Message, reason: str) -> SetAside:
+    """`message` set aside, as consumed, with `reason`."""
+    return SetAside(message.topic, message.partition, message.offset, message.key, message.value, reason, message.timestamp)
 
 
 def _field(document: Any, name: str, kind: type, optional: bool = False) -> Any:

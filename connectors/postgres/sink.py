@@ -5,6 +5,10 @@ on assignment the consumer seeks to those stored offsets: Postgres, not Kafka's 
 to resume (connectors.postgres.positions keeps records fetched before that seek out of the writes). Every write
 is idempotent (newer versions only, event copies once, offsets only forward), so replaying a batch — after a
 crash, a rebalance or a COMMIT whose acknowledgement was lost — changes nothing.
+
+No message stops the sink: one it cannot decode, or whose rows Postgres refuses (NUL in a JSON string, say), is
+set aside in the quarantine table in the same transaction as the offsets past it (connectors.postgres.quarantine),
+and the batch's other messages are written. A lost database is an outage, not a bad record: it is retried.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from connectors.postgres.db import connect
+from connectors.postgres.db import columns, connect
 from connectors.postgres.migrate import migrate
 from connectors.postgres.positions import Positions
-from connectors.postgres.rows import Batch, collect
+from connectors.postgres.quarantine import SetAside, bad_record, refused_by_postgres, set_aside
+from connectors.postgres.rows import Batch, Message, aside, collect
 from mmhub.config import Settings
 
 log = logging.getLogger(__name__)
@@ -194,8 +199,8 @@ async def run_sink(
     """Project `settings.topics.status` into `settings.pg_schema` until `stop` is set.
 
     Migrates the schema first. `on_batch` is called with the number of status messages in each batch
-    once that batch is committed to Postgres. Raises MalformedStatus on a message the hub could not have
-    written; rides out Postgres outages by retrying the same batch, so nothing is lost or skipped.
+    once that batch is committed to Postgres. Sets aside a message it cannot decode or write (see the module's
+    docstring); rides out Postgres outages by retrying the same batch, so nothing is lost or skipped.
     """
     stop = stop or asyncio.Event()
     topic = settings.topics.status
@@ -229,7 +234,7 @@ async def run_sink(
                 if not admitted.messages:
                     continue
                 batch = collect(admitted.messages)
-                await db.run(lambda conn: _write(conn, batch, group, topic))
+                await _write_or_set_aside(db, admitted.messages, batch, group, topic)
                 listener.positions.advance(batch.next_offsets)
             # Told as soon as Postgres has it (a reader polling Postgres may already see it), before the Kafka
             # commit, which is for lag monitoring only.
@@ -243,34 +248,62 @@ async def run_sink(
         await db.close()
 
 
+async def _write_or_set_aside(
+    db: Database, messages: list[Message], batch: Batch, group: str, topic: str
+) -> None:
+    """Write the batch; if Postgres refuses a record of it, write it again message by message, setting aside
+    each message Postgres refuses, so the batch's good records still land."""
+    try:
+        await db.run(lambda conn: _write(conn, batch, group, topic))
+        return
+    except Exception as error:
+        if not bad_record(error):
+            raise
+        log.warning("Postgres refused a record of a batch of %d (%s); writing them one by one", len(messages), error)
+    await db.run(lambda conn: _write_each(conn, messages, batch.next_offsets, group, topic))
+
+
 async def _write(conn: asyncpg.Connection, batch: Batch, group: str, topic: str) -> None:
-    """One transaction: the records, their events and the offsets they were read up to stand or fall together."""
-    shipments = batch.shipments
-    events = batch.events
+    """One transaction: the records, their events, the set-aside messages and the offsets read up to stand or
+    fall together."""
     async with conn.transaction():
-        await conn.execute(
-            UPSERT_SHIPMENTS,
-            [row.shipment_id for row in shipments],
-            [row.status for row in shipments],
-            [row.shipper for row in shipments],
-            [row.mto for row in shipments],
-            [row.version for row in shipments],
-            [row.updated_at for row in shipments],
-            [row.record for row in shipments],
-        )
-        if events:
-            await conn.execute(
-                INSERT_EVENTS,
-                [row.shipment_id for row in events],
-                [row.event_key for row in events],
-                [row.fingerprint for row in events],
-                [row.event_type for row in events],
-                [row.occurred_at for row in events],
-                [row.recorded_at for row in events],
-                [row.record_version for row in events],
-                [row.event for row in events],
-            )
+        await write_rows(conn, batch)
+        await set_aside(conn, "sink", group, batch.set_aside)
         await conn.execute(SAVE_OFFSETS, group, topic, list(batch.next_offsets), list(batch.next_offsets.values()))
+
+
+async def _write_each(
+    conn: asyncpg.Connection, messages: list[Message], next_offsets: dict[int, int], group: str, topic: str
+) -> None:
+    """One transaction, each message's rows in a savepoint of their own: a refused one is rolled back to it and
+    set aside, the others stay."""
+    refused: list[SetAside] = []
+    async with conn.transaction():
+        for message in messages:
+            single = collect([message])
+            refused += single.set_aside
+            try:
+                async with conn.transaction():  # a savepoint
+                    await write_rows(conn, single)
+            except Exception as error:
+                if not bad_record(error):
+                    raise
+                log.warning("set aside %s[%d]@%d: %s", topic, message.partition, message.offset, error)
+                refused.append(aside(message, refused_by_postgres(error)))
+        await set_aside(conn, "sink", group, refused)
+        await conn.execute(SAVE_OFFSETS, group, topic, list(next_offsets), list(next_offsets.values()))
+
+
+async def write_rows(conn: asyncpg.Connection, batch: Batch) -> None:
+    """The batch's shipment and event rows, in the caller's transaction (the offsets are the caller's too)."""
+    if batch.shipments:
+        shipment_columns = ("shipment_id", "status", "shipper", "mto", "version", "updated_at", "record")
+        await conn.execute(UPSERT_SHIPMENTS, *columns(batch.shipments, *shipment_columns))
+    if batch.events:
+        event_columns = (
+            "shipment_id", "event_key", "fingerprint", "event_type", "occurred_at", "recorded_at", "record_version", "event"
+        )
+        await conn.execute(INSERT_EVENTS, *columns(batch.events, *event_columns))
 
 
 async def _commit_to_kafka(consumer: AIOKafkaConsumer, topic: str, batch: Batch) -> None:
@@ -288,3 +321,19 @@ async def _commit_to_kafka(consumer: AIOKafkaConsumer, topic: str, batch: Batch)
         await consumer.commit(offsets)
     except KafkaError as error:
         log.warning("could not mirror offsets %s to Kafka: %s", batch.next_offsets, error)
+
+
+async def replay(conn: asyncpg.Connection, message: Message) -> str | None:
+    """Write one quarantined status message's rows (in the caller's transaction; stored offsets untouched).
+    None once written, else why it is still refused."""
+    batch = collect([message])
+    if batch.set_aside:
+        return batch.set_aside[0].reason
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the caller's transaction usable
+            await write_rows(conn, batch)
+    except Exception as error:
+        if not bad_record(error):
+            raise
+        return refused_by_postgres(error)
+    return None

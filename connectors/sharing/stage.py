@@ -6,6 +6,8 @@ one transaction the audit rows, what was shared (`share_versions`, `share_claims
 outbox row per new audit row; then publish the outbox to `hub.audit`. As in connectors.postgres.sink, Postgres
 decides where to resume. A crash after the produce and before the commit sends that batch's messages again on
 restart (each carries its `share_id`, so a consumer can tell) but audits them once: share ids are deterministic.
+A status message the stage cannot decode is set aside in the quarantine table in the batch's transaction, and the
+batch's other records are shared.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pydantic import ValidationError
 
 from connectors.kafka import ensure_share_topics
 from connectors.postgres.migrate import migrate
-from connectors.postgres.rows import MalformedStatus, Message
+from connectors.postgres.quarantine import SetAside, set_aside
+from connectors.postgres.rows import MalformedStatus, Message, aside
 from connectors.postgres.sink import POLL_TIMEOUT_MS, SAVE_OFFSETS, Database, SeekToStoredOffsets, Stopped
 from connectors.sharing.chain import append_with_outbox
 from connectors.sharing.plan import ClaimSlot, Outgoing, Planned, plan_batch
@@ -83,8 +86,8 @@ class Shared:
     claims: dict[ClaimSlot, str]
 
 
-def decode(message: Message) -> ShipmentRecord:
-    """The record a status message carries. Raises MalformedStatus: the hub wrote it, so anything odd is a bug."""
+def decode(message: Message) -> ShipmentRecord | SetAside:
+    """The record a status message carries; set aside if it is not one the hub could have written."""
     try:
         if message.value is None:
             raise MalformedStatus("tombstone (no value): the hub never deletes a shipment's status")
@@ -103,7 +106,8 @@ def decode(message: Message) -> ShipmentRecord:
             raise MalformedStatus(f"key {message.key!r} is not the record's shipment_id {record.shipment_id!r}")
         return record
     except MalformedStatus as error:
-        raise MalformedStatus(f"partition {message.partition} offset {message.offset}: {error}") from None
+        log.error("%s[%d]@%d set aside: %s", message.topic, message.partition, message.offset, error)
+        return aside(message, f"malformed status message: {error}")
 
 
 async def run_share(
@@ -115,8 +119,7 @@ async def run_share(
     """Share `settings.topics.status` with the parties until `stop` is set.
 
     Migrates the schema first. `on_batch` is called with the number of status messages in each batch once its
-    shares are delivered and audited. Raises MalformedStatus on a message the hub could not have written, and
-    KafkaError when a share cannot be delivered (nothing of that batch is audited; a restart sends it again);
+    shares are delivered and audited. Sets aside a message it cannot decode; raises KafkaError when a share cannot be delivered (nothing of that batch is audited; a restart sends it again);
     rides out Postgres outages by retrying.
     """
     stop = stop or asyncio.Event()
@@ -158,7 +161,9 @@ async def run_share(
                     # idle: still drain the audit outbox, which the webhook dispatcher fills too
                     await _publish_audit(db, producer, settings)
                     continue
-                records = [decode(message) for message in admitted.messages]
+                decoded = [decode(message) for message in admitted.messages]
+                records = [r for r in decoded if isinstance(r, ShipmentRecord)]
+                malformed = [r for r in decoded if isinstance(r, SetAside)]
                 next_offsets: dict[int, int] = {}
                 for message in admitted.messages:
                     next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
@@ -166,10 +171,10 @@ async def run_share(
                 shared = await db.run(lambda conn: _load(conn, shipments))
                 planned = plan_batch(records, shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
                 await _deliver(producer, settings, planned.messages, made)
-                await db.run(lambda conn: _write(conn, planned, group, topic, next_offsets))
+                await db.run(lambda conn: _write(conn, planned, group, topic, next_offsets, malformed))
                 listener.positions.advance(next_offsets)
             if on_batch is not None:
-                on_batch(len(records))
+                on_batch(len(decoded))
             await _publish_audit(db, producer, settings)
             await _mirror_offsets(consumer, topic, next_offsets)
         await _publish_audit(db, producer, settings)
@@ -209,9 +214,15 @@ async def _deliver(producer: AIOKafkaProducer, settings: Settings, messages: lis
 
 
 async def _write(
-    conn: asyncpg.Connection, planned: Planned, group: str, topic: str, next_offsets: dict[int, int]
+    conn: asyncpg.Connection,
+    planned: Planned,
+    group: str,
+    topic: str,
+    next_offsets: dict[int, int],
+    malformed: list[SetAside],
 ) -> None:
-    """One transaction: the audit rows, chained (and their outbox rows), what was shared, and the offsets read up to."""
+    """One transaction: the audit rows, chained (and their outbox rows), what was shared, the messages set aside,
+    and the offsets read up to."""
     shares = [m.share for m in planned.messages]
     claims = sorted(planned.claims.items())
     versions = sorted(planned.versions.items())
@@ -229,6 +240,7 @@ async def _write(
                 [sent.version for _, sent in claims],
                 [sent.digest for _, sent in claims],
             )
+        await set_aside(conn, "share", group, malformed)
         await conn.execute(SAVE_OFFSETS, group, topic, list(next_offsets), list(next_offsets.values()))
 
 
@@ -261,3 +273,21 @@ async def _mirror_offsets(consumer: AIOKafkaConsumer, topic: str, next_offsets: 
         await consumer.commit(offsets)
     except KafkaError as error:
         log.warning("could not mirror offsets %s to Kafka: %s", next_offsets, error)
+
+
+async def replay(conn: asyncpg.Connection, settings: Settings, message: Message) -> str | None:
+    """Share one quarantined status message (in the caller's transaction; stored offsets untouched): plan, deliver,
+    audit. None once shared (its audit rows reach hub.audit with the stage's next flush), else why it is refused."""
+    found = decode(message)
+    if isinstance(found, SetAside):
+        return found.reason
+    shared = await _load(conn, [found.shipment_id])
+    planned = plan_batch([found], shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await _deliver(producer, settings, planned.messages)
+    finally:
+        await producer.stop()
+    await _write(conn, planned, share_group(settings), settings.topics.status, {}, [])
+    return None

@@ -4,7 +4,8 @@ subscriptions in `webhook_outbox`.
 As in the Postgres sink, Postgres decides where to resume: each batch's outbox rows and the next offset of every
 partition in it are written in one transaction (offsets in `sink_offsets`, under the consumer group
 `<app_id>.webhooks`), and on assignment the consumer seeks to the stored offsets. A row is unique per
-(subscription, message key), so replaying a batch queues nothing twice.
+(subscription, message key), so replaying a batch queues nothing twice. A message the filler cannot read, or
+whose rows Postgres refuses, is set aside in the quarantine table in that same transaction, and the others go on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Protocol, Sequence, cast
+from typing import Callable, Sequence
 
 import asyncpg
 import orjson
@@ -23,9 +24,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.postgres.positions import Positions
-from connectors.postgres.rows import Message
+from connectors.postgres.quarantine import SetAside, bad_record, refused_by_postgres, set_aside
+from connectors.postgres.rows import Message, aside
 from connectors.postgres.sink import LOAD_OFFSETS, SAVE_OFFSETS, Stopped
-from connectors.webhooks.notifications import MalformedShare, Shared, shared
+from connectors.webhooks.notifications import MalformedShare, Shared, Subscription, shared
 from connectors.webhooks.sealing import Keyring
 from connectors.webhooks.store import WebhookStore, subscription_of
 from mmhub.config import Settings
@@ -61,28 +63,20 @@ NEW_TOPICS_MS = 2000
 
 @dataclass(frozen=True)
 class Read:
-    """A share message as read: what it shares and when it was shared (the Kafka record's timestamp)."""
+    """A share message as read: what it shares and when it was shared (the Kafka record's timestamp), and the
+    record it came from (set aside if Postgres refuses its rows)."""
 
     share: Shared
     shared_at: datetime
+    record: Message
 
 
-class Consumed(Message, Protocol):
-    """What the filler needs of a consumed Kafka record (aiokafka's ConsumerRecord has it)."""
+def read(record: Message) -> Read | SetAside | None:
+    """The share message in a consumed record; None for a kind webhooks do not carry; set aside if malformed.
 
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-
-def read(record: Consumed) -> Read | None:
-    """The share message in a consumed record; None for a kind webhooks do not carry, or (logged) a malformed one.
-
-    A malformed message is a bug in the sharing stage: it is logged with its position and skipped, so that it
-    does not stop every other party's notifications. A message keyed by another party than the one it shares
-    with is malformed: webhooks never hand a party anything but its own messages.
+    A malformed message is a bug in the sharing stage, or someone else's message on the topic: it is set aside
+    with its position and reason, so that it does not stop every other party's notifications. A message keyed by
+    another party than the one it shares with is malformed: webhooks never hand a party anything but its own.
     """
     try:
         message = orjson.loads(record.value) if record.value is not None else None
@@ -92,11 +86,11 @@ def read(record: Consumed) -> Read | None:
         if found is not None and (record.key is None or record.key.decode("utf-8", "replace") != found.party):
             raise MalformedShare(f"keyed {record.key!r} but shared with {found.party!r}")
     except (orjson.JSONDecodeError, MalformedShare) as error:
-        log.error("%s[%d]@%d: not a share message, not queued: %s", record.topic, record.partition, record.offset, error)
-        return None
+        log.error("%s[%d]@%d: not a share message, set aside: %s", record.topic, record.partition, record.offset, error)
+        return aside(record, f"not a share message: {error}")
     if found is None:
         return None
-    return Read(found, datetime.fromtimestamp(record.timestamp / 1000, timezone.utc))
+    return Read(found, datetime.fromtimestamp(record.timestamp / 1000, timezone.utc), record)
 
 
 async def queue(
@@ -106,23 +100,69 @@ async def queue(
     offsets: dict[str, dict[int, int]],
     now: datetime,
     keys: Keyring,
+    malformed: Sequence[SetAside] = (),
 ) -> None:
-    """One transaction: the outbox rows of `reads` and the offsets they were read up to."""
+    """One transaction: the outbox rows of `reads`, the `malformed` messages set aside, and the offsets they were
+    read up to. If Postgres refuses a row, each read is queued again in a savepoint of its own, and the ones
+    refused are set aside."""
     async with conn.transaction():
         await conn.execute(LOCK)
         parties = sorted({r.share.party for r in reads})
         subscriptions = [subscription_of(row, keys) for row in await conn.fetch(SUBSCRIPTIONS, parties)] if parties else []
-        rows = [
-            (sub.subscription_id, r.share.key, r.share.shipment_id, r.share.kind, r.share.message, now)
-            for r in reads
-            for sub in subscriptions
-            if sub.matches(r.share, r.shared_at)
-        ]
-        if rows:
-            # one statement per row, in order: seq follows the order of the topic partitions
-            await conn.executemany(QUEUE, rows)
+        refused = list(malformed)
+        try:
+            async with conn.transaction():  # a savepoint
+                await _queue_rows(conn, reads, subscriptions, now)
+        except Exception as error:
+            if not bad_record(error):
+                raise
+            log.warning("Postgres refused a share message of a batch (%s); queueing them one by one", error)
+            for one in reads:
+                try:
+                    async with conn.transaction():
+                        await _queue_rows(conn, [one], subscriptions, now)
+                except Exception as single_error:
+                    if not bad_record(single_error):
+                        raise
+                    refused.append(aside(one.record, refused_by_postgres(single_error)))
+        await set_aside(conn, "webhooks", consumer, refused)
         for topic, next_offsets in offsets.items():
             await conn.execute(SAVE_OFFSETS, consumer, topic, list(next_offsets), list(next_offsets.values()))
+
+
+async def _queue_rows(
+    conn: asyncpg.Connection, reads: Sequence[Read], subscriptions: list[Subscription], now: datetime
+) -> None:
+    rows = [
+        (sub.subscription_id, r.share.key, r.share.shipment_id, r.share.kind, r.share.message, now)
+        for r in reads
+        for sub in subscriptions
+        if sub.matches(r.share, r.shared_at)
+    ]
+    if rows:
+        # one statement per row, in order: seq follows the order of the topic partitions
+        await conn.executemany(QUEUE, rows)
+
+
+async def replay(conn: asyncpg.Connection, record: Message, keys: Keyring) -> str | None:
+    """Queue one quarantined share message (in the caller's transaction; stored offsets untouched). None once
+    queued, else why it is still refused."""
+    found = read(record)
+    if isinstance(found, SetAside):
+        return found.reason
+    if found is None:
+        return None
+    await conn.execute(LOCK)
+    parties = [found.share.party]
+    subscriptions = [subscription_of(row, keys) for row in await conn.fetch(SUBSCRIPTIONS, parties)]
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the caller's transaction usable
+            await _queue_rows(conn, [found], subscriptions, datetime.now(timezone.utc))
+    except Exception as error:
+        if not bad_record(error):
+            raise
+        return refused_by_postgres(error)
+    return None
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -207,6 +247,7 @@ async def run_filler(
                 break  # not queued, so not lost: a restart reads it again from the stored offsets
             async with listener.lock:
                 reads: list[Read] = []
+                malformed: list[SetAside] = []
                 offsets: dict[str, dict[int, int]] = {}
                 count = 0
                 for tp, records in sorted(fetched.items()):
@@ -215,13 +256,17 @@ async def run_filler(
                         consumer.seek(TopicPartition(tp.topic, partition), offset)
                     count += len(admitted.messages)
                     for record in admitted.messages:
-                        found = read(cast(Consumed, record))  # aiokafka's ConsumerRecord
-                        if found is not None:
+                        found = read(record)
+                        if isinstance(found, Read):
                             reads.append(found)
+                        elif found is not None:
+                            malformed.append(found)
                         offsets.setdefault(tp.topic, {})[record.partition] = record.offset + 1
                 if not offsets:
                     continue
-                await store.patiently(lambda conn: queue(conn, reads, consumer_group, offsets, clock(), store.keys), stop)
+                await store.patiently(
+                    lambda conn: queue(conn, reads, consumer_group, offsets, clock(), store.keys, malformed), stop
+                )
                 for topic, next_offsets in offsets.items():
                     listener.positions[topic].advance(next_offsets)
             if on_batch is not None:

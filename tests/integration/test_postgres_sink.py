@@ -23,7 +23,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate, packaged
-from connectors.postgres.rows import MalformedStatus
 from connectors.postgres.sink import application_name, run_sink
 from connectors.postgres.store import fetch_events, fetch_record, projected_versions
 from mmhub.config import Settings
@@ -324,16 +323,25 @@ async def test_the_sink_rides_out_its_database_connections_being_killed(
         assert record is not None and record["version"] == VERSIONS and record["status"] == "delivered"
 
 
-async def test_a_status_message_the_hub_could_not_have_written_stops_the_sink(hub_settings: NewSettings) -> None:
+async def test_a_status_message_the_hub_could_not_have_written_is_set_aside_and_the_sink_goes_on(
+    hub_settings: NewSettings,
+) -> None:
     settings = await hub_settings()
-    good = status_messages(SHIPMENTS[0])[:3]
-    ends = await produce(settings, good + [(SHIPMENTS[0].encode(), b'{"record": {"shipment_id": 42}}')])
+    await migrate(settings.pg_dsn, settings.pg_schema)  # so caught_up can read the offsets before the sink starts
+    good = status_messages(SHIPMENTS[0])
+    ends = await produce(settings, good[:3] + [(SHIPMENTS[0].encode(), b'{"record": {"shipment_id": 42}}')] + good[3:])
     (partition,) = ends
 
-    stop = asyncio.Event()
-    with pytest.raises(MalformedStatus, match=rf"partition {partition} offset 3: 'shipment_id' should be str"):
-        await asyncio.wait_for(run_sink(settings, stop), DEADLINE_S)
-    assert (await stored_offsets(settings)).get(partition, 0) <= 3, "the sink moved past a message it did not apply"
+    async with running_sink(settings) as sink:
+        await caught_up(settings, sink, ends)
+    assert await projected_versions(settings) == {SHIPMENTS[0]: VERSIONS}
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = await conn.fetch(f"SELECT partition, kafka_offset, reason FROM {quote_ident(settings.pg_schema)}.quarantine")
+    finally:
+        await conn.close()
+    assert [(r["partition"], r["kafka_offset"]) for r in rows] == [(partition, 3)]
+    assert "'shipment_id' should be str" in rows[0]["reason"]
 
 
 async def test_racing_migrations_apply_each_file_once(hub_settings: NewSettings) -> None:

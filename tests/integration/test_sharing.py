@@ -8,7 +8,6 @@ the audit names exactly the fields each message disclosed; a replay from scratch
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -26,8 +25,7 @@ from connectors.kafka import publish, read_jsonl, share_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.sharing.plan import leaf_paths
-from connectors.postgres.rows import MalformedStatus
-from connectors.sharing.stage import run_share, share_group
+from connectors.sharing.stage import share_group
 from mmhub.config import Settings
 from streams.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
 from tests.integration.hub import HubProcess, drop_internal_topics, offline, wait_for
@@ -243,20 +241,3 @@ def mmhub(proc: HubProcess, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode()
-
-
-async def test_a_status_message_the_hub_could_not_have_written_stops_the_stage(
-    hub_settings: Callable[..., Awaitable[Settings]],
-) -> None:
-    settings = await hub_settings()
-    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all")
-    await producer.start()
-    try:
-        # keyed: the status topic is compacted, and a compacted topic refuses a message without a key
-        await producer.send_and_wait(settings.topics.status, b'{"record": {"shipment_id": 42}}', key=SHIPMENT.encode())
-    finally:
-        await producer.stop()
-    with pytest.raises(MalformedStatus, match=r"partition \d+ offset 0: record: shipment_id"):
-        await asyncio.wait_for(run_share(settings, asyncio.Event()), 60)
-    assert not await sql(settings, "SELECT * FROM share_audit")
-    assert not await sql(settings, "SELECT * FROM sink_offsets WHERE consumer = $1", share_group(settings))

@@ -191,3 +191,49 @@ def example_journey_lines() -> list[bytes]:
 
 def example_journey_docs() -> list[Doc]:
     return [orjson.loads(line) for line in example_journey_lines()]
+
+
+def every_kind_docs(shipment_id: str = SHIPMENT) -> list[Doc]:
+    """One valid document of every event type (both insurance actions), with every optional text field filled:
+    what a test needs to reach each string field the schemas have."""
+    booking = booking_doc(shipment_id=shipment_id)
+    booking["payload"]["shipper"]["contact"] = "ops@shipper.test"
+    booking["payload"]["legs"][0]["carrier_booking"] = "RB-1"
+    booking["payload"]["cargo"]["containers"] = ["CSQU3054383"]
+    booking["payload"]["cargo"]["dangerous_goods"] = [{"un_number": "UN1263", "hazard_class": "3"}]
+    tracking = tracking_doc("damaged", location="CNCKG", shipment_id=shipment_id)
+    tracking["payload"].update(container="CSQU3054383", transport_means="TRUCK 9", remarks="one case dented")
+    settlement = settlement_doc([("FRT", "100.00", "USD")], shipment_id=shipment_id)
+    settlement["payload"]["charges"][0]["description"] = "road freight"
+    claim = claim_doc("CLM-1", "assessed", event_id="clm-1", amount="10.00", shipment_id=shipment_id)
+    claim["payload"]["remarks"] = "survey done"
+    waybill = waybill_doc("cmr", "CMR-1", leg=1, shipment_id=shipment_id)
+    waybill["references"] = [{"kind": "cmr", "value": "CMR-1"}]
+    mto = {"source": MTO, "shipment_id": shipment_id}
+    return [
+        booking,
+        envelope("booking_status", {"action": "rejected", "reason": "no capacity"}, event_id="bst-1", **mto),
+        waybill,
+        tracking,
+        envelope(
+            "handover",
+            {"from_leg": 1, "to_leg": 2, "location": "CNCKG", "packages": 4, "gross_weight_kg": "1200.500",
+             "seals": ["SEAL-1"], "remarks": "seal intact"},
+            event_id="hnd-1", source=carrier_of(2), shipment_id=shipment_id,
+        ),
+        settlement,
+        envelope("margin", {"percent": "5", "fixed": [{"amount": "20.00", "currency": "USD"}]}, event_id="mrg-1", **mto),
+        envelope(
+            "payment",
+            {"payment_id": "PMT-1", "payer": "shipper.test", "amount": {"amount": "5.00", "currency": "EUR"},
+             "settles_currency": "USD"},
+            event_id="pay-1", source="shipper.test", shipment_id=shipment_id,
+        ),
+        envelope(
+            "rate",
+            {"base": "EUR", "quote": "USD", "rate": "1.08", "rate_source": "ECB reference rate", "as_of": at(1)},
+            event_id="rate-1", **mto,
+        ),
+        policy_doc(shipment_id=shipment_id),
+        claim,
+    ]

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import re
+
 import orjson
 import pytest
 
-from connectors.postgres.rows import MalformedStatus, collect, parse_status
+from connectors.postgres.rows import collect, parse_status
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event, encode_record, encode_status
@@ -26,6 +28,8 @@ class Msg:
     offset: int
     key: bytes | None
     value: bytes | None
+    topic: str = "hub.shipment.status"
+    timestamp: int = 0
 
 
 def journey() -> list[HubEvent]:
@@ -124,8 +128,12 @@ def _other_shipments_event() -> list[dict[str, object]]:
         (KEY, _status(applied=_other_shipments_event()), "belongs to 'SHP-OTHER'"),
     ],
 )
-def test_a_message_the_hub_could_not_have_written_raises_with_its_position(
+def test_a_message_the_hub_could_not_have_written_is_set_aside_with_its_reason_and_the_batch_goes_on(
     key: bytes | None, value: bytes | None, reason: str
 ) -> None:
-    with pytest.raises(MalformedStatus, match=rf"^partition 6 offset 99: .*{reason}"):
-        collect([Msg(6, 99, key, value)])
+    batch = collect([Msg(6, 98, KEY, VERSIONS[0]), Msg(6, 99, key, value), Msg(6, 100, KEY, VERSIONS[1])])
+    [aside] = batch.set_aside
+    assert (aside.topic, aside.partition, aside.offset, aside.key, aside.value) == ("hub.shipment.status", 6, 99, key, value)
+    assert re.search(rf"^malformed status message: .*{reason}", aside.reason), aside.reason
+    assert [row.version for row in batch.shipments] == [2] and len(batch.events) == 2
+    assert batch.next_offsets == {6: 101} and batch.messages == 3
