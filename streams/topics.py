@@ -33,6 +33,11 @@ DLQ_SOURCE_PARTITION = "mmhub.source.partition"
 DLQ_SOURCE_OFFSET = "mmhub.source.offset"
 # On an event refused after it was taken in (source topic "mmhub.state"): the message whose arrival refused it.
 DLQ_TRIGGERED_BY = "mmhub.triggered-by"
+# On a dead letter of an unauthenticated request, whose value is only the body's first UNAUTHENTICATED_KEPT_BYTES:
+# the whole body's SHA-256 (hex) and size in bytes. Nobody vouches for such a body, so it is not kept whole.
+DLQ_BODY_SHA256 = "mmhub.body.sha256"
+DLQ_BODY_SIZE = "mmhub.body.size"
+UNAUTHENTICATED_KEPT_BYTES = 1024
 # Where an event came from before the connector stage turned it into a canonical event (topic[partition]@offset
 # of the raw message, or "http:<receipt>"), carried on hub.events and hub.references and kept on dead letters.
 ORIGIN = "mmhub.origin"

@@ -38,6 +38,7 @@ from connectors.gateway.access import (
     refuse_grant,
     visible_grants,
 )
+from connectors.gateway.guards import BodyRefused, authorization, read_capped
 from connectors.gateway.intake import Publisher, Unavailable, error_document
 from connectors.gateway.sse import CONTENT_TYPE, comment, due, frame, last_event_id, revoked_frame, status_frame
 from connectors.parties import PartyRegistry
@@ -143,8 +144,7 @@ class Reader:
     # --- who is asking, and may it ----------------------------------------------------------------------------
 
     def _caller(self, request: web.Request) -> str:
-        presented = request.headers.getall("Authorization", [])
-        caller = self.parties.authenticate(presented[0]) if len(presented) == 1 else None
+        caller = self.parties.authenticate(authorization(request))
         if caller is None:
             raise _Refused(UNAUTHENTICATED)
         return caller
@@ -267,9 +267,11 @@ class Reader:
     @_answering
     async def post_grant(self, request: web.Request) -> web.StreamResponse:
         access = await self._access(request)
-        if request.content_length is not None and request.content_length > MAX_GRANT_BODY_BYTES:
-            raise _Refused(Refusal(413, "too_large", f"a grant request is at most {MAX_GRANT_BODY_BYTES} bytes"))
-        asked = read_grant_request(await request.read())
+        try:
+            body = await read_capped(request, MAX_GRANT_BODY_BYTES)
+        except BodyRefused as refused:
+            return refused.response
+        asked = read_grant_request(body)
         if isinstance(asked, Refusal):
             raise _Refused(asked)
         now = self.clock()

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -38,6 +39,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 KEYS = REPO / "examples" / "keys"
 SHIPMENT, SENDS = sends()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _free_port() -> int:
@@ -120,7 +125,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
 
         async def send(item: Send) -> None:
             if item.way == "http":
-                status, answer = await _post(session, base, item.format_name, item.body, http_signature_headers(item.body, item.key))
+                status, answer = await _post(session, base, item.format_name, item.body, http_signature_headers(item.body, item.key, item.format_name, _now()))
                 assert status == 202, answer
                 assert answer["rejected"] == 0, answer
             elif item.way == "ingest":
@@ -137,7 +142,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         # forgeries: the DCSA file re-sent with a signature by the wrong key, on Kafka and over HTTP
         sea = next(s.body for s in SENDS if s.format_name == "dcsa")
         thief = load_signing_key(KEYS / "carrier.my-haulage.2025-01.json")
-        forged_headers = dict(http_signature_headers(sea, thief))
+        forged_headers = dict(http_signature_headers(sea, thief, "dcsa", _now()))
         forged_headers["Mmhub-Carrier"] = "carrier.oceanline"
         forged_headers["Mmhub-Key-Id"] = "2026-01"
         status, answer = await _post(session, base, "dcsa", sea, forged_headers)
@@ -149,7 +154,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         try:
             headers = [
                 (name, value) if name != topics.SIGNATURE_CARRIER else (name, b"carrier.oceanline")
-                for name, value in kafka_signature_headers(sea, thief)
+                for name, value in kafka_signature_headers(sea, thief, "dcsa", _now())
             ]
             headers = [(n, b"2026-01") if n == topics.SIGNATURE_KEY_ID else (n, v) for n, v in headers]
             await producer.send_and_wait(settings.topics.raw("dcsa"), value=sea, key=b"carrier.oceanline", headers=headers)
@@ -158,7 +163,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
 
         # the wrong-carrier report, honestly signed
         wrong = _wrong_carrier_report()
-        status, answer = await _post(session, base, "canonical", wrong, http_signature_headers(wrong, thief))
+        status, answer = await _post(session, base, "canonical", wrong, http_signature_headers(wrong, thief, "canonical", _now()))
         assert status == 202 and answer["accepted"] == 1, answer
 
         # then the booking, the cover and the payments
