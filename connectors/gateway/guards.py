@@ -9,10 +9,11 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from connectors.gateway.intake import error_document
 
@@ -102,9 +103,6 @@ async def read_capped(request: web.BaseRequest, limit: int, timeout_s: float = B
     except TimeoutError:
         raise BodyRefused(json_error(408, "body_timeout", f"the body did not arrive within {timeout_s:g} s")) from None
     return b"".join(parts)
-
-
-Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[Any]]
 
 
 def guard_middleware(limits: RateLimits, clock: Callable[[], float] = time.monotonic) -> Middleware:

@@ -6,7 +6,7 @@ One small pool; a lost or slow database raises Unavailable, which the gateway an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
 
@@ -49,6 +49,7 @@ class PostgresReaderStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._stand_in: str | None = None  # the last record text read: what a miss parses instead
 
     @classmethod
     async def open(cls, settings: Settings, max_size: int = 10) -> PostgresReaderStore:
@@ -64,18 +65,35 @@ class PostgresReaderStore:
 
     async def record(self, shipment_id: str) -> ShipmentRecord | None:
         text = await self._run(lambda c: c.fetchval("SELECT record FROM shipments WHERE shipment_id = $1", shipment_id))
-        return None if text is None else ShipmentRecord.model_validate_json(text)
+        parsed = text if text is not None else self._stand_in
+        record = None if parsed is None else ShipmentRecord.model_validate_json(parsed)
+        if text is None:
+            return None
+        self._stand_in = text
+        return record
 
-    async def version(self, shipment_id: str) -> int | None:
-        query = "SELECT version FROM shipments WHERE shipment_id = $1"
-        found = await self._run(lambda c: c.fetchval(query, shipment_id))
-        return None if found is None else int(found)
+    async def records(self, shipment_ids: Sequence[str]) -> dict[str, ShipmentRecord]:
+        query = "SELECT shipment_id, record FROM shipments WHERE shipment_id = ANY($1::text[])"
+        rows = await self._run(lambda c: c.fetch(query, list(shipment_ids)))
+        return {row["shipment_id"]: ShipmentRecord.model_validate_json(row["record"]) for row in rows}
+
+    async def versions(self, shipment_ids: Sequence[str]) -> dict[str, int]:
+        query = "SELECT shipment_id, version FROM shipments WHERE shipment_id = ANY($1::text[])"
+        rows = await self._run(lambda c: c.fetch(query, list(shipment_ids)))
+        return {row["shipment_id"]: int(row["version"]) for row in rows}
 
     # Grants
 
     async def for_shipment(self, shipment_id: str) -> list[Grant]:
         query = f"SELECT {GRANT_COLUMNS} FROM grants WHERE shipment_id = $1 ORDER BY granted_at, grant_id"
         return [_grant(row) for row in await self._run(lambda c: c.fetch(query, shipment_id))]
+
+    async def for_shipments(self, shipment_ids: Sequence[str]) -> dict[str, list[Grant]]:
+        query = f"SELECT {GRANT_COLUMNS} FROM grants WHERE shipment_id = ANY($1::text[]) ORDER BY granted_at, grant_id"
+        found: dict[str, list[Grant]] = {}
+        for row in await self._run(lambda c: c.fetch(query, list(shipment_ids))):
+            found.setdefault(row["shipment_id"], []).append(_grant(row))
+        return found
 
     async def get(self, grant_id: str) -> Grant | None:
         query = f"SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1"
