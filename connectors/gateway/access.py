@@ -59,7 +59,7 @@ class DisclosureLine:
 class Shipments(Protocol):
     async def record(self, shipment_id: str) -> ShipmentRecord | None:
         """The latest projected record; None when the projection does not hold the shipment. A miss costs what a hit
-        does: it parses a stand-in record as large as a recent real one, so timing does not tell the two apart."""
+        does: it reads and parses the last record a hit read, so timing does not tell the two apart."""
 
     async def records(self, shipment_ids: Sequence[str]) -> dict[str, ShipmentRecord]:
         """The latest projected records of those the projection holds, in one query (the live views' change feed)."""

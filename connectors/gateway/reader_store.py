@@ -25,6 +25,13 @@ INSERT_GRANT = f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5
 # An earlier revocation stands: revoking twice keeps the first time, so the audit's "which grant allowed it" holds.
 REVOKE = f"UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) WHERE grant_id = $1 RETURNING {GRANT_COLUMNS}"
 
+RECORD_OR_STAND_IN = """
+(SELECT true AS hit, record FROM shipments WHERE shipment_id = $1)
+UNION ALL
+(SELECT false AS hit, record FROM shipments WHERE shipment_id = $2)
+LIMIT 1
+"""
+
 INSERT_SHARE = """
 INSERT INTO share_audit (share_id, party, shipment_id, record_version, kind, channel, fields, policy_version,
     relations, via_grants, shared_at)
@@ -49,7 +56,7 @@ class PostgresReaderStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._stand_in: str | None = None  # the last record text read: what a miss parses instead
+        self._stand_in: str | None = None  # the last shipment a hit read: what a miss reads instead
 
     @classmethod
     async def open(cls, settings: Settings, max_size: int = 10) -> PostgresReaderStore:
@@ -64,12 +71,14 @@ class PostgresReaderStore:
     # Shipments
 
     async def record(self, shipment_id: str) -> ShipmentRecord | None:
-        text = await self._run(lambda c: c.fetchval("SELECT record FROM shipments WHERE shipment_id = $1", shipment_id))
-        parsed = text if text is not None else self._stand_in
-        record = None if parsed is None else ShipmentRecord.model_validate_json(parsed)
-        if text is None:
+        # A miss reads, sends and parses the last record a hit read instead (the second branch runs only when the
+        # first found nothing), so a missing shipment costs what one the caller may not read does.
+        stand_in = self._stand_in or shipment_id
+        row = await self._run(lambda c: c.fetchrow(RECORD_OR_STAND_IN, shipment_id, stand_in))
+        record = None if row is None else ShipmentRecord.model_validate_json(row["record"])
+        if row is None or not row["hit"]:
             return None
-        self._stand_in = text
+        self._stand_in = shipment_id
         return record
 
     async def records(self, shipment_ids: Sequence[str]) -> dict[str, ShipmentRecord]:
