@@ -58,7 +58,10 @@ async def test_a_demo_run_drops_its_own_topics_and_schema_and_nobody_elses(
 
     async def play(settings: Settings, journeys: list[Path]) -> int:
         runs.append(settings)
-        assert settings.topics.events in await topics(settings)  # the run made its own
+        deadline = time.monotonic() + 30  # the run made its own topics; wait until the broker lists them
+        while settings.topics.events not in await topics(settings):
+            assert time.monotonic() < deadline, "the run's topics never appeared"
+            await asyncio.sleep(0.5)
         return 0
 
     def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
