@@ -85,9 +85,10 @@ class BodyRefused(Exception):
         self.response = response
 
 
-async def read_capped(request: web.BaseRequest, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+async def read_capped(request: web.BaseRequest, limit: int) -> bytes:
     """The body, at most `limit` bytes whatever the framing (a chunked body has no Content-Length to check up
-    front), within `timeout_s`; BodyRefused with the 413 or 408 to answer otherwise."""
+    front), within BODY_TIMEOUT_S; BodyRefused with the 413 or 408 to answer otherwise."""
+    timeout_s = BODY_TIMEOUT_S
     too_large = json_error(413, "too_large", f"the body is larger than the limit of {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise BodyRefused(too_large)

@@ -11,6 +11,7 @@ and nothing else lost.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import subprocess
 import sys
@@ -182,7 +183,11 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     for message in dead:
         by_code.setdefault(dict(message.headers)[topics.DLQ_CODE].decode(), []).append(message)
     assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("refused", 1)]
-    assert all(m.value == sea for m in by_code["bad_signature"])  # the original bytes, both ways in
+    # the raw message whole (it is on the raw topic already); of the HTTP request, which nobody vouched for, the first
+    # KiB with the whole body's digest and size
+    assert sorted(m.value for m in by_code["bad_signature"]) == sorted([sea, sea[:1024]]) and len(sea) > 1024
+    (posted,) = [dict(m.headers) for m in by_code["bad_signature"] if m.value != sea]
+    assert posted[topics.DLQ_BODY_SHA256] == hashlib.sha256(sea).hexdigest().encode()
     [refused] = by_code["refused"]
     reason = dict(refused.headers)[topics.DLQ_REASON].decode()
     assert "leg 2 is carried by carrier.cr-rail, not carrier.my-haulage" in reason

@@ -21,7 +21,7 @@ from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
 from streams.codec import decode_event, encode_event
-from streams.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
+from streams.topics import DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
 
 from tests.integration.hub import JOURNEY, JOURNEY_ID, read_topic
 
@@ -94,7 +94,7 @@ async def test_signed_batch_is_published_once_and_forgeries_are_dead_lettered(hu
         assert (status, refused["error"]) == (401, "bad_signature")
         (letter,) = await read_topic(settings, settings.topics.dlq, 1)
         headers = dict(letter.headers)
-        assert letter.value == BODY
+        assert letter.value == BODY[:1024] and headers[DLQ_BODY_SIZE] == str(len(BODY)).encode()
         assert headers[DLQ_CODE] == b"bad_signature"
         assert headers[DLQ_REASON].decode() == refused["reason"]
         assert headers[DLQ_SOURCE_TOPIC] == b"http:/v1/events/canonical"

@@ -462,7 +462,7 @@ async def test_openapi_document_is_served_with_the_events_path(hub: Hub) -> None
     operation = document["paths"]["/v1/events/{format}"]["post"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"format", "Mmhub-Carrier", "Mmhub-Key-Id", "Mmhub-Signature"}
-    assert set(operation["responses"]) == {"202", "401", "404", "413", "503"}
+    assert set(operation["responses"]) == {"202", "401", "404", "408", "413", "429", "503"}
     assert {"/openapi.json", "/healthz"} <= set(document["paths"])
 
 
