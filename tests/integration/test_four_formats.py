@@ -33,7 +33,15 @@ from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams import topics
-from tests.integration.hub import HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
+from tests.integration.hub import (
+    HubProcess,
+    caught_up,
+    drop_internal_topics,
+    projected_record,
+    read_topic,
+    wait_for,
+    wait_for_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,15 +122,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         proc.start()
 
     async with aiohttp.ClientSession() as session:
-
-        async def gateway_up() -> bool:
-            try:
-                async with session.get(f"{base}/healthz") as response:
-                    return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(gateway_up, 60, "the gateway", gateway)
+        await wait_for_gateway(session, base, gateway)
 
         async def send(item: Send) -> None:
             if item.way == "http":

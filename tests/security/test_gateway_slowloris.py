@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from mmhub.config import Settings
-from tests.integration.hub import HubProcess, wait_for
+from tests.integration.hub import HubProcess, wait_for_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +53,7 @@ async def test_a_request_head_that_stops_arriving_has_its_connection_closed(
     gateway.start()
     try:
         async with aiohttp.ClientSession() as session:
-
-            async def up() -> bool:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, 60, "the gateway", gateway)
+            await wait_for_gateway(session, f"http://127.0.0.1:{port}", gateway)
             with socket.create_connection(("127.0.0.1", port)) as slow:
                 slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the rest
                 closed = asyncio.create_task(asyncio.to_thread(wait_until_closed, slow, HEADER_TIMEOUT_S + GRACE_S))
