@@ -79,6 +79,9 @@ class ChangeFeed:
             if not self._followed[shipment_id]:
                 del self._followed[shipment_id]
                 self._latest.pop(shipment_id, None)
+            if not self._followed and self._task is not None:
+                self._task.cancel()  # nothing left to poll for; the next stream starts a new poller
+                self._task = None
 
     async def next_round(self) -> None:
         await self._round.wait()
