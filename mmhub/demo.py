@@ -278,4 +278,4 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
                 process.kill()
         _say("worker, sink and sharing stage stopped")
         asyncio.run(_forget_run(settings))
-        _say(f"this run's topics ({settings.namespace}.*) and schema ({settings.pg_schema}) dropped; logs kept in {logs}")
+        _say(f"this run's topics ({settings.namespace}.*) and schema ({settings.pg_schema}) dropped; logs in {logs}")

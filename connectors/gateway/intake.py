@@ -207,9 +207,8 @@ def unauthenticated_letter(
 ) -> Message:
     """A refused signature's dead letter: the body's first KiB, its SHA-256 and size, why, and the headers as sent.
     Anyone can post a body nobody signed, so it is not kept whole (4 MiB a request for 90 days otherwise)."""
-    letter = dead_letter(
-        body[:UNAUTHENTICATED_KEPT_BYTES], rejection, topics=topics, format_name=format_name, signed=signed, origin=origin
-    )
+    kept = body[:UNAUTHENTICATED_KEPT_BYTES]
+    letter = dead_letter(kept, rejection, topics=topics, format_name=format_name, signed=signed, origin=origin)
     digest = [(DLQ_BODY_SHA256, hashlib.sha256(body).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(body)).encode())]
     return Message(letter.topic, letter.key, letter.value, [*letter.headers, *digest])
 
