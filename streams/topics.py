@@ -89,6 +89,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
             "cleanup.policy": "delete",
             "retention.ms": str(30 * 24 * 3600 * 1000),
             "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            # The broker stamps each record as it appends it, so the signature's replay window (measured against
+            # the record's timestamp) cannot be met by a producer that backdates a replayed message.
+            "message.timestamp.type": "LogAppendTime",
         }
         for name in RAW_FORMATS
     },
