@@ -1,7 +1,13 @@
 """Who may say what: the carriers registered with the hub, their keys, and signatures over the exact bytes sent.
 
 A message is accepted only with the sender's party id, the id of one of its keys that is valid now, and a signature
-made with that key over the message's bytes as received. Pure apart from reading files; `verify` never raises.
+made with that key over the message's format, a signing time and the message's bytes as received. Pure apart from
+reading files; `verify` never raises.
+
+The signature header is versioned, like the hub's webhook signatures: `t=<unix seconds>,v1=<base64>`, where v1 signs
+`v1\n<format>\n<t>\n<body>`. Binding the format stops a signed body from being re-posted as another format; the
+time bounds a replay to `SIGNATURE_WINDOW_S` either side of when the hub received it (inside the window a replay is
+a duplicate copy, which the receipts and the fold recognise).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import base64
 import binascii
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Sequence, TypeVar
 
@@ -36,6 +42,9 @@ ED25519_SIGNATURE_BYTES = 64
 HMAC_SHA256_BYTES = 32
 MIN_SECRET_BYTES = 32  # RFC 2104: a key shorter than the hash output weakens the MAC
 SHOWN_CHARS = 64  # how much of an unrecognised header value a rejection quotes back
+SCHEME = "v1"  # what a signature covers; a new scheme gets a new name, and the header says which one it is
+SIGNATURE_WINDOW_S = 300  # how far a signing time may be from the receipt (or the raw record's) time, either way
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class RegistryError(ValueError):
@@ -233,23 +242,60 @@ def new_key(carrier: str, key_id: str, algorithm: Algorithm, not_before: datetim
     return signing, CarrierKey(key_id=key_id, algorithm=algorithm, secret=secret, not_before=not_before)
 
 
-def sign(body: bytes, key: SigningKey) -> str:
-    """Standard base64 of the Ed25519 signature, or of HMAC-SHA256(secret, body), over exactly `body`."""
+def signed_bytes(format_name: str, timestamp: int, body: bytes) -> bytes:
+    """What a v1 signature covers: the scheme, the format, the signing time and the exact body."""
+    return f"{SCHEME}\n{format_name}\n{timestamp}\n".encode() + body
+
+
+def sign(body: bytes, key: SigningKey, format_name: str, at: datetime) -> str:
+    """The signature header's value, `t=<unix seconds>,v1=<base64>`: the Ed25519 signature, or HMAC-SHA256(secret),
+    over `signed_bytes(format_name, t, body)`."""
+    timestamp = int(at.timestamp())
+    content = signed_bytes(format_name, timestamp, body)
     if key.algorithm == "ed25519":
-        return _encode(Ed25519PrivateKey.from_private_bytes(key.material).sign(body))
-    return _encode(hmac.digest(key.material, body, "sha256"))
+        raw = Ed25519PrivateKey.from_private_bytes(key.material).sign(content)
+    else:
+        raw = hmac.digest(key.material, content, "sha256")
+    return f"t={timestamp},{SCHEME}={_encode(raw)}"
 
 
-def kafka_signature_headers(body: bytes, key: SigningKey) -> list[tuple[str, bytes]]:
+def kafka_signature_headers(body: bytes, key: SigningKey, format_name: str, at: datetime) -> list[tuple[str, bytes]]:
     return [
         (SIGNATURE_CARRIER, key.carrier.encode()),
         (SIGNATURE_KEY_ID, key.key_id.encode()),
-        (SIGNATURE, sign(body, key).encode()),
+        (SIGNATURE, sign(body, key, format_name, at).encode()),
     ]
 
 
-def http_signature_headers(body: bytes, key: SigningKey) -> dict[str, str]:
-    return {HTTP_CARRIER: key.carrier, HTTP_KEY_ID: key.key_id, HTTP_SIGNATURE: sign(body, key)}
+def http_signature_headers(body: bytes, key: SigningKey, format_name: str, at: datetime) -> dict[str, str]:
+    return {HTTP_CARRIER: key.carrier, HTTP_KEY_ID: key.key_id, HTTP_SIGNATURE: sign(body, key, format_name, at)}
+
+
+def parse_signature(header: str) -> tuple[int, str] | Rejection:
+    """(signing time, base64 signature) from `t=<unix seconds>,v1=<base64>`; a rejection saying what is wrong."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals:
+            return Rejection(
+                "unsupported_scheme",
+                f"signature {_shown(header)} names no scheme; send t=<unix seconds>,{SCHEME}=<base64> (a signature"
+                " over the body alone is no longer accepted)",
+            )
+        fields.setdefault(name, []).append(value)
+    schemes = sorted(set(fields) - {"t"})
+    if SCHEME not in fields:
+        return Rejection(
+            "unsupported_scheme", f"signature scheme(s) {', '.join(schemes) or 'none'} not supported; use {SCHEME}"
+        )
+    repeated = [name for name, values in fields.items() if len(values) > 1]
+    if repeated or "t" not in fields:
+        what = f"{', '.join(repeated)} appear(s) more than once" if repeated else "it has no t=<unix seconds>"
+        return Rejection("bad_signature", f"signature {_shown(header)}: {what}")
+    (stamp,) = fields["t"]
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+        return Rejection("bad_signature", f"signing time t={_shown(stamp)} is not whole unix seconds")
+    return int(stamp), fields[SCHEME][0]
 
 
 def _shown(value: str) -> str:
@@ -273,8 +319,11 @@ def verify(
     signature: str | None,
     body: bytes,
     now: datetime,
+    format_name: str,
+    received_at: datetime | None = None,
 ) -> Rejection | None:
-    """None if `signature` is `carrier`'s key `key_id`, valid at `now` (timezone-aware), over exactly `body`."""
+    """None if `signature` is `carrier`'s key `key_id`, valid at `now` (timezone-aware), over exactly `body` as
+    `format_name`, signed within SIGNATURE_WINDOW_S of `received_at` (default: `now`)."""
     if not carrier or not key_id or not signature:
         given = (("carrier", carrier), ("key id", key_id), ("signature", signature))
         missing = ", ".join(what for what, value in given if not value)
@@ -291,22 +340,44 @@ def verify(
             "key_not_valid",
             f"key {key_id} of {carrier} is valid from {key.not_before.isoformat()}{until}, not at {now.isoformat()}",
         )
+    parsed = parse_signature(signature)
+    if isinstance(parsed, Rejection):
+        return parsed
+    timestamp, encoded = parsed
     try:
-        raw = _decode(signature)
+        raw = _decode(encoded)
     except ValueError:
-        return Rejection("bad_signature", f"signature {_shown(signature)} is not valid standard base64")
+        return Rejection("bad_signature", f"signature {_shown(encoded)} is not valid standard base64")
     size = ED25519_SIGNATURE_BYTES if key.algorithm == "ed25519" else HMAC_SHA256_BYTES
     if len(raw) != size:
         return Rejection("bad_signature", f"signature is {len(raw)} bytes; an {key.algorithm} signature is {size}")
-    if not _signed_by(key, raw, body):
-        return Rejection("bad_signature", f"signature does not match the {len(body)} bytes (key {key_id} of {carrier})")
+    if not _signed_by(key, raw, signed_bytes(format_name, timestamp, body)):
+        return Rejection(
+            "bad_signature",
+            f"signature does not match the {len(body)} bytes as format {format_name} signed at t={timestamp} (key"
+            f" {key_id} of {carrier}); a signature covers the format, the time and the body",
+        )
+    received = int((received_at or now).timestamp())
+    if abs(received - timestamp) > SIGNATURE_WINDOW_S:
+        signed_at = datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+        return Rejection(
+            "stale_signature",
+            f"signed at {signed_at} (t={timestamp}), received at t={received}: more than {SIGNATURE_WINDOW_S} s"
+            " apart, so a replay or a wrong clock; sign each send afresh",
+        )
     return None
 
 
 def verify_kafka_headers(
-    registry: CarrierRegistry, headers: Sequence[tuple[str, bytes | None]], body: bytes, now: datetime
+    registry: CarrierRegistry,
+    headers: Sequence[tuple[str, bytes | None]],
+    body: bytes,
+    now: datetime,
+    format_name: str,
+    record_time: datetime,
 ) -> tuple[str | None, Rejection | None]:
-    """(the authenticated carrier, None), or (None, why not) from a raw message's signature headers."""
+    """(the authenticated carrier, None), or (None, why not) from a raw message's signature headers. The replay
+    window is measured against the record's own timestamp, so the answer does not depend on when it is read."""
     values: dict[str, str | None] = {}
     for name in (SIGNATURE_CARRIER, SIGNATURE_KEY_ID, SIGNATURE):
         found = [value for header, value in headers if header == name]
@@ -317,5 +388,7 @@ def verify_kafka_headers(
         except UnicodeDecodeError:
             return None, Rejection("bad_signature", f"header {name} is not UTF-8")
     carrier = values[SIGNATURE_CARRIER]
-    rejection = verify(registry, carrier, values[SIGNATURE_KEY_ID], values[SIGNATURE], body, now)
+    rejection = verify(
+        registry, carrier, values[SIGNATURE_KEY_ID], values[SIGNATURE], body, now, format_name, record_time
+    )
     return (carrier, None) if rejection is None else (None, rejection)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -130,7 +131,12 @@ async def publish_raw(
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value=body, key=key.carrier.encode(), headers=kafka_signature_headers(body, key))
+            await producer.send(
+                topic,
+                value=body,
+                key=key.carrier.encode(),
+                headers=kafka_signature_headers(body, key, format_name, datetime.now(timezone.utc)),
+            )
             for body in payloads
         ]
         sent = await asyncio.gather(*futures)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connectors.journeys import offline_records, sends
 from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
+from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import fetch_record, projected_versions
 from connectors.sharing.audit import table, usage
@@ -224,12 +226,13 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     return 0 if matches and len(rejected) == len(MALFORMED) else 1
 
 
-async def _forget_earlier_demos(settings: Settings) -> None:
-    """Drop the topics and schemas earlier demo runs left, so repeated demos do not pile up."""
+async def _forget_run(settings: Settings) -> None:
+    """Drop this run's topics (the hub's and the worker's internal ones, all under its namespace) and its schema;
+    nothing of another run, which may still be going."""
     admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
-        doomed = [name for name in await admin.list_topics() if name.startswith("demo-")]
+        doomed = [name for name in await admin.list_topics() if name.startswith(f"{settings.namespace}.")]
         if doomed:
             await admin.delete_topics(doomed)
     finally:
@@ -237,17 +240,18 @@ async def _forget_earlier_demos(settings: Settings) -> None:
     await drop_namespace_acls(settings, sorted({name.split(".", 1)[0] for name in doomed}))
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'demo\\_%'"):
-            await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.pg_schema)} CASCADE")
     finally:
         await conn.close()
-    shutil.rmtree(settings.data_dir / "demo", ignore_errors=True)
+    for state in settings.data_dir.iterdir():  # the worker's tables; the logs stay
+        if state.is_dir():
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def run_demo(settings: Settings, journeys: list[Path]) -> int:
-    asyncio.run(_forget_earlier_demos(settings))
-    # A namespace of its own per run: the full flow every time, and nothing mixed with a real deployment.
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    # A namespace of its own per run: the full flow every time, nothing mixed with a real deployment or with another
+    # run going at the same time, and all of it dropped when the run ends.
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
     settings = replace(
         settings,
         namespace=f"demo-{stamp}",
@@ -276,3 +280,5 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
         _say("worker, sink and sharing stage stopped")
+        asyncio.run(_forget_run(settings))
+        _say(f"this run's topics ({settings.namespace}.*) and schema ({settings.pg_schema}) dropped; logs in {logs}")

@@ -478,7 +478,9 @@ def create_app(settings: Settings) -> faust.App:
         original payload; a payload's good events go on even when another event in it is refused."""
         message = event.message
         body = message.value or b""
-        sender, refusal = verify_kafka_headers(registry, _headers(message), body, datetime.now(timezone.utc))
+        sender, refusal = verify_kafka_headers(
+            registry, _headers(message), body, datetime.now(timezone.utc), format_name, _record_time(message)
+        )
         if refusal is not None or sender is None:
             await dead_letter(event, refusal or Rejection("unsigned", "no carrier"))
             return
@@ -633,6 +635,11 @@ def _headers(message: object) -> list[tuple[str, bytes | None]]:
 
 def _header(message: object, name: str) -> bytes | None:
     return next((value for header, value in _headers(message) if header == name), None)
+
+
+def _record_time(message: object) -> datetime:
+    """The record's Kafka timestamp (seconds, as faust gives it): the replay window's reference for a raw message."""
+    return datetime.fromtimestamp(float(getattr(message, "timestamp", 0.0) or 0.0), timezone.utc)
 
 
 def _where(message: object) -> str:

@@ -40,6 +40,11 @@ DLQ_SOURCE_PARTITION = "mmhub.source.partition"
 DLQ_SOURCE_OFFSET = "mmhub.source.offset"
 # On an event refused after it was taken in (source topic "mmhub.state"): the message whose arrival refused it.
 DLQ_TRIGGERED_BY = "mmhub.triggered-by"
+# On a dead letter of an unauthenticated request, whose value is only the body's first UNAUTHENTICATED_KEPT_BYTES:
+# the whole body's SHA-256 (hex) and size in bytes. Nobody vouches for such a body, so it is not kept whole.
+DLQ_BODY_SHA256 = "mmhub.body.sha256"
+DLQ_BODY_SIZE = "mmhub.body.size"
+UNAUTHENTICATED_KEPT_BYTES = 1024
 # Where an event came from before the connector stage turned it into a canonical event (topic[partition]@offset
 # of the raw message, or "http:<receipt>"), carried on hub.events and hub.references and kept on dead letters.
 ORIGIN = "mmhub.origin"
@@ -90,6 +95,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
             "cleanup.policy": "delete",
             "retention.ms": str(30 * 24 * 3600 * 1000),
             "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            # The broker stamps each record as it appends it, so the signature's replay window (measured against
+            # the record's timestamp) cannot be met by a producer that backdates a replayed message.
+            "message.timestamp.type": "LogAppendTime",
         }
         for name in RAW_FORMATS
     },

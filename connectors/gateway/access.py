@@ -58,15 +58,22 @@ class DisclosureLine:
 
 class Shipments(Protocol):
     async def record(self, shipment_id: str) -> ShipmentRecord | None:
-        """The latest projected record; None when the projection does not hold the shipment."""
+        """The latest projected record; None when the projection does not hold the shipment. A miss costs what a hit
+        does: it reads and parses the last record a hit read, so timing does not tell the two apart."""
 
-    async def version(self, shipment_id: str) -> int | None:
-        """Only the projected version: what a live view polls."""
+    async def records(self, shipment_ids: Sequence[str]) -> dict[str, ShipmentRecord]:
+        """The latest projected records of those the projection holds, in one query (the live views' change feed)."""
+
+    async def versions(self, shipment_ids: Sequence[str]) -> dict[str, int]:
+        """Only the projected versions, in one query: what the change feed polls."""
 
 
 class Grants(Protocol):
     async def for_shipment(self, shipment_id: str) -> list[Grant]:
         """Every grant ever made on the shipment, revoked and expired ones included."""
+
+    async def for_shipments(self, shipment_ids: Sequence[str]) -> dict[str, list[Grant]]:
+        """`for_shipment` of each, in one query (the live views' change feed); a shipment without grants is absent."""
 
     async def get(self, grant_id: str) -> Grant | None: ...
 

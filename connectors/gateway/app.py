@@ -28,12 +28,20 @@ from connectors.gateway.intake import (
     Signed,
     Unavailable,
     admit,
-    dead_letter,
-    error_document,
     messages,
     plan,
     receipt_document,
     results,
+    unauthenticated_letter,
+)
+from connectors.gateway.guards import (
+    BodyRefused,
+    RateLimiter,
+    RateLimits,
+    guard_middleware,
+    json_error,
+    read_capped,
+    too_many,
 )
 from connectors.gateway.openapi import openapi_document
 from connectors.gateway.reader import Reader
@@ -55,10 +63,6 @@ def utc_now() -> datetime:
 
 def _json(document: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(document), status=status, headers=headers, content_type="application/json")
-
-
-def _error(status: int, code: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
-    return _json(error_document(code, reason), status, headers)
 
 
 def _signed(request: web.Request) -> tuple[Signed, Rejection | None]:
@@ -128,35 +132,38 @@ class Gateway:
         publisher: Publisher,
         receipts: Receipts,
         clock: Callable[[], datetime],
+        limits: RateLimits,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.publisher = publisher
         self.receipts = receipts
         self.clock = clock
+        self.by_carrier = RateLimiter(limits.per_carrier)
         self.openapi = orjson.dumps(openapi_document(MAX_BODY_BYTES))
 
     async def post_events(self, request: web.Request) -> web.Response:
         format_name = request.match_info["format"]
         if format_name not in FORMATS:
-            return _error(404, "unknown_format", f"unknown format {format_name!r}; known: {', '.join(FORMATS)}")
-        too_large = f"the body is larger than the limit of {MAX_BODY_BYTES} bytes"
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _error(413, "too_large", too_large)
+            return json_error(404, "unknown_format", f"unknown format {format_name!r}; known: {', '.join(FORMATS)}")
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", too_large)
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as refused:
+            return refused.response
         request_id = str(uuid.uuid4())
         received_at = self.clock()
         signed, refusal = _signed(request)
         try:
             if refusal is None:
-                refusal = verify(self.registry, signed.carrier, signed.key_id, signed.signature, body, received_at)
+                s = signed
+                refusal = verify(self.registry, s.carrier, s.key_id, s.signature, body, received_at, format_name)
             if refusal is not None:
                 return await self._unauthenticated(body, refusal, format_name, signed, request_id)
             assert signed.carrier is not None  # verify() refuses a request without one
             carrier = signed.carrier
+            wait = self.by_carrier.take(carrier)
+            if wait is not None:
+                return too_many("carrier", wait)
             read = parser(format_name)
             # Parsing a few MiB takes a while: off the event loop, so health checks and other requests still run.
             decided = await asyncio.to_thread(lambda: admit(read(body, carrier), carrier, f"http:{request_id}"))
@@ -174,7 +181,7 @@ class Gateway:
         except Unavailable as error:
             log.warning("request %s (%s) refused with 503: %s", request_id, format_name, error)
             reason = "the hub cannot take events right now; send the same request again later"
-            return _error(503, "unavailable", reason, {"Retry-After": str(RETRY_AFTER_S)})
+            return json_error(503, "unavailable", reason, {"Retry-After": str(RETRY_AFTER_S)})
         document = receipt_document(request_id, format_name, carrier, answered)
         counts = (document["accepted"], document["duplicates"], document["rejected"])
         summary = "request %s from %s (%s): %d accepted, %d duplicate, %d rejected"
@@ -184,12 +191,15 @@ class Gateway:
     async def _unauthenticated(
         self, body: bytes, refusal: Rejection, format_name: str, signed: Signed, request_id: str
     ) -> web.Response:
-        """401, once the body is safe in the dead-letter topic (so nothing a carrier sent is lost)."""
+        """401, once the body's first KiB, digest and size are in the dead-letter topic (connectors.gateway.intake's
+        unauthenticated_letter)."""
         topics, origin = self.settings.topics, f"http:{request_id}"
-        letter = dead_letter(body, refusal, topics=topics, format_name=format_name, signed=signed, origin=origin)
+        letter = unauthenticated_letter(
+            body, refusal, topics=topics, format_name=format_name, signed=signed, origin=origin
+        )
         await self.publisher.send(letter.topic, letter.key, letter.value, letter.headers)
         log.warning("request %s (%s) refused with 401: %s", request_id, format_name, refusal.reason)
-        return _error(401, refusal.code, refusal.reason)
+        return json_error(401, refusal.code, refusal.reason)
 
     async def get_openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
@@ -209,13 +219,14 @@ def create_gateway(
     reader: Reader | None = None,
     webhooks: Subscriptions | None = None,
     parties: PartyRegistry | None = None,
+    limits: RateLimits = RateLimits(),
 ) -> web.Application:
     """The aiohttp application. Starting and stopping `publisher` and `receipts` is the caller's business.
     With a `reader`, parties can also read shipments, follow them live and delegate (connectors.gateway.reader).
     With `webhooks` (and the `parties` whose tokens it accepts), parties manage their webhook subscriptions
     (connectors.webhooks.routes)."""
-    gateway = Gateway(settings, registry, publisher, receipts, clock)
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    gateway = Gateway(settings, registry, publisher, receipts, clock, limits)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[guard_middleware(limits)])
     app.router.add_post("/v1/events/{format}", gateway.post_events)
     app.router.add_get("/openapi.json", gateway.get_openapi)
     app.router.add_get("/healthz", gateway.healthz)

@@ -6,6 +6,7 @@ happen in connectors.gateway.app, through the `Publisher` and `Receipts` protoco
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, Sequence
@@ -15,6 +16,8 @@ from schemas.rejection import Rejection, combine, for_event
 from streams.copies import fingerprint
 from streams.routing import Outbound, route
 from streams.topics import (
+    DLQ_BODY_SHA256,
+    DLQ_BODY_SIZE,
     DLQ_CODE,
     DLQ_REASON,
     DLQ_SOURCE_TOPIC,
@@ -22,6 +25,7 @@ from streams.topics import (
     SIGNATURE,
     SIGNATURE_CARRIER,
     SIGNATURE_KEY_ID,
+    UNAUTHENTICATED_KEPT_BYTES,
     Topics,
 )
 
@@ -196,6 +200,17 @@ def dead_letter(
         *signed.headers(),
     ]
     return Message(topics.dlq, key, body, headers)
+
+
+def unauthenticated_letter(
+    body: bytes, rejection: Rejection, *, topics: Topics, format_name: str, signed: Signed, origin: str
+) -> Message:
+    """A refused signature's dead letter: the body's first KiB, its SHA-256 and size, why, and the headers as sent.
+    Anyone can post a body nobody signed, so it is not kept whole (4 MiB a request for 90 days otherwise)."""
+    kept = body[:UNAUTHENTICATED_KEPT_BYTES]
+    letter = dead_letter(kept, rejection, topics=topics, format_name=format_name, signed=signed, origin=origin)
+    digest = [(DLQ_BODY_SHA256, hashlib.sha256(body).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(body)).encode())]
+    return Message(letter.topic, letter.key, letter.value, [*letter.headers, *digest])
 
 
 def messages(

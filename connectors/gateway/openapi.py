@@ -98,7 +98,11 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                         {"name": "format", "in": "path", "required": True, "schema": {"enum": list(FORMATS)}},
                         _header(HTTP_CARRIER, "the carrier's party id, e.g. carrier.oceanline"),
                         _header(HTTP_KEY_ID, "the id of the carrier key that signed the body"),
-                        _header(HTTP_SIGNATURE, "base64 signature over the exact body bytes"),
+                        _header(
+                            HTTP_SIGNATURE,
+                            "t=<unix seconds>,v1=<base64 signature over 'v1\\n<format>\\n<t>\\n' + the exact body>;"
+                            " refused more than 300 s from when the hub receives it",
+                        ),
                     ],
                     "requestBody": {
                         "required": True,
@@ -115,9 +119,17 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                             "description": "read: one result per event, in payload order",
                             "content": {"application/json": {"schema": _ref("GatewayReceipt")}},
                         },
-                        "401": _error("missing or invalid signature; the body is kept in the dead-letter topic"),
+                        "401": _error(
+                            "missing, invalid or stale signature; the body's first KiB, SHA-256 and size are kept in"
+                            " the dead-letter topic"
+                        ),
                         "404": _error("unknown format"),
+                        "408": _error("the body did not arrive in time"),
                         "413": _error(f"body larger than {max_body_bytes} bytes"),
+                        "429": {
+                            **_error("too many requests from this address, token or carrier"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                         "503": {
                             **_error("Kafka or Postgres unavailable; nothing unpublished was accepted, retry later"),
                             "headers": {"Retry-After": {"schema": {"type": "integer"}}},

@@ -38,6 +38,8 @@ from connectors.gateway.access import (
     refuse_grant,
     visible_grants,
 )
+from connectors.gateway.feed import ChangeFeed, StreamCaps
+from connectors.gateway.guards import BodyRefused, authorization, read_capped
 from connectors.gateway.intake import Publisher, Unavailable, error_document
 from connectors.gateway.sse import CONTENT_TYPE, comment, due, frame, last_event_id, revoked_frame, status_frame
 from connectors.parties import PartyRegistry
@@ -79,7 +81,9 @@ def _answering(handler: Handler) -> Handler:
             return await handler(reader, request)
         except _Refused as refused:
             r = refused.refusal
-            headers = {"WWW-Authenticate": 'Bearer realm="mmhub"'} if r.status == 401 else None
+            headers = {
+                401: {"WWW-Authenticate": 'Bearer realm="mmhub"'}, 429: {"Retry-After": str(RETRY_AFTER_S)}
+            }.get(r.status)
             return _json(error_document(r.code, r.reason), r.status, headers)
         except Unavailable as error:
             log.warning("%s %s refused with 503: %s", request.method, request.path, error)
@@ -115,6 +119,7 @@ class Reader:
         poll_s: float = POLL_S,
         keepalive_s: float = KEEPALIVE_S,
         policy: Policy = POLICY,
+        caps: StreamCaps = StreamCaps(),
     ) -> None:
         self.settings = settings
         self.parties = parties
@@ -127,6 +132,8 @@ class Reader:
         self.keepalive_s = keepalive_s
         self.policy = policy
         self.closing = asyncio.Event()
+        self.feed = ChangeFeed(shipments, grants, poll_s, caps)
+        self._stand_in: ShipmentRecord | None = None  # the last record read: what an unknown shipment is decided on
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/shipments/{shipment_id}", self.get_shipment)
@@ -143,22 +150,24 @@ class Reader:
     # --- who is asking, and may it ----------------------------------------------------------------------------
 
     def _caller(self, request: web.Request) -> str:
-        presented = request.headers.getall("Authorization", [])
-        caller = self.parties.authenticate(presented[0]) if len(presented) == 1 else None
+        caller = self.parties.authenticate(authorization(request))
         if caller is None:
             raise _Refused(UNAUTHENTICATED)
         return caller
 
     async def _access(self, request: web.Request) -> Access:
+        """The caller's entitlement to the shipment, or the one 404. An unknown shipment costs what one the caller may
+        not read does (the median 404s took 1.7 ms and 4.6 ms): the store reads and parses the last record a hit read
+        (reader_store's RECORD_OR_STAND_IN), the grants are read, and the entitlements are decided on that record,
+        then dropped."""
         caller = self._caller(request)
         shipment_id = request.match_info["shipment_id"]
         record = await self.shipments.record(shipment_id)
-        if record is None:
-            raise _Refused(not_found(shipment_id))
         grants = await self.grants.for_shipment(shipment_id)
-        now_entitled = entitled(record, grants, self.clock(), self.policy)
-        who = now_entitled.get(caller)
-        if who is None:
+        subject = self._stand_in = record or self._stand_in
+        now_entitled = {} if subject is None else entitled(subject, grants, self.clock(), self.policy)
+        who = None if record is None else now_entitled.get(caller)
+        if record is None or who is None:
             raise _Refused(not_found(shipment_id))
         return Access(caller, record, grants, now_entitled, who)
 
@@ -201,20 +210,24 @@ class Reader:
         """The caller's view now (unless Last-Event-ID says it has it), then each newer version, until the client
         leaves, the gateway stops, or the caller's entitlement ends (`event: revoked`)."""
         access = await self._access(request)
+        refusal = self.feed.refuse(access.caller)
+        if refusal is not None:
+            raise _Refused(refusal)
         response = web.StreamResponse(
             headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
-        await response.prepare(request)
         stream_id = str(uuid.uuid4())
         shipment_id, caller = access.record.shipment_id, access.caller
         sent = last_event_id(request.headers.get("Last-Event-ID"))
-        log.info("live view %s of %s opened by %s (has version %s)", stream_id, shipment_id, caller, sent)
-        try:
-            await self._stream(response, request, access, sent, stream_id)
-        except ConnectionResetError:
-            pass  # the client left while we wrote
-        except Unavailable as error:
-            log.warning("live view %s of %s ends: %s", stream_id, shipment_id, error)
+        async with self.feed.follow(caller, access.record, access.grants):
+            await response.prepare(request)
+            log.info("live view %s of %s opened by %s (has version %s)", stream_id, shipment_id, caller, sent)
+            try:
+                await self._stream(response, request, access, sent, stream_id)
+            except ConnectionResetError:
+                pass  # the client left while we wrote
+            except Unavailable as error:
+                log.warning("live view %s of %s ends: %s", stream_id, shipment_id, error)
         log.info("live view %s of %s closed", stream_id, shipment_id)
         return response
 
@@ -229,14 +242,15 @@ class Reader:
                 document, _ = await self._shown(record, who, "status", "sse", stream_id)
                 await response.write(status_frame(record.version, document))
                 sent, last_write = record.version, time.monotonic()
-            if await self._closing_within(self.poll_s) or _gone(request):
+            if await self._closing_before_next_round() or _gone(request):
                 return
-            version = await self.shipments.version(record.shipment_id)
-            if version is not None and version > record.version:
-                record = await self.shipments.record(record.shipment_id) or record
-            grants = await self.grants.for_shipment(record.shipment_id)
-            still = entitled(record, grants, self.clock(), self.policy).get(access.caller)
-            if version is None or still is None:
+            latest = self.feed.latest(record.shipment_id)
+            if latest.failed is not None:
+                raise latest.failed
+            if latest.record is not None and latest.record.version > record.version:
+                record = latest.record
+            still = entitled(record, latest.grants, self.clock(), self.policy).get(access.caller)
+            if latest.record is None or still is None:
                 await response.write(revoked_frame(record.shipment_id))
                 return
             who = still
@@ -244,12 +258,13 @@ class Reader:
                 await response.write(comment("keepalive"))
                 last_write = time.monotonic()
 
-    async def _closing_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self.closing.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+    async def _closing_before_next_round(self) -> bool:
+        """Wait for the change feed's next round; True if the gateway began to stop first."""
+        waits = {asyncio.ensure_future(self.closing.wait()), asyncio.ensure_future(self.feed.next_round())}
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in pending:
+            wait.cancel()
+        return self.closing.is_set()
 
     # --- delegation -----------------------------------------------------------------------------------------------
 
@@ -267,9 +282,11 @@ class Reader:
     @_answering
     async def post_grant(self, request: web.Request) -> web.StreamResponse:
         access = await self._access(request)
-        if request.content_length is not None and request.content_length > MAX_GRANT_BODY_BYTES:
-            raise _Refused(Refusal(413, "too_large", f"a grant request is at most {MAX_GRANT_BODY_BYTES} bytes"))
-        asked = read_grant_request(await request.read())
+        try:
+            body = await read_capped(request, MAX_GRANT_BODY_BYTES)
+        except BodyRefused as refused:
+            return refused.response
+        asked = read_grant_request(body)
         if isinstance(asked, Refusal):
             raise _Refused(asked)
         now = self.clock()

@@ -208,6 +208,10 @@ READER_PATHS: dict[str, Any] = {
                 },
                 "401": _UNAUTHENTICATED,
                 "404": _NOT_FOUND,
+                "429": {
+                    **_error("you hold 5 live views already, or the gateway its 500: close one, or retry later"),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
                 "503": _UNAVAILABLE,
             },
         }

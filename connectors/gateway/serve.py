@@ -9,6 +9,7 @@ from aiohttp import web
 
 from connectors.carriers import CarrierRegistry
 from connectors.gateway.app import create_gateway, utc_now
+from connectors.gateway.guards import runner as gateway_runner
 from connectors.gateway.publisher import KafkaPublisher
 from connectors.gateway.reader import Reader
 from connectors.gateway.reader_store import PostgresReaderStore
@@ -40,7 +41,7 @@ async def run_gateway(
                 await webhooks.run(webhooks.seal)  # stops here, with KeyProblem, on a keyring that does not fit
                 reader = Reader(settings, parties, store, store, store, publisher, utc_now)
                 app = create_gateway(settings, registry, publisher, receipts, reader=reader, webhooks=webhooks, parties=parties)
-                runner = web.AppRunner(app)
+                runner = gateway_runner(app)
                 await runner.setup()
                 try:
                     await web.TCPSite(runner, host, port).start()

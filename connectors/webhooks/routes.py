@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from connectors.gateway.guards import BodyRefused, authorization, read_capped
 from connectors.gateway.intake import error_document
 from connectors.parties import PartyRegistry
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Subscriptions, Unavailable
@@ -63,7 +64,7 @@ class SubscriptionRoutes:
         database that answers (else 503, worth a retry)."""
 
         async def guard(request: web.Request) -> web.Response:
-            party = self.parties.authenticate(request.headers.get("Authorization"))
+            party = self.parties.authenticate(authorization(request))
             if party is None:
                 reason = "send a party's reader token as `Authorization: Bearer <token>`"
                 return _error(401, "unauthenticated", reason, {"WWW-Authenticate": 'Bearer realm="mmhub"'})
@@ -76,12 +77,10 @@ class SubscriptionRoutes:
         return guard
 
     async def create(self, request: web.Request, party: str) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _error(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            raw = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as refused:
+            return refused.response
         try:
             wanted = SubscriptionRequest.model_validate_json(raw)
         except ValidationError as error:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -91,6 +92,19 @@ class HubProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wait_for_gateway(session: aiohttp.ClientSession, base: str, gateway: HubProcess) -> None:
+    """Until `mmhub gateway` at `base` answers its health check with 200."""
+
+    async def up() -> bool:
+        try:
+            async with session.get(f"{base}/healthz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(up, 60, "the gateway", gateway)
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, what: str, *procs: HubProcess) -> None:

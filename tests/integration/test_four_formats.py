@@ -11,9 +11,11 @@ and nothing else lost.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -31,13 +33,25 @@ from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams import topics
-from tests.integration.hub import HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
+from tests.integration.hub import (
+    HubProcess,
+    caught_up,
+    drop_internal_topics,
+    projected_record,
+    read_topic,
+    wait_for,
+    wait_for_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = REPO / "examples" / "keys"
 SHIPMENT, SENDS = sends()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _free_port() -> int:
@@ -108,19 +122,11 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         proc.start()
 
     async with aiohttp.ClientSession() as session:
-
-        async def gateway_up() -> bool:
-            try:
-                async with session.get(f"{base}/healthz") as response:
-                    return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(gateway_up, 60, "the gateway", gateway)
+        await wait_for_gateway(session, base, gateway)
 
         async def send(item: Send) -> None:
             if item.way == "http":
-                status, answer = await _post(session, base, item.format_name, item.body, http_signature_headers(item.body, item.key))
+                status, answer = await _post(session, base, item.format_name, item.body, http_signature_headers(item.body, item.key, item.format_name, _now()))
                 assert status == 202, answer
                 assert answer["rejected"] == 0, answer
             elif item.way == "ingest":
@@ -137,7 +143,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         # forgeries: the DCSA file re-sent with a signature by the wrong key, on Kafka and over HTTP
         sea = next(s.body for s in SENDS if s.format_name == "dcsa")
         thief = load_signing_key(KEYS / "carrier.my-haulage.2025-01.json")
-        forged_headers = dict(http_signature_headers(sea, thief))
+        forged_headers = dict(http_signature_headers(sea, thief, "dcsa", _now()))
         forged_headers["Mmhub-Carrier"] = "carrier.oceanline"
         forged_headers["Mmhub-Key-Id"] = "2026-01"
         status, answer = await _post(session, base, "dcsa", sea, forged_headers)
@@ -149,7 +155,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
         try:
             headers = [
                 (name, value) if name != topics.SIGNATURE_CARRIER else (name, b"carrier.oceanline")
-                for name, value in kafka_signature_headers(sea, thief)
+                for name, value in kafka_signature_headers(sea, thief, "dcsa", _now())
             ]
             headers = [(n, b"2026-01") if n == topics.SIGNATURE_KEY_ID else (n, v) for n, v in headers]
             await producer.send_and_wait(settings.topics.raw("dcsa"), value=sea, key=b"carrier.oceanline", headers=headers)
@@ -158,7 +164,7 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
 
         # the wrong-carrier report, honestly signed
         wrong = _wrong_carrier_report()
-        status, answer = await _post(session, base, "canonical", wrong, http_signature_headers(wrong, thief))
+        status, answer = await _post(session, base, "canonical", wrong, http_signature_headers(wrong, thief, "canonical", _now()))
         assert status == 202 and answer["accepted"] == 1, answer
 
         # then the booking, the cover and the payments
@@ -177,7 +183,11 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     for message in dead:
         by_code.setdefault(dict(message.headers)[topics.DLQ_CODE].decode(), []).append(message)
     assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("refused", 1)]
-    assert all(m.value == sea for m in by_code["bad_signature"])  # the original bytes, both ways in
+    # the raw message whole (it is on the raw topic already); of the HTTP request, which nobody vouched for, the first
+    # KiB with the whole body's digest and size
+    assert sorted(m.value for m in by_code["bad_signature"]) == sorted([sea, sea[:1024]]) and len(sea) > 1024
+    (posted,) = [dict(m.headers) for m in by_code["bad_signature"] if m.value != sea]
+    assert posted[topics.DLQ_BODY_SHA256] == hashlib.sha256(sea).hexdigest().encode()
     [refused] = by_code["refused"]
     reason = dict(refused.headers)[topics.DLQ_REASON].decode()
     assert "leg 2 is carried by carrier.cr-rail, not carrier.my-haulage" in reason

@@ -21,7 +21,7 @@ from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
 from streams.codec import decode_event, encode_event
-from streams.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
+from streams.topics import DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
 
 from tests.integration.hub import JOURNEY, JOURNEY_ID, read_topic
 
@@ -75,7 +75,7 @@ async def test_signed_batch_is_published_once_and_forgeries_are_dead_lettered(hu
     expected = sorted((JOURNEY_ID.encode(), encode_event(decode_event(line))) for line in LINES)
 
     async with gateway(settings) as client:
-        status, answer = await post(client, BODY, http_signature_headers(BODY, key))
+        status, answer = await post(client, BODY, http_signature_headers(BODY, key, "canonical", NOW))
         assert status == 202, answer
         assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (len(LINES), 0, 0)
 
@@ -83,18 +83,18 @@ async def test_signed_batch_is_published_once_and_forgeries_are_dead_lettered(hu
         assert sorted((m.key, m.value) for m in arrived) == expected
         assert all(m.partition == arrived[0].partition for m in arrived), "one shipment, one partition"
 
-        status, again = await post(client, BODY, http_signature_headers(BODY, key))
+        status, again = await post(client, BODY, http_signature_headers(BODY, key, "canonical", NOW))
         assert status == 202
         assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, len(LINES), 0)
         assert len(await read_topic(settings, settings.topics.events, len(LINES))) == len(LINES)
         assert await end_offsets(settings, settings.topics.events) == len(LINES)
 
         forged, _ = new_key(CARRIER, "2025-01", "ed25519", NOW)
-        status, refused = await post(client, BODY, http_signature_headers(BODY, forged))
+        status, refused = await post(client, BODY, http_signature_headers(BODY, forged, "canonical", NOW))
         assert (status, refused["error"]) == (401, "bad_signature")
         (letter,) = await read_topic(settings, settings.topics.dlq, 1)
         headers = dict(letter.headers)
-        assert letter.value == BODY
+        assert letter.value == BODY[:1024] and headers[DLQ_BODY_SIZE] == str(len(BODY)).encode()
         assert headers[DLQ_CODE] == b"bad_signature"
         assert headers[DLQ_REASON].decode() == refused["reason"]
         assert headers[DLQ_SOURCE_TOPIC] == b"http:/v1/events/canonical"
@@ -120,7 +120,7 @@ async def test_a_large_rejected_body_still_fits_in_the_dead_letter_topic(hub_set
     body = b"[" + b",".join(LINES) + b"]" + b" " * (3 * 1024 * 1024) + b"x"  # 3 MiB and not JSON
 
     async with gateway(settings) as client:
-        status, answer = await post(client, body, http_signature_headers(body, key))
+        status, answer = await post(client, body, http_signature_headers(body, key, "canonical", NOW))
 
     assert status == 202, answer
     assert [r["code"] for r in answer["results"]] == ["invalid_json"]

@@ -63,7 +63,9 @@ async def test_ingest_sends_each_file_untouched_and_signed_by_the_carrier(
         assert message.key == b"carrier.cr-rail"
         assert row[3:] == [f"partition {message.partition}", f"offset {message.offset}"]
         now = datetime.now(timezone.utc)
-        assert verify_kafka_headers(registry, message.headers, message.value, now) == ("carrier.cr-rail", None)
+        assert verify_kafka_headers(
+            registry, message.headers, message.value, now, "edifact", datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
+        ) == ("carrier.cr-rail", None)
 
 
 async def test_a_missing_or_oversized_file_stops_the_ingest_before_anything_is_sent(

@@ -138,7 +138,9 @@ def test_each_file_signed_with_its_senders_demo_key_is_accepted_and_routed(name:
     body = (FOLDER / name).read_bytes()
     key = load_signing_key(EXAMPLES / "keys" / f"{sender}.2025-01.json")
     registry = load_registry(EXAMPLES / "carriers.json")
-    assert verify(registry, sender, key.key_id, sign(body, key), body, utc("2026-04-16T12:00")) is None
+    at = utc("2026-04-16T12:00")
+    format_name = FILES[name][0]
+    assert verify(registry, sender, key.key_id, sign(body, key, format_name, at), body, at, format_name) is None
     for event in events_of(name):
         routed = route(event, sender)
         assert not isinstance(routed, Rejection), routed

@@ -41,6 +41,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 BODY = b"UNA:+.? 'UNB+UNOC:3+CRRAIL:ZZZ+MMHUB:ZZZ+260305:0931+RAIL0000417'"
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = START + timedelta(days=30)
+FORMAT = "edifact"
+T = int(NOW.timestamp())
 
 
 def registry_of(*carriers: tuple[str, list[CarrierKey]]) -> CarrierRegistry:
@@ -57,8 +59,8 @@ def keyed(
 
 def check(registry: CarrierRegistry, key: SigningKey, body: bytes = BODY, now: datetime = NOW) -> Rejection | None:
     """Verify a message signed by `key`, as its headers present it."""
-    headers = http_signature_headers(body, key)
-    return verify(registry, headers[HTTP_CARRIER], headers[HTTP_KEY_ID], headers[HTTP_SIGNATURE], body, now)
+    headers = http_signature_headers(body, key, FORMAT, now)
+    return verify(registry, headers[HTTP_CARRIER], headers[HTTP_KEY_ID], headers[HTTP_SIGNATURE], body, now, FORMAT)
 
 
 def code(rejection: Rejection | None) -> str | None:
@@ -75,24 +77,24 @@ def test_a_signature_over_the_exact_bytes_verifies(algorithm: Algorithm) -> None
 def test_one_flipped_byte_is_a_bad_signature(algorithm: Algorithm) -> None:
     signing, entry = keyed("carrier.cr-rail", algorithm=algorithm)
     registry = registry_of(("carrier.cr-rail", [entry]))
-    signature = sign(BODY, signing)
+    signature = sign(BODY, signing, FORMAT, NOW)
     for index in (0, len(BODY) // 2, len(BODY) - 1):
         tampered = BODY[:index] + bytes([BODY[index] ^ 0x01]) + BODY[index + 1 :]
-        rejection = verify(registry, "carrier.cr-rail", "k1", signature, tampered, NOW)
+        rejection = verify(registry, "carrier.cr-rail", "k1", signature, tampered, NOW, FORMAT)
         assert code(rejection) == "bad_signature", rejection
 
 
 def test_a_signature_over_reencoded_bytes_does_not_verify() -> None:
     signing, entry = keyed("carrier.cr-rail")
     registry = registry_of(("carrier.cr-rail", [entry]))
-    signature = sign(BODY + b"\n", signing)
-    assert code(verify(registry, "carrier.cr-rail", "k1", signature, BODY, NOW)) == "bad_signature"
+    signature = sign(BODY + b"\n", signing, FORMAT, NOW)
+    assert code(verify(registry, "carrier.cr-rail", "k1", signature, BODY, NOW, FORMAT)) == "bad_signature"
 
 
 def test_an_unregistered_key_id_is_unknown_key() -> None:
     signing, entry = keyed("carrier.cr-rail")
     registry = registry_of(("carrier.cr-rail", [entry]))
-    rejection = verify(registry, "carrier.cr-rail", "k2", sign(BODY, signing), BODY, NOW)
+    rejection = verify(registry, "carrier.cr-rail", "k2", sign(BODY, signing, FORMAT, NOW), BODY, NOW, FORMAT)
     assert rejection is not None and rejection.code == "unknown_key"
     assert "'k2'" in rejection.reason
 
@@ -100,7 +102,7 @@ def test_an_unregistered_key_id_is_unknown_key() -> None:
 def test_an_unregistered_carrier_is_unknown_carrier() -> None:
     signing, entry = keyed("carrier.cr-rail")
     registry = registry_of(("carrier.cr-rail", [entry]))
-    rejection = verify(registry, "carrier.nobody", "k1", sign(BODY, signing), BODY, NOW)
+    rejection = verify(registry, "carrier.nobody", "k1", sign(BODY, signing, FORMAT, NOW), BODY, NOW, FORMAT)
     assert code(rejection) == "unknown_carrier"
 
 
@@ -109,7 +111,7 @@ def test_another_carriers_key_under_the_same_key_id_is_a_bad_signature() -> None
     road, road_entry = keyed("carrier.sc-road")
     registry = registry_of(("carrier.cr-rail", [rail_entry]), ("carrier.sc-road", [road_entry]))
     # sc-road claims to be cr-rail: cr-rail has a key "k1", but it is not the one that signed
-    rejection = verify(registry, "carrier.cr-rail", "k1", sign(BODY, road), BODY, NOW)
+    rejection = verify(registry, "carrier.cr-rail", "k1", sign(BODY, road, FORMAT, NOW), BODY, NOW, FORMAT)
     assert code(rejection) == "bad_signature"
 
 
@@ -117,7 +119,7 @@ def test_another_carriers_key_id_is_unknown_key() -> None:
     rail, rail_entry = keyed("carrier.cr-rail", key_id="rail-1")
     road, road_entry = keyed("carrier.sc-road", key_id="road-1")
     registry = registry_of(("carrier.cr-rail", [rail_entry]), ("carrier.sc-road", [road_entry]))
-    rejection = verify(registry, "carrier.cr-rail", "road-1", sign(BODY, road), BODY, NOW)
+    rejection = verify(registry, "carrier.cr-rail", "road-1", sign(BODY, road, FORMAT, NOW), BODY, NOW, FORMAT)
     assert code(rejection) == "unknown_key"
 
 
@@ -126,8 +128,8 @@ def test_another_carriers_key_id_is_unknown_key() -> None:
 def test_a_missing_part_is_unsigned(missing: str, absent: str | None) -> None:
     signing, entry = keyed("carrier.cr-rail")
     registry = registry_of(("carrier.cr-rail", [entry]))
-    parts = {"carrier": "carrier.cr-rail", "key_id": "k1", "signature": sign(BODY, signing), missing: absent}
-    rejection = verify(registry, parts["carrier"], parts["key_id"], parts["signature"], BODY, NOW)
+    parts = {"carrier": "carrier.cr-rail", "key_id": "k1", "signature": sign(BODY, signing, FORMAT, NOW), missing: absent}
+    rejection = verify(registry, parts["carrier"], parts["key_id"], parts["signature"], BODY, NOW, FORMAT)
     assert rejection is not None and rejection.code == "unsigned"
     assert missing.replace("_", " ") in rejection.reason
 
@@ -184,16 +186,68 @@ def test_during_a_rotation_both_keys_verify_and_after_it_only_the_new_one() -> N
 )
 def test_a_malformed_signature_is_a_bad_signature(signature: str, why: str) -> None:
     _, entry = keyed("carrier.cr-rail")
-    rejection = verify(registry_of(("carrier.cr-rail", [entry])), "carrier.cr-rail", "k1", signature, BODY, NOW)
+    header = f"t={T},v1={signature}"
+    rejection = verify(registry_of(("carrier.cr-rail", [entry])), "carrier.cr-rail", "k1", header, BODY, NOW, FORMAT)
     assert rejection is not None and rejection.code == "bad_signature"
     assert why in rejection.reason
 
 
 def test_an_hmac_signature_of_the_wrong_length_is_a_bad_signature() -> None:
     _, entry = keyed("carrier.my-haulage", algorithm="hmac-sha256")
-    signature = base64.b64encode(bytes(64)).decode()  # an ed25519-sized signature
-    rejection = verify(registry_of(("carrier.my-haulage", [entry])), "carrier.my-haulage", "k1", signature, BODY, NOW)
+    signature = f"t={T},v1={base64.b64encode(bytes(64)).decode()}"  # an ed25519-sized signature
+    rejection = verify(registry_of(("carrier.my-haulage", [entry])), "carrier.my-haulage", "k1", signature, BODY, NOW, FORMAT)
     assert rejection is not None and rejection.code == "bad_signature" and "64 bytes" in rejection.reason
+
+
+@pytest.mark.parametrize("algorithm", ["ed25519", "hmac-sha256"])
+def test_a_signature_for_one_format_does_not_verify_as_another(algorithm: Algorithm) -> None:
+    signing, entry = keyed("carrier.cr-rail", algorithm=algorithm)
+    registry = registry_of(("carrier.cr-rail", [entry]))
+    signature = sign(BODY, signing, "edifact", NOW)
+    rejection = verify(registry, "carrier.cr-rail", "k1", signature, BODY, NOW, "canonical")
+    assert rejection is not None and rejection.code == "bad_signature" and "format canonical" in rejection.reason
+
+
+@pytest.mark.parametrize("skew_s", [-301, 301, -10**6])
+def test_a_signature_outside_the_window_is_stale(skew_s: int) -> None:
+    signing, entry = keyed("carrier.cr-rail")
+    signature = sign(BODY, signing, FORMAT, NOW + timedelta(seconds=skew_s))
+    rejection = verify(registry_of(("carrier.cr-rail", [entry])), "carrier.cr-rail", "k1", signature, BODY, NOW, FORMAT)
+    assert rejection is not None and rejection.code == "stale_signature" and "300 s" in rejection.reason
+
+
+@pytest.mark.parametrize("skew_s", [-300, 0, 300])
+def test_a_signature_inside_the_window_verifies(skew_s: int) -> None:
+    signing, entry = keyed("carrier.cr-rail")
+    signature = sign(BODY, signing, FORMAT, NOW + timedelta(seconds=skew_s))
+    assert verify(registry_of(("carrier.cr-rail", [entry])), "carrier.cr-rail", "k1", signature, BODY, NOW, FORMAT) is None
+
+
+@pytest.mark.parametrize(
+    "header, wanted",
+    [
+        ("QUJD", "unsupported_scheme"),  # the old scheme: base64 over the body alone
+        (f"t={T},v0=QUJD", "unsupported_scheme"),
+        ("v1=QUJD", "bad_signature"),  # no time
+        (f"t={T},t={T},v1=QUJD", "bad_signature"),
+        (f"t=-5,v1=QUJD", "bad_signature"),
+        (f"t=1e9,v1=QUJD", "bad_signature"),
+    ],
+)
+def test_a_signature_header_outside_the_v1_scheme_is_refused_with_why(header: str, wanted: str) -> None:
+    _, entry = keyed("carrier.cr-rail")
+    rejection = verify(registry_of(("carrier.cr-rail", [entry])), "carrier.cr-rail", "k1", header, BODY, NOW, FORMAT)
+    assert code(rejection) == wanted
+
+
+def test_a_kafka_signature_is_checked_against_the_record_time_not_the_reading_time() -> None:
+    signing, entry = keyed("carrier.cr-rail")
+    registry = registry_of(("carrier.cr-rail", [entry]))
+    headers = kafka_signature_headers(BODY, signing, FORMAT, NOW)
+    a_day_later = NOW + timedelta(days=1)  # a worker re-reading the record after a crash
+    assert verify_kafka_headers(registry, headers, BODY, a_day_later, FORMAT, NOW) == ("carrier.cr-rail", None)
+    carrier, rejection = verify_kafka_headers(registry, headers, BODY, NOW, FORMAT, a_day_later)
+    assert carrier is None and code(rejection) == "stale_signature"
 
 
 # --- Kafka headers ---------------------------------------------------------------------------------------------
@@ -201,49 +255,49 @@ def test_an_hmac_signature_of_the_wrong_length_is_a_bad_signature() -> None:
 
 def test_kafka_headers_name_the_carrier_and_key_and_verify() -> None:
     signing, entry = keyed("carrier.cr-rail")
-    headers = kafka_signature_headers(BODY, signing)
+    headers = kafka_signature_headers(BODY, signing, FORMAT, NOW)
     assert [name for name, _ in headers] == [SIGNATURE_CARRIER, SIGNATURE_KEY_ID, SIGNATURE]
     registry = registry_of(("carrier.cr-rail", [entry]))
-    assert verify_kafka_headers(registry, headers, BODY, NOW) == ("carrier.cr-rail", None)
+    assert verify_kafka_headers(registry, headers, BODY, NOW, FORMAT, NOW) == ("carrier.cr-rail", None)
 
 
 def test_kafka_headers_among_others_verify() -> None:
     signing, entry = keyed("carrier.cr-rail")
-    headers = [("traceparent", b"00-abc"), *kafka_signature_headers(BODY, signing), ("other", None)]
+    headers = [("traceparent", b"00-abc"), *kafka_signature_headers(BODY, signing, FORMAT, NOW), ("other", None)]
     registry = registry_of(("carrier.cr-rail", [entry]))
-    assert verify_kafka_headers(registry, headers, BODY, NOW) == ("carrier.cr-rail", None)
+    assert verify_kafka_headers(registry, headers, BODY, NOW, FORMAT, NOW) == ("carrier.cr-rail", None)
 
 
 @pytest.mark.parametrize("dropped", [SIGNATURE_CARRIER, SIGNATURE_KEY_ID, SIGNATURE])
 def test_a_missing_kafka_header_is_unsigned(dropped: str) -> None:
     signing, entry = keyed("carrier.cr-rail")
-    headers = [(name, value) for name, value in kafka_signature_headers(BODY, signing) if name != dropped]
-    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW)
+    headers = [(name, value) for name, value in kafka_signature_headers(BODY, signing, FORMAT, NOW) if name != dropped]
+    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW, FORMAT, NOW)
     assert carrier is None and code(rejection) == "unsigned"
 
 
 def test_a_null_kafka_header_is_unsigned() -> None:
     signing, entry = keyed("carrier.cr-rail")
     headers: list[tuple[str, bytes | None]] = [
-        (name, None if name == SIGNATURE else value) for name, value in kafka_signature_headers(BODY, signing)
+        (name, None if name == SIGNATURE else value) for name, value in kafka_signature_headers(BODY, signing, FORMAT, NOW)
     ]
-    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW)
+    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW, FORMAT, NOW)
     assert carrier is None and code(rejection) == "unsigned"
 
 
 def test_a_non_utf8_kafka_header_is_a_bad_signature() -> None:
     signing, entry = keyed("carrier.cr-rail")
-    signed = kafka_signature_headers(BODY, signing)
+    signed = kafka_signature_headers(BODY, signing, FORMAT, NOW)
     headers = [(name, b"\xff\xfe" if name == SIGNATURE_CARRIER else value) for name, value in signed]
-    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW)
+    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW, FORMAT, NOW)
     assert carrier is None and rejection is not None and rejection.code == "bad_signature"
     assert SIGNATURE_CARRIER in rejection.reason
 
 
 def test_a_repeated_kafka_header_is_refused() -> None:
     signing, entry = keyed("carrier.cr-rail")
-    headers = [*kafka_signature_headers(BODY, signing), (SIGNATURE_CARRIER, b"carrier.sc-road")]
-    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW)
+    headers = [*kafka_signature_headers(BODY, signing, FORMAT, NOW), (SIGNATURE_CARRIER, b"carrier.sc-road")]
+    carrier, rejection = verify_kafka_headers(registry_of(("carrier.cr-rail", [entry])), headers, BODY, NOW, FORMAT, NOW)
     assert carrier is None and rejection is not None and "appears 2 times" in rejection.reason
 
 
@@ -261,7 +315,7 @@ header_text = st.one_of(st.none(), st.text(max_size=200), registered)
 def test_any_header_text_gives_a_rejection_never_an_exception(
     carrier: str | None, key_id: str | None, signature: str | None, body: bytes
 ) -> None:
-    rejection = verify(FUZZ_REGISTRY, carrier, key_id, signature, body, NOW)
+    rejection = verify(FUZZ_REGISTRY, carrier, key_id, signature, body, NOW, FORMAT)
     assert isinstance(rejection, Rejection) and rejection.reason
 
 
@@ -269,7 +323,7 @@ def test_any_header_text_gives_a_rejection_never_an_exception(
 @given(signature=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", max_size=120))
 def test_any_base64_looking_signature_gives_a_rejection(signature: str) -> None:
     for party in ("carrier.cr-rail", "carrier.my-haulage"):
-        rejection = verify(FUZZ_REGISTRY, party, "k1", signature, BODY, NOW)
+        rejection = verify(FUZZ_REGISTRY, party, "k1", signature, BODY, NOW, FORMAT)
         assert isinstance(rejection, Rejection) and rejection.reason
 
 
@@ -282,7 +336,7 @@ header_value = st.one_of(st.none(), st.binary(max_size=120), st.sampled_from([b"
 def test_any_kafka_headers_give_a_rejection_never_an_exception(
     headers: list[tuple[str, bytes | None]], body: bytes
 ) -> None:
-    carrier, rejection = verify_kafka_headers(FUZZ_REGISTRY, headers, body, NOW)
+    carrier, rejection = verify_kafka_headers(FUZZ_REGISTRY, headers, body, NOW, FORMAT, NOW)
     assert carrier is None and isinstance(rejection, Rejection) and rejection.reason
 
 
@@ -293,8 +347,8 @@ def test_genuine_headers_verify_whatever_the_body_and_other_headers(
 ) -> None:
     ours = {SIGNATURE_CARRIER, SIGNATURE_KEY_ID, SIGNATURE}
     for signer in (FUZZ_SIGNER, FUZZ_HMAC_SIGNER):
-        headers = [*kafka_signature_headers(body, signer), *((n, v) for n, v in extra if n not in ours)]
-        assert verify_kafka_headers(FUZZ_REGISTRY, headers, body, NOW) == (signer.carrier, None)
+        headers = [*kafka_signature_headers(body, signer, FORMAT, NOW), *((n, v) for n, v in extra if n not in ours)]
+        assert verify_kafka_headers(FUZZ_REGISTRY, headers, body, NOW, FORMAT, NOW) == (signer.carrier, None)
 
 
 # --- the registry and key files ----------------------------------------------------------------------------------
@@ -432,7 +486,7 @@ def test_every_demo_key_verifies_against_the_demo_registry() -> None:
     for path in key_files:
         key = load_signing_key(path)
         assert path.name == f"{key.carrier}.{key.key_id}.json"
-        assert verify_kafka_headers(registry, kafka_signature_headers(BODY, key), BODY, NOW) == (key.carrier, None)
+        assert verify_kafka_headers(registry, kafka_signature_headers(BODY, key, FORMAT, NOW), BODY, NOW, FORMAT, NOW) == (key.carrier, None)
 
 
 def test_the_demo_registry_shows_a_rotation_and_an_hmac_key() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from connectors.carriers import (
 )
 from connectors.formats import FORMATS
 from connectors.gateway.app import MAX_BODY_BYTES, create_gateway
+from connectors.gateway.guards import Rate, RateLimits
 from connectors.gateway.intake import (
     Admitted,
     Identity,
@@ -43,7 +45,7 @@ from schemas.events import HUB_EVENT
 from schemas.export import json_schemas
 from schemas.rejection import Rejection
 from streams.codec import decode_event, encode_event
-from streams.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, ORIGIN, SIGNATURE_CARRIER
+from streams.topics import DLQ_BODY_SHA256, DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, ORIGIN, SIGNATURE_CARRIER
 
 from .helpers import byte_mutated_samples, samples_of
 
@@ -119,6 +121,9 @@ class MemoryReceipts:
         return not self.down
 
 
+UNLIMITED = RateLimits(*(Rate(per_s=1e6, burst=10**6),) * 3)
+
+
 class Hub:
     def __init__(self, client: TestClient[Any, Any], publisher: FakePublisher, receipts: MemoryReceipts) -> None:
         self.client = client
@@ -128,7 +133,7 @@ class Hub:
     async def post(
         self, format_name: str, body: bytes, key: SigningKey | None = KEY, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        signed = http_signature_headers(body, key) if key is not None else {}
+        signed = http_signature_headers(body, key, format_name, NOW) if key is not None else {}
         response = await self.client.post(f"/v1/events/{format_name}", data=body, headers={**signed, **(headers or {})})
         assert response.content_type == "application/json", await response.text()
         return response.status, orjson.loads(await response.read())
@@ -137,7 +142,8 @@ class Hub:
 @asynccontextmanager
 async def running_hub() -> AsyncIterator[Hub]:
     publisher, receipts = FakePublisher(), MemoryReceipts()
-    app = create_gateway(SETTINGS, REGISTRY, publisher, receipts, clock=lambda: NOW)
+    # Hypothesis sends hundreds of requests a second: the limits have their own tests (tests/security).
+    app = create_gateway(SETTINGS, REGISTRY, publisher, receipts, clock=lambda: NOW, limits=UNLIMITED)
     async with TestClient(TestServer(app)) as client:
         yield Hub(client, publisher, receipts)
 
@@ -240,7 +246,7 @@ async def test_json_lines_are_read_as_well_as_an_array(hub: Hub) -> None:
 @pytest.mark.parametrize(
     ("key", "code"), [(None, "unsigned"), (FORGED_KEY, "bad_signature")], ids=["unsigned", "forged"]
 )
-async def test_an_unsigned_or_forged_request_is_refused_and_its_body_dead_lettered(
+async def test_an_unsigned_or_forged_request_is_refused_and_its_digest_and_first_kib_dead_lettered(
     hub: Hub, key: SigningKey | None, code: str
 ) -> None:
     body = batch(OCEAN)
@@ -250,7 +256,9 @@ async def test_an_unsigned_or_forged_request_is_refused_and_its_body_dead_letter
     assert answer["error"] == code and answer["reason"]
     (letter,) = hub.publisher.sent
     assert letter.topic == TOPICS.dlq
-    assert letter.value == body
+    assert len(body) > 1024 and letter.value == body[:1024]
+    assert header(letter, DLQ_BODY_SHA256) == hashlib.sha256(body).hexdigest().encode()
+    assert header(letter, DLQ_BODY_SIZE) == str(len(body)).encode()
     assert header(letter, DLQ_CODE) == code.encode()
     assert header(letter, DLQ_REASON) == answer["reason"].encode()
     assert header(letter, DLQ_SOURCE_TOPIC) == b"http:/v1/events/canonical"
@@ -267,14 +275,14 @@ async def test_the_dead_letter_of_a_forged_request_keeps_its_signature_headers(h
 
 async def test_a_request_signed_for_other_bytes_is_refused(hub: Hub) -> None:
     body = batch(OCEAN[:2])
-    signature = http_signature_headers(batch(OCEAN[:1]), KEY)[HTTP_SIGNATURE]
+    signature = http_signature_headers(batch(OCEAN[:1]), KEY, "canonical", NOW)[HTTP_SIGNATURE]
     status, answer = await hub.post("canonical", body, headers={HTTP_SIGNATURE: signature})
     assert (status, answer["error"]) == (401, "bad_signature")
 
 
 async def test_a_repeated_signature_header_is_refused(hub: Hub) -> None:
     body = batch(OCEAN[:1])
-    headers = list(http_signature_headers(body, KEY).items()) + [(HTTP_CARRIER, "carrier.other")]
+    headers = list(http_signature_headers(body, KEY, "canonical", NOW).items()) + [(HTTP_CARRIER, "carrier.other")]
     response = await hub.client.post("/v1/events/canonical", data=body, headers=headers)
     assert response.status == 401
     assert (await response.json())["error"] == "bad_signature"
@@ -383,7 +391,7 @@ async def test_a_reference_only_event_goes_to_reference_resolution(hub: Hub, for
 async def test_kafka_down_is_503_with_retry_after_and_nothing_recorded(hub: Hub) -> None:
     hub.publisher.down = True
     body = batch(OCEAN)
-    response = await hub.client.post("/v1/events/canonical", data=body, headers=http_signature_headers(body, KEY))
+    response = await hub.client.post("/v1/events/canonical", data=body, headers=http_signature_headers(body, KEY, "canonical", NOW))
     assert response.status == 503
     assert response.headers["Retry-After"].isdigit()
     assert (await response.json())["error"] == "unavailable"
@@ -454,7 +462,7 @@ async def test_openapi_document_is_served_with_the_events_path(hub: Hub) -> None
     operation = document["paths"]["/v1/events/{format}"]["post"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"format", "Mmhub-Carrier", "Mmhub-Key-Id", "Mmhub-Signature"}
-    assert set(operation["responses"]) == {"202", "401", "404", "413", "503"}
+    assert set(operation["responses"]) == {"202", "401", "404", "408", "413", "429", "503"}
     assert {"/openapi.json", "/healthz"} <= set(document["paths"])
 
 

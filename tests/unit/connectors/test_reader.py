@@ -8,7 +8,7 @@ from collections import defaultdict
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import orjson
 import pytest
@@ -38,21 +38,23 @@ SETTINGS = Settings(
 
 class MemoryShipments:
     def __init__(self, *records: ShipmentRecord) -> None:
-        self.records = {r.shipment_id: r for r in records}
+        self.held = {r.shipment_id: r for r in records}
         self.version_polls = 0
 
     async def record(self, shipment_id: str) -> ShipmentRecord | None:
-        return self.records.get(shipment_id)
+        return self.held.get(shipment_id)
 
-    async def version(self, shipment_id: str) -> int | None:
+    async def records(self, shipment_ids: Sequence[str]) -> dict[str, ShipmentRecord]:
+        return {sid: self.held[sid] for sid in shipment_ids if sid in self.held}
+
+    async def versions(self, shipment_ids: Sequence[str]) -> dict[str, int]:
         self.version_polls += 1
-        found = self.records.get(shipment_id)
-        return None if found is None else found.version
+        return {sid: self.held[sid].version for sid in shipment_ids if sid in self.held}
 
     def bump(self, shipment_id: str = SHIPMENT) -> int:
         """A new version of the record, as the projection would write it after one more event."""
-        record = self.records[shipment_id]
-        self.records[shipment_id] = record.model_copy(update={"version": record.version + 1})
+        record = self.held[shipment_id]
+        self.held[shipment_id] = record.model_copy(update={"version": record.version + 1})
         return record.version + 1
 
 
@@ -62,6 +64,9 @@ class MemoryGrants:
 
     async def for_shipment(self, shipment_id: str) -> list[Grant]:
         return [g for g in self.rows.values() if g.shipment_id == shipment_id]
+
+    async def for_shipments(self, shipment_ids: Sequence[str]) -> dict[str, list[Grant]]:
+        return {sid: found for sid in shipment_ids if (found := await self.for_shipment(sid))}
 
     async def get(self, grant_id: str) -> Grant | None:
         return self.rows.get(grant_id)
