@@ -6,6 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from datetime import timedelta
+
+from connectors.parties import load_parties
+from streams.authority import Authority
+from streams.horizon import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PLAN_AHEAD_S, Horizon
 from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +48,10 @@ class Settings:
     # The longest the broker holds the worker's fetch when no data is waiting (faust fixes 1.5 s; see
     # streams.fetching): also the longest a busy worker's input can wait behind a fetch of quiet topics.
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
+    # How far past its receipt an event may be dated (streams.horizon): an actual one, and any recorded_at or
+    # revised_at, by clock skew; a plan or an estimate by the length of a journey planned ahead.
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
+    max_plan_ahead_s: float = DEFAULT_MAX_PLAN_AHEAD_S
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,7 +72,17 @@ class Settings:
             session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
             warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
             fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
+            max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
+            max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
         )
+
+    @property
+    def horizon(self) -> Horizon:
+        return Horizon(timedelta(seconds=self.max_future_s), timedelta(seconds=self.max_plan_ahead_s))
+
+    def authority(self) -> Authority:
+        """Which MTO owns which shipment ids: from the party registry, as the worker and `mmhub fold` use it."""
+        return load_parties(self.parties_path).authority()
 
     @property
     def topics(self) -> Topics:

@@ -31,7 +31,7 @@ from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams import topics
-from tests.integration.hub import HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
+from tests.integration.hub import AUTHORITY, HubProcess, caught_up, drop_internal_topics, projected_record, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def _expected() -> dict[str, ShipmentRecord]:
     """The same events resolved offline and folded as canonical events with their hub id."""
     [wrong] = parser("canonical")(_wrong_carrier_report(), "carrier.my-haulage")
     assert not isinstance(wrong, Rejection)
-    return offline_records(extra=[wrong])
+    return offline_records(AUTHORITY, extra=[wrong])
 
 
 async def _post(session: aiohttp.ClientSession, base: str, format_name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -176,9 +176,9 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     by_code: dict[str, list] = {}
     for message in dead:
         by_code.setdefault(dict(message.headers)[topics.DLQ_CODE].decode(), []).append(message)
-    assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("refused", 1)]
+    assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("not_entitled", 1)]
     assert all(m.value == sea for m in by_code["bad_signature"])  # the original bytes, both ways in
-    [refused] = by_code["refused"]
+    [refused] = by_code["not_entitled"]
     reason = dict(refused.headers)[topics.DLQ_REASON].decode()
     assert "leg 2 is carried by carrier.cr-rail, not carrier.my-haulage" in reason
     assert orjson.loads(refused.value)["event_id"] == "myh-says-rail-arrived"
