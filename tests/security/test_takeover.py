@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.carriers import load_signing_key
+from connectors.gateway.intake import Refused, admit
 from connectors.kafka import publish, publish_raw, read_jsonl
 from connectors.parties import PartyRegistry, load_parties
 from connectors.postgres.store import projected_versions
@@ -30,7 +31,7 @@ from streams.copies import fingerprint
 from streams.horizon import FUTURE_DATED, Horizon
 from streams.merge import ShipmentState, apply, apply_all, project
 from streams.sharing import entitlements
-from tests.integration.hub import projected_record, read_all, wait_for
+from tests.integration.hub import projected_record, read_all, read_topic, wait_for
 from tests.unit.builders import hub_event
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -229,6 +230,32 @@ async def test_a_carrier_signed_booking_claiming_mto_is_dead_lettered_and_the_mt
     assert [(h[topics.DLQ_CODE], h[topics.DLQ_REASON]) for h in letters] == [
         ("not_entitled", f"carrier.oceanline/takeover-1: {JOURNEY} belongs to the MTO {MTO}; carrier.oceanline may not book it")
     ]
+
+
+
+@pytest.mark.integration
+async def test_an_event_dated_past_its_receipt_is_dead_lettered_from_a_raw_topic_and_from_hub_events(hub) -> None:
+    settings, worker, _ = hub
+    worker.start()
+    signed = orjson.dumps(takeover("carrier.sc-road", event_id="takeover-2099", at="2099-01-01T00:00:00Z"))
+    await publish_raw(settings, "canonical", [signed], load_signing_key(EXAMPLES / "keys" / "carrier.sc-road.2025-01.json"))
+    direct = orjson.dumps({**MTO_BOOKING, "revised_at": "2099-01-01T00:00:00Z"})
+    await publish(settings, [direct])
+
+    letters = await read_topic(settings, settings.topics.dlq, expected=2, timeout=120)
+    found = {m.value: {name: value.decode() for name, value in m.headers} for m in letters}
+    assert set(found) == {signed, direct}  # the original bytes, each dead-lettered once
+    assert {found[signed][topics.DLQ_CODE], found[direct][topics.DLQ_CODE]} == {FUTURE_DATED}
+    assert found[signed][topics.DLQ_SOURCE_TOPIC] == settings.topics.raw("canonical")
+    assert "occurred_at 2099-01-01T00:00:00+00:00 is more than 900 s after it was received" in found[signed][topics.DLQ_REASON]
+    assert found[direct][topics.DLQ_SOURCE_TOPIC] == settings.topics.events
+    assert "revised_at 2099-01-01T00:00:00+00:00 is more than 900 s after" in found[direct][topics.DLQ_REASON]
+
+
+def test_the_gateway_refuses_an_event_dated_past_the_request_with_a_reason() -> None:
+    [refused] = admit([hub_event(takeover(at="2099-01-01T00:00:00Z"))], "carrier.oceanline", "http:x",
+                      datetime(2026, 3, 13, tzinfo=timezone.utc), Horizon())
+    assert isinstance(refused, Refused) and refused.rejection.code == FUTURE_DATED
 
 
 # --- the property -----------------------------------------------------------------------------------------------------
