@@ -314,10 +314,8 @@ def _is_claim_update(event: HubEvent) -> bool:
 
 def _booking_status(live: list[HubEvent]) -> tuple[BookingState, str | None]:
     """Requested until the MTO confirms or rejects it (its latest word counts); a cancellation is final."""
-    decisions = []
-    for event in live:
-        if isinstance(event, BookingStatusEvent) and event.payload.leg is None:
-            decisions.append(event)  # only the owner's: _not_the_owner refused the others
+    # only the owner's: _not_the_owner refused the others
+    decisions = [e for e in live if isinstance(e, BookingStatusEvent) and e.payload.leg is None]
     cancellations = [e for e in decisions if e.payload.action == "cancelled"]
     if cancellations:
         return "cancelled", min(cancellations, key=lambda e: (e.occurred_at, e.key)).key
