@@ -10,15 +10,19 @@ from typing import Iterable
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from connectors.carriers import SigningKey, kafka_signature_headers
 from mmhub.config import Settings
-from streams.topics import CHANGELOG_CONFIG, TABLES
+from streams.topics import CHANGELOG_CONFIG, RECEIPT_TIME, TABLES
+
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create the hub's topics if absent (idempotent). Returns the names created now."""
+    """Create the hub's topics if absent (idempotent), and have the broker stamp the time of receipt on the existing
+    ones that take events in (see stamp_receipt_time). Returns the names created now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, client_id="mmhub-admin")
     for attempt in range(attempts):
         try:
@@ -44,9 +48,32 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass  # another process created it between our list and create: that is the goal
+        stamped = [name for name, config in every.items() if name in existing and RECEIPT_TIME.items() <= config.items()]
+        await stamp_receipt_time(admin, stamped)
         return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+async def stamp_receipt_time(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Switch topics made before the hub read its time of receipt from them to LogAppendTime (streams.horizon): with
+    CreateTime the producer, a carrier, would choose it. AlterConfigs replaces every topic-level setting, so each
+    topic's own overrides are read first and kept."""
+    if not names:
+        return
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    changes = []
+    for response in described:
+        for _, _, _, name, entries in response.resources:
+            overrides = {entry[0]: entry[1] for entry in entries if entry[3] == DYNAMIC_TOPIC_CONFIG}
+            if RECEIPT_TIME.items() <= overrides.items():
+                continue
+            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs={**overrides, **RECEIPT_TIME}))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            for error_code, message, _, name in response.resources:
+                if error_code:
+                    raise RuntimeError(f"could not set {RECEIPT_TIME} on {name}: error {error_code} {message}")
 
 
 def read_jsonl(path: Path) -> list[bytes]:

@@ -8,6 +8,7 @@ party registry says which MTO owns a shipment id, and nothing else may book, dec
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.carriers import load_signing_key
 from connectors.gateway.intake import Refused, admit
-from connectors.kafka import publish, publish_raw, read_jsonl
+from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl
 from connectors.parties import PartyRegistry, load_parties
 from connectors.postgres.store import projected_versions
 from mmhub.cli import main as mmhub
@@ -301,3 +304,30 @@ def test_hostile_events_in_any_interleaving_never_change_who_is_responsible_or_w
     assert record.booking_set_by == GENUINE_RECORD.booking_set_by
     assert record.booking_status_set_by == GENUINE_RECORD.booking_status_set_by
     assert entitlements(record) == entitlements(GENUINE_RECORD)
+
+
+@pytest.mark.integration
+async def test_a_topic_made_before_the_horizon_gets_broker_receipt_times_and_keeps_its_own_settings(hub_settings) -> None:
+    settings = await hub_settings(topics=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(settings.topics.events, settings.partitions, 1, topic_configs={"retention.ms": "4242"})])
+        while settings.topics.events not in await admin.list_topics():  # the marker: the broker lists it as existing
+            await asyncio.sleep(0.2)
+        await ensure_topics(settings)
+
+        async def topic_config() -> dict[str, str]:
+            [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topics.events)])
+            [(_, _, _, _, entries)] = response.resources
+            return {entry[0]: entry[1] for entry in entries}
+
+        # the broker applies an accepted change a moment later: wait for it (or for the timeout, which fails below)
+        deadline = asyncio.get_running_loop().time() + 30
+        while (found := await topic_config())["message.timestamp.type"] != "LogAppendTime":
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    assert (found["message.timestamp.type"], found["retention.ms"]) == ("LogAppendTime", "4242")
