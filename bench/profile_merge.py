@@ -21,7 +21,7 @@ from typing import Callable, ParamSpec, TypeVar
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
-from bench.workload import DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
+from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
 from mmhub.config import Settings
@@ -73,7 +73,7 @@ def merge_all(workload: Workload, clock: Clock | None = None) -> dict[str, int]:
             stored = table.get(table_key)
             before = run("decode_state", decode_state, stored) if stored is not None else ShipmentState(shipment_id)
             state, new_copies = run("absorb", absorb, before, items)
-            record = run("project", project, state)
+            record = run("project", project, state, AUTHORITY)
             counters["applied"] += len(new_copies)
             counters["duplicates"] += len(items) - len(new_copies)
             if state is before:

@@ -64,7 +64,7 @@ from bench.pipeline import (
     start_worker,
     stop_process,
 )
-from bench.workload import ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
+from bench.workload import AUTHORITY, ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
 from connectors.kafka import publish
 from mmhub.config import Settings
 from streams.codec import Rejection, decode_event, encode_state
@@ -159,14 +159,14 @@ def choose_probe(existing: list[bytes], candidates: list[bytes]) -> tuple[bytes,
     decoded = [_decode(line) for line in existing]
     shipment = decoded[0].shipment_id
     assert shipment is not None
-    before = fold(decoded)[shipment].version
+    before = fold(decoded, AUTHORITY)[shipment].version
     for line in candidates:
         if line in existing:
             continue
         event = _decode(line)
         if event.shipment_id != shipment:
             continue
-        record = fold([*decoded, event])[shipment]
+        record = fold([*decoded, event], AUTHORITY)[shipment]
         if record.version == before + 1:
             return line, record.version, orjson.loads(orjson.dumps(record.model_dump(mode="json")))
     raise ValueError(f"no candidate event adds a version to {shipment}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.workload import generate
+from bench.workload import AUTHORITY, generate
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
@@ -32,9 +32,9 @@ def replay(events: list[HubEvent], warm: bool) -> float:
             before, previous = cache[shipment_id]
         else:
             before = decode_state(stored) if stored else ShipmentState(shipment_id)
-            previous = project(before) if stored else None
+            previous = project(before, AUTHORITY) if stored else None
         state, new = absorb(before, [event])
-        record = project(state)
+        record = project(state, AUTHORITY)
         table[shipment_id] = encode_state(state)
         cache[shipment_id] = (state, record)
         encode_status(record, new)

@@ -26,12 +26,15 @@ from typing import Any
 
 import orjson
 
+from connectors.parties import load_parties
+from mmhub.config import DEFAULT_PARTIES
 from schemas.identifiers import iso6346_check_digit
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "journey.jsonl"
+AUTHORITY = load_parties(DEFAULT_PARTIES).authority()  # the demo registry: its MTO owns the workload's shipments
 ORDERS = ("interleaved", "grouped")
 # 1,000 x 15 keeps `python -m bench.pipeline` (3 repetitions) under ~3 minutes on a 2-core dev box; with 2,000
 # shipments the per-event figures are the same (a batch still holds one event per shipment) but it takes ~4 min.
@@ -156,7 +159,7 @@ def expected_records(workload: Workload) -> dict[str, ShipmentRecord]:
         if isinstance(decoded, Rejection):
             raise ValueError(f"generated event {number} is invalid ({decoded.code}): {decoded.reason}")
         events.append(decoded)
-    return fold(events)
+    return fold(events, AUTHORITY)
 
 
 def offline_finals(workload: Workload) -> tuple[dict[bytes, int], dict[bytes, Any]]:

@@ -15,6 +15,7 @@ from connectors.formats import parser
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
+from streams.authority import Authority
 from streams.merge import fold
 from streams.references import resolve_offline
 
@@ -60,10 +61,12 @@ def parsed(send: Send) -> list[HubEvent]:
     return [r for r in results if not isinstance(r, Rejection)]
 
 
-def offline_records(extra: list[HubEvent] | None = None, directory: Path = FORMATS_DIR) -> dict[str, ShipmentRecord]:
+def offline_records(
+    authority: Authority, extra: list[HubEvent] | None = None, directory: Path = FORMATS_DIR
+) -> dict[str, ShipmentRecord]:
     """What the hub must end with: every file parsed, references resolved offline, folded as canonical events."""
     events = [event for send in sends(directory)[1] for event in parsed(send)] + (extra or [])
-    placed, unresolved = resolve_offline(events)
+    placed, unresolved = resolve_offline(events, authority)
     if unresolved:
         raise ValueError(f"{len(unresolved)} example events resolve to no shipment, e.g. {unresolved[0].key}")
-    return fold(placed)
+    return fold(placed, authority)

@@ -11,17 +11,21 @@ from typing import Iterable
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
 from mmhub.config import Settings
-from streams.topics import CHANGELOG_CONFIG, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
+from streams.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
+
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
     """Create the hub's topics if absent, and grant each hub process its ACLs on them (idempotent; as the admin
-    principal, before the processes start). Returns the names created now."""
+    principal, before the processes start); have the broker stamp the time of receipt on the existing ones that take
+    events in (see stamp_receipt_time). Returns the names created now."""
     from connectors.acl import ensure_hub_acls  # lazily: connectors.acl imports the sharing stage, which imports us
 
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-admin"))
@@ -45,6 +49,8 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             if name not in existing
         ]
         await _create(admin, wanted)
+        stamped = [name for name, config in every.items() if name in existing and RECEIPT_TIME.items() <= config.items()]
+        await stamp_receipt_time(admin, stamped)
     finally:
         await admin.close()
     await ensure_hub_acls(settings)
@@ -67,6 +73,27 @@ async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
         await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
     finally:
         await admin.close()
+
+
+async def stamp_receipt_time(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Switch topics made before the hub read its time of receipt from them to LogAppendTime (streams.horizon): with
+    CreateTime the producer, a carrier, would choose it. AlterConfigs replaces every topic-level setting, so each
+    topic's own overrides are read first and kept."""
+    if not names:
+        return
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    changes = []
+    for response in described:
+        for _, _, _, name, entries in response.resources:
+            overrides = {entry[0]: entry[1] for entry in entries if entry[3] == DYNAMIC_TOPIC_CONFIG}
+            if RECEIPT_TIME.items() <= overrides.items():
+                continue
+            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs={**overrides, **RECEIPT_TIME}))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            for error_code, message, _, name in response.resources:
+                if error_code:
+                    raise RuntimeError(f"could not set {RECEIPT_TIME} on {name}: error {error_code} {message}")
 
 
 def read_jsonl(path: Path) -> list[bytes]:

@@ -3,6 +3,9 @@
 A reader authenticates with `Authorization: Bearer <token>`. The registry keeps only each token's SHA-256, so
 the file can be shared with operators without sharing access; a party may hold several tokens (rotation).
 What a party may then read of a shipment is decided by streams.sharing, never here.
+
+An MTO's entry also says which shipment ids are its own (`shipment_prefixes`) and the insurers it places cover with
+(`insurers`): the fold takes them as its `Authority` (streams.authority), so only the owner may book a shipment.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from schemas.base import Frozen
-from schemas.identifiers import PartyId
+from schemas.identifiers import PartyId, ShipmentId
+from streams.authority import Authority, Operator
 
 Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker"]
 BEARER = "Bearer "
@@ -31,6 +35,8 @@ class Party(Frozen):
     name: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1)
     tokens: list[ReaderToken] = []
+    shipment_prefixes: list[ShipmentId] = []
+    insurers: list[PartyId] = []
 
 
 class PartyRegistry(Frozen):
@@ -45,7 +51,23 @@ class PartyRegistry(Frozen):
         hashes = [t.sha256 for p in self.parties for t in p.tokens]
         if len(hashes) != len(set(hashes)):
             raise ValueError("one token is registered for two parties or twice")
+        for party in self.parties:
+            if (party.shipment_prefixes or party.insurers) and "mto" not in party.roles:
+                raise ValueError(f"{party.party_id} is not an MTO: it owns no shipment ids and places no cover")
+            for insurer in party.insurers:
+                found = self.party(insurer)
+                if found is None or "insurer" not in found.roles:
+                    raise ValueError(f"{party.party_id} names {insurer} as an insurer, but the registry does not")
+        self.authority()  # refuses prefixes of two MTOs that overlap
         return self
+
+    def authority(self) -> Authority:
+        """Which MTO owns which shipment ids, and the insurers each places cover with: what the fold is given."""
+        return Authority.of(
+            Operator(p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers))
+            for p in self.parties
+            if "mto" in p.roles
+        )
 
     def party(self, party_id: str) -> Party | None:
         return next((p for p in self.parties if p.party_id == party_id), None)

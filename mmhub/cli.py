@@ -258,21 +258,27 @@ def _fold(args: argparse.Namespace, settings: Settings) -> int:
     from streams.merge import fold
     from streams.references import resolve_offline
 
+    # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
+    # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
+    authority = settings.authority()
+    received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     events = []
     rejected = 0
     for number, line in enumerate(read_jsonl(Path(args.file)), start=1):
         decoded = decode_event(line)
+        if not isinstance(decoded, Rejection):
+            decoded = settings.horizon.refusal(decoded, received_at) or decoded
         if isinstance(decoded, Rejection):
             rejected += 1
             print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
         else:
             events.append(decoded)
     # Carriers' reference-only events: resolved as the stream resolves them (see streams.references).
-    events, unresolved = resolve_offline(events)
+    events, unresolved = resolve_offline(events, authority)
     for event in unresolved:
         refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
         print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
-    records = fold(events)
+    records = fold(events, authority)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
@@ -484,6 +490,11 @@ def parser() -> argparse.ArgumentParser:
     fold.add_argument("file")
     fold.add_argument("--shipment", help="print only this shipment")
     fold.add_argument("--allow-rejects", action="store_true", help="exit 0 even if some lines were rejected")
+    fold.add_argument(
+        "--received-at",
+        type=_timestamp,
+        help="when the hub received the events, for MMHUB_MAX_FUTURE_S and MMHUB_MAX_PLAN_AHEAD_S (default: now)",
+    )
     fold.set_defaults(run=_fold)
 
     parked = sub.add_parser("parked", help="list the carrier events waiting for their reference to be registered")
@@ -540,6 +551,7 @@ PRINCIPAL_OF = {
     "topics": "admin",
     "demo": "admin",
     "parties": "admin",
+    "quarantine": "share",  # a replayed share goes to the party's topic and is audited, as the share stage does
 }
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from connectors.parties import load_parties
+from streams.authority import Authority
+from streams.horizon import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PLAN_AHEAD_S, Horizon
 from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +97,10 @@ class Settings:
     kafka_user: str = "admin"
     kafka_password: str | None = field(default=None, repr=False)
     home: Path = Path.home() / ".cache" / "mmhub"
+    # How far past its receipt an event may be dated (streams.horizon): an actual one, and any recorded_at or
+    # revised_at, by clock skew; a plan or an estimate by the length of a journey planned ahead.
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
+    max_plan_ahead_s: float = DEFAULT_MAX_PLAN_AHEAD_S
 
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
@@ -122,6 +130,8 @@ class Settings:
             session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
             warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
             fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
+            max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
+            max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
         )
 
     def as_principal(self, user: str) -> Settings:
@@ -145,6 +155,14 @@ class Settings:
                 sasl_plain_password=self.kafka_password,
             )
         return {**kwargs, **options}
+
+    @property
+    def horizon(self) -> Horizon:
+        return Horizon(timedelta(seconds=self.max_future_s), timedelta(seconds=self.max_plan_ahead_s))
+
+    def authority(self) -> Authority:
+        """Which MTO owns which shipment ids: from the party registry, as the worker and `mmhub fold` use it."""
+        return load_parties(self.parties_path).authority()
 
     @property
     def topics(self) -> Topics:

@@ -166,7 +166,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
     events = [e for e in decoded if not isinstance(e, Rejection)]
-    expected = fold(events)
+    expected = fold(events, settings.authority())
     names = ", ".join(journey.name for journey in journeys)
     _say(f"journeys {names}: {len(lines)} events for {len(expected)} shipment(s)")
 
@@ -179,7 +179,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     # The third journey as carriers really send it: their own formats, their own references, signed, and
     # before the MTO has booked (their events wait in reference resolution until the booking registers them).
     formats_id, formats_sends = sends()
-    expected.update(offline_records())
+    expected.update(offline_records(settings.authority()))
     ordered = [item for item in formats_sends if not item.after_booking] + [i for i in formats_sends if i.after_booking]
     for item in ordered:
         [(partition, offset)] = await publish_raw(settings, item.format_name, [item.body], item.key)

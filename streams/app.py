@@ -265,6 +265,8 @@ def create_app(settings: Settings) -> faust.App:
         for name in topic_names.RAW_FORMATS
     }
     registry = load_registry(settings.carriers_path)
+    authority = settings.authority()  # who owns which shipment ids: the fold's only source of the MTO
+    horizon = settings.horizon
     # Both tables are co-partitioned with hub.events: each read and write runs with the shipment's own event as
     # faust's current event (events_partition), so store and changelog partition are the event's partition.
     shipments = app.Table(
@@ -364,6 +366,8 @@ def create_app(settings: Settings) -> faust.App:
     async def take_in(event: EventT, accepted: dict[str, list[tuple[EventT, HubEvent]]]) -> None:
         """Decode one input: dead-letter it, forward it to reference resolution, or add it to its shipment's items."""
         decoded = decode_event(event.message.value)
+        if not isinstance(decoded, Rejection):
+            decoded = horizon.refusal(decoded, received_at(event.message)) or decoded
         if isinstance(decoded, Rejection):
             await dead_letter(event, decoded)
         elif decoded.shipment_id is None:
@@ -405,16 +409,16 @@ def create_app(settings: Settings) -> faust.App:
             # and documents again is harmless (the sink skips versions it has, documents have stable ids) and is
             # what turns at-least-once input into no lost output.
             counters.duplicates += len(items)
-            record = warm.record if warm is not None else project(before)
+            record = warm.record if warm is not None else project(before, authority)
             await emit(key, record, resent, settlement_messages(None, record), claim_messages(None, record))
             await send_references(register_messages(registrations(before, record)))
             return
-        record = project(state)
+        record = project(state, authority)
         documents: list[bytes] = []
         claims: list[bytes] = []
         previous: ShipmentRecord | None = None
         if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
-            previous = warm.record if warm is not None else (project(before) if stored is not None else None)
+            previous = warm.record if warm is not None else (project(before, authority) if stored is not None else None)
             documents = settlement_messages(previous, record)
             claims = claim_messages(previous, record)
         due = deadline(record)
@@ -449,7 +453,7 @@ def create_app(settings: Settings) -> faust.App:
             if refusal.kind != "not_entitled" or refusal.event in known:
                 continue
             counters.refused += 1
-            rejection = Rejection("refused", f"{refusal.event}: {refusal.reason}")
+            rejection = Rejection(refusal.kind, f"{refusal.event}: {refusal.reason}")
             if refusal.event in arrived:
                 await dead_letter(arrived[refusal.event], rejection)
             else:
@@ -478,8 +482,9 @@ def create_app(settings: Settings) -> faust.App:
         original payload; a payload's good events go on even when another event in it is refused."""
         message = event.message
         body = message.value or b""
+        received = received_at(message)
         sender, refusal = verify_kafka_headers(
-            registry, _headers(message), body, datetime.now(timezone.utc), format_name, _record_time(message)
+            registry, _headers(message), body, datetime.now(timezone.utc), format_name, received
         )
         if refusal is not None or sender is None:
             await dead_letter(event, refusal or Rejection("unsigned", "no carrier"))
@@ -487,7 +492,7 @@ def create_app(settings: Settings) -> faust.App:
         origin = _where(message)
         refused: list[Rejection] = []
         for index, result in enumerate(parser(format_name)(body, sender)):
-            routed = result if isinstance(result, Rejection) else route(result, sender, origin)
+            routed = result if isinstance(result, Rejection) else route(result, sender, received, horizon, origin)
             if isinstance(routed, Rejection):
                 refused.append(for_event(index, routed))
                 continue
@@ -584,7 +589,7 @@ def create_app(settings: Settings) -> faust.App:
             stored = shipments.get(key)
             if stored is None:
                 continue
-            report = presumed_loss(project(decode_state(stored)), now)
+            report = presumed_loss(project(decode_state(stored), authority), now)
             if report is not None:
                 log.warning("shipment %s is past its delivery deadline: publishing a presumed-loss report", key.decode())
                 await events_topic.send(key=key, value=encode_event(report))
@@ -637,9 +642,10 @@ def _header(message: object, name: str) -> bytes | None:
     return next((value for header, value in _headers(message) if header == name), None)
 
 
-def _record_time(message: object) -> datetime:
-    """The record's Kafka timestamp (seconds, as faust gives it): the replay window's reference for a raw message."""
-    return datetime.fromtimestamp(float(getattr(message, "timestamp", 0.0) or 0.0), timezone.utc)
+def received_at(message: object) -> datetime:
+    """When the hub received a Kafka record: its timestamp, which the broker sets on the topics an event comes in by
+    (LogAppendTime, streams.topics), so a replay of the record finds the same time."""
+    return datetime.fromtimestamp(getattr(message, "timestamp"), timezone.utc)
 
 
 def _where(message: object) -> str:

@@ -6,6 +6,9 @@ also keeps the fingerprint of every distinct copy ever taken in. The record is t
 winning copies alone, with every choice made by event data (precedence, event time, event key) and none by
 arrival order. Hence: the same events, in any order, with any duplicates, give the same record.
 
+Who may say what comes from the registry (`Authority`), never from timestamps: only the MTO that owns a shipment
+id may book it, decide on the booking, set the margin and issue the through document.
+
 Nothing here does I/O or imports a stream framework.
 """
 
@@ -49,6 +52,7 @@ from schemas.record import (
     Times,
 )
 from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, ShipmentStatus
+from streams.authority import Authority, Operator
 from streams.claims import derive_claims
 from streams.clock import CLOCK_SOURCE
 from streams.copies import NEVER as _NEVER
@@ -127,7 +131,7 @@ def absorb_copies(state: ShipmentState, copies: Iterable[Copy]) -> tuple[Shipmen
     return state, added
 
 
-def fold(events: Iterable[HubEvent]) -> dict[str, ShipmentRecord]:
+def fold(events: Iterable[HubEvent], authority: Authority) -> dict[str, ShipmentRecord]:
     """Offline replay: every shipment's record from a log of events, exactly as the stream computes it."""
     states: dict[str, ShipmentState] = {}
     for event in events:
@@ -135,32 +139,43 @@ def fold(events: Iterable[HubEvent]) -> dict[str, ShipmentRecord]:
             raise ValueError(f"event {event.key} names no shipment_id; resolve its carrier references first")
         state = states.get(event.shipment_id) or ShipmentState(event.shipment_id)
         states[event.shipment_id] = apply(state, event)
-    return {shipment_id: project(state) for shipment_id, state in sorted(states.items())}
+    return {shipment_id: project(state, authority) for shipment_id, state in sorted(states.items())}
 
 
 # --- projection -----------------------------------------------------------------------------------------------
 
 
-def project(state: ShipmentState) -> ShipmentRecord:
-    """The record the winning copies add up to. Deterministic: no choice depends on arrival order."""
-    live = sorted(
+def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
+    """The record the winning copies add up to. Deterministic: no choice depends on arrival order.
+    `authority` says which MTO owns the shipment id: only its bookings count, whenever they arrive."""
+    every = sorted(
         (copy.event for copy in state.copies.values() if not copy.event.retracted),
         key=lambda e: (e.occurred_at, e.key),
     )
     retracted = sum(1 for copy in state.copies.values() if copy.event.retracted)
+    operator = authority.operator(state.shipment_id)
+    not_owners: list[Rejected] = []
+    live: list[HubEvent] = []
+    for event in every:
+        refusal = _not_the_owner(event, state.shipment_id, operator)
+        if refusal is None:
+            live.append(event)
+        else:
+            not_owners.append(Rejected(event=event.key, reason=refusal, kind="not_entitled"))
     bookings = [e for e in live if isinstance(e, BookingEvent)]
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
-    updated_at = max((e.recorded_at for e in live), default=None)
+    updated_at = max((e.recorded_at for e in every), default=None)
     policy, unmatched_updates = _policy(live), [e.key for e in live if _is_claim_update(e)]
     through_documents, document_rejections = documents(
         (e for e in live if isinstance(e, WaybillEvent) and e.payload.leg is None),
         booking.payload.shipper.party_id if booking else None,
     )
+    document_rejections += not_owners
     if booking is None:
         return ShipmentRecord(
             shipment_id=state.shipment_id,
             version=state.version,
-            events_applied=len(live),
+            events_applied=len(every),
             retracted_events=retracted,
             updated_at=updated_at,
             status="awaiting_booking",
@@ -184,7 +199,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
             custody=[],
             handovers=[],
             discrepancies=[],
-            rejected=document_rejections,
+            rejected=sorted(document_rejections, key=lambda r: r.event),
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
         )
 
@@ -223,7 +238,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
         legs.append(leg_record)
         rejected += refused
     legs = _with_carrier_responses(legs, plan, live, rejected)
-    status, status_set_by = _booking_status(plan, live, rejected)
+    status, status_set_by = _booking_status(live)
     rejected += document_rejections
     through = through_documents[0] if through_documents else None
     for extra in through_documents[1:]:
@@ -253,7 +268,7 @@ def project(state: ShipmentState) -> ShipmentRecord:
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
-        events_applied=len(live),
+        events_applied=len(every),
         retracted_events=retracted,
         updated_at=updated_at,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
@@ -297,20 +312,10 @@ def _is_claim_update(event: HubEvent) -> bool:
     return isinstance(event, InsuranceEvent) and isinstance(event.payload, ClaimUpdate)
 
 
-def _booking_status(
-    plan: BookingPayload, live: list[HubEvent], rejected: list[Rejected]
-) -> tuple[BookingState, str | None]:
+def _booking_status(live: list[HubEvent]) -> tuple[BookingState, str | None]:
     """Requested until the MTO confirms or rejects it (its latest word counts); a cancellation is final."""
-    decisions = []
-    for event in live:
-        if not isinstance(event, BookingStatusEvent) or event.payload.leg is not None:
-            continue
-        if event.source != plan.mto:
-            rejected.append(
-                Rejected(event=event.key, reason=f"only the MTO {plan.mto} decides on the booking", kind="not_entitled")
-            )
-        else:
-            decisions.append(event)
+    # only the owner's: _not_the_owner refused the others
+    decisions = [e for e in live if isinstance(e, BookingStatusEvent) and e.payload.leg is None]
     cancellations = [e for e in decisions if e.payload.action == "cancelled"]
     if cancellations:
         return "cancelled", min(cancellations, key=lambda e: (e.occurred_at, e.key)).key
@@ -346,6 +351,45 @@ def _with_carrier_responses(
             response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
             out.append(leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key}))
     return out
+
+
+def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None) -> str | None:
+    """Why `event` may not be said by its source, if only the MTO that owns the shipment id may say it.
+
+    Whatever the order of arrival and whatever the timestamps: the owner alone books (and amends) the shipment,
+    decides on the booking, sets the margin and issues the through document; a policy counts only from an insurer
+    the owner places cover with (bound by that insurer or by the owner).
+    """
+    source = event.source
+    owner = operator.mto if operator is not None else None
+    nobody = f"no MTO in the registry owns shipment id {shipment_id}"
+    if isinstance(event, BookingEvent):
+        if owner is None:
+            return nobody
+        if source != owner:
+            return f"{shipment_id} belongs to the MTO {owner}; {source} may not book it"
+        if event.payload.mto != owner:
+            return f"{shipment_id} belongs to the MTO {owner}; its booking may not name {event.payload.mto} as MTO"
+        return None
+    only_owner = {
+        "decides on the booking": isinstance(event, BookingStatusEvent) and event.payload.leg is None,
+        "sets the margin": isinstance(event, MarginEvent),
+        "issues the through document": isinstance(event, WaybillEvent)
+        and event.payload.leg is None
+        and event.payload.action == "issued",
+    }
+    for what, applies in only_owner.items():
+        if applies and source != owner:
+            return f"only the MTO {owner} {what}" if owner else nobody
+    if isinstance(event, InsuranceEvent) and isinstance(event.payload, PolicyBound):
+        insurer = event.payload.insurer
+        if operator is None:
+            return nobody
+        if insurer not in operator.insurers:
+            return f"{insurer} is not an insurer the MTO {owner} places cover with"
+        if source not in (insurer, owner):
+            return f"{source} may not bind a policy of {insurer}"
+    return None
 
 
 def _not_entitled(event: HubEvent, plan: BookingPayload) -> str | None:

@@ -34,6 +34,7 @@ from schemas.base import Frozen, UtcDatetime
 from schemas.events import HUB_EVENT, CarrierReference, HubEvent
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
+from streams.authority import Authority
 from streams.merge import ShipmentState, apply, project
 
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
@@ -329,7 +330,7 @@ def parked_summary(key: str, book: Book, now: datetime) -> bytes:
     )
 
 
-def resolve_offline(events: list[HubEvent]) -> tuple[list[HubEvent], list[HubEvent]]:
+def resolve_offline(events: list[HubEvent], authority: Authority) -> tuple[list[HubEvent], list[HubEvent]]:
     """(every event addressed to its shipment, the reference-only events no registration covers): what the stream
     makes of a complete log, for `mmhub fold` and tests. Repeats until nothing changes, since a resolved carrier
     waybill registers its own number, which may resolve more events. Like the stream, an event goes to every
@@ -344,7 +345,7 @@ def resolve_offline(events: list[HubEvent]) -> tuple[list[HubEvent], list[HubEve
             states[event.shipment_id] = apply(states.get(event.shipment_id) or ShipmentState(event.shipment_id), event)
         books: dict[str, Book] = {}
         for state in states.values():
-            for found in registrations(state, project(state)):
+            for found in registrations(state, project(state, authority)):
                 key = reference_key(found.reference)
                 books[key] = register(books.get(key, Book()), found)[0]
         still: list[HubEvent] = []

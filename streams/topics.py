@@ -70,9 +70,13 @@ DLQ_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
 
 STATUS_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
 
+# On the topics events come in by, the broker stamps each record with its own clock: that is the hub's time of
+# receipt (streams.horizon), which a producer cannot set and a replay reads back unchanged.
+RECEIPT_TIME = {"message.timestamp.type": "LogAppendTime"}
+
 # Per topic: cleanup policy and retention. Status is compacted: it holds each shipment's latest version.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
-    EVENTS: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
+    EVENTS: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000), **RECEIPT_TIME},
     EVENTS_DLQ: {
         "cleanup.policy": "delete",
         "retention.ms": str(90 * 24 * 3600 * 1000),
@@ -95,9 +99,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
             "cleanup.policy": "delete",
             "retention.ms": str(30 * 24 * 3600 * 1000),
             "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
-            # The broker stamps each record as it appends it, so the signature's replay window (measured against
-            # the record's timestamp) cannot be met by a producer that backdates a replayed message.
-            "message.timestamp.type": "LogAppendTime",
+            # The broker stamps each record as it appends it: the time of receipt, against which the signature's
+            # replay window and the future-date horizon are measured, cannot be backdated by a producer.
+            **RECEIPT_TIME,
         }
         for name in RAW_FORMATS
     },

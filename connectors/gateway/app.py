@@ -166,7 +166,9 @@ class Gateway:
                 return too_many("carrier", wait)
             read = parser(format_name)
             # Parsing a few MiB takes a while: off the event loop, so health checks and other requests still run.
-            decided = await asyncio.to_thread(lambda: admit(read(body, carrier), carrier, f"http:{request_id}"))
+            decided = await asyncio.to_thread(
+                lambda: admit(read(body, carrier), carrier, f"http:{request_id}", received_at, self.settings.horizon)
+            )
             answered = await ingest(
                 decided,
                 body,

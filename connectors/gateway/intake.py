@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, Sequence
 from schemas.events import HubEvent
 from schemas.rejection import Rejection, combine, for_event
 from streams.copies import fingerprint
+from streams.horizon import Horizon
 from streams.routing import Outbound, route
 from streams.topics import (
     DLQ_BODY_SHA256,
@@ -116,14 +117,16 @@ class Admitted:
         return (self.event.source, self.event.event_id, self.fingerprint)
 
 
-def admit(results: list[HubEvent | Rejection], sender: str, origin: str) -> list[Admitted | Refused]:
+def admit(
+    results: list[HubEvent | Rejection], sender: str, origin: str, received_at: datetime, horizon: Horizon
+) -> list[Admitted | Refused]:
     """Each parse result, in order, as refused (with why) or admitted (with its fingerprint and messages)."""
     decided: list[Admitted | Refused] = []
     for index, result in enumerate(results):
         if isinstance(result, Rejection):
             decided.append(Refused(index, None, result))
             continue
-        routed = route(result, sender, origin)
+        routed = route(result, sender, received_at, horizon, origin)
         if isinstance(routed, Rejection):
             decided.append(Refused(index, result.event_id, routed))
         else:

@@ -283,10 +283,10 @@ async def replay(conn: asyncpg.Connection, settings: Settings, message: Message)
         return found.reason
     shared = await _load(conn, [found.shipment_id])
     planned = plan_batch([found], shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all", enable_idempotence=True))
     await producer.start()
     try:
-        await _deliver(producer, settings, planned.messages)
+        await _deliver(producer, settings, planned.messages, set())
     finally:
         await producer.stop()
     await _write(conn, planned, share_group(settings), settings.topics.status, {}, [])

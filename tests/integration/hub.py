@@ -17,14 +17,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.kafka import read_jsonl
+from connectors.parties import load_parties
 from connectors.postgres.store import fetch_record, projected_versions
-from mmhub.config import Settings
+from mmhub.config import DEFAULT_PARTIES, Settings
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
 
 JOURNEY = Path(__file__).resolve().parents[2] / "examples" / "journey.jsonl"
 JOURNEY_ID = "SHP-2026-000042"
+AUTHORITY = load_parties(DEFAULT_PARTIES).authority()  # the registry the test hubs run with
 
 
 def journey_lines(shipment_id: str = JOURNEY_ID) -> list[bytes]:
@@ -35,7 +37,7 @@ def journey_lines(shipment_id: str = JOURNEY_ID) -> list[bytes]:
 def offline(lines: list[bytes]) -> dict[str, ShipmentRecord]:
     """What `mmhub fold` gives for these lines: the reference every pipeline result must equal."""
     events = [e for e in (decode_event(line) for line in lines) if not isinstance(e, Rejection)]
-    return fold(e for e in events if e.shipment_id is not None)
+    return fold((e for e in events if e.shipment_id is not None), AUTHORITY)
 
 
 class HubProcess:

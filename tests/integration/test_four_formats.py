@@ -34,6 +34,7 @@ from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams import topics
 from tests.integration.hub import (
+    AUTHORITY,
     HubProcess,
     caught_up,
     drop_internal_topics,
@@ -95,7 +96,7 @@ def _expected() -> dict[str, ShipmentRecord]:
     """The same events resolved offline and folded as canonical events with their hub id."""
     [wrong] = parser("canonical")(_wrong_carrier_report(), "carrier.my-haulage")
     assert not isinstance(wrong, Rejection)
-    return offline_records(extra=[wrong])
+    return offline_records(AUTHORITY, extra=[wrong])
 
 
 async def _post(session: aiohttp.ClientSession, base: str, format_name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -182,13 +183,13 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     by_code: dict[str, list] = {}
     for message in dead:
         by_code.setdefault(dict(message.headers)[topics.DLQ_CODE].decode(), []).append(message)
-    assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("refused", 1)]
+    assert sorted((code, len(found)) for code, found in by_code.items()) == [("bad_signature", 2), ("not_entitled", 1)]
     # the raw message whole (it is on the raw topic already); of the HTTP request, which nobody vouched for, the first
     # KiB with the whole body's digest and size
     assert sorted(m.value for m in by_code["bad_signature"]) == sorted([sea, sea[:1024]]) and len(sea) > 1024
     (posted,) = [dict(m.headers) for m in by_code["bad_signature"] if m.value != sea]
     assert posted[topics.DLQ_BODY_SHA256] == hashlib.sha256(sea).hexdigest().encode()
-    [refused] = by_code["refused"]
+    [refused] = by_code["not_entitled"]
     reason = dict(refused.headers)[topics.DLQ_REASON].decode()
     assert "leg 2 is carried by carrier.cr-rail, not carrier.my-haulage" in reason
     assert orjson.loads(refused.value)["event_id"] == "myh-says-rail-arrived"

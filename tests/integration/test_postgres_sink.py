@@ -29,6 +29,7 @@ from mmhub.config import Settings
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, encode_record, encode_status
 from streams.merge import Copy, fingerprint, fold
+from tests.integration.hub import AUTHORITY
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +60,14 @@ def status_messages(shipment_id: str) -> list[Message]:
     return [
         (
             shipment_id.encode(),
-            encode_status(fold(events[: k + 1])[shipment_id], [Copy(fingerprint(event), event)]),
+            encode_status(fold(events[: k + 1], AUTHORITY)[shipment_id], [Copy(fingerprint(event), event)]),
         )
         for k, event in enumerate(events)
     ]
 
 
 def final_record(shipment_id: str) -> dict[str, Any]:
-    record: dict[str, Any] = orjson.loads(encode_record(fold(journey(shipment_id))[shipment_id]))
+    record: dict[str, Any] = orjson.loads(encode_record(fold(journey(shipment_id), AUTHORITY)[shipment_id]))
     return record
 
 

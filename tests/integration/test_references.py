@@ -84,7 +84,7 @@ async def test_reference_only_events_sent_before_the_booking_are_parked_then_res
     [dead] = await read_topic(settings, settings.topics.dlq, expected=1)
     headers = {name: value.decode() for name, value in dead.headers}
     assert dead.value == forged_line
-    assert headers[topics.DLQ_CODE] == "refused"
+    assert headers[topics.DLQ_CODE] == "not_entitled"
     assert "leg 1 is carried by carrier.sc-road, not carrier.oceanline" in headers[topics.DLQ_REASON]
 
     summaries = await read_topic(settings, settings.topics.parked, expected=1)

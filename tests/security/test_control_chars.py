@@ -9,6 +9,7 @@ bytes; the carrier formats map into the same schemas, so their junk is refused t
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -182,7 +183,7 @@ async def test_a_signed_event_with_nul_in_remarks_is_refused_by_the_gateway_and_
     assert b"\\u0000" in body
 
     async with gateway(settings) as client:
-        status, answer = await post(client, body, http_signature_headers(body, key))
+        status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
 
     assert status == 202, answer  # the batch is answered per event
     assert (answer["accepted"], answer["rejected"]) == (0, 1), answer

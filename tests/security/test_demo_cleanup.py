@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 async def topics(settings: Settings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -44,7 +44,7 @@ async def test_a_demo_run_drops_its_own_topics_and_schema_and_nobody_elses(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     other_topic, other_schema = f"demo-other-{tag}.hub.events", f"demo_other_{tag}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
+    admin = AIOKafkaAdminClient(**services.kafka_client())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(other_topic, num_partitions=1, replication_factor=1)])
@@ -83,7 +83,7 @@ async def test_a_demo_run_drops_its_own_topics_and_schema_and_nobody_elses(
         assert not [t for t in after_topics if t.startswith(run.namespace + ".")]
         assert run.pg_schema not in after_schemas
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
+        admin = AIOKafkaAdminClient(**services.kafka_client())
         await admin.start()
         try:
             if other_topic in await admin.list_topics():

@@ -8,6 +8,8 @@ gateway accepted is in Postgres, good events published after the junk reach Post
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import copy
 import json
 import random
@@ -77,13 +79,13 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
 
     accepted: list[str] = []
     refused = 0
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all", linger_ms=20))
     await producer.start()
     try:
         async with gateway(settings) as client:
             for doc in docs:
                 body = as_bytes(doc)
-                status, answer = await post(client, body, http_signature_headers(body, key))
+                status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
                 assert status in (202, 400), (status, answer)
                 for result in answer.get("results", []):
                     if result["result"] == "accepted" and result.get("shipment_id") == FUZZED:
@@ -104,7 +106,7 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
             await producer.flush()
             mine = [line for line in good if orjson.loads(line)["source"] == CARRIER]
             body = b"[" + b",".join(mine) + b"]"
-            status, answer = await post(client, body, http_signature_headers(body, key))
+            status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
             assert status == 202 and answer["rejected"] == 0, answer
     finally:
         await producer.stop()

@@ -80,7 +80,7 @@ async def test_a_raw_message_is_refused_when_signed_for_another_format_or_long_b
 ) -> None:
     settings, worker, _ = hub
     now = datetime.now(timezone.utc)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
     await producer.start()
     try:
         raw = settings.topics.raw("canonical")

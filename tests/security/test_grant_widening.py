@@ -23,6 +23,8 @@ from schemas.record import ShipmentRecord
 from streams.codec import decode_event
 from streams.merge import ShipmentState, apply_all, fold, project
 from streams.sharing import POLICY, Entitlement, Grant, entitlements, relations, view, with_grants
+from tests.integration.hub import AUTHORITY as EXAMPLE_REGISTRY
+from tests.unit.builders import AUTHORITY
 from tests.unit.strategies import SHIPMENT, journeys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +38,8 @@ AGENT = "agent.port-klang"
 
 
 def _journey() -> ShipmentRecord:
-    return fold(decode_event(line) for line in read_jsonl(REPO / "examples" / "journey.jsonl"))[JOURNEY]  # type: ignore[misc]
+    events = (decode_event(line) for line in read_jsonl(REPO / "examples" / "journey.jsonl"))
+    return fold(events, EXAMPLE_REGISTRY)[JOURNEY]  # type: ignore[arg-type]
 
 
 def _grant(grant_id: str, grantor: str, grantee: str, grades: list[str], shipment: str = JOURNEY, **times: Any) -> Grant:
@@ -164,7 +167,7 @@ def grant_sets(draw: st.DrawFn, record: ShipmentRecord) -> list[Grant]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(events=journeys, data=st.data())
 def test_every_leaf_a_party_sees_is_shown_by_one_of_its_lenses_alone(events: list[HubEvent], data: st.DataObject) -> None:
-    record = project(apply_all(ShipmentState(SHIPMENT), events))
+    record = project(apply_all(ShipmentState(SHIPMENT), events), AUTHORITY)
     _assert_union_of_lenses(record, data.draw(grant_sets(record), label="grants"))
 
 

@@ -109,7 +109,7 @@ async def test_the_share_stage_sets_aside_a_message_it_cannot_decode_and_shares_
     settings = await hub_settings()
     await migrate(settings.pg_dsn, settings.pg_schema)
     good_key, good_value = status_messages(GOOD)[-1]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
     await producer.start()
     try:
         for key, value in [(GARBLED.encode(), b'{"record": {"shipment_id": "x\\u0000"}}'), (good_key, good_value)]:
@@ -157,7 +157,7 @@ async def test_the_webhook_filler_sets_aside_what_postgres_refuses_and_queues_th
             await subscribe(store, SHIPPER, subscriber.url)
             async with webhooks(settings) as task:
                 await produce_shares(settings, "shipper", [status(SHIPPER, shipment, 1), evil])
-                producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+                producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
                 await producer.start()
                 try:
                     await producer.send_and_wait(settings.topics.share("shipper"), b"\xff not json", key=SHIPPER.encode())

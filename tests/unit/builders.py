@@ -14,11 +14,21 @@ import orjson
 
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
+from streams.authority import Authority, Operator
 from streams.merge import ShipmentState, apply_all, project
 
 SHIPMENT = "SHP-TEST-0001"
 MTO = "mto.test"
+# Who owns which shipment ids here: the test MTO its own, the property tests' MTO theirs, the demo MTO the examples'.
+AUTHORITY = Authority.of(
+    [
+        Operator(MTO, ("SHP-TEST-",), frozenset({"insurer.test"})),
+        Operator("mto.prop", ("SHP-PROP-",), frozenset({"insurer.test"})),
+        Operator("mto.westcorridor", ("SHP-2026-",), frozenset({"insurer.picc"})),
+    ]
+)
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+RECEIVED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)  # when the hub received what the tests route
 JOURNEY = Path(__file__).resolve().parents[2] / "examples" / "journey.jsonl"
 
 # (mode, carrier, origin, destination): road, rail, sea, as in a typical inland-to-port-to-port journey.
@@ -182,7 +192,7 @@ def state_of(*docs: Doc, shipment_id: str = SHIPMENT) -> ShipmentState:
 
 
 def record_of(*docs: Doc, shipment_id: str = SHIPMENT) -> ShipmentRecord:
-    return project(state_of(*docs, shipment_id=shipment_id))
+    return project(state_of(*docs, shipment_id=shipment_id), AUTHORITY)
 
 
 def example_journey_lines() -> list[bytes]:

@@ -18,6 +18,7 @@ from schemas.base import MoneyTotal
 from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
+from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, fold, project
 from streams.references import (
     DOCUMENT_REFERENCE,
@@ -31,6 +32,8 @@ from streams.references import (
     resolve,
 )
 from streams.routing import route
+
+from .builders import AUTHORITY, RECEIVED_AT
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FOLDER = EXAMPLES / "formats"
@@ -106,7 +109,7 @@ def state() -> ShipmentState:
 
 @pytest.fixture(scope="module")
 def record() -> ShipmentRecord:
-    return fold(everything())[SHIPMENT]
+    return fold(everything(), AUTHORITY)[SHIPMENT]
 
 
 # --- parsing -------------------------------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def test_each_file_signed_with_its_senders_demo_key_is_accepted_and_routed(name:
     format_name = FILES[name][0]
     assert verify(registry, sender, key.key_id, sign(body, key, format_name, at), body, at, format_name) is None
     for event in events_of(name):
-        routed = route(event, sender)
+        routed = route(event, sender, RECEIVED_AT, Horizon())
         assert not isinstance(routed, Rejection), routed
         assert {o.stream for o in routed} == {"events" if event.shipment_id else "references"}
 
@@ -151,7 +154,7 @@ def test_each_file_signed_with_its_senders_demo_key_is_accepted_and_routed(name:
 
 
 def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(state: ShipmentState) -> None:
-    registered = registrations(state, project(state))
+    registered = registrations(state, project(state, AUTHORITY))
     legs = {reference_key(r.reference): r.leg for r in registered}
     assert legs == {
         f"container:{CONTAINER}": None,  # booked, and on every leg's waybill: no one leg
@@ -168,7 +171,7 @@ def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(
 
 
 def test_every_reference_only_event_resolves_to_the_shipment(state: ShipmentState) -> None:
-    by_reference = books(registrations(state, project(state)))
+    by_reference = books(registrations(state, project(state, AUTHORITY)))
     for event in reference_only():
         found = resolved_by(event, by_reference)
         assert SHIPMENT in found.values(), (event.key, found)
@@ -177,7 +180,7 @@ def test_every_reference_only_event_resolves_to_the_shipment(state: ShipmentStat
 
 def test_the_ocean_carriers_vessel_events_resolve_without_a_container(state: ShipmentState) -> None:
     """DCSA transport events (DEPA, ARRI) name the carrier booking and the sea waybill, not the container."""
-    by_reference = books(registrations(state, project(state)))
+    by_reference = books(registrations(state, project(state, AUTHORITY)))
     tracking = [e for e in events_of("sea.json") if isinstance(e, TrackingEvent)]
     vessel_events = [e for e in tracking if e.payload.raw_code in ("DEPA", "ARRI")]
     assert len(vessel_events) == 4
@@ -194,14 +197,14 @@ def test_each_carriers_waybill_resolves_through_the_booked_container_then_regist
     reference); a carrier's waybill, naming only the container, resolves through it; once folded in, the waybill's own
     number registers for its leg, from the time it was issued."""
     booked = apply_all(ShipmentState(SHIPMENT), [addressed(e, SHIPMENT) for e in events_of("mto.jsonl")])
-    by_reference = books(registrations(booked, project(booked)))
+    by_reference = books(registrations(booked, project(booked, AUTHORITY)))
     assert set(by_reference) == {f"container:{CONTAINER}", "carrier_booking:QZH2604417"}
     waybills = [e for e in reference_only() if isinstance(e, WaybillEvent)]
     assert len(waybills) == 4
     for waybill in waybills:
         assert resolved_by(waybill, by_reference) == {f"container:{CONTAINER}": SHIPMENT}
         with_it = apply_all(booked, [addressed(waybill, SHIPMENT)])
-        registered = registrations(with_it, project(with_it))
+        registered = registrations(with_it, project(with_it, AUTHORITY))
         number = {reference_key(r.reference): r for r in registered if r.reference.kind != "container"}
         key = f"{DOCUMENT_REFERENCE[waybill.payload.document_kind]}:{waybill.payload.document_number}"
         assert number[key].leg == waybill.payload.leg

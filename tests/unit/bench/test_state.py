@@ -26,6 +26,8 @@ from bench.workload import TEMPLATE, _shipment_events, _template, generate
 from streams.codec import decode_event
 from streams.merge import fold
 
+from ..builders import AUTHORITY
+
 
 def test_a_faust_log_line_gives_its_local_timestamp_with_milliseconds() -> None:
     line = "[2026-11-28 15:52:51,313] [17471] [INFO] [^Worker]: Ready "
@@ -109,7 +111,7 @@ def test_the_probe_adds_exactly_one_version_and_names_the_record_the_worker_must
     line, version, record = choose_probe(existing, candidates)
     assert line not in existing
     assert orjson.loads(line)["shipment_id"] == key.decode()
-    before = fold([decode_event(existing_line) for existing_line in existing])[key.decode()]
+    before = fold([decode_event(existing_line) for existing_line in existing], AUTHORITY)[key.decode()]
     assert version == before.version + 1  # exactly one version more than the shipment had
     assert record["version"] == version
     assert record["shipment_id"] == key.decode()

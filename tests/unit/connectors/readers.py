@@ -15,6 +15,8 @@ from schemas.record import ShipmentRecord
 from streams.codec import decode_event
 from streams.merge import fold
 
+from ..builders import AUTHORITY
+
 REPO = Path(__file__).resolve().parents[3]
 SHIPMENT = "SHP-2026-000042"
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=timezone.utc)
@@ -34,7 +36,7 @@ PARTIES = PartyRegistry(parties=[
 
 
 def journey_record() -> ShipmentRecord:
-    records = fold(decode_event(line) for line in read_jsonl(REPO / "examples" / "journey.jsonl"))  # type: ignore[misc]
+    records = fold((decode_event(line) for line in read_jsonl(REPO / "examples" / "journey.jsonl")), AUTHORITY)  # type: ignore[misc]
     return records[SHIPMENT]
 
 

@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 from connectors.formats import FORMATS, parse_canonical, parser
 from schemas.events import HUB_EVENT
 from schemas.rejection import Rejection
+from streams.horizon import Horizon
 from streams.references import REFERENCE_MESSAGE
 from streams.routing import route
 from streams.topics import RAW_FORMATS
 
-from ..builders import tracking_doc
+from ..builders import RECEIVED_AT, tracking_doc
 
 REFERENCE_ONLY = {**tracking_doc("departed", leg=None), "references": [{"kind": "container", "value": "CSQU3054383"},
                                                                         {"kind": "cmr", "value": "SCR-1"}]}
@@ -44,17 +45,17 @@ def test_canonical_reads_an_object_an_array_or_json_lines_and_rejects_bad_lines_
 def test_canonical_does_not_rewrite_the_source_the_router_refuses_a_mismatch() -> None:
     [event] = parse_canonical(orjson.dumps(tracking_doc("departed")), "carrier.somebody-else")
     assert not isinstance(event, Rejection)
-    refused = route(event, "carrier.somebody-else")
+    refused = route(event, "carrier.somebody-else", RECEIVED_AT, Horizon())
     assert isinstance(refused, Rejection) and refused.code == "wrong_source"
 
 
 def test_an_addressed_event_goes_to_its_shipment_a_reference_only_one_to_each_reference() -> None:
     addressed = HUB_EVENT.validate_python(tracking_doc("departed"))
-    [out] = route(addressed, addressed.source)  # type: ignore[misc]
+    [out] = route(addressed, addressed.source, RECEIVED_AT, Horizon())  # type: ignore[misc]
     assert (out.stream, out.key) == ("events", addressed.shipment_id.encode())  # type: ignore[union-attr]
 
     unaddressed = HUB_EVENT.validate_python(REFERENCE_ONLY)
-    outs = route(unaddressed, unaddressed.source, origin="carrier.canonical.raw[0]@7")
+    outs = route(unaddressed, unaddressed.source, RECEIVED_AT, Horizon(), origin="carrier.canonical.raw[0]@7")
     assert not isinstance(outs, Rejection)
     assert [(o.stream, o.key) for o in outs] == [("references", b"container:CSQU3054383"), ("references", b"cmr:SCR-1")]
     request = REFERENCE_MESSAGE.validate_json(outs[0].value)

@@ -52,7 +52,7 @@ from .helpers import byte_mutated_samples, samples_of
 JOURNEY = Path(__file__).resolve().parents[3] / "examples" / "journey.jsonl"
 SHIPMENT = "SHP-2026-000042"
 CARRIER = "carrier.oceanline"
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # after every example and sample: none is dated past its receipt
 SETTINGS = Settings(
     kafka="unused:9092",
     pg_dsn="postgresql://unused",
@@ -492,13 +492,13 @@ def test_the_embedded_event_schema_is_the_exported_one() -> None:
 
 def test_a_receipt_written_first_by_another_request_makes_the_copy_a_duplicate() -> None:
     events = [HUB_EVENT.validate_python(d) for d in OCEAN[:2]]
-    planned = plan(admit(list(events), CARRIER, "http:x"), set())
+    planned = plan(admit(list(events), CARRIER, "http:x", NOW, SETTINGS.horizon), set())
     assert [r.result for r in results(planned, [True, False])] == ["accepted", "duplicate"]
 
 
 def test_results_come_back_in_payload_order() -> None:
     first = HUB_EVENT.validate_python(OCEAN[0])
-    decided = admit([first, Rejection("invalid_json", "x"), first], CARRIER, "http:x")
+    decided = admit([first, Rejection("invalid_json", "x"), first], CARRIER, "http:x", NOW, SETTINGS.horizon)
     planned = plan(decided, {decided[0].identity} if isinstance(decided[0], Admitted) else set())
     assert [(r.index, r.result) for r in results(planned, [])] == [(0, "duplicate"), (1, "rejected"), (2, "duplicate")]
 

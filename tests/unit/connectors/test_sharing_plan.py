@@ -17,6 +17,8 @@ from streams.codec import decode_event
 from streams.merge import ShipmentState, apply, project
 from streams.sharing import POLICY, Grant
 
+from ..builders import AUTHORITY
+
 REPO = Path(__file__).resolve().parents[3]
 SHIPMENT = "SHP-2026-000043"
 SHIPPER = "shipper.chengdu-elec"
@@ -36,7 +38,7 @@ def versions() -> tuple[ShipmentRecord, ...]:
         event = decode_event(line)
         after = apply(state, event)  # type: ignore[arg-type]
         if after is not state:
-            out.append(project(after))
+            out.append(project(after, AUTHORITY))
         state = after
     return tuple(out)
 

@@ -44,6 +44,7 @@ def test_the_environment_names_the_principal_and_its_secret_file(clean_env: Path
 
 def test_plaintext_only_when_asked(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMHUB_KAFKA_SECURITY", "plaintext")
+    monkeypatch.delenv("MMHUB_KAFKA", raising=False)
     assert Settings.from_env().kafka_client() == {"bootstrap_servers": "127.0.0.1:9092"}
     monkeypatch.setenv("MMHUB_KAFKA_SECURITY", "none")
     with pytest.raises(ValueError, match="MMHUB_KAFKA_SECURITY"):

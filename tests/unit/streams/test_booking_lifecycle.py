@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas.record import ShipmentRecord
 from streams.merge import fold
 
-from ..builders import MTO, SHIPMENT, Doc, booking_doc, envelope, hub_event, record_of, tracking_doc, when
+from ..builders import AUTHORITY, MTO, SHIPMENT, Doc, booking_doc, envelope, hub_event, record_of, tracking_doc, when
 
 
 def decision(action: str, *, event_id: str, occurred: float, source: str = MTO, leg: int | None = None) -> Doc:
@@ -77,7 +77,7 @@ def test_amendment_replaces_the_booking_without_a_second_shipment_and_records_wh
     amended = booking_doc(revised=10, recorded=10)
     amended["payload"]["cargo"]["pieces"] = 6
     for docs in ([booking_doc(), amended], [amended, booking_doc()]):
-        records = fold(hub_event(doc) for doc in docs)
+        records = fold((hub_event(doc) for doc in docs), AUTHORITY)
         assert list(records) == [SHIPMENT]
         record = records[SHIPMENT]
         assert record.booking is not None and record.booking.cargo.pieces == 6

@@ -11,7 +11,7 @@ from streams.codec import decode_event, encode_event
 from streams.copies import fingerprint
 from streams.merge import ShipmentState, apply, apply_all, project
 
-from ..builders import SHIPMENT, Doc, booking_doc, record_of, state_of, tracking_doc, when
+from ..builders import AUTHORITY, SHIPMENT, Doc, booking_doc, record_of, state_of, tracking_doc, when
 from .test_booking_lifecycle import decision
 from .test_custody import handover_doc
 
@@ -32,7 +32,7 @@ def in_transit(*more: Doc) -> ShipmentState:
 
 
 def report_for(state: ShipmentState) -> TrackingEvent:
-    report = presumed_loss(project(state), DUE)
+    report = presumed_loss(project(state, AUTHORITY), DUE)
     assert report is not None
     return report
 
@@ -42,7 +42,7 @@ def report_for(state: ShipmentState) -> TrackingEvent:
 
 def test_deadline_is_ninety_days_after_the_requested_delivery() -> None:
     assert PRESUMED_LOSS_AFTER == timedelta(days=90)
-    assert deadline(project(in_transit())) == DUE
+    assert deadline(project(in_transit(), AUTHORITY)) == DUE
     assert deadline(record_of(booking_with_delivery_date())) == DUE  # booked but never moved is not delivered either
 
 
@@ -54,7 +54,7 @@ def test_no_deadline_without_a_booking_or_a_requested_delivery() -> None:
 
 
 def test_no_deadline_once_delivered() -> None:
-    record = project(in_transit(tracking_doc("delivered", leg=3, occurred=AGREED + 500)))
+    record = project(in_transit(tracking_doc("delivered", leg=3, occurred=AGREED + 500)), AUTHORITY)
     assert record.status == "delivered"
     assert deadline(record) is None
     assert presumed_loss(record, DUE + timedelta(days=1)) is None
@@ -62,7 +62,7 @@ def test_no_deadline_once_delivered() -> None:
 
 def test_no_deadline_after_cancellation_or_rejection() -> None:
     for action in ("cancelled", "rejected"):
-        record = project(in_transit(decision(action, event_id="decision", occurred=5)))
+        record = project(in_transit(decision(action, event_id="decision", occurred=5)), AUTHORITY)
         assert record.status == action
         assert deadline(record) is None
         assert presumed_loss(record, DUE + timedelta(days=1)) is None
@@ -71,7 +71,7 @@ def test_no_deadline_after_cancellation_or_rejection() -> None:
 def test_no_deadline_once_the_consignee_has_taken_the_cargo_over() -> None:
     # The final carrier's signed handover to the consignee (packages counted, weight taken) is proof of delivery even
     # when the carrier never sends a `delivered` status; presuming that cargo lost 90 days later opens a false claim.
-    record = project(in_transit(handover_doc(3, None, occurred=AGREED - 10)))
+    record = project(in_transit(handover_doc(3, None, occurred=AGREED - 10)), AUTHORITY)
     assert record.custody[-1].role == "consignee"
     assert deadline(record) is None
     assert presumed_loss(record, DUE + timedelta(days=1)) is None
@@ -81,11 +81,11 @@ def test_no_deadline_once_the_consignee_has_taken_the_cargo_over() -> None:
 
 
 def test_no_report_before_the_deadline() -> None:
-    assert presumed_loss(project(in_transit()), DUE - MOMENT) is None
+    assert presumed_loss(project(in_transit(), AUTHORITY), DUE - MOMENT) is None
 
 
 def test_report_at_and_after_the_deadline_is_byte_identical() -> None:
-    record = project(in_transit())
+    record = project(in_transit(), AUTHORITY)
     reports = [presumed_loss(record, now) for now in (DUE, DUE + MOMENT, DUE + timedelta(days=400))]
     assert all(report is not None for report in reports)
     assert len({encode_event(report) for report in reports if report is not None}) == 1
@@ -110,14 +110,14 @@ def test_applying_the_report_twice_changes_nothing() -> None:
     once = apply(state, report_for(state))
     assert once is not state
     assert apply(once, report_for(state)) is once
-    later = presumed_loss(project(state), DUE + timedelta(days=30))
+    later = presumed_loss(project(state, AUTHORITY), DUE + timedelta(days=30))
     assert later is not None and apply(once, later) is once
-    assert project(once).version == state.version + 1
+    assert project(once, AUTHORITY).version == state.version + 1
 
 
 def test_folding_the_report_in_opens_a_presumed_loss_claim_that_is_not_localised() -> None:
     state = in_transit()
-    record = project(apply(state, report_for(state)))
+    record = project(apply(state, report_for(state)), AUTHORITY)
     [claim] = record.claims
     assert claim.claim_id == f"CLM-{SHIPMENT}-presumed_loss-NL"
     assert (claim.kind, claim.leg, claim.localised, claim.custody_carrier, claim.liable_carrier) == (
@@ -134,17 +134,17 @@ def test_folding_the_report_in_opens_a_presumed_loss_claim_that_is_not_localised
 
 def test_no_deadline_and_no_second_report_once_a_presumed_loss_claim_exists() -> None:
     state = in_transit()
-    record = project(apply(state, report_for(state)))
+    record = project(apply(state, report_for(state)), AUTHORITY)
     assert deadline(record) is None
     assert presumed_loss(record, DUE + timedelta(days=365)) is None
 
 
 def test_presumed_loss_claim_stands_beside_a_carriers_own_loss_report() -> None:
     state = in_transit(tracking_doc("lost", leg=2, occurred=60, event_id="lost-2"))
-    record = project(state)
+    record = project(state, AUTHORITY)
     assert [c.kind for c in record.claims] == ["loss"]
     assert deadline(record) == DUE  # a carrier's loss report is not the clock's presumption
-    after = project(apply(state, report_for(state)))
+    after = project(apply(state, report_for(state)), AUTHORITY)
     assert sorted((c.kind, c.leg) for c in after.claims) == [("loss", 2), ("presumed_loss", None)]
 
 
@@ -152,4 +152,4 @@ def test_report_folds_to_the_same_record_whatever_the_arrival_order() -> None:
     state = in_transit()
     report = report_for(state)
     report_first = apply_all(apply(ShipmentState(SHIPMENT), report), [copy.event for copy in state.copies.values()])
-    assert project(report_first) == project(apply(state, report))
+    assert project(report_first, AUTHORITY) == project(apply(state, report), AUTHORITY)

@@ -20,7 +20,7 @@ from streams.codec import (
 )
 from streams.merge import ShipmentState, apply, apply_all, project
 
-from ..builders import Doc, booking_doc, example_journey_lines, hub_event, settlement_doc, tracking_doc
+from ..builders import AUTHORITY, Doc, booking_doc, example_journey_lines, hub_event, settlement_doc, tracking_doc
 
 
 def encoded(doc: Any) -> bytes:
@@ -160,7 +160,7 @@ def test_state_round_trips_exactly(journey_state: ShipmentState) -> None:
     restored = decode_state(encode_state(journey_state))
     assert restored == journey_state
     assert restored.version == journey_state.version == len(example_journey_lines())
-    assert project(restored) == project(journey_state)
+    assert project(restored, AUTHORITY) == project(journey_state, AUTHORITY)
     assert encode_state(restored) == encode_state(journey_state)
 
 
@@ -181,12 +181,12 @@ def test_restored_state_still_recognises_copies_it_has_seen(journey_state: Shipm
 
 
 def test_record_encoding_is_its_json(journey_state: ShipmentState) -> None:
-    record = project(journey_state)
+    record = project(journey_state, AUTHORITY)
     assert orjson.loads(encode_record(record)) == orjson.loads(record.model_dump_json())
 
 
 def test_status_message_carries_the_record_and_the_copies_applied(journey_state: ShipmentState) -> None:
-    record = project(journey_state)
+    record = project(journey_state, AUTHORITY)
     copies = sorted(journey_state.copies.values(), key=lambda copy: copy.fingerprint)[:2]
     document = orjson.loads(encode_status(record, copies))
     assert document["record"]["version"] == len(example_journey_lines())

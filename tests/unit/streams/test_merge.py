@@ -13,6 +13,7 @@ from streams.codec import decode_event
 from streams.merge import MisroutedEvent, ShipmentState, apply, apply_all, fingerprint, fold, project
 
 from ..builders import (
+    AUTHORITY,
     SHIPMENT,
     Doc,
     at,
@@ -208,13 +209,13 @@ def test_revised_booking_replaces_the_plan_the_legs_follow() -> None:
 def test_tracking_before_the_booking_is_kept_and_placed_when_the_booking_arrives() -> None:
     departed = hub_event(tracking_doc("departed", leg=1, occurred=20))
     state = apply(ShipmentState(SHIPMENT), departed)
-    waiting = project(state)
+    waiting = project(state, AUTHORITY)
     assert waiting.status == "awaiting_booking"
     assert waiting.legs == []
     assert waiting.awaiting_placement == [departed.key]
     assert waiting.events_applied == 1
 
-    placed = project(apply(state, hub_event(booking_doc(occurred=30))))
+    placed = project(apply(state, hub_event(booking_doc(occurred=30))), AUTHORITY)
     assert placed.status == "in_transit"
     assert placed.awaiting_placement == []
     assert placed.legs[0].status == "departed"
@@ -376,7 +377,7 @@ def test_event_addressed_only_by_reference_cannot_be_merged_before_resolution() 
     with pytest.raises(MisroutedEvent):
         apply(ShipmentState(SHIPMENT), hub_event(doc))
     with pytest.raises(ValueError, match="names no shipment_id"):
-        fold([hub_event(doc)])
+        fold([hub_event(doc)], AUTHORITY)
 
 
 def test_fold_gives_one_record_per_shipment() -> None:
@@ -385,7 +386,8 @@ def test_fold_gives_one_record_per_shipment() -> None:
             hub_event(booking_doc()),
             hub_event(booking_doc(shipment_id="SHP-TEST-0002")),
             hub_event(tracking_doc("departed", leg=1, occurred=20, shipment_id="SHP-TEST-0002")),
-        ]
+        ],
+        AUTHORITY,
     )
     assert list(records) == [SHIPMENT, "SHP-TEST-0002"]
     assert records[SHIPMENT].status == "booked"
@@ -408,7 +410,7 @@ def test_updated_at_is_the_latest_recording_of_a_live_event() -> None:
 @pytest.fixture(scope="module")
 def journey() -> ShipmentRecord:
     events = [decode_event(line) for line in example_journey_lines()]
-    records = fold(events)  # type: ignore[arg-type]
+    records = fold(events, AUTHORITY)  # type: ignore[arg-type]
     assert list(records) == ["SHP-2026-000042"]
     return records["SHP-2026-000042"]
 
@@ -488,4 +490,4 @@ def test_example_journey_charges_total_per_currency(journey: ShipmentRecord) -> 
 
 def test_example_journey_folds_to_the_same_record_in_reverse(journey: ShipmentRecord) -> None:
     events = [hub_event(doc) for doc in reversed(example_journey_docs())]
-    assert project(apply_all(ShipmentState("SHP-2026-000042"), events)) == journey
+    assert project(apply_all(ShipmentState("SHP-2026-000042"), events), AUTHORITY) == journey

@@ -15,6 +15,7 @@ from schemas.status import PRECEDENCE
 from streams.codec import Rejection, decode_event, decode_state, encode_event, encode_state
 from streams.merge import ShipmentState, apply, apply_all, fingerprint, project
 
+from ..builders import AUTHORITY
 from ..strategies import FAMILIES, SHIPMENT, journeys, json_text, json_values, mutated_events
 
 # A journey is a few dozen events by nature: its smallest example is large and slow to build, and that is fine.
@@ -24,7 +25,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=_JOURNEY_
 
 
 def record_of(events: list[HubEvent]) -> ShipmentRecord:
-    return project(apply_all(ShipmentState(SHIPMENT), events))
+    return project(apply_all(ShipmentState(SHIPMENT), events), AUTHORITY)
 
 
 def with_duplicates_shuffled(data: st.DataObject, events: list[HubEvent]) -> list[HubEvent]:
@@ -61,7 +62,7 @@ def test_any_arrival_order_with_any_duplicates_gives_the_same_record(events: lis
     expected_state = apply_all(ShipmentState(SHIPMENT), events)
     shuffled_state = apply_all(ShipmentState(SHIPMENT), with_duplicates_shuffled(data, events))
     assert shuffled_state == expected_state
-    expected, shuffled = project(expected_state), project(shuffled_state)
+    expected, shuffled = project(expected_state, AUTHORITY), project(shuffled_state, AUTHORITY)
     assert shuffled == expected
     assert shuffled.model_dump_json() == expected.model_dump_json()
 
@@ -86,7 +87,7 @@ def test_reapplying_any_applied_event_changes_nothing(events: list[HubEvent], da
 @given(events=journeys)
 def test_record_counts_every_copy_and_cites_only_live_winning_copies(events: list[HubEvent]) -> None:
     state = apply_all(ShipmentState(SHIPMENT), events)
-    record = project(state)
+    record = project(state, AUTHORITY)
     assert record.version == len({fingerprint(event) for event in events})
     assert record.events_applied + record.retracted_events == len({event.key for event in events})
     live = {key for key, copy in state.copies.items() if not copy.event.retracted}
@@ -97,7 +98,7 @@ def test_record_counts_every_copy_and_cites_only_live_winning_copies(events: lis
 @given(events=journeys)
 def test_estimates_and_plans_never_set_an_actual(events: list[HubEvent]) -> None:
     state = apply_all(ShipmentState(SHIPMENT), events)
-    record = project(state)
+    record = project(state, AUTHORITY)
     # Keep each identity's winning copy only when it is an actual: the identities left out were plans or estimates.
     actual_only = record_of([copy.event for copy in state.copies.values() if copy.event.classifier == "ACT"])
     assert [leg.status for leg in record.legs] == [leg.status for leg in actual_only.legs]
@@ -146,7 +147,7 @@ def test_every_event_record_and_state_round_trips_through_json(events: list[HubE
         assert encode_event(HUB_EVENT.validate_python(orjson.loads(raw))) == raw
     state = apply_all(ShipmentState(SHIPMENT), events)
     assert decode_state(encode_state(state)) == state
-    record = project(state)
+    record = project(state, AUTHORITY)
     restored = ShipmentRecord.model_validate_json(record.model_dump_json())
     assert restored == record
     assert restored.model_dump_json() == record.model_dump_json()

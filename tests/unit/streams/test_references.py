@@ -24,7 +24,7 @@ from streams.references import (
 )
 from streams.merge import project
 
-from ..builders import T0, booking_doc, envelope, hub_event, state_of, tracking_doc, waybill_doc, when
+from ..builders import AUTHORITY, T0, booking_doc, envelope, hub_event, state_of, tracking_doc, waybill_doc, when
 
 CONTAINER = CarrierReference(kind="container", value="CSQU3054383")
 
@@ -55,7 +55,7 @@ def booking_with_container(**fields: object) -> dict[str, object]:
 
 def test_the_booking_registers_its_containers_and_each_leg_document_its_number() -> None:
     state = state_of(booking_with_container(), waybill_doc("rail_waybill", "RW-55", leg=2, occurred=10))
-    found = {reference_key(r.reference): r for r in registrations(state, project(state))}
+    found = {reference_key(r.reference): r for r in registrations(state, project(state, AUTHORITY))}
     assert sorted(found) == ["container:CSQU3054383", "rail_waybill:RW-55"]
     assert (found["rail_waybill:RW-55"].leg, found["rail_waybill:RW-55"].valid_from) == (2, when(10))
     assert (found["container:CSQU3054383"].leg, found["container:CSQU3054383"].valid_until) == (None, None)
@@ -64,13 +64,13 @@ def test_the_booking_registers_its_containers_and_each_leg_document_its_number()
 def test_delivery_closes_the_window_after_the_grace_period() -> None:
     delivered = tracking_doc("delivered", leg=3, occurred=90)
     state = state_of(booking_with_container(), delivered)
-    [container] = registrations(state, project(state))
+    [container] = registrations(state, project(state, AUTHORITY))
     assert container.valid_until == when(90) + GRACE
 
 
 def test_nothing_registers_before_the_booking() -> None:
     state = state_of(waybill_doc("rail_waybill", "RW-55", leg=2))
-    assert registrations(state, project(state)) == []
+    assert registrations(state, project(state, AUTHORITY)) == []
 
 
 def test_a_reused_container_resolves_by_when_the_event_happened() -> None:

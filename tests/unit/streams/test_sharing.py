@@ -26,6 +26,7 @@ from streams.sharing import (
     with_grants,
 )
 
+from ..builders import AUTHORITY
 from ..strategies import SHIPMENT, journeys
 
 REPO = Path(__file__).resolve().parents[3]
@@ -33,7 +34,7 @@ NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 
 def _journey(name: str = "journey.jsonl", shipment: str = "SHP-2026-000042") -> ShipmentRecord:
-    return fold(decode_event(line) for line in read_jsonl(REPO / "examples" / name))[shipment]  # type: ignore[misc]
+    return fold((decode_event(line) for line in read_jsonl(REPO / "examples" / name)), AUTHORITY)[shipment]  # type: ignore[misc]
 
 
 def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -66,7 +67,7 @@ def _assert_only_allowed(record: ShipmentRecord, who: Entitlement) -> None:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(events=journeys)
 def test_no_party_receives_a_field_its_policy_denies(events: list[HubEvent]) -> None:
-    record = project(apply_all(ShipmentState(SHIPMENT), events))
+    record = project(apply_all(ShipmentState(SHIPMENT), events), AUTHORITY)
     for who in entitlements(record).values():
         _assert_only_allowed(record, who)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from streams.app import Warm, WarmStates
 from streams.merge import ShipmentState, project
 
+from ..builders import AUTHORITY
+
 
 def warm(shipment_id: str, stored: bytes) -> Warm:
     state = ShipmentState(shipment_id)
-    return Warm(stored, state, project(state))
+    return Warm(stored, state, project(state, AUTHORITY))
 
 
 def test_a_cached_state_is_served_only_while_the_table_holds_the_bytes_it_came_from() -> None:

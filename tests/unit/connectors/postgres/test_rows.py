@@ -17,6 +17,8 @@ from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event, encode_record, encode_status
 from streams.merge import Copy, ShipmentState, apply, fingerprint, project
 
+from ...builders import AUTHORITY
+
 JOURNEY = Path(__file__).resolve().parents[4] / "examples" / "journey.jsonl"
 SHIPMENT = "SHP-2026-000042"
 KEY = SHIPMENT.encode()
@@ -47,8 +49,8 @@ def versions(events: list[HubEvent]) -> tuple[list[bytes], ShipmentRecord]:
     out = []
     for event in events:
         state = apply(state, event)
-        out.append(encode_status(project(state), [Copy(fingerprint(event), event)]))
-    return out, project(state)
+        out.append(encode_status(project(state, AUTHORITY), [Copy(fingerprint(event), event)]))
+    return out, project(state, AUTHORITY)
 
 
 EVENTS = journey()
@@ -66,7 +68,7 @@ def test_a_booked_record_names_its_shipper_and_operator_and_keeps_the_record_jso
 
 def test_a_record_still_awaiting_its_booking_has_no_shipper_or_operator() -> None:
     state = apply(ShipmentState(SHIPMENT), EVENTS[1])  # a waybill, before any booking
-    row, _ = parse_status(KEY, encode_status(project(state), []))
+    row, _ = parse_status(KEY, encode_status(project(state, AUTHORITY), []))
     assert (row.status, row.shipper, row.mto) == ("awaiting_booking", None, None)
 
 

@@ -24,6 +24,8 @@ from streams.codec import decode_event
 from streams.merge import fold
 from streams.sharing import POLICY, entitlements, view
 
+from ...builders import AUTHORITY
+
 REPO = Path(__file__).resolve().parents[4]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 PARTY = "shipper.chengdu-elec"
@@ -149,7 +151,7 @@ def test_a_subscription_request_is_strict() -> None:
 
 
 def test_the_audit_of_a_status_view_lists_exactly_the_fields_the_sharing_policy_disclosed() -> None:
-    record = fold(decode_event(line) for line in read_jsonl(REPO / "examples" / "journey-claim.jsonl"))["SHP-2026-000043"]
+    record = fold((decode_event(line) for line in read_jsonl(REPO / "examples" / "journey-claim.jsonl")), AUTHORITY)["SHP-2026-000043"]
     for party, who in entitlements(record).items():
         shown = view(record, who)
         message = {"kind": "status", "party": party, "shipment_id": record.shipment_id, "version": record.version,

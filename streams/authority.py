@@ -1,0 +1,42 @@
+"""Who owns a shipment: the MTO whose registered shipment-id prefix the id starts with, and the insurers it places
+cover with. Data from the party registry, handed to the pure fold, so authority never comes from an event's
+timestamp or its arrival order.
+
+Prefixes of two MTOs may not overlap (neither may start with the other), so every shipment id has at most one owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An MTO: the shipment-id prefixes it owns and the insurers whose policies may cover its shipments."""
+
+    mto: str
+    prefixes: tuple[str, ...]
+    insurers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Authority:
+    operators: tuple[Operator, ...]
+
+    def __post_init__(self) -> None:
+        owned = [(prefix, operator.mto) for operator in self.operators for prefix in operator.prefixes]
+        if any(not prefix for prefix, _ in owned):
+            raise ValueError("a shipment-id prefix may not be empty")
+        for prefix, mto in owned:
+            for other, other_mto in owned:
+                if other_mto != mto and other.startswith(prefix):
+                    raise ValueError(f"shipment-id prefix {other!r} of {other_mto} overlaps {prefix!r} of {mto}")
+
+    @classmethod
+    def of(cls, operators: Iterable[Operator]) -> Authority:
+        return cls(tuple(sorted(operators, key=lambda o: o.mto)))
+
+    def operator(self, shipment_id: str) -> Operator | None:
+        """The MTO that owns `shipment_id`; None when no registered prefix covers it."""
+        return next((o for o in self.operators if any(shipment_id.startswith(p) for p in o.prefixes)), None)
