@@ -6,6 +6,7 @@ is mapped into these before anything else in the hub sees it.
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -299,10 +300,21 @@ class RatePayload(Frozen):
 
 
 class CarrierReference(Frozen):
-    """How a carrier knows the shipment when it does not know the hub's id."""
+    """How a carrier knows the shipment when it does not know the hub's id.
 
-    kind: Literal["container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"]
+    `event` names one event identity (see `identity_reference`): a retraction that carries nothing but the
+    identity it discards (DCSA T&T 3.0) reaches the shipment holding that event through it.
+    """
+
+    kind: Literal[
+        "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking", "event"
+    ]
     value: DocumentNumber
+
+
+def identity_reference(source: str, event_id: str) -> CarrierReference:
+    """The reference of the event identity (source, event_id): a digest, as identities are longer than references."""
+    return CarrierReference(kind="event", value=hashlib.sha256(f"{source}/{event_id}".encode()).hexdigest()[:32])
 
 
 class Envelope(Frozen):

@@ -31,7 +31,7 @@ import orjson
 from pydantic import Field, TypeAdapter
 
 from schemas.base import Frozen, UtcDatetime
-from schemas.events import HUB_EVENT, CarrierReference, HubEvent
+from schemas.events import HUB_EVENT, CarrierReference, HubEvent, identity_reference
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
 from streams.merge import ShipmentState, apply, project
@@ -40,7 +40,7 @@ from streams.merge import ShipmentState, apply, project
 GRACE = timedelta(days=14)
 
 ReferenceKind = Literal[
-    "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"
+    "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking", "event"
 ]
 
 # Which carrier reference a transport document's number is. The through document is the MTO's, not a
@@ -152,7 +152,24 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
                 version=record.version,
             )
         )
-    return out
+    return sorted(out + _identities(state, record), key=lambda r: reference_key(r.reference))
+
+
+def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
+    """Each event the carrier addressed by its references registers its identity, without end (an identity is never
+    reused), so that a retraction naming only that identity finds the shipment."""
+    return [
+        Registration(
+            reference=identity_reference(copy.event.source, copy.event.event_id),
+            shipment_id=record.shipment_id,
+            leg=None,
+            valid_from=copy.event.occurred_at,
+            valid_until=None,
+            version=record.version,
+        )
+        for copy in state.copies.values()
+        if copy.event.references
+    ]
 
 
 def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:

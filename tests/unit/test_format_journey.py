@@ -15,7 +15,7 @@ from connectors.carriers import load_registry, load_signing_key, sign, verify
 from connectors.formats import FORMATS
 from connectors.journeys import sends
 from schemas.base import MoneyTotal
-from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent
+from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent, identity_reference
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams.merge import ShipmentState, apply_all, fold, project
@@ -149,7 +149,8 @@ def test_each_file_signed_with_its_senders_demo_key_is_accepted_and_routed(name:
 
 
 def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(state: ShipmentState) -> None:
-    registered = registrations(state, project(state))
+    every = registrations(state, project(state))
+    registered = [r for r in every if r.reference.kind != "event"]
     legs = {reference_key(r.reference): r.leg for r in registered}
     assert legs == {
         f"container:{CONTAINER}": None,  # booked, and on every leg's waybill: no one leg
@@ -163,6 +164,11 @@ def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(
     # Complete when the last leg arrived (14:40 on 16 April, before the 15:30 handover to the consignee): the
     # references keep naming this shipment for the 14-day grace period after that, then the container is free.
     assert {r.valid_until for r in registered} == {utc("2026-04-30T14:40:00")}
+    # Every event a carrier addressed by references registers its identity for good, for a retraction to find.
+    identities = [r for r in every if r.reference.kind == "event"]
+    addressed_by_references = [c.event for c in state.copies.values() if c.event.references]
+    assert {r.reference for r in identities} == {identity_reference(e.source, e.event_id) for e in addressed_by_references}
+    assert {r.valid_until for r in identities} == {None}
 
 
 def test_every_reference_only_event_resolves_to_the_shipment(state: ShipmentState) -> None:
