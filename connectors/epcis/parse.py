@@ -22,30 +22,28 @@ Mapping (tables in codes.py):
     classifier               -> always ACT: EPCIS records what was observed
 The leg is never set: reference resolution decides it later.
 
-Identity: event_id is the eventID when it is a valid hub event id; an eventID the hub id syntax cannot carry (e.g.
-"ni:///sha-256;...?ver=CBV2.0") becomes "eventid-sha256:" plus a hash of it; an event without eventID gets
-"epcis-hash:sha-256:" plus its canonical event hash, so the same event sent twice gets the same id and the hub
-drops the copy. The canonical hash is a simplified form of the CBV 2.0 event hash algorithm: not its fixed property
-order and pre-hash string, but the same idea. Left out: eventID, recordTime, errorDeclaration and JSON-LD keywords
-(@context). Normalised: times to UTC with millisecond precision, CBV values (bizStep, disposition, transaction
-types) to their bare names, strings trimmed, every list sorted, keys sorted; then SHA-256 of that JSON.
+Identity: event_id is "epcis-hash:sha-256:" plus the hex digest of the event's CBV 2.0 Event Hash ID
+(connectors.epcis.event_hash), whether or not the event has an eventID: CBV defines hash-identical events as one
+event, so an event and its copy without (or with another) eventID are one identity and the hub drops the copy. The
+eventID, when given, is kept in the remarks.
 
-Corrections: an event carrying an errorDeclaration is the erroneous event restated; it becomes a retraction of that
-event (same event_id, retracted, revised_at = declarationTime). Corrective events are ordinary new events.
+Corrections: an event carrying an errorDeclaration is the erroneous event restated. The event hash leaves the
+errorDeclaration out, so it has the identity of the event it voids; it is not a duplicate of it but a declaration: a
+retraction of that identity (retracted, revised_at = declarationTime). Corrective events are ordinary new events.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.epcis import codes
-from connectors.payload import Refused, event_id_or_digest, event_or_rejection, first_message, join_remarks, load_json
+from connectors.epcis.event_hash import event_hash, ignored_fields
+from connectors.payload import Refused, event_or_rejection, first_message, join_remarks, load_json
 from schemas.events import HubEvent
 from schemas.identifiers import ContainerNumber, UnLocode
 from schemas.rejection import Rejection
@@ -56,8 +54,6 @@ _OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
 _PARTS = re.compile(r"[:/#?=]")
 _LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
 _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
-_HASH_EXCLUDED = frozenset({"eventID", "recordTime", "errorDeclaration"})
-_TIME_KEYS = frozenset({"eventTime", "declarationTime", "time", "startTime", "endTime"})
 _SHORT_CODE_MAX = 35
 
 
@@ -68,13 +64,23 @@ def _invalid(reason: str) -> Refused:
 # --- document ----------------------------------------------------------------------------------------------------
 
 
-def _events_of(document: Any) -> tuple[list[Any], Any]:
-    """The events of a document (or the one bare event), and the document's creationDate if any."""
+@dataclass(frozen=True)
+class _Document:
+    """What an event's reading needs from its document: creationDate, and for the event hash the `@context` and the
+    fields the document says the hash ignores."""
+
+    created: Any = None
+    context: Any = None
+    ignored: frozenset[str] = frozenset()
+
+
+def _events_of(document: Any) -> tuple[list[Any], _Document]:
+    """The events of a document (or the one bare event), and what the document says about them."""
     if not isinstance(document, dict):
         raise _invalid(f"an EPCIS payload is a JSON object, got {type(document).__name__}")
     kind = _type_of(document)
     if kind in codes.EVENT_TYPES or kind in codes.NOT_TRACKING_TYPES:
-        return [document], None
+        return [document], _Document(context=document.get("@context"))
     if kind not in codes.DOCUMENT_TYPES:
         raise _invalid(f"'type' is {kind!r}: expected an EPCISDocument or one EPCIS event (e.g. ObjectEvent)")
     if kind == "EPCISDocument":
@@ -82,11 +88,14 @@ def _events_of(document: Any) -> tuple[list[Any], Any]:
     else:
         path = ["epcisBody", "queryResults", "resultsBody", "eventList"]
     node: Any = document
+    ignored = ignored_fields(document)
     for step in path:
         node = node.get(step) if isinstance(node, dict) else None
+        if step == "queryResults" and isinstance(node, dict):
+            ignored |= ignored_fields(node)
     if not isinstance(node, list):
         raise _invalid(f"{'.'.join(path)} must be a list of events")
-    return node, document.get("creationDate")
+    return node, _Document(document.get("creationDate"), document.get("@context"), ignored)
 
 
 def _type_of(node: dict[str, Any]) -> str | None:
@@ -97,14 +106,14 @@ def _type_of(node: dict[str, Any]) -> str | None:
 # --- one event to one canonical event ----------------------------------------------------------------------------
 
 
-def _event_result(index: int, event: Any, created: Any, source: str) -> Result:
+def _event_result(index: int, event: Any, document: _Document, source: str) -> Result:
     label = f"event {index}"
     if isinstance(event, dict) and isinstance(event.get("eventID"), str):
         label += f" ({event['eventID'][:80]})"
-    return event_or_rejection(label, lambda: _event_document(event, created, source))
+    return event_or_rejection(label, lambda: _event_document(event, document, source))
 
 
-def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
+def _event_document(event: Any, context: _Document, source: str) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise _invalid(f"is a JSON {type(event).__name__}, not an event object")
     if _depth(event) > codes.MAX_NESTING:
@@ -117,8 +126,8 @@ def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
     occurred_at = _event_time(event)
     if "recordTime" in event:
         recorded_at = _time(event["recordTime"], "recordTime")
-    elif created is not None:
-        recorded_at = _time(created, "the document's creationDate")
+    elif context.created is not None:
+        recorded_at = _time(context.created, "the document's creationDate")
     else:
         recorded_at = occurred_at
     notes: list[str] = []
@@ -138,7 +147,7 @@ def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
         notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
     document: dict[str, Any] = {
         "event_type": "tracking",
-        "event_id": _event_id(event),
+        "event_id": _event_id(event, context, notes),
         "source": source,
         "references": [{"kind": name, "value": value} for name, value in dict.fromkeys(references)],
         "occurred_at": occurred_at,
@@ -308,52 +317,14 @@ def _error_declaration(value: Any) -> tuple[datetime, str]:
 # --- identity ----------------------------------------------------------------------------------------------------
 
 
-def _event_id(event: dict[str, Any]) -> str:
+def _event_id(event: dict[str, Any], document: _Document, notes: list[str]) -> str:
     given = event.get("eventID")
-    if given is None:
-        return "epcis-hash:sha-256:" + canonical_hash(event)
-    if not isinstance(given, str) or not given:
+    if given is not None and (not isinstance(given, str) or not given):
         raise _invalid("eventID must be a non-empty string")
-    return event_id_or_digest(given, given, "eventid-sha256:")
-
-
-def canonical_hash(event: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the event's canonical form; see the module docstring for what is left out and normalised."""
-    core = {key: value for key, value in event.items() if key not in _HASH_EXCLUDED and not key.startswith("@")}
-    return hashlib.sha256(_canonical_bytes(_canonical(core, ""))).hexdigest()
-
-
-def _canonical(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        return {name: _canonical(child, name) for name, child in value.items()}
-    if isinstance(value, list):
-        return sorted((_canonical(child, key) for child in value), key=_canonical_bytes)
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if key in _TIME_KEYS:
-        return _canonical_time(text)
-    if key == "bizStep":
-        return codes.short_name(text, codes.BIZ_STEP_PREFIXES)
-    if key == "disposition":
-        return codes.short_name(text, codes.DISPOSITION_PREFIXES)
-    if key == "type":
-        return codes.short_name(text, codes.BIZ_TRANSACTION_TYPE_PREFIXES)
-    return text
-
-
-def _canonical_time(text: str) -> str:
-    try:
-        stamp = datetime.fromisoformat(text)
-        if stamp.tzinfo is None:
-            return text
-        return stamp.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    except (ValueError, OverflowError):
-        return text
-
-
-def _canonical_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if given is not None:
+        notes.insert(0, f"eventID {given}")
+    digest = event_hash(event, document.context, document.ignored).removeprefix("ni:///sha-256;").split("?")[0]
+    return "epcis-hash:sha-256:" + digest
 
 
 def _depth(value: Any) -> int:
@@ -371,13 +342,19 @@ def _depth(value: Any) -> int:
 # --- entry point -------------------------------------------------------------------------------------------------
 
 
+def event_hashes(document: Any) -> list[str]:
+    """The CBV 2.0 Event Hash ID of every event object in an EPCIS document (or of the one bare event), in order."""
+    events, context = _events_of(document)
+    return [event_hash(event, context.context, context.ignored) for event in events if isinstance(event, dict)]
+
+
 def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     """Every event in an EPCIS 2.0 JSON-LD payload as a canonical tracking event or a Rejection; never raises."""
     document = load_json(raw, codes.MAX_DOCUMENT_BYTES, "document", blank_is_empty=True)
     if isinstance(document, Rejection):
         return [document]
     try:
-        events, created = _events_of(document)
+        events, context = _events_of(document)
     except Refused as refused:
         return [refused.rejection()]
-    return [_event_result(index, event, created, source) for index, event in enumerate(events, start=1)]
+    return [_event_result(index, event, context, source) for index, event in enumerate(events, start=1)]

@@ -13,7 +13,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from connectors.epcis import parse
-from connectors.epcis.parse import canonical_hash
+from connectors.epcis.event_hash import event_hash
 from schemas.events import TrackingEvent
 from schemas.rejection import Rejection
 
@@ -24,7 +24,11 @@ SAMPLES = samples_of("epcis")
 SOURCE = "carrier.cr-rail"
 UUID = "urn:uuid:6f1c2a5e-1d3b-4c1e-9a43-0c6d2c1f0a0"
 CONTAINER = "urn:epc:id:bic:CSQU3054383"
-LOADING_HASH = "epcis-hash:sha-256:2bb247f869c3bcde955702466a3a29e6d70f01ed07d432797619fcf9f362c2db"
+
+
+def hub_id(event: Doc) -> str:
+    """The hub event id of an EPCIS event: its CBV 2.0 Event Hash ID's digest."""
+    return "epcis-hash:sha-256:" + event_hash(event).removeprefix("ni:///sha-256;").removesuffix("?ver=CBV2.0")
 
 
 def sample(name: str) -> bytes:
@@ -69,7 +73,12 @@ def only(document: Doc) -> Doc | Rejection:
 RAIL = [("rail_waybill", "SMGS24081234"), ("container", "CSQU3054383")]
 
 
+def journey_ids() -> list[str]:
+    return [hub_id(event) for event in sample_doc("document_rail_journey.jsonld")["epcisBody"]["eventList"]]
+
+
 def test_document_sample_maps_every_event() -> None:
+    ids = journey_ids()
     loading: Doc = dict(
         occurred="2026-03-01T08:10:00Z",
         status="loaded",
@@ -84,7 +93,7 @@ def test_document_sample_maps_every_event() -> None:
     )
     assert parsed(sample("document_rail_journey.jsonld")) == [
         tracking(
-            UUID + "1",
+            ids[0],
             occurred="2026-03-01T02:30:00Z",
             recorded="2026-03-01T02:31:05Z",
             status="received",
@@ -96,12 +105,12 @@ def test_document_sample_maps_every_event() -> None:
             ],
             location="CNCKG",
             container="CSQU3054383",
-            remarks="bizLocation urn:epc:id:sgln:6901234.00010.0; objects urn:epc:id:sscc:6901234.0000012345; "
-            "disposition in_progress",
+            remarks=f"eventID {UUID}1; bizLocation urn:epc:id:sgln:6901234.00010.0; "
+            "objects urn:epc:id:sscc:6901234.0000012345; disposition in_progress",
         ),
-        tracking(LOADING_HASH, recorded="2026-03-01T08:15:00Z", **loading),
+        tracking(ids[1], recorded="2026-03-01T08:15:00Z", **loading),
         tracking(
-            UUID + "3",
+            ids[2],
             occurred="2026-03-01T10:45:00Z",
             recorded="2026-03-01T10:47:30Z",
             status="departed",
@@ -109,27 +118,27 @@ def test_document_sample_maps_every_event() -> None:
             references=RAIL,
             location="CNCKG",
             container="CSQU3054383",
-            remarks="disposition in_transit",
+            remarks=f"eventID {UUID}3; disposition in_transit",
         ),
-        tracking(LOADING_HASH, recorded="2026-03-02T07:55:00Z", **loading),
-        tracking(UUID + "5", recorded="2026-03-17T05:25:00Z", location="DEDUI", **arrival),
+        tracking(ids[1], recorded="2026-03-02T07:55:00Z", **loading),
+        tracking(ids[4], recorded="2026-03-17T05:25:00Z", location="DEDUI", remarks=f"eventID {UUID}5", **arrival),
         tracking(
-            UUID + "5",
+            ids[4],
             recorded="2026-03-17T08:02:00Z",
             location="DEDUI",
-            remarks=f"error declared (incorrect_data); corrected by {UUID}7",
+            remarks=f"error declared (incorrect_data); corrected by {UUID}7; eventID {UUID}5",
             revised="2026-03-17T08:00:00Z",
             retracted=True,
             **arrival,
         ),
-        tracking(UUID + "7", recorded="2026-03-17T08:02:00Z", location="PLMAL", **arrival),
+        tracking(ids[6], recorded="2026-03-17T08:02:00Z", location="PLMAL", remarks=f"eventID {UUID}7", **arrival),
     ]
 
 
 def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
     assert parsed(sample("object_event_unknown_bizstep.json")) == [
         tracking(
-            "epcis-hash:sha-256:af2f680155e0cb51fa2dc701b6ca747a3b31dce657428a8b299b4a44bab041e4",
+            hub_id(sample_doc("object_event_unknown_bizstep.json")),
             occurred="2026-03-01T10:05:00Z",
             recorded="2026-03-01T10:05:00Z",
             status="unknown",
@@ -162,7 +171,7 @@ def test_malformed_events_are_rejected_one_by_one() -> None:
             "invalid_epcis", f"event 5 ({event_id}5): has no bizStep: without one the hub cannot tell what happened"
         ),
         tracking(
-            event_id + "6",
+            hub_id(sample_doc("malformed_events.jsonld")["epcisBody"]["eventList"][5]),
             occurred="2026-03-11T02:00:00Z",
             recorded="2026-03-11T09:00:00Z",
             status="discharged",
@@ -170,6 +179,7 @@ def test_malformed_events_are_rejected_one_by_one() -> None:
             references=[("container", "CAIU7022111")],
             location="SGSIN",
             container="CAIU7022111",
+            remarks=f"eventID {event_id}6",
         ),
     ]
 
@@ -186,30 +196,38 @@ def test_truncated_document_is_one_rejection() -> None:
 def test_the_same_event_sent_twice_gets_the_same_id() -> None:
     events = sample_doc("document_rail_journey.jsonld")["epcisBody"]["eventList"]
     first, resent = parse(orjson.dumps(events[1]), SOURCE), parse(orjson.dumps(events[3]), SOURCE)
-    assert [e.event_id for e in first if isinstance(e, TrackingEvent)] == [LOADING_HASH]
-    assert [e.event_id for e in resent if isinstance(e, TrackingEvent)] == [LOADING_HASH]
+    loading = journey_ids()[1]
+    assert [e.event_id for e in first if isinstance(e, TrackingEvent)] == [loading]
+    assert [e.event_id for e in resent if isinstance(e, TrackingEvent)] == [loading]
 
 
-def test_canonical_hash_ignores_spelling_and_order_but_not_content() -> None:
+def test_event_hash_ignores_spelling_and_field_order_but_not_content() -> None:
     transactions = [{"type": "bol", "bizTransaction": "B1"}, {"type": "cmr", "bizTransaction": "C1"}]
     event = object_event(bizTransactionList=transactions)
     same = {
         **{key: event[key] for key in reversed(list(event))},
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
         "eventID": "urn:uuid:ignored",
         "recordTime": "2026-03-02T00:00:00Z",
         "eventTime": "2026-03-01T09:00:00Z",
         "bizStep": "urn:epcglobal:cbv:bizstep:departing",
         "bizTransactionList": [
             {"type": "urn:epcglobal:cbv:btt:cmr", "bizTransaction": " C1 "},
-            {"bizTransaction": "B1", "type": "https://ref.gs1.org/cbv/BTT-bol"},
+            {"type": "https://ref.gs1.org/cbv/BTT-bol", "bizTransaction": "B1"},
         ],
         "errorDeclaration": {"declarationTime": "2026-03-03T00:00:00Z"},
     }
-    assert canonical_hash(same) == canonical_hash(event)
+    assert event_hash(same) == event_hash(event)
     moved = dict(event, readPoint={"id": "urn:un:locode:DEHAM", "extra": 1})
     later = dict(event, eventTime="2026-03-01T10:00:00.001+01:00")
-    assert len({canonical_hash(event), canonical_hash(moved), canonical_hash(later)}) == 3
+    assert len({event_hash(event), event_hash(moved), event_hash(later)}) == 3
+
+
+def test_an_event_and_its_hash_identical_copy_without_event_id_are_one_identity() -> None:
+    # On 4c7e811 the event kept its eventID as id and the copy got the hub's own hash: two identities.
+    with_id, without = only(object_event(eventID=UUID + "1")), only(object_event())
+    assert isinstance(with_id, dict) and isinstance(without, dict)
+    assert with_id["event_id"] == without["event_id"] == hub_id(object_event())
+    assert with_id["payload"]["remarks"] == f"eventID {UUID}1"
 
 
 def test_error_declaration_without_event_id_retracts_the_hash_identified_event() -> None:
@@ -218,7 +236,8 @@ def test_error_declaration_without_event_id_retracts_the_hash_identified_event()
     declared = dict(original, errorDeclaration=declaration)
     first, retraction = only(original), only(declared)
     assert isinstance(first, dict) and isinstance(retraction, dict)
-    assert retraction["event_id"] == first["event_id"] == "epcis-hash:sha-256:" + canonical_hash(original)
+    assert retraction["event_id"] == first["event_id"] == hub_id(original)
+    assert retraction != first  # a declaration, not a duplicate
     assert (retraction["retracted"], retraction["revised_at"]) == (True, "2026-03-02T11:00:00Z")
     assert retraction["payload"]["remarks"] == "error declared (did_not_occur)"
 
@@ -230,11 +249,11 @@ def test_error_declaration_needs_its_declaration_time() -> None:
     )
 
 
-def test_event_id_the_hub_id_syntax_cannot_carry_is_hashed_deterministically() -> None:
+def test_an_event_id_that_is_itself_an_event_hash_is_kept_in_the_remarks_only() -> None:
     given = "ni:///sha-256;df7bb3c352fef055578554f09f5e2aa41782150ced7bd0b8af24dd3ccb30ba69?ver=CBV2.0"
     result = only(object_event(eventID=given))
     assert isinstance(result, dict)
-    assert result["event_id"] == "eventid-sha256:" + hashlib.sha256(given.encode()).hexdigest()[:40]
+    assert result["event_id"] == hub_id(object_event())
 
 
 # --- field mapping -----------------------------------------------------------------------------------------------
