@@ -357,4 +357,5 @@ def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
         events, context = _events_of(document)
     except Refused as refused:
         return [refused.rejection()]
-    return [_event_result(index, event, context, source) for index, event in enumerate(events, start=1)]
+    # Numbered from 0, as the payload's results are wherever a refusal is reported (schemas.rejection.for_event).
+    return [_event_result(index, event, context, source) for index, event in enumerate(events)]

@@ -152,23 +152,23 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
 def test_malformed_events_are_rejected_one_by_one() -> None:
     event_id = "urn:uuid:0b9d3c1e-0000-4000-8000-00000000000"
     assert parsed(sample("malformed_events.jsonld")) == [
-        Rejection("invalid_epcis", f"event 1 ({event_id}1): has no eventTime"),
+        Rejection("invalid_epcis", f"event 0 ({event_id}1): has no eventTime"),
         Rejection(
             "invalid_event",
-            f"event 2 ({event_id}2): urn:epc:id:bic:CSQU3054384: container number 'CSQU3054384' fails its ISO 6346 "
+            f"event 1 ({event_id}2): urn:epc:id:bic:CSQU3054384: container number 'CSQU3054384' fails its ISO 6346 "
             "check digit (expected 3)",
         ),
         Rejection(
             "invalid_event",
-            f"event 3 ({event_id}3): names nothing the hub can find the shipment by: add the container as "
+            f"event 2 ({event_id}3): names nothing the hub can find the shipment by: add the container as "
             "urn:epc:id:bic:<ISO 6346 number> or a bizTransactionList entry of type bol, sea_waybill, cmr, cim, smgs, "
             "rail_waybill, awb, booking (SSCCs and GRAIs are not enough)",
         ),
         Rejection(
-            "unsupported_event", f"event 4 ({event_id}4): a TransformationEvent does not report transport status"
+            "unsupported_event", f"event 3 ({event_id}4): a TransformationEvent does not report transport status"
         ),
         Rejection(
-            "invalid_epcis", f"event 5 ({event_id}5): has no bizStep: without one the hub cannot tell what happened"
+            "invalid_epcis", f"event 4 ({event_id}5): has no bizStep: without one the hub cannot tell what happened"
         ),
         tracking(
             hub_id(sample_doc("malformed_events.jsonld")["epcisBody"]["eventList"][5]),
@@ -245,7 +245,7 @@ def test_error_declaration_without_event_id_retracts_the_hash_identified_event()
 def test_error_declaration_needs_its_declaration_time() -> None:
     result = only(object_event(eventID="urn:uuid:1", errorDeclaration={"reason": "incorrect_data"}))
     assert result == Rejection(
-        "invalid_epcis", "event 1 (urn:uuid:1): errorDeclaration.declarationTime must be an ISO 8601 timestamp string"
+        "invalid_epcis", "event 0 (urn:uuid:1): errorDeclaration.declarationTime must be an ISO 8601 timestamp string"
     )
 
 
@@ -289,7 +289,7 @@ def test_event_time_offset_comes_from_event_time_zone_offset_when_missing() -> N
 def test_event_time_without_any_offset_is_rejected() -> None:
     assert only(object_event(eventTime="2026-03-01T10:00:00", eventTimeZoneOffset=None)) == Rejection(
         "invalid_epcis",
-        "event 1: eventTime '2026-03-01T10:00:00' has no UTC offset and eventTimeZoneOffset does not give one "
+        "event 0: eventTime '2026-03-01T10:00:00' has no UTC offset and eventTimeZoneOffset does not give one "
         "(e.g. '+01:00')",
     )
 
@@ -358,7 +358,7 @@ def test_absurdly_nested_event_is_rejected() -> None:
     nested: Any = "deep"
     for _ in range(40):
         nested = {"x": nested}
-    assert only(object_event(extension=nested)) == Rejection("invalid_epcis", "event 1: nests deeper than 32 levels")
+    assert only(object_event(extension=nested)) == Rejection("invalid_epcis", "event 0: nests deeper than 32 levels")
 
 
 # --- never raises, never hangs -----------------------------------------------------------------------------------
