@@ -18,7 +18,7 @@ from schemas.base import MoneyTotal
 from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent, identity_reference
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
-from streams.merge import ShipmentState, apply_all, fold, project
+from streams.merge import HANDOVER_CODE_LIST, ShipmentState, apply_all, fold, project
 from streams.references import (
     DOCUMENT_REFERENCE,
     Book,
@@ -262,7 +262,8 @@ def test_four_legs_with_their_carriers_documents_and_actual_times(record: Shipme
 
 def test_each_leg_keeps_the_raw_codes_of_its_carriers_format(record: ShipmentRecord) -> None:
     codes = {leg.sequence: {(m.code_list, m.raw_code, m.classifier) for m in leg.milestones} for leg in record.legs}
-    assert codes[1] == {("sc-road", "PICKUP", "ACT"), ("sc-road", "DEPART", "ACT"), ("sc-road", "ARRIVE", "ACT")}
+    handover = (HANDOVER_CODE_LIST, "handover", "ACT")  # the handover out of the leg, where no report says so
+    assert codes[1] == {("sc-road", "PICKUP", "ACT"), ("sc-road", "DEPART", "ACT"), ("sc-road", "ARRIVE", "ACT"), handover}
     assert codes[2] == {
         ("UNECE-Rec24", code, classifier)
         for code, classifier in [
@@ -283,11 +284,14 @@ def test_each_leg_keeps_the_raw_codes_of_its_carriers_format(record: ShipmentRec
         ("GS1-CBV-bizStep", "receiving", "ACT"),
         ("GS1-CBV-bizStep", "departing", "ACT"),
         ("GS1-CBV-bizStep", "arriving", "ACT"),
+        handover,
     }
     # CBV has no delivery step: the consignee's `receiving` at Johor Bahru maps to "received", whose slot the
-    # earlier receipt at Singapore already holds, so the last leg ends "arrived". The shipment is delivered by the
-    # last-mile carrier's handover to the consignee.
-    assert [leg.status for leg in record.legs] == ["arrived", "handed_over", "handed_over", "arrived"]
+    # earlier receipt at Singapore already holds. The last-mile carrier's handover to the consignee delivers the
+    # last leg, and the handover out of the road leg hands it over: the legs, the custody and the status agree.
+    assert [leg.status for leg in record.legs] == ["handed_over", "handed_over", "handed_over", "delivered"]
+    assert record.legs[0].status_set_by == next(h.set_by for h in record.handovers if h.from_leg == 1)
+    assert record.legs[3].status_set_by == next(h.set_by for h in record.handovers if h.to_leg is None)
     assert [(h.from_leg, h.to_leg) for h in record.handovers][-1] == (4, None)
 
 
