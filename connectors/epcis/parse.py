@@ -24,8 +24,8 @@ The leg is never set: reference resolution decides it later.
 
 Identity: event_id is "epcis-hash:sha-256:" plus the hex digest of the event's CBV 2.0 Event Hash ID
 (connectors.epcis.event_hash), whether or not the event has an eventID: CBV defines hash-identical events as one
-event, so an event and its copy without (or with another) eventID are one identity and the hub drops the copy. The
-eventID, when given, is kept in the remarks.
+event: an event and its copy without (or with another) eventID map to the same canonical event, which the hub drops
+as a duplicate.
 
 Corrections: an event carrying an errorDeclaration is the erroneous event restated. The event hash leaves the
 errorDeclaration out, so it has the identity of the event it voids; it is not a duplicate of it but a declaration: a
@@ -147,7 +147,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
     document: dict[str, Any] = {
         "event_type": "tracking",
-        "event_id": _event_id(event, context, notes),
+        "event_id": _event_id(event, context),
         "source": source,
         "references": [{"kind": name, "value": value} for name, value in dict.fromkeys(references)],
         "occurred_at": occurred_at,
@@ -317,12 +317,10 @@ def _error_declaration(value: Any) -> tuple[datetime, str]:
 # --- identity ----------------------------------------------------------------------------------------------------
 
 
-def _event_id(event: dict[str, Any], document: _Document, notes: list[str]) -> str:
+def _event_id(event: dict[str, Any], document: _Document) -> str:
     given = event.get("eventID")
     if given is not None and (not isinstance(given, str) or not given):
         raise _invalid("eventID must be a non-empty string")
-    if given is not None:
-        notes.insert(0, f"eventID {given}")
     digest = event_hash(event, document.context, document.ignored).removeprefix("ni:///sha-256;").split("?")[0]
     return "epcis-hash:sha-256:" + digest
 

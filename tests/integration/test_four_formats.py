@@ -209,7 +209,7 @@ async def test_a_raw_payload_with_bad_events_is_dead_lettered_once_while_its_goo
     headers = {name: value.decode() for name, value in dead.headers}
     assert dead.value == body  # the whole payload, byte for byte, once
     assert headers[topics.DLQ_SOURCE_TOPIC] == settings.topics.raw("epcis")
-    assert headers[topics.DLQ_REASON].startswith(f"{bad} events refused: event 0:")
+    assert headers[topics.DLQ_REASON].startswith(f"{bad} events refused: event 0 (")
     # the good event names only references, so it went on to resolution, where it waits for a booking
     requests = await read_topic(settings, settings.topics.references, expected=len(good[0].references), timeout=30)
     assert {orjson.loads(m.value)["event"]["event_id"] for m in requests} == {good[0].event_id}
