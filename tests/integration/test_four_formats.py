@@ -11,6 +11,7 @@ and nothing else lost.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 
 from connectors.carriers import http_signature_headers, kafka_signature_headers, load_signing_key
 from connectors.formats import parser
-from connectors.journeys import Send, offline_records, sends
+from connectors.journeys import Send, offline_records, resent, sends
 from connectors.kafka import publish_raw
 from connectors.postgres.migrate import migrate
 from mmhub.config import Settings
@@ -98,7 +99,7 @@ def _ingest(env: dict[str, str], format_name: str, key_file: Path, path: Path) -
     )
 
 
-async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> None:
+async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub, tmp_path: Path) -> None:
     settings, procs, base = hub
     worker, sink, gateway = procs
     expected = _expected()
@@ -189,6 +190,35 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub) -> N
     assert latest and all(value == b"" for value in latest.values()), latest
     for proc in procs:
         assert proc.alive, proc.tail()
+
+    # the same files through `mmhub convert`, re-sent, shuffled and duplicated, then `mmhub fold`: the same record
+    assert _convert_and_fold(worker.env, tmp_path) == record
+
+
+def _convert_and_fold(env: dict[str, str], directory: Path) -> ShipmentRecord:
+    mmhub = str(Path(sys.executable).parent / "mmhub")
+    wrong = directory / "wrong.json"
+    wrong.write_bytes(_wrong_carrier_report())
+    files = [(wrong, "canonical", "carrier.my-haulage")]
+    for number, item in enumerate(SENDS):
+        copy = directory / f"resent-{number}-{item.path.name}"
+        copy.write_bytes(resent(item))  # EDIFACT in a new interchange, EPCIS without eventIDs
+        files += [(item.path, item.format_name, item.key.carrier), (copy, item.format_name, item.key.carrier)]
+    lines: list[bytes] = []
+    for path, format_name, source in files:
+        done = subprocess.run(
+            [mmhub, "convert", "--format", format_name, "--source", source, str(path)], env=env, capture_output=True
+        )
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        lines += done.stdout.splitlines()
+    rng = random.Random(4)
+    lines += rng.sample(lines, 12)
+    rng.shuffle(lines)
+    log = directory / "converted.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    folded = subprocess.run([mmhub, "fold", str(log), "--shipment", SHIPMENT], env=env, capture_output=True, check=True)
+    [record] = orjson.loads(folded.stdout)
+    return ShipmentRecord.model_validate(record)
 
 
 async def test_a_raw_payload_with_bad_events_is_dead_lettered_once_while_its_good_event_goes_on(hub) -> None:

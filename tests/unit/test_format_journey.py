@@ -5,15 +5,18 @@ carriers' own codes, one invoice paid in full."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from connectors.carriers import load_registry, load_signing_key, sign, verify
 from connectors.formats import FORMATS
-from connectors.journeys import sends
+from connectors.journeys import Send, offline_records, resent, sends
+from mmhub.cli import main
 from schemas.base import MoneyTotal
 from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent, identity_reference
 from schemas.record import ShipmentRecord
@@ -39,7 +42,8 @@ CONTAINER = "FCIU7044211"
 MTO = "mto.westcorridor"
 
 # file -> (format, the sender whose key signs it): from the manifest the demo and the integration test send by
-FILES: dict[str, tuple[str, str]] = {send.path.name: (send.format_name, send.key.carrier) for send in sends()[1]}
+SENDS = sends()[1]
+FILES: dict[str, tuple[str, str]] = {send.path.name: (send.format_name, send.key.carrier) for send in SENDS}
 CARRIER_FILES = [name for name, (_, sender) in FILES.items() if sender.startswith("carrier.")]
 EVENTS_PER_FILE = {
     "mto.jsonl": 7,
@@ -352,3 +356,56 @@ def test_the_manifest_sends_every_example_file_from_its_expected_sender() -> Non
         "shipper.jsonl": ("canonical", "shipper.chengdu-elec"),
     }
     assert set(EVENTS_PER_FILE) == set(FILES) == {p.name for p in FOLDER.iterdir() if p.suffix != ".md" and p.name != "manifest.json"}
+
+
+# --- mmhub convert: the same journey offline, as a carrier's files would arrive -------------------------------------
+
+
+def convert(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, send: Send, body: bytes) -> tuple[int, bytes, bytes]:
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}-{send.path.name}"
+    path.write_bytes(body)
+    code = main(["convert", "--format", send.format_name, "--source", send.key.carrier, str(path)])
+    out, err = capsysbinary.readouterr()
+    return code, out, err
+
+
+def test_convert_output_shuffled_with_retransmissions_folds_to_the_journey(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    lines: list[bytes] = []
+    for send in SENDS:
+        for body in (send.body, resent(send)):  # every file twice; EDIFACT in a new interchange, EPCIS without eventIDs
+            code, out, err = convert(capsysbinary, tmp_path, send, body)
+            assert (code, err) == (0, b""), err
+            lines += out.splitlines()
+    rng = random.Random(44)
+    lines += rng.sample(lines, 10)
+    rng.shuffle(lines)
+    log = tmp_path / "converted.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["fold", str(log)]) == 0
+    out, _ = capsysbinary.readouterr()
+    [folded] = orjson.loads(out)
+    assert folded == offline_records()[SHIPMENT].model_dump(mode="json")
+
+
+def test_convert_prints_each_refusal_with_its_code_and_exits_1(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    rail = next(send for send in SENDS if send.format_name == "edifact")
+    broken = rail.body.replace(b"FCIU7044211", b"FCIU7044212", 1)  # a container whose check digit fails
+    code, out, err = convert(capsysbinary, tmp_path, rail, broken)
+    assert code == 1
+    assert len(out.splitlines()) == EVENTS_PER_FILE["rail.edi"] - 1
+    [refusal] = err.decode().splitlines()
+    assert refusal.endswith(
+        "rail.edi: invalid_event: event 0: message 'R44001' (UNH at segment 2), consignment 1 (CNI at segment 6), "
+        "status 1 (STS at segment 7): EQD at segment 10: container number 'FCIU7044212' fails its ISO 6346 check "
+        "digit (expected 1)"
+    )
+
+
+def test_convert_refuses_events_that_name_another_source(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    road = next(send for send in SENDS if send.path.name == "road.jsonl")
+    impostor = Send(road.path, road.format_name, next(s.key for s in SENDS if s.path.name == "sea.json"), road.way, False)
+    code, out, err = convert(capsysbinary, tmp_path, impostor, road.body)
+    assert code == 1 and out == b""
+    assert all(": wrong_source: " in line for line in err.decode().splitlines())
