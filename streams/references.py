@@ -31,17 +31,13 @@ import orjson
 from pydantic import Field, TypeAdapter
 
 from schemas.base import Frozen, UtcDatetime
-from schemas.events import HUB_EVENT, CarrierReference, HubEvent, identity_reference
+from schemas.events import HUB_EVENT, CarrierReference, HubEvent, ReferenceKind, identity_reference
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
 from streams.merge import ShipmentState, apply, project
 
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
 GRACE = timedelta(days=14)
-
-ReferenceKind = Literal[
-    "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking", "event"
-]
 
 # Which carrier reference a transport document's number is. The through document is the MTO's, not a
 # carrier's, and an inland waterway waybill has no reference kind of its own: neither registers.
@@ -130,6 +126,8 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
     for planned in record.booking.legs:
         if planned.carrier_booking is not None:
             add("carrier_booking", planned.carrier_booking, planned.sequence, booked_at)
+        for known in planned.references:  # what the booking already knows for the leg: its documents, packages, sites
+            add(known.kind, known.value, planned.sequence, booked_at)
     for leg in record.legs:
         for document in leg.documents:
             issued_at = _occurred(state, document.set_by)

@@ -207,13 +207,11 @@ def _v22(event: Doc) -> _Parts:
         document = _as_object(item, where)
         kind_code = _required(document, "documentReferenceType", where)
         references += _document_reference(kind_code, document, "documentReferenceValue", where, event)
-    for index, item in enumerate(_list(event, "references", "")):
-        where = f"references.{index}."
-        reference = _as_object(item, where)
-        if _required(reference, "referenceType", where) == "EQ":
-            references += _container_references(_container(reference, "referenceValue", where, required=True))
+    remarks: list[str] = []
+    for item, where in _items(event, "references", ""):
+        references += _shipment_reference(_as_object(item, where), "referenceType", "referenceValue", where, remarks)
     vessel = _vessel(transport_call, "transportCall.", event, "")
-    remarks = _transport_remarks(event, vessel, _voyages(transport_call, "transportCall."))
+    remarks = _transport_remarks(event, vessel, _voyages(transport_call, "transportCall.")) + remarks
     if event_type == "SHIPMENT":
         document_type = _optional(event, "documentTypeCode", "")
         if document_type is not None:
@@ -258,6 +256,10 @@ def _v3(event: Doc) -> _Parts:
             documents.append((shipment_details["documentReference"], "shipmentDetails.documentReference."))
         documents += _items(shipment_details, "additionalDocumentReferences", "shipmentDetails.")
     documents += _items(event, "relatedDocumentReferences", "")
+    reference_remarks: list[str] = []
+    for item, item_where in _items(shipment_details or {}, "shipmentReferences", "shipmentDetails."):
+        reference = _as_object(item, item_where)
+        references += _shipment_reference(reference, "typeCode", "reference", item_where, reference_remarks)
     primary: tuple[str, str | None] | None = None
     for item, item_where in documents:
         document = _as_object(item, item_where)
@@ -269,7 +271,7 @@ def _v3(event: Doc) -> _Parts:
     transport_call = _object(transport_details, "transportCall", "transportDetails.")
     call_where = "transportDetails.transportCall."
     vessel = _vessel(transport_call, call_where, transport_details, "transportDetails.")
-    remarks = _transport_remarks(transport_details or {}, vessel, _voyages(transport_call, call_where))
+    remarks = _transport_remarks(transport_details or {}, vessel, _voyages(transport_call, call_where)) + reference_remarks
     if event_type == "SHIPMENT":
         if primary is not None:
             remarks.insert(0, _document_remark(primary[0], primary[1], type_code))
@@ -360,6 +362,22 @@ def _document_reference(kind_code: str, document: Doc, key: str, where: str, eve
             f"{where}{key} {clip(value)!r} is not a document reference the hub accepts "
             "(letters, digits, '.', '/', '-'; starting with a letter or digit; at most 35 characters)"
         ) from None
+
+
+def _shipment_reference(reference: Doc, type_key: str, value_key: str, where: str, remarks: list[str]) -> list[CarrierReference]:
+    """A shipment reference (2.2 `references`, 3.0 `shipmentReferences`): `EQ` is a container, `FF` the forwarder's
+    (or MTO's) own reference; a forwarder reference the hub's reference syntax cannot carry goes to the remarks."""
+    type_code = _required(reference, type_key, where)
+    if type_code == codes.EQUIPMENT_REFERENCE:
+        return _container_references(_container(reference, value_key, where, required=True))
+    if type_code != codes.FORWARDER_REFERENCE:
+        return []
+    value = _required(reference, value_key, where)
+    try:
+        return [CarrierReference(kind="forwarder_reference", value=_DOCUMENT.validate_python(value))]
+    except ValidationError:
+        remarks.append(f"forwarder reference {clip(value)}")
+        return []
 
 
 def _distinct(references: list[CarrierReference]) -> list[CarrierReference]:

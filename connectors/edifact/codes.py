@@ -87,6 +87,7 @@ REFERENCE_KINDS: Final[dict[str, str]] = {
     "RCN": "rail_waybill",  # Railway consignment note number (1001 = 720)
     "AWB": "air_waybill",  # Air waybill number (1001 = 740)
     "BN": "carrier_booking",  # Consignment identifier, carrier assigned (booking reference)
+    "FF": "forwarder_reference",  # Freight forwarder's reference number: the MTO's own
 }
 
 CONTAINER_EQUIPMENT: Final = "CN"  # EQD equipment type qualifier (8053) for a container

@@ -43,6 +43,7 @@ TGHU = CarrierReference(kind="container", value="TGHU7654320")
 NGB_BOOKING = CarrierReference(kind="carrier_booking", value="NGB2606789")
 NGB_BILL = CarrierReference(kind="bill_of_lading", value="OLNNGB26067890")
 HLXU = CarrierReference(kind="container", value="HLXU1234561")
+FORWARDER = CarrierReference(kind="forwarder_reference", value="FWD-778812")  # 2.2 `references` type FF
 
 
 expected = partial(tracking_event, source=SOURCE)
@@ -92,7 +93,7 @@ def one(doc: Any) -> HubEvent | Rejection:
 def test_v22_transport_events_map_to_departed_and_estimated_arrival_at_the_call() -> None:
     assert events_of("v22_transport.json") == [
         expected(
-            "dcsa:5e51e72c-d872-11ea-811c-0242ac130003", [BOOKING, BILL, MSKU, TGHU],
+            "dcsa:5e51e72c-d872-11ea-811c-0242ac130003", [BOOKING, BILL, FORWARDER, MSKU, TGHU],
             "2026-05-14T01:45:00", "2026-05-14T02:10:00", "departed", "DEPA", TRANSPORT,
             location="CNSHA", transport_means="IMO9706906", remarks="vessel OCEANLINE AURORA; export voyage 2619W; import voyage 2619W",
         ),
@@ -507,3 +508,24 @@ def test_a_retraction_discards_the_identity_in_any_order_even_against_a_later_up
     sea = record.legs[2]
     assert all(m.set_by != original.key for m in sea.milestones)
     assert sea.status == "planned"
+
+
+def test_v30_shipment_references_keep_the_forwarders_reference_and_equipment() -> None:
+    doc = {
+        "eventID": "ff-1",
+        "eventDateTime": "2026-07-05T00:00:00Z",
+        "eventUpdatedDateTime": "2026-07-05T00:01:00Z",
+        "eventClassification": {"eventTypeCode": "TRANSPORT", "eventClassifierCode": "ACT", "transportEventTypeCode": "DEPA"},
+        "shipmentDetails": {
+            "shipmentReferences": [
+                {"typeCode": "FF", "reference": "MTO-44-0007"},
+                {"typeCode": "EQ", "reference": "HLXU1234561"},
+                {"typeCode": "FF", "reference": "not a reference / 7"},
+                {"typeCode": "PO", "reference": "PO-1"},
+            ]
+        },
+    }
+    event = one(doc)
+    assert isinstance(event, TrackingEvent)
+    assert event.references == [CarrierReference(kind="forwarder_reference", value="MTO-44-0007"), HLXU]
+    assert event.payload.remarks == "forwarder reference not a reference / 7"

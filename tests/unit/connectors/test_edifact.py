@@ -453,7 +453,7 @@ def test_status_naming_no_reference_is_rejected() -> None:
     assert status_result("RFF+CU:SHIPPER-REF-9", "DTM+334:202603010900:203") == Rejection(
         "invalid_event",
         f"{WHERE}: names nothing the hub can find the shipment by: add an EQD+CN container or an RFF with qualifier "
-        "BM, AEX, CMR, RCN, AWB, BN (in the status group or the message header)",
+        "BM, AEX, CMR, RCN, AWB, BN, FF (in the status group or the message header)",
     )
 
 
@@ -556,3 +556,10 @@ def test_retransmissions_in_new_interchanges_in_any_order_count_once(interchange
     state = apply_all(ShipmentState("SHP-T-1"), [addressed(e, "SHP-T-1") for e in sent])
     assert state.version == expected_state.version == len(once)
     assert project(state) == project(expected_state)
+
+
+def test_the_forwarders_reference_is_kept_as_a_reference() -> None:
+    # On 4c7e811 RFF+FF was skipped: an MTO's own reference could not name the shipment.
+    result = status_result("RFF+FF:MTO-44-0007", "DTM+334:202603010900:203")
+    assert isinstance(result, dict)
+    assert result["references"] == [{"kind": "forwarder_reference", "value": "MTO-44-0007"}]
