@@ -50,6 +50,13 @@ BIZ_TRANSACTION_TYPE_PREFIXES: Final = (
     "cbv:BTT-",
     "gs1:BTT-",
 )
+SOURCE_DESTINATION_TYPE_PREFIXES: Final = (
+    "urn:epcglobal:cbv:sdt:",
+    "https://ref.gs1.org/cbv/SDT-",
+    "http://ref.gs1.org/cbv/SDT-",
+    "cbv:SDT-",
+    "gs1:SDT-",
+)
 ERROR_REASON_PREFIXES: Final = (
     "urn:epcglobal:cbv:er:",
     "https://ref.gs1.org/cbv/ER-",
@@ -82,6 +89,7 @@ DOCUMENT_TYPES: Final = frozenset({"EPCISDocument", "EPCISQueryDocument"})
 OBJECT_FIELDS: Final = ("parentID", "epcList", "childEPCs")
 
 MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
+MAX_REFERENCES: Final = 20  # the canonical envelope's limit: an event naming more keeps the first, says how many not
 MAX_NESTING: Final = 32  # an EPCIS event is a handful of levels deep; deeper is not an event
 
 

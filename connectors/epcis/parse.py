@@ -42,10 +42,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.epcis import codes
+from connectors.epcis.digital_link import canonical_digital_link
 from connectors.epcis.event_hash import event_hash, ignored_fields
 from connectors.payload import Refused, event_or_rejection, first_message, join_remarks, load_json
 from schemas.events import HubEvent
-from schemas.identifiers import ContainerNumber, UnLocode
+from schemas.identifiers import ContainerNumber, DocumentNumber, UnLocode
 from schemas.rejection import Rejection
 
 Result = HubEvent | Rejection
@@ -54,6 +55,7 @@ _OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
 _PARTS = re.compile(r"[:/#?=]")
 _LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
 _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
+_DOCUMENT: TypeAdapter[str] = TypeAdapter(DocumentNumber)
 _SHORT_CODE_MAX = 35
 
 
@@ -135,13 +137,17 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     location = _location(event, notes)
     containers = _containers(event, notes)
     references = _transactions(event, notes) + [("container", number) for number in containers]
+    references += _gs1_references(event, notes)
     if not references:
         raise Refused(
             "invalid_event",
-            "names nothing the hub can find the shipment by: add the container as urn:epc:id:bic:<ISO 6346 number> "
-            f"or a bizTransactionList entry of type {', '.join(codes.REFERENCE_KINDS)} "
-            "(SSCCs and GRAIs are not enough)",
+            "names nothing the hub can find the shipment by: add the container as urn:epc:id:bic:<ISO 6346 number>, "
+            "an SSCC, a site's SGLN, or a bizTransactionList entry (GRAIs and SGTINs are not enough)",
         )
+    references = list(dict.fromkeys(references))
+    if len(references) > codes.MAX_REFERENCES:
+        notes.append(f"{len(references) - codes.MAX_REFERENCES} more references not kept")
+        references = references[: codes.MAX_REFERENCES]
     disposition = event.get("disposition")
     if isinstance(disposition, str) and disposition:
         notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
@@ -149,7 +155,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         "event_type": "tracking",
         "event_id": _event_id(event, context),
         "source": source,
-        "references": [{"kind": name, "value": value} for name, value in dict.fromkeys(references)],
+        "references": [{"kind": name, "value": value} for name, value in references],
         "occurred_at": occurred_at,
         "recorded_at": recorded_at,
         "classifier": "ACT",
@@ -291,12 +297,63 @@ def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, st
         ident = item["bizTransaction"]
         kind_name = item.get("type")
         kind = codes.short_name(kind_name, codes.BIZ_TRANSACTION_TYPE_PREFIXES) if isinstance(kind_name, str) else ""
+        parts = [part for part in _PARTS.split(ident.strip()) if part] or [ident]
         if kind in codes.REFERENCE_KINDS:
-            parts = [part for part in _PARTS.split(ident.strip()) if part] or [ident]
             references.append((codes.REFERENCE_KINDS[kind], parts[-1]))
-        else:
-            notes.append(f"transaction {kind or '(untyped)'} {ident}")
+            continue
+        # Another business transaction (a delivery order, despatch advice, purchase order...): a reference too, its
+        # raw type kept in the remarks.
+        notes.append(f"transaction {kind or '(untyped)'} {ident}")
+        if _is_reference(parts[-1]):
+            references.append(("business_transaction", parts[-1]))
     return references
+
+
+def _gs1_references(event: dict[str, Any], notes: list[str]) -> list[tuple[str, str]]:
+    """SSCCs among the event's objects, the SGLNs of its readPoint and bizLocation, and the SGLNs of its source and
+    destination lists (the other entries of those lists go to the remarks, with their type)."""
+    found: list[tuple[str, str]] = []
+    for field in codes.OBJECT_FIELDS:
+        value = event.get(field)
+        for epc in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+            if isinstance(epc, str):
+                found += _gs1_reference(epc)
+    for field in ("readPoint", "bizLocation"):
+        place = event.get(field)
+        if isinstance(place, dict) and isinstance(place.get("id"), str):
+            found += _gs1_reference(place["id"])
+    for field, key in (("sourceList", "source"), ("destinationList", "destination")):
+        entries = event.get(field)
+        for entry in entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []:
+            ident = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(ident, str):
+                raise _invalid(f"each {field} entry needs a '{key}' id string")
+            kind = entry.get("type")
+            named = codes.short_name(kind, codes.SOURCE_DESTINATION_TYPE_PREFIXES) if isinstance(kind, str) else ""
+            notes.append(f"{key} {named or '(untyped)'} {ident}")
+            found += _gs1_reference(ident)
+    return found
+
+
+def _gs1_reference(ident: str) -> list[tuple[str, str]]:
+    """An SSCC (`sscc`, its 18 digits) or an SGLN (`sgln`, the GLN and `/` its extension) in any EPC or Digital Link
+    spelling; nothing for other identifiers."""
+    link = canonical_digital_link(ident.strip()) or ""
+    key = link.removeprefix("https://id.gs1.org/").split("/")
+    if key[0] == "00" and len(key) == 2:
+        return [("sscc", key[1])]
+    if key[0] == "414" and len(key) in (2, 4):
+        value = key[1] + (f"/{key[3]}" if len(key) == 4 else "")
+        return [("sgln", value)] if _is_reference(value) else []
+    return []
+
+
+def _is_reference(value: str) -> bool:
+    try:
+        _DOCUMENT.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _error_declaration(value: Any) -> tuple[datetime, str]:

@@ -102,6 +102,8 @@ def test_document_sample_maps_every_event() -> None:
                 ("rail_waybill", "SMGS24081234"),
                 ("bill_of_lading", "CRB-26-000417"),
                 ("container", "CSQU3054383"),
+                ("sscc", "069012340000123456"),
+                ("sgln", "6901234000108"),
             ],
             location="CNCKG",
             container="CSQU3054383",
@@ -143,7 +145,7 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
             recorded="2026-03-01T10:05:00Z",
             status="unknown",
             raw_code="inspecting",
-            references=[("cmr", "PL-2026-CMR-0093")],
+            references=[("cmr", "PL-2026-CMR-0093"), ("sscc", "059012340000000932"), ("sgln", "5901234000215")],
             remarks="readPoint urn:epc:id:sgln:5901234.00021.0; objects urn:epc:id:sscc:5901234.0000000093",
         )
     ]
@@ -158,11 +160,15 @@ def test_malformed_events_are_rejected_one_by_one() -> None:
             f"event 1 ({event_id}2): urn:epc:id:bic:CSQU3054384: container number 'CSQU3054384' fails its ISO 6346 "
             "check digit (expected 3)",
         ),
-        Rejection(
-            "invalid_event",
-            f"event 2 ({event_id}3): names nothing the hub can find the shipment by: add the container as "
-            "urn:epc:id:bic:<ISO 6346 number> or a bizTransactionList entry of type bol, sea_waybill, cmr, cim, smgs, "
-            "rail_waybill, awb, booking (SSCCs and GRAIs are not enough)",
+        tracking(  # an SSCC is a reference now: a booking may declare its packages' SSCCs
+            hub_id(sample_doc("malformed_events.jsonld")["epcisBody"]["eventList"][2]),
+            occurred="2026-03-11T00:30:00Z",
+            recorded="2026-03-11T09:00:00Z",
+            status="discharged",
+            raw_code="unloading",
+            references=[("sscc", "069012340000123456")],
+            location="SGSIN",
+            remarks="objects urn:epc:id:sscc:6901234.0000012345",
         ),
         Rejection(
             "unsupported_event", f"event 3 ({event_id}4): a TransformationEvent does not report transport status"
@@ -318,8 +324,31 @@ def test_aggregation_into_a_container_names_the_container() -> None:
     )
     result = only(aggregation)
     assert isinstance(result, dict)
-    assert result["references"] == [{"kind": "container", "value": "CSQU3054383"}]
+    assert result["references"] == [
+        {"kind": "container", "value": "CSQU3054383"},
+        {"kind": "sscc", "value": "069012340000123456"},
+    ]
     assert result["payload"]["remarks"] == "objects urn:epc:id:sscc:6901234.0000012345"
+
+
+def test_business_transactions_sources_and_destinations_are_kept_as_references() -> None:
+    # On 4c7e811 other transaction types, SGLN sites and the source and destination lists were remarks only.
+    event = object_event(
+        epcList=["urn:epc:id:sgtin:0614141.107346.2017"],
+        bizTransactionList=[{"type": "desadv", "bizTransaction": "urn:epcglobal:cbv:bt:0614141073467:DO-7781"}],
+        sourceList=[{"type": "location", "source": "urn:epc:id:sgln:0614141.00001.0"}],
+        destinationList=[{"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00002"}],
+    )
+    result = only(event)
+    assert isinstance(result, dict)
+    assert result["references"] == [
+        {"kind": "business_transaction", "value": "DO-7781"},
+        {"kind": "sgln", "value": "0614141000012"},
+    ]
+    assert result["payload"]["remarks"] == (
+        "objects urn:epc:id:sgtin:0614141.107346.2017; transaction desadv urn:epcglobal:cbv:bt:0614141073467:DO-7781; "
+        "source location urn:epc:id:sgln:0614141.00001.0; destination owning_party urn:epc:id:pgln:0614141.00002"
+    )
 
 
 def test_query_document_events_are_read() -> None:
