@@ -28,6 +28,14 @@ BIZ_STEP: Final[dict[str, TrackingStatus]] = {
     "holding": "held",  # held at a location, e.g. by customs or quarantine
 }
 
+# CBV dispositions that are an incident to the cargo: the event's status is then the incident, whatever the step.
+DISPOSITION_CODE_LIST: Final = "GS1-CBV-disposition"
+DISPOSITION_INCIDENTS: Final[dict[str, TrackingStatus]] = {
+    "damaged": "damaged",
+    "stolen": "lost",
+    "destroyed": "lost",
+}
+
 # Prefixes of the spellings of one CBV vocabulary, per vocabulary; matched case-sensitively as CBV writes them.
 BIZ_STEP_PREFIXES: Final = (
     "urn:epcglobal:cbv:bizstep:",

@@ -11,14 +11,17 @@ Mapping (tables in codes.py):
     eventTime                -> occurred_at in UTC; when eventTime has no offset, eventTimeZoneOffset supplies it
     recordTime               -> recorded_at; a capture document has none yet, so then the document's creationDate,
                                 else eventTime
-    readPoint, bizLocation   -> location, the first that is a UN/LOCODE: the bare code, or an id naming "locode" whose
-                                last part is one (urn:un:locode:DEHAM); SGLNs and other ids go to remarks
+    bizLocation, readPoint   -> location, the first that is a UN/LOCODE, bizLocation first (CBV: where the objects
+                                are after the event; readPoint is only where it was observed): the bare code, or an id
+                                naming "locode" whose last part is one (urn:un:locode:DEHAM); other ids go to remarks
     parentID, epcList, childEPCs
                              -> urn:epc:id:bic:<ISO 6346 number> is a container reference (check digit checked);
                                 SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks
     bizTransactionList       -> references for the types in codes.REFERENCE_KINDS (bol, cmr, ...); the document
                                 number is the id's last part (urn:epcglobal:cbv:bt:<GLN>:<number>); others to remarks
-    disposition              -> remarks
+    disposition              -> remarks; a disposition that is an incident (damaged; stolen or destroyed: lost) is
+                                the status instead, its raw_code the disposition (code_list "GS1-CBV-disposition")
+                                and the bizStep in the remarks
     classifier               -> always ACT: EPCIS records what was observed
 The leg is never set: reference resolution decides it later.
 
@@ -148,9 +151,16 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     if len(references) > codes.MAX_REFERENCES:
         notes.append(f"{len(references) - codes.MAX_REFERENCES} more references not kept")
         references = references[: codes.MAX_REFERENCES]
+    code_list = codes.CODE_LIST
     disposition = event.get("disposition")
     if isinstance(disposition, str) and disposition:
-        notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
+        named = codes.short_name(disposition, codes.DISPOSITION_PREFIXES)
+        incident = codes.DISPOSITION_INCIDENTS.get(named)
+        if incident is None:
+            notes.append(f"disposition {named}")
+        else:  # the objects' condition matters more than the step that found it
+            notes.append(f"bizStep {raw_code}")
+            status, raw_code, code_list = incident, named, codes.DISPOSITION_CODE_LIST
     document: dict[str, Any] = {
         "event_type": "tracking",
         "event_id": _event_id(event, context),
@@ -164,7 +174,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         declared_at, note = _error_declaration(event["errorDeclaration"])
         document.update(retracted=True, revised_at=declared_at)
         notes.insert(0, note)
-    payload: dict[str, Any] = {"status": status, "raw_code": raw_code, "code_list": codes.CODE_LIST}
+    payload: dict[str, Any] = {"status": status, "raw_code": raw_code, "code_list": code_list}
     optional = {
         "location": location,
         "container": containers[0] if containers else None,
@@ -231,7 +241,7 @@ def _parse_time(value: str, name: str) -> datetime:
 
 def _location(event: dict[str, Any], notes: list[str]) -> str | None:
     location = None
-    for field in ("readPoint", "bizLocation"):
+    for field in ("bizLocation", "readPoint"):
         value = event.get(field)
         if value is None:
             continue

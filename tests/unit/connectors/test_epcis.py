@@ -423,3 +423,20 @@ def test_mutated_samples_never_raise(raw: bytes) -> None:
     assert_well_formed(results)
     for result in results:
         event(result.code if isinstance(result, Rejection) else "event")
+
+
+def test_a_damaged_disposition_is_a_damage_incident_with_the_step_in_the_remarks() -> None:
+    # On 4c7e811 the disposition went to the remarks only, so a damage reported in EPCIS opened no claim.
+    result = only(object_event(bizStep="receiving", disposition="urn:epcglobal:cbv:disp:damaged"))
+    assert isinstance(result, dict)
+    assert {key: result["payload"][key] for key in ("status", "raw_code", "code_list", "remarks")} == {
+        "status": "damaged",
+        "raw_code": "damaged",
+        "code_list": "GS1-CBV-disposition",
+        "remarks": "bizStep receiving",
+    }
+
+
+def test_the_business_location_is_where_the_objects_are_after_the_event() -> None:
+    result = only(object_event(bizStep="receiving", readPoint={"id": "urn:un:locode:SGSIN"}, bizLocation={"id": "MYJHB"}))
+    assert isinstance(result, dict) and result["payload"]["location"] == "MYJHB"
