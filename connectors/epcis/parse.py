@@ -47,7 +47,7 @@ from pydantic import TypeAdapter, ValidationError
 from connectors.epcis import codes
 from connectors.epcis.digital_link import canonical_digital_link
 from connectors.epcis.event_hash import event_hash, ignored_fields
-from connectors.payload import Refused, event_or_rejection, first_message, join_remarks, load_json
+from connectors.payload import Refused, event_or_rejection, first_message, fits, join_remarks, load_json
 from schemas.events import HubEvent
 from schemas.identifiers import ContainerNumber, DocumentNumber, UnLocode
 from schemas.rejection import Rejection
@@ -314,7 +314,7 @@ def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, st
         # Another business transaction (a delivery order, despatch advice, purchase order...): a reference too, its
         # raw type kept in the remarks.
         notes.append(f"transaction {kind or '(untyped)'} {ident}")
-        if _is_reference(parts[-1]):
+        if fits(_DOCUMENT, parts[-1]):
             references.append(("business_transaction", parts[-1]))
     return references
 
@@ -354,16 +354,9 @@ def _gs1_reference(ident: str) -> list[tuple[str, str]]:
         return [("sscc", key[1])]
     if key[0] == "414" and len(key) in (2, 4):
         value = key[1] + (f"/{key[3]}" if len(key) == 4 else "")
-        return [("sgln", value)] if _is_reference(value) else []
+        return [("sgln", value)] if fits(_DOCUMENT, value) else []
     return []
 
-
-def _is_reference(value: str) -> bool:
-    try:
-        _DOCUMENT.validate_python(value)
-    except ValidationError:
-        return False
-    return True
 
 
 def _error_declaration(value: Any) -> tuple[datetime, str]:
