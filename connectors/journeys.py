@@ -5,6 +5,7 @@ Shared by `mmhub demo` and the integration tests, so both send the same thing an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,21 @@ def offline_records(
     if unresolved:
         raise ValueError(f"{len(unresolved)} example events resolve to no shipment, e.g. {unresolved[0].key}")
     return fold(placed, authority)
+
+
+def resent(send: Send) -> bytes:
+    """The file as its carrier would send it again: EDIFACT in a new interchange (new UNB and UNH control
+    references), EPCIS without its eventIDs (the event hash still knows the events), anything else as it was."""
+    body = send.body
+    if send.format_name == "edifact":
+        interchange = re.search(rb"UNB\+(?:[^+']*\+){4}([^+':]+)", body)
+        references = ([interchange.group(1)] if interchange else []) + re.findall(rb"UNH\+([^+']+)", body)
+        for reference in references:  # each in its header and trailer: UNB/UNZ, UNH/UNT
+            body = re.sub(rb"\+" + re.escape(reference) + rb"(?=[+'])", b"+" + reference + b"R", body)
+        return body
+    if send.format_name == "epcis":
+        document = orjson.loads(body)
+        for event in document["epcisBody"]["eventList"]:
+            event.pop("eventID", None)
+        return orjson.dumps(document)
+    return body

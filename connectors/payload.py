@@ -90,8 +90,13 @@ def digest(text: str, length: int) -> str:
 
 
 def is_locode(code: str) -> bool:
+    return fits(_LOCODE, code)
+
+
+def fits(adapter: TypeAdapter[str], value: str) -> bool:
+    """Whether `value` is valid for the schema's identifier type `adapter`."""
     try:
-        _LOCODE.validate_python(code)
+        adapter.validate_python(value)
     except ValidationError:
         return False
     return True

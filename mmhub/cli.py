@@ -289,6 +289,35 @@ def _fold(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if rejected == 0 or args.allow_rejects else 1
 
 
+def _convert(args: argparse.Namespace, settings: Settings) -> int:
+    """Carrier files to canonical events, offline: the events as JSON lines on stdout (what `mmhub fold` reads), one
+    line per refused event or payload on stderr; exit 1 when anything was refused, 2 when a file cannot be read."""
+    from connectors.formats import parser as format_parser
+    from schemas.rejection import Rejection, for_event
+    from streams.codec import encode_event
+    from streams.routing import route
+
+    read = format_parser(args.format)
+    received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    refused = 0
+    for name in args.files:
+        try:
+            body = Path(name).read_bytes()
+        except OSError as error:
+            print(f"{name}: unreadable: {error.strerror or error}", file=sys.stderr)
+            return 2
+        for index, result in enumerate(read(body, args.source)):
+            # the same check as every path into the hub: a file speaks only for the party that sends it
+            checked = result if isinstance(result, Rejection) else route(result, args.source, received_at, settings.horizon)
+            if isinstance(checked, Rejection):
+                refused += 1
+                labelled = for_event(index, checked)
+                print(f"{name}: {labelled.code}: {labelled.reason}", file=sys.stderr)
+            else:
+                sys.stdout.buffer.write(encode_event(result) + b"\n")
+    return 1 if refused else 0
+
+
 def _parked(args: argparse.Namespace, settings: Settings) -> int:
     """What waits for a reference now: one row per reference, from the compacted hub.references.parked topic."""
     from connectors.kafka import read_latest
@@ -496,6 +525,13 @@ def parser() -> argparse.ArgumentParser:
         help="when the hub received the events, for MMHUB_MAX_FUTURE_S and MMHUB_MAX_PLAN_AHEAD_S (default: now)",
     )
     fold.set_defaults(run=_fold)
+
+    convert = sub.add_parser("convert", help="carrier files to canonical events (JSON lines on stdout), offline")
+    convert.add_argument("--format", required=True, choices=RAW_FORMATS)
+    convert.add_argument("--source", required=True, help="the party that sent the files (the events' source)")
+    convert.add_argument("files", nargs="+")
+    convert.add_argument("--received-at", type=_timestamp, help="as for fold: the time of receipt (default: now)")
+    convert.set_defaults(run=_convert)
 
     parked = sub.add_parser("parked", help="list the carrier events waiting for their reference to be registered")
     parked.add_argument("--json", action="store_true", help="machine-readable output")

@@ -6,10 +6,20 @@ is mapped into these before anything else in the hub sees it.
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from schemas.base import Frozen, Money, MultilineText, NonNegativeDecimal, PlainText, StrictDecimal, UtcDatetime
 from schemas.identifiers import (
@@ -69,6 +79,41 @@ class Cargo(Frozen):
     dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=50)] = []
 
 
+ReferenceKind = Literal[
+    "container",
+    "air_waybill",
+    "bill_of_lading",
+    "sea_waybill",
+    "cmr",
+    "rail_waybill",
+    "carrier_booking",
+    "event",
+    "forwarder_reference",
+    "business_transaction",
+    "sscc",
+    "sgln",
+]
+
+
+class CarrierReference(Frozen):
+    """How a carrier knows the shipment when it does not know the hub's id.
+
+    `event` names one event identity (see `identity_reference`): a retraction that carries nothing but the
+    identity it discards (DCSA T&T 3.0) reaches the shipment holding that event through it. `forwarder_reference` is
+    the forwarder's or MTO's own reference (DCSA `FF`, IFTSTA `RFF+FF`); `business_transaction` another business
+    transaction's id (an EPCIS delivery order, despatch advice, purchase order...); `sscc` a package's Serial Shipping
+    Container Code (18 digits); `sgln` a site's GLN, with `/` and its extension when it has one.
+    """
+
+    kind: ReferenceKind
+    value: DocumentNumber
+
+
+def identity_reference(source: str, event_id: str) -> CarrierReference:
+    """The reference of the event identity (source, event_id): a digest, as identities are longer than references."""
+    return CarrierReference(kind="event", value=hashlib.sha256(f"{source}/{event_id}".encode()).hexdigest()[:32])
+
+
 class PlannedLeg(Frozen):
     """One leg the MTO has planned and subcontracted to a carrier."""
 
@@ -81,6 +126,17 @@ class PlannedLeg(Frozen):
     planned_arrival: UtcDatetime | None = None
     # The leg carrier's own booking reference, when it gave one: its events may name only that.
     carrier_booking: DocumentNumber | None = None
+    # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
+    # the sites' GLNs): they name the shipment from the booking on, before any document event.
+    references: Annotated[list[CarrierReference], Field(max_length=50)] = []
+
+    @model_serializer(mode="wrap")
+    def _without_empty_references(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when empty, so a booking that names none serialises (and fingerprints) as it did before.
+        data: dict[str, Any] = handler(self)
+        if not data.get("references"):
+            data.pop("references", None)
+        return data
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:
@@ -299,13 +355,6 @@ class RatePayload(Frozen):
         if self.base == self.quote:
             raise ValueError("a rate converts between two different currencies")
         return self
-
-
-class CarrierReference(Frozen):
-    """How a carrier knows the shipment when it does not know the hub's id."""
-
-    kind: Literal["container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"]
-    value: DocumentNumber
 
 
 class Envelope(Frozen):

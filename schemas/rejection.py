@@ -35,10 +35,11 @@ def describe(error: ValidationError, limit: int = 5) -> str:
 
 
 def for_event(index: int, rejection: Rejection) -> Rejection:
-    """The refusal of one event of a payload, its reason prefixed by `event <index>:` unless it already is."""
-    label = f"event {index}:"
-    reason = rejection.reason if rejection.reason.startswith(label) else f"{label} {rejection.reason}"
-    return Rejection(rejection.code, reason)
+    """The refusal of one event of a payload, its reason prefixed by `event <index>:` unless the parser already
+    labelled it so (`event <index>: ...` or `event <index> (<its id>): ...`)."""
+    label = f"event {index}"
+    labelled = rejection.reason.startswith((f"{label}:", f"{label} ("))
+    return Rejection(rejection.code, rejection.reason if labelled else f"{label}: {rejection.reason}")
 
 
 def combine(rejections: list[Rejection], limit: int = 20) -> Rejection:

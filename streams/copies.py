@@ -1,7 +1,9 @@
 """One copy of an event as the hub holds it, and how copies of the same event are ranked.
 
-A copy's rank is (revised_at, retracted, fingerprint): a later revision wins, a retraction beats a plain copy of
-the same revision, and the fingerprint settles the rest, so the winner never depends on arrival order.
+A copy's rank is (retracted, revised_at, fingerprint): a retraction discards the event whatever revision it or any
+other copy carries (DCSA T&T 3.0: "the data in this and all previously transmitted events with the same eventID must
+be discarded"), a later revision wins among the rest, and the fingerprint settles ties, so the winner never depends
+on arrival order.
 """
 
 from __future__ import annotations
@@ -48,5 +50,5 @@ class Copy:
         return self.canonical or canonical_json(self.event)
 
     @property
-    def rank(self) -> tuple[datetime, bool, str]:
-        return (self.event.revised_at or NEVER, self.event.retracted, self.fingerprint)
+    def rank(self) -> tuple[bool, datetime, str]:
+        return (self.event.retracted, self.event.revised_at or NEVER, self.fingerprint)

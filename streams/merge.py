@@ -1,7 +1,7 @@
 """The merge: a shipment's record is a pure fold of its events.
 
-The state keeps, per event identity (source, event_id), the one copy that wins: the latest `revised_at`, a
-retraction over a plain copy at the same revision, and the canonical-bytes fingerprint as the last word. It
+The state keeps, per event identity (source, event_id), the one copy that wins: a retraction over any other copy,
+else the latest `revised_at`, and the canonical-bytes fingerprint as the last word (streams.copies). It
 also keeps the fingerprint of every distinct copy ever taken in. The record is then projected from the
 winning copies alone, with every choice made by event data (precedence, event time, event key) and none by
 arrival order. Hence: the same events, in any order, with any duplicates, give the same record.
@@ -43,6 +43,7 @@ from schemas.events import (
 from schemas.record import (
     BookingState,
     ChargeRecord,
+    HandoverRecord,
     InsuranceRecord,
     LegRecord,
     Milestone,
@@ -51,7 +52,7 @@ from schemas.record import (
     ShipmentRecord,
     Times,
 )
-from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, ShipmentStatus
+from schemas.status import AT_ORIGIN, INCIDENTS, PRECEDENCE, LegStatus, ShipmentStatus, TrackingStatus
 from streams.authority import Authority, Operator
 from streams.claims import derive_claims
 from streams.clock import CLOCK_SOURCE
@@ -232,9 +233,13 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
             per_leg[leg].append(event)
 
     cover = policy.policy_number if policy else None
+    placed, unplaced_handovers = handovers(
+        (e for e in live if isinstance(e, HandoverEvent) and e.key not in refused_keys), plan
+    )
     legs: list[LegRecord] = []
     for planned in plan.legs:
-        leg_record, refused = _leg(planned.sequence, plan, per_leg[planned.sequence], cover)
+        handed = [h for h in placed if h.from_leg == planned.sequence]
+        leg_record, refused = _leg(planned.sequence, plan, per_leg[planned.sequence], cover, handed)
         legs.append(leg_record)
         rejected += refused
     legs = _with_carrier_responses(legs, plan, live, rejected)
@@ -244,9 +249,6 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected(event=extra.set_by, reason=reason))
-    placed, unplaced_handovers = handovers(
-        (e for e in live if isinstance(e, HandoverEvent) and e.key not in refused_keys), plan
-    )
     found = discrepancies(placed, plan)
     location = _current_location(legs)
     journey_charges = _charges(journey_settlements)
@@ -298,6 +300,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
 
 
 _MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
 _JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
 
 
@@ -457,9 +460,11 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
 
 
 def _leg(
-    sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None
+    sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None, handed: list[HandoverRecord]
 ) -> tuple[LegRecord, list[Rejected]]:
-    """One leg of the record, and the leg's document events it refuses."""
+    """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
+    each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
+    consignee: delivered), so the leg, the custody and the shipment status never disagree."""
     planned = plan.legs[sequence - 1]
     tracking = [e for e in events if isinstance(e, TrackingEvent)]
 
@@ -473,10 +478,16 @@ def _leg(
         held = chosen.get(slot)
         if held is None or _better(event, held):
             chosen[slot] = event
-    milestones = sorted(
-        (_milestone(e, planned.origin, planned.destination) for e in chosen.values()),
-        key=lambda m: (PRECEDENCE[m.status], m.classifier, m.at, m.set_by),
-    )
+    reported = {(m.status, m.classifier): m for m in (_milestone(e, planned.origin, planned.destination) for e in chosen.values())}
+    for handover in handed:
+        passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
+        earlier = reported.get((passed, "ACT"))
+        if earlier is None or handover.at < earlier.at:  # at the same instant the carrier's own report stands
+            reported[(passed, "ACT")] = Milestone(
+                status=passed, classifier="ACT", at=handover.at, location=handover.location,
+                raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by,
+            )
+    milestones = sorted(reported.values(), key=lambda m: (PRECEDENCE[m.status], m.classifier, m.at, m.set_by))
     actual = [m for m in milestones if m.classifier == "ACT"]
     furthest = max(actual, key=lambda m: PRECEDENCE[m.status], default=None)
     status: LegStatus = furthest.status if furthest else "planned"  # type: ignore[assignment]

@@ -31,7 +31,7 @@ import orjson
 from pydantic import Field, TypeAdapter
 
 from schemas.base import Frozen, UtcDatetime
-from schemas.events import HUB_EVENT, CarrierReference, HubEvent
+from schemas.events import HUB_EVENT, CarrierReference, HubEvent, ReferenceKind, identity_reference
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
 from streams.authority import Authority
@@ -39,10 +39,6 @@ from streams.merge import ShipmentState, apply, project
 
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
 GRACE = timedelta(days=14)
-
-ReferenceKind = Literal[
-    "container", "air_waybill", "bill_of_lading", "sea_waybill", "cmr", "rail_waybill", "carrier_booking"
-]
 
 # Which carrier reference a transport document's number is. The through document is the MTO's, not a
 # carrier's, and an inland waterway waybill has no reference kind of its own: neither registers.
@@ -131,6 +127,8 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
     for planned in record.booking.legs:
         if planned.carrier_booking is not None:
             add("carrier_booking", planned.carrier_booking, planned.sequence, booked_at)
+        for known in planned.references:  # what the booking already knows for the leg: its documents, packages, sites
+            add(known.kind, known.value, planned.sequence, booked_at)
     for leg in record.legs:
         for document in leg.documents:
             issued_at = _occurred(state, document.set_by)
@@ -153,7 +151,24 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
                 version=record.version,
             )
         )
-    return out
+    return sorted(out + _identities(state, record), key=lambda r: reference_key(r.reference))
+
+
+def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
+    """Each event the carrier addressed by its references registers its identity, without end (an identity is never
+    reused), so that a retraction naming only that identity finds the shipment."""
+    return [
+        Registration(
+            reference=identity_reference(copy.event.source, copy.event.event_id),
+            shipment_id=record.shipment_id,
+            leg=None,
+            valid_from=copy.event.occurred_at,
+            valid_until=None,
+            version=record.version,
+        )
+        for copy in state.copies.values()
+        if copy.event.references
+    ]
 
 
 def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:

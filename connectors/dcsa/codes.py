@@ -102,6 +102,9 @@ FAMILIES: Mapping[str, EventFamily] = {
 
 # Document type codes that carry one of the carrier's own references to the shipment.
 BOOKING_DOCUMENT = "BKG"
+# Shipment reference types (2.2 `referenceType`, 3.0 `ShipmentReference.typeCode`) the hub resolves.
+EQUIPMENT_REFERENCE = "EQ"
+FORWARDER_REFERENCE = "FF"  # Freight Forwarder's Reference: the MTO's own
 TRANSPORT_DOCUMENT = "TRD"
 # DCSA eBL's transportDocumentTypeCode: a sea waybill is not a bill of lading (it is not a document of title).
 SEA_WAYBILL_TYPE = "SWB"

@@ -10,11 +10,19 @@ Shapes read (field names as DCSA publishes them):
   `equipmentReference`, `emptyIndicatorCode`, `documentReferences`, `references` (type EQ), and for shipment events
   `documentTypeCode` + `documentID`.
 - 3.0 (the 2025 design snapshots with code fields): `eventClassification.{eventTypeCode, eventClassifierCode,
-  <type>EventTypeCode}`, `eventRouting.originatingParty.partyCode`, `eventUpdatedDateTime`, `isRetracted`,
-  `equipmentDetails`, `shipmentDetails.documentReference(s)`, `transportDetails.transportCall`, `eventLocation`.
+  <type>EventTypeCode}`, `eventRouting.originatingParty`, `eventUpdatedDateTime`, `isRetracted`,
+  `equipmentDetails`, `shipmentDetails.documentReference(s)`, `transportDetails.transportCall` (with its
+  `vesselTransport` and voyage numbers), `eventLocation`.
   The later snapshot spelling with long enum names (`eventClassifier: ACTUAL`, `equipmentEventType: LOADED`) is
-  not read: such an event is rejected with a reason naming the missing code field.
+  not read: such an event is rejected with a reason naming the missing code field. Nor is 3.0.0-Beta-1's
+  `{metadata, payload}` envelope: it is rejected as such.
 A payload is one event, a JSON array of events, or 3.0's `{"events": [...]}` body.
+
+3.0 identity and revisions, as the standard states them: an event is identified by its originating party
+(`partyCode`, `codeListProvider`, `codeListName`) plus `eventID`; the copy with the latest `eventUpdatedDateTime`
+wins; `isRetracted: true` discards the identity, and "any event data other than the eventID is irrelevant". A
+retraction is therefore read from its identity and update time alone, and names the retracted event by its
+identity reference (`schemas.events.identity_reference`), which the shipment holding that event registers.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.dcsa import codes
-from connectors.payload import clip, first_message, join_remarks, kind_of, load_json
+from connectors.payload import clip, digest, first_message, join_remarks, kind_of, load_json
 from schemas.base import UtcDatetime
-from schemas.events import CarrierReference, HubEvent, TrackingEvent, TrackingPayload
+from schemas.events import CarrierReference, HubEvent, TrackingEvent, TrackingPayload, identity_reference
 from schemas.identifiers import ContainerNumber, DocumentNumber, EventId, UnLocode
 from schemas.rejection import Rejection, describe
 
@@ -36,6 +45,8 @@ MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 INVALID = "invalid_dcsa"
 # Identity is (source, event_id); the prefix keeps a carrier's DCSA ids apart from its ids in other formats.
 EVENT_ID_PREFIX = "dcsa:"
+# The code list a retraction's placeholder status names: a retraction reports no status of its own.
+RETRACTION_CODE_LIST = "DCSA-isRetracted"
 
 Doc = dict[str, Any]
 ReferenceKind = Literal["container", "bill_of_lading", "sea_waybill", "carrier_booking"]
@@ -59,7 +70,7 @@ def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     results: list[HubEvent | Rejection] = []
     for index, item in enumerate(loaded):
         try:
-            results.append(_event(item, source))
+            results.append(_retraction(item, source) if isinstance(item, dict) and _retracts(item) else _event(item, source))
         except _Invalid as problem:
             results.append(Rejection(INVALID, f"event {index}{_named(item)}: {problem}"))
     return results
@@ -109,6 +120,33 @@ class _Parts:
     remarks: list[str]
 
 
+def _retracts(item: Doc) -> bool:
+    return item.get("isRetracted") is True
+
+
+def _retraction(event: Doc, source: str) -> HubEvent:
+    """A 3.0 retraction: the identity it discards, when it was sent, and nothing else (the standard says the rest
+    of its data is irrelevant, so a retraction is never refused for it)."""
+    updated = _optional_time(event, "eventUpdatedDateTime", "")
+    if updated is None:
+        raise _Invalid("a retraction needs eventUpdatedDateTime: it says when the event was discarded")
+    event_id = _event_id(_required(event, "eventID", ""), _originator(event))
+    try:
+        return TrackingEvent(
+            event_type="tracking",
+            event_id=event_id,
+            source=source,
+            references=[identity_reference(source, event_id)],
+            occurred_at=updated,
+            recorded_at=updated,
+            revised_at=updated,
+            retracted=True,
+            payload=TrackingPayload(status="unknown", raw_code="isRetracted", code_list=RETRACTION_CODE_LIST),
+        )
+    except ValidationError as error:
+        raise _Invalid(describe(error)) from None
+
+
 def _event(item: object, source: str) -> HubEvent:
     if not isinstance(item, dict):
         raise _Invalid(f"an event is a JSON object, got {kind_of(item)}")
@@ -116,6 +154,10 @@ def _event(item: object, source: str) -> HubEvent:
         parts = _v3(item)
     elif "eventType" in item:
         parts = _v22(item)
+    elif "metadata" in item:
+        raise _Invalid(
+            "a DCSA T&T 3.0.0-Beta-1 event ({metadata, payload}) is not read: send 3.0 (`eventClassification`) or 2.2"
+        )
     else:
         raise _Invalid("not a DCSA event: a 2.2 event has `eventType`, a 3.0 event `eventClassification`")
     classifier = codes.CLASSIFIERS.get(parts.classifier)
@@ -165,13 +207,11 @@ def _v22(event: Doc) -> _Parts:
         document = _as_object(item, where)
         kind_code = _required(document, "documentReferenceType", where)
         references += _document_reference(kind_code, document, "documentReferenceValue", where, event)
-    for index, item in enumerate(_list(event, "references", "")):
-        where = f"references.{index}."
-        reference = _as_object(item, where)
-        if _required(reference, "referenceType", where) == "EQ":
-            references += _container_references(_container(reference, "referenceValue", where, required=True))
+    remarks: list[str] = []
+    for item, where in _items(event, "references", ""):
+        references += _shipment_reference(_as_object(item, where), "referenceType", "referenceValue", where, remarks)
     vessel = _vessel(transport_call, "transportCall.", event, "")
-    remarks = _transport_remarks(event, vessel)
+    remarks = _transport_remarks(event, vessel, _voyages(transport_call, "transportCall.")) + remarks
     if event_type == "SHIPMENT":
         document_type = _optional(event, "documentTypeCode", "")
         if document_type is not None:
@@ -204,10 +244,6 @@ def _v3(event: Doc) -> _Parts:
     where = "eventClassification."
     event_type, family = _family(classification, "eventTypeCode", where)
     type_code = _required(classification, family.code_field, where)
-    routing = _object(event, "eventRouting", "")
-    originator = _object(routing, "originatingParty", "eventRouting.")
-    party = _optional(originator, "partyCode", "eventRouting.originatingParty.")
-
     equipment_details = _object(event, "equipmentDetails", "")
     equipment = _container(equipment_details, "equipmentReference", "equipmentDetails.")
     empty = _empty(equipment_details, "equipmentDetails.")
@@ -220,6 +256,10 @@ def _v3(event: Doc) -> _Parts:
             documents.append((shipment_details["documentReference"], "shipmentDetails.documentReference."))
         documents += _items(shipment_details, "additionalDocumentReferences", "shipmentDetails.")
     documents += _items(event, "relatedDocumentReferences", "")
+    reference_remarks: list[str] = []
+    for item, item_where in _items(shipment_details or {}, "shipmentReferences", "shipmentDetails."):
+        reference = _as_object(item, item_where)
+        references += _shipment_reference(reference, "typeCode", "reference", item_where, reference_remarks)
     primary: tuple[str, str | None] | None = None
     for item, item_where in documents:
         document = _as_object(item, item_where)
@@ -231,7 +271,7 @@ def _v3(event: Doc) -> _Parts:
     transport_call = _object(transport_details, "transportCall", "transportDetails.")
     call_where = "transportDetails.transportCall."
     vessel = _vessel(transport_call, call_where, transport_details, "transportDetails.")
-    remarks = _transport_remarks(transport_details or {}, vessel)
+    remarks = _transport_remarks(transport_details or {}, vessel, _voyages(transport_call, call_where)) + reference_remarks
     if event_type == "SHIPMENT":
         if primary is not None:
             remarks.insert(0, _document_remark(primary[0], primary[1], type_code))
@@ -243,7 +283,7 @@ def _v3(event: Doc) -> _Parts:
     if recorded is None:
         raise _Invalid("eventUpdatedDateTime is required: it says when the event was recorded and which copy is newest")
     return _Parts(
-        event_id=_event_id(_required(event, "eventID", ""), party),
+        event_id=_event_id(_required(event, "eventID", ""), _originator(event)),
         family=family,
         type_code=type_code,
         classifier=_required(classification, "eventClassifierCode", where),
@@ -271,17 +311,25 @@ def _family(container: Doc, key: str, where: str) -> tuple[str, codes.EventFamil
     return value, family
 
 
-def _event_id(event_id: str, originator: str | None) -> str:
-    # 3.0 identifies an event by its originating party plus eventID: a forwarded copy keeps the originator's id.
-    candidate = EVENT_ID_PREFIX + (f"{originator}:" if originator else "") + event_id
+def _originator(event: Doc) -> tuple[str, str, str] | None:
+    """3.0's originating party as (codeListProvider, codeListName, partyCode): with eventID, the event's identity."""
+    where = "eventRouting.originatingParty."
+    party = _object(_object(event, "eventRouting", ""), "originatingParty", "eventRouting.")
+    code = _optional(party, "partyCode", where)
+    if code is None:
+        return None
+    return (_optional(party, "codeListProvider", where) or "", _optional(party, "codeListName", where) or "", code)
+
+
+def _event_id(event_id: str, originator: tuple[str, str, str] | None) -> str:
+    """The hub event id of a DCSA identity: `dcsa:[provider/list/party:]eventID`, or, when that does not fit the hub's
+    id syntax (3.0 allows 500 characters of anything), `dcsa:h:` and a digest of the identity, so a re-sent or
+    updated copy gets the same id."""
+    candidate = EVENT_ID_PREFIX + ("/".join(originator) + ":" if originator else "") + event_id
     try:
         return _EVENT_ID.validate_python(candidate)
     except ValidationError:
-        party = f" with originating party {clip(originator)!r}" if originator else ""
-        raise _Invalid(
-            f"eventID {clip(event_id)!r}{party} does not fit a hub event id: letters, digits and . _ : / - only, "
-            f"at most 128 characters including the {EVENT_ID_PREFIX!r} prefix"
-        ) from None
+        return f"{EVENT_ID_PREFIX}h:" + digest(orjson.dumps([originator, event_id]).decode(), 40)
 
 
 def _container(container: Doc | None, key: str, where: str, required: bool = False) -> str | None:
@@ -316,6 +364,22 @@ def _document_reference(kind_code: str, document: Doc, key: str, where: str, eve
         ) from None
 
 
+def _shipment_reference(reference: Doc, type_key: str, value_key: str, where: str, remarks: list[str]) -> list[CarrierReference]:
+    """A shipment reference (2.2 `references`, 3.0 `shipmentReferences`): `EQ` is a container, `FF` the forwarder's
+    (or MTO's) own reference; a forwarder reference the hub's reference syntax cannot carry goes to the remarks."""
+    type_code = _required(reference, type_key, where)
+    if type_code == codes.EQUIPMENT_REFERENCE:
+        return _container_references(_container(reference, value_key, where, required=True))
+    if type_code != codes.FORWARDER_REFERENCE:
+        return []
+    value = _required(reference, value_key, where)
+    try:
+        return [CarrierReference(kind="forwarder_reference", value=_DOCUMENT.validate_python(value))]
+    except ValidationError:
+        remarks.append(f"forwarder reference {clip(value)}")
+        return []
+
+
 def _distinct(references: list[CarrierReference]) -> list[CarrierReference]:
     seen: list[CarrierReference] = []
     for reference in references:
@@ -345,8 +409,12 @@ def _location(event: Doc, transport_call: Doc | None, call_where: str) -> str | 
 
 
 def _vessel(transport_call: Doc | None, call_where: str, details: Doc | None, details_where: str) -> _Located | None:
-    """The vessel: on the transport call (2.2, 3.0 examples) or as 3.0's `vesselTransport` beside it."""
-    for container, key, where in ((transport_call, "vessel", call_where), (details, "vesselTransport", details_where)):
+    """The vessel: on the transport call (2.2 `vessel`, 3.0 `vesselTransport`), or as `vesselTransport` beside it."""
+    for container, key, where in (
+        (transport_call, "vessel", call_where),
+        (transport_call, "vesselTransport", call_where),
+        (details, "vesselTransport", details_where),
+    ):
         vessel = _object(container, key, where)
         if vessel is not None:
             return _Located(vessel, f"{where}{key}.")
@@ -366,10 +434,25 @@ def _imo(vessel: _Located | None) -> str | None:
     return f"IMO{number}"
 
 
-def _transport_remarks(details: Doc, vessel: _Located | None) -> list[str]:
+def _voyages(transport_call: Doc | None, where: str) -> list[str]:
+    """The call's export and import voyages: 2.2's `exportVoyageNumber`, 3.0's `exportVoyageNumberOrReference`
+    (`carrierVoyageNumber` or `universalVoyageReference`); likewise for import."""
+    found: list[str] = []
+    for direction in ("export", "import"):
+        number = _optional(transport_call, f"{direction}VoyageNumber", where)
+        either = _object(transport_call, f"{direction}VoyageNumberOrReference", where)
+        either_where = f"{where}{direction}VoyageNumberOrReference."
+        number = number or _optional(either, "carrierVoyageNumber", either_where)
+        number = number or _optional(either, "universalVoyageReference", either_where)
+        found += _labelled(f"{direction} voyage", number)
+    return found
+
+
+def _transport_remarks(details: Doc, vessel: _Located | None, voyages: list[str]) -> list[str]:
     remarks: list[str] = []
     if vessel:
         remarks += _labelled("vessel", _optional(vessel.value, "vesselName", vessel.where))
+    remarks += voyages
     delay = _optional(details, "delayReasonCode", "")
     change = _optional(details, "changeRemark", "")
     if delay or change:

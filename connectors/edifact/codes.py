@@ -87,6 +87,7 @@ REFERENCE_KINDS: Final[dict[str, str]] = {
     "RCN": "rail_waybill",  # Railway consignment note number (1001 = 720)
     "AWB": "air_waybill",  # Air waybill number (1001 = 740)
     "BN": "carrier_booking",  # Consignment identifier, carrier assigned (booking reference)
+    "FF": "forwarder_reference",  # Freight forwarder's reference number: the MTO's own
 }
 
 CONTAINER_EQUIPMENT: Final = "CN"  # EQD equipment type qualifier (8053) for a container
@@ -94,7 +95,8 @@ CONTAINER_EQUIPMENT: Final = "CN"  # EQD equipment type qualifier (8053) for a c
 MESSAGE_TYPE: Final = "IFTSTA"
 # BGM message function (1225): only originals are read. A replacement, change or cancellation would need the
 # statuses it replaces, which the message does not identify; accepting one as new statuses would duplicate them.
-ORIGINAL_FUNCTIONS: Final = frozenset({"", "9"})
+ORIGINAL: Final = "9"
+ORIGINAL_FUNCTIONS: Final = frozenset({"", ORIGINAL})  # absent means original: it is part of an event id as "9"
 
 # Syntax level defaults when the interchange has no UNA service string advice.
 DEFAULT_SEPARATORS: Final = ":+.? '"  # component, element, decimal mark, release, reserved, segment terminator

@@ -5,25 +5,28 @@ message, consignment, status and segment that is wrong. An interchange that cann
 UNB/UNZ envelope) is a single Rejection; a broken message is one Rejection and the others are still read.
 
 What is read (segment groups as in the IFTSTA directories):
-    UNB ... UNZ           interchange; its control reference is part of every event id; its date is the fallback
-                          recorded_at
+    UNB ... UNZ           interchange; its sender is part of every event id; its date is the fallback recorded_at
     UNH ... UNT           one IFTSTA message; UNT's segment count and reference are checked
-    BGM                   mandatory; only original messages (function 9 or absent) are read, see codes.py
+    BGM                   mandatory; its document number and function are part of every event id; only original
+                          messages (function 9 or absent) are read, see codes.py
     DTM+137 (header)      document date -> recorded_at
     RFF (header)          references that apply to every status in the message
+    FTX (header)          free text that applies to every status: kept in each status's remarks
     CNI                   a consignment; STS groups follow it
     STS + its RFF, DTM, LOC, FTX, TDT, EQD
                           one status: Rec 24 code, event time and classifier, references, first UN/LOCODE,
                           remarks, transport means, containers (EQD+CN, ISO 6346 checked); segments of the
-                          status's nested groups (TDT, EQD) count as the status's own
+                          status's nested groups (TDT, EQD) count as the status's own. Every DTM of the status
+                          is kept in its remarks as sent (qualifier, value, format: e.g. 186 departure actual)
 Everything else (NAD, TSR, CNT, PCI, DOC, SEL, MEA, ...) is skipped. The leg is never set: reference resolution
 decides it later.
 
 Times: the status's DTM qualifier gives both the time and the classifier (actual, estimated or scheduled: ACT, EST,
 PLN; codes.EVENT_TIME). Formats 203/204 carry no zone and are read as UTC, 205 carries its offset (why: codes.py).
 
-event_id = "iftsta:<interchange ref>:<message ref>:<consignment position>:<status position>", so a re-sent
-interchange maps to the same ids and the hub drops the copy.
+event_id = "iftsta:<UNB sender>:<BGM document number>:<BGM function>:<consignment position>:<status position>": the
+message's own content, never its envelope's control references, so the same messages re-sent in a new interchange
+(a new UNB or UNH reference) map to the same ids and the hub drops the copies.
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ def _text(raw: bytes) -> str:
 @dataclass(frozen=True)
 class _Interchange:
     reference: str
+    sender: str
     prepared_at: datetime
     units: list[list[Segment] | Rejection]  # each message UNH..UNT, or why it could not be delimited
 
@@ -242,7 +246,10 @@ def _interchange(segments: list[Segment]) -> _Interchange:
     if not count.isdigit() or int(count) != expected:
         what = "functional groups" if groups else "messages"
         raise _syntax(f"{unz.where} counts {count!r} {what} but the interchange has {expected}")
-    return _Interchange(reference, prepared_at, units)
+    sender = unb.value(2)
+    if not sender:
+        raise _syntax("UNB at segment 1 has no interchange sender (element 2)")
+    return _Interchange(reference, sender, prepared_at, units)
 
 
 def _unclosed(message: list[Segment], next_segment: Segment) -> Rejection:
@@ -269,9 +276,11 @@ def _message(message: list[Segment], interchange: _Interchange, source: str) -> 
     unh = message[0]
     label = f"message {unh.value(1)!r} (UNH at segment {unh.number})"
     try:
-        header_refs, recorded_at, consignments = _message_body(message)
+        header, consignments = _message_body(message)
     except Refused as refused:
         return [refused.rejection(label)]
+    bgm = message[1]
+    document = f"{_token(interchange.sender)}:{_token(bgm.value(2))}:{bgm.value(3) or codes.ORIGINAL}"
     results: list[Result] = []
     for c_index, consignment in enumerate(consignments, start=1):
         where = f"{label}, consignment {c_index} (CNI at segment {consignment.cni.number})"
@@ -281,16 +290,25 @@ def _message(message: list[Segment], interchange: _Interchange, source: str) -> 
         for s_index, status in enumerate(consignment.statuses, start=1):
             context = _Context(
                 source=source,
-                event_id=f"iftsta:{_token(interchange.reference)}:{_token(unh.value(1))}:{c_index}:{s_index}",
-                recorded_at=recorded_at or interchange.prepared_at,
-                header_refs=header_refs,
+                event_id=f"iftsta:{document}:{c_index}:{s_index}",
+                recorded_at=header.recorded_at or interchange.prepared_at,
+                header=header,
             )
             label_status = f"{where}, status {s_index} (STS at segment {status.sts.number})"
             results.append(_status_event(status, context, label_status))
     return results
 
 
-def _message_body(message: list[Segment]) -> tuple[list[Segment], datetime | None, list[_Consignment]]:
+@dataclass
+class _Header:
+    """What the message header says about every status in it."""
+
+    references: list[Segment] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    recorded_at: datetime | None = None
+
+
+def _message_body(message: list[Segment]) -> tuple[_Header, list[_Consignment]]:
     unh, unt = message[0], message[-1]
     if not unh.value(1):
         raise _syntax("UNH has no message reference number (element 1)")
@@ -304,6 +322,8 @@ def _message_body(message: list[Segment]) -> tuple[list[Segment], datetime | Non
     if len(message) < 3 or message[1].tag != "BGM":
         found = message[1].where if len(message) > 2 else unt.where
         raise _syntax(f"the mandatory BGM must follow UNH, found {found}")
+    if not message[1].value(2):
+        raise _syntax("BGM has no document number (element 2): with the sender, it identifies the message's statuses")
     function = message[1].value(3)
     if function not in codes.ORIGINAL_FUNCTIONS:
         raise Refused(
@@ -311,8 +331,7 @@ def _message_body(message: list[Segment]) -> tuple[list[Segment], datetime | Non
             f"BGM message function {function!r} is not read: only original status reports (9) are; "
             "send corrections as a new original report",
         )
-    header_refs: list[Segment] = []
-    recorded_at: datetime | None = None
+    header = _Header()
     consignments: list[_Consignment] = []
     for segment in message[2:-1]:
         if segment.tag == "CNI":
@@ -326,12 +345,14 @@ def _message_body(message: list[Segment]) -> tuple[list[Segment], datetime | Non
         elif consignments:
             continue  # consignment-level LOC/CNT (origin, destination, totals) say nothing about one status
         elif segment.tag == "RFF":
-            header_refs.append(segment)
+            header.references.append(segment)
+        elif segment.tag == "FTX":
+            header.texts.append(_free_text(segment))
         elif segment.tag == "DTM" and segment.value(1, 1) == codes.DOCUMENT_TIME:
-            recorded_at = _dtm_time(segment)
+            header.recorded_at = _dtm_time(segment)
     if not consignments:
         raise _syntax("no CNI consignment: the message reports nothing")
-    return header_refs, recorded_at, consignments
+    return header, consignments
 
 
 # --- one status to one canonical event ---------------------------------------------------------------------------
@@ -342,7 +363,7 @@ class _Context:
     source: str
     event_id: str
     recorded_at: datetime
-    header_refs: list[Segment]
+    header: _Header
 
 
 def _status_event(status: _Status, context: _Context, where: str) -> Result:
@@ -364,8 +385,10 @@ def _status_document(status: _Status, context: _Context) -> dict[str, Any]:
             notes.append(f"location {place} (not a UN/LOCODE)")
         elif location is None:
             location = place  # the first place is where the status happened; later ones are e.g. the next stop
+    notes += context.header.texts
+    notes += [_dtm_remark(segment) for segment in status.segments if segment.tag == "DTM"]
     containers = _containers(status.segments)
-    references = _references(context.header_refs + [s for s in status.segments if s.tag == "RFF"], containers)
+    references = _references(context.header.references + [s for s in status.segments if s.tag == "RFF"], containers)
     if not references:
         raise Refused(
             "invalid_event",
@@ -426,6 +449,13 @@ def _dtm_time(segment: Segment) -> datetime:
         f"{segment.where}: {value!r} with format {fmt!r} is not read; send format 203 (CCYYMMDDHHMM), "
         "204 (CCYYMMDDHHMMSS) or 205 (CCYYMMDDHHMM?+HHMM, with its offset from UTC)"
     )
+
+
+def _dtm_remark(segment: Segment) -> str:
+    """A status's DTM as sent, so its qualifier (186 departure actual, 178 arrival actual, 132 arrival estimated...)
+    survives: `DTM 186 202603011845+0800 (205)`."""
+    qualifier, value, fmt = segment.value(1, 1), segment.value(1, 2), segment.value(1, 3)
+    return f"DTM {qualifier} {value}" + (f" ({fmt})" if fmt else "")
 
 
 def _containers(segments: list[Segment]) -> list[str]:
@@ -492,16 +522,24 @@ def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     except Refused as refused:
         return [refused.rejection()]
     results: list[Result] = []
-    references: set[str] = set()
+    documents: set[tuple[str, str]] = set()
     for unit in interchange.units:
         if isinstance(unit, Rejection):
             results.append(unit)
-        elif unit[0].value(1) in references:
-            # The message reference is part of every event id: a repeat would give two statuses one identity.
-            unh = unit[0]
-            reason = f"message {unh.value(1)!r} (UNH at segment {unh.number}) repeats an earlier message's reference"
-            results.append(Rejection("invalid_edifact", reason))
-        else:
-            references.add(unit[0].value(1))
-            results.extend(_message(unit, interchange, source))
+            continue
+        bgm = unit[1] if len(unit) > 2 and unit[1].tag == "BGM" else None
+        if bgm is not None:
+            document = (bgm.value(2), bgm.value(3) or codes.ORIGINAL)
+            if document in documents:
+                # The BGM document is part of every event id: a repeat in one interchange would give two statuses
+                # one identity (a re-sent message comes in an interchange of its own).
+                unh = unit[0]
+                reason = (
+                    f"message {unh.value(1)!r} (UNH at segment {unh.number}) repeats BGM document "
+                    f"{bgm.value(2)!r} of an earlier message in the interchange"
+                )
+                results.append(Rejection("invalid_edifact", reason))
+                continue
+            documents.add(document)
+        results.extend(_message(unit, interchange, source))
     return results

@@ -28,6 +28,14 @@ BIZ_STEP: Final[dict[str, TrackingStatus]] = {
     "holding": "held",  # held at a location, e.g. by customs or quarantine
 }
 
+# CBV dispositions that are an incident to the cargo: the event's status is then the incident, whatever the step.
+DISPOSITION_CODE_LIST: Final = "GS1-CBV-disposition"
+DISPOSITION_INCIDENTS: Final[dict[str, TrackingStatus]] = {
+    "damaged": "damaged",
+    "stolen": "lost",
+    "destroyed": "lost",
+}
+
 # Prefixes of the spellings of one CBV vocabulary, per vocabulary; matched case-sensitively as CBV writes them.
 BIZ_STEP_PREFIXES: Final = (
     "urn:epcglobal:cbv:bizstep:",
@@ -49,6 +57,13 @@ BIZ_TRANSACTION_TYPE_PREFIXES: Final = (
     "http://ref.gs1.org/cbv/BTT-",
     "cbv:BTT-",
     "gs1:BTT-",
+)
+SOURCE_DESTINATION_TYPE_PREFIXES: Final = (
+    "urn:epcglobal:cbv:sdt:",
+    "https://ref.gs1.org/cbv/SDT-",
+    "http://ref.gs1.org/cbv/SDT-",
+    "cbv:SDT-",
+    "gs1:SDT-",
 )
 ERROR_REASON_PREFIXES: Final = (
     "urn:epcglobal:cbv:er:",
@@ -82,6 +97,7 @@ DOCUMENT_TYPES: Final = frozenset({"EPCISDocument", "EPCISQueryDocument"})
 OBJECT_FIELDS: Final = ("parentID", "epcList", "childEPCs")
 
 MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
+MAX_REFERENCES: Final = 20  # the canonical envelope's limit: an event naming more keeps the first, says how many not
 MAX_NESTING: Final = 32  # an EPCIS event is a handful of levels deep; deeper is not an event
 
 

@@ -11,43 +11,45 @@ Mapping (tables in codes.py):
     eventTime                -> occurred_at in UTC; when eventTime has no offset, eventTimeZoneOffset supplies it
     recordTime               -> recorded_at; a capture document has none yet, so then the document's creationDate,
                                 else eventTime
-    readPoint, bizLocation   -> location, the first that is a UN/LOCODE: the bare code, or an id naming "locode" whose
-                                last part is one (urn:un:locode:DEHAM); SGLNs and other ids go to remarks
+    bizLocation, readPoint   -> location, the first that is a UN/LOCODE, bizLocation first (CBV: where the objects
+                                are after the event; readPoint is only where it was observed): the bare code, or an id
+                                naming "locode" whose last part is one (urn:un:locode:DEHAM); other ids go to remarks
     parentID, epcList, childEPCs
                              -> urn:epc:id:bic:<ISO 6346 number> is a container reference (check digit checked);
                                 SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks
     bizTransactionList       -> references for the types in codes.REFERENCE_KINDS (bol, cmr, ...); the document
                                 number is the id's last part (urn:epcglobal:cbv:bt:<GLN>:<number>); others to remarks
-    disposition              -> remarks
+    disposition              -> remarks; a disposition that is an incident (damaged; stolen or destroyed: lost) is
+                                the status instead, its raw_code the disposition (code_list "GS1-CBV-disposition")
+                                and the bizStep in the remarks
     classifier               -> always ACT: EPCIS records what was observed
 The leg is never set: reference resolution decides it later.
 
-Identity: event_id is the eventID when it is a valid hub event id; an eventID the hub id syntax cannot carry (e.g.
-"ni:///sha-256;...?ver=CBV2.0") becomes "eventid-sha256:" plus a hash of it; an event without eventID gets
-"epcis-hash:sha-256:" plus its canonical event hash, so the same event sent twice gets the same id and the hub
-drops the copy. The canonical hash is a simplified form of the CBV 2.0 event hash algorithm: not its fixed property
-order and pre-hash string, but the same idea. Left out: eventID, recordTime, errorDeclaration and JSON-LD keywords
-(@context). Normalised: times to UTC with millisecond precision, CBV values (bizStep, disposition, transaction
-types) to their bare names, strings trimmed, every list sorted, keys sorted; then SHA-256 of that JSON.
+Identity: event_id is "epcis-hash:sha-256:" plus the hex digest of the event's CBV 2.0 Event Hash ID
+(connectors.epcis.event_hash), whether or not the event has an eventID: CBV defines hash-identical events as one
+event: an event and its copy without (or with another) eventID map to the same canonical event, which the hub drops
+as a duplicate.
 
-Corrections: an event carrying an errorDeclaration is the erroneous event restated; it becomes a retraction of that
-event (same event_id, retracted, revised_at = declarationTime). Corrective events are ordinary new events.
+Corrections: an event carrying an errorDeclaration is the erroneous event restated. The event hash leaves the
+errorDeclaration out, so it has the identity of the event it voids; it is not a duplicate of it but a declaration: a
+retraction of that identity (retracted, revised_at = declarationTime). Corrective events are ordinary new events.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.epcis import codes
-from connectors.payload import Refused, event_id_or_digest, event_or_rejection, first_message, join_remarks, load_json
+from connectors.epcis.digital_link import canonical_digital_link
+from connectors.epcis.event_hash import event_hash, ignored_fields
+from connectors.payload import Refused, event_or_rejection, first_message, fits, join_remarks, load_json
 from schemas.events import HubEvent
-from schemas.identifiers import ContainerNumber, UnLocode
+from schemas.identifiers import ContainerNumber, DocumentNumber, UnLocode
 from schemas.rejection import Rejection
 
 Result = HubEvent | Rejection
@@ -56,8 +58,7 @@ _OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
 _PARTS = re.compile(r"[:/#?=]")
 _LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
 _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
-_HASH_EXCLUDED = frozenset({"eventID", "recordTime", "errorDeclaration"})
-_TIME_KEYS = frozenset({"eventTime", "declarationTime", "time", "startTime", "endTime"})
+_DOCUMENT: TypeAdapter[str] = TypeAdapter(DocumentNumber)
 _SHORT_CODE_MAX = 35
 
 
@@ -68,13 +69,23 @@ def _invalid(reason: str) -> Refused:
 # --- document ----------------------------------------------------------------------------------------------------
 
 
-def _events_of(document: Any) -> tuple[list[Any], Any]:
-    """The events of a document (or the one bare event), and the document's creationDate if any."""
+@dataclass(frozen=True)
+class _Document:
+    """What an event's reading needs from its document: creationDate, and for the event hash the `@context` and the
+    fields the document says the hash ignores."""
+
+    created: Any = None
+    context: Any = None
+    ignored: frozenset[str] = frozenset()
+
+
+def _events_of(document: Any) -> tuple[list[Any], _Document]:
+    """The events of a document (or the one bare event), and what the document says about them."""
     if not isinstance(document, dict):
         raise _invalid(f"an EPCIS payload is a JSON object, got {type(document).__name__}")
     kind = _type_of(document)
     if kind in codes.EVENT_TYPES or kind in codes.NOT_TRACKING_TYPES:
-        return [document], None
+        return [document], _Document(context=document.get("@context"))
     if kind not in codes.DOCUMENT_TYPES:
         raise _invalid(f"'type' is {kind!r}: expected an EPCISDocument or one EPCIS event (e.g. ObjectEvent)")
     if kind == "EPCISDocument":
@@ -82,11 +93,14 @@ def _events_of(document: Any) -> tuple[list[Any], Any]:
     else:
         path = ["epcisBody", "queryResults", "resultsBody", "eventList"]
     node: Any = document
+    ignored = ignored_fields(document)
     for step in path:
         node = node.get(step) if isinstance(node, dict) else None
+        if step == "queryResults" and isinstance(node, dict):
+            ignored |= ignored_fields(node)
     if not isinstance(node, list):
         raise _invalid(f"{'.'.join(path)} must be a list of events")
-    return node, document.get("creationDate")
+    return node, _Document(document.get("creationDate"), document.get("@context"), ignored)
 
 
 def _type_of(node: dict[str, Any]) -> str | None:
@@ -97,14 +111,14 @@ def _type_of(node: dict[str, Any]) -> str | None:
 # --- one event to one canonical event ----------------------------------------------------------------------------
 
 
-def _event_result(index: int, event: Any, created: Any, source: str) -> Result:
+def _event_result(index: int, event: Any, document: _Document, source: str) -> Result:
     label = f"event {index}"
     if isinstance(event, dict) and isinstance(event.get("eventID"), str):
         label += f" ({event['eventID'][:80]})"
-    return event_or_rejection(label, lambda: _event_document(event, created, source))
+    return event_or_rejection(label, lambda: _event_document(event, document, source))
 
 
-def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
+def _event_document(event: Any, context: _Document, source: str) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise _invalid(f"is a JSON {type(event).__name__}, not an event object")
     if _depth(event) > codes.MAX_NESTING:
@@ -117,8 +131,8 @@ def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
     occurred_at = _event_time(event)
     if "recordTime" in event:
         recorded_at = _time(event["recordTime"], "recordTime")
-    elif created is not None:
-        recorded_at = _time(created, "the document's creationDate")
+    elif context.created is not None:
+        recorded_at = _time(context.created, "the document's creationDate")
     else:
         recorded_at = occurred_at
     notes: list[str] = []
@@ -126,21 +140,32 @@ def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
     location = _location(event, notes)
     containers = _containers(event, notes)
     references = _transactions(event, notes) + [("container", number) for number in containers]
+    references += _gs1_references(event, notes)
     if not references:
         raise Refused(
             "invalid_event",
-            "names nothing the hub can find the shipment by: add the container as urn:epc:id:bic:<ISO 6346 number> "
-            f"or a bizTransactionList entry of type {', '.join(codes.REFERENCE_KINDS)} "
-            "(SSCCs and GRAIs are not enough)",
+            "names nothing the hub can find the shipment by: add the container as urn:epc:id:bic:<ISO 6346 number>, "
+            "an SSCC, a site's SGLN, or a bizTransactionList entry (GRAIs and SGTINs are not enough)",
         )
+    references = list(dict.fromkeys(references))
+    if len(references) > codes.MAX_REFERENCES:
+        notes.append(f"{len(references) - codes.MAX_REFERENCES} more references not kept")
+        references = references[: codes.MAX_REFERENCES]
+    code_list = codes.CODE_LIST
     disposition = event.get("disposition")
     if isinstance(disposition, str) and disposition:
-        notes.append(f"disposition {codes.short_name(disposition, codes.DISPOSITION_PREFIXES)}")
+        named = codes.short_name(disposition, codes.DISPOSITION_PREFIXES)
+        incident = codes.DISPOSITION_INCIDENTS.get(named)
+        if incident is None:
+            notes.append(f"disposition {named}")
+        else:  # the objects' condition matters more than the step that found it
+            notes.append(f"bizStep {raw_code}")
+            status, raw_code, code_list = incident, named, codes.DISPOSITION_CODE_LIST
     document: dict[str, Any] = {
         "event_type": "tracking",
-        "event_id": _event_id(event),
+        "event_id": _event_id(event, context),
         "source": source,
-        "references": [{"kind": name, "value": value} for name, value in dict.fromkeys(references)],
+        "references": [{"kind": name, "value": value} for name, value in references],
         "occurred_at": occurred_at,
         "recorded_at": recorded_at,
         "classifier": "ACT",
@@ -149,7 +174,7 @@ def _event_document(event: Any, created: Any, source: str) -> dict[str, Any]:
         declared_at, note = _error_declaration(event["errorDeclaration"])
         document.update(retracted=True, revised_at=declared_at)
         notes.insert(0, note)
-    payload: dict[str, Any] = {"status": status, "raw_code": raw_code, "code_list": codes.CODE_LIST}
+    payload: dict[str, Any] = {"status": status, "raw_code": raw_code, "code_list": code_list}
     optional = {
         "location": location,
         "container": containers[0] if containers else None,
@@ -216,7 +241,7 @@ def _parse_time(value: str, name: str) -> datetime:
 
 def _location(event: dict[str, Any], notes: list[str]) -> str | None:
     location = None
-    for field in ("readPoint", "bizLocation"):
+    for field in ("bizLocation", "readPoint"):
         value = event.get(field)
         if value is None:
             continue
@@ -282,12 +307,56 @@ def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, st
         ident = item["bizTransaction"]
         kind_name = item.get("type")
         kind = codes.short_name(kind_name, codes.BIZ_TRANSACTION_TYPE_PREFIXES) if isinstance(kind_name, str) else ""
+        parts = [part for part in _PARTS.split(ident.strip()) if part] or [ident]
         if kind in codes.REFERENCE_KINDS:
-            parts = [part for part in _PARTS.split(ident.strip()) if part] or [ident]
             references.append((codes.REFERENCE_KINDS[kind], parts[-1]))
-        else:
-            notes.append(f"transaction {kind or '(untyped)'} {ident}")
+            continue
+        # Another business transaction (a delivery order, despatch advice, purchase order...): a reference too, its
+        # raw type kept in the remarks.
+        notes.append(f"transaction {kind or '(untyped)'} {ident}")
+        if fits(_DOCUMENT, parts[-1]):
+            references.append(("business_transaction", parts[-1]))
     return references
+
+
+def _gs1_references(event: dict[str, Any], notes: list[str]) -> list[tuple[str, str]]:
+    """SSCCs among the event's objects, the SGLNs of its readPoint and bizLocation, and the SGLNs of its source and
+    destination lists (the other entries of those lists go to the remarks, with their type)."""
+    found: list[tuple[str, str]] = []
+    for field in codes.OBJECT_FIELDS:
+        value = event.get(field)
+        for epc in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+            if isinstance(epc, str):
+                found += _gs1_reference(epc)
+    for field in ("readPoint", "bizLocation"):
+        place = event.get(field)
+        if isinstance(place, dict) and isinstance(place.get("id"), str):
+            found += _gs1_reference(place["id"])
+    for field, key in (("sourceList", "source"), ("destinationList", "destination")):
+        entries = event.get(field)
+        for entry in entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []:
+            ident = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(ident, str):
+                raise _invalid(f"each {field} entry needs a '{key}' id string")
+            kind = entry.get("type")
+            named = codes.short_name(kind, codes.SOURCE_DESTINATION_TYPE_PREFIXES) if isinstance(kind, str) else ""
+            notes.append(f"{key} {named or '(untyped)'} {ident}")
+            found += _gs1_reference(ident)
+    return found
+
+
+def _gs1_reference(ident: str) -> list[tuple[str, str]]:
+    """An SSCC (`sscc`, its 18 digits) or an SGLN (`sgln`, the GLN and `/` its extension) in any EPC or Digital Link
+    spelling; nothing for other identifiers."""
+    link = canonical_digital_link(ident.strip()) or ""
+    key = link.removeprefix("https://id.gs1.org/").split("/")
+    if key[0] == "00" and len(key) == 2:
+        return [("sscc", key[1])]
+    if key[0] == "414" and len(key) in (2, 4):
+        value = key[1] + (f"/{key[3]}" if len(key) == 4 else "")
+        return [("sgln", value)] if fits(_DOCUMENT, value) else []
+    return []
+
 
 
 def _error_declaration(value: Any) -> tuple[datetime, str]:
@@ -308,52 +377,12 @@ def _error_declaration(value: Any) -> tuple[datetime, str]:
 # --- identity ----------------------------------------------------------------------------------------------------
 
 
-def _event_id(event: dict[str, Any]) -> str:
+def _event_id(event: dict[str, Any], document: _Document) -> str:
     given = event.get("eventID")
-    if given is None:
-        return "epcis-hash:sha-256:" + canonical_hash(event)
-    if not isinstance(given, str) or not given:
+    if given is not None and (not isinstance(given, str) or not given):
         raise _invalid("eventID must be a non-empty string")
-    return event_id_or_digest(given, given, "eventid-sha256:")
-
-
-def canonical_hash(event: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the event's canonical form; see the module docstring for what is left out and normalised."""
-    core = {key: value for key, value in event.items() if key not in _HASH_EXCLUDED and not key.startswith("@")}
-    return hashlib.sha256(_canonical_bytes(_canonical(core, ""))).hexdigest()
-
-
-def _canonical(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        return {name: _canonical(child, name) for name, child in value.items()}
-    if isinstance(value, list):
-        return sorted((_canonical(child, key) for child in value), key=_canonical_bytes)
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if key in _TIME_KEYS:
-        return _canonical_time(text)
-    if key == "bizStep":
-        return codes.short_name(text, codes.BIZ_STEP_PREFIXES)
-    if key == "disposition":
-        return codes.short_name(text, codes.DISPOSITION_PREFIXES)
-    if key == "type":
-        return codes.short_name(text, codes.BIZ_TRANSACTION_TYPE_PREFIXES)
-    return text
-
-
-def _canonical_time(text: str) -> str:
-    try:
-        stamp = datetime.fromisoformat(text)
-        if stamp.tzinfo is None:
-            return text
-        return stamp.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    except (ValueError, OverflowError):
-        return text
-
-
-def _canonical_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    digest = event_hash(event, document.context, document.ignored).removeprefix("ni:///sha-256;").split("?")[0]
+    return "epcis-hash:sha-256:" + digest
 
 
 def _depth(value: Any) -> int:
@@ -371,13 +400,20 @@ def _depth(value: Any) -> int:
 # --- entry point -------------------------------------------------------------------------------------------------
 
 
+def event_hashes(document: Any) -> list[str]:
+    """The CBV 2.0 Event Hash ID of every event object in an EPCIS document (or of the one bare event), in order."""
+    events, context = _events_of(document)
+    return [event_hash(event, context.context, context.ignored) for event in events if isinstance(event, dict)]
+
+
 def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     """Every event in an EPCIS 2.0 JSON-LD payload as a canonical tracking event or a Rejection; never raises."""
     document = load_json(raw, codes.MAX_DOCUMENT_BYTES, "document", blank_is_empty=True)
     if isinstance(document, Rejection):
         return [document]
     try:
-        events, created = _events_of(document)
+        events, context = _events_of(document)
     except Refused as refused:
         return [refused.rejection()]
-    return [_event_result(index, event, created, source) for index, event in enumerate(events, start=1)]
+    # Numbered from 0, as the payload's results are wherever a refusal is reported (schemas.rejection.for_event).
+    return [_event_result(index, event, context, source) for index, event in enumerate(events)]

@@ -9,7 +9,6 @@ bytes; the carrier formats map into the same schemas, so their junk is refused t
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from schemas.rejection import Rejection
 from streams.codec import decode_event
 from streams.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
 from tests.integration.hub import read_topic
-from tests.integration.test_gateway import CARRIER, KEYS, end_offsets, gateway, post
+from tests.integration.test_gateway import CARRIER, KEYS, NOW, end_offsets, gateway, post
 from tests.unit.builders import every_kind_docs, tracking_doc
 from tests.unit.strategies import paths
 
@@ -161,7 +160,10 @@ def test_junk_in_any_text_of_a_carrier_format_is_refused_never_carried_into_an_e
                     refused_with_rule += "text holds" in result.reason
                 else:
                     assert _no_control_text(HUB_EVENT.dump_python(result, mode="json")), (path, result)
-    assert refused_with_rule, "no junk reached a text field of this sample"
+    if "retraction" not in sample.name:
+        # the positive marker that junk reached text the parser reads; a DCSA 3.0 retraction is read from its
+        # identity and update time alone, and an identity that does not fit an event id becomes a digest
+        assert refused_with_rule, "no junk reached a text field of this sample"
 
 
 def test_junk_bytes_in_an_edifact_free_text_are_refused_with_the_text_rule() -> None:
@@ -183,7 +185,7 @@ async def test_a_signed_event_with_nul_in_remarks_is_refused_by_the_gateway_and_
     assert b"\\u0000" in body
 
     async with gateway(settings) as client:
-        status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
+        status, answer = await post(client, body, http_signature_headers(body, key, "canonical", NOW))
 
     assert status == 202, answer  # the batch is answered per event
     assert (answer["accepted"], answer["rejected"]) == (0, 1), answer

@@ -309,7 +309,7 @@ def test_hostile_events_in_any_interleaving_never_change_who_is_responsible_or_w
 @pytest.mark.integration
 async def test_a_topic_made_before_the_horizon_gets_broker_receipt_times_and_keeps_its_own_settings(hub_settings) -> None:
     settings = await hub_settings(topics=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(settings.topics.events, settings.partitions, 1, topic_configs={"retention.ms": "4242"})])

@@ -5,21 +5,24 @@ carriers' own codes, one invoice paid in full."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from connectors.carriers import load_registry, load_signing_key, sign, verify
 from connectors.formats import FORMATS
-from connectors.journeys import sends
+from connectors.journeys import Send, offline_records, resent, sends
+from mmhub.cli import main
 from schemas.base import MoneyTotal
-from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent
+from schemas.events import BookingEvent, HubEvent, TrackingEvent, WaybillEvent, identity_reference
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams.horizon import Horizon
-from streams.merge import ShipmentState, apply_all, fold, project
+from streams.merge import HANDOVER_CODE_LIST, ShipmentState, apply_all, fold, project
 from streams.references import (
     DOCUMENT_REFERENCE,
     Book,
@@ -42,7 +45,8 @@ CONTAINER = "FCIU7044211"
 MTO = "mto.westcorridor"
 
 # file -> (format, the sender whose key signs it): from the manifest the demo and the integration test send by
-FILES: dict[str, tuple[str, str]] = {send.path.name: (send.format_name, send.key.carrier) for send in sends()[1]}
+SENDS = sends()[1]
+FILES: dict[str, tuple[str, str]] = {send.path.name: (send.format_name, send.key.carrier) for send in SENDS}
 CARRIER_FILES = [name for name, (_, sender) in FILES.items() if sender.startswith("carrier.")]
 EVENTS_PER_FILE = {
     "mto.jsonl": 7,
@@ -154,7 +158,8 @@ def test_each_file_signed_with_its_senders_demo_key_is_accepted_and_routed(name:
 
 
 def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(state: ShipmentState) -> None:
-    registered = registrations(state, project(state, AUTHORITY))
+    every = registrations(state, project(state, AUTHORITY))
+    registered = [r for r in every if r.reference.kind != "event"]
     legs = {reference_key(r.reference): r.leg for r in registered}
     assert legs == {
         f"container:{CONTAINER}": None,  # booked, and on every leg's waybill: no one leg
@@ -168,6 +173,11 @@ def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(
     # Complete when the last leg arrived (14:40 on 16 April, before the 15:30 handover to the consignee): the
     # references keep naming this shipment for the 14-day grace period after that, then the container is free.
     assert {r.valid_until for r in registered} == {utc("2026-04-30T14:40:00")}
+    # Every event a carrier addressed by references registers its identity for good, for a retraction to find.
+    identities = [r for r in every if r.reference.kind == "event"]
+    addressed_by_references = [c.event for c in state.copies.values() if c.event.references]
+    assert {r.reference for r in identities} == {identity_reference(e.source, e.event_id) for e in addressed_by_references}
+    assert {r.valid_until for r in identities} == {None}
 
 
 def test_every_reference_only_event_resolves_to_the_shipment(state: ShipmentState) -> None:
@@ -261,7 +271,8 @@ def test_four_legs_with_their_carriers_documents_and_actual_times(record: Shipme
 
 def test_each_leg_keeps_the_raw_codes_of_its_carriers_format(record: ShipmentRecord) -> None:
     codes = {leg.sequence: {(m.code_list, m.raw_code, m.classifier) for m in leg.milestones} for leg in record.legs}
-    assert codes[1] == {("sc-road", "PICKUP", "ACT"), ("sc-road", "DEPART", "ACT"), ("sc-road", "ARRIVE", "ACT")}
+    handover = (HANDOVER_CODE_LIST, "handover", "ACT")  # the handover out of the leg, where no report says so
+    assert codes[1] == {("sc-road", "PICKUP", "ACT"), ("sc-road", "DEPART", "ACT"), ("sc-road", "ARRIVE", "ACT"), handover}
     assert codes[2] == {
         ("UNECE-Rec24", code, classifier)
         for code, classifier in [
@@ -282,11 +293,14 @@ def test_each_leg_keeps_the_raw_codes_of_its_carriers_format(record: ShipmentRec
         ("GS1-CBV-bizStep", "receiving", "ACT"),
         ("GS1-CBV-bizStep", "departing", "ACT"),
         ("GS1-CBV-bizStep", "arriving", "ACT"),
+        handover,
     }
     # CBV has no delivery step: the consignee's `receiving` at Johor Bahru maps to "received", whose slot the
-    # earlier receipt at Singapore already holds, so the last leg ends "arrived". The shipment is delivered by the
-    # last-mile carrier's handover to the consignee.
-    assert [leg.status for leg in record.legs] == ["arrived", "handed_over", "handed_over", "arrived"]
+    # earlier receipt at Singapore already holds. The last-mile carrier's handover to the consignee delivers the
+    # last leg, and the handover out of the road leg hands it over: the legs, the custody and the status agree.
+    assert [leg.status for leg in record.legs] == ["handed_over", "handed_over", "handed_over", "delivered"]
+    assert record.legs[0].status_set_by == next(h.set_by for h in record.handovers if h.from_leg == 1)
+    assert record.legs[3].status_set_by == next(h.set_by for h in record.handovers if h.to_leg is None)
     assert [(h.from_leg, h.to_leg) for h in record.handovers][-1] == (4, None)
 
 
@@ -347,3 +361,56 @@ def test_the_manifest_sends_every_example_file_from_its_expected_sender() -> Non
         "shipper.jsonl": ("canonical", "shipper.chengdu-elec"),
     }
     assert set(EVENTS_PER_FILE) == set(FILES) == {p.name for p in FOLDER.iterdir() if p.suffix != ".md" and p.name != "manifest.json"}
+
+
+# --- mmhub convert: the same journey offline, as a carrier's files would arrive -------------------------------------
+
+
+def convert(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, send: Send, body: bytes) -> tuple[int, bytes, bytes]:
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}-{send.path.name}"
+    path.write_bytes(body)
+    code = main(["convert", "--format", send.format_name, "--source", send.key.carrier, str(path)])
+    out, err = capsysbinary.readouterr()
+    return code, out, err
+
+
+def test_convert_output_shuffled_with_retransmissions_folds_to_the_journey(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    lines: list[bytes] = []
+    for send in SENDS:
+        for body in (send.body, resent(send)):  # every file twice; EDIFACT in a new interchange, EPCIS without eventIDs
+            code, out, err = convert(capsysbinary, tmp_path, send, body)
+            assert (code, err) == (0, b""), err
+            lines += out.splitlines()
+    rng = random.Random(44)
+    lines += rng.sample(lines, 10)
+    rng.shuffle(lines)
+    log = tmp_path / "converted.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["fold", str(log)]) == 0
+    out, _ = capsysbinary.readouterr()
+    [folded] = orjson.loads(out)
+    assert folded == offline_records(AUTHORITY)[SHIPMENT].model_dump(mode="json")
+
+
+def test_convert_prints_each_refusal_with_its_code_and_exits_1(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    rail = next(send for send in SENDS if send.format_name == "edifact")
+    broken = rail.body.replace(b"FCIU7044211", b"FCIU7044212", 1)  # a container whose check digit fails
+    code, out, err = convert(capsysbinary, tmp_path, rail, broken)
+    assert code == 1
+    assert len(out.splitlines()) == EVENTS_PER_FILE["rail.edi"] - 1
+    [refusal] = err.decode().splitlines()
+    assert refusal.endswith(
+        "rail.edi: invalid_event: event 0: message 'R44001' (UNH at segment 2), consignment 1 (CNI at segment 6), "
+        "status 1 (STS at segment 7): EQD at segment 10: container number 'FCIU7044212' fails its ISO 6346 check "
+        "digit (expected 1)"
+    )
+
+
+def test_convert_refuses_events_that_name_another_source(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    road = next(send for send in SENDS if send.path.name == "road.jsonl")
+    impostor = Send(road.path, road.format_name, next(s.key for s in SENDS if s.path.name == "sea.json"), road.way, False)
+    code, out, err = convert(capsysbinary, tmp_path, impostor, road.body)
+    assert code == 1 and out == b""
+    assert all(": wrong_source: " in line for line in err.decode().splitlines())

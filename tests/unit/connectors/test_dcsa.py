@@ -11,10 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.dcsa.parse import MAX_PAYLOAD_BYTES, parse
-from schemas.events import CarrierReference, HubEvent, TrackingEvent
+from connectors.dcsa.parse import MAX_PAYLOAD_BYTES, RETRACTION_CODE_LIST, parse
+from schemas.events import CarrierReference, HubEvent, TrackingEvent, identity_reference
 from schemas.rejection import Rejection
 from streams.copies import Copy, fingerprint
+from streams.merge import fold
+from streams.references import resolve_offline
+from ..builders import AUTHORITY, booking_doc, hub_event
 
 from .helpers import (
     byte_mutated_samples,
@@ -40,6 +43,7 @@ TGHU = CarrierReference(kind="container", value="TGHU7654320")
 NGB_BOOKING = CarrierReference(kind="carrier_booking", value="NGB2606789")
 NGB_BILL = CarrierReference(kind="bill_of_lading", value="OLNNGB26067890")
 HLXU = CarrierReference(kind="container", value="HLXU1234561")
+FORWARDER = CarrierReference(kind="forwarder_reference", value="FWD-778812")  # 2.2 `references` type FF
 
 
 expected = partial(tracking_event, source=SOURCE)
@@ -89,15 +93,15 @@ def one(doc: Any) -> HubEvent | Rejection:
 def test_v22_transport_events_map_to_departed_and_estimated_arrival_at_the_call() -> None:
     assert events_of("v22_transport.json") == [
         expected(
-            "dcsa:5e51e72c-d872-11ea-811c-0242ac130003", [BOOKING, BILL, MSKU, TGHU],
+            "dcsa:5e51e72c-d872-11ea-811c-0242ac130003", [BOOKING, BILL, FORWARDER, MSKU, TGHU],
             "2026-05-14T01:45:00", "2026-05-14T02:10:00", "departed", "DEPA", TRANSPORT,
-            location="CNSHA", transport_means="IMO9706906", remarks="vessel OCEANLINE AURORA",
+            location="CNSHA", transport_means="IMO9706906", remarks="vessel OCEANLINE AURORA; export voyage 2619W; import voyage 2619W",
         ),
         expected(
             "dcsa:5e51e9f2-d872-11ea-811c-0242ac130003", [BOOKING],
             "2026-06-16T04:00:00", "2026-05-14T02:12:00", "arrived", "ARRI", TRANSPORT, classifier="EST",
             location="NLRTM", transport_means="IMO9706906",
-            remarks="vessel OCEANLINE AURORA; delay WEA: Typhoon routing in the South China Sea",
+            remarks="vessel OCEANLINE AURORA; export voyage 2619W; import voyage 2619W; delay WEA: Typhoon routing in the South China Sea",
         ),
     ]
 
@@ -112,7 +116,7 @@ def test_v22_equipment_events_map_laden_moves_and_leave_empty_and_stuffing_unkno
         expected(
             "dcsa:b3b9a3b4-6f0e-4b8e-9c55-1d7f7f0b1a02", [MSKU, BOOKING, BILL],
             "2026-05-13T21:48:00", "2026-05-13T22:05:40", "loaded", "LOAD", EQUIPMENT,
-            location="CNSHA", container="MSKU9070323", transport_means="IMO9706906", remarks="vessel OCEANLINE AURORA",
+            location="CNSHA", container="MSKU9070323", transport_means="IMO9706906", remarks="vessel OCEANLINE AURORA; export voyage 2619W",
         ),
         expected(
             "dcsa:b3b9a3b4-6f0e-4b8e-9c55-1d7f7f0b1a03", [MSKU, BILL],
@@ -180,17 +184,17 @@ def test_unknown_codes_map_to_unknown_and_keep_the_raw_code_and_list() -> None:
 def test_v30_events_are_identified_by_originating_party_and_event_id_and_revised_at_their_update_time() -> None:
     assert events_of("v30_events.json") == [
         expected(
-            "dcsa:OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61", [NGB_BOOKING, NGB_BILL],
+            "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61", [NGB_BOOKING, NGB_BILL],
             "2026-07-02T10:20:00", "2026-07-02T10:25:00", "departed", "DEPA", TRANSPORT, revised="2026-07-02T10:25:00",
-            location="CNNGB", transport_means="IMO9811000", remarks="vessel OCEANLINE BOREAS",
+            location="CNNGB", transport_means="IMO9811000", remarks="vessel OCEANLINE BOREAS; export voyage 2627E; import voyage 2627E",
         ),
         expected(
-            "dcsa:OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a62", [HLXU, NGB_BOOKING],
+            "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a62", [HLXU, NGB_BOOKING],
             "2026-08-09T05:00:00", "2026-07-02T10:26:00", "discharged", "DISC", EQUIPMENT, classifier="EST",
             revised="2026-07-02T10:26:00", location="DEHAM", container="HLXU1234561",
         ),
         expected(
-            "dcsa:OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a63", [NGB_BOOKING],
+            "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a63", [NGB_BOOKING],
             "2026-06-25T08:00:00", "2026-06-25T08:01:00", "unknown", "CONF", SHIPMENT, revised="2026-06-25T08:01:00",
             remarks="BKG NGB2606789 confirmed",
         ),
@@ -201,7 +205,7 @@ def test_v30_update_is_a_later_revision_of_the_same_event_and_stays_an_estimate(
     original = events_of("v30_events.json")[1]
     [update] = events_of("v30_update.json")
     assert update == expected(
-        "dcsa:OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a62", [HLXU, NGB_BOOKING],
+        "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a62", [HLXU, NGB_BOOKING],
         "2026-08-11T11:30:00", "2026-07-20T04:00:00", "discharged", "DISC", EQUIPMENT, classifier="EST",
         revised="2026-07-20T04:00:00", location="DEHAM", container="HLXU1234561",
     )
@@ -209,16 +213,75 @@ def test_v30_update_is_a_later_revision_of_the_same_event_and_stays_an_estimate(
     assert Copy(fingerprint(update), update).rank > Copy(fingerprint(original), original).rank
 
 
-def test_v30_retraction_retracts_the_same_event() -> None:
+def test_v30_retraction_retracts_the_same_identity_from_its_id_and_update_time_alone() -> None:
     original = events_of("v30_events.json")[0]
     [retraction] = events_of("v30_retraction.json")
     assert retraction == expected(
-        "dcsa:OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61", [NGB_BOOKING],
-        "2026-07-02T10:20:00", "2026-07-03T01:00:00", "departed", "DEPA", TRANSPORT, revised="2026-07-03T01:00:00",
-        retracted=True, location="CNNGB",
+        "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61",
+        [identity_reference(SOURCE, "dcsa:SMDG/LCL/OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61")],
+        "2026-07-03T01:00:00", "2026-07-03T01:00:00", "unknown", "isRetracted", RETRACTION_CODE_LIST,
+        revised="2026-07-03T01:00:00", retracted=True,
     )
     assert retraction.key == original.key
     assert Copy(fingerprint(retraction), retraction).rank > Copy(fingerprint(original), original).rank
+
+
+V30_RETRACTION = {
+    "eventRouting": {"originatingParty": {"partyCode": "OLNE", "codeListProvider": "SMDG", "codeListName": "LCL"}},
+    "eventID": "8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61",
+    "isRetracted": True,
+    "eventUpdatedDateTime": "2026-07-03T01:00:00Z",
+}
+
+
+def test_a_bare_v30_retraction_is_accepted_where_it_used_to_be_refused_for_lacking_a_classification() -> None:
+    # On 4c7e811: "not a DCSA event: a 2.2 event has `eventType`, a 3.0 event `eventClassification`".
+    event = one(V30_RETRACTION)
+    assert isinstance(event, TrackingEvent)
+    assert event.retracted and event.key == events_of("v30_events.json")[0].key
+
+
+def test_a_retraction_is_not_refused_for_its_other_data_which_the_standard_calls_irrelevant() -> None:
+    noisy = {**V30_RETRACTION, "eventClassification": {"eventTypeCode": "NOPE"}, "eventDateTime": "yesterday"}
+    assert one(noisy) == one(V30_RETRACTION)
+
+
+def test_a_retraction_without_an_update_time_is_refused_with_the_reason() -> None:
+    assert one({**V30_RETRACTION, "eventUpdatedDateTime": None}) == Rejection(
+        "invalid_dcsa",
+        "event 0 (eventID '8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61'): a retraction needs eventUpdatedDateTime: it says "
+        "when the event was discarded",
+    )
+
+
+def test_the_v30_identity_includes_the_originating_partys_code_list() -> None:
+    other_list = {**V30_RETRACTION, "eventRouting": {"originatingParty": {"partyCode": "OLNE", "codeListProvider": "NMFTA"}}}
+    first, second = one(V30_RETRACTION), one(other_list)
+    assert isinstance(first, TrackingEvent) and isinstance(second, TrackingEvent)
+    assert second.event_id == "dcsa:NMFTA//OLNE:8f6a7c1e-3b2d-4e5f-9a0b-1c2d3e4f5a61"
+    assert first.key != second.key
+
+
+def test_v30_vessel_and_voyages_on_the_transport_call_are_kept() -> None:
+    # DCSA's Conformance-Gateway request: vesselTransport and the voyage objects sit inside transportCall.
+    doc = {
+        "eventID": "evt-trans-001",
+        "eventDateTime": "2026-01-20T12:30:00Z",
+        "eventUpdatedDateTime": "2026-01-20T12:31:00Z",
+        "eventClassification": {"eventTypeCode": "TRANSPORT", "eventClassifierCode": "ACT", "transportEventTypeCode": "ARRI"},
+        "shipmentDetails": {"documentReference": {"typeCode": "BKG", "reference": "ABC709951"}},
+        "transportDetails": {
+            "transportCall": {
+                "exportVoyageNumberOrReference": {"carrierVoyageNumber": "V001E"},
+                "importVoyageNumberOrReference": {"universalVoyageReference": "2301N"},
+                "vesselTransport": {"vesselIMONumber": "9811000", "vesselName": "EXAMPLE VESSEL ALPHA"},
+            }
+        },
+    }
+    event = one(doc)
+    assert isinstance(event, TrackingEvent)
+    assert event.payload.transport_means == "IMO9811000"
+    assert event.payload.remarks == "vessel EXAMPLE VESSEL ALPHA; export voyage V001E; import voyage 2301N"
 
 
 def test_v30_reefer_events_are_kept_as_unknown_with_their_code_list() -> None:
@@ -247,13 +310,11 @@ def test_the_classifier_passes_through_so_an_estimate_never_becomes_an_actual(cl
     assert (event.classifier, event.payload.status) == (classifier, "loaded")
 
 
-def test_an_event_id_that_cannot_be_a_hub_event_id_is_rejected_with_the_rule() -> None:
-    rejection = one(event_doc(eventID="load at berth 7"))
-    assert rejection == Rejection(
-        "invalid_dcsa",
-        "event 0 (eventID 'load at berth 7'): eventID 'load at berth 7' does not fit a hub event id: letters, digits "
-        "and . _ : / - only, at most 128 characters including the 'dcsa:' prefix",
-    )
+def test_an_event_id_that_cannot_be_a_hub_event_id_becomes_a_stable_digest_of_the_identity() -> None:
+    first, again = one(event_doc(eventID="load at berth 7")), one(event_doc(eventID="load at berth 7"))
+    other = one(event_doc(eventID="load at berth 8"))
+    assert isinstance(first, TrackingEvent) and isinstance(again, TrackingEvent) and isinstance(other, TrackingEvent)
+    assert first.event_id.startswith("dcsa:h:") and first.event_id == again.event_id != other.event_id
 
 
 def test_document_types_other_than_booking_and_transport_document_are_not_references() -> None:
@@ -401,3 +462,70 @@ def test_every_classifier_and_code_maps_without_upgrading_the_classifier(classif
     event = one(event_doc(eventClassifierCode=classifier, equipmentEventTypeCode=code))
     assert isinstance(event, TrackingEvent)
     assert (event.classifier, event.payload.raw_code, event.payload.code_list) == (classifier, code, EQUIPMENT)
+
+
+# --- the 3.0 revision rules through reference resolution and the fold -----------------------------------------------
+
+
+def _sea_booking() -> HubEvent:
+    doc = booking_doc()
+    doc["payload"]["legs"][2]["carrier_booking"] = "NGB2606789"
+    return hub_event(doc)
+
+
+def _v30(changes: dict[str, Any]) -> HubEvent:
+    base = orjson.loads((SAMPLES / "v30_events.json").read_bytes())["events"][0]
+    [event] = no_rejections(parse(orjson.dumps({**base, **changes}), "carrier.sea"))
+    return event
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    update_hour=st.integers(min_value=0, max_value=48),
+    retraction_hour=st.integers(min_value=0, max_value=48),
+    order=st.permutations(range(4)),
+    repeats=st.lists(st.integers(min_value=0, max_value=3), max_size=4),
+)
+def test_a_retraction_discards_the_identity_in_any_order_even_against_a_later_update(
+    update_hour: int, retraction_hour: int, order: list[int], repeats: list[int]
+) -> None:
+    original = _v30({})
+    update = _v30({"eventUpdatedDateTime": f"2026-07-0{3 + update_hour // 24}T{update_hour % 24:02d}:00:00Z"})
+    [retraction] = no_rejections(
+        parse(
+            orjson.dumps(
+                {**V30_RETRACTION, "eventUpdatedDateTime": f"2026-07-0{3 + retraction_hour // 24}T{retraction_hour % 24:02d}:30:00Z"}
+            ),
+            "carrier.sea",
+        )
+    )
+    pool = [_sea_booking(), original, update, retraction]
+    sent = [pool[i] for i in order] + [pool[i] for i in repeats]
+    placed, waiting = resolve_offline(sent, AUTHORITY)
+    assert waiting == []  # the bare retraction found the shipment through the identity it names
+    [record] = fold(placed, AUTHORITY).values()
+    assert record.retracted_events == 1
+    sea = record.legs[2]
+    assert all(m.set_by != original.key for m in sea.milestones)
+    assert sea.status == "planned"
+
+
+def test_v30_shipment_references_keep_the_forwarders_reference_and_equipment() -> None:
+    doc = {
+        "eventID": "ff-1",
+        "eventDateTime": "2026-07-05T00:00:00Z",
+        "eventUpdatedDateTime": "2026-07-05T00:01:00Z",
+        "eventClassification": {"eventTypeCode": "TRANSPORT", "eventClassifierCode": "ACT", "transportEventTypeCode": "DEPA"},
+        "shipmentDetails": {
+            "shipmentReferences": [
+                {"typeCode": "FF", "reference": "MTO-44-0007"},
+                {"typeCode": "EQ", "reference": "HLXU1234561"},
+                {"typeCode": "FF", "reference": "not a reference / 7"},
+                {"typeCode": "PO", "reference": "PO-1"},
+            ]
+        },
+    }
+    event = one(doc)
+    assert isinstance(event, TrackingEvent)
+    assert event.references == [CarrierReference(kind="forwarder_reference", value="MTO-44-0007"), HLXU]
+    assert event.payload.remarks == "forwarder reference not a reference / 7"

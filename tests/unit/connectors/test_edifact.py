@@ -14,7 +14,10 @@ from connectors.edifact import parse
 from connectors.edifact.parse import tokenize
 from schemas.events import TrackingEvent
 from schemas.rejection import Rejection
+from streams.merge import ShipmentState, apply_all, project
+from streams.references import addressed
 
+from ..builders import AUTHORITY
 from .helpers import FUZZ, Doc, canonical, canonical_tracking, samples_of, well_formed_events
 
 SAMPLES = samples_of("edifact")
@@ -51,7 +54,7 @@ def test_rail_sample_reads_every_status_of_every_consignment() -> None:
     rail_1 = [("rail_waybill", "SMGS24081234"), ("container", "CSQU3054383")]
     assert parsed(sample("iftsta_rail.edi")) == [
         tracking(
-            "iftsta:RAIL0000417:M0417:1:1",
+            "iftsta:CRRAIL:STA-2026-0417:9:1:1",
             occurred="2026-03-01T02:30:00Z",
             recorded="2026-03-05T08:30:00Z",
             status="received",
@@ -59,9 +62,10 @@ def test_rail_sample_reads_every_status_of_every_consignment() -> None:
             references=rail_1,
             location="CNCKG",
             container="CSQU3054383",
+            remarks="DTM 334 202603011030+0800 (205)",
         ),
         tracking(
-            "iftsta:RAIL0000417:M0417:1:2",
+            "iftsta:CRRAIL:STA-2026-0417:9:1:2",
             occurred="2026-03-01T10:45:00Z",
             recorded="2026-03-05T08:30:00Z",
             status="departed",
@@ -70,9 +74,10 @@ def test_rail_sample_reads_every_status_of_every_consignment() -> None:
             location="CNCKG",
             container="CSQU3054383",
             transport_means="X8017",
+            remarks="DTM 334 202603011845+0800 (205)",
         ),
         tracking(
-            "iftsta:RAIL0000417:M0417:1:3",
+            "iftsta:CRRAIL:STA-2026-0417:9:1:3",
             occurred="2026-03-18T11:00:00Z",
             recorded="2026-03-05T08:30:00Z",
             status="arrived",
@@ -81,10 +86,10 @@ def test_rail_sample_reads_every_status_of_every_consignment() -> None:
             references=rail_1,
             location="DEDUI",
             container="CSQU3054383",
-            remarks="ETA Duisburg DUSS terminal: track 7, slot ref A?17",
+            remarks="ETA Duisburg DUSS terminal: track 7, slot ref A?17; DTM 132 202603181200+0100 (205)",
         ),
         tracking(
-            "iftsta:RAIL0000417:M0417:2:1",
+            "iftsta:CRRAIL:STA-2026-0417:9:2:1",
             occurred="2026-03-05T08:00:00Z",
             recorded="2026-03-05T08:30:00Z",
             status="delayed",
@@ -92,7 +97,7 @@ def test_rail_sample_reads_every_status_of_every_consignment() -> None:
             references=[("rail_waybill", "SMGS24081235"), ("container", "TGHU8123457")],
             location="KZDOS",
             container="TGHU8123457",
-            remarks="Gauge change at Dostyk's yard postponed 24 h",
+            remarks="Gauge change at Dostyk's yard postponed 24 h; DTM 334 202603051400+0600 (205)",
         ),
     ]
 
@@ -101,23 +106,24 @@ def test_custom_separators_from_una_and_zoneless_times_read_as_utc() -> None:
     references = [("cmr", "PL-2026-CMR-0093")]
     assert parsed(sample("iftsta_road_custom_una.edi")) == [
         tracking(
-            "iftsta:R202603017:1:1:1",
+            "iftsta:ROADCO:CMR-STATUS-55:9:1:1",
             occurred="2026-03-01T07:00:00Z",
             recorded="2026-03-01T16:20:00Z",
             status="received",
             raw_code="13",
             references=references,
             location="PLWAW",
+            remarks="DTM 334 202603010700 (203)",
         ),
         tracking(
-            "iftsta:R202603017:1:1:2",
+            "iftsta:ROADCO:CMR-STATUS-55:9:1:2",
             occurred="2026-03-01T15:45:00Z",
             recorded="2026-03-01T16:20:00Z",
             status="delivered",
             raw_code="21",
             references=references,
             location="DEDUI",
-            remarks="Signed by consignee^ 2 pallets re-wrapped* no shortage; location DC3-GATE4 (not a UN/LOCODE)",
+            remarks="Signed by consignee^ 2 pallets re-wrapped* no shortage; location DC3-GATE4 (not a UN/LOCODE); DTM 334 202603011545 (203)",
         ),
     ]
 
@@ -126,7 +132,7 @@ def test_unknown_status_code_is_kept_raw_beside_status_unknown() -> None:
     references = [("bill_of_lading", "MAEU261234567"), ("container", "MSCU4715328")]
     assert parsed(sample("iftsta_unknown_code.edi")) == [
         tracking(
-            "iftsta:SEA00000191:S1:1:1",
+            "iftsta:SEACO:SEA-20260310-01:9:1:1",
             occurred="2026-03-10T06:45:12Z",
             recorded="2026-03-12T12:05:00Z",
             status="loaded",
@@ -135,9 +141,10 @@ def test_unknown_status_code_is_kept_raw_beside_status_unknown() -> None:
             location="CNSHA",
             container="MSCU4715328",
             transport_means="612W",
+            remarks="DTM 334 20260310064512 (204)",
         ),
         tracking(
-            "iftsta:SEA00000191:S1:1:2",
+            "iftsta:SEACO:SEA-20260310-01:9:1:2",
             occurred="2026-03-12T12:00:00Z",
             recorded="2026-03-12T12:05:00Z",
             status="unknown",
@@ -145,6 +152,7 @@ def test_unknown_status_code_is_kept_raw_beside_status_unknown() -> None:
             references=references,
             container="MSCU4715328",
             transport_means="612W",
+            remarks="DTM 334 20260312120000 (204)",
         ),
     ]
 
@@ -162,13 +170,14 @@ def test_message_without_bgm_is_rejected_and_the_next_message_still_read() -> No
             "message 'A1' (UNH at segment 2): the mandatory BGM must follow UNH, found DTM at segment 3",
         ),
         tracking(
-            "iftsta:MISS1:A2:1:1",
+            "iftsta:ROADCO:CMR-STATUS-56:9:1:1",
             occurred="2026-03-01T11:40:00Z",
             recorded="2026-03-01T12:00:00Z",
             status="delivered",
             raw_code="21",
             references=[("cmr", "PL-2026-CMR-0102")],
             location="DEHAM",
+            remarks="DTM 334 202603011140 (203)",
         ),
     ]
 
@@ -181,7 +190,7 @@ def test_invalid_container_rejects_only_its_status() -> None:
             "EQD at segment 9: container number 'CSQU3054384' fails its ISO 6346 check digit (expected 3)",
         ),
         tracking(
-            "iftsta:SEA00000192:C1:1:2",
+            "iftsta:SEACO:SEA-20260311-02:9:1:2",
             occurred="2026-03-11T08:15:00Z",
             recorded="2026-03-11T09:00:00Z",
             status="discharged",
@@ -189,6 +198,7 @@ def test_invalid_container_rejects_only_its_status() -> None:
             references=[("bill_of_lading", "MAEU261234999"), ("container", "CAIU7022111")],
             location="SGSIN",
             container="CAIU7022111",
+            remarks="DTM 334 202603110815 (203)",
         ),
     ]
 
@@ -205,10 +215,40 @@ def test_interchange_cut_off_mid_segment_is_rejected() -> None:
 def test_the_same_interchange_twice_gives_the_same_event_ids() -> None:
     first, again = parse(sample("iftsta_rail.edi"), SOURCE), parse(sample("iftsta_rail.edi"), SOURCE)
     assert first == again
-    other = sample("iftsta_rail.edi").replace(b"RAIL0000417", b"RAIL0000418")
-    assert {e.event_id for e in parse(other, SOURCE) if isinstance(e, TrackingEvent)}.isdisjoint(
-        {e.event_id for e in first if isinstance(e, TrackingEvent)}
+
+
+def test_the_same_messages_re_sent_in_a_new_interchange_keep_their_ids() -> None:
+    # On 4c7e811 the UNB and UNH control references were part of every id, so the retransmission counted twice.
+    first = parse(sample("iftsta_rail.edi"), SOURCE)
+    resent = parse(sample("iftsta_rail.edi").replace(b"RAIL0000417", b"RAIL0000418").replace(b"M0417", b"M0499"), SOURCE)
+    assert resent == first
+
+
+def test_a_different_document_number_or_sender_is_a_different_status() -> None:
+    first = {e.event_id for e in parse(sample("iftsta_rail.edi"), SOURCE) if isinstance(e, TrackingEvent)}
+    for change in ((b"STA-2026-0417", b"STA-2026-0418"), (b"+CRRAIL:ZZZ", b"+CRRAIL2:ZZZ")):
+        other = parse(sample("iftsta_rail.edi").replace(*change), SOURCE)
+        assert {e.event_id for e in other if isinstance(e, TrackingEvent)}.isdisjoint(first)
+
+
+def test_every_dtm_qualifier_of_a_status_and_the_header_texts_are_kept() -> None:
+    raw = interchange(
+        "BGM+23+DOC1+9", "FTX+AAI+++Reefer set to 4 C", "CNI+1+CMR1", "STS+1+24", "RFF+CMR:PL-CMR-1",
+        "DTM+186:202603011130:203", "DTM+132:202603021800:203",
     )
+    [event] = parse(raw, SOURCE)
+    assert isinstance(event, TrackingEvent) and event.classifier == "ACT"
+    assert event.payload.remarks == "Reefer set to 4 C; DTM 186 202603011130 (203); DTM 132 202603021800 (203)"
+
+
+def test_a_message_without_a_bgm_document_number_is_rejected() -> None:
+    assert parsed(interchange("BGM+23++9", *STATUS[1:])) == [
+        Rejection(
+            "invalid_edifact",
+            "message 'M1' (UNH at segment 2): BGM has no document number (element 2): with the sender, it identifies "
+            "the message's statuses",
+        )
+    ]
 
 
 # --- syntax ------------------------------------------------------------------------------------------------------
@@ -262,7 +302,7 @@ def test_una_without_release_character_takes_question_marks_literally() -> None:
 def test_latin_1_interchange_is_decoded() -> None:
     raw = interchange(*STATUS, "FTX+AAI+++Empfänger?: Müller").decode().encode("latin-1")
     [event] = parse(raw, SOURCE)
-    assert isinstance(event, TrackingEvent) and event.payload.remarks == "Empfänger: Müller"
+    assert isinstance(event, TrackingEvent) and event.payload.remarks == "Empfänger: Müller; DTM 334 202603011130 (203)"
 
 
 # --- envelope and structure --------------------------------------------------------------------------------------
@@ -324,13 +364,16 @@ def test_replacement_or_cancellation_message_is_refused() -> None:
     ]
 
 
-def test_repeated_message_reference_is_rejected() -> None:
+def test_repeated_bgm_document_in_one_interchange_is_rejected() -> None:
     text = interchange(*STATUS).decode()
-    message = text[text.index("UNH") : text.index("UNZ")]
+    message = text[text.index("UNH") : text.index("UNZ")].replace("M1", "M2")
     raw = text.replace("UNZ+1", message + "UNZ+2").encode()
     results = parsed(raw)
     assert results[1:] == [
-        Rejection("invalid_edifact", "message 'M1' (UNH at segment 9) repeats an earlier message's reference")
+        Rejection(
+            "invalid_edifact",
+            "message 'M2' (UNH at segment 9) repeats BGM document 'DOC1' of an earlier message in the interchange",
+        )
     ]
 
 
@@ -341,7 +384,7 @@ def test_consignment_without_status_is_rejected() -> None:
         "invalid_edifact",
         "message 'M1' (UNH at segment 2), consignment 1 (CNI at segment 4): no STS status follows the CNI",
     )
-    assert isinstance(results[1], dict) and results[1]["event_id"] == "iftsta:T1:M1:2:1"
+    assert isinstance(results[1], dict) and results[1]["event_id"] == "iftsta:TESTCO:DOC1:9:2:1"
 
 
 # --- one status ----------------------------------------------------------------------------------------------------
@@ -411,7 +454,7 @@ def test_status_naming_no_reference_is_rejected() -> None:
     assert status_result("RFF+CU:SHIPPER-REF-9", "DTM+334:202603010900:203") == Rejection(
         "invalid_event",
         f"{WHERE}: names nothing the hub can find the shipment by: add an EQD+CN container or an RFF with qualifier "
-        "BM, AEX, CMR, RCN, AWB, BN (in the status group or the message header)",
+        "BM, AEX, CMR, RCN, AWB, BN, FF (in the status group or the message header)",
     )
 
 
@@ -421,10 +464,10 @@ def test_reference_the_schema_refuses_is_rejected_with_the_schema_reason() -> No
     assert result.reason.startswith(f"{WHERE}: tracking.references.0.value: String should match pattern")
 
 
-def test_event_id_falls_back_to_a_hash_for_references_the_id_syntax_cannot_carry() -> None:
-    [result] = parsed(interchange(*STATUS, ref="R 1/2"))
-    token = "h" + hashlib.sha256(b"R 1/2").hexdigest()[:16]
-    assert isinstance(result, dict) and result["event_id"] == f"iftsta:{token}:M1:1:1"
+def test_event_id_falls_back_to_a_hash_for_document_numbers_the_id_syntax_cannot_carry() -> None:
+    [result] = parsed(interchange("BGM+23+DOC 1/2+9", *STATUS[1:]))
+    token = "h" + hashlib.sha256(b"DOC 1/2").hexdigest()[:16]
+    assert isinstance(result, dict) and result["event_id"] == f"iftsta:TESTCO:{token}:9:1:1"
 
 
 # --- never raises, never hangs -----------------------------------------------------------------------------------
@@ -495,3 +538,29 @@ def test_mutated_samples_never_raise(raw: bytes) -> None:
     assert_well_formed(results)
     for result in results:
         event(result.code if isinstance(result, Rejection) else "event")
+
+
+@given(
+    interchange_refs=st.lists(st.sampled_from(["RAIL0000417", "RAIL0000418", "X9"]), min_size=1, max_size=5),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_retransmissions_in_new_interchanges_in_any_order_count_once(interchange_refs: list[str], shuffle: Any) -> None:
+    once = [e for e in parse(sample("iftsta_rail.edi"), SOURCE) if isinstance(e, TrackingEvent)]
+    sent = [
+        e
+        for ref in interchange_refs
+        for e in parse(sample("iftsta_rail.edi").replace(b"RAIL0000417", ref.encode()), SOURCE)
+        if isinstance(e, TrackingEvent)
+    ]
+    shuffle.shuffle(sent)
+    expected_state = apply_all(ShipmentState("SHP-T-1"), [addressed(e, "SHP-T-1") for e in once])
+    state = apply_all(ShipmentState("SHP-T-1"), [addressed(e, "SHP-T-1") for e in sent])
+    assert state.version == expected_state.version == len(once)
+    assert project(state, AUTHORITY) == project(expected_state, AUTHORITY)
+
+
+def test_the_forwarders_reference_is_kept_as_a_reference() -> None:
+    # On 4c7e811 RFF+FF was skipped: an MTO's own reference could not name the shipment.
+    result = status_result("RFF+FF:MTO-44-0007", "DTM+334:202603010900:203")
+    assert isinstance(result, dict)
+    assert result["references"] == [{"kind": "forwarder_reference", "value": "MTO-44-0007"}]

@@ -13,7 +13,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from connectors.epcis import parse
-from connectors.epcis.parse import canonical_hash
+from connectors.epcis.event_hash import event_hash
 from schemas.events import TrackingEvent
 from schemas.rejection import Rejection
 
@@ -24,7 +24,11 @@ SAMPLES = samples_of("epcis")
 SOURCE = "carrier.cr-rail"
 UUID = "urn:uuid:6f1c2a5e-1d3b-4c1e-9a43-0c6d2c1f0a0"
 CONTAINER = "urn:epc:id:bic:CSQU3054383"
-LOADING_HASH = "epcis-hash:sha-256:2bb247f869c3bcde955702466a3a29e6d70f01ed07d432797619fcf9f362c2db"
+
+
+def hub_id(event: Doc) -> str:
+    """The hub event id of an EPCIS event: its CBV 2.0 Event Hash ID's digest."""
+    return "epcis-hash:sha-256:" + event_hash(event).removeprefix("ni:///sha-256;").removesuffix("?ver=CBV2.0")
 
 
 def sample(name: str) -> bytes:
@@ -69,7 +73,12 @@ def only(document: Doc) -> Doc | Rejection:
 RAIL = [("rail_waybill", "SMGS24081234"), ("container", "CSQU3054383")]
 
 
+def journey_ids() -> list[str]:
+    return [hub_id(event) for event in sample_doc("document_rail_journey.jsonld")["epcisBody"]["eventList"]]
+
+
 def test_document_sample_maps_every_event() -> None:
+    ids = journey_ids()
     loading: Doc = dict(
         occurred="2026-03-01T08:10:00Z",
         status="loaded",
@@ -84,7 +93,7 @@ def test_document_sample_maps_every_event() -> None:
     )
     assert parsed(sample("document_rail_journey.jsonld")) == [
         tracking(
-            UUID + "1",
+            ids[0],
             occurred="2026-03-01T02:30:00Z",
             recorded="2026-03-01T02:31:05Z",
             status="received",
@@ -93,15 +102,17 @@ def test_document_sample_maps_every_event() -> None:
                 ("rail_waybill", "SMGS24081234"),
                 ("bill_of_lading", "CRB-26-000417"),
                 ("container", "CSQU3054383"),
+                ("sscc", "069012340000123456"),
+                ("sgln", "6901234000108"),
             ],
             location="CNCKG",
             container="CSQU3054383",
             remarks="bizLocation urn:epc:id:sgln:6901234.00010.0; objects urn:epc:id:sscc:6901234.0000012345; "
             "disposition in_progress",
         ),
-        tracking(LOADING_HASH, recorded="2026-03-01T08:15:00Z", **loading),
+        tracking(ids[1], recorded="2026-03-01T08:15:00Z", **loading),
         tracking(
-            UUID + "3",
+            ids[2],
             occurred="2026-03-01T10:45:00Z",
             recorded="2026-03-01T10:47:30Z",
             status="departed",
@@ -111,10 +122,10 @@ def test_document_sample_maps_every_event() -> None:
             container="CSQU3054383",
             remarks="disposition in_transit",
         ),
-        tracking(LOADING_HASH, recorded="2026-03-02T07:55:00Z", **loading),
-        tracking(UUID + "5", recorded="2026-03-17T05:25:00Z", location="DEDUI", **arrival),
+        tracking(ids[1], recorded="2026-03-02T07:55:00Z", **loading),
+        tracking(ids[4], recorded="2026-03-17T05:25:00Z", location="DEDUI", **arrival),
         tracking(
-            UUID + "5",
+            ids[4],
             recorded="2026-03-17T08:02:00Z",
             location="DEDUI",
             remarks=f"error declared (incorrect_data); corrected by {UUID}7",
@@ -122,19 +133,19 @@ def test_document_sample_maps_every_event() -> None:
             retracted=True,
             **arrival,
         ),
-        tracking(UUID + "7", recorded="2026-03-17T08:02:00Z", location="PLMAL", **arrival),
+        tracking(ids[6], recorded="2026-03-17T08:02:00Z", location="PLMAL", **arrival),
     ]
 
 
 def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
     assert parsed(sample("object_event_unknown_bizstep.json")) == [
         tracking(
-            "epcis-hash:sha-256:af2f680155e0cb51fa2dc701b6ca747a3b31dce657428a8b299b4a44bab041e4",
+            hub_id(sample_doc("object_event_unknown_bizstep.json")),
             occurred="2026-03-01T10:05:00Z",
             recorded="2026-03-01T10:05:00Z",
             status="unknown",
             raw_code="inspecting",
-            references=[("cmr", "PL-2026-CMR-0093")],
+            references=[("cmr", "PL-2026-CMR-0093"), ("sscc", "059012340000000932"), ("sgln", "5901234000215")],
             remarks="readPoint urn:epc:id:sgln:5901234.00021.0; objects urn:epc:id:sscc:5901234.0000000093",
         )
     ]
@@ -143,26 +154,30 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
 def test_malformed_events_are_rejected_one_by_one() -> None:
     event_id = "urn:uuid:0b9d3c1e-0000-4000-8000-00000000000"
     assert parsed(sample("malformed_events.jsonld")) == [
-        Rejection("invalid_epcis", f"event 1 ({event_id}1): has no eventTime"),
+        Rejection("invalid_epcis", f"event 0 ({event_id}1): has no eventTime"),
         Rejection(
             "invalid_event",
-            f"event 2 ({event_id}2): urn:epc:id:bic:CSQU3054384: container number 'CSQU3054384' fails its ISO 6346 "
+            f"event 1 ({event_id}2): urn:epc:id:bic:CSQU3054384: container number 'CSQU3054384' fails its ISO 6346 "
             "check digit (expected 3)",
         ),
-        Rejection(
-            "invalid_event",
-            f"event 3 ({event_id}3): names nothing the hub can find the shipment by: add the container as "
-            "urn:epc:id:bic:<ISO 6346 number> or a bizTransactionList entry of type bol, sea_waybill, cmr, cim, smgs, "
-            "rail_waybill, awb, booking (SSCCs and GRAIs are not enough)",
+        tracking(  # an SSCC is a reference now: a booking may declare its packages' SSCCs
+            hub_id(sample_doc("malformed_events.jsonld")["epcisBody"]["eventList"][2]),
+            occurred="2026-03-11T00:30:00Z",
+            recorded="2026-03-11T09:00:00Z",
+            status="discharged",
+            raw_code="unloading",
+            references=[("sscc", "069012340000123456")],
+            location="SGSIN",
+            remarks="objects urn:epc:id:sscc:6901234.0000012345",
         ),
         Rejection(
-            "unsupported_event", f"event 4 ({event_id}4): a TransformationEvent does not report transport status"
+            "unsupported_event", f"event 3 ({event_id}4): a TransformationEvent does not report transport status"
         ),
         Rejection(
-            "invalid_epcis", f"event 5 ({event_id}5): has no bizStep: without one the hub cannot tell what happened"
+            "invalid_epcis", f"event 4 ({event_id}5): has no bizStep: without one the hub cannot tell what happened"
         ),
         tracking(
-            event_id + "6",
+            hub_id(sample_doc("malformed_events.jsonld")["epcisBody"]["eventList"][5]),
             occurred="2026-03-11T02:00:00Z",
             recorded="2026-03-11T09:00:00Z",
             status="discharged",
@@ -186,30 +201,38 @@ def test_truncated_document_is_one_rejection() -> None:
 def test_the_same_event_sent_twice_gets_the_same_id() -> None:
     events = sample_doc("document_rail_journey.jsonld")["epcisBody"]["eventList"]
     first, resent = parse(orjson.dumps(events[1]), SOURCE), parse(orjson.dumps(events[3]), SOURCE)
-    assert [e.event_id for e in first if isinstance(e, TrackingEvent)] == [LOADING_HASH]
-    assert [e.event_id for e in resent if isinstance(e, TrackingEvent)] == [LOADING_HASH]
+    loading = journey_ids()[1]
+    assert [e.event_id for e in first if isinstance(e, TrackingEvent)] == [loading]
+    assert [e.event_id for e in resent if isinstance(e, TrackingEvent)] == [loading]
 
 
-def test_canonical_hash_ignores_spelling_and_order_but_not_content() -> None:
+def test_event_hash_ignores_spelling_and_field_order_but_not_content() -> None:
     transactions = [{"type": "bol", "bizTransaction": "B1"}, {"type": "cmr", "bizTransaction": "C1"}]
     event = object_event(bizTransactionList=transactions)
     same = {
         **{key: event[key] for key in reversed(list(event))},
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
         "eventID": "urn:uuid:ignored",
         "recordTime": "2026-03-02T00:00:00Z",
         "eventTime": "2026-03-01T09:00:00Z",
         "bizStep": "urn:epcglobal:cbv:bizstep:departing",
         "bizTransactionList": [
             {"type": "urn:epcglobal:cbv:btt:cmr", "bizTransaction": " C1 "},
-            {"bizTransaction": "B1", "type": "https://ref.gs1.org/cbv/BTT-bol"},
+            {"type": "https://ref.gs1.org/cbv/BTT-bol", "bizTransaction": "B1"},
         ],
         "errorDeclaration": {"declarationTime": "2026-03-03T00:00:00Z"},
     }
-    assert canonical_hash(same) == canonical_hash(event)
+    assert event_hash(same) == event_hash(event)
     moved = dict(event, readPoint={"id": "urn:un:locode:DEHAM", "extra": 1})
     later = dict(event, eventTime="2026-03-01T10:00:00.001+01:00")
-    assert len({canonical_hash(event), canonical_hash(moved), canonical_hash(later)}) == 3
+    assert len({event_hash(event), event_hash(moved), event_hash(later)}) == 3
+
+
+def test_an_event_and_its_hash_identical_copy_without_event_id_are_one_identity() -> None:
+    # On 4c7e811 the event kept its eventID as id and the copy got the hub's own hash: two identities.
+    with_id, without = only(object_event(eventID=UUID + "1")), only(object_event())
+    assert isinstance(with_id, dict) and isinstance(without, dict)
+    assert with_id["event_id"] == hub_id(object_event())
+    assert with_id == without  # the same canonical event: the hub drops the second as a duplicate
 
 
 def test_error_declaration_without_event_id_retracts_the_hash_identified_event() -> None:
@@ -218,7 +241,8 @@ def test_error_declaration_without_event_id_retracts_the_hash_identified_event()
     declared = dict(original, errorDeclaration=declaration)
     first, retraction = only(original), only(declared)
     assert isinstance(first, dict) and isinstance(retraction, dict)
-    assert retraction["event_id"] == first["event_id"] == "epcis-hash:sha-256:" + canonical_hash(original)
+    assert retraction["event_id"] == first["event_id"] == hub_id(original)
+    assert retraction != first  # a declaration, not a duplicate
     assert (retraction["retracted"], retraction["revised_at"]) == (True, "2026-03-02T11:00:00Z")
     assert retraction["payload"]["remarks"] == "error declared (did_not_occur)"
 
@@ -226,15 +250,15 @@ def test_error_declaration_without_event_id_retracts_the_hash_identified_event()
 def test_error_declaration_needs_its_declaration_time() -> None:
     result = only(object_event(eventID="urn:uuid:1", errorDeclaration={"reason": "incorrect_data"}))
     assert result == Rejection(
-        "invalid_epcis", "event 1 (urn:uuid:1): errorDeclaration.declarationTime must be an ISO 8601 timestamp string"
+        "invalid_epcis", "event 0 (urn:uuid:1): errorDeclaration.declarationTime must be an ISO 8601 timestamp string"
     )
 
 
-def test_event_id_the_hub_id_syntax_cannot_carry_is_hashed_deterministically() -> None:
+def test_an_event_id_that_is_itself_an_event_hash_is_kept_in_the_remarks_only() -> None:
     given = "ni:///sha-256;df7bb3c352fef055578554f09f5e2aa41782150ced7bd0b8af24dd3ccb30ba69?ver=CBV2.0"
     result = only(object_event(eventID=given))
     assert isinstance(result, dict)
-    assert result["event_id"] == "eventid-sha256:" + hashlib.sha256(given.encode()).hexdigest()[:40]
+    assert result["event_id"] == hub_id(object_event())
 
 
 # --- field mapping -----------------------------------------------------------------------------------------------
@@ -270,7 +294,7 @@ def test_event_time_offset_comes_from_event_time_zone_offset_when_missing() -> N
 def test_event_time_without_any_offset_is_rejected() -> None:
     assert only(object_event(eventTime="2026-03-01T10:00:00", eventTimeZoneOffset=None)) == Rejection(
         "invalid_epcis",
-        "event 1: eventTime '2026-03-01T10:00:00' has no UTC offset and eventTimeZoneOffset does not give one "
+        "event 0: eventTime '2026-03-01T10:00:00' has no UTC offset and eventTimeZoneOffset does not give one "
         "(e.g. '+01:00')",
     )
 
@@ -300,8 +324,31 @@ def test_aggregation_into_a_container_names_the_container() -> None:
     )
     result = only(aggregation)
     assert isinstance(result, dict)
-    assert result["references"] == [{"kind": "container", "value": "CSQU3054383"}]
+    assert result["references"] == [
+        {"kind": "container", "value": "CSQU3054383"},
+        {"kind": "sscc", "value": "069012340000123456"},
+    ]
     assert result["payload"]["remarks"] == "objects urn:epc:id:sscc:6901234.0000012345"
+
+
+def test_business_transactions_sources_and_destinations_are_kept_as_references() -> None:
+    # On 4c7e811 other transaction types, SGLN sites and the source and destination lists were remarks only.
+    event = object_event(
+        epcList=["urn:epc:id:sgtin:0614141.107346.2017"],
+        bizTransactionList=[{"type": "desadv", "bizTransaction": "urn:epcglobal:cbv:bt:0614141073467:DO-7781"}],
+        sourceList=[{"type": "location", "source": "urn:epc:id:sgln:0614141.00001.0"}],
+        destinationList=[{"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00002"}],
+    )
+    result = only(event)
+    assert isinstance(result, dict)
+    assert result["references"] == [
+        {"kind": "business_transaction", "value": "DO-7781"},
+        {"kind": "sgln", "value": "0614141000012"},
+    ]
+    assert result["payload"]["remarks"] == (
+        "objects urn:epc:id:sgtin:0614141.107346.2017; transaction desadv urn:epcglobal:cbv:bt:0614141073467:DO-7781; "
+        "source location urn:epc:id:sgln:0614141.00001.0; destination owning_party urn:epc:id:pgln:0614141.00002"
+    )
 
 
 def test_query_document_events_are_read() -> None:
@@ -339,7 +386,7 @@ def test_absurdly_nested_event_is_rejected() -> None:
     nested: Any = "deep"
     for _ in range(40):
         nested = {"x": nested}
-    assert only(object_event(extension=nested)) == Rejection("invalid_epcis", "event 1: nests deeper than 32 levels")
+    assert only(object_event(extension=nested)) == Rejection("invalid_epcis", "event 0: nests deeper than 32 levels")
 
 
 # --- never raises, never hangs -----------------------------------------------------------------------------------
@@ -376,3 +423,20 @@ def test_mutated_samples_never_raise(raw: bytes) -> None:
     assert_well_formed(results)
     for result in results:
         event(result.code if isinstance(result, Rejection) else "event")
+
+
+def test_a_damaged_disposition_is_a_damage_incident_with_the_step_in_the_remarks() -> None:
+    # On 4c7e811 the disposition went to the remarks only, so a damage reported in EPCIS opened no claim.
+    result = only(object_event(bizStep="receiving", disposition="urn:epcglobal:cbv:disp:damaged"))
+    assert isinstance(result, dict)
+    assert {key: result["payload"][key] for key in ("status", "raw_code", "code_list", "remarks")} == {
+        "status": "damaged",
+        "raw_code": "damaged",
+        "code_list": "GS1-CBV-disposition",
+        "remarks": "bizStep receiving",
+    }
+
+
+def test_the_business_location_is_where_the_objects_are_after_the_event() -> None:
+    result = only(object_event(bizStep="receiving", readPoint={"id": "urn:un:locode:SGSIN"}, bizLocation={"id": "MYJHB"}))
+    assert isinstance(result, dict) and result["payload"]["location"] == "MYJHB"

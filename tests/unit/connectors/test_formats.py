@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.formats import FORMATS, parse_canonical, parser
 from schemas.events import HUB_EVENT
-from schemas.rejection import Rejection
+from schemas.rejection import Rejection, for_event
 from streams.horizon import Horizon
 from streams.references import REFERENCE_MESSAGE
 from streams.routing import route
@@ -69,3 +70,20 @@ def test_any_bytes_give_events_or_rejections_with_reasons_never_an_exception(raw
         results = parser(name)(raw, "carrier.fuzz")
         assert results, name
         assert all(r.reason for r in results if isinstance(r, Rejection))
+
+
+@pytest.mark.parametrize(
+    ("format_name", "payload"),
+    [
+        ("epcis", b'{"type": "EPCISDocument", "epcisBody": {"eventList": [{"type": "ObjectEvent", "eventID": "urn:uuid:1"}]}}'),
+        ("dcsa", b'[{"eventID": "e-1", "eventType": "TRANSPORT"}]'),
+        ("canonical", b'[{"event_id": "e-1"}]'),
+    ],
+)
+def test_a_refused_event_is_labelled_once_with_the_index_the_router_reports(format_name: str, payload: bytes) -> None:
+    # On 4c7e811 EPCIS numbered its events from 1 and the label check missed "event 1 (id)": "event 0: event 1 (...".
+    [refused] = FORMATS[format_name](payload, "carrier.test")
+    assert isinstance(refused, Rejection)
+    reason = for_event(0, refused).reason
+    assert reason.startswith(("event 0:", "event 0 (")), reason
+    assert reason.count("event 0") == 1 and "event 1" not in reason, reason

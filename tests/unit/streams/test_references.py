@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,9 +21,11 @@ from streams.references import (
     registrations,
     request,
     resolve,
+    resolve_offline,
     settle,
 )
-from streams.merge import project
+from streams.codec import encode_event
+from streams.merge import fold, project
 
 from ..builders import AUTHORITY, T0, booking_doc, envelope, hub_event, state_of, tracking_doc, waybill_doc, when
 
@@ -140,3 +143,22 @@ def test_what_is_released_does_not_depend_on_the_order_registrations_and_request
             out.update({e.key: e.shipment_id or "" for e, _ in released})
     assert out == {events[0].key: "SHP-A", events[1].key: "SHP-B", events[2].key: "SHP-B", events[3].key: "SHP-B"}
     assert book.parked == []
+
+
+def test_an_event_naming_only_a_document_the_booking_declares_attaches_without_a_document_event() -> None:
+    # On 4c7e811 a planned leg could not name its documents (an unknown field), so such events waited for a waybill.
+    booking = booking_doc()
+    booking["payload"]["legs"][2]["references"] = [
+        {"kind": "bill_of_lading", "value": "OLN-BL-0001"},
+        {"kind": "sscc", "value": "340123451111111111"},
+    ]
+    report = tracking_doc("loaded", leg=None, source="carrier.sea", shipment_id=None, occurred=30)
+    report["references"] = [{"kind": "bill_of_lading", "value": "OLN-BL-0001"}]
+    placed, waiting = resolve_offline([hub_event(booking), hub_event(report)], AUTHORITY)
+    assert waiting == []
+    [record] = fold(placed, AUTHORITY).values()
+    assert [m.status for m in record.legs[2].milestones] == ["loaded"]
+
+
+def test_a_booking_that_declares_no_references_serialises_as_before() -> None:
+    assert "references" not in orjson.loads(encode_event(hub_event(booking_doc())))["payload"]["legs"][0]
