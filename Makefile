@@ -30,6 +30,7 @@ down:
 	bash infra/dev.sh down
 
 test: venv up
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 
