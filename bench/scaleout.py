@@ -740,7 +740,7 @@ def report(
             times = Counter(audit.repeated.values())
             example = next(iter(audit.repeated))
             print(
-                f"              repeats: " + ", ".join(f"{n} pairs x{k}" for k, n in sorted(times.items()))
+                "              repeats: " + ", ".join(f"{n} pairs x{k}" for k, n in sorted(times.items()))
                 + f"; e.g. {example[0].decode()} v{example[1]}"
             )
         if audit.backwards:

@@ -36,7 +36,7 @@ def summary(record: ShipmentRecord) -> str:
         f"  Cargo:     {cargo.description}; {cargo.pieces} pieces, {cargo.gross_weight_kg} kg,"
         f" containers {', '.join(cargo.containers) or '-'}",
         f"  Declared value: {booking.declared_value.amount} {booking.declared_value.currency}",
-        f"  Through document: "
+        "  Through document: "
         + (
             f"{record.through_document.number} ({record.through_document.kind}, by {record.through_document.issuer});"
             f" {record.through_document.status}, holder {record.through_document.holder or '-'},"

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 import faust.streams as faust_streams
 from faust.types import EventT, StreamT
 
-from connectors.carriers import CarrierRegistry, load_registry, verify_kafka_headers
+from connectors.carriers import load_registry, verify_kafka_headers
 from connectors.formats import parser
 from mmhub.config import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent

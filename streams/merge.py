@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-import orjson
 
 from schemas.base import Money, MoneyTotal
 from schemas.events import (
-    HUB_EVENT,
     BookingEvent,
     BookingPayload,
     BookingStatusEvent,

@@ -245,7 +245,7 @@ def disclosures_document(
         "you": access_document(who),
         "held": dict(held),
         "recipients_scope": scope,
-        "recipients": [line.document() for line in sorted(shown, key=lambda l: (l.party, l.kind, l.channel))],
+        "recipients": [line.document() for line in sorted(shown, key=lambda r: (r.party, r.kind, r.channel))],
         "grants": [grant_document(g, now_entitled, now) for g in visible_grants(who.party, record, grants)],
     }
 

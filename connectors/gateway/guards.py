@@ -39,6 +39,11 @@ class RateLimits:
     per_token: Rate = Rate(per_s=10.0, burst=20)
     per_carrier: Rate = Rate(per_s=10.0, burst=20)
 
+    @classmethod
+    def unlimited(cls) -> RateLimits:
+        """No limit worth the name: for tests whose subject is not the rate limits."""
+        return cls(*(Rate(per_s=1e6, burst=10**6),) * 3)
+
 
 class RateLimiter:
     """Token buckets, one per client key. Pure apart from the clock it is given."""

@@ -18,7 +18,6 @@ from schemas.record import ShipmentRecord
 from streams.sharing import (
     POLICY,
     Channel,
-    Entitlement,
     Grant,
     Policy,
     Share,

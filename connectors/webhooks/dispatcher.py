@@ -20,7 +20,6 @@ from typing import Callable, Sequence
 
 import aiohttp
 import asyncpg
-import orjson
 
 from connectors.postgres.db import connect
 from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.carriers import http_signature_headers, load_registry, load_signing_key, new_key
 from connectors.gateway.app import create_gateway
+from connectors.gateway.guards import RateLimits
 from connectors.gateway.publisher import KafkaPublisher
 from connectors.gateway.receipts import PostgresReceipts
 from connectors.postgres.db import quote_ident
@@ -31,19 +32,21 @@ NewSettings = Callable[..., Awaitable[Settings]]
 
 KEYS = Path(__file__).resolve().parents[2] / "examples" / "keys"
 CARRIER = "carrier.oceanline"
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # after every example: none is dated past its receipt
 LINES = [line for line in JOURNEY.read_bytes().splitlines() if orjson.loads(line)["source"] == CARRIER]
 BODY = b"[" + b",".join(LINES) + b"]"
 
 
 @asynccontextmanager
-async def gateway(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+async def gateway(settings: Settings, limits: RateLimits | None = None) -> AsyncIterator[TestClient[Any, Any]]:
     """The gateway app in-process, with the production publisher and receipts store."""
     await migrate(settings.pg_dsn, settings.pg_schema)
     publisher = KafkaPublisher(settings.kafka_client())
     await publisher.start()
     receipts = await PostgresReceipts.open(settings)
-    app = create_gateway(settings, load_registry(settings.carriers_path), publisher, receipts, clock=lambda: NOW)
+    app = create_gateway(
+        settings, load_registry(settings.carriers_path), publisher, receipts, clock=lambda: NOW, limits=limits or RateLimits()
+    )
     try:
         async with TestClient(TestServer(app)) as client:
             yield client

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.kafka import publish, read_jsonl, share_topics
 from connectors.postgres.db import quote_ident

@@ -85,7 +85,7 @@ async def served(settings: Settings, **gateway: Any) -> AsyncIterator[Served]:
     """The gateway with a reader and the webhook routes; `gateway` goes to create_gateway (e.g. limits)."""
     await migrate(settings.pg_dsn, settings.pg_schema)
     await project(settings, RECORD)
-    publisher = KafkaPublisher(settings.kafka)
+    publisher = KafkaPublisher(settings.kafka_client())
     await publisher.start()
     receipts = await PostgresReceipts.open(settings)
     store = await PostgresReaderStore.open(settings)

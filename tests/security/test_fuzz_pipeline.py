@@ -8,8 +8,6 @@ gateway accepted is in Postgres, good events published after the junk reach Post
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import copy
 import json
 import random
@@ -21,7 +19,8 @@ from aiokafka import AIOKafkaProducer
 from connectors.carriers import http_signature_headers, load_signing_key
 from streams.topics import ORIGIN
 from tests.integration.hub import caught_up, journey_lines, offline, projected_record, wait_for
-from tests.integration.test_gateway import CARRIER, KEYS, gateway, post
+from connectors.gateway.guards import RateLimits
+from tests.integration.test_gateway import CARRIER, KEYS, NOW, gateway, post
 from tests.security.test_control_chars import _get, string_leaves
 from tests.unit.builders import every_kind_docs
 
@@ -82,10 +81,10 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
     producer = AIOKafkaProducer(**settings.kafka_client(acks="all", linger_ms=20))
     await producer.start()
     try:
-        async with gateway(settings) as client:
+        async with gateway(settings, RateLimits.unlimited()) as client:  # the subject is junk text, not rate limits
             for doc in docs:
                 body = as_bytes(doc)
-                status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
+                status, answer = await post(client, body, http_signature_headers(body, key, "canonical", NOW))
                 assert status in (202, 400), (status, answer)
                 for result in answer.get("results", []):
                     if result["result"] == "accepted" and result.get("shipment_id") == FUZZED:
@@ -106,7 +105,7 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
             await producer.flush()
             mine = [line for line in good if orjson.loads(line)["source"] == CARRIER]
             body = b"[" + b",".join(mine) + b"]"
-            status, answer = await post(client, body, http_signature_headers(body, key, "canonical", datetime.now(timezone.utc)))
+            status, answer = await post(client, body, http_signature_headers(body, key, "canonical", NOW))
             assert status == 202 and answer["rejected"] == 0, answer
     finally:
         await producer.stop()

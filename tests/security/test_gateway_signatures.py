@@ -28,7 +28,7 @@ CARRIER = "carrier.oceanline"
 KEY = load_signing_key(KEYS / f"{CARRIER}.2025-01.json")
 LINES = [line for line in JOURNEY.read_bytes().splitlines() if orjson.loads(line)["source"] == CARRIER]
 BODY = b"[" + b",".join(LINES) + b"]"
-SIGNED_AT = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+SIGNED_AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # after every journey event: none is future-dated
 
 
 class Clock:

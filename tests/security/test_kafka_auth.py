@@ -23,7 +23,7 @@ from aiokafka.errors import (
 
 from mmhub.config import Settings
 from streams.topics import DLQ_CODE
-from tests.integration.hub import HubProcess, read_topic, wait_for
+from tests.integration.hub import HubProcess, read_topic
 
 pytestmark = pytest.mark.integration
 

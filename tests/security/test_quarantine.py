@@ -160,7 +160,7 @@ async def test_the_webhook_filler_sets_aside_what_postgres_refuses_and_queues_th
                 producer = AIOKafkaProducer(**settings.kafka_client(acks="all"))
                 await producer.start()
                 try:
-                    await producer.send_and_wait(settings.topics.share("shipper"), b"\xff not json", key=SHIPPER.encode())
+                    await producer.send_and_wait(settings.topics.share("shipper", SHIPPER), b"\xff not json", key=SHIPPER.encode())
                 finally:
                     await producer.stop()
                 await produce_shares(settings, "shipper", [status(SHIPPER, shipment, 3)])

@@ -118,10 +118,10 @@ def test_whole_journey_parties_see_every_recipient_carriers_and_delegates_only_t
     for party in (MTO, SHIPPER, "consignee.johor-assembly", "insurer.picc"):
         assert visible_recipients(now_entitled[party], lines, grants) == ("all", lines)
     scope, shown = visible_recipients(now_entitled[RAIL], lines, grants)
-    assert (scope, [l.party for l in shown]) == ("own_and_delegates", [RAIL, BROKER])
+    assert (scope, [line.party for line in shown]) == ("own_and_delegates", [RAIL, BROKER])
     # a delegate of the shipper sees the whole journey's grades it was given, not who else holds the shipment
     assert recipient_scope(now_entitled[SG_BROKER]) == "own_and_delegates"
-    assert [l.party for l in visible_recipients(now_entitled[SG_BROKER], lines, grants)[1]] == [SG_BROKER]
+    assert [line.party for line in visible_recipients(now_entitled[SG_BROKER], lines, grants)[1]] == [SG_BROKER]
 
 
 def test_a_party_with_its_own_relation_and_a_grant_keeps_its_own_scope() -> None:

@@ -230,8 +230,8 @@ def test_a_signature_inside_the_window_verifies(skew_s: int) -> None:
         (f"t={T},v0=QUJD", "unsupported_scheme"),
         ("v1=QUJD", "bad_signature"),  # no time
         (f"t={T},t={T},v1=QUJD", "bad_signature"),
-        (f"t=-5,v1=QUJD", "bad_signature"),
-        (f"t=1e9,v1=QUJD", "bad_signature"),
+        ("t=-5,v1=QUJD", "bad_signature"),
+        ("t=1e9,v1=QUJD", "bad_signature"),
     ],
 )
 def test_a_signature_header_outside_the_v1_scheme_is_refused_with_why(header: str, wanted: str) -> None:

@@ -4,7 +4,6 @@ hash, error declarations as retractions, and that no input bytes make it raise o
 from __future__ import annotations
 
 import copy
-import hashlib
 from functools import partial
 from typing import Any
 

@@ -26,7 +26,7 @@ from connectors.carriers import (
 )
 from connectors.formats import FORMATS
 from connectors.gateway.app import MAX_BODY_BYTES, create_gateway
-from connectors.gateway.guards import Rate, RateLimits
+from connectors.gateway.guards import RateLimits
 from connectors.gateway.intake import (
     Admitted,
     Identity,
@@ -121,7 +121,7 @@ class MemoryReceipts:
         return not self.down
 
 
-UNLIMITED = RateLimits(*(Rate(per_s=1e6, burst=10**6),) * 3)
+UNLIMITED = RateLimits.unlimited()
 
 
 class Hub:

@@ -164,7 +164,7 @@ def test_the_invoice_is_a_draft_until_every_leg_has_charges() -> None:
     [pending] = draft.payments
     assert pending.status == "unallocated"
     assert pending.reason == "the invoice is not issued yet: legs [2] have no charges"
-    assert postings(draft, f"pmt-bank.test/pay-early") == {(CASH, "USD"): (D("1000.00"), ZERO), (SUSPENSE, "USD"): (ZERO, D("1000.00"))}
+    assert postings(draft, "pmt-bank.test/pay-early") == {(CASH, "USD"): (D("1000.00"), ZERO), (SUSPENSE, "USD"): (ZERO, D("1000.00"))}
 
     issued = settled(margin(), road(), early, sea())
     assert issued.status == "partially_paid"

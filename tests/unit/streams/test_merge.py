@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.base import Money, MoneyTotal
+from schemas.base import MoneyTotal
 from schemas.record import ShipmentRecord
 from streams.codec import decode_event
 from streams.merge import MisroutedEvent, ShipmentState, apply, apply_all, fingerprint, fold, project

@@ -27,7 +27,7 @@ from streams.references import (
 from streams.codec import encode_event
 from streams.merge import fold, project
 
-from ..builders import AUTHORITY, T0, booking_doc, envelope, hub_event, state_of, tracking_doc, waybill_doc, when
+from ..builders import AUTHORITY, T0, booking_doc, hub_event, state_of, tracking_doc, waybill_doc, when
 
 CONTAINER = CarrierReference(kind="container", value="CSQU3054383")
 
