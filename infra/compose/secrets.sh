@@ -14,3 +14,10 @@ for name in kafka-controller kafka-broker kafka-admin kafka-worker kafka-sink ka
         echo "made $DIR/$name"
     fi
 done
+# The keyring that seals webhook secrets at rest (connectors/webhooks/sealing.py): `<key id> <base64 of 32 bytes>`,
+# the first line the current key. Rotate by putting a new line first, then `mmhub webhooks rotate-key`.
+if [[ ! -s "$DIR/webhook-keys" ]]; then
+    printf 'k%s %s\n' "$(date -u +%Y%m%d)" "$(head -c 32 /dev/urandom | base64)" >"$DIR/webhook-keys"
+    chmod 0644 "$DIR/webhook-keys"
+    echo "made $DIR/webhook-keys"
+fi
