@@ -264,7 +264,9 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, ClaimUpdate)],
         [e for e in live if isinstance(e, RateEvent)],
     )
-    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS)]
+    # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
+    refused = refused_keys | {r.event for r in not_owners}
+    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in refused]
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -390,6 +392,11 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
             return f"{insurer} is not an insurer the MTO {owner} places cover with"
         if source not in (insurer, owner):
             return f"{source} may not bind a policy of {insurer}"
+    if _is_claim_update(event):
+        if operator is None:
+            return nobody
+        if source not in operator.insurers:
+            return f"only an insurer the MTO {owner} places cover with updates a claim, not {source}"
     return None
 
 
@@ -403,6 +410,9 @@ def _not_entitled(event: HubEvent, plan: BookingPayload) -> str | None:
     source = event.source
     if source in (plan.mto, CLOCK_SOURCE):
         return None  # the MTO, and the hub's own presumed-loss clock, answer for the whole journey
+    if isinstance(event, PaymentEvent) and source != plan.shipper.party_id:
+        # a payment releases the carriers' payouts: only the payer of the invoice (or the MTO, its payee) reports it
+        return f"only the shipper {plan.shipper.party_id} or the MTO {plan.mto} reports a payment, not {source}"
     carried = {leg.sequence for leg in plan.legs if leg.carrier == source}
     if isinstance(event, HandoverEvent):
         payload = event.payload

@@ -23,7 +23,7 @@ MTO = "mto.test"
 AUTHORITY = Authority.of(
     [
         Operator(MTO, ("SHP-TEST-",), frozenset({"insurer.test"})),
-        Operator("mto.prop", ("SHP-PROP-",), frozenset({"insurer.test"})),
+        Operator("mto.prop", ("SHP-PROP-",), frozenset({"insurer.prop"})),  # the strategies' insurer
         Operator("mto.westcorridor", ("SHP-2026-",), frozenset({"insurer.picc"})),
     ]
 )

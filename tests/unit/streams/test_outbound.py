@@ -21,7 +21,7 @@ DAMAGE_CLAIM = f"CLM-{SHIPMENT}-damage-L3"
 
 def payment(amount: str, *, event_id: str = "pay-1") -> Doc:
     payload: Doc = {"payment_id": event_id.upper(), "payer": "shipper.test", "amount": {"amount": amount, "currency": "USD"}}
-    return envelope("payment", payload, event_id=event_id, source="bank.test", occurred=60)
+    return envelope("payment", payload, event_id=event_id, source="shipper.test", occurred=60)
 
 
 def then(state: ShipmentState, *docs: Doc) -> ShipmentState:
