@@ -265,8 +265,8 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         [e for e in live if isinstance(e, RateEvent)],
     )
     # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
-    refused = refused_keys | {r.event for r in not_owners}
-    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in refused]
+    not_applied = refused_keys | {r.event for r in not_owners}
+    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
