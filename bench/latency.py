@@ -47,7 +47,7 @@ from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run
 from bench.workload import Workload, expected_records, generate, offline_finals
 from connectors.kafka import ensure_topics
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.codec import Rejection, decode_event
 from streams.copies import fingerprint
 

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from connectors.parties import load_parties
-from mmhub.config import DEFAULT_PARTIES
+from hubconf.settings import DEFAULT_PARTIES
 from schemas.identifiers import iso6346_check_digit
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event

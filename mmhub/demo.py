@@ -31,14 +31,15 @@ from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
+from connectors.parties import load_parties
 from connectors.postgres.store import fetch_record, projected_versions
 from connectors.sharing.audit import table, usage
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from mmhub.render import summary
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
-from streams.topics import DLQ_CODE, DLQ_REASON
+from hubconf.topics import DLQ_CODE, DLQ_REASON
 
 MALFORMED = [
     b"this is not JSON",
@@ -166,7 +167,8 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
     events = [e for e in decoded if not isinstance(e, Rejection)]
-    expected = fold(events, settings.authority())
+    authority = load_parties(settings.parties_path).authority()
+    expected = fold(events, authority)
     names = ", ".join(journey.name for journey in journeys)
     _say(f"journeys {names}: {len(lines)} events for {len(expected)} shipment(s)")
 
@@ -179,7 +181,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     # The third journey as carriers really send it: their own formats, their own references, signed, and
     # before the MTO has booked (their events wait in reference resolution until the booking registers them).
     formats_id, formats_sends = sends()
-    expected.update(offline_records(settings.authority()))
+    expected.update(offline_records(authority))
     ordered = [item for item in formats_sends if not item.after_booking] + [i for i in formats_sends if i.after_booking]
     for item in ordered:
         [(partition, offset)] = await publish_raw(settings, item.format_name, [item.body], item.key)

@@ -14,7 +14,7 @@ import asyncpg
 from connectors.gateway.intake import Identity, Receipt, Unavailable
 from connectors.postgres.db import server_settings
 from connectors.postgres.sink import transient
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from connectors.postgres.db import connect
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 _MONTH = re.compile(r"^(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])$")
 

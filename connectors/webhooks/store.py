@@ -22,7 +22,7 @@ from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, tr
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
 from connectors.webhooks.sealing import Keyring, key_id, load_keyring
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,18 @@ from faust.types import EventT, StreamT
 
 from connectors.carriers import load_registry, verify_kafka_headers
 from connectors.formats import parser
-from mmhub.config import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
+from connectors.parties import load_parties
+from hubconf.settings import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
-from streams import fetching
-from streams import topics as topic_names
+from worker import fetching
+from hubconf import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
-from streams.consumer_guard import GatedTableManager
+from worker.consumer_guard import GatedTableManager
 from streams.copies import Copy
+from streams.horizon import Horizon
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, settlement_messages
 from streams.references import (
@@ -243,7 +245,7 @@ def create_app(settings: Settings) -> faust.App:
         # the default 16 KiB a produce request carries two of them. No linger: while the agent merges, the
         # sender cannot run anyway, so batches fill by themselves and an idle hub sends at once.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        # input partitions stay paused in the client until faust's post-recovery seek (see streams.consumer_guard)
+        # input partitions stay paused in the client until faust's post-recovery seek (see worker.consumer_guard)
         TableManager=GatedTableManager,
         # A crashed worker's partitions wait this long for its replacement; faust's default is 60 s.
         broker_session_timeout=settings.session_timeout_s,
@@ -265,8 +267,8 @@ def create_app(settings: Settings) -> faust.App:
         for name in topic_names.RAW_FORMATS
     }
     registry = load_registry(settings.carriers_path)
-    authority = settings.authority()  # who owns which shipment ids: the fold's only source of the MTO
-    horizon = settings.horizon
+    authority = load_parties(settings.parties_path).authority()  # who owns which shipment ids: the fold's only source of the MTO
+    horizon = Horizon.of(settings)
     # Both tables are co-partitioned with hub.events: each read and write runs with the shipment's own event as
     # faust's current event (events_partition), so store and changelog partition are the event's partition.
     shipments = app.Table(
@@ -644,7 +646,7 @@ def _header(message: object, name: str) -> bytes | None:
 
 def received_at(message: object) -> datetime:
     """When the hub received a Kafka record: its timestamp, which the broker sets on the topics an event comes in by
-    (LogAppendTime, streams.topics), so a replay of the record finds the same time."""
+    (LogAppendTime, hubconf.topics), so a replay of the record finds the same time."""
     return datetime.fromtimestamp(getattr(message, "timestamp"), timezone.utc)
 
 
