@@ -12,7 +12,7 @@ import os
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -148,7 +148,7 @@ class WebhookStore:
 
     async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._pool.acquire() as conn:
-            return await operation(conn)
+            return await operation(cast(asyncpg.Connection, conn))  # a pool's proxy of its connection
 
     async def patiently(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], stop: asyncio.Event) -> T:
         """`run`, retried with capped exponential backoff while Postgres is unreachable; Stopped if `stop` is set
