@@ -28,6 +28,7 @@ def replay(events: list[HubEvent], warm: bool) -> float:
         shipment_id = event.shipment_id
         assert shipment_id is not None
         stored = table.get(shipment_id)
+        previous: ShipmentRecord | None
         if warm and shipment_id in cache:
             before, previous = cache[shipment_id]
         else:

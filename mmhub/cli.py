@@ -313,13 +313,15 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         for index, result in enumerate(read(body, args.source)):
             # the same check as every path into the hub: a file speaks only for the party that sends it
-            checked = result if isinstance(result, Rejection) else route(result, args.source, received_at, horizon)
-            if isinstance(checked, Rejection):
-                refused += 1
-                labelled = for_event(index, checked)
-                print(f"{name}: {labelled.code}: {labelled.reason}", file=sys.stderr)
-            else:
-                sys.stdout.buffer.write(encode_event(result) + b"\n")
+            if not isinstance(result, Rejection):
+                routed = route(result, args.source, received_at, horizon)
+                if not isinstance(routed, Rejection):
+                    sys.stdout.buffer.write(encode_event(result) + b"\n")
+                    continue
+                result = routed
+            refused += 1
+            labelled = for_event(index, result)
+            print(f"{name}: {labelled.code}: {labelled.reason}", file=sys.stderr)
     return 1 if refused else 0
 
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -128,7 +129,7 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
         if all((sid, r.version) in final for sid, r in expected.items()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    received: dict[str, list[dict[str, object]]] = {}
+    received: dict[str, list[dict[str, Any]]] = {}
     for topic in await share_topics(settings):
         audience, party = topic.removeprefix(settings.topics.share_prefix).split(".", 1)
         for message in await _read(settings, topic, 1, 3):
@@ -141,8 +142,8 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
         party = who.split(":", 1)[1]
         views = [m["view"] for m in messages if m["kind"] == "status"]
         own_only = all(
-            all(leg["carrier"] == party for leg in v.get("legs", []))  # type: ignore[union-attr]
-            and all(p["carrier"] == party for p in v.get("settlement", {}).get("payouts", []))  # type: ignore[union-attr]
+            all(leg["carrier"] == party for leg in v.get("legs", []))
+            and all(p["carrier"] == party for p in v.get("settlement", {}).get("payouts", []))
             for v in views
         )
         if not leaked:

@@ -54,4 +54,5 @@ def prompt_consumer(fetch_max_wait_ms: int) -> type[Consumer]:
 
 def install(app: faust.App, fetch_max_wait_ms: int) -> None:
     """Make `app` create its consumer with `fetch_max_wait_ms` (before the worker starts it)."""
-    app.transport.Consumer = prompt_consumer(fetch_max_wait_ms)
+    # faust declares Consumer a ClassVar of its transports; only this app's transport gets the prompt one
+    app.transport.Consumer = prompt_consumer(fetch_max_wait_ms)  # type: ignore[misc]
