@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = {"hubconf", "schemas", "streams", "connectors", "worker", "mmhub", "bench"}
 # I/O and process control in the standard library: not for the pure layers.
 STDLIB_IO = {
     "asyncio", "os", "socket", "ssl", "subprocess", "shutil", "tempfile", "http", "urllib", "sqlite3", "selectors",
