@@ -8,9 +8,11 @@ FROM python:3.11-slim AS production
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY hubconf ./hubconf
 COPY schemas ./schemas
 COPY streams ./streams
 COPY connectors ./connectors
+COPY worker ./worker
 COPY mmhub ./mmhub
 RUN pip install --no-cache-dir . && useradd --create-home mmhub && mkdir -p /data && chown mmhub /data
 USER mmhub

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -38,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -47,7 +49,7 @@ from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run
 from bench.workload import Workload, expected_records, generate, offline_finals
 from connectors.kafka import ensure_topics
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.codec import Rejection, decode_event
 from streams.copies import fingerprint
 
@@ -279,6 +281,11 @@ async def run(args: argparse.Namespace) -> int:
         prints = [fingerprint_of(line) for _, line in lines]
         sent_at: dict[str, float] = {}
         acked_at: dict[str, float] = {}  # the broker acknowledged the publish: the carrier's part of the latency
+
+        def acked(mark: str, done: asyncio.Future[Any]) -> None:
+            if done.exception() is None:
+                acked_at[mark] = time.time()
+
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
         begin = time.monotonic() + 0.2
         steady_cpu0 = cpu_mark(pids)
@@ -290,9 +297,7 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(delay)
             sent_at[mark] = time.time()
             sending = await producer.send(settings.topics.events, key=key, value=line)
-            sending.add_done_callback(
-                lambda done, mark=mark: done.exception() is None and acked_at.__setitem__(mark, time.time())
-            )
+            sending.add_done_callback(functools.partial(acked, mark))
             if index % 200 == 0:
                 alive()
                 progress.maybe(index, "")

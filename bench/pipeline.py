@@ -64,7 +64,7 @@ from bench.workload import (
     offline_finals,
 )
 from connectors.kafka import ensure_topics, publish
-from mmhub.config import PRODUCER_BATCH_BYTES, Settings
+from hubconf.settings import PRODUCER_BATCH_BYTES, Settings
 
 PASSTHROUGH = "bench.passthrough"
 PROGRESS_EVERY_S = 1.0
@@ -214,7 +214,7 @@ async def run_baseline(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    # The producer settings the faust worker runs with (faust defaults + producer_acks=-1 in streams/app.py).
+    # The producer settings the faust worker runs with (faust defaults + producer_acks=-1 in worker/app.py).
     producer = AIOKafkaProducer(
         **settings.kafka_client(), client_id="bench-baseline", acks="all", linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES
     )

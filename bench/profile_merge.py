@@ -1,4 +1,4 @@
-"""Where the worker's CPU goes per event, without Kafka: the body of `merge_batch` (streams/app.py) over the
+"""Where the worker's CPU goes per event, without Kafka: the body of `merge_batch` (worker/app.py) over the
 bench workload, with a dict standing in for the RocksDB table.
 
     python -m bench.profile_merge [--shipments N --events-per-shipment K --order interleaved|grouped]
@@ -24,7 +24,7 @@ from pyinstrument.frame import Frame
 from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.merge import ShipmentState, absorb, project
 
 BATCH_MAX = Settings.from_env().batch_max  # what the worker reads

@@ -78,7 +78,7 @@ from bench.pipeline import (
     system_busy_s,
 )
 from bench.workload import Workload, generate, offline_finals
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 # --- pure helpers (tested in tests/unit/bench/test_scaleout_helpers.py) ---------------------------------------
 

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.pipeline import (
     new_run,
@@ -66,10 +66,10 @@ from bench.pipeline import (
 )
 from bench.workload import AUTHORITY, ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
 from connectors.kafka import publish
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.codec import Rejection, decode_event, encode_state
 from streams.merge import ShipmentState, absorb, fold
-from streams.topics import TABLES
+from hubconf.topics import TABLES
 
 PER = 100_000  # the issue asks for figures per 100,000 shipments
 RESTART_KINDS = ("warm", "kill9", "cold")

@@ -1,7 +1,7 @@
 """What the worker's warm-state cache saves on the pure merge path: µs per event with and without it.
 
 Replays an interleaved workload one event per version (the worker's worst case) through the merge path of
-`streams/app.py` without Kafka, once re-decoding and re-projecting the stored state every time (no cache) and
+`worker/app.py` without Kafka, once re-decoding and re-projecting the stored state every time (no cache) and
 once reusing the state and record the previous version left (cache). Both passes run in this process, in turn.
 
     .venv/bin/python -m bench.warm_cache [--shipments 300] [--events-per-shipment 15] [--repeat 2]
@@ -28,6 +28,7 @@ def replay(events: list[HubEvent], warm: bool) -> float:
         shipment_id = event.shipment_id
         assert shipment_id is not None
         stored = table.get(shipment_id)
+        previous: ShipmentRecord | None
         if warm and shipment_id in cache:
             before, previous = cache[shipment_id]
         else:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from connectors.parties import load_parties
-from mmhub.config import DEFAULT_PARTIES
+from hubconf.settings import DEFAULT_PARTIES
 from schemas.identifiers import iso6346_check_digit
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
@@ -145,9 +145,9 @@ def generate(
                 lines.append(events[position])
                 line_keys.append(key)
     workload = Workload(shipments, events_per_shipment, order, lines, line_keys, described)
-    first = decode_event(workload.lines[0])
-    if isinstance(first, Rejection):  # cheap guard; expected_records() validates every line
-        raise ValueError(f"generated event is invalid: {first.reason}")
+    sample = decode_event(workload.lines[0])
+    if isinstance(sample, Rejection):  # cheap guard; expected_records() validates every line
+        raise ValueError(f"generated event is invalid: {sample.reason}")
     return workload
 
 

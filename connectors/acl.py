@@ -27,9 +27,9 @@ from pydantic import TypeAdapter
 from connectors.kafka import ensure_share_topics
 from connectors.sharing.stage import share_group
 from connectors.webhooks.filler import group as webhooks_group
-from mmhub.config import PRINCIPALS, Settings
+from hubconf.settings import PRINCIPALS, Settings
 from schemas.identifiers import PartyId
-from streams.topics import RAW_FORMATS
+from hubconf.topics import RAW_FORMATS
 
 
 class Resource(IntEnum):

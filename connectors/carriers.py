@@ -27,9 +27,9 @@ from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, 
 from schemas.base import Frozen, UtcDatetime
 from schemas.identifiers import PartyId
 from schemas.rejection import Rejection, describe
-from streams.topics import SIGNATURE, SIGNATURE_CARRIER, SIGNATURE_KEY_ID
+from hubconf.topics import SIGNATURE, SIGNATURE_CARRIER, SIGNATURE_KEY_ID
 
-# The same three facts as the Kafka headers in streams.topics, for the HTTP gateway.
+# The same three facts as the Kafka headers in hubconf.topics, for the HTTP gateway.
 HTTP_CARRIER = "Mmhub-Carrier"
 HTTP_KEY_ID = "Mmhub-Key-Id"
 HTTP_SIGNATURE = "Mmhub-Signature"

@@ -19,7 +19,7 @@ from connectors.onerecord.parse import parse as parse_onerecord
 from connectors.payload import screen
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import Rejection, describe
-from streams.topics import RAW_FORMATS
+from hubconf.topics import RAW_FORMATS
 
 Parser = Callable[[bytes, str], list[HubEvent | Rejection]]
 

@@ -16,8 +16,8 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
-from mmhub.config import Settings
-from streams.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
+from hubconf.settings import Settings
+from hubconf.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
 

@@ -42,7 +42,7 @@ KAFKA_PID="$RUN/kafka.pid"
 KAFKA_LOG="$RUN/kafka.log"
 KAFKA_SECRETS="$RUN/kafka-secrets"
 KAFKA_ADMIN_CONFIG="$KAFKA_SECRETS/admin.properties"
-# The hub's principals (SCRAM users), one per process; keep in step with mmhub.config.PRINCIPALS. "admin" and
+# The hub's principals (SCRAM users), one per process; keep in step with hubconf.settings.PRINCIPALS. "admin" and
 # the broker's own "broker" are super users; the others get only the ACLs that `mmhub topics` creates.
 HUB_PRINCIPALS=(admin worker sink share gateway webhooks tools)
 KAFKA_READY_TIMEOUT=90

@@ -1,1 +1,1 @@
-"""The `mmhub` command line and the settings every process reads."""
+"""The `mmhub` command line (the settings every process reads are in hubconf)."""

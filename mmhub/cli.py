@@ -17,9 +17,9 @@ from typing import Awaitable, Callable
 import orjson
 
 from connectors.webhooks.commands import add_commands as add_webhook_commands
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from mmhub.quarantine import add_commands as add_quarantine_commands
-from streams.topics import RAW_FORMATS
+from hubconf.topics import RAW_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def _dev(action: str) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.app import run_worker
+    from worker.app import run_worker
 
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
@@ -254,20 +254,23 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import read_jsonl
+    from connectors.parties import load_parties
     from streams.codec import Rejection, decode_event
+    from streams.horizon import Horizon
     from streams.merge import fold
     from streams.references import resolve_offline
 
     # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
     # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
-    authority = settings.authority()
+    authority = load_parties(settings.parties_path).authority()
+    horizon = Horizon.of(settings)
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     events = []
     rejected = 0
     for number, line in enumerate(read_jsonl(Path(args.file)), start=1):
         decoded = decode_event(line)
         if not isinstance(decoded, Rejection):
-            decoded = settings.horizon.refusal(decoded, received_at) or decoded
+            decoded = horizon.refusal(decoded, received_at) or decoded
         if isinstance(decoded, Rejection):
             rejected += 1
             print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
@@ -295,9 +298,11 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.formats import parser as format_parser
     from schemas.rejection import Rejection, for_event
     from streams.codec import encode_event
+    from streams.horizon import Horizon
     from streams.routing import route
 
     read = format_parser(args.format)
+    horizon = Horizon.of(settings)
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     refused = 0
     for name in args.files:
@@ -308,13 +313,15 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         for index, result in enumerate(read(body, args.source)):
             # the same check as every path into the hub: a file speaks only for the party that sends it
-            checked = result if isinstance(result, Rejection) else route(result, args.source, received_at, settings.horizon)
-            if isinstance(checked, Rejection):
-                refused += 1
-                labelled = for_event(index, checked)
-                print(f"{name}: {labelled.code}: {labelled.reason}", file=sys.stderr)
-            else:
-                sys.stdout.buffer.write(encode_event(result) + b"\n")
+            if not isinstance(result, Rejection):
+                routed = route(result, args.source, received_at, horizon)
+                if not isinstance(routed, Rejection):
+                    sys.stdout.buffer.write(encode_event(result) + b"\n")
+                    continue
+                result = routed
+            refused += 1
+            labelled = for_event(index, result)
+            print(f"{name}: {labelled.code}: {labelled.reason}", file=sys.stderr)
     return 1 if refused else 0
 
 

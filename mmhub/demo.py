@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -31,14 +32,15 @@ from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
+from connectors.parties import load_parties
 from connectors.postgres.store import fetch_record, projected_versions
 from connectors.sharing.audit import table, usage
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from mmhub.render import summary
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
-from streams.topics import DLQ_CODE, DLQ_REASON
+from hubconf.topics import DLQ_CODE, DLQ_REASON
 
 MALFORMED = [
     b"this is not JSON",
@@ -127,7 +129,7 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
         if all((sid, r.version) in final for sid, r in expected.items()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    received: dict[str, list[dict[str, object]]] = {}
+    received: dict[str, list[dict[str, Any]]] = {}
     for topic in await share_topics(settings):
         audience, party = topic.removeprefix(settings.topics.share_prefix).split(".", 1)
         for message in await _read(settings, topic, 1, 3):
@@ -140,8 +142,8 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
         party = who.split(":", 1)[1]
         views = [m["view"] for m in messages if m["kind"] == "status"]
         own_only = all(
-            all(leg["carrier"] == party for leg in v.get("legs", []))  # type: ignore[union-attr]
-            and all(p["carrier"] == party for p in v.get("settlement", {}).get("payouts", []))  # type: ignore[union-attr]
+            all(leg["carrier"] == party for leg in v.get("legs", []))
+            and all(p["carrier"] == party for p in v.get("settlement", {}).get("payouts", []))
             for v in views
         )
         if not leaked:
@@ -166,7 +168,8 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
     events = [e for e in decoded if not isinstance(e, Rejection)]
-    expected = fold(events, settings.authority())
+    authority = load_parties(settings.parties_path).authority()
+    expected = fold(events, authority)
     names = ", ".join(journey.name for journey in journeys)
     _say(f"journeys {names}: {len(lines)} events for {len(expected)} shipment(s)")
 
@@ -179,7 +182,7 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
     # The third journey as carriers really send it: their own formats, their own references, signed, and
     # before the MTO has booked (their events wait in reference resolution until the booking registers them).
     formats_id, formats_sends = sends()
-    expected.update(offline_records(settings.authority()))
+    expected.update(offline_records(authority))
     ordered = [item for item in formats_sends if not item.after_booking] + [i for i in formats_sends if i.after_booking]
     for item in ordered:
         [(partition, offset)] = await publish_raw(settings, item.format_name, [item.body], item.key)

@@ -17,7 +17,7 @@ import orjson
 
 from connectors.postgres.db import connect
 from connectors.postgres.quarantine import FAILED, REPLAYED, TAKE, SetAside, listed, storable
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 
 def add_commands(sub: Any) -> None:

@@ -133,7 +133,7 @@ def _settlement(record: ShipmentRecord) -> list[str]:
     for line in settlement.balance:
         out.append(f"    {line.currency}: invoiced {line.invoiced}, paid {line.paid}, outstanding {line.outstanding} ({line.status})")
     for payment in settlement.payments:
-        applied = f" -> {payment.applied.amount} {payment.applied.currency} at {payment.rate}" if payment.rate else ""
+        applied = f" -> {payment.applied.amount} {payment.applied.currency} at {payment.rate}" if payment.rate and payment.applied else ""
         out.append(f"    payment {payment.payment_id}: {payment.amount.amount} {payment.amount.currency}{applied} ({payment.status})")
     for payout in settlement.payouts:
         out.append(f"    payout {payout.carrier} legs {payout.legs}: {payout.amount.amount} {payout.amount.currency} ({payout.status})")

@@ -1,1 +1,2 @@
-"""What happens to the events: the pure merge (merge.py, codec.py) and the faust wiring that runs it (app.py)."""
+"""What happens to the events, as pure functions: the merge (merge.py, codec.py), references, routing, sharing.
+No I/O here: the faust wiring that runs them is the worker package (tests/unit/test_layers.py holds the rule)."""

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from hubconf.settings import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PLAN_AHEAD_S, Settings
 from schemas.events import HubEvent
 from schemas.rejection import Rejection
 
-DEFAULT_MAX_FUTURE_S = 900.0  # MMHUB_MAX_FUTURE_S: clock skew between a sender and the hub
-DEFAULT_MAX_PLAN_AHEAD_S = 400 * 24 * 3600.0  # MMHUB_MAX_PLAN_AHEAD_S: a plan or estimate for a year-long journey
 FUTURE_DATED = "future_dated"
 
 
@@ -26,6 +25,11 @@ class Horizon:
 
     skew: timedelta = timedelta(seconds=DEFAULT_MAX_FUTURE_S)
     ahead: timedelta = timedelta(seconds=DEFAULT_MAX_PLAN_AHEAD_S)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Horizon:
+        """The horizon `settings` configure (MMHUB_MAX_FUTURE_S, MMHUB_MAX_PLAN_AHEAD_S)."""
+        return cls(timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_plan_ahead_s))
 
     def refusal(self, event: HubEvent, received_at: datetime) -> Rejection | None:
         """Why `event` is dated too far past `received_at` (aware UTC), if it is."""

@@ -18,7 +18,7 @@ event for a container's next shipment that arrives while its previous shipment i
 to the previous one (a container is not on two live shipments at once, so that shipment's own late reports are
 what such an event most likely is).
 
-Pure: no I/O. The faust wiring lives in streams.app.
+Pure: no I/O. The faust wiring lives in worker.app.
 """
 
 from __future__ import annotations

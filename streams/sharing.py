@@ -26,7 +26,7 @@ from pydantic import Field
 from schemas.base import Frozen, UtcDatetime
 from schemas.identifiers import PartyId, ShipmentId
 from schemas.record import ShipmentRecord
-from streams.topics import SHARE_AUDIENCES
+from hubconf.topics import SHARE_AUDIENCES
 
 Grade = str
 RelationName = Literal["mto", "shipper", "consignee", "carrier", "insurer"]

@@ -48,7 +48,8 @@ from connectors.gateway.reader import Reader
 from connectors.parties import PartyRegistry
 from connectors.webhooks.notifications import Subscriptions
 from connectors.webhooks.routes import add_subscription_routes
-from mmhub.config import Settings
+from hubconf.settings import Settings
+from streams.horizon import Horizon
 from schemas.rejection import Rejection
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class Gateway:
             read = parser(format_name)
             # Parsing a few MiB takes a while: off the event loop, so health checks and other requests still run.
             decided = await asyncio.to_thread(
-                lambda: admit(read(body, carrier), carrier, f"http:{request_id}", received_at, self.settings.horizon)
+                lambda: admit(read(body, carrier), carrier, f"http:{request_id}", received_at, Horizon.of(self.settings))
             )
             answered = await ingest(
                 decided,

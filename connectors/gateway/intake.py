@@ -16,7 +16,7 @@ from schemas.rejection import Rejection, combine, for_event
 from streams.copies import fingerprint
 from streams.horizon import Horizon
 from streams.routing import Outbound, route
-from streams.topics import (
+from hubconf.topics import (
     DLQ_BODY_SHA256,
     DLQ_BODY_SIZE,
     DLQ_CODE,

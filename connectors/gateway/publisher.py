@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from connectors.gateway.intake import Headers, Unavailable
-from streams.topics import DLQ_MAX_MESSAGE_BYTES
+from hubconf.topics import DLQ_MAX_MESSAGE_BYTES
 
 REQUEST_TIMEOUT_MS = 10_000
 # A little longer than the client's own timeout, so the client's error (with its reason) usually comes first.

@@ -43,7 +43,7 @@ from connectors.gateway.guards import BodyRefused, authorization, read_capped
 from connectors.gateway.intake import Publisher, Unavailable, error_document
 from connectors.gateway.sse import CONTENT_TYPE, comment, due, frame, last_event_id, revoked_frame, status_frame
 from connectors.parties import PartyRegistry
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from streams.sharing import POLICY, Channel, Entitlement, Grant, Policy, Share, share_of, view
 

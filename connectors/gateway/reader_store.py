@@ -13,7 +13,7 @@ import asyncpg
 from connectors.gateway.access import DisclosureLine
 from connectors.gateway.receipts import open_pool, pooled
 from connectors.sharing.chain import append
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from streams.sharing import Grant, Share
 

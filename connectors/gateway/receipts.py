@@ -7,14 +7,14 @@ new copy and is published, while a re-sent copy is answered as a duplicate witho
 from __future__ import annotations
 
 import uuid
-from typing import Awaitable, Callable, Sequence, TypeVar
+from typing import Awaitable, Callable, Sequence, TypeVar, cast
 
 import asyncpg
 
 from connectors.gateway.intake import Identity, Receipt, Unavailable
 from connectors.postgres.db import server_settings
 from connectors.postgres.sink import transient
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ async def pooled(pool: asyncpg.Pool, operation: Callable[[asyncpg.Connection], A
     """Run `operation` on a pooled connection; a lost or slow database raises Unavailable (the caller answers 503)."""
     try:
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            return await operation(conn)
+            return await operation(cast(asyncpg.Connection, conn))  # a pool's proxy of its connection
     except Exception as error:
         if transient(error):  # TimeoutError (pool or command timeout) is an OSError
             raise Unavailable(f"Postgres did not answer: {error!r}") from error

@@ -18,7 +18,7 @@ from connectors.parties import PartyRegistry
 from connectors.postgres.migrate import migrate
 from connectors.webhooks.run import config_from_env
 from connectors.webhooks.store import WebhookStore
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 
 def quote_ident(name: str) -> str:

@@ -26,7 +26,7 @@ from connectors.postgres.migrate import migrate
 from connectors.postgres.positions import Positions
 from connectors.postgres.quarantine import SetAside, bad_record, refused_by_postgres, set_aside
 from connectors.postgres.rows import Batch, Message, aside, collect
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ async def run_sink(
         client_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        # a fetch naming only quiet partitions must not hold the busy ones back (see worker.fetching)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     listener = SeekToStoredOffsets(consumer, db, group, topic)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from connectors.postgres.db import connect
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 
 async def fetch_record(settings: Settings, shipment_id: str) -> dict[str, Any] | None:

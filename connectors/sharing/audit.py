@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
+
 from connectors.postgres.db import connect
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 _MONTH = re.compile(r"^(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])$")
 
@@ -103,12 +105,13 @@ async def usage(
         totals = await conn.fetchrow(TOTALS, party, shipment_id, start, end)
     finally:
         await conn.close()
+    assert totals is not None  # an aggregate without GROUP BY returns one row, also over no rows
     return Usage(party, shipment_id, month, [UsageRow(**dict(row)) for row in rows], Totals(**dict(totals)))
 
 
 def table(report: Usage) -> str:
     """The report for a terminal: one line per row, then the totals. A column the filter fixes is left out."""
-    columns = [
+    columns: list[tuple[str, Callable[[UsageRow], str], bool]] = [
         ("party", lambda r: r.party, report.party is None),
         ("shipment", lambda r: r.shipment_id, report.shipment_id is None),
         ("kind", lambda r: r.kind, True),

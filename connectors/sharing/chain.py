@@ -15,7 +15,7 @@ import orjson
 
 from connectors.kafka import read_all
 from connectors.postgres.db import connect
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.audit_chain import Finding, Head, extend, verify
 from streams.sharing import Share
 

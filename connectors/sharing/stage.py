@@ -31,7 +31,7 @@ from connectors.postgres.rows import MalformedStatus, Message, aside
 from connectors.postgres.sink import POLL_TIMEOUT_MS, SAVE_OFFSETS, Database, SeekToStoredOffsets, Stopped
 from connectors.sharing.chain import append_with_outbox
 from connectors.sharing.plan import ClaimSlot, Outgoing, Planned, plan_batch
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from streams.codec import describe
 from streams.sharing import Grant
@@ -132,7 +132,7 @@ async def run_share(
         client_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        # a fetch naming only quiet partitions must not hold the busy ones back (see worker.fetching)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     producer = AIOKafkaProducer(

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import orjson
 
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 T = TypeVar("T")
 

@@ -39,7 +39,7 @@ from connectors.webhooks.delivery import (
 from connectors.webhooks.egress import post
 from connectors.webhooks.notifications import audit, shared
 from connectors.webhooks.store import SELECT, WebhookStore, subscription_of
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from connectors.postgres.sink import LOAD_OFFSETS, SAVE_OFFSETS, Stopped
 from connectors.webhooks.notifications import MalformedShare, Shared, Subscription, shared
 from connectors.webhooks.sealing import Keyring
 from connectors.webhooks.store import WebhookStore, subscription_of
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ async def run_filler(
         client_id=consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        # a fetch naming only quiet partitions must not hold the busy ones back (see streams.fetching)
+        # a fetch naming only quiet partitions must not hold the busy ones back (see worker.fetching)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         metadata_max_age_ms=NEW_TOPICS_MS,
     )

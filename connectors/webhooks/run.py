@@ -17,7 +17,7 @@ from connectors.webhooks.dispatcher import Dispatcher
 from connectors.webhooks.egress import Resolve, session, system_resolve
 from connectors.webhooks.filler import run_filler
 from connectors.webhooks.store import WebhookStore
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import os
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -22,7 +22,7 @@ from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, tr
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
 from connectors.webhooks.sealing import Keyring, key_id, load_keyring
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class WebhookStore:
 
     async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._pool.acquire() as conn:
-            return await operation(conn)
+            return await operation(cast(asyncpg.Connection, conn))  # a pool's proxy of its connection
 
     async def patiently(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], stop: asyncio.Event) -> T:
         """`run`, retried with capped exponential backoff while Postgres is unreachable; Stopped if `stop` is set

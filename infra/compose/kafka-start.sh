@@ -7,7 +7,7 @@ set -eu
 SECRETS=/run/secrets
 DATA=/var/lib/kafka/data
 PROPS=/tmp/server.properties
-PRINCIPALS="admin worker sink share gateway webhooks tools"  # mmhub.config.PRINCIPALS
+PRINCIPALS="admin worker sink share gateway webhooks tools"  # hubconf.settings.PRINCIPALS
 pw() { cat "$SECRETS/kafka-$1"; }
 
 umask 077

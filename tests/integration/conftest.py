@@ -21,7 +21,7 @@ from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.hub import HubProcess, drop_internal_topics
 
 SERVICES_TIMEOUT_S = 180

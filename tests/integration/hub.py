@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connectors.kafka import read_jsonl
 from connectors.parties import load_parties
 from connectors.postgres.store import fetch_record, projected_versions
-from mmhub.config import DEFAULT_PARTIES, Settings
+from hubconf.settings import DEFAULT_PARTIES, Settings
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold

@@ -15,8 +15,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from connectors.kafka import publish, read_jsonl, scramble
-from mmhub.config import Settings
-from streams import topics
+from hubconf.settings import Settings
+from hubconf import topics
 from streams.codec import Rejection, decode_event
 from streams.copies import fingerprint
 from tests.integration.hub import HubProcess, caught_up, offline, projected_record, read_all, wait_for

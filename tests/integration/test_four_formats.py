@@ -29,11 +29,11 @@ from connectors.formats import parser
 from connectors.journeys import Send, offline_records, resent, sends
 from connectors.kafka import publish_raw
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
-from streams import topics
+from hubconf import topics
 from tests.integration.hub import (
     AUTHORITY,
     HubProcess,

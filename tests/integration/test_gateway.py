@@ -20,9 +20,9 @@ from connectors.gateway.publisher import KafkaPublisher
 from connectors.gateway.receipts import PostgresReceipts
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.codec import decode_event, encode_event
-from streams.topics import DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
+from hubconf.topics import DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
 
 from tests.integration.hub import JOURNEY, JOURNEY_ID, read_topic
 

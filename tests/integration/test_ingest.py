@@ -14,7 +14,7 @@ import pytest
 
 from connectors.carriers import load_registry, verify_kafka_headers
 from connectors.kafka import MAX_RAW_BYTES
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 from tests.integration.hub import read_topic
 

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.kafka import publish, read_jsonl, scramble
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.hub import (
     HubProcess,
     caught_up,

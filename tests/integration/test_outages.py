@@ -14,7 +14,7 @@ import pytest
 
 from connectors.kafka import publish
 from connectors.postgres.store import projected_versions
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.hub import caught_up, journey_lines, offline, projected_record, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from connectors.kafka import publish, scramble
-from mmhub.config import Settings
-from streams import topics
+from hubconf.settings import Settings
+from hubconf import topics
 from streams.codec import MAX_EVENT_BYTES
 from tests.integration.hub import (
     JOURNEY_ID,

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams import topics
+from hubconf import topics
 from tests.integration.hub import (
     JOURNEY_ID,
     HubProcess,

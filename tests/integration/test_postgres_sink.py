@@ -25,7 +25,7 @@ from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate, packaged
 from connectors.postgres.sink import application_name, run_sink
 from connectors.postgres.store import fetch_events, fetch_record, projected_versions
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event, encode_record, encode_status
 from streams.merge import Copy, fingerprint, fold

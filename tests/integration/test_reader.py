@@ -21,7 +21,7 @@ import pytest
 from connectors.kafka import publish
 from connectors.postgres.db import server_settings
 from connectors.postgres.migrate import migrate
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.sharing import POLICY
 from tests.integration.hub import (
     JOURNEY_ID,

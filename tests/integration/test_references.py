@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from connectors.kafka import publish
-from streams import topics
+from hubconf import topics
 from tests.integration.hub import (
     JOURNEY_ID,
     caught_up,

@@ -26,8 +26,8 @@ from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.sharing.plan import leaf_paths
 from connectors.sharing.stage import share_group
-from mmhub.config import Settings
-from streams.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
+from hubconf.settings import Settings
+from hubconf.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
 from tests.integration.hub import HubProcess, drop_internal_topics, offline, wait_for
 
 pytestmark = pytest.mark.integration

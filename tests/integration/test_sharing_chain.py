@@ -16,7 +16,7 @@ import pytest
 from connectors.kafka import publish
 from connectors.postgres.migrate import migrate
 from connectors.webhooks.delivery import SIGNATURE, verify
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.hub import HubProcess, drop_internal_topics, journey_lines, offline, read_topic
 from tests.integration.test_webhooks import ENV, SHIPPER, Subscriber, cli, fetch, until
 

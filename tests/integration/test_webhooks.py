@@ -31,7 +31,7 @@ from connectors.webhooks.notifications import Subscription, SubscriptionRequest
 from connectors.webhooks.routes import add_subscription_routes
 from connectors.webhooks.run import run_webhooks
 from connectors.webhooks.store import WebhookStore
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.sharing import POLICY
 
 from tests.integration.hub import HubProcess

@@ -24,7 +24,7 @@ from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.webhooks.run import config_from_env
 from connectors.webhooks.store import WebhookStore
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from tests.unit.connectors.readers import journey_record
 

@@ -24,7 +24,7 @@ from connectors.kafka import publish, read_jsonl
 from connectors.postgres.db import connect
 from connectors.postgres.migrate import migrate
 from connectors.sharing.chain import append, check
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from streams.sharing import Share
 from tests.integration.hub import HubProcess, drop_internal_topics, offline, wait_for
 from tests.integration.test_sharing import JOURNEY, SHIPMENT, shared_up_to

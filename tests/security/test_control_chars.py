@@ -23,7 +23,7 @@ from connectors.formats import FORMATS
 from schemas.events import HUB_EVENT
 from schemas.rejection import Rejection
 from streams.codec import decode_event
-from streams.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
+from hubconf.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC
 from tests.integration.hub import read_topic
 from tests.integration.test_gateway import CARRIER, KEYS, NOW, end_offsets, gateway, post
 from tests.unit.builders import every_kind_docs, tracking_doc

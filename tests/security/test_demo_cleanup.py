@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.postgres.db import quote_ident
 from mmhub import demo
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 pytestmark = pytest.mark.integration
 

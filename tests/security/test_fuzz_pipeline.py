@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from connectors.carriers import http_signature_headers, load_signing_key
-from streams.topics import ORIGIN
+from hubconf.topics import ORIGIN
 from tests.integration.hub import caught_up, journey_lines, offline, projected_record, wait_for
 from connectors.gateway.guards import RateLimits
 from tests.integration.test_gateway import CARRIER, KEYS, NOW, gateway, post

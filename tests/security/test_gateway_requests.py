@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import pytest
 
 from connectors.gateway import guards
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.security.gateway_app import RECORD, TOKENS, auth, served
 
 pytestmark = pytest.mark.integration

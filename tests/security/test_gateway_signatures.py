@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from connectors.carriers import http_signature_headers, kafka_signature_headers, load_signing_key
-from mmhub.config import Settings
-from streams.topics import DLQ_CODE, DLQ_REASON
+from hubconf.settings import Settings
+from hubconf.topics import DLQ_CODE, DLQ_REASON
 from tests.integration.hub import JOURNEY, HubProcess, read_topic
 from tests.security.gateway_app import served
 

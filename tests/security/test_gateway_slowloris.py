@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 import aiohttp
 import pytest
 
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.hub import HubProcess, wait_for_gateway
 
 pytestmark = pytest.mark.integration

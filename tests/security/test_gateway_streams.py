@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.security.gateway_app import RECORD, auth, project, served
 from tests.unit.connectors.sse_client import next_event
 

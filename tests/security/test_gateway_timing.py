@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 import pytest
 
 from connectors.gateway.guards import RateLimits
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.security.gateway_app import RECORD, Served, auth, served
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from mmhub.config import Settings
-from streams.topics import DLQ_CODE
+from hubconf.settings import Settings
+from hubconf.topics import DLQ_CODE
 from tests.integration.hub import read_topic
 from tests.security.gateway_app import Served, served
 

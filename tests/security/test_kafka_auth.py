@@ -21,8 +21,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from mmhub.config import Settings
-from streams.topics import DLQ_CODE
+from hubconf.settings import Settings
+from hubconf.topics import DLQ_CODE
 from tests.integration.hub import HubProcess, read_topic
 
 pytestmark = pytest.mark.integration

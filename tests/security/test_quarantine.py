@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.postgres.migrate import migrate
 from connectors.postgres.store import projected_versions
 from connectors.sharing.stage import run_share, share_group
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from tests.integration.test_sharing import sql
 from tests.integration.test_webhooks import SHIPPER, Subscriber, produce as produce_shares, status, store_for, subscribe, until, webhooks
 from tests.integration.test_postgres_sink import (

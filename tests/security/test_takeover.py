@@ -27,9 +27,9 @@ from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl
 from connectors.parties import PartyRegistry, load_parties
 from connectors.postgres.store import projected_versions
 from mmhub.cli import main as mmhub
-from mmhub.config import DEFAULT_PARTIES
+from hubconf.settings import DEFAULT_PARTIES
 from schemas.record import ShipmentRecord
-from streams import topics
+from hubconf import topics
 from streams.copies import fingerprint
 from streams.horizon import FUTURE_DATED, Horizon
 from streams.merge import ShipmentState, apply, apply_all, project

@@ -14,7 +14,7 @@ import pytest
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import _apply, packaged
 from connectors.webhooks.delivery import SIGNATURE, SIGNATURE_PREVIOUS, verify
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 from tests.integration.test_webhooks import (
     SHIPPER,

@@ -23,7 +23,7 @@ from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import SubscriptionRequest
 from connectors.webhooks.routes import add_subscription_routes
 from connectors.webhooks.run import run_webhooks
-from mmhub.config import Settings
+from hubconf.settings import Settings
 
 from tests.integration.test_webhooks import SHIPPER, TOKENS, Subscriber, fetch, free_port, status, store_for, until
 

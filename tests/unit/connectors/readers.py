@@ -10,7 +10,7 @@ import orjson
 
 from connectors.kafka import read_jsonl
 from connectors.parties import Party, PartyRegistry, ReaderToken, load_parties, token_hash
-from mmhub.config import DEFAULT_PARTIES
+from hubconf.settings import DEFAULT_PARTIES
 from schemas.record import ShipmentRecord
 from streams.codec import decode_event
 from streams.merge import fold

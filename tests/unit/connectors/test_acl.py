@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.acl import Acl, Operation, Pattern, Resource, hub_acls, party_acls, scram_upsertion
-from mmhub.config import Settings
-from streams.topics import SHARE_AUDIENCES
+from hubconf.settings import Settings
+from hubconf.topics import SHARE_AUDIENCES
 
 SETTINGS = Settings(
     kafka="unused:9092", pg_dsn="postgresql://unused", pg_schema="unused", namespace="ns", store="memory://",

@@ -33,7 +33,7 @@ from connectors.carriers import (
     verify_kafka_headers,
 )
 from schemas.rejection import Rejection, describe
-from streams.topics import SIGNATURE, SIGNATURE_CARRIER, SIGNATURE_KEY_ID
+from hubconf.topics import SIGNATURE, SIGNATURE_CARRIER, SIGNATURE_KEY_ID
 
 from .helpers import FUZZ
 

@@ -13,7 +13,7 @@ from schemas.rejection import Rejection, for_event
 from streams.horizon import Horizon
 from streams.references import REFERENCE_MESSAGE
 from streams.routing import route
-from streams.topics import RAW_FORMATS
+from hubconf.topics import RAW_FORMATS
 
 from ..builders import RECEIVED_AT, tracking_doc
 

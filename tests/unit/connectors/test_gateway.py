@@ -40,12 +40,13 @@ from connectors.gateway.intake import (
     results,
 )
 from connectors.gateway.openapi import openapi_document
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.events import HUB_EVENT
 from schemas.export import json_schemas
 from schemas.rejection import Rejection
 from streams.codec import decode_event, encode_event
-from streams.topics import DLQ_BODY_SHA256, DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, ORIGIN, SIGNATURE_CARRIER
+from streams.horizon import Horizon
+from hubconf.topics import DLQ_BODY_SHA256, DLQ_BODY_SIZE, DLQ_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, ORIGIN, SIGNATURE_CARRIER
 
 from .helpers import byte_mutated_samples, samples_of
 
@@ -492,13 +493,13 @@ def test_the_embedded_event_schema_is_the_exported_one() -> None:
 
 def test_a_receipt_written_first_by_another_request_makes_the_copy_a_duplicate() -> None:
     events = [HUB_EVENT.validate_python(d) for d in OCEAN[:2]]
-    planned = plan(admit(list(events), CARRIER, "http:x", NOW, SETTINGS.horizon), set())
+    planned = plan(admit(list(events), CARRIER, "http:x", NOW, Horizon.of(SETTINGS)), set())
     assert [r.result for r in results(planned, [True, False])] == ["accepted", "duplicate"]
 
 
 def test_results_come_back_in_payload_order() -> None:
     first = HUB_EVENT.validate_python(OCEAN[0])
-    decided = admit([first, Rejection("invalid_json", "x"), first], CARRIER, "http:x", NOW, SETTINGS.horizon)
+    decided = admit([first, Rejection("invalid_json", "x"), first], CARRIER, "http:x", NOW, Horizon.of(SETTINGS))
     planned = plan(decided, {decided[0].identity} if isinstance(decided[0], Admitted) else set())
     assert [(r.index, r.result) for r in results(planned, [])] == [(0, "duplicate"), (1, "rejected"), (2, "duplicate")]
 

@@ -20,7 +20,7 @@ from connectors.gateway.access import DisclosureLine
 from connectors.gateway.app import create_gateway
 from connectors.gateway.intake import Headers, Message, Unavailable
 from connectors.gateway.reader import SHARE_ID_HEADER, Reader
-from mmhub.config import Settings
+from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from streams.sharing import POLICY, Entitlement, Grant, Lens, Share, entitlements, view
 

@@ -28,8 +28,8 @@ import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 # The attributes this relies on; fail at import, not silently, if an upgrade renames them.
-assert hasattr(AIOKafkaConsumerThread, "_create_worker_consumer"), "review streams.fetching: faust changed"
-assert hasattr(Consumer, "_new_consumer_thread"), "review streams.fetching: faust changed"
+assert hasattr(AIOKafkaConsumerThread, "_create_worker_consumer"), "review worker.fetching: faust changed"
+assert hasattr(Consumer, "_new_consumer_thread"), "review worker.fetching: faust changed"
 
 
 def prompt_consumer(fetch_max_wait_ms: int) -> type[Consumer]:
@@ -41,7 +41,7 @@ def prompt_consumer(fetch_max_wait_ms: int) -> type[Consumer]:
         def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
             consumer = super()._create_worker_consumer(transport)
             if not isinstance(getattr(consumer, "_fetch_max_wait_ms", None), int):
-                raise RuntimeError("aiokafka's consumer has no _fetch_max_wait_ms: review streams.fetching")
+                raise RuntimeError("aiokafka's consumer has no _fetch_max_wait_ms: review worker.fetching")
             consumer._fetch_max_wait_ms = fetch_max_wait_ms
             return consumer
 
@@ -54,4 +54,5 @@ def prompt_consumer(fetch_max_wait_ms: int) -> type[Consumer]:
 
 def install(app: faust.App, fetch_max_wait_ms: int) -> None:
     """Make `app` create its consumer with `fetch_max_wait_ms` (before the worker starts it)."""
-    app.transport.Consumer = prompt_consumer(fetch_max_wait_ms)
+    # faust declares Consumer a ClassVar of its transports; only this app's transport gets the prompt one
+    app.transport.Consumer = prompt_consumer(fetch_max_wait_ms)  # type: ignore[misc]

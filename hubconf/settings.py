@@ -1,18 +1,18 @@
-"""Settings for every mmhub process, read once from the environment so workers, sinks and tests agree."""
+"""Settings for every mmhub process, read once from the environment so workers, sinks and tests agree.
+
+The bottom layer: imports nothing of schemas, streams, connectors, worker or mmhub. What needs the registry (the
+authority: connectors.parties) or the event model (the horizon: streams.horizon) is built from Settings up there.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from connectors.parties import load_parties
-from streams.authority import Authority
-from streams.horizon import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PLAN_AHEAD_S, Horizon
-from streams.topics import Topics
+from hubconf.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; point MMHUB_CARRIERS at your own
@@ -23,6 +23,8 @@ DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 # a rebalance waits for the batch being merged: at ~1 ms per event this bounds a join's wait to ~2 s
 DEFAULT_BATCH_MAX = 2000
 DEFAULT_FETCH_MAX_WAIT_MS = 50
+DEFAULT_MAX_FUTURE_S = 900.0  # MMHUB_MAX_FUTURE_S: clock skew between a sender and the hub
+DEFAULT_MAX_PLAN_AHEAD_S = 400 * 24 * 3600.0  # MMHUB_MAX_PLAN_AHEAD_S: a plan or estimate for a year-long journey
 # The hub's Kafka principals, one per process (infra/dev.sh makes their SCRAM users; connectors.acl grants each
 # only what its process does). "admin" creates topics, ACLs and users; "tools" is the operator's publish/ingest.
 PRINCIPALS = ("admin", "worker", "sink", "share", "gateway", "webhooks", "tools")
@@ -90,7 +92,7 @@ class Settings:
     # How long the group waits for a silent worker before its partitions move: the stall a crash causes.
     session_timeout_s: float = 10.0
     # The longest the broker holds the worker's fetch when no data is waiting (faust fixes 1.5 s; see
-    # streams.fetching): also the longest a busy worker's input can wait behind a fetch of quiet topics.
+    # worker.fetching): also the longest a busy worker's input can wait behind a fetch of quiet topics.
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     # Who this process is to Kafka (MMHUB_KAFKA_USER, else the process's own principal) and how it proves it.
     kafka_security: str = SECURITY_SCRAM
@@ -155,14 +157,6 @@ class Settings:
                 sasl_plain_password=self.kafka_password,
             )
         return {**kwargs, **options}
-
-    @property
-    def horizon(self) -> Horizon:
-        return Horizon(timedelta(seconds=self.max_future_s), timedelta(seconds=self.max_plan_ahead_s))
-
-    def authority(self) -> Authority:
-        """Which MTO owns which shipment ids: from the party registry, as the worker and `mmhub fold` use it."""
-        return load_parties(self.parties_path).authority()
 
     @property
     def topics(self) -> Topics:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmhub.config import KafkaCredentialsMissing, Settings
+from hubconf.settings import KafkaCredentialsMissing, Settings
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from streams.app import Gathering, natural_batches
+from worker.app import Gathering, natural_batches
 
 
 class FakeQueue:

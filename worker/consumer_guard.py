@@ -33,7 +33,7 @@ log = logging.getLogger("mmhub.worker")
 
 # faust methods this relies on; fail at import, not silently at the first rebalance, if an upgrade renames them.
 for _name in ("on_rebalance", "on_recovery_completed", "_resume_streams"):
-    assert hasattr(Recovery, _name), f"faust Recovery has no {_name}: review streams.consumer_guard"
+    assert hasattr(Recovery, _name), f"faust Recovery has no {_name}: review worker.consumer_guard"
 
 
 class GatedRecovery(Recovery):

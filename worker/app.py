@@ -26,16 +26,18 @@ from faust.types import EventT, StreamT
 
 from connectors.carriers import load_registry, verify_kafka_headers
 from connectors.formats import parser
-from mmhub.config import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
+from connectors.parties import load_parties
+from hubconf.settings import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import combine, for_event
 from schemas.record import ShipmentRecord
-from streams import fetching
-from streams import topics as topic_names
+from worker import fetching
+from hubconf import topics as topic_names
 from streams.clock import deadline, presumed_loss
 from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
-from streams.consumer_guard import GatedTableManager
+from worker.consumer_guard import GatedTableManager
 from streams.copies import Copy
+from streams.horizon import Horizon
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, settlement_messages
 from streams.references import (
@@ -126,7 +128,7 @@ class WarmStates:
 
 
 @contextmanager
-def events_partition(event: EventT) -> Iterator[None]:
+def events_partition(event: EventT[bytes]) -> Iterator[None]:
     """Make `event` faust's current event while a table read or write runs.
 
     faust picks the store and changelog partition of a table key from the task's current event. In a batch that
@@ -152,11 +154,11 @@ class Gathering:
     them again.
     """
 
-    def __init__(self, forget: Callable[[EventT], None]) -> None:
+    def __init__(self, forget: Callable[[EventT[bytes]], None]) -> None:
         self._forget = forget
-        self._batches: list[list[EventT]] = []
+        self._batches: list[list[EventT[bytes]]] = []
 
-    def track(self, batch: list[EventT]) -> None:
+    def track(self, batch: list[EventT[bytes]]) -> None:
         self._batches.append(batch)
 
     def drop(self) -> int:
@@ -184,8 +186,8 @@ def drop_gathered_on_clear(app: faust.App, gathering: Gathering) -> None:
 
 
 async def natural_batches(
-    stream: StreamT, max_events: int, gathering: Gathering | None = None
-) -> AsyncIterator[list[EventT]]:
+    stream: StreamT[bytes], max_events: int, gathering: Gathering | None = None
+) -> AsyncIterator[list[EventT[bytes]]]:
     """Batches of whatever is waiting: a batch closes when the agent's queue is empty or it holds max_events.
 
     At a trickle every event is merged as soon as it arrives (no `within` wait, as take_events would add); under
@@ -196,7 +198,7 @@ async def natural_batches(
     """
     stream.enable_acks = False
     queue = stream.channel.queue  # type: ignore[attr-defined]
-    gathered: list[EventT] = []
+    gathered: list[EventT[bytes]] = []
     if gathering is not None:
         gathering.track(gathered)
     async for event in stream.events():
@@ -243,7 +245,7 @@ def create_app(settings: Settings) -> faust.App:
         # the default 16 KiB a produce request carries two of them. No linger: while the agent merges, the
         # sender cannot run anyway, so batches fill by themselves and an idle hub sends at once.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        # input partitions stay paused in the client until faust's post-recovery seek (see streams.consumer_guard)
+        # input partitions stay paused in the client until faust's post-recovery seek (see worker.consumer_guard)
         TableManager=GatedTableManager,
         # A crashed worker's partitions wait this long for its replacement; faust's default is 60 s.
         broker_session_timeout=settings.session_timeout_s,
@@ -265,8 +267,8 @@ def create_app(settings: Settings) -> faust.App:
         for name in topic_names.RAW_FORMATS
     }
     registry = load_registry(settings.carriers_path)
-    authority = settings.authority()  # who owns which shipment ids: the fold's only source of the MTO
-    horizon = settings.horizon
+    authority = load_parties(settings.parties_path).authority()  # who owns which shipment ids: the fold's only source of the MTO
+    horizon = Horizon.of(settings)
     # Both tables are co-partitioned with hub.events: each read and write runs with the shipment's own event as
     # faust's current event (events_partition), so store and changelog partition are the event's partition.
     shipments = app.Table(
@@ -298,7 +300,7 @@ def create_app(settings: Settings) -> faust.App:
     parked_books: set[bytes] = set()  # reference keys whose book, as this worker last wrote it, holds parked events
     app.mmhub_counters = counters  # type: ignore[attr-defined]
 
-    async def dead_letter(event: EventT, rejection: Rejection, value: bytes | None = None) -> None:
+    async def dead_letter(event: EventT[bytes], rejection: Rejection, value: bytes | None = None) -> None:
         """The message's original bytes (or `value`, for an event refused after it was taken in) with why."""
         message = event.message
         counters.dead_lettered += 1
@@ -326,14 +328,14 @@ def create_app(settings: Settings) -> faust.App:
             headers.append((topic_names.ORIGIN, origin))
         await dlq_topic.send(key=message.key, value=message.value if value is None else value, headers=headers)
 
-    async def merge_batch(batch: Sequence[EventT]) -> bool:
+    async def merge_batch(batch: Sequence[EventT[bytes]]) -> bool:
         """Merge the batch; True if the agent was cancelled while it ran (the batch was finished first)."""
         counters.batches += 1
         counters.largest_batch = max(counters.largest_batch, len(batch))
         stamped = [event.message.timestamp for event in batch if event.message.timestamp]
         if stamped:
             counters.oldest_input_s = max(counters.oldest_input_s, time.time() - min(stamped))
-        accepted: dict[str, list[tuple[EventT, HubEvent]]] = defaultdict(list)
+        accepted: dict[str, list[tuple[EventT[bytes], HubEvent]]] = defaultdict(list)
         for event in batch:
             try:
                 await take_in(event, accepted)
@@ -363,7 +365,7 @@ def create_app(settings: Settings) -> faust.App:
                 yielded_at = time.perf_counter()
         return stopping
 
-    async def take_in(event: EventT, accepted: dict[str, list[tuple[EventT, HubEvent]]]) -> None:
+    async def take_in(event: EventT[bytes], accepted: dict[str, list[tuple[EventT[bytes], HubEvent]]]) -> None:
         """Decode one input: dead-letter it, forward it to reference resolution, or add it to its shipment's items."""
         decoded = decode_event(event.message.value)
         if not isinstance(decoded, Rejection):
@@ -384,7 +386,7 @@ def create_app(settings: Settings) -> faust.App:
         else:
             accepted[decoded.shipment_id].append((event, decoded))
 
-    async def merge_shipment(shipment_id: str, items: list[tuple[EventT, HubEvent]]) -> None:
+    async def merge_shipment(shipment_id: str, items: list[tuple[EventT[bytes], HubEvent]]) -> None:
         key = shipment_id.encode()
         own_event = items[-1][0]  # every item is on this shipment's partition; reads and writes go there
         with events_partition(own_event):
@@ -440,7 +442,7 @@ def create_app(settings: Settings) -> faust.App:
         await dead_letter_refusals(state, previous, record, items)
 
     async def dead_letter_refusals(
-        state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: list[tuple[EventT, HubEvent]]
+        state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: list[tuple[EventT[bytes], HubEvent]]
     ) -> None:
         """An event the record newly refuses because its source may not say it (a carrier reporting on another
         carrier's leg) is kept in the state, so the record can say why, and dead-lettered once: with its original
@@ -477,7 +479,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # --- the connector stage: raw carrier payloads -> canonical events -------------------------------------------
 
-    async def connect(format_name: str, event: EventT) -> None:
+    async def connect(format_name: str, event: EventT[bytes]) -> None:
         """Verify the signature over the exact bytes, parse, route. Anything refused goes to the DLQ with the
         original payload; a payload's good events go on even when another event in it is refused."""
         message = event.message
@@ -504,7 +506,7 @@ def create_app(settings: Settings) -> faust.App:
             await dead_letter(event, combine(refused))  # the payload once, with every refused event's reason
 
     def connector(format_name: str) -> None:
-        async def read_raw(stream: StreamT) -> None:
+        async def read_raw(stream: StreamT[bytes]) -> None:
             async for event in stream.events():
                 try:
                     await connect(format_name, event)
@@ -519,7 +521,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # --- reference resolution: reference-only events -> their shipment -----------------------------------------
 
-    async def resolve_one(event: EventT) -> None:
+    async def resolve_one(event: EventT[bytes]) -> None:
         message = event.message
         key = message.key or b""
         try:
@@ -562,7 +564,7 @@ def create_app(settings: Settings) -> faust.App:
                 await parked_topic.send(key=key, value=parked_summary(key.decode(), after, now))
 
     @app.agent(references_topic, name="resolve")
-    async def resolve(stream: StreamT) -> None:
+    async def resolve(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             try:
                 await resolve_one(event)
@@ -571,7 +573,7 @@ def create_app(settings: Settings) -> faust.App:
                 await dead_letter(event, Rejection("hub_error", f"the hub failed to resolve this: {error!r}"))
 
     @app.agent(events_topic, name="merge")
-    async def merge(stream: StreamT) -> None:
+    async def merge(stream: StreamT[bytes]) -> None:
         async for batch in natural_batches(stream, settings.batch_max, gathering):
             if await merge_batch(batch):
                 for event in batch:
@@ -644,7 +646,7 @@ def _header(message: object, name: str) -> bytes | None:
 
 def received_at(message: object) -> datetime:
     """When the hub received a Kafka record: its timestamp, which the broker sets on the topics an event comes in by
-    (LogAppendTime, streams.topics), so a replay of the record finds the same time."""
+    (LogAppendTime, hubconf.topics), so a replay of the record finds the same time."""
     return datetime.fromtimestamp(getattr(message, "timestamp"), timezone.utc)
 
 
