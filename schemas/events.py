@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BeforeValidator,
@@ -31,6 +31,7 @@ from schemas.identifiers import (
     EventId,
     PartyId,
     ShipmentId,
+    SiteId,
     TransportMode,
     UnLocode,
 )
@@ -54,6 +55,21 @@ def _mode_from_code(value: Any) -> Any:
 
 
 ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
+
+
+class LeftOutWhenEmpty(Frozen):
+    """A model with fields added later that its JSON leaves out when they are empty (None or []), so an event that
+    does not use them serialises, and fingerprints, as it did before they existed."""
+
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in self._left_out_when_empty:
+            if data.get(key) in (None, []):
+                data.pop(key, None)
+        return data
 
 
 class Party(Frozen):
@@ -114,7 +130,7 @@ def identity_reference(source: str, event_id: str) -> CarrierReference:
     return CarrierReference(kind="event", value=hashlib.sha256(f"{source}/{event_id}".encode()).hexdigest()[:32])
 
 
-class PlannedLeg(Frozen):
+class PlannedLeg(LeftOutWhenEmpty):
     """One leg the MTO has planned and subcontracted to a carrier."""
 
     sequence: LegNumber
@@ -129,14 +145,7 @@ class PlannedLeg(Frozen):
     # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
     # the sites' GLNs): they name the shipment from the booking on, before any document event.
     references: Annotated[list[CarrierReference], Field(max_length=50)] = []
-
-    @model_serializer(mode="wrap")
-    def _without_empty_references(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out when empty, so a booking that names none serialises (and fingerprints) as it did before.
-        data: dict[str, Any] = handler(self)
-        if not data.get("references"):
-            data.pop("references", None)
-        return data
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("references",)
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:
@@ -145,7 +154,7 @@ class PlannedLeg(Frozen):
         return self
 
 
-class BookingPayload(Frozen):
+class BookingPayload(LeftOutWhenEmpty):
     """The shipper's one booking with the MTO, with the legs the MTO planned for it."""
 
     shipper: Party
@@ -156,6 +165,10 @@ class BookingPayload(Frozen):
     legs: Annotated[list[PlannedLeg], Field(min_length=1, max_length=16)]
     requested_delivery: UtcDatetime | None = None
     insurance_requested: bool = False
+    # The consignee's sites (GLN, or GLN/extension for a part of one; a bare GLN covers its parts): a carrier's CBV
+    # `receiving` there delivers the last leg, whatever UN/LOCODE the event gives.
+    consignee_sites: Annotated[list[SiteId], Field(max_length=20)] = []
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("consignee_sites",)
 
     @model_validator(mode="after")
     def _legs_form_a_chain(self) -> BookingPayload:
@@ -230,7 +243,7 @@ class WaybillPayload(Frozen):
         return self
 
 
-class TrackingPayload(Frozen):
+class TrackingPayload(LeftOutWhenEmpty):
     """A status report. The carrier's raw code and its code list stay beside the canonical status."""
 
     status: TrackingStatus
@@ -243,6 +256,9 @@ class TrackingPayload(Frozen):
     remarks: Remarks | None = None
     affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     affected_weight_kg: NonNegativeDecimal | None = None
+    # The GS1 site where it happened (EPCIS: the SGLN of bizLocation, else of readPoint), beside the UN/LOCODE.
+    site: SiteId | None = None
+    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("site",)
 
 
 class ChargeLine(Frozen):

@@ -126,9 +126,11 @@ def canonical_tracking(
     remarks: str | None = None,
     revised: str | None = None,
     retracted: bool = False,
+    site: str | None = None,
 ) -> Doc:
-    """The full canonical JSON of a tracking event, every default spelled out."""
-    return {
+    """The full canonical JSON of a tracking event, every default spelled out (`site` only when there is one, as the
+    payload writes it)."""
+    document: Doc = {
         "event_id": event_id,
         "source": source,
         "shipment_id": None,
@@ -152,6 +154,9 @@ def canonical_tracking(
             "affected_weight_kg": None,
         },
     }
+    if site is not None:
+        document["payload"]["site"] = site
+    return document
 
 
 # --- broken input ----------------------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ def test_document_sample_maps_every_event() -> None:
             container="CSQU3054383",
             remarks="bizLocation urn:epc:id:sgln:6901234.00010.0; objects urn:epc:id:sscc:6901234.0000012345; "
             "disposition in_progress",
+            site="6901234000108",
         ),
         tracking(ids[1], recorded="2026-03-01T08:15:00Z", **loading),
         tracking(
@@ -146,6 +147,7 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
             raw_code="inspecting",
             references=[("cmr", "PL-2026-CMR-0093"), ("sscc", "059012340000000932"), ("sgln", "5901234000215")],
             remarks="readPoint urn:epc:id:sgln:5901234.00021.0; objects urn:epc:id:sscc:5901234.0000000093",
+            site="5901234000215",
         )
     ]
 
