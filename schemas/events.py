@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BeforeValidator,
     Field,
-    SerializerFunctionWrapHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    model_serializer,
     model_validator,
 )
 
@@ -57,19 +55,13 @@ def _mode_from_code(value: Any) -> Any:
 ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
 
 
-class LeftOutWhenEmpty(Frozen):
-    """A model with fields added later that its JSON leaves out when they are empty (None or []), so an event that
-    does not use them serialises, and fingerprints, as it did before they existed."""
+def _empty(value: object) -> bool:
+    return value is None or value == []
 
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ()
 
-    @model_serializer(mode="wrap")
-    def _without_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for key in self._left_out_when_empty:
-            if data.get(key) in (None, []):
-                data.pop(key, None)
-        return data
+# A field added later that the JSON leaves out when it is empty, so an event that does not use it serialises (and
+# fingerprints) as it did before the field existed.
+LeftOutWhenEmpty = Field(exclude_if=_empty)
 
 
 class Party(Frozen):
@@ -130,7 +122,7 @@ def identity_reference(source: str, event_id: str) -> CarrierReference:
     return CarrierReference(kind="event", value=hashlib.sha256(f"{source}/{event_id}".encode()).hexdigest()[:32])
 
 
-class PlannedLeg(LeftOutWhenEmpty):
+class PlannedLeg(Frozen):
     """One leg the MTO has planned and subcontracted to a carrier."""
 
     sequence: LegNumber
@@ -144,8 +136,7 @@ class PlannedLeg(LeftOutWhenEmpty):
     carrier_booking: DocumentNumber | None = None
     # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
     # the sites' GLNs): they name the shipment from the booking on, before any document event.
-    references: Annotated[list[CarrierReference], Field(max_length=50)] = []
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("references",)
+    references: Annotated[list[CarrierReference], Field(max_length=50), LeftOutWhenEmpty] = []
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:
@@ -154,7 +145,7 @@ class PlannedLeg(LeftOutWhenEmpty):
         return self
 
 
-class BookingPayload(LeftOutWhenEmpty):
+class BookingPayload(Frozen):
     """The shipper's one booking with the MTO, with the legs the MTO planned for it."""
 
     shipper: Party
@@ -167,8 +158,7 @@ class BookingPayload(LeftOutWhenEmpty):
     insurance_requested: bool = False
     # The consignee's sites (GLN, or GLN/extension for a part of one; a bare GLN covers its parts): a carrier's CBV
     # `receiving` there delivers the last leg, whatever UN/LOCODE the event gives.
-    consignee_sites: Annotated[list[SiteId], Field(max_length=20)] = []
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("consignee_sites",)
+    consignee_sites: Annotated[list[SiteId], Field(max_length=20), LeftOutWhenEmpty] = []
 
     @model_validator(mode="after")
     def _legs_form_a_chain(self) -> BookingPayload:
@@ -243,7 +233,7 @@ class WaybillPayload(Frozen):
         return self
 
 
-class TrackingPayload(LeftOutWhenEmpty):
+class TrackingPayload(Frozen):
     """A status report. The carrier's raw code and its code list stay beside the canonical status."""
 
     status: TrackingStatus
@@ -257,8 +247,7 @@ class TrackingPayload(LeftOutWhenEmpty):
     affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     affected_weight_kg: NonNegativeDecimal | None = None
     # The GS1 site where it happened (EPCIS: the SGLN of bizLocation, else of readPoint), beside the UN/LOCODE.
-    site: SiteId | None = None
-    _left_out_when_empty: ClassVar[tuple[str, ...]] = ("site",)
+    site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
 
 
 class ChargeLine(Frozen):
