@@ -248,6 +248,8 @@ class TrackingPayload(Frozen):
     affected_weight_kg: NonNegativeDecimal | None = None
     # The GS1 site where it happened (EPCIS: the SGLN of bizLocation, else of readPoint), beside the UN/LOCODE.
     site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
+    # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
+    packages: Annotated[int | None, Field(ge=1, le=1_000_000), LeftOutWhenEmpty] = None
 
 
 class ChargeLine(Frozen):

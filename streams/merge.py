@@ -56,7 +56,7 @@ from streams.claims import derive_claims
 from streams.clock import CLOCK_SOURCE
 from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
-from streams.custody import custody, discrepancies, handovers
+from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.ledger import settle
 
@@ -247,7 +247,11 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected(event=extra.set_by, reason=reason))
-    found = discrepancies(placed, plan)
+    last = len(plan.legs)
+    deliveries = [_against_the_plan(e, plan, last) for e in per_leg[last] if isinstance(e, TrackingEvent)]
+    found = discrepancies(placed, plan) + counted_deliveries(
+        (e for e in deliveries if e.classifier == "ACT" and e.payload.status == "delivered"), placed, plan
+    )
     location = _current_location(legs)
     journey_charges = _charges(journey_settlements)
     charges = journey_charges + [charge for leg in legs for charge in leg.charges]

@@ -18,7 +18,8 @@ Mapping (tables in codes.py):
                                 `receiving` at the consignee's site, streams.merge)
     parentID, epcList, childEPCs
                              -> urn:epc:id:bic:<ISO 6346 number> is a container reference (check digit checked);
-                                SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks
+                                SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks;
+                                packages, the number of distinct SSCCs (a parent SSCC holding the others: 1)
     bizTransactionList       -> references for the types in codes.REFERENCE_KINDS (bol, cmr, ...); the document
                                 number is the id's last part (urn:epcglobal:cbv:bt:<GLN>:<number>); others to remarks
     disposition              -> remarks; a disposition that is an incident (damaged; stolen or destroyed: lost) is
@@ -142,6 +143,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     status, raw_code = _status(event, notes)
     location = _location(event, notes)
     site = _site(event)
+    packages = _packages(event)
     containers = _containers(event, notes)
     references = _transactions(event, notes) + [("container", number) for number in containers]
     references += _gs1_references(event, notes)
@@ -183,6 +185,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         "location": location,
         "container": containers[0] if containers else None,
         "site": site,
+        "packages": packages,
         "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
@@ -259,6 +262,19 @@ def _location(event: dict[str, Any], notes: list[str]) -> str | None:
         elif location is None:
             location = code
     return location
+
+
+def _packages(event: dict[str, Any]) -> int | None:
+    """How many packages the event names: its distinct SSCCs (GS1 logistic units). A parentID that is an SSCC is the
+    one package holding the children (a pallet and its cases), so it counts alone."""
+
+    def ssccs(values: Any) -> set[str]:
+        items = values if isinstance(values, list) else [values]
+        return {value for item in items if isinstance(item, str) for kind, value in _gs1_reference(item) if kind == "sscc"}
+
+    if ssccs(event.get("parentID")):
+        return 1
+    return len(ssccs(event.get("epcList")) | ssccs(event.get("childEPCs"))) or None
 
 
 def _site(event: dict[str, Any]) -> str | None:

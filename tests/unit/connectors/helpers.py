@@ -127,9 +127,10 @@ def canonical_tracking(
     revised: str | None = None,
     retracted: bool = False,
     site: str | None = None,
+    packages: int | None = None,
 ) -> Doc:
-    """The full canonical JSON of a tracking event, every default spelled out (`site` only when there is one, as the
-    payload writes it)."""
+    """The full canonical JSON of a tracking event, every default spelled out (`site` and `packages` only when there
+    is one, as the payload writes them)."""
     document: Doc = {
         "event_id": event_id,
         "source": source,
@@ -154,8 +155,9 @@ def canonical_tracking(
             "affected_weight_kg": None,
         },
     }
-    if site is not None:
-        document["payload"]["site"] = site
+    for key, value in (("site", site), ("packages", packages)):
+        if value is not None:
+            document["payload"][key] = value
     return document
 
 

@@ -25,12 +25,14 @@ from streams.merge import ShipmentState, apply_all, project
 from streams.references import addressed
 
 from ..builders import AUTHORITY, SHIPMENT, Doc, booking_doc, carrier_of, hub_event
+from .test_custody import handover_doc
 
 SITE = "9555012000100"  # the consignee's warehouse (GLN 9555012 00010 0)
 SITE_EPC = "urn:epc:id:sgln:9555012.00010.0"
 DOCK = "urn:epc:id:sgln:9555012.00010.DOCK4"  # a part of it: GLN extension DOCK4
 ELSEWHERE = "urn:epc:id:sgln:9555012.00020.7"  # another site of the same company (GLN 9555012000207)
 CONTAINER = "urn:epc:id:bic:CSQU3054383"
+PALLETS = [f"urn:epc:id:sscc:6901234.000001234{n}" for n in range(5)]  # five SSCCs; the booking has 4 packages
 
 
 def booking(*, sites: list[str] | None = None, revised: float | None = None) -> Doc:
@@ -149,6 +151,41 @@ def test_other_steps_at_the_consignee_keep_their_own_meaning(step: str) -> None:
     assert milestone_of(shipment.legs[2], event)[0] != "delivered" and shipment.status == "in_transit"
 
 
+# --- packages counted by SSCC ---------------------------------------------------------------------------------------
+
+
+def test_a_delivery_naming_fewer_sscc_than_booked_is_a_package_discrepancy_of_the_last_leg() -> None:
+    received = epcis(3, 70, bizLocation=place(SITE_EPC), epcList=[CONTAINER, *PALLETS[:3]])
+    assert received.payload.packages == 3
+    shipment = record(booking(sites=[SITE]), received)
+    assert shipment.status == "delivered"
+    [found] = shipment.discrepancies
+    assert (found.kind, found.compared_with, found.expected, found.found) == ("packages", "booking", 4, 3)
+    assert (found.leg, found.location, found.at, found.set_by) == (3, "SGSIN", received.occurred_at, received.key)
+    assert [c.leg for c in shipment.claims] == [3]  # a shortage at delivery: the last leg's, as at a handover
+
+
+def test_a_delivery_naming_what_the_last_leg_took_over_is_no_discrepancy() -> None:
+    all_four = epcis(3, 70, bizLocation=place(SITE_EPC), epcList=PALLETS[:4])
+    assert record(booking(sites=[SITE]), all_four).discrepancies == []
+    # The sea leg took over 3 (a discrepancy of that handover): a delivery of those 3 adds none of its own.
+    three = epcis(3, 70, bizLocation=place(SITE_EPC), epcList=PALLETS[:3])
+    shipment = record(booking(sites=[SITE]), handover_doc(2, 3, occurred=50, packages=3), three)
+    assert [(d.set_by, d.compared_with) for d in shipment.discrepancies if d.kind == "packages"] == [
+        ("carrier.sea/ho-2-3", "booking")
+    ]
+    # ...and one of 5 is counted against those 3.
+    five = epcis(3, 70, bizLocation=place(SITE_EPC), epcList=PALLETS)
+    shipment = record(booking(sites=[SITE]), handover_doc(2, 3, occurred=50, packages=3), five)
+    counted = [d for d in shipment.discrepancies if d.set_by == five.key]
+    assert [(d.compared_with, d.expected, d.found) for d in counted] == [("previous_handover", 3, 5)]
+
+
+def test_ssccs_of_a_receipt_that_is_not_the_delivery_count_nothing() -> None:
+    at_origin = epcis(3, 50, readPoint=place("urn:un:locode:CNQZH"), epcList=PALLETS[:1])
+    assert record(booking(sites=[SITE]), at_origin).discrepancies == []
+
+
 # --- the booking ---------------------------------------------------------------------------------------------------
 
 
@@ -170,7 +207,7 @@ JOURNEY: list[HubEvent | Doc] = [
     booking(sites=[SITE], revised=1),  # an amendment: the first revision names no site, this one does
     epcis(3, 50, readPoint=place("urn:un:locode:CNQZH")),
     epcis(2, 45, readPoint=place("urn:un:locode:CNQZH")),
-    epcis(3, 70, readPoint=place("urn:un:locode:MYJHB"), bizLocation=place(SITE_EPC)),
+    epcis(3, 70, readPoint=place("urn:un:locode:MYJHB"), bizLocation=place(SITE_EPC), epcList=PALLETS[:3]),
     epcis(3, 60, step="departing", readPoint=place("urn:un:locode:CNQZH")),
     epcis(3, 69, step="arriving", readPoint=place("urn:un:locode:MYJHB")),
 ]
@@ -196,4 +233,5 @@ def test_the_reading_is_the_same_whatever_arrives_first_booking_last_included(
     assert record(*carriers_first) == expected
     delivered = 3 in chosen
     assert (expected.status == "delivered") == delivered
+    assert [(d.expected, d.found) for d in expected.discrepancies] == ([(4, 3)] if delivered else [])
     assert (expected.legs[1].status == "arrived") == (2 in chosen)
