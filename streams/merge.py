@@ -472,8 +472,8 @@ def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int)
     anywhere else (the carrier's own receipt at the origin, a depot) it stays `received`. It depends on the event and
     the winning booking only, so a booking that arrives later re-reads it."""
     payload = event.payload
-    if (payload.code_list, payload.raw_code) != CBV_RECEIVING:
-        return event
+    if (payload.code_list, payload.raw_code, payload.status) != (*CBV_RECEIVING, "received"):
+        return event  # a canonical report may spell the code list too: only a receipt is read so
     last = sequence == len(plan.legs)
     at_destination = payload.location == plan.legs[sequence - 1].destination
     site = payload.site or ""

@@ -24,7 +24,7 @@ from streams.copies import canonical_json
 from streams.merge import ShipmentState, apply_all, project
 from streams.references import addressed
 
-from ..builders import AUTHORITY, SHIPMENT, Doc, booking_doc, carrier_of, hub_event
+from ..builders import AUTHORITY, SHIPMENT, Doc, booking_doc, carrier_of, envelope, hub_event
 from .test_custody import handover_doc
 
 SITE = "9555012000100"  # the consignee's warehouse (GLN 9555012 00010 0)
@@ -137,6 +137,21 @@ def test_receiving_anywhere_else_stays_received(leg: int, where: Doc) -> None:
 def test_an_incident_disposition_at_the_consignee_is_the_incident_not_a_delivery() -> None:
     damaged = epcis(3, 70, bizLocation=place(SITE_EPC), disposition="urn:epcglobal:cbv:disp:damaged")
     shipment = record(booking(sites=[SITE]), damaged)
+    assert shipment.status != "delivered"
+    assert [m.status for m in shipment.legs[2].exceptions] == ["damaged"]
+    assert all(m.status != "delivered" for m in shipment.legs[2].milestones)
+
+
+def test_only_a_receipt_is_read_so_whatever_status_a_report_spelling_the_cbv_code_gives() -> None:
+    # A canonical report may name the CBV code list and `receiving` with another status: that status stands.
+    report: Doc = envelope(
+        "tracking",
+        {"status": "damaged", "raw_code": "receiving", "code_list": "GS1-CBV-bizStep", "leg": 3, "site": SITE},
+        event_id="dmg-3",
+        source=carrier_of(3),
+        occurred=70,
+    )
+    shipment = record(booking(sites=[SITE]), report)
     assert shipment.status != "delivered"
     assert [m.status for m in shipment.legs[2].exceptions] == ["damaged"]
     assert all(m.status != "delivered" for m in shipment.legs[2].milestones)
