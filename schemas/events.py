@@ -13,11 +13,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     BeforeValidator,
     Field,
-    SerializerFunctionWrapHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    model_serializer,
     model_validator,
 )
 
@@ -31,6 +29,7 @@ from schemas.identifiers import (
     EventId,
     PartyId,
     ShipmentId,
+    SiteId,
     TransportMode,
     UnLocode,
 )
@@ -54,6 +53,15 @@ def _mode_from_code(value: Any) -> Any:
 
 
 ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
+
+
+def _empty(value: object) -> bool:
+    return value is None or value == []
+
+
+# A field added later that the JSON leaves out when it is empty, so an event that does not use it serialises (and
+# fingerprints) as it did before the field existed.
+LeftOutWhenEmpty = Field(exclude_if=_empty)
 
 
 class Party(Frozen):
@@ -128,15 +136,7 @@ class PlannedLeg(Frozen):
     carrier_booking: DocumentNumber | None = None
     # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
     # the sites' GLNs): they name the shipment from the booking on, before any document event.
-    references: Annotated[list[CarrierReference], Field(max_length=50)] = []
-
-    @model_serializer(mode="wrap")
-    def _without_empty_references(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out when empty, so a booking that names none serialises (and fingerprints) as it did before.
-        data: dict[str, Any] = handler(self)
-        if not data.get("references"):
-            data.pop("references", None)
-        return data
+    references: Annotated[list[CarrierReference], Field(max_length=50), LeftOutWhenEmpty] = []
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:
@@ -156,6 +156,9 @@ class BookingPayload(Frozen):
     legs: Annotated[list[PlannedLeg], Field(min_length=1, max_length=16)]
     requested_delivery: UtcDatetime | None = None
     insurance_requested: bool = False
+    # The consignee's sites (GLN, or GLN/extension for a part of one; a bare GLN covers its parts): a carrier's CBV
+    # `receiving` there delivers the last leg, whatever UN/LOCODE the event gives.
+    consignee_sites: Annotated[list[SiteId], Field(max_length=20), LeftOutWhenEmpty] = []
 
     @model_validator(mode="after")
     def _legs_form_a_chain(self) -> BookingPayload:
@@ -243,6 +246,10 @@ class TrackingPayload(Frozen):
     remarks: Remarks | None = None
     affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     affected_weight_kg: NonNegativeDecimal | None = None
+    # The GS1 site where it happened (EPCIS: the SGLN of bizLocation, else of readPoint), beside the UN/LOCODE.
+    site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
+    # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
+    packages: Annotated[int | None, Field(ge=1, le=1_000_000), LeftOutWhenEmpty] = None
 
 
 class ChargeLine(Frozen):

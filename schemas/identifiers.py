@@ -1,4 +1,5 @@
-"""Identifiers the outside world defines, validated by their own rules (UN/LOCODE, ISO 6346, IATA AWB, ISO 4217)."""
+"""Identifiers the outside world defines, validated by their own rules (UN/LOCODE, ISO 6346, IATA AWB, ISO 4217, GS1
+GLN)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ ISO_4217: frozenset[str] = frozenset(
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
 _CONTAINER = re.compile(r"^[A-Z]{3}[UJZ][0-9]{7}$")
 _AWB = re.compile(r"^([0-9]{3})-?([0-9]{8})$")
+_SITE = re.compile(r"^([0-9]{13})(/[A-Za-z0-9.-]{1,21})?$")
 
 
 def _check_currency(code: str) -> str:
@@ -83,10 +85,30 @@ def _check_awb(number: str) -> str:
     return f"{prefix}-{serial}"
 
 
+def gs1_check_digit(digits: str) -> str:
+    """The GS1 mod-10 check digit of a key without it: weights 3, 1, 3... from the right (GS1 General
+    Specifications 7.9.1)."""
+    total = sum(int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(digits)))
+    return str(-total % 10)
+
+
+def _check_site(site: str) -> str:
+    match = _SITE.fullmatch(site)
+    if not match:
+        raise ValueError(f"{site!r} is not a site: a 13-digit GLN, optionally '/' and its extension")
+    gln = match.group(1)
+    if gln[12] != gs1_check_digit(gln[:12]):
+        raise ValueError(f"GLN {gln} fails its GS1 check digit (expected {gs1_check_digit(gln[:12])})")
+    return site
+
+
 CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_check_currency)]
 UnLocode = Annotated[str, StringConstraints(min_length=5, max_length=5), AfterValidator(_check_locode)]
 ContainerNumber = Annotated[str, StringConstraints(min_length=11, max_length=11), AfterValidator(_check_container)]
 AirWaybillNumber = Annotated[str, StringConstraints(min_length=11, max_length=12), AfterValidator(_check_awb)]
+# A GS1 site as EPCIS names it by its SGLN: the GLN (check digit checked) and, for a part of the site, "/" and the
+# GLN extension, e.g. "9555012000100" or "9555012000100/DOCK4".
+SiteId = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_site)]
 
 # Hub and party identifiers: printable, no spaces, bounded, so they are safe as Kafka keys and URL parts.
 ShipmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]

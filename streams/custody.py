@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Literal
 
-from schemas.events import BookingPayload, HandoverEvent
+from schemas.events import BookingPayload, HandoverEvent, TrackingEvent
 from schemas.record import CustodyRecord, Discrepancy, HandoverRecord, LegRecord
 
 # Scales at two terminals rarely agree to the kilogram: within 0.5% of the expected weight it is the same cargo.
@@ -53,16 +53,7 @@ def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Di
     """Each handover compared with the count when the handing-over leg took the cargo (else the booking)."""
     found: list[Discrepancy] = []
     for handover in placed:
-        previous = [
-            h for h in placed if h.to_leg is not None and h.to_leg == handover.from_leg and (h.at, h.set_by) < (handover.at, handover.set_by)
-        ]
-        if previous:
-            reference = previous[-1]
-            compared_with: Literal["booking", "previous_handover"] = "previous_handover"
-            packages, weight = Decimal(reference.packages), reference.gross_weight_kg
-        else:
-            compared_with = "booking"
-            packages, weight = Decimal(plan.cargo.packages), plan.cargo.gross_weight_kg
+        compared_with, packages, weight = _taken_over(placed, handover.from_leg, (handover.at, handover.set_by), plan)
         differences: list[tuple[Literal["packages", "weight"], Decimal, Decimal]] = []
         if Decimal(handover.packages) != packages:
             differences.append(("packages", packages, Decimal(handover.packages)))
@@ -82,6 +73,46 @@ def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Di
                 )
             )
     return found
+
+
+def counted_deliveries(
+    deliveries: Iterable[TrackingEvent], placed: list[HandoverRecord], plan: BookingPayload
+) -> list[Discrepancy]:
+    """Each actual delivery report of the last leg that names its packages one by one (EPCIS: SSCCs), compared as a
+    handover to the consignee would be: with the count when the last leg took the cargo (else the booking). Only the
+    packages: such a report weighs nothing."""
+    last = plan.legs[-1]
+    found: list[Discrepancy] = []
+    for report in sorted(deliveries, key=lambda e: (e.occurred_at, e.key)):
+        counted = report.payload.packages
+        if counted is None:
+            continue
+        compared_with, packages, _ = _taken_over(placed, last.sequence, (report.occurred_at, report.key), plan)
+        if Decimal(counted) != packages:
+            found.append(
+                Discrepancy(
+                    kind="packages",
+                    compared_with=compared_with,
+                    expected=packages,
+                    found=Decimal(counted),
+                    leg=last.sequence,
+                    location=report.payload.location or last.destination,
+                    at=report.occurred_at,
+                    set_by=report.key,
+                )
+            )
+    return found
+
+
+def _taken_over(
+    placed: list[HandoverRecord], leg: int | None, before: tuple[datetime, str], plan: BookingPayload
+) -> tuple[Literal["booking", "previous_handover"], Decimal, Decimal]:
+    """What `leg` took over: the packages and weight of the last handover into it before `before`, else the
+    booking's."""
+    previous = [h for h in placed if h.to_leg is not None and h.to_leg == leg and (h.at, h.set_by) < before]
+    if previous:
+        return "previous_handover", Decimal(previous[-1].packages), previous[-1].gross_weight_kg
+    return "booking", Decimal(plan.cargo.packages), plan.cargo.gross_weight_kg
 
 
 def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRecord]) -> list[CustodyRecord]:

@@ -56,7 +56,7 @@ from streams.claims import derive_claims
 from streams.clock import CLOCK_SOURCE
 from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
-from streams.custody import custody, discrepancies, handovers
+from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.ledger import settle
 
@@ -247,7 +247,11 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected(event=extra.set_by, reason=reason))
-    found = discrepancies(placed, plan)
+    last = len(plan.legs)
+    deliveries = [_against_the_plan(e, plan, last) for e in per_leg[last] if isinstance(e, TrackingEvent)]
+    found = discrepancies(placed, plan) + counted_deliveries(
+        (e for e in deliveries if e.classifier == "ACT" and e.payload.status == "delivered"), placed, plan
+    )
     location = _current_location(legs)
     journey_charges = _charges(journey_settlements)
     charges = journey_charges + [charge for leg in legs for charge in leg.charges]
@@ -467,6 +471,32 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
     )
 
 
+# GS1 CBV's `receiving` as the EPCIS connector reads it: "received", with the CBV name kept as the raw code.
+CBV_RECEIVING = ("GS1-CBV-bizStep", "receiving")
+
+
+def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int) -> TrackingEvent:
+    """A CBV `receiving` read against the booking. CBV has no delivery step: `receiving` is the objects taken into
+    the receiver's custody at bizLocation. At a site the booking declares for the consignee, or at the last leg's
+    planned destination, it is the last leg's delivery; at another leg's planned destination, that leg's arrival;
+    anywhere else (the carrier's own receipt at the origin, a depot) it stays `received`. It depends on the event and
+    the winning booking only, so a booking that arrives later re-reads it."""
+    payload = event.payload
+    if (payload.code_list, payload.raw_code, payload.status) != (*CBV_RECEIVING, "received"):
+        return event  # a canonical report may spell the code list too: only a receipt is read so
+    last = sequence == len(plan.legs)
+    at_destination = payload.location == plan.legs[sequence - 1].destination
+    site = payload.site or ""
+    at_consignee = any(site == declared or site.startswith(declared + "/") for declared in plan.consignee_sites)
+    if last and (at_consignee or at_destination):
+        status: TrackingStatus = "delivered"
+    elif at_destination:
+        status = "arrived"
+    else:
+        return event
+    return event.model_copy(update={"payload": payload.model_copy(update={"status": status})})
+
+
 def _leg(
     sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None, handed: list[HandoverRecord]
 ) -> tuple[LegRecord, list[Rejected]]:
@@ -474,7 +504,7 @@ def _leg(
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
     consignee: delivered), so the leg, the custody and the shipment status never disagree."""
     planned = plan.legs[sequence - 1]
-    tracking = [e for e in events if isinstance(e, TrackingEvent)]
+    tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
 
     # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
     # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.

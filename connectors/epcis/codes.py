@@ -15,8 +15,9 @@ from schemas.status import TrackingStatus
 CODE_LIST: Final = "GS1-CBV-bizStep"
 
 # CBV business step -> canonical status. Any other step (transporting, inspecting, staging_outbound, storing, ...)
-# maps to "unknown" with its name kept. CBV has no "delivering" step: a consignee's receipt is `receiving`, which
-# cannot be told from a carrier's own receipt at origin without knowing the parties, so it stays `received`.
+# maps to "unknown" with its name kept. CBV has no "delivering" step: a receipt at the consignee's is `receiving`,
+# which the parser cannot tell from a carrier's own receipt at its origin, so it is `received` with its site kept;
+# the projection reads it against the booking's sites and legs (streams.merge._against_the_plan).
 BIZ_STEP: Final[dict[str, TrackingStatus]] = {
     "shipping": "departed",  # sent from the location: staged, loaded and gone
     "departing": "departed",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.identifiers import gs1_check_digit as check_digit
+
 ID_GS1 = "https://id.gs1.org"
 
 _SERIAL = r"(?:%[0-9A-Fa-f]{2}|[!')(*+,.0-9:;=A-Za-z_-])"
@@ -39,12 +41,6 @@ _VALUES = {
     "8010": r"[\x23\x2D\x2F\x30-\x39\x41-\x5A]{0,30}", "8011": r"\d{0,12}", "21": rf"{_CHAR}{{0,20}}",
     "10": rf"{_CHAR}{{0,20}}", "254": rf"{_CHAR}{{0,20}}", "235": rf"{_CHAR}{{0,28}}",
 }
-
-
-def check_digit(digits: str) -> str:
-    """The GS1 mod-10 check digit of a key without it: weights 3, 1, 3... from the right."""
-    total = sum(int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(digits)))
-    return str(-total % 10)
 
 
 def _encoded(serial: str) -> str:

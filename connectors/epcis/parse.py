@@ -13,10 +13,13 @@ Mapping (tables in codes.py):
                                 else eventTime
     bizLocation, readPoint   -> location, the first that is a UN/LOCODE, bizLocation first (CBV: where the objects
                                 are after the event; readPoint is only where it was observed): the bare code, or an id
-                                naming "locode" whose last part is one (urn:un:locode:DEHAM); other ids go to remarks
+                                naming "locode" whose last part is one (urn:un:locode:DEHAM); other ids go to remarks;
+                                site, the first that is an SGLN, in the same order (the projection tells a
+                                `receiving` at the consignee's site, streams.merge)
     parentID, epcList, childEPCs
                              -> urn:epc:id:bic:<ISO 6346 number> is a container reference (check digit checked);
-                                SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks
+                                SSCCs, GRAIs and other EPCs cannot address a shipment and go to remarks;
+                                packages, the number of distinct SSCCs (a parent SSCC holding the others: 1)
     bizTransactionList       -> references for the types in codes.REFERENCE_KINDS (bol, cmr, ...); the document
                                 number is the id's last part (urn:epcglobal:cbv:bt:<GLN>:<number>); others to remarks
     disposition              -> remarks; a disposition that is an incident (damaged; stolen or destroyed: lost) is
@@ -49,7 +52,7 @@ from connectors.epcis.digital_link import canonical_digital_link
 from connectors.epcis.event_hash import event_hash, ignored_fields
 from connectors.payload import Refused, event_or_rejection, first_message, fits, join_remarks, load_json
 from schemas.events import HubEvent
-from schemas.identifiers import ContainerNumber, DocumentNumber, UnLocode
+from schemas.identifiers import ContainerNumber, DocumentNumber, SiteId, UnLocode
 from schemas.rejection import Rejection
 
 Result = HubEvent | Rejection
@@ -59,6 +62,7 @@ _PARTS = re.compile(r"[:/#?=]")
 _LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
 _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
 _DOCUMENT: TypeAdapter[str] = TypeAdapter(DocumentNumber)
+_SITE: TypeAdapter[str] = TypeAdapter(SiteId)
 _SHORT_CODE_MAX = 35
 
 
@@ -138,6 +142,8 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     notes: list[str] = []
     status, raw_code = _status(event, notes)
     location = _location(event, notes)
+    site = _site(event)
+    packages = _packages(event)
     containers = _containers(event, notes)
     references = _transactions(event, notes) + [("container", number) for number in containers]
     references += _gs1_references(event, notes)
@@ -178,6 +184,8 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     optional = {
         "location": location,
         "container": containers[0] if containers else None,
+        "site": site,
+        "packages": packages,
         "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
@@ -254,6 +262,31 @@ def _location(event: dict[str, Any], notes: list[str]) -> str | None:
         elif location is None:
             location = code
     return location
+
+
+def _packages(event: dict[str, Any]) -> int | None:
+    """How many packages the event names: its distinct SSCCs (GS1 logistic units). A parentID that is an SSCC is the
+    one package holding the children (a pallet and its cases), so it counts alone."""
+
+    def ssccs(values: Any) -> set[str]:
+        items = values if isinstance(values, list) else [values]
+        return {value for item in items if isinstance(item, str) for kind, value in _gs1_reference(item) if kind == "sscc"}
+
+    if ssccs(event.get("parentID")):
+        return 1
+    return len(ssccs(event.get("epcList")) | ssccs(event.get("childEPCs"))) or None
+
+
+def _site(event: dict[str, Any]) -> str | None:
+    """The SGLN of bizLocation, else of readPoint: the GS1 site where the event leaves the objects (CBV), which the
+    projection compares with the consignee's sites."""
+    for field in ("bizLocation", "readPoint"):
+        place = event.get(field)
+        ident = place.get("id") if isinstance(place, dict) else None
+        for kind, value in _gs1_reference(ident) if isinstance(ident, str) else []:
+            if kind == "sgln" and fits(_SITE, value):
+                return value
+    return None
 
 
 def _locode_in(ident: str) -> str | None:

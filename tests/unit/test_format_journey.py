@@ -293,14 +293,22 @@ def test_each_leg_keeps_the_raw_codes_of_its_carriers_format(record: ShipmentRec
         ("GS1-CBV-bizStep", "receiving", "ACT"),
         ("GS1-CBV-bizStep", "departing", "ACT"),
         ("GS1-CBV-bizStep", "arriving", "ACT"),
-        handover,
     }
-    # CBV has no delivery step: the consignee's `receiving` at Johor Bahru maps to "received", whose slot the
-    # earlier receipt at Singapore already holds. The last-mile carrier's handover to the consignee delivers the
-    # last leg, and the handover out of the road leg hands it over: the legs, the custody and the status agree.
+    # CBV has no delivery step: the carrier's `receiving` at its Singapore origin stays "received", while its
+    # `receiving` at the consignee's site (bizLocation, an SGLN the booking declares) delivers the last leg. It is
+    # at the same instant as the handover to the consignee, so the carrier's own report stands; the handover out of
+    # the road leg hands it over: the legs, the custody and the status agree.
+    last_mile = {m.status: m for m in record.legs[3].milestones}
+    assert {status: (m.raw_code, m.location) for status, m in last_mile.items()} == {
+        "received": ("receiving", "SGSIN"),
+        "departed": ("departing", "SGSIN"),
+        "arrived": ("arriving", "MYJHB"),
+        "delivered": ("receiving", "MYJHB"),
+    }
     assert [leg.status for leg in record.legs] == ["handed_over", "handed_over", "handed_over", "delivered"]
     assert record.legs[0].status_set_by == next(h.set_by for h in record.handovers if h.from_leg == 1)
-    assert record.legs[3].status_set_by == next(h.set_by for h in record.handovers if h.to_leg is None)
+    assert record.legs[3].status_set_by == last_mile["delivered"].set_by
+    assert record.legs[3].status_set_by.startswith("carrier.my-haulage/epcis-hash:")
     assert [(h.from_leg, h.to_leg) for h in record.handovers][-1] == (4, None)
 
 
@@ -345,6 +353,7 @@ def test_the_booking_comes_from_the_mto_with_the_ocean_carriers_booking_referenc
     booking = next(e for e in events_of("mto.jsonl") if isinstance(e, BookingEvent))
     assert booking.payload.cargo.containers == [CONTAINER]
     assert [leg.carrier_booking for leg in booking.payload.legs] == [None, None, "QZH2604417", None]
+    assert booking.payload.consignee_sites == ["9555012000100"]  # the bizLocation of the last-mile `receiving`
 
 
 def test_the_manifest_sends_every_example_file_from_its_expected_sender() -> None:

@@ -126,9 +126,12 @@ def canonical_tracking(
     remarks: str | None = None,
     revised: str | None = None,
     retracted: bool = False,
+    site: str | None = None,
+    packages: int | None = None,
 ) -> Doc:
-    """The full canonical JSON of a tracking event, every default spelled out."""
-    return {
+    """The full canonical JSON of a tracking event, every default spelled out (`site` and `packages` only when there
+    is one, as the payload writes them)."""
+    document: Doc = {
         "event_id": event_id,
         "source": source,
         "shipment_id": None,
@@ -152,6 +155,10 @@ def canonical_tracking(
             "affected_weight_kg": None,
         },
     }
+    for key, value in (("site", site), ("packages", packages)):
+        if value is not None:
+            document["payload"][key] = value
+    return document
 
 
 # --- broken input ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ SAMPLES = samples_of("epcis")
 SOURCE = "carrier.cr-rail"
 UUID = "urn:uuid:6f1c2a5e-1d3b-4c1e-9a43-0c6d2c1f0a0"
 CONTAINER = "urn:epc:id:bic:CSQU3054383"
+SSCC, OTHER_SSCC = "urn:epc:id:sscc:6901234.0000012345", "urn:epc:id:sscc:6901234.0000012346"
 
 
 def hub_id(event: Doc) -> str:
@@ -108,6 +110,8 @@ def test_document_sample_maps_every_event() -> None:
             container="CSQU3054383",
             remarks="bizLocation urn:epc:id:sgln:6901234.00010.0; objects urn:epc:id:sscc:6901234.0000012345; "
             "disposition in_progress",
+            site="6901234000108",
+            packages=1,
         ),
         tracking(ids[1], recorded="2026-03-01T08:15:00Z", **loading),
         tracking(
@@ -146,6 +150,8 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
             raw_code="inspecting",
             references=[("cmr", "PL-2026-CMR-0093"), ("sscc", "059012340000000932"), ("sgln", "5901234000215")],
             remarks="readPoint urn:epc:id:sgln:5901234.00021.0; objects urn:epc:id:sscc:5901234.0000000093",
+            site="5901234000215",
+            packages=1,
         )
     ]
 
@@ -168,6 +174,7 @@ def test_malformed_events_are_rejected_one_by_one() -> None:
             references=[("sscc", "069012340000123456")],
             location="SGSIN",
             remarks="objects urn:epc:id:sscc:6901234.0000012345",
+            packages=1,
         ),
         Rejection(
             "unsupported_event", f"event 3 ({event_id}4): a TransformationEvent does not report transport status"
@@ -310,6 +317,23 @@ def test_bare_locode_read_point_and_sgln_biz_location() -> None:
     assert isinstance(result, dict)
     assert result["payload"]["location"] == "NLRTM"
     assert result["payload"]["remarks"] == "bizLocation urn:epc:id:sgln:8712345.00001.0"
+
+
+@pytest.mark.parametrize(
+    ("objects", "packages"),
+    [
+        ({"epcList": [CONTAINER]}, None),  # no SSCC: no count
+        ({"epcList": [CONTAINER, SSCC, SSCC, OTHER_SSCC]}, 2),  # distinct SSCCs
+        # a pallet (parent SSCC) holding its cases is one package
+        ({"type": "AggregationEvent", "action": "ADD", "epcList": None, "parentID": SSCC, "childEPCs": [OTHER_SSCC]}, 1),
+        # a container (parent) holding two pallets: two packages
+        ({"type": "AggregationEvent", "action": "ADD", "epcList": None, "parentID": CONTAINER, "childEPCs": [SSCC, OTHER_SSCC]}, 2),
+    ],
+)
+def test_the_packages_an_event_names_by_sscc_are_counted(objects: Doc, packages: int | None) -> None:
+    result = only(object_event(**objects))
+    assert isinstance(result, dict)
+    assert result["payload"].get("packages") == packages
 
 
 def test_aggregation_into_a_container_names_the_container() -> None:
