@@ -37,6 +37,7 @@ class Party(Frozen):
     tokens: list[ReaderToken] = []
     shipment_prefixes: list[ShipmentId] = []
     insurers: list[PartyId] = []
+    rate_sources: list[PartyId] = []
 
 
 class PartyRegistry(Frozen):
@@ -52,8 +53,10 @@ class PartyRegistry(Frozen):
         if len(hashes) != len(set(hashes)):
             raise ValueError("one token is registered for two parties or twice")
         for party in self.parties:
-            if (party.shipment_prefixes or party.insurers) and "mto" not in party.roles:
-                raise ValueError(f"{party.party_id} is not an MTO: it owns no shipment ids and places no cover")
+            if (party.shipment_prefixes or party.insurers or party.rate_sources) and "mto" not in party.roles:
+                raise ValueError(
+                    f"{party.party_id} is not an MTO: it owns no shipment ids, places no cover and takes no rates"
+                )
             for insurer in party.insurers:
                 found = self.party(insurer)
                 if found is None or "insurer" not in found.roles:
@@ -64,7 +67,7 @@ class PartyRegistry(Frozen):
     def authority(self) -> Authority:
         """Which MTO owns which shipment ids, and the insurers each places cover with: what the fold is given."""
         return Authority.of(
-            Operator(p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers))
+            Operator(p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers), frozenset(p.rate_sources))
             for p in self.parties
             if "mto" in p.roles
         )

@@ -1,5 +1,5 @@
-"""Who owns a shipment: the MTO whose registered shipment-id prefix the id starts with, and the insurers it places
-cover with. Data from the party registry, handed to the pure fold, so authority never comes from an event's
+"""Who owns a shipment: the MTO whose registered shipment-id prefix the id starts with, the insurers it places
+cover with, and the publishers of exchange rates it takes. Data from the party registry, handed to the pure fold, so authority never comes from an event's
 timestamp or its arrival order.
 
 Prefixes of two MTOs may not overlap (neither may start with the other), so every shipment id has at most one owner.
@@ -13,11 +13,13 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class Operator:
-    """An MTO: the shipment-id prefixes it owns and the insurers whose policies may cover its shipments."""
+    """An MTO: the shipment-id prefixes it owns, the insurers whose policies may cover its shipments, and the
+    publishers whose exchange rates (money conversions, the SDR rate of liability limits) it takes besides its own."""
 
     mto: str
     prefixes: tuple[str, ...]
     insurers: frozenset[str] = frozenset()
+    rate_sources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

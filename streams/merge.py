@@ -396,6 +396,12 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
             return f"{insurer} is not an insurer the MTO {owner} places cover with"
         if source not in (insurer, owner):
             return f"{source} may not bind a policy of {insurer}"
+    if isinstance(event, RateEvent) and source != owner:
+        # a rate converts payments and sets the SDR value of liability limits: the owner's word, or its publishers'
+        if operator is None:
+            return nobody
+        if source not in operator.rate_sources:
+            return f"{source} is not a publisher of rates the MTO {owner} takes"
     if _is_claim_update(event):
         if operator is None:
             return nobody

@@ -1,7 +1,8 @@
 """Who may say a payment was made, and who may decide a claim: the registry and the booking, never any signer.
 
 Found in the review of issue 12's fix: payments and insurer claim updates were taken from any source. A carrier could
-report the shipper's invoice paid and so release its own payout, and could mark the claim against it rejected.
+report the shipper's invoice paid and so release its own payout, mark the claim against it rejected, and publish
+the SDR rate that sets its own liability limit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from tests.unit.builders import (
     AUTHORITY,
     SHIPMENT,
     Doc,
+    at,
     booking_doc,
     claim_doc,
     envelope,
@@ -65,3 +67,20 @@ def test_only_an_insurer_of_the_mto_decides_a_claim() -> None:
     genuine = record(*base, claim_update("insurer.test"))  # the positive marker: the policy's insurer
     [claim] = [c for c in genuine.claims if c.claim_id == CLAIM]
     assert claim.status == "rejected"
+
+
+def sdr_rate(source: str) -> Doc:
+    payload = {"base": "XDR", "quote": "USD", "rate": "0.01", "rate_source": "made up", "as_of": at(1)}
+    return envelope("rate", payload, event_id="xdr-usd", source=source, occurred=1)
+
+
+def test_only_the_mto_or_its_publishers_set_the_sdr_rate_of_a_liability_limit() -> None:
+    damage = tracking_doc("damaged", leg=2, occurred=25)
+    forged = record(booking_doc(), policy_doc(), damage, sdr_rate("carrier.rail"))
+    [claim] = [c for c in forged.claims if c.claim_id == CLAIM]
+    assert claim.liability is not None and claim.liability.sdr_rate_set_by is None
+    assert any(r.event == "carrier.rail/xdr-usd" and r.kind == "not_entitled" for r in forged.rejected)
+
+    genuine = record(booking_doc(), policy_doc(), damage, sdr_rate("imf.rates"))  # a publisher the MTO takes
+    [claim] = [c for c in genuine.claims if c.claim_id == CLAIM]
+    assert claim.liability is not None and claim.liability.sdr_rate_set_by == "imf.rates/xdr-usd"

@@ -19,11 +19,12 @@ from streams.merge import ShipmentState, apply_all, project
 
 SHIPMENT = "SHP-TEST-0001"
 MTO = "mto.test"
+RATE_SOURCES = frozenset({"rates.test", "imf.rates"})  # the publishers the tests' rates come from
 # Who owns which shipment ids here: the test MTO its own, the property tests' MTO theirs, the demo MTO the examples'.
 AUTHORITY = Authority.of(
     [
-        Operator(MTO, ("SHP-TEST-",), frozenset({"insurer.test"})),
-        Operator("mto.prop", ("SHP-PROP-",), frozenset({"insurer.prop"})),  # the strategies' insurer
+        Operator(MTO, ("SHP-TEST-",), frozenset({"insurer.test"}), RATE_SOURCES),
+        Operator("mto.prop", ("SHP-PROP-",), frozenset({"insurer.prop"}), RATE_SOURCES),  # the strategies' insurer
         Operator("mto.westcorridor", ("SHP-2026-",), frozenset({"insurer.picc"})),
     ]
 )
