@@ -20,11 +20,10 @@ from tests.unit.builders import (
     envelope,
     hub_event,
     policy_doc,
-    settlement_doc,
     tracking_doc,
 )
+from tests.unit.streams.test_outbound import CHARGES  # one charge of 100.00 USD per leg
 
-CHARGES = [settlement_doc([("FRT", "100.00", "USD")], leg=leg, event_id=f"chg-{leg}", occurred=10 * leg) for leg in (1, 2, 3)]
 CLAIM = f"CLM-{SHIPMENT}-damage-L2"
 
 
