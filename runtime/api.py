@@ -1,0 +1,98 @@
+"""What a stage handler sees and returns. Pure data and protocols: no Kafka, no RocksDB, no I/O.
+
+A stage is a declaration (`Stage`: its input topics, its state stores) and a handler. The runtime hands the handler
+the records of ONE input partition at a time, with that partition's state stores, and takes back the messages to
+produce. Everything the handler returns and every store write it makes is committed together with the input
+offsets at the next checkpoint (one Kafka transaction per input partition under exactly-once), or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as the handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int = 0  # the record's timestamp; on intake topics the broker's (LogAppendTime)
+
+    def header(self, name: str) -> bytes | None:
+        return next((value for header, value in self.headers if header == name), None)
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One message to produce: a full topic name (namespace included), its key, value and headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+class Store(Protocol):
+    """One state store's view for one partition. Writes are seen by later reads at once and are made durable
+    (RocksDB and the store's changelog topic) at the next checkpoint."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass
+class MemoryStore:
+    """A Store in a dict: for unit tests of handlers, and the reference the RocksDB store is tested against."""
+
+    data: dict[bytes, bytes] = field(default_factory=dict)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.data.pop(key, None)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted(self.data.items()))
+
+
+class Handler(Protocol):
+    """Turns the records of one input partition (in offset order) into messages to produce, reading and writing
+    that partition's stores. It must not raise for one bad record: it dead-letters it (an `Out` to the DLQ with the
+    original bytes and a reason) and goes on. An exception is a hub bug: the runtime dead-letters the batch."""
+
+    def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]: ...
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's declaration. Its consumer group is `group`; its stores' changelog topics are `changelogs[store]`,
+    co-partitioned with the inputs (store partition p holds what input partition p wrote)."""
+
+    name: str
+    group: str
+    inputs: tuple[str, ...]
+    handler: Handler
+    changelogs: Mapping[str, str] = field(default_factory=dict)
+    # called with the input partitions this worker loses (a rebalance, a fence): drop caches of them
+    on_revoked: Callable[[set[int]], None] | None = None
