@@ -1,7 +1,7 @@
 """The layers hold: each package imports only what its layer may (README, "Architecture").
 
 hubconf (settings, topic and header names) is the bottom: standard library only. schemas adds pydantic. streams is
-pure: the layers below, pydantic and orjson, and none of the standard library's I/O. connectors are the edges and
+pure: the layers below, pydantic and orjson, and none of the standard library's I/O. runtime (the stage loop over aiokafka and RocksDB) knows only hubconf. connectors are the edges and
 never import the CLI (mmhub) or the faust wiring (worker); the worker never imports the CLI.
 """
 
@@ -45,13 +45,15 @@ ALLOWED: dict[str, set[str] | None] = {
     "hubconf": STDLIB | {"hubconf"},
     "schemas": STDLIB | {"hubconf", "schemas", "pydantic", "pydantic_core"},
     "streams": _pure({"hubconf", "schemas", "streams"}, {"pydantic", "orjson"}),
+    "runtime": None,
     "connectors": None,
     "worker": None,
 }
 FORBIDDEN: dict[str, set[str]] = {
-    "hubconf": {"schemas", "streams", "connectors", "worker", "mmhub", "bench"},
-    "schemas": {"streams", "connectors", "worker", "mmhub", "bench"},
-    "streams": {"connectors", "worker", "mmhub", "bench"},
+    "hubconf": {"schemas", "streams", "runtime", "connectors", "worker", "mmhub", "bench"},
+    "schemas": {"streams", "runtime", "connectors", "worker", "mmhub", "bench"},
+    "streams": {"runtime", "connectors", "worker", "mmhub", "bench"},
+    "runtime": {"schemas", "streams", "connectors", "worker", "mmhub", "bench"},
     "connectors": {"worker", "mmhub", "bench"},
     "worker": {"mmhub", "bench"},
 }
