@@ -18,6 +18,13 @@ Per repetition r (namespace `bench-<stamp>-<pid>-r<r>`, so the worker always sta
             join, table recovery, first fetch) happens before the first status message and is reported apart.
             After the window the final records are compared with the offline fold.
 
+  refs      (with --modes ...,references, the default) the same events as a carrier mostly sends them: each
+            shipment's booking keeps its shipment id, every other event names only the shipment's container;
+            each is signed by its source's demo key (examples/keys) and published, before the window, to
+            `<ns>-refs.carrier.canonical.raw` of a namespace of its own. A fresh worker connects, resolves and
+            merges them; window and checks as for pipeline (the offline fold resolves them first). Its ratio is
+            against the same repetition's baseline.
+
 Repetitions alternate the order (odd: baseline first, even: pipeline first) so slow drift hits both sides. CPU
 per process comes from /proc/<pid>/stat (utime+stime) sampled at the window's edges; `other` is everything else
 on the machine (/proc/stat), i.e. noise from processes that are not part of the measurement. `worker CPU per
@@ -60,10 +67,14 @@ from bench.workload import (
     ORDERS,
     TEMPLATE,
     Workload,
+    KEYS_DIR,
     generate,
     offline_finals,
+    reference_only,
+    reference_only_finals,
 )
-from connectors.kafka import ensure_topics, publish
+from connectors.carriers import load_signing_key
+from connectors.kafka import ensure_topics, publish, publish_raw
 from hubconf.settings import PRODUCER_BATCH_BYTES, Settings
 
 PASSTHROUGH = "bench.passthrough"
@@ -375,10 +386,15 @@ async def run_pipeline(
     loglevel: str,
     profile: Path | None = None,
     stall: float = 60.0,
+    kind: str = "pipeline",
 ) -> Measurement:
     status = settings.topics.status
     consumer = AIOKafkaConsumer(
-        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(),
+        client_id="bench-observer",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",  # the worker writes in transactions: only what it committed counts
     )
     await consumer.start()
     partitions = [TopicPartition(status, p) for p in range(settings.partitions)]
@@ -398,7 +414,7 @@ async def run_pipeline(
     start: float | None = None
     cpu0: CpuSample | None = None
     notes: list[str] = []
-    progress = Progress(f"r{repetition} pipeline", workload.events)
+    progress = Progress(f"r{repetition} {kind}", workload.events)
     deadline = time.monotonic() + timeout
     last_progress = time.monotonic()
     try:
@@ -454,7 +470,7 @@ async def run_pipeline(
             f"(first: {key.decode()} at {where})"
         )
     return Measurement(
-        "pipeline",
+        kind,
         repetition,
         workload.events,
         end - start,
@@ -469,8 +485,9 @@ async def run_pipeline(
 # --- setup, cleanup, report -------------------------------------------------------------------------------------
 
 
-async def prepare(settings: Settings, workload: Workload) -> float:
-    """Create the run's topics and publish the workload; returns the publish rate (events/s)."""
+async def prepare(settings: Settings, workload: Workload, signed: list[tuple[str, bytes]] | None = None) -> float:
+    """Create the run's topics and publish the workload (or, given `signed`, those (source, body) pairs, each
+    signed by its source's demo key, to the canonical raw topic); returns the publish rate (events/s)."""
     await ensure_topics(settings)
     names = [*settings.topics.all(), settings.topics.name(PASSTHROUGH)]
     admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="bench-admin")
@@ -495,7 +512,13 @@ async def prepare(settings: Settings, workload: Workload) -> float:
     finally:
         await admin.close()
     started = time.perf_counter()
-    sent = await publish(settings, workload.lines)
+    if signed is None:
+        sent = await publish(settings, workload.lines)
+    else:
+        sent = 0
+        for source in sorted({source for source, _ in signed}):
+            key = load_signing_key(sorted(KEYS_DIR.glob(f"{source}.*.json"))[-1])
+            sent += len(await publish_raw(settings, "canonical", [body for s, body in signed if s == source], key))
     return sent / (time.perf_counter() - started)
 
 
@@ -566,6 +589,8 @@ def report(
     baselines = [m for m in results if m.kind == "baseline"]
     pipelines = [m for m in results if m.kind == "pipeline"]
     ratios = [p.rate / b.rate for p in pipelines for b in baselines if b.repetition == p.repetition]
+    refs = [m for m in results if m.kind == "refs"]
+    refs_ratios = [p.rate / b.rate for p in refs for b in baselines if b.repetition == p.repetition]
     print()
     print(f"per measurement (CPU = cores busy on average over the window, of {os.cpu_count()}):")
     header = (
@@ -601,6 +626,20 @@ def report(
         ("baseline events/s", _median_spread([m.rate for m in baselines], lambda v: f"{v:,.0f}")),
         ("pipeline events/s", _median_spread([m.rate for m in pipelines], lambda v: f"{v:,.0f}")),
         ("ratio pipeline/baseline", _median_spread(ratios, lambda v: f"{v:.3f}") + " (paired per repetition)"),
+        *(
+            [
+                ("refs events/s", _median_spread([m.rate for m in refs], lambda v: f"{v:,.0f}")),
+                ("ratio refs/baseline", _median_spread(refs_ratios, lambda v: f"{v:.3f}") + " (connect+resolve+merge)"),
+                (
+                    "refs worker CPU per event",
+                    _median_spread(
+                        [m.cpu.sut * m.seconds / m.events * 1e3 for m in refs if m.cpu.sut], lambda v: f"{v:.2f} ms"
+                    ),
+                ),
+            ]
+            if refs
+            else []
+        ),
         _cpu_row("pipeline CPU: broker", pipelines, lambda c: c.broker),
         _cpu_row("pipeline CPU: worker", pipelines, lambda c: c.sut),
         _cpu_row("pipeline CPU: observer", pipelines, lambda c: c.observer),
@@ -688,6 +727,8 @@ async def run(args: argparse.Namespace) -> int:
         workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed, args.template)
         say(f"workload: {workload.describe()}")
         finals, expected = offline_finals(workload)
+        signed = reference_only(workload) if "references" in args.modes else None
+        refs_finals = reference_only_finals(signed) if signed is not None else None
         say(
             f"offline fold: {len(finals)} shipments, final versions {min(finals.values())}..{max(finals.values())}; "
             f"broker {base.kafka} (java pid {broker or 'not found: no broker CPU figures'}); temp dir {temp}"
@@ -699,10 +740,22 @@ async def run(args: argparse.Namespace) -> int:
             rate = await prepare(settings, workload)
             say(f"r{repetition}: published {workload.events:,} events to {settings.topics.events} ({rate:,.0f}/s)")
             kinds = ["baseline", "pipeline"] if repetition % 2 else ["pipeline", "baseline"]
+            if signed is not None:
+                kinds.append("refs")
             for kind in kinds:
                 await asyncio.sleep(args.pause)  # let the broker settle between measurements
                 if kind == "baseline":
                     result = await run_baseline(settings, workload, repetition, broker, args.timeout)
+                elif kind == "refs":
+                    assert signed is not None and refs_finals is not None
+                    refs = replace(settings, namespace=f"{settings.namespace}-refs", data_dir=temp / f"r{repetition}-refs")
+                    rate = await prepare(refs, workload, signed)
+                    say(f"r{repetition}: published {len(signed):,} reference-only events, signed, to "
+                        f"{refs.topics.raw('canonical')} ({rate:,.0f}/s)")
+                    result = await run_pipeline(
+                        refs, workload, *refs_finals, repetition, broker, args.timeout, workers,
+                        args.worker_loglevel, None, args.stall, kind="refs",
+                    )
                 else:
                     profile = temp / f"worker-r{repetition}.pyisession" if args.profile_worker else None
                     result = await run_pipeline(
@@ -744,6 +797,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
     add_workload_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--modes",
+        type=lambda text: set(text.split(",")),
+        default={"direct", "references"},
+        help="'direct' is always run; 'references' adds a run of the same events reference-only and signed on the "
+        "canonical raw topic (connect -> resolve -> merge), with its own ratio; default direct,references",
+    )
     parser.add_argument("--partitions", type=int, help="partitions of every run topic (default: MMHUB_PARTITIONS or 8)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on one measurement after this (s)")
     parser.add_argument(

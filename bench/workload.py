@@ -32,6 +32,7 @@ from schemas.identifiers import iso6346_check_digit
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
+from streams.references import resolve_offline
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "journey.jsonl"
 AUTHORITY = load_parties(DEFAULT_PARTIES).authority()  # the demo registry: its MTO owns the workload's shipments
@@ -165,6 +166,48 @@ def expected_records(workload: Workload) -> dict[str, ShipmentRecord]:
 def offline_finals(workload: Workload) -> tuple[dict[bytes, int], dict[bytes, Any]]:
     """Per shipment key: the final version, and the final record as JSON (as a status message carries it)."""
     records = expected_records(workload)
+    finals = {sid.encode(): record.version for sid, record in records.items()}
+    expected = {sid.encode(): orjson.loads(orjson.dumps(r.model_dump(mode="json"))) for sid, r in records.items()}
+    return finals, expected
+
+
+KEYS_DIR = Path(__file__).resolve().parents[1] / "examples" / "keys"
+
+
+def reference_only(workload: Workload) -> list[tuple[str, bytes]]:
+    """The same events as a carrier sends most of them: naming only a carrier reference, not the hub shipment.
+
+    Each shipment's booking keeps its shipment id (it is what registers the references); every other event drops
+    it and names the shipment's container instead. Returns (source, canonical JSON) in publish order: each is sent
+    signed by its source to the canonical raw topic, so the hub connects, resolves and merges it.
+    """
+    containers: dict[str, str] = {}
+    decoded = [orjson.loads(line) for line in workload.lines]
+    for event in decoded:
+        if event["event_type"] == "booking":
+            containers[event["shipment_id"]] = event["payload"]["cargo"]["containers"][0]
+    out = []
+    for event in decoded:
+        if event["event_type"] != "booking":
+            container = containers[event["shipment_id"]]
+            event = {**event, "references": [{"kind": "container", "value": container}]}
+            del event["shipment_id"]
+        out.append((event["source"], orjson.dumps(event)))
+    return out
+
+
+def reference_only_finals(payloads: list[tuple[str, bytes]]) -> tuple[dict[bytes, int], dict[bytes, Any]]:
+    """offline_finals for reference_only's events: resolved offline (streams.references), then folded."""
+    events = []
+    for _, body in payloads:
+        decoded = decode_event(body)
+        if isinstance(decoded, Rejection):
+            raise ValueError(f"reference-only event is invalid ({decoded.code}): {decoded.reason}")
+        events.append(decoded)
+    resolved, unresolved = resolve_offline(events, AUTHORITY)
+    if unresolved:
+        raise ValueError(f"{len(unresolved)} reference-only events do not resolve offline")
+    records = fold(resolved, AUTHORITY)
     finals = {sid.encode(): record.version for sid, record in records.items()}
     expected = {sid.encode(): orjson.loads(orjson.dumps(r.model_dump(mode="json"))) for sid, r in records.items()}
     return finals, expected
