@@ -1,0 +1,384 @@
+"""Carrier performance data sets: what the hub learns from every leg of every journey, released without exposing
+any one shipment or shipper.
+
+A *cell* is one lane (the leg's origin and destination UN/LOCODE), mode, carrier and month (of the leg's planned
+departure, else its actual one). Each leg of each record counts in exactly one cell. Per cell:
+
+  shipments, legs, shippers (distinct; used only for the m rule, never released)
+  on_time_planned   legs that arrived no later than planned, of the legs with both times
+  on_time_promised  last legs delivered no later than the booking's requested delivery, of those with both
+  transit_h_p50/p90 hours from actual departure to actual arrival
+  dwell_h_p50       hours from the leg's actual arrival to the handover out of it
+  discrepancy_rate  legs with a handover discrepancy on them
+  damage_rate, loss_rate, claim_rate   legs with a claim of that kind on them (loss counts presumed loss and
+                    shortage too), and with any claim
+  avg_claim_sdr     mean liability of the leg's claims in SDR (the limit computed for the affected weight)
+
+Protection (the policy's `datasets` part, see DatasetPolicy):
+  - k/m: a cell is released only with at least k shipments and m distinct shippers; otherwise it is left out
+    entirely (not even its key is released).
+  - no margins: only cells are released, never totals over lanes, months, modes or carriers, so no released figure
+    is the sum of others and a suppressed cell is never the difference of released ones (the subtraction rule;
+    tests/unit/streams/test_datasets.py checks it with hypothesis).
+  - sticky cells: against a differencing attack (two releases that differ by one shipment), a cell whose shipment
+    set differs from the set it was last released with by fewer than k shipments is released with its previous
+    figures (`Published`): a release changes only once k shipments have come or gone.
+  - noise (optional, differential privacy per shipment): each shipment's contribution is bounded to its first
+    `max_cells_per_shipment` legs (cells(..., bound=...)); each of the cell's F underlying counts (COUNTS: legs,
+    shipments, and each rate's numerator and denominator) gets Laplace noise of scale F*B/epsilon, where B is the
+    bound (a shipment moves at most
+    B cells and each count of a cell by at most 1), so one release spends epsilon in all. Rates are then computed from
+    the noisy counts (post-processing, no further cost). Quantiles and means
+    have no bounded sensitivity here: a noisy release leaves them out (None). The caller debits epsilon from the
+    party's budget before it serves the release.
+  - own figures: a carrier's own cells are released to it unaggregated by these rules (k = m = 1, no noise).
+
+Pure: the caller reads the records (the live projection or an offline fold) and keeps the Published state.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from hashlib import sha256
+from typing import Iterable, Mapping, Sequence
+
+from schemas.record import LegRecord, ShipmentRecord
+
+LOSS_KINDS = frozenset({"loss", "presumed_loss", "shortage"})
+RATES = ("on_time_planned", "on_time_promised", "discrepancy_rate", "damage_rate", "loss_rate", "claim_rate")
+COUNTS = ("shipments", "legs")
+FIGURES = COUNTS + RATES + ("transit_h_p50", "transit_h_p90", "dwell_h_p50", "avg_claim_sdr")
+# each rate as (numerator, denominator) of the cell's counts
+RATE_PARTS = {
+    "on_time_planned": ("on_time_planned_n", "on_time_planned_of"),
+    "on_time_promised": ("on_time_promised_n", "on_time_promised_of"),
+    "discrepancy_rate": ("discrepancies", "legs"),
+    "damage_rate": ("damaged", "legs"),
+    "loss_rate": ("lost", "legs"),
+    "claim_rate": ("claimed", "legs"),
+}
+NOISY = tuple(sorted(set(COUNTS) | {part for parts in RATE_PARTS.values() for part in parts}))
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    origin: str
+    destination: str
+    mode: int
+    carrier: str
+    month: str  # YYYY-MM
+
+    @property
+    def lane(self) -> str:
+        return f"{self.origin}-{self.destination}"
+
+    def label(self) -> str:
+        return f"{self.lane}/{self.mode}/{self.carrier}/{self.month}"
+
+
+@dataclass(frozen=True)
+class DatasetPolicy:
+    k: int = 10
+    m: int = 3
+    # the privacy budget each party starts with, and what one noisy release costs
+    epsilon_budget: float = 10.0
+    epsilon_per_release: float = 1.0
+    # contribution bound of a noisy release: a shipment counts in at most this many cells (its first legs)
+    max_cells_per_shipment: int = 4
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.m < 1:
+            raise ValueError("k and m must be at least 1")
+        if self.max_cells_per_shipment < 1:
+            raise ValueError("max_cells_per_shipment must be at least 1")
+        if self.epsilon_budget < 0 or self.epsilon_per_release <= 0:
+            raise ValueError("the privacy budget must be >= 0 and a release must cost > 0")
+
+
+@dataclass
+class _Tally:
+    shipments: set[str] = field(default_factory=set)
+    shippers: set[str] = field(default_factory=set)
+    legs: int = 0
+    on_time_planned: list[bool] = field(default_factory=list)
+    on_time_promised: list[bool] = field(default_factory=list)
+    transit_h: list[float] = field(default_factory=list)
+    dwell_h: list[float] = field(default_factory=list)
+    discrepancies: int = 0
+    damage: int = 0
+    loss: int = 0
+    claimed: int = 0
+    claim_sdr: list[Decimal] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell's figures as computed (before suppression and noise)."""
+
+    key: CellKey
+    shipments: frozenset[str]
+    shippers: int
+    figures: Mapping[str, float | None]
+    counts: Mapping[str, int]  # NOISY: what the figures are computed from
+    bound: int | None = None  # computed with each shipment's contribution bounded to this many legs
+
+    def fingerprint(self) -> str:
+        """Names the exact set of shipments behind the figures (never released; kept by Published)."""
+        return sha256("\n".join(sorted(self.shipments)).encode()).hexdigest()
+
+
+def _hours(a: datetime | None, b: datetime | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return (b - a).total_seconds() / 3600
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile by linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _share(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def cell_of(leg: LegRecord) -> CellKey | None:
+    when = leg.departure.planned or leg.departure.actual
+    if when is None:
+        return None
+    return CellKey(leg.origin, leg.destination, int(leg.mode), leg.carrier, when.strftime("%Y-%m"))
+
+
+def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[CellKey, Cell]:
+    """Every cell the records' legs fall in, with its figures (nothing suppressed yet). With `bound`, only each
+    shipment's first `bound` legs count (the contribution bound a noisy release needs)."""
+    tallies: dict[CellKey, _Tally] = defaultdict(_Tally)
+    for record in records:
+        if record.booking is None or record.status in ("cancelled", "rejected"):
+            continue
+        shipper = record.booking.shipper.party_id
+        last = len(record.legs)
+        for leg in record.legs[:bound]:
+            key = cell_of(leg)
+            if key is None:
+                continue
+            tally = tallies[key]
+            tally.shipments.add(record.shipment_id)
+            tally.shippers.add(shipper)
+            tally.legs += 1
+            arrived = leg.arrival.actual
+            if arrived is not None and leg.arrival.planned is not None:
+                tally.on_time_planned.append(arrived <= leg.arrival.planned)
+            if leg.sequence == last and arrived is not None and record.booking.requested_delivery is not None:
+                tally.on_time_promised.append(arrived <= record.booking.requested_delivery)
+            transit = _hours(leg.departure.actual, arrived)
+            if transit is not None and transit >= 0:
+                tally.transit_h.append(transit)
+            for handover in record.handovers:
+                if handover.from_leg == leg.sequence:
+                    dwell = _hours(arrived, handover.at)
+                    if dwell is not None and dwell >= 0:
+                        tally.dwell_h.append(dwell)
+            if any(d.leg == leg.sequence for d in record.discrepancies):
+                tally.discrepancies += 1
+            claims = [c for c in record.claims if c.leg == leg.sequence]
+            tally.damage += any(c.kind == "damage" for c in claims)
+            tally.loss += any(c.kind in LOSS_KINDS for c in claims)
+            tally.claimed += bool(claims)
+            tally.claim_sdr += [c.liability.sdr for c in claims if c.liability is not None]
+    out = {}
+    for key, t in tallies.items():
+        figures: dict[str, float | None] = {
+            "shipments": float(len(t.shipments)),
+            "legs": float(t.legs),
+            "on_time_planned": _share(t.on_time_planned),
+            "on_time_promised": _share(t.on_time_promised),
+            "transit_h_p50": _quantile(t.transit_h, 0.5),
+            "transit_h_p90": _quantile(t.transit_h, 0.9),
+            "dwell_h_p50": _quantile(t.dwell_h, 0.5),
+            "discrepancy_rate": t.discrepancies / t.legs,
+            "damage_rate": t.damage / t.legs,
+            "loss_rate": t.loss / t.legs,
+            "claim_rate": t.claimed / t.legs,
+            "avg_claim_sdr": float(sum(t.claim_sdr) / len(t.claim_sdr)) if t.claim_sdr else None,
+        }
+        counts = {
+            "shipments": len(t.shipments),
+            "legs": t.legs,
+            "on_time_planned_n": sum(t.on_time_planned),
+            "on_time_planned_of": len(t.on_time_planned),
+            "on_time_promised_n": sum(t.on_time_promised),
+            "on_time_promised_of": len(t.on_time_promised),
+            "discrepancies": t.discrepancies,
+            "damaged": t.damage,
+            "lost": t.loss,
+            "claimed": t.claimed,
+        }
+        out[key] = Cell(key, frozenset(t.shipments), len(t.shippers), figures, counts, bound)
+    return out
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a cell was last released with: its shipment set (as a sorted tuple, to measure the next change) and
+    the figures released then."""
+
+    shipments: tuple[str, ...]
+    figures: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
+class Released:
+    key: CellKey
+    figures: Mapping[str, float | None]
+    stale: bool  # the figures of an earlier release: fewer than k shipments changed since
+
+
+@dataclass(frozen=True)
+class Release:
+    cells: list[Released]
+    suppressed: int  # cells left out by k/m (their keys are not released)
+    epsilon: float  # privacy budget this release spent (0 without noise)
+    published: dict[CellKey, Published]  # the state to keep for the next release
+
+
+def release(
+    computed: Mapping[CellKey, Cell],
+    policy: DatasetPolicy,
+    previous: Mapping[CellKey, Published] | None = None,
+    *,
+    noise: random.Random | None = None,
+    own_carrier: str | None = None,
+    k: int | None = None,
+) -> Release:
+    """The cells a party may see: k/m-suppressed, sticky against differencing, optionally noised.
+
+    `previous` is what earlier releases of the same kind (noisy or not) published; the result's `published` is it
+    updated. `own_carrier`: the party is that carrier and this is a release of its own cells (no k/m, no noise, no
+    stickiness: they are its own figures). `k` may raise (never lower) the policy's k for one release.
+    """
+    published = dict(previous or {})
+    if own_carrier is not None:
+        mine = [Released(key, cell.figures, False) for key, cell in sorted(computed.items()) if key.carrier == own_carrier]
+        return Release(mine, 0, 0.0, published)
+    if noise is not None:
+        unbounded = [key for key, cell in computed.items() if cell.bound != policy.max_cells_per_shipment]
+        if unbounded:
+            raise ValueError(
+                f"a noisy release needs cells computed with bound={policy.max_cells_per_shipment}; {len(unbounded)} are not"
+            )
+    scale = len(NOISY) * policy.max_cells_per_shipment / policy.epsilon_per_release
+    threshold = max(policy.k, k or 0)
+    out: list[Released] = []
+    suppressed = 0
+    for key, cell in sorted(computed.items()):
+        if len(cell.shipments) < threshold or cell.shippers < policy.m:
+            suppressed += 1
+            continue
+        before = published.get(key)
+        if before is not None and len(set(before.shipments) ^ cell.shipments) < threshold:
+            # repeats what was released before (noised then, if noisy): nothing new is learnt, nothing new is drawn
+            out.append(Released(key, before.figures, True))
+            continue
+        figures = cell.figures if noise is None else _noised(cell.counts, scale, noise)
+        published[key] = Published(tuple(sorted(cell.shipments)), figures)
+        out.append(Released(key, figures, False))
+    drawn = any(not r.stale for r in out)
+    spent = policy.epsilon_per_release if noise is not None and drawn else 0.0
+    return Release(out, suppressed, spent, published)
+
+
+def laplace(scale: float, rng: random.Random) -> float:
+    """A draw from Laplace(0, scale), by inverse transform."""
+    u = rng.random() - 0.5
+    return -scale * math.copysign(1.0, u) * math.log(1 - 2 * abs(u))
+
+
+def _noised(counts: Mapping[str, int], scale: float, rng: random.Random) -> dict[str, float | None]:
+    """The cell's figures from its counts each noised with Laplace(scale): counts rounded and kept >= 0, rates
+    computed from the noisy counts and clipped to [0, 1]; quantiles and means left out."""
+    noisy = {name: max(0.0, round(counts[name] + laplace(scale, rng))) for name in NOISY}
+    out: dict[str, float | None] = {name: None for name in FIGURES}
+    for name in COUNTS:
+        out[name] = noisy[name]
+    for name, (numerator, denominator) in RATE_PARTS.items():
+        out[name] = min(1.0, noisy[numerator] / noisy[denominator]) if noisy[denominator] > 0 else None
+    return out
+
+
+# --- the insurer's risk view -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Risk:
+    """Per lane and carrier: expected claim frequency per leg and severity (SDR), each with a 95 % interval."""
+
+    lane: str
+    carrier: str
+    legs: int
+    claims: int
+    frequency: float
+    frequency_ci: tuple[float, float]
+    severity_sdr: float | None
+    severity_ci: tuple[float, float] | None
+
+
+Z95 = 1.959964
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def risk_view(records: Iterable[ShipmentRecord], policy: DatasetPolicy) -> list[Risk]:
+    """Lane and carrier risk over every month, released under the same k/m rule as the cells."""
+    legs: dict[tuple[str, str], int] = defaultdict(int)
+    shipments: dict[tuple[str, str], set[str]] = defaultdict(set)
+    shippers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    claims: dict[tuple[str, str], list[float]] = defaultdict(list)
+    claimed: dict[tuple[str, str], int] = defaultdict(int)
+    for record in records:
+        if record.booking is None:
+            continue
+        for leg in record.legs:
+            group = (f"{leg.origin}-{leg.destination}", leg.carrier)
+            legs[group] += 1
+            shipments[group].add(record.shipment_id)
+            shippers[group].add(record.booking.shipper.party_id)
+            on_leg = [c for c in record.claims if c.leg == leg.sequence]
+            claimed[group] += bool(on_leg)
+            claims[group] += [float(c.liability.sdr) for c in on_leg if c.liability is not None]
+    out = []
+    for group in sorted(legs):
+        if len(shipments[group]) < policy.k or len(shippers[group]) < policy.m:
+            continue
+        n, c = legs[group], claimed[group]
+        amounts = claims[group]
+        severity = sum(amounts) / len(amounts) if amounts else None
+        interval = None
+        if len(amounts) > 1 and severity is not None:
+            sd = math.sqrt(sum((a - severity) ** 2 for a in amounts) / (len(amounts) - 1))
+            half = Z95 * sd / math.sqrt(len(amounts))
+            interval = (max(0.0, severity - half), severity + half)
+        elif severity is not None:
+            interval = (0.0, math.inf)
+        out.append(Risk(group[0], group[1], n, c, c / n, wilson(c, n), severity, interval))
+    return out

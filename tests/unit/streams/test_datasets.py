@@ -1,0 +1,204 @@
+"""The carrier performance data set: worked figures, k/m suppression, the differencing attack, the subtraction
+rule, noise and its budget, a carrier's own figures and the insurer's risk view."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bench.datasets import MTO, PACKAGES, container_number, event, performance_log
+from bench.workload import AUTHORITY
+from schemas.record import LegRecord, ShipmentRecord, Times
+from streams.codec import Rejection, decode_event
+from streams.datasets import (
+    NOISY,
+    CellKey,
+    DatasetPolicy,
+    cell_of,
+    cells,
+    laplace,
+    release,
+    risk_view,
+    wilson,
+)
+from streams.merge import fold
+
+
+def _fold(lines: list[bytes]) -> dict[str, ShipmentRecord]:
+    events = [decode_event(line) for line in lines]
+    assert not any(isinstance(e, Rejection) for e in events)
+    return fold(events, AUTHORITY)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def records() -> tuple[ShipmentRecord, ...]:
+    return tuple(_fold(performance_log(400, seed=3)).values())
+
+
+def test_worked_figures_of_one_cell() -> None:
+    """Two shipments on one lane, by hand: one leg on time, one 10 h late; transit 8 h and 18 h."""
+    lines = []
+    for index, late in ((0, False), (1, True)):
+        shipment = f"SHP-2027-00000{index}"
+        start = datetime(2026, 2, 2, 0, tzinfo=timezone.utc)
+        planned_arrival = start + timedelta(hours=8)
+        arrived = planned_arrival + timedelta(hours=10) if late else planned_arrival
+        lines.append(event("bkg", MTO, "booking", shipment, start - timedelta(days=1), {
+            "shipper": {"party_id": f"shipper.hand-{index}", "name": "Hand"},
+            "consignee": {"party_id": "consignee.johor-assembly", "name": "Johor"},
+            "mto": MTO,
+            "cargo": {"description": "Boxes", "pieces": PACKAGES, "packages": PACKAGES, "gross_weight_kg": "1000.000",
+                      "volume_m3": "10.000", "containers": [container_number(900 + index)]},
+            "declared_value": {"amount": "1000.00", "currency": "USD"},
+            "legs": [{"sequence": 1, "mode": 3, "carrier": "carrier.sc-road", "origin": "CNCTU",
+                      "destination": "CNCKG", "planned_departure": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "planned_arrival": planned_arrival.strftime("%Y-%m-%dT%H:%M:%SZ")}],
+            "requested_delivery": (planned_arrival + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }))  # fmt: skip
+        status = {"raw_code": "X", "code_list": "sc-road", "leg": 1, "container": container_number(900 + index)}
+        lines.append(event("dep", "carrier.sc-road", "tracking", shipment, start, {**status, "status": "departed",
+                                                                                  "location": "CNCTU"}))
+        lines.append(event("arr", "carrier.sc-road", "tracking", shipment, arrived, {**status, "status": "delivered",
+                                                                                    "location": "CNCKG"}))
+        lines.append(event("ho", "carrier.sc-road", "handover", shipment, arrived + timedelta(hours=2 + 2 * index), {
+            "from_leg": 1, "to_leg": None, "location": "CNCKG", "packages": PACKAGES - index,
+            "gross_weight_kg": "1000.000"}))  # fmt: skip
+    computed = cells(_fold(lines).values())
+    key = CellKey("CNCTU", "CNCKG", 3, "carrier.sc-road", "2026-02")
+    assert list(computed) == [key]
+    figures = computed[key].figures
+    assert figures["shipments"] == 2 and figures["legs"] == 2
+    assert figures["on_time_planned"] == 0.5  # one of two arrived by the planned time
+    assert figures["on_time_promised"] == 0.5  # requested delivery = planned + 5 h: the 10 h late one misses it
+    assert figures["transit_h_p50"] == 13.0 and figures["transit_h_p90"] == pytest.approx(17.0)  # 8 h and 18 h
+    assert figures["dwell_h_p50"] == 3.0  # 2 h and 4 h from arrival to handover
+    assert figures["discrepancy_rate"] == 0.5  # the second handover is one package short
+    # the short package opens a handover-discrepancy claim on the leg: CMR's 8.33 SDR/kg x 50 kg (1 of 20 packages
+    # of 1,000 kg)
+    assert figures["damage_rate"] == 0.0 and figures["claim_rate"] == 0.5
+    assert figures["avg_claim_sdr"] == pytest.approx(416.5)
+
+
+def test_cells_under_k_or_m_are_left_out_and_k_above_the_data_releases_nothing() -> None:
+    computed = cells(records())
+    policy = DatasetPolicy(k=10, m=3)
+    result = release(computed, policy)
+    assert result.cells and result.suppressed
+    by_key = {c.key: c for c in computed.values()}
+    for released in result.cells:
+        cell = by_key[released.key]
+        assert len(cell.shipments) >= 10 and cell.shippers >= 3
+    # the rare route has two shippers only: suppressed by m whatever its size
+    rare = [k for k in computed if (k.origin, k.destination) == ("CNSHA", "CNQZH")]
+    assert rare and not any(r.key in rare for r in result.cells)
+    assert release(computed, policy, k=len(records()) + 1).cells == []
+
+
+def test_differencing_attack_two_releases_one_shipment_apart() -> None:
+    """An attacker sees a release, adds (or waits for) one shipment, sees the next and subtracts. Without the
+    sticky rule the difference is exactly the new shipment's leg; with it the cell does not move."""
+    base = list(records())
+    policy = DatasetPolicy(k=10, m=3)
+    first = release(cells(base), policy)
+    target = first.cells[0].key
+    newcomers = list(_fold(performance_log(300, seed=4, first=10_000)).values())
+    victim = next(r for r in newcomers if any(_key(leg) == target for leg in r.legs))
+    after = cells([*base, victim])
+    naive = release(after, policy)  # no memory of what was released: the attack works
+    before_figures = {c.key: c.figures for c in first.cells}
+    naive_figures = {c.key: c.figures for c in naive.cells}
+    assert naive_figures[target]["shipments"] == before_figures[target]["shipments"] + 1  # type: ignore[operator]
+    sticky = release(after, policy, first.published)
+    sticky_figures = {c.key: c for c in sticky.cells}
+    assert sticky_figures[target].figures == before_figures[target] and sticky_figures[target].stale
+    # once k shipments have changed, the cell moves on
+    more = [r for r in newcomers if any(_key(leg) == target for leg in r.legs)][: policy.k]
+    assert len(more) == policy.k
+    moved = {c.key: c for c in release(cells([*base, *more]), policy, first.published).cells}
+    assert not moved[target].stale and moved[target].figures["shipments"] == before_figures[target]["shipments"] + len(more)  # type: ignore[operator]
+
+
+def _key(leg: LegRecord) -> CellKey | None:
+    return cell_of(leg)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 30))
+def test_suppressed_cells_never_move_a_released_figure(seed: int, k: int) -> None:
+    """The subtraction rule: only cells are released, never margins, so what happens on a leg in a suppressed
+    cell (its times, its claims) changes no released figure, and no difference of released figures shows it."""
+    policy = DatasetPolicy(k=k, m=3)
+    base = list(records())
+    computed = cells(base)
+    first = release(computed, policy)
+    shown = {c.key for c in first.cells}
+    rng = random.Random(seed)
+    changed = []
+    for record in base:
+        legs = []
+        for leg in record.legs:
+            key = _key(leg)
+            if key is not None and key not in shown and leg.arrival.actual is not None:
+                shift = timedelta(hours=rng.uniform(-50, 50))
+                leg = leg.model_copy(update={"arrival": Times(planned=leg.arrival.planned, actual=leg.arrival.actual + shift)})
+            legs.append(leg)
+        changed.append(record.model_copy(update={"legs": legs}))
+    again = release(cells(changed), policy)
+    assert [(c.key, c.figures) for c in again.cells] == [(c.key, c.figures) for c in first.cells]
+
+
+def test_noise_spends_epsilon_once_and_rates_come_from_noisy_counts() -> None:
+    policy = DatasetPolicy(k=10, m=3, epsilon_per_release=2.0, max_cells_per_shipment=4)
+    with pytest.raises(ValueError, match="bound=4"):
+        release(cells(records()), policy, noise=random.Random(1))
+    computed = cells(records(), bound=4)
+    noisy = release(computed, policy, noise=random.Random(1))
+    assert noisy.epsilon == 2.0 and noisy.cells
+    exact = {c.key: c.figures for c in release(computed, policy).cells}
+    assert any(c.figures["legs"] != exact[c.key]["legs"] for c in noisy.cells)
+    for cell in noisy.cells:
+        assert cell.figures["transit_h_p50"] is None  # no bounded sensitivity: left out
+        for name in ("on_time_planned", "claim_rate"):
+            value = cell.figures[name]
+            assert value is None or 0.0 <= value <= 1.0
+    # the same data again: every cell is stale, nothing new is drawn, nothing is spent
+    repeat = release(computed, policy, noisy.published, noise=random.Random(2))
+    assert repeat.epsilon == 0.0 and all(c.stale for c in repeat.cells)
+    assert [c.figures for c in repeat.cells] == [c.figures for c in noisy.cells]
+
+
+def test_laplace_has_the_scale_it_claims() -> None:
+    rng = random.Random(7)
+    draws = [laplace(3.0, rng) for _ in range(40_000)]
+    mean_abs = sum(abs(d) for d in draws) / len(draws)  # E|X| = b for Laplace(0, b)
+    assert abs(sum(draws) / len(draws)) < 0.1 and 2.9 < mean_abs < 3.1
+    assert len(NOISY) == 10
+
+
+def test_a_carrier_sees_its_own_figures_unaggregated() -> None:
+    computed = cells(records())
+    policy = DatasetPolicy(k=1000, m=50)
+    assert release(computed, policy).cells == []
+    own = release(computed, policy, own_carrier="carrier.oceanline")
+    assert own.cells and {c.key.carrier for c in own.cells} == {"carrier.oceanline"}
+    assert {c.key for c in own.cells} == {k for k in computed if k.carrier == "carrier.oceanline"}
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+
+
+def test_risk_view_per_lane_and_carrier() -> None:
+    view = risk_view(records(), DatasetPolicy(k=10, m=3))
+    assert view
+    for risk in view:
+        assert risk.frequency_ci[0] <= risk.frequency <= risk.frequency_ci[1]
+        if risk.severity_sdr is not None and risk.severity_ci is not None:
+            assert risk.severity_ci[0] <= risk.severity_sdr <= risk.severity_ci[1]
+    assert not any(r.lane == "CNSHA-CNQZH" for r in view)  # two shippers: under m
