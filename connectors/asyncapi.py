@@ -49,37 +49,34 @@ ROLES = {
 _TEXT = {"type": "string"}
 
 
-def _header(description: str) -> dict[str, Any]:
-    return {**_TEXT, "description": f"{description} (UTF-8)"}
+def _headers(described: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A message's headers: each a UTF-8 string, with what it says."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: {**_TEXT, "description": f"{about} (UTF-8)"} for name, about in described.items()},
+    }
+    return {**schema, "required": list(required)} if required else schema
 
 
-ORIGIN = _header("where the event came from: the raw message as `<topic>[<partition>]@<offset>`, or `http:<receipt>`")
-SIGNED = {
-    "type": "object",
-    "required": [names.SIGNATURE_CARRIER, names.SIGNATURE_KEY_ID, names.SIGNATURE],
-    "properties": {
-        names.SIGNATURE_CARRIER: _header("the sending carrier's party id, as registered with the hub"),
-        names.SIGNATURE_KEY_ID: _header("the id of the carrier's key that signed the value"),
-        names.SIGNATURE: _header(
-            f"`t=<unix seconds>,{SCHEME}=<base64>`: Ed25519 (or HMAC-SHA256) over `{SCHEME}\\n<format>\\n<t>\\n` "
-            f"and the exact value; refused more than {SIGNATURE_WINDOW_S} s from the broker's append time"
-        ),
-    },
+ORIGIN = {
+    names.ORIGIN: "where the event came from: the raw message as `<topic>[<partition>]@<offset>`, or `http:<receipt>`"
 }
-DEAD_LETTER_HEADERS = {
-    "type": "object",
-    "required": [names.DLQ_REASON, names.DLQ_CODE, names.DLQ_SOURCE_TOPIC],
-    "properties": {
-        names.DLQ_REASON: _header("why the hub refused it, for a person"),
-        names.DLQ_CODE: _header("stable code(s), comma-separated: invalid_json, invalid_event, unsigned, ..."),
-        names.DLQ_SOURCE_TOPIC: _header("the topic it was read from; `mmhub.state` for an event refused later"),
-        names.DLQ_SOURCE_PARTITION: _header("its partition there"),
-        names.DLQ_SOURCE_OFFSET: _header("its offset there"),
-        names.DLQ_TRIGGERED_BY: _header("for source `mmhub.state`: the message whose arrival refused the event"),
-        names.DLQ_BODY_SHA256: _header("for a refused unauthenticated request: SHA-256 (hex) of the whole body"),
-        names.DLQ_BODY_SIZE: _header("for a refused unauthenticated request: the whole body's size in bytes"),
-        names.ORIGIN: ORIGIN,
-    },
+SIGNATURE = {
+    names.SIGNATURE_CARRIER: "the sending carrier's party id, as registered with the hub",
+    names.SIGNATURE_KEY_ID: "the id of the carrier's key that signed the value",
+    names.SIGNATURE: f"`t=<unix seconds>,{SCHEME}=<base64>`: Ed25519 (or HMAC-SHA256) over "
+    f"`{SCHEME}\\n<format>\\n<t>\\n` and the exact value; refused more than {SIGNATURE_WINDOW_S} s from the broker's append time",
+}
+DEAD_LETTER = {
+    names.DLQ_REASON: "why the hub refused it, for a person",
+    names.DLQ_CODE: "stable code(s), comma-separated: invalid_json, invalid_event, unsigned, ...",
+    names.DLQ_SOURCE_TOPIC: "the topic it was read from; `mmhub.state` for an event refused later",
+    names.DLQ_SOURCE_PARTITION: "its partition there",
+    names.DLQ_SOURCE_OFFSET: "its offset there",
+    names.DLQ_TRIGGERED_BY: "for source `mmhub.state`: the message whose arrival refused the event",
+    names.DLQ_BODY_SHA256: "for a refused unauthenticated request: SHA-256 (hex) of the whole body",
+    names.DLQ_BODY_SIZE: "for a refused unauthenticated request: the whole body's size in bytes",
+    **ORIGIN,
 }
 RAW_CONTENT = {
     "canonical": ("application/json", "canonical events (the HubEvent schema), one or an array"),
@@ -116,7 +113,7 @@ class _Message:
 class _Channel:
     address: str
     description: str
-    messages: dict[str, _Message]
+    messages: list[_Message]
     config: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None
     parameters: dict[str, Any] | None = None
@@ -128,7 +125,7 @@ class _Channel:
         out: dict[str, Any] = {
             "address": self.address,
             "description": self.description,
-            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in self.messages},
+            "messages": {m.name: {"$ref": f"#/components/messages/{m.name}"} for m in self.messages},
             "bindings": {"kafka": kafka},
         }
         if self.parameters is not None:
@@ -180,121 +177,87 @@ def _asyncapi_schema(node: Any) -> Any:
 
 def _channels(settings: Settings, payloads: dict[str, dict[str, Any]]) -> dict[str, _Channel]:
     t = settings.topics
-    events = _Message("hubEvent", "A canonical event", "shipment id", payloads["event"], _optional(ORIGIN))
-    parts = settings.partitions
-    channels = {
-        "events": _Channel(
-            t.events, "Canonical events, each to its shipment (see `mmhub schema`, hub-event).", {"hubEvent": events},
-            names.TOPIC_CONFIGS[names.EVENTS], parts,
-        ),
-        "deadLetters": _Channel(
-            t.dlq,
-            "What the hub refused, with the original bytes untouched (an unauthenticated HTTP body: its first KiB) "
-            "and the reason in the headers.",
-            {"deadLetter": _Message(
-                "deadLetter", "A refused message", "the refused message's key, as received",
-                {"type": "string", "format": "binary", "description": "the original value"}, DEAD_LETTER_HEADERS,
-                "application/octet-stream",
-            )},
-            names.TOPIC_CONFIGS[names.EVENTS_DLQ], parts,
-        ),
-        "status": _Channel(
-            t.status,
-            "Each new record version and the event copies that made it. Compacted, after 7 days.",
-            {"statusMessage": _Message("statusMessage", "A record version", "shipment id", payloads["status"])},
-            names.TOPIC_CONFIGS[names.SHIPMENT_STATUS], parts,
-        ),
-        "settlement": _Channel(
-            t.settlement,
-            "Each invoice revision, credit or debit note and payout a record version adds or changes.",
-            {"settlementMessage": _Message(
-                "settlementMessage", "An invoice, a note or a payout", "shipment id", payloads["settlement"]
-            )},
-            names.TOPIC_CONFIGS[names.SETTLEMENT], parts,
-        ),
-        "claims": _Channel(
-            t.claims,
-            "Each claim when it opens or changes, with the policy's insured value (schema_version 2).",
-            {"claimMessage": _Message("claimMessage", "A claim", "shipment id", payloads["claim"])},
-            names.TOPIC_CONFIGS[names.CLAIMS], parts,
-        ),
-        SHARE_CHANNEL: _Channel(
-            t.name(f"{names.SHARE}.{{audience}}.{{party}}"),
-            "One party's views, as one audience: what the sharing policy lets it see of each record version, and "
-            "the claims it may see. One partition per topic, created by the sharing stage when the party appears; "
-            "a party's read grant covers its own topics only.",
-            {
-                "shareStatus": _Message(
-                    "shareStatus", "A party's view of a record version", "party id", payloads["share_status"]
-                ),
-                "shareClaim": _Message(
-                    "shareClaim", "A claim, for a party that may see claims", "party id", payloads["share_claim"]
-                ),
-            },
-            names.SHARE_CONFIG, names.SHARE_PARTITIONS,
-            {
-                "audience": {
-                    "enum": list(names.SHARE_AUDIENCES),
-                    "description": "the party's first relation to the shipment in this order",
-                },
-                "party": {"description": "the party id, such as insurer.picc"},
-            },
-        ),
-        "audit": _Channel(
-            t.audit,
-            "Every share (message, webhook, read) as one link of the audit's hash chain (`mmhub audit verify`).",
-            {"auditEntry": _Message("auditEntry", "One share, chained", "party id", payloads["audit"])},
-            names.TOPIC_CONFIGS[names.AUDIT], parts,
-        ),
-        "references": _Channel(
-            t.references,
-            "Reference resolution: events naming only carrier references, registrations, settled notices.",
-            {"referenceMessage": _Message(
-                "referenceMessage", "A request, a registration or a settled notice",
-                "carrier reference, `<kind>:<value>`", payloads["reference"], _optional(ORIGIN),
-            )},
-            names.TOPIC_CONFIGS[names.REFERENCES], parts,
-        ),
-        "parked": _Channel(
-            t.parked,
-            "What waits on each carrier reference now; an empty value (a tombstone) once nothing does. Compacted.",
-            {"parkedSummary": _Message(
-                "parkedSummary", "The events parked on a reference", "carrier reference, `<kind>:<value>`",
-                payloads["parked"],
-            )},
-            names.TOPIC_CONFIGS[names.PARKED], parts,
-        ),
-    }
+    shipment, reference = "shipment id", "carrier reference, `<kind>:<value>`"
+    binary = {"type": "string", "format": "binary"}
+    # the hub's own topics, one kind of message each: (channel, topic, what it carries, its message)
+    own: list[tuple[str, str, str, _Message]] = [
+        ("events", names.EVENTS, "Canonical events, each to its shipment (see `mmhub schema`, hub-event).",
+         _Message("hubEvent", "A canonical event", shipment, payloads["event"], _headers(ORIGIN))),
+        ("deadLetters", names.EVENTS_DLQ,
+         "What the hub refused, with the original bytes untouched (an unauthenticated HTTP body: its first KiB) and "
+         "the reason in the headers.",
+         _Message("deadLetter", "A refused message", "the refused message's key, as received",
+                  {**binary, "description": "the original value"},
+                  _headers(DEAD_LETTER, (names.DLQ_REASON, names.DLQ_CODE, names.DLQ_SOURCE_TOPIC)),
+                  "application/octet-stream")),
+        ("status", names.SHIPMENT_STATUS,
+         "Each new record version and the event copies that made it. Compacted, after 7 days.",
+         _Message("statusMessage", "A record version", shipment, payloads["status"])),
+        ("settlement", names.SETTLEMENT,
+         "Each invoice revision, credit or debit note and payout a record version adds or changes.",
+         _Message("settlementMessage", "An invoice, a note or a payout", shipment, payloads["settlement"])),
+        ("claims", names.CLAIMS,
+         "Each claim when it opens or changes, with the policy's insured value (schema_version 2).",
+         _Message("claimMessage", "A claim", shipment, payloads["claim"])),
+        ("audit", names.AUDIT,
+         "Every share (message, webhook, read) as one link of the audit's hash chain (`mmhub audit verify`).",
+         _Message("auditEntry", "One share, chained", "party id", payloads["audit"])),
+        ("references", names.REFERENCES,
+         "Reference resolution: events naming only carrier references, registrations, settled notices.",
+         _Message("referenceMessage", "A request, a registration or a settled notice", reference,
+                  payloads["reference"], _headers(ORIGIN))),
+        ("parked", names.PARKED,
+         "What waits on each carrier reference now; an empty value (a tombstone) once nothing does. Compacted.",
+         _Message("parkedSummary", "The events parked on a reference", reference, payloads["parked"])),
+    ]
     for format_name in names.RAW_FORMATS:
         content_type, what = RAW_CONTENT[format_name]
-        message = f"raw{format_name.capitalize()}"
         payload = (
             {"oneOf": [payloads["event"], {"type": "array", "items": payloads["event"]}]}
             if format_name == "canonical"
-            else {"type": "string", "format": "binary", "description": what}
+            else {**binary, "description": what}
         )
-        channels[message] = _Channel(
-            t.raw(format_name),
-            f"What carriers send in the {format_name} format, untouched and signed: {what}. The worker's "
-            "connector stage checks the signature against the carrier registry and parses it into hub.events.",
-            {message: _Message(message, f"A signed {format_name} payload", "carrier party id", payload, SIGNED,
-                               content_type)},
-            names.TOPIC_CONFIGS[names.raw_topic(format_name)], parts,
-        )
+        name = f"raw{format_name.capitalize()}"
+        own.append((
+            name, names.raw_topic(format_name),
+            f"What carriers send in the {format_name} format, untouched and signed: {what}. The worker's connector "
+            "stage checks the signature against the carrier registry and parses it into hub.events.",
+            _Message(name, f"A signed {format_name} payload", "carrier party id", payload,
+                     _headers(SIGNATURE, tuple(SIGNATURE)), content_type),
+        ))
+    channels = {
+        cid: _Channel(t.name(base), about, [message], names.TOPIC_CONFIGS[base], settings.partitions)
+        for cid, base, about, message in own
+    }
+    channels[SHARE_CHANNEL] = _Channel(
+        t.name(f"{names.SHARE}.{{audience}}.{{party}}"),
+        "One party's views, as one audience: what the sharing policy lets it see of each record version, and the "
+        "claims it may see. One partition per topic, created by the sharing stage when the party appears; a party's "
+        "read grant covers its own topics only.",
+        [
+            _Message("shareStatus", "A party's view of a record version", "party id", payloads["share_status"]),
+            _Message("shareClaim", "A claim, for a party that may see claims", "party id", payloads["share_claim"]),
+        ],
+        names.SHARE_CONFIG,
+        names.SHARE_PARTITIONS,
+        {
+            "audience": {
+                "enum": list(names.SHARE_AUDIENCES),
+                "description": "the party's first relation to the shipment in this order",
+            },
+            "party": {"description": "the party id, such as insurer.picc"},
+        },
+    )
     for table in names.TABLES:
-        message = f"{table}Changelog"
-        channels[message] = _Channel(
+        name = f"{table}Changelog"
+        channels[name] = _Channel(
             f"{settings.app_id}-{table}-changelog",
             f"The worker's `{table}` state, from which a worker rebuilds it (internal: its layout is the worker's).",
-            {message: _Message(message, f"A {table} table entry", "the table's key",
-                               {"type": "string", "format": "binary"}, content_type="application/octet-stream")},
-            names.CHANGELOG_CONFIG, parts,
+            [_Message(name, f"A {table} table entry", "the table's key", binary, None, "application/octet-stream")],
+            names.CHANGELOG_CONFIG,
+            settings.partitions,
         )
     return channels
-
-
-def _optional(header: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {names.ORIGIN: header}}
 
 
 def _channel_of(acl: Acl, settings: Settings, channels: dict[str, _Channel]) -> list[str]:
@@ -321,7 +284,7 @@ def _operations(settings: Settings, channels: dict[str, _Channel]) -> dict[str, 
             continue
         action = actions[acl.operation]
         for cid in _channel_of(acl, settings, channels):
-            messages = list(channels[cid].messages)
+            messages = [message.name for message in channels[cid].messages]
             if cid == SHARE_CHANNEL and role in grades and claim_grade not in grades[role]:
                 messages.remove("shareClaim")  # the policy sends claims only to those who may see them
             operations[f"{role}.{action}.{cid}"] = {
@@ -363,7 +326,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         "components": {
             "schemas": definitions,
             "messages": {
-                name: message.document() for channel in channels.values() for name, message in channel.messages.items()
+                message.name: message.document() for channel in channels.values() for message in channel.messages
             },
             "securitySchemes": {
                 "scram": {"type": "scramSha256", "description": "SASL/SCRAM-SHA-256 (hubconf.settings)"}

@@ -84,9 +84,8 @@ async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
-        await _create(
-            admin, [NewTopic(name, SHARE_PARTITIONS, settings.replication_factor, topic_configs=SHARE_CONFIG) for name in names]
-        )
+        copies = settings.replication_factor
+        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, copies, topic_configs=SHARE_CONFIG) for name in names])
     finally:
         await admin.close()
 

@@ -34,7 +34,8 @@ def settlement_messages(before: ShipmentRecord | None, after: ShipmentRecord) ->
     out = []
     for kind, key, was, now in pieces:
         for item in _changed(was, now, key):
-            out.append(_message(after, kind, item.model_dump(mode="json"), {"settlement_status": after.settlement.status}))
+            status = {"settlement_status": after.settlement.status}
+            out.append(_message(after, kind, item.model_dump(mode="json"), status))
     return out
 
 
@@ -47,9 +48,8 @@ def claim_messages(before: ShipmentRecord | None, after: ShipmentRecord) -> list
         "schema_version": CLAIM_SCHEMA_VERSION,
         "insured_value": policy.insured_value.model_dump(mode="json") if policy is not None else None,
     }
-    return [
-        _message(after, "claim", claim.model_dump(mode="json"), extra) for claim in _changed(was, after.claims, "claim_id")
-    ]
+    changed = _changed(was, after.claims, "claim_id")
+    return [_message(after, "claim", claim.model_dump(mode="json"), extra) for claim in changed]
 
 
 def _message(record: ShipmentRecord, kind: str, document: dict[str, Any], extra: dict[str, Any]) -> bytes:

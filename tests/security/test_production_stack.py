@@ -172,6 +172,8 @@ def test_no_file_of_the_production_image_holds_a_demo_credential() -> None:
 def test_every_mmhub_setting_the_compose_file_gives_is_read_by_the_hub() -> None:
     """A misspelt `MMHUB_*_FILE` would leave its secret unread and the service on a default."""
     code = "\n".join(path.read_text() for path in _files(_copied()) if path.suffix == ".py")
-    given = {var for name in HUB_SERVICES for var in _environment(COMPOSE["services"][name]) if var.startswith("MMHUB_")}
+    given = {
+        var for name in HUB_SERVICES for var in _environment(COMPOSE["services"][name]) if var.startswith("MMHUB_")
+    }
     assert {"MMHUB_KAFKA_PASSWORD_FILE", "MMHUB_PG_PASSWORD_FILE", "MMHUB_WEBHOOKS_KEYS_FILE"} <= given
     assert sorted(var for var in given if f'"{var}"' not in code) == []

@@ -97,7 +97,8 @@ def test_there_is_a_channel_for_every_topic_the_hub_creates() -> None:
         assert share.format(audience=audience, party="insurer.picc") == topic
     changelog = document["channels"]["shipmentsChangelog"]["bindings"]["kafka"]["topicConfiguration"]
     assert changelog == {"cleanup.policy": [CHANGELOG_CONFIG["cleanup.policy"]]}
-    assert document["channels"]["events"]["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == 30 * 24 * 3600 * 1000
+    events = document["channels"]["events"]["bindings"]["kafka"]["topicConfiguration"]
+    assert events["retention.ms"] == 30 * 24 * 3600 * 1000 and events["cleanup.policy"] == ["delete"]
 
 
 def test_who_sends_and_who_receives_is_what_the_acls_allow() -> None:
@@ -136,7 +137,8 @@ def test_the_headers_name_the_signature_and_the_dead_letter_reasons(printed: dic
     messages = printed["components"]["messages"]
     assert messages["rawEdifact"]["headers"]["required"] == ["mmhub.carrier", "mmhub.key-id", "mmhub.signature"]
     dead = messages["deadLetter"]["headers"]
-    assert {"mmhub.reason", "mmhub.code", "mmhub.source.topic", "mmhub.source.offset", "mmhub.origin"} <= set(dead["properties"])
+    reasons = {"mmhub.reason", "mmhub.code", "mmhub.source.topic", "mmhub.source.offset", "mmhub.origin"}
+    assert reasons <= set(dead["properties"]) and dead["required"] == ["mmhub.reason", "mmhub.code", "mmhub.source.topic"]
     assert "mmhub.origin" in messages["hubEvent"]["headers"]["properties"]
     assert messages["claimMessage"]["bindings"]["kafka"]["key"]["description"] == "shipment id"
 
