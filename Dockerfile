@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY hubconf ./hubconf
 COPY schemas ./schemas
 COPY streams ./streams
+COPY runtime ./runtime
 COPY connectors ./connectors
 COPY worker ./worker
 COPY mmhub ./mmhub

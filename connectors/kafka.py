@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
@@ -44,7 +44,7 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             **{f"{settings.app_id}-{table}-changelog": CHANGELOG_CONFIG for table in TABLES},
         }
         wanted = [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1, topic_configs=config)
+            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
             for name, config in every.items()
             if name not in existing
         ]
@@ -58,11 +58,25 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
 
 
 async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> None:
+    """Create `wanted`; raise TopicNotCreated for one the broker refuses (the request itself succeeds: each topic has
+    its own error code in the answer). One that another process created since the list is what was wanted."""
     if wanted:
         try:
-            await admin.create_topics(wanted)
+            response = await admin.create_topics(wanted)
         except TopicAlreadyExistsError:
-            pass  # another process created one between our list and create: that is the goal (the others are made)
+            return
+        refused = [
+            f"{topic}: {for_code(code).__name__}{f' ({rest[0]})' if rest and rest[0] else ''}"
+            for topic, code, *rest in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if refused:
+            raise TopicNotCreated(f"the broker refused to create {len(refused)} topic(s): {'; '.join(refused)}")
+
+
+class TopicNotCreated(RuntimeError):
+    """The broker refused a topic: a replication factor above its brokers (MMHUB_REPLICATION_FACTOR), a config or a
+    name it does not take, or no permission."""
 
 
 async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
@@ -70,7 +84,8 @@ async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
-        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
+        copies = settings.replication_factor
+        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, copies, topic_configs=SHARE_CONFIG) for name in names])
     finally:
         await admin.close()
 

@@ -103,6 +103,9 @@ class Settings:
     # revised_at, by clock skew; a plan or an estimate by the length of a journey planned ahead.
     max_future_s: float = DEFAULT_MAX_FUTURE_S
     max_plan_ahead_s: float = DEFAULT_MAX_PLAN_AHEAD_S
+    # Copies of each topic the hub creates (MMHUB_REPLICATION_FACTOR): 1 on the single-broker dev stack; 3 on a
+    # production cluster of three brokers or more.
+    replication_factor: int = 1
 
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
@@ -134,6 +137,7 @@ class Settings:
             fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
             max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
             max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
+            replication_factor=int(os.environ.get("MMHUB_REPLICATION_FACTOR", "1")),
         )
 
     def as_principal(self, user: str) -> Settings:

@@ -578,6 +578,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_webhook_commands(sub, _timestamp)
     _add_party_commands(sub)
+    _add_contract_commands(sub)
     add_quarantine_commands(sub)
     return top
 
@@ -633,6 +634,35 @@ def _add_party_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     onboard.add_argument("--kind", required=True, choices=PARTY_KINDS, help="a carrier may also write the raw topics")
     onboard.add_argument("--password-file", help="write the password to this new file (mode 0600) instead of stdout")
     onboard.set_defaults(run=_onboard)
+
+
+# --- the hub's Kafka contract: an AsyncAPI 3.0 document of every topic ----------------------------------------------
+
+
+def _asyncapi(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.asyncapi import asyncapi_document
+
+    document = orjson.dumps(asyncapi_document(settings), option=orjson.OPT_INDENT_2) + b"\n"
+    if args.out:
+        Path(args.out).write_bytes(document)
+        print(args.out, file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(document)
+    return 0
+
+
+def _add_contract_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    asyncapi = sub.add_parser(
+        "asyncapi",
+        help="print the AsyncAPI 3.0 document of every Kafka topic: messages, keys, headers, schemas, who sends and "
+        "who receives",
+        description="For carriers, parties and insurers integrating over Kafka: the hub's topics (with this "
+        "deployment's MMHUB_NAMESPACE and MMHUB_KAFKA), each message's payload JSON Schema, key and headers, and one "
+        "operation per role and topic, generated from the ACLs the hub grants. Example: mmhub asyncapi --out "
+        "asyncapi.json",
+    )
+    asyncapi.add_argument("--out", help="write the document to this file instead of standard output")
+    asyncapi.set_defaults(run=_asyncapi)
 
 
 def main(argv: list[str] | None = None) -> int:

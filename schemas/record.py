@@ -169,10 +169,13 @@ class LedgerEntry(Frozen):
     caused_by: list[EventKey]
 
 
+SettlementStatus = Literal["draft", "issued", "partially_paid", "paid", "overpaid"]
+
+
 class SettlementRecord(Frozen):
     """One invoice to the shipper, its revisions and notes, the payments against it and the carriers' payouts."""
 
-    status: Literal["draft", "issued", "partially_paid", "paid", "overpaid"]
+    status: SettlementStatus
     missing_charges_for_legs: list[int]
     invoices: list[InvoiceRevision]
     notes: list[Note]

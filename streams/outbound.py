@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import orjson
 from pydantic import BaseModel
 
+from schemas.messages import CLAIM_SCHEMA_VERSION
 from schemas.record import ShipmentRecord
 
 
@@ -33,26 +34,31 @@ def settlement_messages(before: ShipmentRecord | None, after: ShipmentRecord) ->
     out = []
     for kind, key, was, now in pieces:
         for item in _changed(was, now, key):
-            out.append(_message(after, kind, item.model_dump(mode="json"), after.settlement.status))
+            status = {"settlement_status": after.settlement.status}
+            out.append(_message(after, kind, item.model_dump(mode="json"), status))
     return out
 
 
 def claim_messages(before: ShipmentRecord | None, after: ShipmentRecord) -> list[bytes]:
-    """Claims that `after` opens or changes (a new report as evidence, an insurer's update)."""
+    """Claims that `after` opens or changes (a new report as evidence, an insurer's update), each with the policy's
+    insured value at this version (schemas.messages.ClaimMessage)."""
     was = before.claims if before is not None else []
-    return [
-        _message(after, "claim", claim.model_dump(mode="json"), None) for claim in _changed(was, after.claims, "claim_id")
-    ]
+    policy = after.insurance.policy
+    extra = {
+        "schema_version": CLAIM_SCHEMA_VERSION,
+        "insured_value": policy.insured_value.model_dump(mode="json") if policy is not None else None,
+    }
+    changed = _changed(was, after.claims, "claim_id")
+    return [_message(after, "claim", claim.model_dump(mode="json"), extra) for claim in changed]
 
 
-def _message(record: ShipmentRecord, kind: str, document: dict[str, Any], settlement_status: str | None) -> bytes:
+def _message(record: ShipmentRecord, kind: str, document: dict[str, Any], extra: dict[str, Any]) -> bytes:
     body: dict[str, Any] = {
         "kind": kind,
         "shipment_id": record.shipment_id,
         "record_version": record.version,
         "responsible_operator": record.responsible_operator,
         kind: document,
+        **extra,
     }
-    if settlement_status is not None:
-        body["settlement_status"] = settlement_status
     return orjson.dumps(body)

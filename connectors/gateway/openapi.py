@@ -10,7 +10,13 @@ from typing import Any
 
 from connectors.carriers import HTTP_CARRIER, HTTP_KEY_ID, HTTP_SIGNATURE
 from connectors.formats import FORMATS
-from connectors.gateway.reader_openapi import READER_PATHS, READER_SCHEMAS, SECURITY_SCHEMES
+from connectors.gateway.reader_openapi import (
+    READER_PATHS,
+    READER_SCHEMAS,
+    SECURITY_SCHEMES,
+    SUBSCRIPTION_PATHS,
+    SUBSCRIPTION_SCHEMAS,
+)
 from schemas.events import HUB_EVENT
 
 REF = "#/components/schemas/{model}"
@@ -74,7 +80,7 @@ GATEWAY_SCHEMAS: dict[str, Any] = {
 def openapi_document(max_body_bytes: int) -> dict[str, Any]:
     event_schema = HUB_EVENT.json_schema(mode="validation", ref_template=REF)
     definitions: dict[str, Any] = event_schema.pop("$defs")
-    clash = set(definitions) & {*GATEWAY_SCHEMAS, *READER_SCHEMAS, "HubEvent"}
+    clash = set(definitions) & {*GATEWAY_SCHEMAS, *READER_SCHEMAS, *SUBSCRIPTION_SCHEMAS, "HubEvent"}
     assert not clash, f"gateway schema names clash with the event schema's: {clash}"
     return {
         "openapi": "3.1.0",
@@ -155,9 +161,12 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                 }
             },
             **READER_PATHS,
+            **SUBSCRIPTION_PATHS,
         },
         "components": {
-            "schemas": {**GATEWAY_SCHEMAS, **READER_SCHEMAS, **definitions, "HubEvent": event_schema},
+            "schemas": {
+                **GATEWAY_SCHEMAS, **READER_SCHEMAS, **SUBSCRIPTION_SCHEMAS, **definitions, "HubEvent": event_schema
+            },
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

@@ -1,9 +1,12 @@
-"""The reader routes' part of the gateway's OpenAPI document (connectors.gateway.openapi merges it in)."""
+"""The parts of the gateway's OpenAPI document for the routes a party's reader token opens: reading, following and
+delegating shipments, and its webhook subscriptions (connectors.gateway.openapi merges them in)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from connectors.webhooks.notifications import KINDS as WEBHOOK_KINDS
+from connectors.webhooks.notifications import SubscriptionRequest
 from streams.sharing import POLICY
 
 BEARER = "bearerToken"
@@ -258,6 +261,124 @@ READER_PATHS: dict[str, Any] = {
                 "401": _UNAUTHENTICATED,
                 "403": _error("you received the grant, but only its grantor or the shipment's MTO may revoke it"),
                 "404": _error("no grant with this id that you made, received or (as MTO) oversee"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+}
+
+
+# --- webhook subscriptions (connectors.webhooks.routes), with the same reader token --------------------------------
+
+_SUBSCRIPTION_ID = {"name": "subscription_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_UNKNOWN_SUBSCRIPTION = _error("no active subscription with this id of yours (another party's answers the same)")
+_SUBSCRIPTION_FIELDS: dict[str, Any] = {
+    "subscription_id": {"type": "string"},
+    "party": {"type": "string", "description": "your party id, from your token"},
+    "url": {"type": "string", "description": "where the hub POSTs your notifications, signed with the secret"},
+    "shipment_id": {"type": ["string", "null"], "description": "null: every shipment of yours"},
+    "kinds": {"type": ["array", "null"], "items": {"enum": list(WEBHOOK_KINDS)}, "description": "null: every kind"},
+    "created_at": _TIME,
+    "expires_at": _NULLABLE_TIME,
+}
+
+SUBSCRIPTION_SCHEMAS: dict[str, Any] = {
+    "SubscriptionRequest": SubscriptionRequest.model_json_schema(mode="validation"),
+    "Subscription": {
+        "type": "object",
+        "required": [*_SUBSCRIPTION_FIELDS, "secret", "previous_secret_valid_until"],
+        "properties": {
+            **_SUBSCRIPTION_FIELDS,
+            "secret": {"type": "string", "description": "signs every delivery; shown only in this answer"},
+            "previous_secret_valid_until": {
+                **_NULLABLE_TIME,
+                "description": "after a rotation: until then deliveries are signed with the old secret too",
+            },
+        },
+    },
+    "SubscriptionList": {
+        "type": "object",
+        "required": ["subscriptions"],
+        "properties": {
+            "subscriptions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "one subscription without its secrets, with its notifications by state",
+                    "required": [*_SUBSCRIPTION_FIELDS, "active", "pending", "delivered", "dead"],
+                    "properties": {
+                        **_SUBSCRIPTION_FIELDS,
+                        "active": {"type": "boolean"},
+                        "previous_secret_until": _NULLABLE_TIME,
+                        "pending": {"type": "integer", "minimum": 0},
+                        "delivered": {"type": "integer", "minimum": 0},
+                        "dead": {"type": "integer", "minimum": 0, "description": "given up after every retry"},
+                        "last_error": {"type": ["string", "null"]},
+                        "last_error_at": _NULLABLE_TIME,
+                        "dead_reason": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        },
+    },
+}
+
+SUBSCRIPTION_PATHS: dict[str, Any] = {
+    "/v1/subscriptions": {
+        "post": {
+            "operationId": "subscribe",
+            "summary": "Have your share messages (status views, claims) POSTed to a URL of yours, signed",
+            "description": "The answer carries the signing secret, once. The hub POSTs only to a public https URL.",
+            "security": _SECURED,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubscriptionRequest")}}},
+            "responses": {
+                "201": {
+                    **_json("the subscription, with its secret", _ref("Subscription")),
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                "401": _UNAUTHENTICATED,
+                "408": _error("the body did not arrive in time"),
+                "413": _error("a body larger than 16 KiB"),
+                "422": _error("invalid_subscription: not a valid request, a URL the hub will not POST to, or an "
+                              "expiry in the past"),
+                "503": _UNAVAILABLE,
+            },
+        },
+        "get": {
+            "operationId": "listSubscriptions",
+            "summary": "Your subscriptions, with their pending, delivered and dead notifications",
+            "security": _SECURED,
+            "responses": {
+                "200": _json("your subscriptions, without their secrets", _ref("SubscriptionList")),
+                "401": _UNAUTHENTICATED,
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/v1/subscriptions/{subscription_id}": {
+        "delete": {
+            "operationId": "unsubscribe",
+            "summary": "End a subscription",
+            "security": _SECURED,
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "204": {"description": "ended"},
+                "401": _UNAUTHENTICATED,
+                "404": _UNKNOWN_SUBSCRIPTION,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/subscriptions/{subscription_id}/rotate": {
+        "post": {
+            "operationId": "rotateSubscriptionSecret",
+            "summary": "A new signing secret; the old one still signs for a grace period",
+            "security": _SECURED,
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "200": _json("the subscription, with its new secret", _ref("Subscription")),
+                "401": _UNAUTHENTICATED,
+                "404": _UNKNOWN_SUBSCRIPTION,
                 "503": _UNAVAILABLE,
             },
         }

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 
+from schemas.messages import CLAIM_SCHEMA_VERSION
 from schemas.record import ShipmentRecord
 from streams.sharing import (
     POLICY,
@@ -35,6 +36,9 @@ CHANNEL: Channel = "kafka"
 OPERATOR = "mto"
 
 ClaimSlot = tuple[str, str]  # (party, claim_id)
+# Where a claim message's `insured_value` sits in the shipment record (its grade, `cover`, is what lets a party
+# receive claims at all), so that the audit of a claim names it among the fields disclosed.
+INSURED_VALUE = ("insurance", "policy", "insured_value")
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ def plan_version(
             digest = claim_digest(claim)
             if claim_digests.get((party, claim_id)) == digest:
                 continue
-            disclosed = View(claim, disclosed=set(leaf_paths(claim, "claims[]")))
+            insured = insured_value(shown.document)
+            disclosed = View(claim, disclosed={*leaf_paths(claim, "claims[]"), *insured_value_fields(insured)})
             share = share_of(disclosed, who, record, "claim", CHANNEL, now, ref=claim_id, policy=policy)
             claim_document = {
                 "kind": "claim",
@@ -135,6 +140,8 @@ def plan_version(
                 "relations": list(share.relations),
                 "via_grants": list(share.via_grants),
                 "policy_version": share.policy_version,
+                "schema_version": CLAIM_SCHEMA_VERSION,
+                "insured_value": insured,
             }
             messages.append(Outgoing(topic, party, claim_document, share))
             changed[(party, claim_id)] = SentClaim(record.shipment_id, record.version, digest)
@@ -153,6 +160,19 @@ def _status_document(share: Share, shown: View) -> dict[str, Any]:
         "policy_version": share.policy_version,
         "view": shown.document,
     }
+
+
+def insured_value(shown: Mapping[str, Any]) -> Any:
+    """The policy's insured value as the party's view shows it (None if it shows none)."""
+    node: Any = shown
+    for name in INSURED_VALUE:
+        node = node.get(name) if isinstance(node, Mapping) else None
+    return node
+
+
+def insured_value_fields(insured: Any) -> Iterable[str]:
+    """The record paths a claim message's `insured_value` discloses."""
+    return leaf_paths(insured, ".".join(INSURED_VALUE)) if isinstance(insured, dict) else ()
 
 
 def claim_digest(claim: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping, Protocol, get_args
 
 from pydantic import Field
 
-from connectors.sharing.plan import leaf_paths
+from connectors.sharing.plan import insured_value_fields, leaf_paths
 from schemas.base import Frozen, UtcDatetime
 from schemas.identifiers import ShipmentId
 from streams.sharing import Share
@@ -101,6 +101,8 @@ def audit(share: Shared, at: datetime) -> Share:
     fields = set(leaf_paths(dict(share.document), prefix))
     if share.kind == "status":
         fields.discard("policy_version")  # added to every view by streams.sharing.view; not a record field
+    else:
+        fields.update(insured_value_fields(share.message.get("insured_value")))  # the claim's envelope carries it
     return Share(
         party=share.party,
         shipment_id=share.shipment_id,

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connectors.kafka import publish, read_jsonl, share_topics
 from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
-from connectors.sharing.plan import leaf_paths
+from connectors.sharing.plan import insured_value_fields, leaf_paths
 from connectors.sharing.stage import share_group
 from hubconf.settings import Settings
 from hubconf.topics import SHARE_AUDIENCES, SHARE_PARTITIONS
@@ -201,7 +201,9 @@ async def test_parties_get_only_their_views_a_revoked_delegate_gets_nothing_new_
             shown = {key: value for key, value in doc["view"].items() if key != "policy_version"}
             disclosed = set(leaf_paths(shown))
         else:
-            disclosed = set(leaf_paths(doc["claim"], "claims[]"))
+            # the claim, and the insured value its envelope carries
+            assert doc["schema_version"] == 2 and doc["insured_value"]["currency"]
+            disclosed = {*leaf_paths(doc["claim"], "claims[]"), *insured_value_fields(doc["insured_value"])}
         assert set(by_id[doc["share_id"]]["fields"]) == disclosed, doc["share_id"]
     logged = [orjson.loads(m.value) for m in await read_to_end(settings, settings.topics.audit)]
     assert sorted(entry["share_id"] for entry in logged) == sorted(by_id)

@@ -106,7 +106,15 @@ def test_the_insurer_sees_the_claim_but_no_rates() -> None:
     claim = of(insurer, INSURER, "claim")[0]
     assert claim.document["claim"] == final().claims[0].model_dump(mode="json")
     assert claim.share.ref == claim.document["claim"]["claim_id"]
-    assert claim.share.fields and all(path.startswith("claims[].") for path in claim.share.fields)
+    policy = final().insurance.policy
+    assert policy is not None
+    # the envelope carries the insured value and its currency (schema version 2), and the audit names it
+    assert claim.document["schema_version"] == 2
+    assert claim.document["insured_value"] == policy.insured_value.model_dump(mode="json")
+    value_fields = {"insurance.policy.insured_value.amount", "insurance.policy.insured_value.currency"}
+    claim_fields = set(claim.share.fields) - value_fields
+    assert set(claim.share.fields) >= value_fields and claim_fields
+    assert all(path.startswith("claims[].") for path in claim_fields)
     assert not RATES & set(keys([m.document for m in insurer]))
 
 

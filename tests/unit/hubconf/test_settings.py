@@ -56,3 +56,12 @@ def test_the_postgres_password_comes_from_its_file(clean_env: Path, monkeypatch:
     monkeypatch.setenv("MMHUB_PG_DSN", "postgresql://mmhub@postgres:5432/mmhub")
     monkeypatch.setenv("MMHUB_PG_PASSWORD_FILE", str(clean_env / "pg"))
     assert Settings.from_env().pg_dsn == "postgresql://mmhub:p%40ss%2Fword@postgres:5432/mmhub"
+
+
+def test_the_replication_factor_of_new_topics_comes_from_the_environment(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MMHUB_REPLICATION_FACTOR", raising=False)
+    assert Settings.from_env().replication_factor == 1  # the single-broker dev stack
+    monkeypatch.setenv("MMHUB_REPLICATION_FACTOR", "3")
+    assert Settings.from_env().replication_factor == 3

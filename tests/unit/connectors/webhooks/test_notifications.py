@@ -169,6 +169,16 @@ def test_the_audit_of_a_claim_names_record_paths() -> None:
     assert audited.share_id == f"webhook/{PARTY}/SHP-1/5/claim/CLM-SHP-1-damage-L2"
 
 
+def test_the_audit_of_a_claim_names_the_insured_value_its_envelope_carries() -> None:
+    message = {**claim_message(), "schema_version": 2, "insured_value": {"amount": "500000.00", "currency": "CNY"}}
+    audited = audit(share(message), NOW)
+    assert audited.fields == (
+        "claims[].claim_id", "claims[].liability.sdr", "claims[].status",
+        "insurance.policy.insured_value.amount", "insurance.policy.insured_value.currency",
+    )
+    assert audit(share({**message, "insured_value": None}), NOW).fields == audited.fields[:3]
+
+
 def test_config_from_the_environment() -> None:
     config = config_from_env({"MMHUB_WEBHOOKS_BATCH_SIZE": "5", "MMHUB_WEBHOOKS_BACKOFF_CAP_S": "0.5",
                               "MMHUB_WEBHOOKS_ALLOW_HTTP": "true", "OTHER": "x",

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import jsonschema
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -178,3 +179,24 @@ async def test_a_lost_database_is_503_with_retry_after(api: tuple[TestClient[Any
     store.down = True
     response = await client.get("/v1/subscriptions", headers=bearer(SHIPPER))
     assert response.status == 503 and response.headers["Retry-After"].isdigit()
+
+
+async def test_every_subscription_route_is_in_the_openapi_document(
+    api: tuple[TestClient[Any, Any], MemorySubscriptions],
+) -> None:
+    """/openapi.json documents every route the gateway mounts with each of its methods (it lacked /v1/subscriptions),
+    and what POST /v1/subscriptions answers follows the documented schema."""
+    client, _ = api
+    document = orjson.loads(await (await client.get("/openapi.json")).read())
+    mounted = {
+        (route.method.lower(), route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    assert ("post", "/v1/subscriptions") in mounted
+    assert sorted(m for m in mounted if m[0] not in document["paths"].get(m[1], {})) == []
+    status, made = await subscribe(client, SHIPPER, url="https://hooks.example.com/a")
+    assert status == 201
+    schema = {**document, "$ref": "#/components/schemas/Subscription"}
+    assert [error.message for error in jsonschema.Draft202012Validator(schema).iter_errors(made)] == []
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors({**made, "secret": None}))
