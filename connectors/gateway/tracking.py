@@ -53,13 +53,14 @@ def _asset(name: str, content_type: str) -> Asset:
 
 
 class TrackingPage:
-    """The page and its two assets, read once from the package; nothing else under /track is served."""
+    """The page and its three assets, read once from the package; nothing else under /track is served."""
 
     def __init__(self) -> None:
         self.page = _asset("track.html", "text/html")
         self.assets = {
             "track.js": _asset("track.js", "text/javascript"),
             "track.css": _asset("track.css", "text/css"),
+            "icon.svg": _asset("icon.svg", "image/svg+xml"),
         }
 
     def add_routes(self, app: web.Application) -> None:

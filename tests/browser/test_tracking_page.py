@@ -1,0 +1,186 @@
+"""The tracking page in headless Chromium: it loads and shows the legs, follows a published event live without a
+reload, shows a carrier only what the policy gives it (no rates), and shows an unknown and a not-entitled shipment
+as the same "not found". Screenshots, at a phone's 390 px, go to test-artifacts/browser/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import orjson
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from connectors.kafka import publish
+from connectors.postgres.migrate import migrate
+from hubconf.settings import Settings
+from tests.browser.chromium import PHONE, artifact
+from tests.integration.hub import JOURNEY_ID, HubProcess, caught_up, drop_internal_topics, journey_lines, offline, wait_for
+from tests.integration.test_reader import free_port
+from tests.security.gateway_app import RECORD, TOKENS, served
+
+pytestmark = pytest.mark.integration
+
+SHIPPER, CONSIGNEE, RAIL, BROKER = "shipper.chengdu-elec", "consignee.johor-assembly", "carrier.cr-rail", "broker.customs-jb"
+HELD_BACK = (b'"event_id":"t4-dlv"', b'"event_id":"ho-4-c"')  # leg 4's delivery: published while the page is open
+UNKNOWN = "SHP-2026-999999"
+
+
+async def signed_in(browser: Browser, base: str, party: str, shipment_id: str) -> Page:
+    """A new phone-sized tab on the shipment's page, signed in as `party` through the page's own form."""
+    context = await browser.new_context(viewport=PHONE)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(f"{base}/track/{shipment_id}")
+    await page.get_by_label("Reader token").fill(TOKENS[party])
+    await page.get_by_role("button", name="Show the shipment").click()
+    return page
+
+
+async def shown(page: Page) -> int:
+    """Once the page shows a shipment: the record version it shows."""
+    await expect(page.locator("#shipment[data-version]")).to_be_visible(timeout=30_000)
+    return int(await page.locator("#shipment").get_attribute("data-version") or "0")
+
+
+def amounts(node: Any) -> set[str]:
+    """Every money amount anywhere under `node` (a record dumped to JSON)."""
+    if isinstance(node, dict):
+        found = {node["amount"]} if set(node) >= {"amount", "currency"} and isinstance(node["amount"], str) else set()
+        return found.union(*(amounts(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(amounts(item) for item in node))
+    return set()
+
+
+class Running:
+    def __init__(self, settings: Settings, base: str, procs: list[HubProcess]) -> None:
+        self.settings, self.base, self.procs = settings, base, procs
+
+
+@pytest.fixture
+async def running(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[Running]:
+    """`mmhub worker`, `sink` and `gateway` on a private namespace, with the journey projected but for leg 4's
+    delivery."""
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    port = free_port()
+    procs = [
+        HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log"),
+        HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log"),
+        HubProcess("gateway", settings, tmp_path / "gateway-data", tmp_path / "gateway.log", args=["--port", str(port)]),
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+
+            async def healthy() -> bool:
+                try:
+                    async with http.get(base + "/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_for(healthy, 60, "the gateway", *procs)
+        early = [line for line in journey_lines() if not any(marker in line for marker in HELD_BACK)]
+        await publish(settings, early)
+        await wait_for(lambda: caught_up(settings, offline(early)), 120, "the projection", *procs)
+        yield Running(settings, base, procs)
+    finally:
+        for proc in procs:
+            proc.stop()
+        await drop_internal_topics(settings)
+
+
+async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_without_a_reload(
+    running: Running, browser: Browser
+) -> None:
+    lines = journey_lines()
+    held = [line for line in lines if any(marker in line for marker in HELD_BACK)]
+    assert len(held) == 2
+    before, after = offline([line for line in lines if line not in held])[JOURNEY_ID], offline(lines)[JOURNEY_ID]
+
+    page = await signed_in(browser, running.base, SHIPPER, JOURNEY_ID)
+    assert await shown(page) == before.version
+    legs = page.locator("#legs .leg-item")
+    await expect(legs).to_have_count(4)
+    for leg, item in zip(before.legs, await legs.all()):
+        await expect(item.get_by_role("heading", level=3)).to_have_text(f"Leg {leg.sequence}: {leg.origin} → {leg.destination}")
+        await expect(item).to_have_attribute("data-status", leg.status)
+    await expect(page.locator("svg.route g.leg")).to_have_count(4)
+    await expect(page.locator("svg.route g.node")).to_have_count(5)
+    await expect(page.locator("#legs .leg-item[data-leg='4']")).to_have_attribute("data-status", "departed")
+    await expect(page.locator("#billing")).to_contain_text("11945.34 CNY")  # the shipper may see its invoice
+    await expect(page.locator("#document")).to_contain_text("WLC-MTD-260302-0042")
+    await expect(page.locator("#custody li")).to_have_count(len(before.custody))
+    await page.evaluate("() => { window.sameDocument = 'not reloaded'; }")
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    await publish(running.settings, held)
+
+    delivered = page.locator("#legs .leg-item[data-leg='4'][data-status='delivered']")
+    await expect(delivered).to_be_visible(timeout=90_000)
+    await expect(page.locator("#shipment")).to_have_attribute("data-version", str(after.version))
+    await expect(page.locator("svg.route g.leg[data-leg='4']")).to_have_attribute("data-status", "delivered")
+    await expect(page.locator("#announcer")).to_contain_text("leg 4 is now delivered")
+    assert await page.evaluate("() => window.sameDocument") == "not reloaded" and navigations == []
+    assert page.errors == []  # type: ignore[attr-defined]
+    await page.screenshot(path=artifact("shipper-phone.png"), full_page=True)
+    await page.context.close()
+
+
+async def test_a_carriers_page_shows_its_own_leg_and_no_rates(hub_settings: Callable[..., Awaitable[Settings]],
+                                                              browser: Browser) -> None:
+    everything = RECORD.model_dump(mode="json")
+    money = amounts({key: everything[key] for key in ("legs", "settlement", "journey_charges", "charges_total")})
+    assert "6800.00" in money and "7450.00" in money  # the rail carrier's own charge and payout are among them
+    async with served(await hub_settings()) as app:
+        base = str(app.client.make_url("")).rstrip("/")
+        shipper = await signed_in(browser, base, SHIPPER, JOURNEY_ID)
+        await shown(shipper)
+        shipper_text = await shipper.locator("main").inner_text()
+        assert "11945.34" in shipper_text  # the check below can see money on a page: the shipper's invoice total
+        await shipper.context.close()
+
+        page = await signed_in(browser, base, RAIL, JOURNEY_ID)
+        assert await shown(page) == RECORD.version
+        await expect(page.locator("#legs .leg-item")).to_have_count(1)
+        await expect(page.locator("#legs .leg-item h3")).to_have_text("Leg 2: CNCKG → CNQZH")
+        await expect(page.locator("svg.route g.leg")).to_have_count(1)
+        await expect(page.locator("#billing")).to_have_count(0)
+        text, markup = await page.locator("main").inner_text(), await page.content()
+        shown_money = {amount for amount in money if re.search(rf"(?<![\d.]){re.escape(amount)}(?![\d])", markup)}
+        assert shown_money == set(), f"rates on the carrier's page: {sorted(shown_money)}"
+        assert not re.search(r"\b(CNY|USD|MYR|SDR)\b", text)
+        assert "carrier.sc-road" not in text  # nor another carrier's leg
+        assert page.errors == []  # type: ignore[attr-defined]
+        await page.screenshot(path=artifact("carrier-phone.png"), full_page=True)
+        await page.context.close()
+
+
+async def test_an_unknown_and_a_not_entitled_shipment_show_the_same_not_found(
+    hub_settings: Callable[..., Awaitable[Settings]], browser: Browser
+) -> None:
+    async with served(await hub_settings()) as app:
+        base = str(app.client.make_url("")).rstrip("/")
+        seen: dict[str, tuple[str, str]] = {}
+        for name, party, shipment_id in (("not entitled", BROKER, JOURNEY_ID), ("unknown", SHIPPER, UNKNOWN)):
+            page = await signed_in(browser, base, party, shipment_id)
+            title = page.get_by_role("heading", level=1, name="Not found")
+            await expect(title).to_be_visible(timeout=30_000)
+            await expect(title).to_be_focused()
+            await expect(page.locator("#shipment")).to_be_hidden()
+            assert await page.locator("#shipment").inner_html() == ""
+            seen[name] = (await page.locator("main").inner_text(), await page.title())
+            await page.context.close()
+        assert seen["not entitled"] == seen["unknown"]
+        assert JOURNEY_ID not in seen["not entitled"][0]
+        assert "There is no shipment with this id that you may read." in seen["unknown"][0]
