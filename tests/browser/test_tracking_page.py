@@ -5,6 +5,7 @@ as the same "not found". Screenshots, at a phone's 390 px, go to test-artifacts/
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -28,24 +29,35 @@ HELD_BACK = (b'"event_id":"t4-dlv"', b'"event_id":"ho-4-c"')  # leg 4's delivery
 UNKNOWN = "SHP-2026-999999"
 
 
-async def signed_in(browser: Browser, base: str, party: str, shipment_id: str) -> Page:
+@dataclass
+class Tab:
+    page: Page
+    errors: list[str]  # what the page's script threw or logged as an error, and resources that failed to load
+
+
+async def signed_in(browser: Browser, base: str, party: str, shipment_id: str) -> Tab:
     """A new phone-sized tab on the shipment's page, signed in as `party` through the page's own form."""
     context = await browser.new_context(viewport=PHONE)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.errors = errors  # type: ignore[attr-defined]
     await page.goto(f"{base}/track/{shipment_id}")
     await page.get_by_label("Reader token").fill(TOKENS[party])
     await page.get_by_role("button", name="Show the shipment").click()
-    return page
+    return Tab(page, errors)
 
 
 async def shown(page: Page) -> int:
     """Once the page shows a shipment: the record version it shows."""
     await expect(page.locator("#shipment[data-version]")).to_be_visible(timeout=30_000)
     return int(await page.locator("#shipment").get_attribute("data-version") or "0")
+
+
+async def fits_the_phone(page: Page) -> None:
+    """Nothing makes the page wider than the phone's screen (no sideways scrolling to read it)."""
+    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width == [PHONE["width"], PHONE["width"]], f"page {width[0]} px wide on a {width[1]} px screen"
 
 
 def amounts(node: Any) -> set[str]:
@@ -107,7 +119,8 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     assert len(held) == 2
     before, after = offline([line for line in lines if line not in held])[JOURNEY_ID], offline(lines)[JOURNEY_ID]
 
-    page = await signed_in(browser, running.base, SHIPPER, JOURNEY_ID)
+    tab = await signed_in(browser, running.base, SHIPPER, JOURNEY_ID)
+    page = tab.page
     assert await shown(page) == before.version
     legs = page.locator("#legs .leg-item")
     await expect(legs).to_have_count(4)
@@ -132,7 +145,8 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     await expect(page.locator("svg.route g.leg[data-leg='4']")).to_have_attribute("data-status", "delivered")
     await expect(page.locator("#announcer")).to_contain_text("leg 4 is now delivered")
     assert await page.evaluate("() => window.sameDocument") == "not reloaded" and navigations == []
-    assert page.errors == []  # type: ignore[attr-defined]
+    assert tab.errors == []
+    await fits_the_phone(page)
     await page.screenshot(path=artifact("shipper-phone.png"), full_page=True)
     await page.context.close()
 
@@ -144,13 +158,14 @@ async def test_a_carriers_page_shows_its_own_leg_and_no_rates(hub_settings: Call
     assert "6800.00" in money and "7450.00" in money  # the rail carrier's own charge and payout are among them
     async with served(await hub_settings()) as app:
         base = str(app.client.make_url("")).rstrip("/")
-        shipper = await signed_in(browser, base, SHIPPER, JOURNEY_ID)
+        shipper = (await signed_in(browser, base, SHIPPER, JOURNEY_ID)).page
         await shown(shipper)
         shipper_text = await shipper.locator("main").inner_text()
         assert "11945.34" in shipper_text  # the check below can see money on a page: the shipper's invoice total
         await shipper.context.close()
 
-        page = await signed_in(browser, base, RAIL, JOURNEY_ID)
+        tab = await signed_in(browser, base, RAIL, JOURNEY_ID)
+        page = tab.page
         assert await shown(page) == RECORD.version
         await expect(page.locator("#legs .leg-item")).to_have_count(1)
         await expect(page.locator("#legs .leg-item h3")).to_have_text("Leg 2: CNCKG → CNQZH")
@@ -161,7 +176,8 @@ async def test_a_carriers_page_shows_its_own_leg_and_no_rates(hub_settings: Call
         assert shown_money == set(), f"rates on the carrier's page: {sorted(shown_money)}"
         assert not re.search(r"\b(CNY|USD|MYR|SDR)\b", text)
         assert "carrier.sc-road" not in text  # nor another carrier's leg
-        assert page.errors == []  # type: ignore[attr-defined]
+        assert tab.errors == []
+        await fits_the_phone(page)
         await page.screenshot(path=artifact("carrier-phone.png"), full_page=True)
         await page.context.close()
 
@@ -173,7 +189,7 @@ async def test_an_unknown_and_a_not_entitled_shipment_show_the_same_not_found(
         base = str(app.client.make_url("")).rstrip("/")
         seen: dict[str, tuple[str, str]] = {}
         for name, party, shipment_id in (("not entitled", BROKER, JOURNEY_ID), ("unknown", SHIPPER, UNKNOWN)):
-            page = await signed_in(browser, base, party, shipment_id)
+            page = (await signed_in(browser, base, party, shipment_id)).page
             title = page.get_by_role("heading", level=1, name="Not found")
             await expect(title).to_be_visible(timeout=30_000)
             await expect(title).to_be_focused()
