@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import orjson
 import pytest
 from playwright.async_api import Browser, Page, expect
 

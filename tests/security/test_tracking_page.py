@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Browser, Request, expect
 
 from hubconf.settings import Settings
-from tests.browser.chromium import PHONE, browser  # noqa: F401 (the fixture)
+from tests.browser.chromium import PHONE
 from tests.security.gateway_app import RECORD, TOKENS, auth, project, served
 
 pytestmark = pytest.mark.integration
