@@ -54,9 +54,14 @@ async def shown(page: Page) -> int:
 
 
 async def fits_the_phone(page: Page) -> None:
-    """Nothing makes the page wider than the phone's screen (no sideways scrolling to read it)."""
+    """Nothing makes the page, or a table in it, wider than the phone's screen (no sideways scrolling to read it)."""
     width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert width == [PHONE["width"], PHONE["width"]], f"page {width[0]} px wide on a {width[1]} px screen"
+    wide = await page.evaluate(
+        "() => [...document.querySelectorAll('.table-scroll')].filter((s) => s.scrollWidth > s.clientWidth)"
+        ".map((s) => `${s.querySelector('caption').textContent}: ${s.scrollWidth} px in ${s.clientWidth} px`)"
+    )
+    assert wide == [], f"tables that scroll sideways on the phone: {wide}"
 
 
 def amounts(node: Any) -> set[str]:
@@ -132,6 +137,13 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     await expect(page.locator("#billing")).to_contain_text("11945.34 CNY")  # the shipper may see its invoice
     await expect(page.locator("#document")).to_contain_text("WLC-MTD-260302-0042")
     await expect(page.locator("#custody li")).to_have_count(len(before.custody))
+    await expect(page.get_by_role("heading", level=1)).to_be_focused()  # the page moved the focus to what it shows
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#leg-1-milestones-toggle")).to_be_focused()
+    toggle = page.locator("#leg-4-milestones-toggle")
+    await toggle.focus()
+    await page.keyboard.press("Enter")  # opens leg 4's milestones from the keyboard
+    await expect(page.locator("#leg-4-milestones ol li")).to_have_count(len(before.legs[3].milestones))
     await page.evaluate("() => { window.sameDocument = 'not reloaded'; }")
     navigations: list[str] = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
@@ -143,6 +155,8 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     await expect(page.locator("#shipment")).to_have_attribute("data-version", str(after.version))
     await expect(page.locator("svg.route g.leg[data-leg='4']")).to_have_attribute("data-status", "delivered")
     await expect(page.locator("#announcer")).to_contain_text("leg 4 is now delivered")
+    await expect(toggle).to_be_focused()  # the update kept the keyboard's place and the open milestones
+    await expect(page.locator("#leg-4-milestones ol li")).to_have_count(len(after.legs[3].milestones))
     assert await page.evaluate("() => window.sameDocument") == "not reloaded" and navigations == []
     assert tab.errors == []
     await fits_the_phone(page)

@@ -73,7 +73,7 @@
 
   function actual(times) {
     const against = lateness(times.planned, times.actual);
-    return el("span", {}, timeEl(times.actual), against ? el("span", { class: "against" }, ` (${against})`) : null);
+    return el("span", {}, timeEl(times.actual), against ? el("span", { class: "against" }, `(${against})`) : null);
   }
 
   function badge(status) {
@@ -198,7 +198,7 @@
     const milestones = leg.milestones || [];
     const exceptions = leg.exceptions || [];
     const details = el("details", { id: `leg-${leg.sequence}-milestones`, open: openMilestones },
-      el("summary", {}, `Milestones (${milestones.length})`),
+      el("summary", { id: `leg-${leg.sequence}-milestones-toggle` }, `Milestones (${milestones.length})`),
       el("ol", { class: "milestones" }, milestones.map((m) => el("li", {},
         timeEl(m.at), ` ${words(m.status)}`, m.classifier !== "ACT" ? ` (${m.classifier === "EST" ? "estimated" : "planned"})` : "",
         m.location ? ` at ${m.location}` : "", m.raw_code ? ` — code ${m.raw_code}` : ""))));
