@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from connectors.kafka import publish
-from connectors.postgres.migrate import migrate
 from hubconf.settings import Settings
 from tests.browser.chromium import PHONE, artifact
-from tests.integration.hub import JOURNEY_ID, HubProcess, caught_up, drop_internal_topics, journey_lines, offline, wait_for
-from tests.integration.test_reader import free_port
+from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, wait_for
+from tests.integration.test_reader import Running
 from tests.security.gateway_app import RECORD, TOKENS, served
 
 pytestmark = pytest.mark.integration
@@ -74,54 +71,17 @@ def amounts(node: Any) -> set[str]:
     return set()
 
 
-class Running:
-    def __init__(self, settings: Settings, base: str, procs: list[HubProcess]) -> None:
-        self.settings, self.base, self.procs = settings, base, procs
-
-
-@pytest.fixture
-async def running(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[Running]:
-    """`mmhub worker`, `sink` and `gateway` on a private namespace, with the journey projected but for leg 4's
-    delivery."""
-    settings = await hub_settings()
-    await migrate(settings.pg_dsn, settings.pg_schema)
-    port = free_port()
-    procs = [
-        HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log"),
-        HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log"),
-        HubProcess("gateway", settings, tmp_path / "gateway-data", tmp_path / "gateway.log", args=["--port", str(port)]),
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                try:
-                    async with http.get(base + "/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await wait_for(healthy, 60, "the gateway", *procs)
-        early = [line for line in journey_lines() if not any(marker in line for marker in HELD_BACK)]
-        await publish(settings, early)
-        await wait_for(lambda: caught_up(settings, offline(early)), 120, "the projection", *procs)
-        yield Running(settings, base, procs)
-    finally:
-        for proc in procs:
-            proc.stop()
-        await drop_internal_topics(settings)
-
-
 async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_without_a_reload(
     running: Running, browser: Browser
 ) -> None:
+    """`mmhub worker`, `sink` and `gateway` (the reader tests' `running`) with the journey but leg 4's delivery."""
     lines = journey_lines()
     held = [line for line in lines if any(marker in line for marker in HELD_BACK)]
     assert len(held) == 2
-    before, after = offline([line for line in lines if line not in held])[JOURNEY_ID], offline(lines)[JOURNEY_ID]
+    early = [line for line in lines if line not in held]
+    before, after = offline(early)[JOURNEY_ID], offline(lines)[JOURNEY_ID]
+    await publish(running.settings, early)
+    await wait_for(lambda: caught_up(running.settings, {JOURNEY_ID: before}), 120, "the projection", *running.procs)
 
     tab = await signed_in(browser, running.base, SHIPPER, JOURNEY_ID)
     page = tab.page
@@ -164,7 +124,7 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     await page.context.close()
 
 
-async def test_a_carriers_page_shows_its_own_leg_and_no_rates(hub_settings: Callable[..., Awaitable[Settings]],
+async def test_a_carriers_page_shows_its_own_leg_and_no_rates_and_a_consignees_no_invoice(hub_settings: Callable[..., Awaitable[Settings]],
                                                               browser: Browser) -> None:
     everything = RECORD.model_dump(mode="json")
     money = amounts({key: everything[key] for key in ("legs", "settlement", "journey_charges", "charges_total")})
@@ -176,6 +136,12 @@ async def test_a_carriers_page_shows_its_own_leg_and_no_rates(hub_settings: Call
         shipper_text = await shipper.locator("main").inner_text()
         assert "11945.34" in shipper_text  # the check below can see money on a page: the shipper's invoice total
         await shipper.context.close()
+        consignee = (await signed_in(browser, base, CONSIGNEE, JOURNEY_ID)).page
+        await shown(consignee)  # the policy gives a consignee the journey but not the shipper's invoice
+        await expect(consignee.locator("#legs .leg-item")).to_have_count(4)
+        await expect(consignee.locator("#billing")).to_have_count(0)
+        assert "11945.34" not in await consignee.locator("main").inner_text()
+        await consignee.context.close()
 
         tab = await signed_in(browser, base, RAIL, JOURNEY_ID)
         page = tab.page
