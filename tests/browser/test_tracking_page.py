@@ -6,23 +6,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from connectors.kafka import publish
+from connectors.kafka import publish, read_jsonl
 from hubconf.settings import Settings
 from tests.browser.chromium import PHONE, artifact
 from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, wait_for
 from tests.integration.test_reader import Running
-from tests.security.gateway_app import RECORD, TOKENS, served
+from tests.security.gateway_app import RECORD, TOKENS, project, served
 
 pytestmark = pytest.mark.integration
 
 SHIPPER, CONSIGNEE, RAIL, BROKER = "shipper.chengdu-elec", "consignee.johor-assembly", "carrier.cr-rail", "broker.customs-jb"
 HELD_BACK = (b'"event_id":"t4-dlv"', b'"event_id":"ho-4-c"')  # leg 4's delivery: published while the page is open
 UNKNOWN = "SHP-2026-999999"
+CLAIM_JOURNEY = Path(__file__).resolve().parents[2] / "examples" / "journey-claim.jsonl"
 
 
 @dataclass
@@ -177,5 +179,40 @@ async def test_an_unknown_and_a_not_entitled_shipment_show_the_same_not_found(
             seen[name] = (await page.locator("main").inner_text(), await page.title())
             await page.context.close()
         assert seen["not entitled"] == seen["unknown"]
+        context = await browser.new_context(viewport=PHONE)  # a token the hub does not know: asked to sign in again
+        page = await context.new_page()
+        await page.goto(f"{base}/track/{JOURNEY_ID}")
+        await page.get_by_label("Reader token").fill("mmh_demo_not-a-token")
+        await page.get_by_role("button", name="Show the shipment").click()
+        await expect(page.get_by_role("alert")).to_contain_text("did not accept this token")
+        await expect(page.get_by_label("Reader token")).to_be_focused()
+        assert await page.evaluate("() => sessionStorage.length") == 0
+        await context.close()
         assert JOURNEY_ID not in seen["not entitled"][0]
         assert "There is no shipment with this id that you may read." in seen["unknown"][0]
+
+
+async def test_the_shippers_page_shows_a_damage_its_claim_and_the_credit_note(
+    hub_settings: Callable[..., Awaitable[Settings]], browser: Browser
+) -> None:
+    (record,) = offline(read_jsonl(CLAIM_JOURNEY)).values()
+    (claim,) = record.claims
+    (note,) = record.settlement.notes
+    settings = await hub_settings()
+    async with served(settings) as app:
+        await project(settings, record)
+        base = str(app.client.make_url("")).rstrip("/")
+        tab = await signed_in(browser, base, SHIPPER, record.shipment_id)
+        page = tab.page
+        assert await shown(page) == record.version
+        damages = page.locator("#exceptions .exceptions li")
+        await expect(damages).to_have_count(sum(len(leg.exceptions) for leg in record.legs))
+        await expect(damages.first).to_contain_text("damaged on leg 3 at SGSIN")
+        await expect(page.locator("#exceptions .claims li")).to_contain_text(claim.claim_id)
+        await expect(page.locator("#exceptions .claims li")).to_contain_text("acknowledged")
+        await expect(page.locator("#billing")).to_contain_text(f"{note.amount.amount} {note.amount.currency}")
+        await expect(page.locator("#legs .leg-item[data-leg='3']")).to_contain_text("exception(s) reported")
+        assert tab.errors == []
+        await fits_the_phone(page)
+        await page.screenshot(path=artifact("shipper-claim-phone.png"), full_page=True)
+        await page.context.close()

@@ -288,7 +288,7 @@
         : el("p", {}, "No invoice is issued yet."),
       notes.length ? table("Credit and debit notes", ["Note", "Kind", "Amount"],
         notes.map((n) => [n.note_id, words(n.kind), money(n.amount)])) : null,
-      balance.length ? table("Balance", ["Currency", "Invoiced", "Paid", "Outstanding", "Status"],
+      balance.length ? table("Balance", ["Currency", "Invoiced", "Paid", "Due", "Status"],
         balance.map((b) => [b.currency, b.invoiced, b.paid, b.outstanding, badge(b.status)])) : null,
       payments.length ? table("Payments", ["Payment", "Amount", "Applied", "Status"],
         payments.map((p) => [p.payment_id, money(p.amount), money(p.applied), badge(p.status)])) : null);
