@@ -212,6 +212,7 @@ async def test_the_shippers_page_shows_a_damage_its_claim_and_the_credit_note(
         await expect(page.locator("#exceptions .claims li")).to_contain_text("acknowledged")
         await expect(page.locator("#billing")).to_contain_text(f"{note.amount.amount} {note.amount.currency}")
         await expect(page.locator("#legs .leg-item[data-leg='3']")).to_contain_text("exception(s) reported")
+        await expect(page.locator("svg.route g.leg[data-leg='3'] .leg-label")).to_have_text("Leg 3 · Sea · 2 exception(s)")
         assert tab.errors == []
         await fits_the_phone(page)
         await page.screenshot(path=artifact("shipper-claim-phone.png"), full_page=True)

@@ -132,7 +132,8 @@
     const height = Math.max(1, stops.length - 1) * step + 48;
     const y = (i) => 24 + i * step;
     const description = segments.map(({ leg }) =>
-      `Leg ${leg.sequence}: ${leg.origin} to ${leg.destination} by ${mode(leg.mode).toLowerCase()}, ${words(leg.status)}`,
+      `Leg ${leg.sequence}: ${leg.origin} to ${leg.destination} by ${mode(leg.mode).toLowerCase()}, ${words(leg.status)}` +
+      ((leg.exceptions || []).length ? `, ${leg.exceptions.length} exception(s)` : ""),
     ).join("; ");
     const picture = svgEl("svg", {
       class: "route", viewBox: `0 0 340 ${height}`, role: "img",
@@ -147,8 +148,9 @@
       });
       group.append(svgEl("line", { x1: 28, y1: y(from), x2: 28, y2: y(to), class: "leg-line" }));
       const mid = (y(from) + y(to)) / 2;
+      const exceptions = (leg.exceptions || []).length;
       group.append(svgEl("text", { x: 56, y: mid - 4, class: "leg-label" },
-        `Leg ${leg.sequence} · ${mode(leg.mode)}`));
+        `Leg ${leg.sequence} · ${mode(leg.mode)}${exceptions ? ` · ${exceptions} exception(s)` : ""}`));
       group.append(svgEl("text", { x: 56, y: mid + 14, class: "leg-sub" },
         `${leg.carrier || ""} · ${words(leg.status)}`));
       picture.append(group);
