@@ -7,6 +7,7 @@
   page sends it only in the Authorization header of its requests to the reader API, and the API does not take one
   from the query string.
 - Text from the record (a carrier's raw codes, the cargo's description) is shown as text, never run.
+- A delegate's open page, once its grant is revoked, drops what it showed and says "Not found".
 
 On the base commit (eeb4899) there is no page: /track answers 404, so every test here fails there.
 """
@@ -131,4 +132,32 @@ async def test_text_from_the_record_is_shown_as_text_and_never_run(hub_settings:
         await expect(page.locator("#leg-1-milestones")).to_contain_text(HOSTILE_CODE)
         assert await page.locator("#shipment img, #shipment script").count() == 0
         assert await page.title() == title
+        await context.close()
+
+
+async def test_an_open_page_of_a_revoked_delegate_empties_itself_and_shows_not_found(
+    hub_settings: NewSettings, browser: Browser
+) -> None:
+    async with served(await hub_settings()) as app:
+        async with app.client.post(
+            f"/v1/shipments/{SHIPMENT}/grants", headers=auth(SHIPPER),
+            data=b'{"grantee": "broker.customs-jb", "grades": ["public", "operational"]}',
+        ) as response:
+            assert response.status == 201
+            grant = await response.json()
+        base = str(app.client.make_url("")).rstrip("/")
+        context = await browser.new_context(viewport=PHONE)
+        page = await context.new_page()
+        await page.goto(f"{base}/track/{SHIPMENT}")
+        await page.get_by_label("Reader token").fill(TOKENS[BROKER])
+        await page.get_by_role("button", name="Show the shipment").click()
+        await expect(page.locator("#legs .leg-item")).to_have_count(len(RECORD.legs), timeout=30_000)
+        await expect(page.locator("#billing")).to_have_count(0)  # the grant gave public and operational only
+
+        async with app.client.delete(f"/v1/grants/{grant['grant_id']}", headers=auth(SHIPPER)) as response:
+            assert response.status == 200
+
+        await expect(page.get_by_role("heading", level=1, name="Not found")).to_be_visible(timeout=30_000)
+        assert await page.locator("#shipment").inner_html() == ""
+        assert RECORD.legs[0].origin not in await page.locator("body").inner_text()
         await context.close()
