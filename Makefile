@@ -1,7 +1,8 @@
 # mmhub developer entry points (GNU make).
 #   make venv    .venv with the package installed editable, plus dev extras
 #   make up      start Kafka + Postgres (infra/dev.sh); make down stops them
-#   make test    venv + up, then pytest
+#   make test    venv + up + browser, then pytest (the browser tests must run: MMHUB_REQUIRE_BROWSER=1)
+#   make browser Debian's Chromium for the browser tests (infra/dev.sh browser)
 #   make demo    venv + up, then `mmhub demo`
 #   make bench   venv + up, then the pipeline benchmark
 #   make clean   remove .venv (the Kafka jar cache under ~/.cache/mmhub stays)
@@ -13,7 +14,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv up down test demo bench clean
+.PHONY: venv up down browser test demo bench clean
 
 venv: $(STAMP)
 
@@ -29,10 +30,13 @@ up:
 down:
 	bash infra/dev.sh down
 
-test: venv up
+browser:
+	bash infra/dev.sh browser
+
+test: venv up browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest -q
+	MMHUB_REQUIRE_BROWSER=1 $(VENV)/bin/python -m pytest -q
 
 demo: venv up
 	$(VENV)/bin/mmhub demo

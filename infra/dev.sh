@@ -12,7 +12,8 @@
 # Ports and home come from the environment, so a second stack can run beside the first:
 #   MMHUB_HOME (~/.cache/mmhub), MMHUB_KAFKA_PORT (9092), MMHUB_KAFKA_CONTROLLER_PORT (9093), MMHUB_PG_PORT (55432)
 #
-# usage: bash infra/dev.sh up|down|status|reset
+# usage: bash infra/dev.sh up|down|status|reset|browser
+#   browser: install Debian's Chromium (headless) for the tracking page's browser tests, if it is absent
 #
 # Everything lives under $MMHUB_HOME (default ~/.cache/mmhub), outside git:
 #   kafka-<version>/lib   jar cache (fetched once)
@@ -530,15 +531,25 @@ cmd_start() {
     esac
 }
 
+# Debian's Chromium, which the tracking page's browser tests (tests/browser) drive headless through Playwright.
+cmd_browser() {
+    if [[ ! -x /usr/bin/chromium ]]; then
+        apt_install chromium fonts-liberation
+        [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium not found after apt-get install chromium"
+    fi
+    say "browser: $(/usr/bin/chromium --headless --no-sandbox --version 2>/dev/null || echo /usr/bin/chromium)"
+}
+
 case "${1:-}" in
     up) cmd_up ;;
+    browser) cmd_browser ;;
     down) cmd_down ;;
     status) cmd_status ;;
     reset) cmd_reset ;;
     stop) cmd_stop "${2:-}" ;;
     start) cmd_start "${2:-}" ;;
     *)
-        echo "usage: bash infra/dev.sh up|down|status|reset|stop kafka|postgres|start kafka|postgres" >&2
+        echo "usage: bash infra/dev.sh up|down|status|reset|browser|stop kafka|postgres|start kafka|postgres" >&2
         exit 2
         ;;
 esac

@@ -45,6 +45,7 @@ from connectors.gateway.guards import (
 )
 from connectors.gateway.openapi import openapi_document
 from connectors.gateway.reader import Reader
+from connectors.gateway.tracking import TrackingPage
 from connectors.parties import PartyRegistry
 from connectors.webhooks.notifications import Subscriptions
 from connectors.webhooks.routes import add_subscription_routes
@@ -225,7 +226,8 @@ def create_gateway(
     limits: RateLimits = RateLimits(),
 ) -> web.Application:
     """The aiohttp application. Starting and stopping `publisher` and `receipts` is the caller's business.
-    With a `reader`, parties can also read shipments, follow them live and delegate (connectors.gateway.reader).
+    With a `reader`, parties can also read shipments, follow them live and delegate (connectors.gateway.reader),
+    and look at them on the tracking page (connectors.gateway.tracking).
     With `webhooks` (and the `parties` whose tokens it accepts), parties manage their webhook subscriptions
     (connectors.webhooks.routes)."""
     gateway = Gateway(settings, registry, publisher, receipts, clock, limits)
@@ -235,6 +237,7 @@ def create_gateway(
     app.router.add_get("/healthz", gateway.healthz)
     if reader is not None:
         reader.add_routes(app)
+        TrackingPage().add_routes(app)  # the page reads the reader routes in the browser
     if webhooks is not None:
         if parties is None:
             raise ValueError("the webhook subscription routes need the party registry")

@@ -4,3 +4,4 @@ The real-service fixtures are the integration tests' own (a private namespace an
 """
 
 from tests.integration.conftest import hub, hub_settings, services  # noqa: F401
+from tests.browser.chromium import browser  # noqa: F401 (headless Chromium, for the tracking page's tests)
