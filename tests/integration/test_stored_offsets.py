@@ -22,6 +22,7 @@ from hubconf.settings import Settings
 from tests.integration.test_postgres_sink import (
     DEADLINE_S,
     VERSIONS,
+    NewSettings,
     count_rows,
     interleaved,
     produce,
@@ -31,7 +32,6 @@ from tests.integration.test_sharing import delivered_by_audience, sql
 
 pytestmark = pytest.mark.integration
 
-NewSettings = Callable[..., Awaitable[Settings]]
 Stage = Callable[[Settings, asyncio.Event], Awaitable[None]]
 GOOD = [f"SHP-SO-{n:04d}" for n in range(1, 4)]
 POISON = "SHP-SO-POISON"
