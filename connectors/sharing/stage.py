@@ -5,8 +5,8 @@ It is a stage of runtime.stored_offsets. Per consumed batch, in the loop's trans
 (connectors.sharing.plan), produce and wait for Kafka's acknowledgements, then write the audit rows, what was shared
 (`share_versions`, `share_claims`) and an outbox row per new audit row; the loop stores the consumed offsets in that
 same transaction. Then the outbox is published to `hub.audit`. As in connectors.postgres.sink, Postgres decides
-where to resume. A batch whose transaction does not commit (a crash, a lost database retried) is sent again (each
-message carries its `share_id`, so a consumer can tell) but audited once: share ids are deterministic. A status
+where to resume. A crash after the produce and before the commit sends that batch's messages again on restart
+(each carries its `share_id`, so a consumer can tell) but audits them once: share ids are deterministic. A status
 message the stage cannot decode, or whose audit Postgres refuses, is set aside in the quarantine table in the
 batch's transaction, and the batch's other records are shared.
 """
@@ -118,6 +118,9 @@ class Sharing:
     settings: Settings
     producer: AIOKafkaProducer
     made: set[str] = field(default_factory=set)  # share topics known to exist
+    # The shares Kafka has acknowledged for the batch in hand, whose transaction has not committed yet: when the
+    # loop writes the batch again (a lost database, a record Postgres refused), they are audited, not sent again.
+    sent: set[str] = field(default_factory=set)
 
     async def write(self, conn: asyncpg.Connection, records: Sequence[Record]) -> list[SetAside]:
         """In the caller's transaction: plan the records' shares from what was shared before, deliver them, and
@@ -126,7 +129,9 @@ class Sharing:
         found = [r for r in decoded if isinstance(r, ShipmentRecord)]
         shared = await _load(conn, sorted({record.shipment_id for record in found}))
         planned = plan_batch(found, shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
-        await _deliver(self.producer, self.settings, planned.messages, self.made)
+        unsent = [m for m in planned.messages if m.share.share_id not in self.sent]
+        await _deliver(self.producer, self.settings, unsent, self.made)
+        self.sent.update(m.share.share_id for m in unsent)
         await _write(conn, planned)
         return [r for r in decoded if isinstance(r, SetAside)]
 
@@ -135,7 +140,8 @@ def stage(settings: Settings, sharing: Sharing) -> PostgresStage:
     async def setup(db: Database) -> None:
         await db.run(lambda conn: migrate(conn, settings.pg_schema))
 
-    async def publish(db: Database) -> None:
+    async def between(db: Database) -> None:
+        sharing.sent.clear()  # the batch, if any, is committed: its shares are audited
         # also when idle: the webhook dispatcher fills the audit outbox too; first, what a crash left behind
         await _publish_audit(db, sharing.producer, settings)
 
@@ -146,7 +152,7 @@ def stage(settings: Settings, sharing: Sharing) -> PostgresStage:
         connect=lambda: connect(settings, application_name(settings)),
         topics=(settings.topics.status,),
         setup=setup,
-        between=publish,
+        between=between,
     )
 
 

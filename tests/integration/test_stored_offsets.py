@@ -2,22 +2,27 @@
 once: the Postgres sink and the share stage, both reading the same status topic, each cancelled again and again at
 random moments (a crash: mid-poll, mid-transaction, mid-delivery, between batches, at start) and restarted. Nothing
 is lost, nothing is doubled, and a poison record is set aside once by each stage while the records after it land.
+And a batch whose transaction the database loses after its shares were delivered is audited on the retry, not
+delivered a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from typing import Awaitable, Callable
 
+import asyncpg
 import orjson
 import pytest
 
+from connectors.postgres.db import quote_ident
 from connectors.postgres.migrate import migrate
 from connectors.postgres.sink import run_sink
 from connectors.postgres.store import projected_versions
-from connectors.sharing.stage import run_share, share_group
+from connectors.sharing.stage import application_name, run_share, share_group
 from hubconf.settings import Settings
 from tests.integration.test_postgres_sink import (
     DEADLINE_S,
@@ -146,3 +151,47 @@ async def test_sink_and_share_stage_cancelled_mid_stream_lose_and_double_nothing
         orjson.loads(m.value)["share_id"] for found in (await delivered_by_audience(settings)).values() for m in found
     }
     assert delivered == {share_id for share_id, *_ in expected}
+
+
+async def test_a_share_batch_whose_session_is_killed_after_delivery_is_audited_on_the_retry_not_sent_again(
+    hub_settings: NewSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = await hub_settings()
+    await migrate(settings.pg_dsn, settings.pg_schema)
+    caplog.set_level(logging.WARNING)
+    admin = await asyncpg.connect(settings.pg_dsn)
+    stop = asyncio.Event()
+    task = asyncio.create_task(share(settings, stop))
+    try:
+        # The audit table locked: the stage plans and delivers its first batch, then waits to audit it. Its session
+        # is killed there, so the batch's transaction is lost after Kafka has its shares.
+        async with admin.transaction():
+            await admin.execute(f"LOCK TABLE {quote_ident(settings.pg_schema)}.share_audit IN ACCESS EXCLUSIVE MODE")
+            ends = await produce(settings, status_messages(GOOD[0])[:BATCH])
+            deadline = asyncio.get_running_loop().time() + DEADLINE_S
+            while not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                application_name(settings),
+            ):
+                assert not task.done(), task.result()
+                assert asyncio.get_running_loop().time() < deadline, "the share stage never tried to audit"
+                await asyncio.sleep(0.05)
+            killed = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                application_name(settings),
+            )
+            assert len(killed) == 1
+        while await stored(settings, share_group(settings)) != ends:
+            assert not task.done(), task.result()
+            assert asyncio.get_running_loop().time() < deadline, "the share stage never caught up"
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE_S)
+        await admin.close()
+
+    assert any("Postgres unavailable" in r.getMessage() for r in caplog.records), "the session was not lost"
+    audit = {share_id for share_id, *_ in await audited(settings)}
+    assert audit, "nothing was shared: the check below would prove nothing"
+    sent = [orjson.loads(m.value)["share_id"] for found in (await delivered_by_audience(settings)).values() for m in found]
+    assert sorted(sent) == sorted(audit), "each share delivered once and audited once"
