@@ -16,8 +16,10 @@ import asyncpg
 import orjson
 
 from connectors.postgres.db import connect
-from connectors.postgres.quarantine import FAILED, REPLAYED, TAKE, SetAside, listed, storable
+from connectors.postgres.quarantine import FAILED, REPLAYED, TAKE, listed
 from hubconf.settings import Settings
+from runtime.api import Record
+from runtime.stored_offsets import storable
 
 
 def add_commands(sub: Any) -> None:
@@ -98,7 +100,7 @@ async def replay(settings: Settings, quarantine_id: int) -> str | None:
         await conn.close()
 
 
-async def _replay_elsewhere(conn: asyncpg.Connection, settings: Settings, stage: str, record: SetAside) -> str | None:
+async def _replay_elsewhere(conn: asyncpg.Connection, settings: Settings, stage: str, record: Record) -> str | None:
     from connectors.sharing.stage import replay as share_status
     from connectors.webhooks.filler import replay as queue_share_message
     from connectors.webhooks.sealing import load_keyring
@@ -110,9 +112,10 @@ async def _replay_elsewhere(conn: asyncpg.Connection, settings: Settings, stage:
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _record(row: asyncpg.Record) -> SetAside:
-    return SetAside(
-        row["topic"], row["partition"], row["kafka_offset"], row["key"], row["value"], row["reason"], row["kafka_timestamp"]
+def _record(row: asyncpg.Record) -> Record:
+    """The quarantined record as the stage consumed it."""
+    return Record(
+        row["topic"], row["partition"], row["kafka_offset"], row["key"], row["value"], timestamp_ms=row["kafka_timestamp"]
     )
 
 

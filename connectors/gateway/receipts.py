@@ -13,8 +13,8 @@ import asyncpg
 
 from connectors.gateway.intake import Identity, Receipt, Unavailable
 from connectors.postgres.db import server_settings
-from connectors.postgres.sink import transient
 from hubconf.settings import Settings
+from runtime.stored_offsets import transient
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Status messages to projection rows, per consumed batch: pure, so replay and tests use the same code.
 
 A status message is the hub's own output, so anything unexpected in one is a hub bug, or a message someone else
-put on the topic: it is set aside with the reason (connectors.postgres.quarantine), never guessed at, and the
+put on the topic: it is set aside with the reason (runtime.stored_offsets), never guessed at, and the
 batch's other messages go on.
 """
 
@@ -9,40 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 
 import orjson
 from pydantic import ValidationError
 
-from connectors.postgres.quarantine import SetAside
+from runtime.api import Record
+from runtime.stored_offsets import SetAside
 from schemas.events import HUB_EVENT
 from streams.codec import describe
 
 
 class MalformedStatus(ValueError):
     """A `hub.shipment.status` message the hub could not have written: set aside, never guessed at."""
-
-
-class Message(Protocol):
-    """What the stages need of a consumed Kafka record (aiokafka's ConsumerRecord has it)."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,13 +49,11 @@ class EventRow:
 
 @dataclass(frozen=True)
 class Batch:
-    """What one consumed batch writes: the newest version per shipment, each event copy once, the messages set
-    aside (malformed), and the next offsets (past the set-aside messages too)."""
+    """What one consumed batch writes: the newest version per shipment, each event copy once, and the messages set
+    aside (malformed)."""
 
     shipments: list[ShipmentRow]
     events: list[EventRow]
-    next_offsets: dict[int, int]
-    messages: int
     set_aside: list[SetAside]
 
 
@@ -128,7 +105,7 @@ def parse_status(key: bytes | None, value: bytes | None) -> tuple[ShipmentRow, l
     return row, events
 
 
-def collect(messages: Iterable[Message]) -> Batch:
+def collect(messages: Iterable[Record]) -> Batch:
     """Fold consumed messages into one batch's writes.
 
     Several versions of one shipment collapse to the highest (one upsert per row per statement); an event
@@ -137,16 +114,12 @@ def collect(messages: Iterable[Message]) -> Batch:
     """
     latest: dict[str, ShipmentRow] = {}
     events: dict[tuple[str, str, str], EventRow] = {}
-    next_offsets: dict[int, int] = {}
     set_aside: list[SetAside] = []
-    count = 0
     for message in messages:
-        next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
-        count += 1
         try:
             row, applied = parse_status(message.key, message.value)
         except MalformedStatus as error:
-            set_aside.append(aside(message, f"malformed status message: {error}"))
+            set_aside.append(SetAside(message, f"malformed status message: {error}"))
             continue
         held = latest.get(row.shipment_id)
         if held is None or row.version >= held.version:
@@ -158,15 +131,8 @@ def collect(messages: Iterable[Message]) -> Batch:
     return Batch(
         shipments=[latest[shipment_id] for shipment_id in sorted(latest)],
         events=[events[slot] for slot in sorted(events)],
-        next_offsets=dict(sorted(next_offsets.items())),
-        messages=count,
         set_aside=set_aside,
     )
-
-
-def aside(message: Message, reason: str) -> SetAside:
-    """`message` set aside, as consumed, with `reason`."""
-    return SetAside(message.topic, message.partition, message.offset, message.key, message.value, reason, message.timestamp)
 
 
 def _field(document: Any, name: str, kind: type, optional: bool = False) -> Any:

@@ -1,37 +1,38 @@
 """The Kafka share stage: read `hub.shipment.status`, send each party what the sharing policy lets it see on
 `hub.share.<audience>` (keyed by party), and audit every share in Postgres (`share_audit`) and on `hub.audit`.
 
-Per consumed batch: plan (connectors.sharing.plan), produce and wait for Kafka's acknowledgements, then write in
-one transaction the audit rows, what was shared (`share_versions`, `share_claims`), the consumed offsets and an
-outbox row per new audit row; then publish the outbox to `hub.audit`. As in connectors.postgres.sink, Postgres
-decides where to resume. A crash after the produce and before the commit sends that batch's messages again on
-restart (each carries its `share_id`, so a consumer can tell) but audits them once: share ids are deterministic.
-A status message the stage cannot decode is set aside in the quarantine table in the batch's transaction, and the
-batch's other records are shared.
+It is a stage of runtime.stored_offsets. Per consumed batch, in the loop's transaction: plan
+(connectors.sharing.plan), produce and wait for Kafka's acknowledgements, then write the audit rows, what was shared
+(`share_versions`, `share_claims`) and an outbox row per new audit row; the loop stores the consumed offsets in that
+same transaction. Then the outbox is published to `hub.audit`. As in connectors.postgres.sink, Postgres decides
+where to resume. A crash after the produce and before the commit sends that batch's messages again on restart
+(each carries its `share_id`, so a consumer can tell) but audits them once: share ids are deterministic. A status
+message the stage cannot decode, or whose audit Postgres refuses, is set aside in the quarantine table in the
+batch's transaction, and the batch's other records are shared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Sequence
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from connectors.kafka import ensure_share_topics
+from connectors.postgres.db import connect
 from connectors.postgres.migrate import migrate
-from connectors.postgres.quarantine import SetAside, set_aside
-from connectors.postgres.rows import MalformedStatus, Message, aside
-from connectors.postgres.sink import POLL_TIMEOUT_MS, SAVE_OFFSETS, Database, SeekToStoredOffsets, Stopped
+from connectors.postgres.rows import MalformedStatus
 from connectors.sharing.chain import append_with_outbox
 from connectors.sharing.plan import ClaimSlot, Outgoing, Planned, plan_batch
 from hubconf.settings import Settings
+from runtime.api import Record
+from runtime.stored_offsets import Database, PostgresStage, SetAside, run_stored_offsets, write_one
 from schemas.record import ShipmentRecord
 from streams.codec import describe
 from streams.sharing import Grant
@@ -86,7 +87,7 @@ class Shared:
     claims: dict[ClaimSlot, str]
 
 
-def decode(message: Message) -> ShipmentRecord | SetAside:
+def decode(message: Record) -> ShipmentRecord | SetAside:
     """The record a status message carries; set aside if it is not one the hub could have written."""
     try:
         if message.value is None:
@@ -106,8 +107,53 @@ def decode(message: Message) -> ShipmentRecord | SetAside:
             raise MalformedStatus(f"key {message.key!r} is not the record's shipment_id {record.shipment_id!r}")
         return record
     except MalformedStatus as error:
-        log.error("%s[%d]@%d set aside: %s", message.topic, message.partition, message.offset, error)
-        return aside(message, f"malformed status message: {error}")
+        log.error("%s set aside: %s", message.where, error)
+        return SetAside(message, f"malformed status message: {error}")
+
+
+@dataclass
+class Sharing:
+    """The stage's write: shares a batch of status messages and audits them, through `producer`."""
+
+    settings: Settings
+    producer: AIOKafkaProducer
+    made: set[str] = field(default_factory=set)  # share topics known to exist
+    # The shares Kafka has acknowledged for the batch in hand, whose transaction has not committed yet: when the
+    # loop writes the batch again (a lost database, a record Postgres refused), they are audited, not sent again.
+    sent: set[str] = field(default_factory=set)
+
+    async def write(self, conn: asyncpg.Connection, records: Sequence[Record]) -> list[SetAside]:
+        """In the caller's transaction: plan the records' shares from what was shared before, deliver them, and
+        write their audit and what was shared. Returns the messages it could not decode."""
+        decoded = [decode(record) for record in records]
+        found = [r for r in decoded if isinstance(r, ShipmentRecord)]
+        shared = await _load(conn, sorted({record.shipment_id for record in found}))
+        planned = plan_batch(found, shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
+        unsent = [m for m in planned.messages if m.share.share_id not in self.sent]
+        await _deliver(self.producer, self.settings, unsent, self.made)
+        self.sent.update(m.share.share_id for m in unsent)
+        await _write(conn, planned)
+        return [r for r in decoded if isinstance(r, SetAside)]
+
+
+def stage(settings: Settings, sharing: Sharing) -> PostgresStage:
+    async def setup(db: Database) -> None:
+        await db.run(lambda conn: migrate(conn, settings.pg_schema))
+
+    async def between(db: Database) -> None:
+        sharing.sent.clear()  # the batch, if any, is committed: its shares are audited
+        # also when idle: the webhook dispatcher fills the audit outbox too; first, what a crash left behind
+        await _publish_audit(db, sharing.producer, settings)
+
+    return PostgresStage(
+        name="share",
+        group=share_group(settings),
+        write=sharing.write,
+        connect=lambda: connect(settings, application_name(settings)),
+        topics=(settings.topics.status,),
+        setup=setup,
+        between=between,
+    )
 
 
 async def run_share(
@@ -119,71 +165,19 @@ async def run_share(
     """Share `settings.topics.status` with the parties until `stop` is set.
 
     Migrates the schema first. `on_batch` is called with the number of status messages in each batch once its
-    shares are delivered and audited. Sets aside a message it cannot decode; raises KafkaError when a share cannot be delivered (nothing of that batch is audited; a restart sends it again);
-    rides out Postgres outages by retrying.
+    shares are delivered and audited. Sets aside a message it cannot decode; raises KafkaError when a share cannot
+    be delivered (nothing of that batch is audited; a restart sends it again); rides out Postgres outages by
+    retrying.
     """
-    stop = stop or asyncio.Event()
-    topic = settings.topics.status
-    group = share_group(settings)
-    db = Database(settings, stop, application_name(settings))
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client(),
-        group_id=group,
-        client_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        # a fetch naming only quiet partitions must not hold the busy ones back (see worker.fetching)
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
     producer = AIOKafkaProducer(
-        **settings.kafka_client(), client_id=group, acks="all", enable_idempotence=True, linger_ms=5
+        **settings.kafka_client(), client_id=share_group(settings), acks="all", enable_idempotence=True, linger_ms=5
     )
-    listener = SeekToStoredOffsets(consumer, db, group, topic)
-    made: set[str] = set()  # share topics known to exist
+    await producer.start()
     try:
-        await db.run(lambda conn: migrate(conn, settings.pg_schema))
-        await producer.start()
-        await _publish_audit(db, producer, settings)  # what a crash left between the commit and hub.audit
-        consumer.subscribe([topic], listener=listener)
-        await consumer.start()
-        while not stop.is_set():
-            polled_at = listener.positions.clock
-            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
-            if listener.error is not None:
-                raise listener.error
-            if stop.is_set():
-                break  # not shared, so not lost: a restart reads it again from the stored offsets
-            async with listener.lock:
-                admitted = listener.positions.admit(polled_at, [m for records in fetched.values() for m in records])
-                for partition, offset in admitted.reseek.items():
-                    consumer.seek(TopicPartition(topic, partition), offset)
-                if not admitted.messages:
-                    # idle: still drain the audit outbox, which the webhook dispatcher fills too
-                    await _publish_audit(db, producer, settings)
-                    continue
-                decoded = [decode(message) for message in admitted.messages]
-                records = [r for r in decoded if isinstance(r, ShipmentRecord)]
-                malformed = [r for r in decoded if isinstance(r, SetAside)]
-                next_offsets: dict[int, int] = {}
-                for message in admitted.messages:
-                    next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
-                shipments = sorted({record.shipment_id for record in records})
-                shared = await db.run(lambda conn: _load(conn, shipments))
-                planned = plan_batch(records, shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
-                await _deliver(producer, settings, planned.messages, made)
-                await db.run(lambda conn: _write(conn, planned, group, topic, next_offsets, malformed))
-                listener.positions.advance(next_offsets)
-            if on_batch is not None:
-                on_batch(len(decoded))
-            await _publish_audit(db, producer, settings)
-            await _mirror_offsets(consumer, topic, next_offsets)
-        await _publish_audit(db, producer, settings)
-    except Stopped:
-        log.info("stopped while Postgres was unreachable; the unaudited batch will be read and sent again on restart")
+        sharing = Sharing(settings, producer)
+        await run_stored_offsets(settings, stage(settings, sharing), stop or asyncio.Event(), on_batch, max_records)
     finally:
-        await consumer.stop()
         await producer.stop()
-        await db.close()
 
 
 async def _load(conn: asyncpg.Connection, shipments: list[str]) -> Shared:
@@ -213,35 +207,24 @@ async def _deliver(producer: AIOKafkaProducer, settings: Settings, messages: lis
     await asyncio.gather(*futures)
 
 
-async def _write(
-    conn: asyncpg.Connection,
-    planned: Planned,
-    group: str,
-    topic: str,
-    next_offsets: dict[int, int],
-    malformed: list[SetAside],
-) -> None:
-    """One transaction: the audit rows, chained (and their outbox rows), what was shared, the messages set aside,
-    and the offsets read up to."""
+async def _write(conn: asyncpg.Connection, planned: Planned) -> None:
+    """In the caller's transaction: the audit rows, chained (and their outbox rows), and what was shared."""
     shares = [m.share for m in planned.messages]
     claims = sorted(planned.claims.items())
     versions = sorted(planned.versions.items())
-    async with conn.transaction():
-        if shares:
-            await append_with_outbox(conn, shares)  # first: the chain head is the lock every auditor takes
-        if versions:
-            await conn.execute(SAVE_VERSIONS, [sid for sid, _ in versions], [v for _, v in versions])
-        if claims:
-            await conn.execute(
-                SAVE_CLAIMS,
-                [party for (party, _), _ in claims],
-                [claim_id for (_, claim_id), _ in claims],
-                [sent.shipment_id for _, sent in claims],
-                [sent.version for _, sent in claims],
-                [sent.digest for _, sent in claims],
-            )
-        await set_aside(conn, "share", group, malformed)
-        await conn.execute(SAVE_OFFSETS, group, topic, list(next_offsets), list(next_offsets.values()))
+    if shares:
+        await append_with_outbox(conn, shares)  # first: the chain head is the lock every auditor takes
+    if versions:
+        await conn.execute(SAVE_VERSIONS, [sid for sid, _ in versions], [v for _, v in versions])
+    if claims:
+        await conn.execute(
+            SAVE_CLAIMS,
+            [party for (party, _), _ in claims],
+            [claim_id for (_, claim_id), _ in claims],
+            [sent.shipment_id for _, sent in claims],
+            [sent.version for _, sent in claims],
+            [sent.digest for _, sent in claims],
+        )
 
 
 async def _publish_audit(db: Database, producer: AIOKafkaProducer, settings: Settings) -> None:
@@ -263,31 +246,12 @@ async def _publish_audit(db: Database, producer: AIOKafkaProducer, settings: Set
         pass
 
 
-async def _mirror_offsets(consumer: AIOKafkaConsumer, topic: str, next_offsets: dict[int, int]) -> None:
-    """Mirror the stored offsets into Kafka for lag tools; Postgres stays the record, so a failure only warns."""
-    assigned = consumer.assignment()
-    offsets = {TopicPartition(topic, p): o for p, o in next_offsets.items() if TopicPartition(topic, p) in assigned}
-    if not offsets:
-        return
-    try:
-        await consumer.commit(offsets)
-    except KafkaError as error:
-        log.warning("could not mirror offsets %s to Kafka: %s", next_offsets, error)
-
-
-async def replay(conn: asyncpg.Connection, settings: Settings, message: Message) -> str | None:
+async def replay(conn: asyncpg.Connection, settings: Settings, record: Record) -> str | None:
     """Share one quarantined status message (in the caller's transaction; stored offsets untouched): plan, deliver,
     audit. None once shared (its audit rows reach hub.audit with the stage's next flush), else why it is refused."""
-    found = decode(message)
-    if isinstance(found, SetAside):
-        return found.reason
-    shared = await _load(conn, [found.shipment_id])
-    planned = plan_batch([found], shared.grants, shared.versions, shared.claims, datetime.now(timezone.utc))
     producer = AIOKafkaProducer(**settings.kafka_client(acks="all", enable_idempotence=True))
     await producer.start()
     try:
-        await _deliver(producer, settings, planned.messages, set())
+        return await write_one(conn, Sharing(settings, producer).write, record)
     finally:
         await producer.stop()
-    await _write(conn, planned, share_group(settings), settings.topics.status, {}, [])
-    return None

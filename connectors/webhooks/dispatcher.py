@@ -22,7 +22,6 @@ import aiohttp
 import asyncpg
 
 from connectors.postgres.db import connect
-from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 from connectors.sharing.chain import append_with_outbox
 from connectors.webhooks.delivery import (
     Delivered,
@@ -40,6 +39,7 @@ from connectors.webhooks.egress import post
 from connectors.webhooks.notifications import audit, shared
 from connectors.webhooks.store import SELECT, WebhookStore, subscription_of
 from hubconf.settings import Settings
+from runtime.stored_offsets import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from connectors.postgres.migrate import migrate
-from connectors.postgres.sink import Stopped
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.dispatcher import Dispatcher
 from connectors.webhooks.egress import Resolve, session, system_resolve
 from connectors.webhooks.filler import run_filler
 from connectors.webhooks.store import WebhookStore
 from hubconf.settings import Settings
+from runtime.stored_offsets import Stopped
 
 log = logging.getLogger(__name__)
 

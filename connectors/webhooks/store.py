@@ -17,12 +17,13 @@ from typing import Any, Awaitable, Callable, TypeVar, cast
 import asyncpg
 import orjson
 
+from connectors.postgres.db import connect as connect_to_schema
 from connectors.postgres.db import server_settings
-from connectors.postgres.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
 from connectors.webhooks.sealing import Keyring, key_id, load_keyring
 from hubconf.settings import Settings
+from runtime.stored_offsets import patiently, transient
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,13 @@ async def _init(conn: asyncpg.Connection) -> None:
     )
 
 
+async def connect(settings: Settings, application_name: str) -> asyncpg.Connection:
+    """One session outside the pool (the filler's), seeing the outbox as the pool's sessions do."""
+    conn = await connect_to_schema(settings, application_name)
+    await _init(conn)
+    return conn
+
+
 class WebhookStore:
     """Subscriptions and the outbox, through a small pool in the settings' schema (migrated by the caller).
     Implements connectors.webhooks.notifications.Subscriptions for the gateway."""
@@ -152,21 +160,8 @@ class WebhookStore:
 
     async def patiently(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], stop: asyncio.Event) -> T:
         """`run`, retried with capped exponential backoff while Postgres is unreachable; Stopped if `stop` is set
-        meanwhile. An operation is one transaction, so a retry starts it over from nothing."""
-        delay = FIRST_BACKOFF_S
-        while True:
-            try:
-                return await self.run(operation)
-            except Exception as error:
-                if not transient(error):
-                    raise
-                log.warning("Postgres unavailable (%s: %s); retrying in %.1fs", type(error).__name__, error, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                continue
-            raise Stopped
+        meanwhile (runtime.stored_offsets.patiently)."""
+        return await patiently(lambda: self.run(operation), stop)
 
     async def answer(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`run` for a caller that answers someone (the gateway, the CLI): a lost database raises Unavailable."""

@@ -1,0 +1,73 @@
+"""The stored-offsets loop writes a partition's records only from where Postgres put it, never from a poll that
+straddled a seek, and stores for each partition of a batch the offset after its last record."""
+
+from __future__ import annotations
+
+from runtime.api import Record
+from runtime.stored_offsets import Positions, next_offsets
+
+STATUS, SHARE = "hub.shipment.status", "hub.share.shipper.P1"
+
+
+def msg(partition: int, offset: int, topic: str = STATUS) -> Record:
+    return Record(topic, partition, offset, None, None)
+
+
+def offsets(records: list[Record]) -> list[tuple[str, int, int]]:
+    return [(r.topic, r.partition, r.offset) for r in records]
+
+
+def test_records_of_a_partition_not_yet_seeked_are_not_written() -> None:
+    positions = Positions()
+    admitted = positions.admit(positions.clock, [msg(0, 40), msg(0, 41)])
+    assert (admitted.records, admitted.reseek) == ([], {})
+
+
+def test_a_poll_that_began_before_the_seek_is_fetched_again_from_the_stored_offset() -> None:
+    positions = Positions()
+    polled_at = positions.clock
+    positions.settle((STATUS, 0), 12)  # the listener ran while the poll was waiting; it may hold Kafka's offset
+    admitted = positions.admit(polled_at, [msg(0, 40), msg(0, 41)])
+    assert (admitted.records, admitted.reseek) == ([], {(STATUS, 0): 12})
+
+
+def test_after_the_seek_records_from_the_stored_offset_on_are_written() -> None:
+    positions = Positions()
+    positions.settle((STATUS, 0), 12)
+    positions.settle((STATUS, 1), 0)
+    admitted = positions.admit(positions.clock, [msg(0, 12), msg(0, 13), msg(1, 0)])
+    assert offsets(admitted.records) == [(STATUS, 0, 12), (STATUS, 0, 13), (STATUS, 1, 0)]
+    assert admitted.reseek == {}
+
+
+def test_records_already_written_are_not_written_again() -> None:
+    positions = Positions()
+    positions.settle((STATUS, 0), 0)
+    positions.advance({(STATUS, 0): 5})
+    admitted = positions.admit(positions.clock, [msg(0, 3), msg(0, 4), msg(0, 5)])
+    assert offsets(admitted.records) == [(STATUS, 0, 5)]
+
+
+def test_a_revoked_partition_is_not_written_until_settled_again() -> None:
+    positions = Positions()
+    positions.settle((STATUS, 2), 7)
+    positions.forget([(STATUS, 2)])
+    positions.advance({(STATUS, 2): 9})
+    assert positions.admit(positions.clock, [msg(2, 9)]).records == []
+    positions.settle((STATUS, 2), 9)
+    assert offsets(positions.admit(positions.clock, [msg(2, 9)]).records) == [(STATUS, 2, 9)]
+
+
+def test_the_same_partition_number_of_two_topics_is_two_partitions() -> None:
+    positions = Positions()
+    positions.settle((STATUS, 0), 5)
+    polled_at = positions.clock
+    positions.settle((SHARE, 0), 3)  # a new share topic assigned during the poll: its records are fetched again
+    admitted = positions.admit(polled_at, [msg(0, 5), msg(0, 1, SHARE)])
+    assert offsets(admitted.records) == [(STATUS, 0, 5)]
+    assert admitted.reseek == {(SHARE, 0): 3}
+
+
+def test_each_partition_resumes_one_past_its_last_record() -> None:
+    records = [msg(5, 7), msg(2, 40), msg(5, 8), msg(5, 2, SHARE)]
+    assert next_offsets(records) == {(STATUS, 2): 41, (STATUS, 5): 9, (SHARE, 5): 3}
