@@ -100,7 +100,10 @@ ReferenceKind = Literal[
     "business_transaction",
     "sscc",
     "sgln",
+    "transport_document",
 ]
+# A business transaction's type as sent: a CBV short name or URI, a DCSA code, an UNTDID 1153 qualifier.
+TransactionType = Annotated[PlainText, StringConstraints(min_length=1, max_length=200)]
 
 
 class CarrierReference(Frozen):
@@ -109,12 +112,23 @@ class CarrierReference(Frozen):
     `event` names one event identity (see `identity_reference`): a retraction that carries nothing but the
     identity it discards (DCSA T&T 3.0) reaches the shipment holding that event through it. `forwarder_reference` is
     the forwarder's or MTO's own reference (DCSA `FF`, IFTSTA `RFF+FF`); `business_transaction` another business
-    transaction's id (an EPCIS delivery order, despatch advice, purchase order...); `sscc` a package's Serial Shipping
-    Container Code (18 digits); `sgln` a site's GLN, with `/` and its extension when it has one.
+    transaction's id (an EPCIS delivery order, despatch advice, purchase order...), with `type`, the transaction's
+    type as its standard names it (EPCIS bizTransactionList `type`, the DCSA reference type code, the IFTSTA RFF
+    qualifier); `sscc` a package's Serial Shipping Container Code (18 digits); `sgln` a site's GLN, with `/` and its
+    extension when it has one; `transport_document` the number of the MTO's through document (a DCSA eBL
+    `transportDocumentReference`), which the through document registers once issued.
+    The type does not take part in resolution: a reference is its kind and value.
     """
 
     kind: ReferenceKind
     value: DocumentNumber
+    type: Annotated[TransactionType | None, LeftOutWhenEmpty] = None
+
+    @model_validator(mode="after")
+    def _typed_transactions_only(self) -> CarrierReference:
+        if self.type is not None and self.kind != "business_transaction":
+            raise ValueError(f"only a business transaction carries its raw `type`, not a {self.kind} reference")
+        return self
 
 
 def identity_reference(source: str, event_id: str) -> CarrierReference:
@@ -188,14 +202,15 @@ DocumentKind = Literal[
 _AWB = TypeAdapter(AirWaybillNumber)
 
 
-DocumentAction = Literal["issued", "transferred", "surrendered"]
+DocumentAction = Literal["issued", "transferred", "surrendered", "surrendered_for_amendment", "voided"]
 
 
 class WaybillPayload(Frozen):
     """A transport document: a carrier's own for one leg, or the MTO's through document (no leg).
 
     Like a DCSA eBL it is `issued` once, may be `transferred` to a new `holder` (endorsement), and is
-    `surrendered` for delivery exactly once.
+    `surrendered` for delivery exactly once. To be amended it is `surrendered_for_amendment` (a negotiable one) or
+    `voided`, then `issued` again: that second issuance is the amended document (streams.documents).
     """
 
     document_kind: DocumentKind

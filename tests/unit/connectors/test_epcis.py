@@ -365,7 +365,7 @@ def test_business_transactions_sources_and_destinations_are_kept_as_references()
     result = only(event)
     assert isinstance(result, dict)
     assert result["references"] == [
-        {"kind": "business_transaction", "value": "DO-7781"},
+        {"kind": "business_transaction", "value": "DO-7781", "type": "desadv"},
         {"kind": "sgln", "value": "0614141000012"},
     ]
     assert result["payload"]["remarks"] == (
