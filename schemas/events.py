@@ -30,6 +30,7 @@ from schemas.identifiers import (
     PartyId,
     ShipmentId,
     SiteId,
+    Sscc,
     TransportMode,
     UnLocode,
 )
@@ -57,6 +58,26 @@ ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
 
 def _empty(value: object) -> bool:
     return value is None or value == []
+
+
+def _packages_from_ssccs(data: Any) -> Any:
+    """The packages a report lists one by one (`ssccs`) are its count: `packages` becomes the number of distinct
+    SSCCs, and a `packages` sent beside them must agree. The list is kept sorted and without repeats, so two reports of
+    the same packages are the same whatever order they name them in."""
+    if not isinstance(data, dict):
+        return data
+    listed = data.get("ssccs")
+    if not isinstance(listed, list) or not listed or not all(isinstance(item, str) for item in listed):
+        return data  # absent or empty: the count stands alone; anything else: the field's own validation says why
+    distinct = sorted(set(listed))
+    count = data.get("packages")
+    if count is not None and count != len(distinct):
+        raise ValueError(f"packages {count!r} disagrees with the {len(distinct)} distinct SSCCs listed, which are the count")
+    return {**data, "ssccs": distinct, "packages": len(distinct)}
+
+
+# The packages listed by SSCC (a report or handover naming each logistic unit): at most one per package of a cargo.
+SsccList = Annotated[list[Sscc], Field(max_length=1_000_000)]
 
 
 # A field added later that the JSON leaves out when it is empty, so an event that does not use it serialises (and
@@ -265,6 +286,10 @@ class TrackingPayload(Frozen):
     site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
     # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
     packages: Annotated[int | None, Field(ge=1, le=1_000_000), LeftOutWhenEmpty] = None
+    # Those packages' SSCCs, when the report lists them: then they are `packages` (see _packages_from_ssccs).
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+
+    _count = model_validator(mode="before")(_packages_from_ssccs)
 
 
 class ChargeLine(Frozen):
@@ -336,6 +361,10 @@ class HandoverPayload(Frozen):
     gross_weight_kg: NonNegativeDecimal
     seals: Annotated[list[ShortCode], Field(max_length=20)] = []
     remarks: Remarks | None = None
+    # The packages handed over, by SSCC: when listed, their number is `packages` (see _packages_from_ssccs).
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+
+    _count = model_validator(mode="before")(_packages_from_ssccs)
 
     @model_validator(mode="after")
     def _between_legs(self) -> HandoverPayload:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from schemas.base import Frozen, Money, MoneyTotal, MultilineText, PlainText, UtcDatetime
 from schemas.events import BookingPayload, CarrierReference, ClaimStatus, LeftOutWhenEmpty, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
-from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
+from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, Sscc, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
 EventKey = Annotated[PlainText, Field(min_length=3, max_length=200)]
@@ -93,6 +93,7 @@ class HandoverRecord(Frozen):
     packages: int
     gross_weight_kg: Decimal
     set_by: EventKey
+    ssccs: Annotated[list[Sscc], LeftOutWhenEmpty] = []  # the packages handed over, when listed
 
 
 class CustodyRecord(Frozen):

@@ -186,7 +186,8 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         "location": location,
         "container": containers[0] if containers else None,
         "site": site,
-        "packages": packages,
+        "packages": len(packages) or None,
+        "ssccs": packages or None,
         "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
@@ -265,17 +266,15 @@ def _location(event: dict[str, Any], notes: list[str]) -> str | None:
     return location
 
 
-def _packages(event: dict[str, Any]) -> int | None:
-    """How many packages the event names: its distinct SSCCs (GS1 logistic units). A parentID that is an SSCC is the
-    one package holding the children (a pallet and its cases), so it counts alone."""
+def _packages(event: dict[str, Any]) -> list[str]:
+    """The packages the event names: its distinct SSCCs (GS1 logistic units), sorted; their number is its package
+    count. A parentID that is an SSCC is the one package holding the children (a pallet and its cases): it alone."""
 
     def ssccs(values: Any) -> set[str]:
         items = values if isinstance(values, list) else [values]
         return {value for item in items if isinstance(item, str) for kind, value in _gs1_reference(item) if kind == "sscc"}
 
-    if ssccs(event.get("parentID")):
-        return 1
-    return len(ssccs(event.get("epcList")) | ssccs(event.get("childEPCs"))) or None
+    return sorted(ssccs(event.get("parentID")) or ssccs(event.get("epcList")) | ssccs(event.get("childEPCs")))
 
 
 def _site(event: dict[str, Any]) -> str | None:
