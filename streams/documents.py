@@ -80,8 +80,10 @@ def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord
                 f"{name} was already issued by {document.set_by}; a document is issued once, and again only as its "
                 "amendment, after it was surrendered for amendment or voided"
             )
+        # what the amended issuance does not name (a light DCSA notification names no containers, no holder) stays
+        containers = payload.containers or document.containers
         holder = payload.holder or document.holder
-        return amended("amended", status="issued", containers=payload.containers, holder=holder), None
+        return amended("amended", status="issued", containers=containers, holder=holder), None
     if action == "voided":
         if document.status == "voided":
             return refused(f"{name} is already voided")

@@ -247,3 +247,15 @@ def test_a_second_issuance_without_a_surrender_for_amendment_is_refused() -> Non
     record = lifecycle_record(twice)
     assert [r.event for r in record.rejected] == [f"{MTO}/{read(twice[1])[0].event_id}"]  # type: ignore[union-attr]
     assert "a document is issued once, and again only as its amendment" in record.rejected[0].reason
+
+
+def test_an_amendment_announced_without_the_full_document_keeps_what_it_does_not_name() -> None:
+    light = [
+        LIFECYCLE[0],
+        LIFECYCLE[1],
+        ebl("ISSUED", ident="n-6", time="2026-03-03T12:00:00Z", full=False),
+    ]
+    document = lifecycle_record(light).through_document
+    assert document is not None
+    assert (document.status, document.containers, document.holder) == ("issued", [CONTAINER], "shipper.test")
+    assert [a.action for a in document.amendments] == ["surrendered_for_amendment", "amended"]
