@@ -30,6 +30,7 @@ from schemas.identifiers import (
     PartyId,
     ShipmentId,
     SiteId,
+    Sscc,
     TransportMode,
     UnLocode,
 )
@@ -57,6 +58,26 @@ ModeCode = Annotated[TransportMode, BeforeValidator(_mode_from_code)]
 
 def _empty(value: object) -> bool:
     return value is None or value == []
+
+
+def _packages_from_ssccs(data: Any) -> Any:
+    """The packages a report lists one by one (`ssccs`) are its count: `packages` becomes the number of distinct
+    SSCCs, and a `packages` sent beside them must agree. The list is kept sorted and without repeats, so two reports of
+    the same packages are the same whatever order they name them in."""
+    if not isinstance(data, dict):
+        return data
+    listed = data.get("ssccs")
+    if not isinstance(listed, list) or not listed or not all(isinstance(item, str) for item in listed):
+        return data  # absent or empty: the count stands alone; anything else: the field's own validation says why
+    distinct = sorted(set(listed))
+    count = data.get("packages")
+    if count is not None and count != len(distinct):
+        raise ValueError(f"packages {count!r} disagrees with the {len(distinct)} distinct SSCCs listed, which are the count")
+    return {**data, "ssccs": distinct, "packages": len(distinct)}
+
+
+# The packages listed by SSCC (a report or handover naming each logistic unit): at most one per package of a cargo.
+SsccList = Annotated[list[Sscc], Field(max_length=1_000_000)]
 
 
 # A field added later that the JSON leaves out when it is empty, so an event that does not use it serialises (and
@@ -100,7 +121,10 @@ ReferenceKind = Literal[
     "business_transaction",
     "sscc",
     "sgln",
+    "transport_document",
 ]
+# A business transaction's type as sent: a CBV short name or URI, a DCSA code, an UNTDID 1153 qualifier.
+TransactionType = Annotated[PlainText, StringConstraints(min_length=1, max_length=200)]
 
 
 class CarrierReference(Frozen):
@@ -109,12 +133,23 @@ class CarrierReference(Frozen):
     `event` names one event identity (see `identity_reference`): a retraction that carries nothing but the
     identity it discards (DCSA T&T 3.0) reaches the shipment holding that event through it. `forwarder_reference` is
     the forwarder's or MTO's own reference (DCSA `FF`, IFTSTA `RFF+FF`); `business_transaction` another business
-    transaction's id (an EPCIS delivery order, despatch advice, purchase order...); `sscc` a package's Serial Shipping
-    Container Code (18 digits); `sgln` a site's GLN, with `/` and its extension when it has one.
+    transaction's id (an EPCIS delivery order, despatch advice, purchase order...), with `type`, the transaction's
+    type as its standard names it (EPCIS bizTransactionList `type`, the DCSA reference type code, the IFTSTA RFF
+    qualifier); `sscc` a package's Serial Shipping Container Code (18 digits); `sgln` a site's GLN, with `/` and its
+    extension when it has one; `transport_document` the number of the MTO's through document (a DCSA eBL
+    `transportDocumentReference`), which the through document registers once issued.
+    The type does not take part in resolution: a reference is its kind and value.
     """
 
     kind: ReferenceKind
     value: DocumentNumber
+    type: Annotated[TransactionType | None, LeftOutWhenEmpty] = None
+
+    @model_validator(mode="after")
+    def _typed_transactions_only(self) -> CarrierReference:
+        if self.type is not None and self.kind != "business_transaction":
+            raise ValueError(f"only a business transaction carries its raw `type`, not a {self.kind} reference")
+        return self
 
 
 def identity_reference(source: str, event_id: str) -> CarrierReference:
@@ -188,14 +223,15 @@ DocumentKind = Literal[
 _AWB = TypeAdapter(AirWaybillNumber)
 
 
-DocumentAction = Literal["issued", "transferred", "surrendered"]
+DocumentAction = Literal["issued", "transferred", "surrendered", "surrendered_for_amendment", "voided"]
 
 
 class WaybillPayload(Frozen):
     """A transport document: a carrier's own for one leg, or the MTO's through document (no leg).
 
     Like a DCSA eBL it is `issued` once, may be `transferred` to a new `holder` (endorsement), and is
-    `surrendered` for delivery exactly once.
+    `surrendered` for delivery exactly once. To be amended it is `surrendered_for_amendment` (a negotiable one) or
+    `voided`, then `issued` again: that second issuance is the amended document (streams.documents).
     """
 
     document_kind: DocumentKind
@@ -250,6 +286,10 @@ class TrackingPayload(Frozen):
     site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
     # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
     packages: Annotated[int | None, Field(ge=1, le=1_000_000), LeftOutWhenEmpty] = None
+    # Those packages' SSCCs, when the report lists them: then they are `packages` (see _packages_from_ssccs).
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+
+    _count = model_validator(mode="before")(_packages_from_ssccs)
 
 
 class ChargeLine(Frozen):
@@ -321,6 +361,10 @@ class HandoverPayload(Frozen):
     gross_weight_kg: NonNegativeDecimal
     seals: Annotated[list[ShortCode], Field(max_length=20)] = []
     remarks: Remarks | None = None
+    # The packages handed over, by SSCC: when listed, their number is `packages` (see _packages_from_ssccs).
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+
+    _count = model_validator(mode="before")(_packages_from_ssccs)
 
     @model_validator(mode="after")
     def _between_legs(self) -> HandoverPayload:

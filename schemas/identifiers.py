@@ -102,6 +102,14 @@ def _check_site(site: str) -> str:
     return site
 
 
+def _check_sscc(sscc: str) -> str:
+    if len(sscc) != 18 or not sscc.isascii() or not sscc.isdigit():
+        raise ValueError(f"{sscc!r} is not an SSCC: 18 digits (extension digit, GS1 company prefix, serial, check digit)")
+    if sscc[17] != gs1_check_digit(sscc[:17]):
+        raise ValueError(f"SSCC {sscc} fails its GS1 check digit (expected {gs1_check_digit(sscc[:17])})")
+    return sscc
+
+
 CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_check_currency)]
 UnLocode = Annotated[str, StringConstraints(min_length=5, max_length=5), AfterValidator(_check_locode)]
 ContainerNumber = Annotated[str, StringConstraints(min_length=11, max_length=11), AfterValidator(_check_container)]
@@ -109,6 +117,8 @@ AirWaybillNumber = Annotated[str, StringConstraints(min_length=11, max_length=12
 # A GS1 site as EPCIS names it by its SGLN: the GLN (check digit checked) and, for a part of the site, "/" and the
 # GLN extension, e.g. "9555012000100" or "9555012000100/DOCK4".
 SiteId = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_site)]
+# A GS1 Serial Shipping Container Code, the id of one logistic unit (a package): 18 digits, check digit checked.
+Sscc = Annotated[str, AfterValidator(_check_sscc)]
 
 # Hub and party identifiers: printable, no spaces, bounded, so they are safe as Kafka keys and URL parts.
 ShipmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import Frozen, Money, MoneyTotal, MultilineText, PlainText, UtcDatetime
-from schemas.events import BookingPayload, ClaimStatus, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
-from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, UnLocode
+from schemas.events import BookingPayload, CarrierReference, ClaimStatus, LeftOutWhenEmpty, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
+from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, Sscc, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
 EventKey = Annotated[PlainText, Field(min_length=3, max_length=200)]
@@ -30,6 +30,8 @@ class Milestone(Frozen):
     raw_code: ShortCode
     code_list: ShortCode
     set_by: EventKey
+    # The business transactions the report names (a delivery order, despatch advice...), each with its raw type.
+    transactions: Annotated[list[CarrierReference], LeftOutWhenEmpty] = []
 
 
 class Times(Frozen):
@@ -46,16 +48,26 @@ class Endorsement(Frozen):
     set_by: EventKey
 
 
+class Amendment(Frozen):
+    """One step of a document's amendment (DCSA eBL): surrendered for amendment, voided, or issued again amended."""
+
+    action: Literal["surrendered_for_amendment", "voided", "amended"]
+    at: UtcDatetime
+    set_by: EventKey
+
+
 class DocumentRecord(Frozen):
     kind: DocumentKind
     number: DocumentNumber
     issuer: PartyId
     containers: list[ContainerNumber] = []
     set_by: EventKey
-    status: Literal["issued", "surrendered"] = "issued"
+    status: Literal["issued", "surrendered", "surrendered_for_amendment", "voided"] = "issued"
     holder: PartyId | None = None
     endorsements: list[Endorsement] = []
     surrendered_by: EventKey | None = None
+    # Its amendments in time order; `set_by` stays the first issuance, the last `amended` step is the version in force.
+    amendments: Annotated[list[Amendment], LeftOutWhenEmpty] = []
 
 
 class Rejected(Frozen):
@@ -81,6 +93,7 @@ class HandoverRecord(Frozen):
     packages: int
     gross_weight_kg: Decimal
     set_by: EventKey
+    ssccs: Annotated[list[Sscc], LeftOutWhenEmpty] = []  # the packages handed over, when listed
 
 
 class CustodyRecord(Frozen):

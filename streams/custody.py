@@ -44,6 +44,7 @@ def handovers(events: Iterable[HandoverEvent], plan: BookingPayload) -> tuple[li
                 packages=payload.packages,
                 gross_weight_kg=payload.gross_weight_kg,
                 set_by=event.key,
+                ssccs=payload.ssccs,
             )
         )
     return placed, unplaced
@@ -78,15 +79,23 @@ def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Di
 def counted_deliveries(
     deliveries: Iterable[TrackingEvent], placed: list[HandoverRecord], plan: BookingPayload
 ) -> list[Discrepancy]:
-    """Each actual delivery report of the last leg that names its packages one by one (EPCIS: SSCCs), compared as a
-    handover to the consignee would be: with the count when the last leg took the cargo (else the booking). Only the
-    packages: such a report weighs nothing."""
+    """The actual delivery reports of the last leg that count their packages (EPCIS: SSCCs), compared with what the
+    last leg took over (the last handover into it before, else the booking), as a handover to the consignee would be.
+    Only the packages: such a report weighs nothing.
+
+    Reports that list their SSCCs are one delivery, however many parts it came in (several `receiving` events, each
+    with some of the pallets): the distinct SSCCs of all of them are compared with the whole once, at the latest part.
+    While parts are still to come the record shows the shortfall so far, and it goes when they arrive; a part that
+    repeats SSCCs already delivered adds nothing. The result depends on the set of reports only, not on their order.
+    A report that gives only a count is a whole delivery of its own and is compared alone."""
+    reports = sorted((r for r in deliveries if r.payload.packages is not None), key=lambda e: (e.occurred_at, e.key))
+    parts = [r for r in reports if r.payload.ssccs]
+    wholes: list[tuple[TrackingEvent, int]] = [(r, r.payload.packages or 0) for r in reports if not r.payload.ssccs]
+    if parts:
+        wholes.append((parts[-1], len({sscc for part in parts for sscc in part.payload.ssccs})))
     last = plan.legs[-1]
     found: list[Discrepancy] = []
-    for report in sorted(deliveries, key=lambda e: (e.occurred_at, e.key)):
-        counted = report.payload.packages
-        if counted is None:
-            continue
+    for report, counted in sorted(wholes, key=lambda pair: (pair[0].occurred_at, pair[0].key)):
         compared_with, packages, _ = _taken_over(placed, last.sequence, (report.occurred_at, report.key), plan)
         if Decimal(counted) != packages:
             found.append(

@@ -1,5 +1,14 @@
 """The lifecycle of transport documents, like a DCSA eBL: issued once, transferred along a chain of holders,
-surrendered for delivery exactly once. Pure: decided from event time and key, never from arrival order."""
+surrendered for delivery exactly once. Pure: decided from event time and key, never from arrival order.
+
+Amendment (DCSA eBL 3.0): a document to be amended is surrendered for amendment (a negotiable bill goes back to its
+issuer) or voided, and then issued again under the same number; that issuance is the amended document, in force from
+then on. An issuance while the document is in force is a second issuance and is refused.
+
+Who may say what: the issuance and every status after it are the issuer's word, which the merge checks against the
+registry (only the owning MTO issues and surrenders the through document); a transfer (endorsement) is the issuer's
+or the current holder's, checked here against the chain of holders the issuer's own events started.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,10 @@ from collections import defaultdict
 from typing import Iterable
 
 from schemas.events import WaybillEvent
-from schemas.record import DocumentRecord, Endorsement, Rejected
+from schemas.record import Amendment, DocumentRecord, Endorsement, Rejected
+
+# Where an issuance is the amended document: the original was surrendered for amendment or voided.
+_AMENDABLE = ("surrendered_for_amendment", "voided")
 
 
 def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tuple[list[DocumentRecord], list[Rejected]]:
@@ -22,10 +34,8 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
         document: DocumentRecord | None = None
         issued_by: WaybillEvent | None = None
         for event in sorted(group, key=lambda e: (e.occurred_at, e.key)):
-            action = event.payload.action
-            name = f"{kind} {number}"
-            if action == "issued":
-                if document is None:
+            if document is None:
+                if event.payload.action == "issued":
                     issued_by = event
                     document = DocumentRecord(
                         kind=event.payload.document_kind,
@@ -36,28 +46,59 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
                         holder=event.payload.holder or default_holder,
                     )
                 else:
-                    rejected.append(
-                        Rejected(event=event.key, reason=f"{name} was already issued by {document.set_by}; a document is issued once")
-                    )
-            elif document is None:
-                rejected.append(Rejected(event=event.key, reason=f"{name} has not been issued, so it cannot be {action}"))
-            elif document.status == "surrendered":
-                rejected.append(
-                    Rejected(
-                        event=event.key,
-                        reason=f"{name} was surrendered by {document.surrendered_by}; after surrender it cannot be {action}",
-                    )
-                )
-            elif action == "transferred":
-                assert event.payload.holder is not None  # the payload validator requires it for a transfer
-                link = Endorsement(holder=event.payload.holder, at=event.occurred_at, set_by=event.key)
-                document = document.model_copy(
-                    update={"holder": event.payload.holder, "endorsements": [*document.endorsements, link]}
-                )
-            else:
-                document = document.model_copy(update={"status": "surrendered", "surrendered_by": event.key})
+                    reason = f"{kind} {number} has not been issued, so it cannot be {event.payload.action}"
+                    rejected.append(Rejected(event=event.key, reason=reason))
+                continue
+            document, refusal = _step(document, event)
+            if refusal is not None:
+                rejected.append(refusal)
         if document is not None and issued_by is not None:
             issued.append(((issued_by.occurred_at, issued_by.key), document))
     return [document for _, document in sorted(issued, key=lambda pair: pair[0])], sorted(
         rejected, key=lambda r: r.event
     )
+
+
+def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord, Rejected | None]:
+    """`document` after `event`, or unchanged and the reason it refuses `event`."""
+    payload = event.payload
+    action = payload.action
+    name = f"{document.kind} {document.number}"
+
+    def refused(reason: str, kind: str = "conflict") -> tuple[DocumentRecord, Rejected]:
+        return document, Rejected(event=event.key, reason=reason, kind="not_entitled" if kind == "not_entitled" else "conflict")
+
+    def amended(step: str, **update: object) -> DocumentRecord:
+        record = Amendment(action=step, at=event.occurred_at, set_by=event.key)  # type: ignore[arg-type]
+        return document.model_copy(update={**update, "amendments": [*document.amendments, record]})
+
+    if document.status == "surrendered":
+        return refused(f"{name} was surrendered by {document.surrendered_by}; after surrender it cannot be {action}")
+    if action == "issued":
+        if document.status not in _AMENDABLE:
+            return refused(
+                f"{name} was already issued by {document.set_by}; a document is issued once, and again only as its "
+                "amendment, after it was surrendered for amendment or voided"
+            )
+        # what the amended issuance does not name (a light DCSA notification names no containers, no holder) stays
+        containers = payload.containers or document.containers
+        holder = payload.holder or document.holder
+        return amended("amended", status="issued", containers=containers, holder=holder), None
+    if action == "voided":
+        if document.status == "voided":
+            return refused(f"{name} is already voided")
+        return amended("voided", status="voided"), None
+    if document.status != "issued":
+        return refused(f"{name} is {document.status.replace('_', ' ')}; only a document in force can be {action}")
+    if action == "transferred":
+        assert payload.holder is not None  # the payload validator requires it for a transfer
+        if event.source not in (document.issuer, document.holder):
+            return refused(
+                f"only the issuer {document.issuer} or the holder {document.holder} transfers {name}, not {event.source}",
+                "not_entitled",
+            )
+        link = Endorsement(holder=payload.holder, at=event.occurred_at, set_by=event.key)
+        return document.model_copy(update={"holder": payload.holder, "endorsements": [*document.endorsements, link]}), None
+    if action == "surrendered_for_amendment":
+        return amended("surrendered_for_amendment", status="surrendered_for_amendment"), None
+    return document.model_copy(update={"status": "surrendered", "surrendered_by": event.key}), None

@@ -364,8 +364,8 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
     """Why `event` may not be said by its source, if only the MTO that owns the shipment id may say it.
 
     Whatever the order of arrival and whatever the timestamps: the owner alone books (and amends) the shipment,
-    decides on the booking, sets the margin and issues the through document; a policy counts only from an insurer
-    the owner places cover with (bound by that insurer or by the owner).
+    decides on the booking, sets the margin, and issues, takes the surrender of and voids the through document; a
+    policy counts only from an insurer the owner places cover with (bound by that insurer or by the owner).
     """
     source = event.source
     owner = operator.mto if operator is not None else None
@@ -384,6 +384,11 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
         "issues the through document": isinstance(event, WaybillEvent)
         and event.payload.leg is None
         and event.payload.action == "issued",
+        # the issuer takes its document back (for delivery or amendment) and voids it; a transfer is the holder's
+        # too, which streams.documents checks against the chain of holders
+        "takes the surrender of or voids the through document": isinstance(event, WaybillEvent)
+        and event.payload.leg is None
+        and event.payload.action in ("surrendered", "surrendered_for_amendment", "voided"),
     }
     for what, applies in only_owner.items():
         if applies and source != owner:
@@ -474,6 +479,7 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
         raw_code=event.payload.raw_code,
         code_list=event.payload.code_list,
         set_by=event.key,
+        transactions=[reference for reference in event.references if reference.kind == "business_transaction"],
     )
 
 

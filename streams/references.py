@@ -40,8 +40,8 @@ from streams.merge import ShipmentState, apply, project
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
 GRACE = timedelta(days=14)
 
-# Which carrier reference a transport document's number is. The through document is the MTO's, not a
-# carrier's, and an inland waterway waybill has no reference kind of its own: neither registers.
+# Which carrier reference a transport document's number is. The through document is the MTO's, not a carrier's: it
+# registers as a `transport_document`. An inland waterway waybill has no reference kind of its own and does not.
 DOCUMENT_REFERENCE: dict[str, ReferenceKind] = {
     "cmr": "cmr",
     "road_consignment_note": "cmr",
@@ -129,6 +129,9 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
             add("carrier_booking", planned.carrier_booking, planned.sequence, booked_at)
         for known in planned.references:  # what the booking already knows for the leg: its documents, packages, sites
             add(known.kind, known.value, planned.sequence, booked_at)
+    through = record.through_document
+    if through is not None:  # the MTO's DCSA eBL notifications may name it by its number alone
+        add("transport_document", through.number, None, _occurred(state, through.set_by))
     for leg in record.legs:
         for document in leg.documents:
             issued_at = _occurred(state, document.set_by)

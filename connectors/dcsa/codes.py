@@ -6,7 +6,7 @@ Codes not in a table map to "unknown"; the parser always keeps the raw code and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Literal, Mapping
 
 from schemas.status import Classifier, TrackingStatus
 
@@ -105,6 +105,68 @@ BOOKING_DOCUMENT = "BKG"
 # Shipment reference types (2.2 `referenceType`, 3.0 `ShipmentReference.typeCode`) the hub resolves.
 EQUIPMENT_REFERENCE = "EQ"
 FORWARDER_REFERENCE = "FF"  # Freight Forwarder's Reference: the MTO's own
+# Reference types naming another business transaction: a `business_transaction` reference with this code as its type.
+TRANSACTION_REFERENCES = frozenset(
+    {
+        "SI",  # Shipper's Reference
+        "PO",  # Purchase Order Reference
+        "CR",  # Customer's Reference
+        "AAO",  # Consignee's Reference
+    }
+)
 TRANSPORT_DOCUMENT = "TRD"
 # DCSA eBL's transportDocumentTypeCode: a sea waybill is not a bill of lading (it is not a document of title).
 SEA_WAYBILL_TYPE = "SWB"
+
+
+# --- DCSA eBL 3.0 and Booking 2.0 notifications (CloudEvents `type`, and the status codes as the standards list them)
+
+TRANSPORT_DOCUMENT_NOTIFICATION = "org.dcsa.transport-document.v3"
+BOOKING_NOTIFICATION = "org.dcsa.booking.v2"
+# A rejection code for a message the standard defines whose status the hub has nothing to record for.
+NOT_RECORDED = "not_recorded"
+
+# eBL 3.0 `transportDocumentStatus`. The TransportDocument schema spells SURRENDERED_FOR_AMENDMENT, VOIDED and
+# SURRENDERED_FOR_DELIVERY; the notification's own description spells SURRENDER_FOR_AMENDMENT, VOID and
+# SURRENDER_FOR_DELIVERY. Both spellings are the standard's text, and both are read.
+DOCUMENT_ACTIONS: Mapping[str, Literal["issued", "surrendered", "surrendered_for_amendment", "voided"]] = {
+    "ISSUED": "issued",  # again after a surrender for amendment or a void: the amended document
+    "SURRENDERED_FOR_DELIVERY": "surrendered",
+    "SURRENDER_FOR_DELIVERY": "surrendered",
+    "SURRENDERED_FOR_AMENDMENT": "surrendered_for_amendment",
+    "SURRENDER_FOR_AMENDMENT": "surrendered_for_amendment",
+    "VOIDED": "voided",
+    "VOID": "voided",
+}
+# Before issuance (a draft, its approval) and while a surrender is pending, nothing about the document has changed.
+DOCUMENT_STATUSES = frozenset(
+    {*DOCUMENT_ACTIONS, "DRAFT", "APPROVED", "PENDING_SURRENDER_FOR_AMENDMENT", "PENDING_SURRENDER_FOR_DELIVERY"}
+)
+
+# Booking 2.0 `bookingStatus`: the provider's decisions. REJECTED discontinues a booking before confirmation,
+# DECLINED after it (the hub's cancellation: final), CANCELLED is the consumer's own discontinuation.
+BOOKING_ACTIONS: Mapping[str, Literal["confirmed", "rejected", "cancelled"]] = {
+    "CONFIRMED": "confirmed",
+    "REJECTED": "rejected",
+    "DECLINED": "cancelled",
+    "CANCELLED": "cancelled",
+}
+# The request's own progress and the document's completion are not decisions on the booking.
+BOOKING_STATUSES = frozenset({*BOOKING_ACTIONS, "RECEIVED", "PENDING_UPDATE", "UPDATE_RECEIVED", "PENDING_AMENDMENT", "COMPLETED"})
+# `bookingCancellationStatus`: a confirmed booking's cancellation, once the provider confirms it.
+CANCELLATION_CONFIRMED = "CANCELLATION_CONFIRMED"
+
+# Bare documents of the DCSA documentation standards, with why each is not read on its own.
+DOCUMENT_SHAPES: Mapping[str, str] = {
+    "surrenderRequestCode": (
+        "an eBL surrender request (SREQ/AREQ) is the holder's request to the issuer, not the surrender: the issuer's "
+        "transport document notification (SURRENDERED_FOR_DELIVERY, SURRENDERED_FOR_AMENDMENT) records it"
+    ),
+    "transportDocumentStatus": (
+        "a bare eBL transport document has no event identity or time: send its notification "
+        f"(CloudEvents type {TRANSPORT_DOCUMENT_NOTIFICATION})"
+    ),
+    "bookingStatus": (
+        f"a bare booking has no event identity or time: send its notification (CloudEvents type {BOOKING_NOTIFICATION})"
+    ),
+}

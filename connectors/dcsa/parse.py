@@ -29,16 +29,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, NoReturn
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.dcsa import codes
-from connectors.payload import clip, digest, first_message, join_remarks, kind_of, load_json
+from connectors.payload import clip, digest, first_message, fits, join_remarks, kind_of, load_json
 from schemas.base import UtcDatetime
-from schemas.events import CarrierReference, HubEvent, TrackingEvent, TrackingPayload, identity_reference
-from schemas.identifiers import ContainerNumber, DocumentNumber, EventId, UnLocode
+from schemas.events import (
+    BookingStatusEvent,
+    BookingStatusPayload,
+    CarrierReference,
+    HubEvent,
+    TrackingEvent,
+    TrackingPayload,
+    WaybillEvent,
+    WaybillPayload,
+    identity_reference,
+)
+from schemas.identifiers import ContainerNumber, DocumentNumber, EventId, ShipmentId, UnLocode
 from schemas.rejection import Rejection, describe
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -56,10 +66,15 @@ _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
 _DOCUMENT: TypeAdapter[str] = TypeAdapter(DocumentNumber)
 _EVENT_ID: TypeAdapter[str] = TypeAdapter(EventId)
 _LOCODE: TypeAdapter[str] = TypeAdapter(UnLocode)
+_SHIPMENT: TypeAdapter[str] = TypeAdapter(ShipmentId)
 
 
 class _Invalid(Exception):
-    """Why one event cannot be mapped; it becomes that event's Rejection."""
+    """Why one event cannot be mapped; it becomes that event's Rejection (code `invalid_dcsa` unless given)."""
+
+    def __init__(self, reason: str, code: str = INVALID) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
@@ -70,9 +85,14 @@ def parse(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     results: list[HubEvent | Rejection] = []
     for index, item in enumerate(loaded):
         try:
-            results.append(_retraction(item, source) if isinstance(item, dict) and _retracts(item) else _event(item, source))
+            if isinstance(item, dict) and _retracts(item):
+                results.append(_retraction(item, source))
+            elif isinstance(item, dict) and _is_document_message(item):
+                results.append(_notification(item, source))
+            else:
+                results.append(_event(item, source))
         except _Invalid as problem:
-            results.append(Rejection(INVALID, f"event {index}{_named(item)}: {problem}"))
+            results.append(Rejection(problem.code, f"event {index}{_named(item)}: {problem}"))
     return results
 
 
@@ -366,18 +386,23 @@ def _document_reference(kind_code: str, document: Doc, key: str, where: str, eve
 
 def _shipment_reference(reference: Doc, type_key: str, value_key: str, where: str, remarks: list[str]) -> list[CarrierReference]:
     """A shipment reference (2.2 `references`, 3.0 `shipmentReferences`): `EQ` is a container, `FF` the forwarder's
-    (or MTO's) own reference; a forwarder reference the hub's reference syntax cannot carry goes to the remarks."""
+    (or MTO's) own reference, `SI`, `PO`, `CR` and `AAO` business transactions typed by their code; a reference the
+    hub's reference syntax cannot carry goes to the remarks."""
     type_code = _required(reference, type_key, where)
     if type_code == codes.EQUIPMENT_REFERENCE:
         return _container_references(_container(reference, value_key, where, required=True))
-    if type_code != codes.FORWARDER_REFERENCE:
+    if type_code == codes.FORWARDER_REFERENCE:
+        kind: Literal["forwarder_reference", "business_transaction"] = "forwarder_reference"
+        typed, label = None, "forwarder reference"
+    elif type_code in codes.TRANSACTION_REFERENCES:
+        kind, typed, label = "business_transaction", type_code, f"reference {type_code}"
+    else:
         return []
     value = _required(reference, value_key, where)
-    try:
-        return [CarrierReference(kind="forwarder_reference", value=_DOCUMENT.validate_python(value))]
-    except ValidationError:
-        remarks.append(f"forwarder reference {clip(value)}")
+    if not fits(_DOCUMENT, value):
+        remarks.append(f"{label} {clip(value)}")
         return []
+    return [CarrierReference(kind=kind, value=value, type=typed)]
 
 
 def _distinct(references: list[CarrierReference]) -> list[CarrierReference]:
@@ -469,6 +494,131 @@ def _labelled(label: str, text: str | None) -> list[str]:
     return [] if text is None else [f"{label} {text}"]
 
 
+# --- DCSA eBL 3.0 and Booking 2.0 notifications: the MTO's through document and its booking decisions --------------
+
+
+def _is_document_message(item: Doc) -> bool:
+    """A CloudEvents notification (eBL, Booking), or a bare transport document, booking or surrender request: the
+    shapes of the DCSA documentation standards, which a T&T event (`eventClassification`/`eventType`) never has."""
+    return "specversion" in item or any(key in item for key in codes.DOCUMENT_SHAPES)
+
+
+def _notification(item: Doc, source: str) -> HubEvent:
+    """A DCSA eBL 3.0 transport document notification or a Booking 2.0 notification, from the MTO.
+
+    The hub reads them as the MTO's word about its own contract: the transport document is the journey's through
+    document (its issuer the authenticated sender), and the booking decisions are the MTO's on the hub booking.
+    Whether the sender may say it is the merge's decision (the registry's owner of the shipment id), not the parser's.
+    """
+    for key, why in codes.DOCUMENT_SHAPES.items():
+        if key in item and "specversion" not in item:
+            raise _Invalid(why)
+    if item.get("specversion") != "1.0":
+        raise _Invalid(f"specversion {clip(item.get('specversion'))!r} is not the CloudEvents version DCSA uses, '1.0'")
+    kind = _required(item, "type", "")
+    reader = _NOTIFICATIONS.get(kind)
+    if reader is None:
+        raise _Invalid(f"type {clip(kind)!r} is not a notification the hub reads ({', '.join(_NOTIFICATIONS)})")
+    for key in ("source", "subscriptionReference"):
+        _required(item, key, "")
+    if item.get("datacontenttype") != "application/json":
+        raise _Invalid(f"datacontenttype {clip(item.get('datacontenttype'))!r} is not 'application/json'")
+    # CloudEvents: `source` + `id` identify the notification, and a re-sent duplicate may keep them.
+    event_id = f"{EVENT_ID_PREFIX}ce:" + digest(orjson.dumps([item["source"], _required(item, "id", "")]).decode(), 40)
+    at = _time(item, "time", "")
+    data = _object(item, "data", "", required=True) or {}
+    try:
+        return reader(data, source, event_id, at)
+    except ValidationError as error:
+        raise _Invalid(describe(error)) from None
+
+
+def _transport_document(data: Doc, source: str, event_id: str, at: datetime) -> HubEvent:
+    """`data` of an `org.dcsa.transport-document.v3` notification: its status is the step of the through document."""
+    status = _required(data, "transportDocumentStatus", "data.")
+    action = codes.DOCUMENT_ACTIONS.get(status)
+    if action is None:
+        _unrecorded(status, "data.transportDocumentStatus", codes.DOCUMENT_STATUSES, codes.DOCUMENT_ACTIONS)
+    number = _checked(_DOCUMENT, _required(data, "transportDocumentReference", "data."), "data.transportDocumentReference")
+    document = _object(data, "transportDocument", "data.") or {}
+    where = "data.transportDocument."
+    if document and document.get("transportDocumentReference", number) != number:
+        raise _Invalid(f"{where}transportDocumentReference differs from data.transportDocumentReference {number!r}")
+    remarks: list[str] = []
+    references = [CarrierReference(kind="transport_document", value=number)]
+    for item, item_where in _items(document, "references", where):
+        references += _shipment_reference(_as_object(item, item_where), "type", "value", item_where, remarks)
+    containers: list[str] = []
+    for item, item_where in _items(document, "utilizedTransportEquipments", where):
+        equipment = _object(_as_object(item, item_where), "equipment", item_where, required=True)
+        number_found = _container(equipment, "equipmentReference", f"{item_where}equipment.", required=True)
+        if number_found is not None and number_found not in containers:
+            containers.append(number_found)
+    bookings = {
+        _required(_as_object(item, item_where), "carrierBookingReference", item_where)
+        for item, item_where in _items(document, "consignmentItems", where)
+    }
+    return WaybillEvent(
+        event_type="waybill",
+        event_id=event_id,
+        source=source,
+        shipment_id=_booking_shipment(bookings, f"{where}consignmentItems.*.carrierBookingReference"),
+        references=_distinct(references),
+        occurred_at=at,
+        recorded_at=at,
+        payload=WaybillPayload(
+            document_kind="multimodal_transport_document",
+            document_number=number,
+            issuer=source,
+            containers=containers,
+            action=action,
+        ),
+    )
+
+
+def _booking(data: Doc, source: str, event_id: str, at: datetime) -> HubEvent:
+    """`data` of an `org.dcsa.booking.v2` notification: the MTO's decision on the booking, if it is one."""
+    cancellation = _optional(data, "bookingCancellationStatus", "data.")
+    status = _required(data, "bookingStatus", "data.")
+    action = "cancelled" if cancellation == codes.CANCELLATION_CONFIRMED else codes.BOOKING_ACTIONS.get(status)
+    if action is None:
+        _unrecorded(status, "data.bookingStatus", codes.BOOKING_STATUSES, codes.BOOKING_ACTIONS)
+    # before confirmation only the request reference may be known (the standard requires one of the two)
+    field = next((f for f in ("carrierBookingReference", "carrierBookingRequestReference") if f in data), None)
+    if field is None:
+        raise _Invalid("data.carrierBookingReference or data.carrierBookingRequestReference is required")
+    shipment_id = _booking_shipment({_required(data, field, "data.")}, f"data.{field}")
+    return BookingStatusEvent(
+        event_type="booking_status",
+        event_id=event_id,
+        source=source,
+        shipment_id=shipment_id,
+        occurred_at=at,
+        recorded_at=at,
+        payload=BookingStatusPayload(action=action),
+    )
+
+
+_NOTIFICATIONS = {codes.TRANSPORT_DOCUMENT_NOTIFICATION: _transport_document, codes.BOOKING_NOTIFICATION: _booking}
+
+
+def _booking_shipment(references: set[str], field: str) -> str | None:
+    """The hub shipment id the MTO's booking reference is: the MTO books under the ids the registry gives it, so its
+    DCSA `carrierBookingReference` is the hub shipment id. One transport document covers one shipment here."""
+    if len(references) > 1:
+        raise _Invalid(f"{field}: one through document covers one booking, got {', '.join(sorted(references))}")
+    return _checked(_SHIPMENT, next(iter(references)), field) if references else None
+
+
+def _unrecorded(status: str, field: str, known: frozenset[str], recorded: Mapping[str, object]) -> NoReturn:
+    if status not in known:
+        raise _Invalid(f"{field} {clip(status)!r} is not a status the standard defines ({', '.join(sorted(known))})")
+    raise _Invalid(
+        f"{field} {status} changes nothing the hub records: it records {', '.join(recorded)}",
+        code=codes.NOT_RECORDED,
+    )
+
+
 # --- typed access to untrusted JSON ---------------------------------------------------------------------------------
 
 
@@ -553,5 +703,9 @@ def _checked(adapter: TypeAdapter[str], value: str, field: str) -> str:
 
 
 def _named(item: object) -> str:
-    event_id = item.get("eventID") if isinstance(item, dict) else None
-    return f" (eventID {clip(event_id)!r})" if isinstance(event_id, str) else ""
+    if not isinstance(item, dict):
+        return ""
+    for key in ("eventID", "id"):
+        if isinstance(item.get(key), str):
+            return f" ({key} {clip(item[key])!r})"
+    return ""

@@ -90,6 +90,18 @@ REFERENCE_KINDS: Final[dict[str, str]] = {
     "FF": "forwarder_reference",  # Freight forwarder's reference number: the MTO's own
 }
 
+# RFF qualifiers (1153) naming another business transaction (an order, a delivery order or note, a despatch advice): a
+# `business_transaction` reference whose `type` is the qualifier as sent. A party's own reference (CU) is not one.
+TRANSACTION_QUALIFIERS: Final = frozenset(
+    {
+        "ON",  # Order number (buyer)
+        "VN",  # Order number (supplier)
+        "AAJ",  # Delivery order number
+        "DQ",  # Delivery note number
+        "AAK",  # Despatch advice number
+    }
+)
+
 CONTAINER_EQUIPMENT: Final = "CN"  # EQD equipment type qualifier (8053) for a container
 
 MESSAGE_TYPE: Final = "IFTSTA"

@@ -39,9 +39,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.edifact import codes
-from connectors.payload import Refused, digest, event_or_rejection, first_message, is_locode, join_remarks, screen
+from connectors.payload import Refused, digest, event_or_rejection, first_message, fits, is_locode, join_remarks, screen
 from schemas.events import HubEvent
-from schemas.identifiers import ContainerNumber
+from schemas.identifiers import ContainerNumber, DocumentNumber
 from schemas.rejection import Rejection
 from schemas.status import Classifier
 
@@ -52,6 +52,7 @@ _SAFE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,34}")
 _DIGITS = {codes.FORMAT_MINUTES: 12, codes.FORMAT_SECONDS: 14}
 _ZONED = re.compile(r"([0-9]{12})([+-])([0-9]{2})([0-9]{2})")
 _CONTAINER: TypeAdapter[str] = TypeAdapter(ContainerNumber)
+_DOCUMENT: TypeAdapter[str] = TypeAdapter(DocumentNumber)
 
 
 def _syntax(reason: str) -> Refused:
@@ -393,7 +394,8 @@ def _status_document(status: _Status, context: _Context) -> dict[str, Any]:
         raise Refused(
             "invalid_event",
             "names nothing the hub can find the shipment by: add an EQD+CN container or an RFF with qualifier "
-            f"{', '.join(codes.REFERENCE_KINDS)} (in the status group or the message header)",
+            f"{', '.join([*codes.REFERENCE_KINDS, *sorted(codes.TRANSACTION_QUALIFIERS)])} (in the status group or the "
+            "message header)",
         )
     status_name = codes.STATUS.get(code, "unknown")
     payload: dict[str, Any] = {"status": status_name, "raw_code": code, "code_list": codes.CODE_LIST}
@@ -474,18 +476,22 @@ def _containers(segments: list[Segment]) -> list[str]:
 
 
 def _references(rffs: list[Segment], containers: list[str]) -> list[dict[str, str]]:
-    pairs: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str | None]] = []
     for segment in rffs:
-        kind = codes.REFERENCE_KINDS.get(segment.value(1, 1))
-        if kind is None:
+        qualifier = segment.value(1, 1)
+        kind = codes.REFERENCE_KINDS.get(qualifier)
+        typed = qualifier if qualifier in codes.TRANSACTION_QUALIFIERS else None
+        if kind is None and typed is None:
             continue
         number = segment.value(1, 2)
         if not number:
-            raise _syntax(f"{segment.where}: reference qualifier {segment.value(1, 1)} has no reference number")
-        pairs.append((kind, number))
-    pairs.extend(("container", number) for number in containers)
-    unique = list(dict.fromkeys(pairs))
-    return [{"kind": kind, "value": value} for kind, value in unique]
+            raise _syntax(f"{segment.where}: reference qualifier {qualifier} has no reference number")
+        if kind is None and not fits(_DOCUMENT, number):
+            continue  # a business transaction the hub's reference syntax cannot carry names nothing it can resolve
+        found.append((kind or "business_transaction", number, typed))
+    found.extend(("container", number, None) for number in containers)
+    unique = list(dict.fromkeys(found))
+    return [{"kind": kind, "value": value} | ({"type": typed} if typed else {}) for kind, value, typed in unique]
 
 
 def _transport_means(segments: list[Segment]) -> str | None:

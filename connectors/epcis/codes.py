@@ -88,6 +88,9 @@ REFERENCE_KINDS: Final[dict[str, str]] = {
 }
 
 # An ISO 6346 container number as an EPC: the Tag Data Standard's BIC scheme, e.g. urn:epc:id:bic:CSQU3054383.
+# The longest business transaction type kept as sent (schemas.events.TransactionType).
+MAX_TRANSACTION_TYPE: Final = 200
+
 CONTAINER_EPC_PREFIX: Final = "urn:epc:id:bic:"
 
 EVENT_TYPES: Final = frozenset({"ObjectEvent", "AggregationEvent", "TransactionEvent"})

@@ -145,7 +145,8 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
     site = _site(event)
     packages = _packages(event)
     containers = _containers(event, notes)
-    references = _transactions(event, notes) + [("container", number) for number in containers]
+    transaction_types: dict[str, str] = {}
+    references = _transactions(event, notes, transaction_types) + [("container", number) for number in containers]
     references += _gs1_references(event, notes)
     if not references:
         raise Refused(
@@ -171,7 +172,7 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         "event_type": "tracking",
         "event_id": _event_id(event, context),
         "source": source,
-        "references": [{"kind": name, "value": value} for name, value in references],
+        "references": [_reference(name, value, transaction_types) for name, value in references],
         "occurred_at": occurred_at,
         "recorded_at": recorded_at,
         "classifier": "ACT",
@@ -185,7 +186,8 @@ def _event_document(event: Any, context: _Document, source: str) -> dict[str, An
         "location": location,
         "container": containers[0] if containers else None,
         "site": site,
-        "packages": packages,
+        "packages": len(packages) or None,
+        "ssccs": packages or None,
         "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
@@ -264,17 +266,15 @@ def _location(event: dict[str, Any], notes: list[str]) -> str | None:
     return location
 
 
-def _packages(event: dict[str, Any]) -> int | None:
-    """How many packages the event names: its distinct SSCCs (GS1 logistic units). A parentID that is an SSCC is the
-    one package holding the children (a pallet and its cases), so it counts alone."""
+def _packages(event: dict[str, Any]) -> list[str]:
+    """The packages the event names: its distinct SSCCs (GS1 logistic units), sorted; their number is its package
+    count. A parentID that is an SSCC is the one package holding the children (a pallet and its cases): it alone."""
 
     def ssccs(values: Any) -> set[str]:
         items = values if isinstance(values, list) else [values]
         return {value for item in items if isinstance(item, str) for kind, value in _gs1_reference(item) if kind == "sscc"}
 
-    if ssccs(event.get("parentID")):
-        return 1
-    return len(ssccs(event.get("epcList")) | ssccs(event.get("childEPCs"))) or None
+    return sorted(ssccs(event.get("parentID")) or ssccs(event.get("epcList")) | ssccs(event.get("childEPCs")))
 
 
 def _site(event: dict[str, Any]) -> str | None:
@@ -327,7 +327,14 @@ def _containers(event: dict[str, Any], notes: list[str]) -> list[str]:
     return containers
 
 
-def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, str]]:
+def _reference(kind: str, value: str, transaction_types: dict[str, str]) -> dict[str, str]:
+    typed = transaction_types.get(value) if kind == "business_transaction" else None
+    return {"kind": kind, "value": value} | ({"type": typed} if typed else {})
+
+
+def _transactions(event: dict[str, Any], notes: list[str], transaction_types: dict[str, str]) -> list[tuple[str, str]]:
+    """The bizTransactionList: document kinds the hub resolves (codes.REFERENCE_KINDS), and every other business
+    transaction as a `business_transaction` reference whose raw `type` (as sent) goes into `transaction_types`."""
     value = event.get("bizTransactionList")
     if value is None:
         return []
@@ -344,11 +351,16 @@ def _transactions(event: dict[str, Any], notes: list[str]) -> list[tuple[str, st
         if kind in codes.REFERENCE_KINDS:
             references.append((codes.REFERENCE_KINDS[kind], parts[-1]))
             continue
-        # Another business transaction (a delivery order, despatch advice, purchase order...): a reference too, its
-        # raw type kept in the remarks.
+        # Another business transaction (a delivery order, despatch advice, purchase order...): a reference too, with
+        # its raw type; the whole id as sent stays in the remarks.
         notes.append(f"transaction {kind or '(untyped)'} {ident}")
-        if fits(_DOCUMENT, parts[-1]):
-            references.append(("business_transaction", parts[-1]))
+        if not fits(_DOCUMENT, parts[-1]):
+            continue
+        references.append(("business_transaction", parts[-1]))
+        if isinstance(kind_name, str) and kind_name.strip():
+            if len(kind_name) > codes.MAX_TRANSACTION_TYPE:
+                raise _invalid(f"bizTransactionList type is longer than {codes.MAX_TRANSACTION_TYPE} characters")
+            transaction_types.setdefault(parts[-1], kind_name)
     return references
 
 

@@ -168,6 +168,7 @@ def test_the_booking_and_the_waybills_register_every_reference_the_carriers_use(
         "rail_waybill:CR-CQ-77120944": 2,
         "sea_waybill:OCLN260400451": 3,
         "cmr:MYH-JB-44012": 4,
+        "transport_document:WLC-MTD-260406-0044": None,  # the MTO's through document, for its DCSA eBL notifications
     }
     assert {r.shipment_id for r in registered} == {SHIPMENT}
     # Complete when the last leg arrived (14:40 on 16 April, before the 15:30 handover to the consignee): the
@@ -208,7 +209,12 @@ def test_each_carriers_waybill_resolves_through_the_booked_container_then_regist
     number registers for its leg, from the time it was issued."""
     booked = apply_all(ShipmentState(SHIPMENT), [addressed(e, SHIPMENT) for e in events_of("mto.jsonl")])
     by_reference = books(registrations(booked, project(booked, AUTHORITY)))
-    assert set(by_reference) == {f"container:{CONTAINER}", "carrier_booking:QZH2604417"}
+    # ...and the MTO's through document, issued in mto.jsonl, its own number
+    assert set(by_reference) == {
+        f"container:{CONTAINER}",
+        "carrier_booking:QZH2604417",
+        "transport_document:WLC-MTD-260406-0044",
+    }
     waybills = [e for e in reference_only() if isinstance(e, WaybillEvent)]
     assert len(waybills) == 4
     for waybill in waybills:

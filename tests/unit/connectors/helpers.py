@@ -128,9 +128,10 @@ def canonical_tracking(
     retracted: bool = False,
     site: str | None = None,
     packages: int | None = None,
+    ssccs: list[str] | None = None,
 ) -> Doc:
-    """The full canonical JSON of a tracking event, every default spelled out (`site` and `packages` only when there
-    is one, as the payload writes them)."""
+    """The full canonical JSON of a tracking event, every default spelled out (`site`, `packages` and `ssccs` only
+    when there is one, as the payload writes them)."""
     document: Doc = {
         "event_id": event_id,
         "source": source,
@@ -155,7 +156,7 @@ def canonical_tracking(
             "affected_weight_kg": None,
         },
     }
-    for key, value in (("site", site), ("packages", packages)):
+    for key, value in (("site", site), ("packages", packages), ("ssccs", ssccs)):
         if value is not None:
             document["payload"][key] = value
     return document

@@ -527,5 +527,10 @@ def test_v30_shipment_references_keep_the_forwarders_reference_and_equipment() -
     }
     event = one(doc)
     assert isinstance(event, TrackingEvent)
-    assert event.references == [CarrierReference(kind="forwarder_reference", value="MTO-44-0007"), HLXU]
+    assert event.references == [
+        CarrierReference(kind="forwarder_reference", value="MTO-44-0007"),
+        HLXU,
+        # issue 14: a purchase order is a business transaction, its DCSA type code kept (dropped on eeb4899)
+        CarrierReference(kind="business_transaction", value="PO-1", type="PO"),
+    ]
     assert event.payload.remarks == "forwarder reference not a reference / 7"

@@ -454,8 +454,18 @@ def test_status_naming_no_reference_is_rejected() -> None:
     assert status_result("RFF+CU:SHIPPER-REF-9", "DTM+334:202603010900:203") == Rejection(
         "invalid_event",
         f"{WHERE}: names nothing the hub can find the shipment by: add an EQD+CN container or an RFF with qualifier "
-        "BM, AEX, CMR, RCN, AWB, BN, FF (in the status group or the message header)",
+        "BM, AEX, CMR, RCN, AWB, BN, FF, AAJ, AAK, DQ, ON, VN (in the status group or the message header)",
     )
+
+
+def test_business_transactions_keep_their_rff_qualifier_as_type() -> None:
+    # Issue 14: the raw business-transaction type is a structured field (on eeb4899 RFF+AAJ and RFF+ON were dropped).
+    result = status_result("RFF+AAJ:DO-7781", "RFF+ON:PO/2026/17", "RFF+ON:PO 17", "DTM+334:202603010900:203")
+    assert isinstance(result, dict)
+    assert result["references"] == [
+        {"kind": "business_transaction", "value": "DO-7781", "type": "AAJ"},
+        {"kind": "business_transaction", "value": "PO/2026/17", "type": "ON"},
+    ]  # "PO 17" does not fit the reference syntax: it names nothing the hub can resolve, and is left out
 
 
 def test_reference_the_schema_refuses_is_rejected_with_the_schema_reason() -> None:

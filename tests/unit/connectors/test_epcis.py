@@ -112,6 +112,7 @@ def test_document_sample_maps_every_event() -> None:
             "disposition in_progress",
             site="6901234000108",
             packages=1,
+            ssccs=["069012340000123456"],
         ),
         tracking(ids[1], recorded="2026-03-01T08:15:00Z", **loading),
         tracking(
@@ -152,6 +153,7 @@ def test_single_event_with_unknown_biz_step_keeps_its_name() -> None:
             remarks="readPoint urn:epc:id:sgln:5901234.00021.0; objects urn:epc:id:sscc:5901234.0000000093",
             site="5901234000215",
             packages=1,
+            ssccs=["059012340000000932"],
         )
     ]
 
@@ -175,6 +177,7 @@ def test_malformed_events_are_rejected_one_by_one() -> None:
             location="SGSIN",
             remarks="objects urn:epc:id:sscc:6901234.0000012345",
             packages=1,
+            ssccs=["069012340000123456"],
         ),
         Rejection(
             "unsupported_event", f"event 3 ({event_id}4): a TransformationEvent does not report transport status"
@@ -365,7 +368,7 @@ def test_business_transactions_sources_and_destinations_are_kept_as_references()
     result = only(event)
     assert isinstance(result, dict)
     assert result["references"] == [
-        {"kind": "business_transaction", "value": "DO-7781"},
+        {"kind": "business_transaction", "value": "DO-7781", "type": "desadv"},
         {"kind": "sgln", "value": "0614141000012"},
     ]
     assert result["payload"]["remarks"] == (
