@@ -20,14 +20,7 @@ from streams.codec import decode_state, encode_event, encode_state
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, project
 from worker import stages
-from worker.stages import (
-    ConnectHandler,
-    Counters,
-    DeadLetters,
-    MergeHandler,
-    ResolveHandler,
-    WarmStates,
-)
+from worker.stages import ConnectHandler, Counters, DeadLetters, MergeHandler, ResolveHandler, WarmStates
 
 from ..builders import AUTHORITY, RECEIVED_AT, SHIPMENT, T0, booking_doc, hub_event, tracking_doc
 
