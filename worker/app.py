@@ -51,9 +51,10 @@ from worker.stages import (
 log = logging.getLogger("mmhub.worker")
 
 GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2; see run_worker
-# A batch lets the event loop run after a shipment once this much time has passed since it last did: the producer
-# then ships the versions already merged, and faust's fetcher hands over input, while the batch goes on. Without it
-# a batch of N shipments sent nothing until its end. bench.latency, same hour, about 280 events/s steady: p99 to
+# A batch lets the event loop run after each input partition's share of it (one merge handler call) once this much
+# time has passed since it last did: the producer then ships the versions already merged, and faust's fetcher hands
+# over input, while the batch goes on. Without it a batch sent nothing until its end. Measured when it yielded after
+# each shipment (before issue 13's handlers), bench.latency, same hour, about 280 events/s steady: p99 to
 # the status topic 122-132 ms (2 runs) against 142-248 ms (3 runs); its max rate 563-726 events/s (9 runs) against
 # 489-575 (8 runs), since the sink, Postgres and the broker work alongside instead of after each batch. Only while
 # faust's flow is active: a rebalance or a stop suspends it first, and from then on the batch runs to its end
