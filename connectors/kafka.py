@@ -122,9 +122,9 @@ def shipment_key(line: bytes) -> bytes | None:
 async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None = None) -> int:
     """Send each line as one message to `hub.events` (keyed by shipment id) and wait until all are acknowledged."""
     producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=5, enable_idempotence=True)
-    await producer.start()
     sent = 0
     try:
+        await producer.start()  # inside the try: a producer that could not start is stopped too (no "Unclosed")
         futures = []
         for line in lines:
             futures.append(await producer.send(topic or settings.topics.events, value=line, key=shipment_key(line)))
@@ -155,8 +155,8 @@ async def publish_raw(
         enable_idempotence=True,
         max_request_size=MAX_RAW_BYTES + RAW_REQUEST_OVERHEAD,
     )
-    await producer.start()
     try:
+        await producer.start()
         futures = [
             await producer.send(
                 topic,
@@ -193,9 +193,9 @@ async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes,
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
-    await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
+        await consumer.start()
         if topic not in await consumer.topics():
             return found
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as ensure_topics made it

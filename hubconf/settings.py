@@ -70,6 +70,17 @@ def _password(user: str, home: Path) -> str | None:
     return path.read_text().strip()
 
 
+def _number(name: str, default: float | str, kind: type[int] | type[float]) -> Any:
+    """The number in the environment variable `name` (else `default`); a ValueError that names the variable."""
+    text = os.environ.get(name)
+    if text is None:
+        return kind(default)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka: str
@@ -123,17 +134,17 @@ class Settings:
             namespace=os.environ.get("MMHUB_NAMESPACE", ""),
             store=os.environ.get("MMHUB_STORE", "rocksdb://"),
             data_dir=Path(os.environ.get("MMHUB_DATA_DIR", home / "worker-data")),
-            partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
-            clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
-            report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
+            partitions=_number("MMHUB_PARTITIONS", "8", int),
+            clock_interval_s=_number("MMHUB_CLOCK_INTERVAL_S", "600", float),
+            report_interval_s=_number("MMHUB_REPORT_INTERVAL_S", "30", float),
             carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
             parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
-            batch_max=int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX)),
-            session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
-            warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
-            fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
-            max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
-            max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
+            batch_max=_number("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX, int),
+            session_timeout_s=_number("MMHUB_SESSION_TIMEOUT_S", "10", float),
+            warm_states=_number("MMHUB_WARM_STATES", DEFAULT_WARM_STATES, int),
+            fetch_max_wait_ms=_number("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS, int),
+            max_future_s=_number("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S, float),
+            max_plan_ahead_s=_number("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S, float),
         )
 
     def as_principal(self, user: str) -> Settings:

@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import orjson
 
@@ -20,6 +20,11 @@ from connectors.webhooks.commands import add_commands as add_webhook_commands
 from hubconf.settings import Settings
 from mmhub.quarantine import add_commands as add_quarantine_commands
 from hubconf.topics import RAW_FORMATS
+from schemas.rejection import Rejection
+
+if TYPE_CHECKING:
+    from connectors.carriers import SigningKey
+    from schemas.events import HubEvent
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,8 +34,10 @@ def _dev(action: str) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from mmhub.entry import probe_kafka
     from worker.app import run_worker
 
+    asyncio.run(probe_kafka(settings))  # faust would log the failure as a traceback: say it in one line first
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -155,22 +162,105 @@ class _Progress:
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import ensure_topics
+    from mmhub.entry import probe_kafka
 
+    asyncio.run(probe_kafka(settings))  # ensure_topics waits up to 30 s for a broker that is starting
     created = asyncio.run(ensure_topics(settings))
     for name in settings.topics.all():
         print(f"{name}\t{'created' if name in created else 'exists'}")
     return 0
 
 
+def _checked(lines: list[bytes], settings: Settings, received_at: datetime) -> list[HubEvent | Rejection]:
+    """Each line as the hub takes it in: decoded, and refused when dated past its receipt (streams.horizon)."""
+    from streams.codec import decode_event
+    from streams.horizon import Horizon
+
+    horizon = Horizon.of(settings)
+    out: list[HubEvent | Rejection] = []
+    for line in lines:
+        decoded = decode_event(line)
+        out.append(decoded if isinstance(decoded, Rejection) else horizon.refusal(decoded, received_at) or decoded)
+    return out
+
+
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Decode every line first, as the worker will: a file with lines the hub would dead-letter is not sent (unless
+    --allow-rejects), so a typo is an error here and not a silent dead letter there."""
     from connectors.kafka import publish, read_jsonl, scramble
+    from mmhub.entry import REFUSED
 
     lines = read_jsonl(Path(args.file))
-    if args.scramble:
-        lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
-    sent = asyncio.run(publish(settings, lines))
-    print(f"published {sent} events to {settings.topics.events}", file=sys.stderr)
-    return 0
+    checked = _checked(lines, settings, datetime.now(timezone.utc))
+    rejects = [
+        {"line": number, "code": result.code, "reason": result.reason}
+        for number, result in enumerate(checked, start=1)
+        if isinstance(result, Rejection)
+    ]
+    for reject in rejects:
+        print(f"{args.file}:{reject['line']}: rejected ({reject['code']}): {reject['reason']}", file=sys.stderr)
+    topic = settings.topics.events
+    sent = 0
+    if rejects and not args.allow_rejects:
+        print(
+            f"mmhub publish: nothing sent: {len(rejects)} of {len(lines)} line(s) would be dead-lettered"
+            " (fix them, or send them anyway with --allow-rejects)",
+            file=sys.stderr,
+        )
+    else:
+        if args.scramble:
+            lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
+        sent = asyncio.run(publish(settings, lines))
+        doomed = f" ({len(rejects)} of them will be dead-lettered: see `mmhub dlq`)" if rejects else ""
+        print(f"published {sent} events to {topic}{doomed}", file=sys.stderr)
+    if args.json:
+        _json_out({"topic": topic, "sent": sent, "rejected": rejects})
+    if sent and args.wait:
+        events = [result for result in checked if not isinstance(result, Rejection)]
+        if not _wait_projected(settings, events, args.wait):
+            return REFUSED
+    return REFUSED if rejects and not args.allow_rejects else 0
+
+
+def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float) -> bool:
+    """Wait until Postgres holds each shipment of `events` at least at the version the offline fold gives them,
+    printing each version as it arrives; False (and why) after `timeout_s`."""
+    from connectors.parties import load_parties
+    from connectors.postgres.store import fetch_record
+    from streams.merge import fold
+
+    authority = load_parties(settings.parties_path).authority()
+    wanted = {sid: r.version for sid, r in fold([e for e in events if e.shipment_id], authority).items()}
+    seen: dict[str, int] = {}
+
+    async def poll() -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for shipment_id, version in wanted.items():
+                row = await fetch_record(settings, shipment_id)
+                now_at = int(row["version"]) if row else 0
+                if seen.get(shipment_id) != now_at:
+                    seen[shipment_id] = now_at
+                    print(f"{shipment_id}: version {now_at} of {version} in Postgres", file=sys.stderr)
+            if all(seen[sid] >= version for sid, version in wanted.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.25)
+
+    if asyncio.run(poll()):
+        print(f"projected: {len(wanted)} shipment(s) in Postgres ({settings.pg_schema})", file=sys.stderr)
+        return True
+    print(
+        f"mmhub publish: not projected within {timeout_s:g} s; are `mmhub worker` and `mmhub sink` running"
+        f" (MMHUB_NAMESPACE={settings.namespace!r}, MMHUB_PG_SCHEMA={settings.pg_schema})?",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _json_out(document: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _timestamp(text: str) -> datetime:
@@ -214,10 +304,11 @@ def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from connectors.carriers import RegistryError, load_signing_key
     from connectors.kafka import MAX_RAW_BYTES, publish_raw
+    from mmhub.entry import REFUSED
 
     problems = []
     payloads = []
@@ -241,36 +332,78 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print("mmhub ingest: nothing sent", file=sys.stderr)
         return 2
 
+    refusals = _ingest_refusals(args, settings, key, payloads)
+    for refusal in refusals:
+        print(f"mmhub ingest: {refusal}", file=sys.stderr)
+    if refusals and not args.allow_rejects:
+        print("mmhub ingest: nothing sent (fix these, or send anyway with --allow-rejects)", file=sys.stderr)
+        if args.json:
+            _json_out({"topic": settings.topics.raw(args.format), "sent": [], "refused": refusals})
+        return REFUSED
     topic = settings.topics.raw(args.format)
     try:
         placed = asyncio.run(publish_raw(settings, args.format, payloads, key))
     except KafkaError as error:
+        if isinstance(error, KafkaConnectionError):
+            raise  # unreachable, or the login refused: main() says which setting
         print(f"mmhub ingest: Kafka refused the send: {error!r}; files before it may be on {topic}", file=sys.stderr)
         return 1
-    for name, body, (partition, offset) in zip(args.files, payloads, placed):
-        print(f"{name}\t{len(body)} bytes\t{topic}\tpartition {partition}\toffset {offset}")
-    return 0
+    sent = [
+        {"file": name, "bytes": len(body), "topic": topic, "partition": partition, "offset": offset}
+        for name, body, (partition, offset) in zip(args.files, payloads, placed)
+    ]
+    if args.json:
+        _json_out({"topic": topic, "sent": sent, "refused": refusals})
+    else:
+        for item in sent:
+            print(f"{item['file']}\t{item['bytes']} bytes\t{topic}\tpartition {item['partition']}\toffset {item['offset']}")
+    return REFUSED if refusals else 0
+
+
+def _ingest_refusals(args: argparse.Namespace, settings: Settings, key: SigningKey, payloads: list[bytes]) -> list[str]:
+    """What the hub would refuse, checked here before anything is sent: the key against the registry the hub reads
+    (MMHUB_CARRIERS), then every event of every file as the connector stage parses and routes it."""
+    from connectors.carriers import load_registry, sign, verify
+    from connectors.formats import parser as format_parser
+    from schemas.rejection import for_event
+    from streams.horizon import Horizon
+    from streams.routing import route
+
+    now = datetime.now(timezone.utc)
+    registry = load_registry(settings.carriers_path)
+    refused = verify(registry, key.carrier, key.key_id, sign(b"", key, args.format, now), b"", now, args.format)
+    if refused is not None:
+        return [f"{args.key}: {refused.reason} (MMHUB_CARRIERS={settings.carriers_path}; see `mmhub carriers add-key`)"]
+    read, horizon = format_parser(args.format), Horizon.of(settings)
+    found = []
+    for name, body in zip(args.files, payloads):
+        results = read(body, key.carrier)
+        for index, result in enumerate(results):
+            if not isinstance(result, Rejection):
+                routed = route(result, key.carrier, now, horizon)
+                if not isinstance(routed, Rejection):
+                    continue
+                result = routed
+            labelled = for_event(index, result)
+            found.append(f"{name}: {labelled.code}: {labelled.reason} (as --format {args.format})")
+        if not results:
+            found.append(f"{name}: no events in it as --format {args.format}")
+    return found
 
 
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
-    from streams.codec import Rejection, decode_event
-    from streams.horizon import Horizon
     from streams.merge import fold
     from streams.references import resolve_offline
 
     # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
     # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
     authority = load_parties(settings.parties_path).authority()
-    horizon = Horizon.of(settings)
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     events = []
     rejected = 0
-    for number, line in enumerate(read_jsonl(Path(args.file)), start=1):
-        decoded = decode_event(line)
-        if not isinstance(decoded, Rejection):
-            decoded = horizon.refusal(decoded, received_at) or decoded
+    for number, decoded in enumerate(_checked(read_jsonl(Path(args.file)), settings, received_at), start=1):
         if isinstance(decoded, Rejection):
             rejected += 1
             print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
@@ -344,6 +477,51 @@ def _parked(args: argparse.Namespace, settings: Settings) -> int:
             f"{', '.join(s['registered_shipments']) or '-'}"
         )
     return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    """The dead-letter topic, oldest first: each message's code, reason and source, from its headers."""
+    from connectors.kafka import read_all
+    from hubconf.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, ORIGIN
+
+    letters = []
+    for message in sorted(asyncio.run(read_all(settings, settings.topics.dlq)), key=lambda m: (m.timestamp, m.partition, m.offset)):
+        headers = {name: value.decode("utf-8", "backslashreplace") for name, value in message.headers or [] if value is not None}
+        source = headers.get(DLQ_SOURCE_TOPIC, "-")
+        if DLQ_SOURCE_PARTITION in headers:
+            source += f"[{headers[DLQ_SOURCE_PARTITION]}]@{headers.get(DLQ_SOURCE_OFFSET, '?')}"
+        code = headers.get(DLQ_CODE, "-")
+        if args.code and code not in args.code:
+            continue
+        letters.append(
+            {
+                "at": _utc(datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)),
+                "partition": message.partition,
+                "offset": message.offset,
+                "code": code,
+                "reason": headers.get(DLQ_REASON, "-"),
+                "source": source,
+                "origin": headers.get(ORIGIN),
+                "key": message.key.decode("utf-8", "backslashreplace") if message.key is not None else None,
+                "bytes": len(message.value or b""),
+                "headers": headers,
+                "value": (message.value or b"").decode("utf-8", "backslashreplace"),
+            }
+        )
+    letters = letters[-args.last :] if args.last else letters
+    if args.json:
+        _json_out(letters)
+        return 0
+    print(f"{len(letters)} dead letter(s) on {settings.topics.dlq}")
+    for letter in letters:
+        print(f"{letter['at']}  {letter['code']:<22} {letter['source']}  ({letter['bytes']} bytes)")
+        print(f"    {letter['reason']}")
+    return 0
+
+
+def _utc(at: datetime) -> str:
+    """One time format for the command line: UTC, ISO 8601, `Z`."""
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
@@ -504,12 +682,26 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--scramble", action="store_true", help="shuffle the events and add duplicates")
     publish.add_argument("--duplicates", type=int, default=10)
     publish.add_argument("--seed", type=int, default=7)
+    publish.add_argument(
+        "--allow-rejects", action="store_true", help="send lines the hub will dead-letter too (default: send nothing)"
+    )
+    publish.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    publish.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="then wait up to SECONDS until Postgres holds every shipment of the file (needs worker and sink)",
+    )
     publish.set_defaults(run=_publish)
 
     ingest = sub.add_parser("ingest", help="send carrier files, signed and untouched, to their format's raw topic")
     ingest.add_argument("--format", required=True, choices=RAW_FORMATS)
     ingest.add_argument("--key", required=True, help="the carrier's signing key file (see `mmhub keys new`)")
     ingest.add_argument("files", nargs="+", help="each file is sent as one message, byte for byte")
+    ingest.add_argument(
+        "--allow-rejects", action="store_true", help="send files with events the hub will refuse too (default: none)"
+    )
+    ingest.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     ingest.set_defaults(run=_ingest)
 
     keys = sub.add_parser("keys", help="carrier signing keys")
@@ -543,6 +735,12 @@ def parser() -> argparse.ArgumentParser:
     parked = sub.add_parser("parked", help="list the carrier events waiting for their reference to be registered")
     parked.add_argument("--json", action="store_true", help="machine-readable output")
     parked.set_defaults(run=_parked)
+
+    dlq = sub.add_parser("dlq", help="what the hub refused: the dead-letter topic with each message's code, reason and source")
+    dlq.add_argument("--code", action="append", help="only this rejection code (repeatable), such as invalid_event")
+    dlq.add_argument("--last", type=int, metavar="N", help="only the N most recent")
+    dlq.add_argument("--json", action="store_true", help="machine-readable: every header and the original bytes")
+    dlq.set_defaults(run=_dlq)
 
     shipment = sub.add_parser("shipment", help="read shipments from the Postgres projection")
     shipment_sub = shipment.add_subparsers(dest="shipment_command", required=True)
@@ -636,10 +834,29 @@ def _add_party_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the failures a user can fix (mmhub.entry.classify) end in one line and their exit code."""
+    from mmhub.entry import USAGE, Failure, classify
+
     args = parser().parse_args(argv)
+    # aiokafka logs each failed connection; a command that set up no logging says it once, in its one line. With
+    # logging set up (the services' basicConfig), the records still reach the root handler.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     if args.command == "dev":
         return _dev(args.action)
-    code: int = args.run(args, Settings.from_env(PRINCIPAL_OF.get(args.command, "tools")))
+    settings = None
+    try:
+        try:
+            settings = Settings.from_env(PRINCIPAL_OF.get(args.command, "tools"))
+        except ValueError as error:  # a number that is not one, an unknown MMHUB_KAFKA_SECURITY
+            raise Failure(USAGE, str(error)) from None
+        code: int = args.run(args, settings)
+    except BaseException as error:  # noqa: BLE001 - classified: a bug (None) is raised again with its traceback
+        failure = classify(error, settings)
+        if failure is None:
+            raise
+        logging.shutdown()
+        print(f"mmhub {args.command}: {failure.line}", file=sys.stderr)
+        return failure.code
     return code
 
 
