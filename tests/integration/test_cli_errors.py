@@ -4,10 +4,7 @@ nothing on it, a missing file."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +12,8 @@ import pytest
 
 from hubconf.settings import Settings
 from mmhub.entry import KAFKA, NO_FILE, POSTGRES, USAGE
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.cli import REPO
+from tests.integration.cli import mmhub as run
 JOURNEY = str(REPO / "examples" / "journey.jsonl")
 KEY = str(REPO / "examples" / "keys" / "carrier.cr-rail.2025-01.json")
 RAIL = str(REPO / "examples" / "formats" / "rail.edi")
@@ -30,19 +27,10 @@ def closed_port() -> int:
     return port
 
 
-def mmhub(args: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 60) -> tuple[int, list[str], float]:
-    """Run `mmhub ARGS`; (exit code, the lines on stderr, seconds taken)."""
+def mmhub(args: list[str], env: dict[str, str], tmp_path: Path) -> tuple[int, list[str], float]:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "mmhub.cli", *args],
-        env={**os.environ, "MMHUB_DATA_DIR": str(tmp_path / "data"), **env},
-        capture_output=True,
-        timeout=timeout,
-        cwd=tmp_path,
-    )
-    lines = done.stderr.decode().splitlines()
-    print(f"mmhub {' '.join(args)} -> {done.returncode} in {time.monotonic() - started:.1f}s: {lines[-3:]}")
-    return done.returncode, lines, time.monotonic() - started
+    code, lines, _ = run(args, env, tmp_path)
+    return code, lines, time.monotonic() - started
 
 
 ONE_SHOT_KAFKA = [
