@@ -303,12 +303,62 @@ def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _carriers_add_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Register a key a carrier sent (the `registry_entry` that `mmhub keys new` printed) in MMHUB_CARRIERS: the
+    file is checked whole as the hub will load it, then replaced in one rename."""
+    from pydantic import ValidationError
+
+    from connectors.carriers import CarrierKey, CarrierRegistry, load_registry
+    from mmhub.entry import REFUSED, USAGE
+    from schemas.rejection import describe
+
+    path = settings.carriers_path
+    raw = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
+    try:
+        document = orjson.loads(raw)
+        entry = CarrierKey.model_validate(document.get("registry_entry", document) if isinstance(document, dict) else document)
+    except orjson.JSONDecodeError as error:
+        print(f"mmhub carriers add-key: {args.entry}: not JSON: {error}", file=sys.stderr)
+        return USAGE
+    except ValidationError as error:
+        print(f"mmhub carriers add-key: {args.entry}: not a registry entry: {describe(error)}", file=sys.stderr)
+        return USAGE
+    registry = load_registry(path).model_dump(mode="json", exclude_none=True)
+    carriers: list[dict[str, object]] = registry["carriers"]
+    carrier = next((c for c in carriers if c["party_id"] == args.carrier), None)
+    if carrier is None:
+        if not args.name:
+            print(f"mmhub carriers add-key: {args.carrier} is not in {path}; give --name to register it", file=sys.stderr)
+            return USAGE
+        carrier = {"party_id": args.carrier, "name": args.name, "keys": []}
+        carriers.append(carrier)
+    keys = carrier["keys"]
+    assert isinstance(keys, list)
+    keys.append(entry.model_dump(mode="json", exclude_none=True))
+    try:
+        checked = CarrierRegistry.model_validate(registry)  # a repeated key id, a bad party id: nothing is written
+    except ValidationError as error:
+        print(f"mmhub carriers add-key: {path} would not load: {describe(error)}; nothing written", file=sys.stderr)
+        return REFUSED
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.write_bytes(orjson.dumps(checked.model_dump(mode="json", exclude_none=True), option=orjson.OPT_INDENT_2) + b"\n")
+    os.chmod(staged, path.stat().st_mode & 0o777)
+    os.replace(staged, path)
+    print(
+        f"added key {entry.key_id} ({entry.algorithm}, valid from {_utc(entry.not_before)}) to {args.carrier} in {path}."
+        " The gateway and the worker read the registry at start-up: restart `mmhub gateway` and `mmhub worker`"
+        " for the key to count.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from connectors.carriers import RegistryError, load_signing_key
     from connectors.kafka import MAX_RAW_BYTES, publish_raw
-    from mmhub.entry import REFUSED
+    from mmhub.entry import NO_FILE, REFUSED
 
     problems = []
     payloads = []
@@ -330,7 +380,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         for problem in problems:
             print(f"mmhub ingest: {problem}", file=sys.stderr)
         print("mmhub ingest: nothing sent", file=sys.stderr)
-        return 2
+        return NO_FILE
 
     refusals = _ingest_refusals(args, settings, key, payloads)
     for refusal in refusals:
@@ -713,6 +763,17 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--not-before", type=_timestamp, help="ISO 8601 with an offset (default: now)")
     new.add_argument("--out", help="write the signing key to this new file (mode 0600) instead of printing it")
     new.set_defaults(run=_keys_new)
+
+    carriers = sub.add_parser("carriers", help="the carrier registry (MMHUB_CARRIERS): who may publish, with which keys")
+    carriers_sub = carriers.add_subparsers(dest="carriers_command", required=True)
+    add_key = carriers_sub.add_parser(
+        "add-key",
+        help="register a carrier's public key (the registry_entry `mmhub keys new` printed) in MMHUB_CARRIERS",
+    )
+    add_key.add_argument("--carrier", required=True, help="the party id, such as carrier.oceanline")
+    add_key.add_argument("--name", help="the carrier's name, when it is not in the registry yet")
+    add_key.add_argument("entry", help="a JSON file with the registry entry (the output of `mmhub keys new`), or -")
+    add_key.set_defaults(run=_carriers_add_key)
 
     fold = sub.add_parser("fold", help="replay a JSON-lines event log offline and print the record(s)")
     fold.add_argument("file")
