@@ -18,6 +18,8 @@ import orjson
 
 from connectors.webhooks.commands import add_commands as add_webhook_commands
 from hubconf.settings import Settings
+from mmhub.helptext import add_command as add_help_command
+from mmhub.helptext import document
 from mmhub.quarantine import add_commands as add_quarantine_commands
 from hubconf.topics import RAW_FORMATS
 from schemas.rejection import Rejection
@@ -29,8 +31,21 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _dev(action: str) -> int:
-    return subprocess.call(["bash", str(REPO / "infra" / "dev.sh"), action])
+def _dev(args: argparse.Namespace) -> int:
+    if args.action == "reset" and not args.yes:
+        home = os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub")
+        print(
+            f"mmhub dev reset stops the local Kafka and Postgres and DELETES their data under {home}/run:"
+            " every topic, every schema, the generated passwords.",
+            file=sys.stderr,
+        )
+        if not sys.stdin.isatty():
+            print("mmhub dev reset: nothing deleted; run it with --yes to go on", file=sys.stderr)
+            return 2
+        if input("type yes to delete it all: ").strip() != "yes":
+            print("mmhub dev reset: nothing deleted", file=sys.stderr)
+            return 2
+    return subprocess.call(["bash", str(REPO / "infra" / "dev.sh"), args.action])
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -691,18 +706,21 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="start/stop the local Kafka broker and Postgres (no Docker needed)")
-    dev.add_argument("action", choices=["up", "down", "status", "reset"])
+    dev.add_argument(
+        "action", choices=["up", "down", "status", "reset"], help="reset also deletes every topic and the database"
+    )
+    dev.add_argument("--yes", action="store_true", help="reset without asking (it deletes all local data)")
 
     worker = sub.add_parser("worker", help="run the stream worker (merge agent)")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     worker.set_defaults(run=_worker)
 
     sink = sub.add_parser("sink", help="run the Postgres projection")
-    sink.add_argument("--loglevel", default="info")
+    sink.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     sink.set_defaults(run=_sink)
 
     share = sub.add_parser("share", help="send each party its permitted view on hub.share.<audience>, and audit it")
-    share.add_argument("--loglevel", default="info")
+    share.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     share.set_defaults(run=_share)
 
     usage = sub.add_parser("usage", help="what was shared with whom, from the share audit")
@@ -719,19 +737,19 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_audit_verify)
 
     gateway = sub.add_parser("gateway", help="run the HTTP gateway where carriers POST signed batches of events")
-    gateway.add_argument("--host", default="127.0.0.1")
-    gateway.add_argument("--port", type=int, default=8080)
-    gateway.add_argument("--loglevel", default="info")
+    gateway.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    gateway.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     gateway.set_defaults(run=_gateway)
     sub.add_parser(
         "topics", help="create the hub's topics if absent, and each hub process's ACLs on them (as admin)"
     ).set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")
-    publish.add_argument("file")
+    publish.add_argument("file", help="JSON lines, one canonical event each (see examples/journey.jsonl)")
     publish.add_argument("--scramble", action="store_true", help="shuffle the events and add duplicates")
-    publish.add_argument("--duplicates", type=int, default=10)
-    publish.add_argument("--seed", type=int, default=7)
+    publish.add_argument("--duplicates", type=int, default=10, help="with --scramble: extra copies (default 10)")
+    publish.add_argument("--seed", type=int, default=7, help="with --scramble: the random seed (default 7)")
     publish.add_argument(
         "--allow-rejects", action="store_true", help="send lines the hub will dead-letter too (default: send nothing)"
     )
@@ -745,7 +763,7 @@ def parser() -> argparse.ArgumentParser:
     publish.set_defaults(run=_publish)
 
     ingest = sub.add_parser("ingest", help="send carrier files, signed and untouched, to their format's raw topic")
-    ingest.add_argument("--format", required=True, choices=RAW_FORMATS)
+    ingest.add_argument("--format", required=True, choices=RAW_FORMATS, help="the files' format")
     ingest.add_argument("--key", required=True, help="the carrier's signing key file (see `mmhub keys new`)")
     ingest.add_argument("files", nargs="+", help="each file is sent as one message, byte for byte")
     ingest.add_argument(
@@ -758,8 +776,10 @@ def parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="make a key: print its registry entry and the carrier's signing key")
     new.add_argument("--carrier", required=True, help="the party id, such as carrier.oceanline")
-    new.add_argument("--key-id", required=True)
-    new.add_argument("--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519")
+    new.add_argument("--key-id", required=True, help="a name for the key, unique for the carrier, such as 2027-01")
+    new.add_argument(
+        "--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519", help="ed25519 (default) or a shared secret"
+    )
     new.add_argument("--not-before", type=_timestamp, help="ISO 8601 with an offset (default: now)")
     new.add_argument("--out", help="write the signing key to this new file (mode 0600) instead of printing it")
     new.set_defaults(run=_keys_new)
@@ -776,7 +796,7 @@ def parser() -> argparse.ArgumentParser:
     add_key.set_defaults(run=_carriers_add_key)
 
     fold = sub.add_parser("fold", help="replay a JSON-lines event log offline and print the record(s)")
-    fold.add_argument("file")
+    fold.add_argument("file", help="JSON lines, one canonical event each")
     fold.add_argument("--shipment", help="print only this shipment")
     fold.add_argument("--allow-rejects", action="store_true", help="exit 0 even if some lines were rejected")
     fold.add_argument(
@@ -787,9 +807,9 @@ def parser() -> argparse.ArgumentParser:
     fold.set_defaults(run=_fold)
 
     convert = sub.add_parser("convert", help="carrier files to canonical events (JSON lines on stdout), offline")
-    convert.add_argument("--format", required=True, choices=RAW_FORMATS)
+    convert.add_argument("--format", required=True, choices=RAW_FORMATS, help="the files' format")
     convert.add_argument("--source", required=True, help="the party that sent the files (the events' source)")
-    convert.add_argument("files", nargs="+")
+    convert.add_argument("files", nargs="+", help="carrier files, each as it would be sent")
     convert.add_argument("--received-at", type=_timestamp, help="as for fold: the time of receipt (default: now)")
     convert.set_defaults(run=_convert)
 
@@ -806,12 +826,12 @@ def parser() -> argparse.ArgumentParser:
     shipment = sub.add_parser("shipment", help="read shipments from the Postgres projection")
     shipment_sub = shipment.add_subparsers(dest="shipment_command", required=True)
     get = shipment_sub.add_parser("get", help="show one shipment's merged record")
-    get.add_argument("shipment_id")
+    get.add_argument("shipment_id", help="such as SHP-2026-000042")
     get.add_argument("--json", action="store_true", help="machine-readable output")
     get.set_defaults(run=_shipment_get)
 
     grant = sub.add_parser("grant", help="let a party see some grades of a shipment on another's behalf (operators)")
-    grant.add_argument("--shipment", required=True)
+    grant.add_argument("--shipment", required=True, help="the shipment id")
     grant.add_argument("--grantor", required=True, help="the entitled party that delegates, e.g. shipper.chengdu-elec")
     grant.add_argument("--grantee", required=True, help="a registered party, such as broker.customs-jb")
     grant.add_argument("--grades", required=True, help="comma-separated, such as public,operational")
@@ -819,7 +839,7 @@ def parser() -> argparse.ArgumentParser:
     grant.set_defaults(run=_grant)
 
     revoke = sub.add_parser("revoke", help="revoke a grant, and what was delegated from it (operators)")
-    revoke.add_argument("grant_id")
+    revoke.add_argument("grant_id", help="as `mmhub grant` printed it")
     revoke.set_defaults(run=_revoke)
 
     schema = sub.add_parser("schema", help="export the JSON Schema of every canonical model")
@@ -838,7 +858,8 @@ def parser() -> argparse.ArgumentParser:
     add_webhook_commands(sub, _timestamp)
     _add_party_commands(sub)
     add_quarantine_commands(sub)
-    return top
+    add_help_command(sub)
+    return document(top)
 
 
 # --- Kafka principals: which one each command is (unless MMHUB_KAFKA_USER says), and onboarding a party ---------
@@ -896,14 +917,14 @@ def _add_party_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the failures a user can fix (mmhub.entry.classify) end in one line and their exit code."""
-    from mmhub.entry import USAGE, Failure, classify
+    from mmhub.entry import REFUSED, USAGE, Failure, classify
 
     args = parser().parse_args(argv)
     # aiokafka logs each failed connection; a command that set up no logging says it once, in its one line. With
     # logging set up (the services' basicConfig), the records still reach the root handler.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     if args.command == "dev":
-        return _dev(args.action)
+        return _dev(args)
     settings = None
     try:
         try:
@@ -911,6 +932,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:  # a number that is not one, an unknown MMHUB_KAFKA_SECURITY
             raise Failure(USAGE, str(error)) from None
         code: int = args.run(args, settings)
+    except BrokenPipeError:  # `mmhub ... | head`: the reader left, so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return REFUSED
     except BaseException as error:  # noqa: BLE001 - classified: a bug (None) is raised again with its traceback
         failure = classify(error, settings)
         if failure is None:
