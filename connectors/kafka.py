@@ -20,6 +20,7 @@ from hubconf.settings import Settings
 from hubconf.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
+LEADER_TIMEOUT_S = 30.0  # how long new topics may take to get their partitions' leaders
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
@@ -49,6 +50,7 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             if name not in existing
         ]
         await _create(admin, wanted)
+        await wait_for_leaders(admin, [topic.name for topic in wanted])
         stamped = [name for name, config in every.items() if name in existing and RECEIPT_TIME.items() <= config.items()]
         await stamp_receipt_time(admin, stamped)
     finally:
@@ -65,12 +67,34 @@ async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> None:
             pass  # another process created one between our list and create: that is the goal (the others are made)
 
 
+async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LEADER_TIMEOUT_S) -> None:
+    """Return once every partition of `names` has a leader in the broker's metadata. A topic just created has none
+    for a moment, and a producer that sends then logs NotLeaderForPartitionError and retries (make demo did)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    pending = list(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"]
+            or not topic["partitions"]
+            or any(p["error_code"] or p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no leader after {timeout_s:g} s for the partitions of {', '.join(pending)}")
+            await asyncio.sleep(0.1)
+
+
 async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
     """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding)."""
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
-        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
+        wanted = [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names]
+        await _create(admin, wanted)
+        await wait_for_leaders(admin, [topic.name for topic in wanted])
     finally:
         await admin.close()
 

@@ -21,6 +21,7 @@ from hubconf.settings import Settings
 from mmhub.helptext import add_command as add_help_command
 from mmhub.helptext import document
 from mmhub.quarantine import add_commands as add_quarantine_commands
+from mmhub.render import utc
 from hubconf.topics import RAW_FORMATS
 from schemas.rejection import Rejection
 
@@ -181,8 +182,12 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(probe_kafka(settings))  # ensure_topics waits up to 30 s for a broker that is starting
     created = asyncio.run(ensure_topics(settings))
-    for name in settings.topics.all():
-        print(f"{name}\t{'created' if name in created else 'exists'}")
+    states = [{"topic": name, "state": "created" if name in created else "exists"} for name in settings.topics.all()]
+    if args.json:
+        _json_out(states)
+    else:
+        for state in states:
+            print(f"{state['topic']}\t{state['state']}")
     return 0
 
 
@@ -360,7 +365,7 @@ def _carriers_add_key(args: argparse.Namespace, settings: Settings) -> int:
     os.chmod(staged, path.stat().st_mode & 0o777)
     os.replace(staged, path)
     print(
-        f"added key {entry.key_id} ({entry.algorithm}, valid from {_utc(entry.not_before)}) to {args.carrier} in {path}."
+        f"added key {entry.key_id} ({entry.algorithm}, valid from {utc(entry.not_before)}) to {args.carrier} in {path}."
         " The gateway and the worker read the registry at start-up: restart `mmhub gateway` and `mmhub worker`"
         " for the key to count.",
         file=sys.stderr,
@@ -478,7 +483,7 @@ def _fold(args: argparse.Namespace, settings: Settings) -> int:
     events, unresolved = resolve_offline(events, authority)
     for event in unresolved:
         refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
-        print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
+        print(f"{event.key}: parked: no shipment registers {refs} at {utc(event.occurred_at)}", file=sys.stderr)
     records = fold(events, authority)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
@@ -526,19 +531,19 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
 def _parked(args: argparse.Namespace, settings: Settings) -> int:
     """What waits for a reference now: one row per reference, from the compacted hub.references.parked topic."""
     from connectors.kafka import read_latest
+    from mmhub.render import age, parked_report
 
     latest = asyncio.run(read_latest(settings, settings.topics.parked))
-    waiting = sorted((orjson.loads(v) for v in latest.values() if v), key=lambda s: -s["oldest_age_s"])
+    waiting, events = parked_report([orjson.loads(v) for v in latest.values() if v], datetime.now(timezone.utc))
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(waiting, option=orjson.OPT_INDENT_2) + b"\n")
+        _json_out(waiting)
         return 0
-    total = sum(s["parked"] for s in waiting)
-    print(f"{total} event(s) parked on {len(waiting)} reference(s)")
+    print(f"{events} event(s) parked, on {len(waiting)} reference(s) (an event waits on each reference it names)")
     if waiting:
-        print(f"{'reference':<40} {'events':>6} {'oldest since':<26} {'age s':>9}  registered for")
+        print(f"{'reference':<36} {'events':>6}  {'oldest since':<20} {'age':>7}  registered for")
     for s in waiting:
         print(
-            f"{s['reference']:<40} {s['parked']:>6} {s['oldest_since']:<26} {s['oldest_age_s']:>9.0f}  "
+            f"{s['reference']:<36} {s['parked']:>6}  {s['oldest_since'][:19] + 'Z':<20} {age(s['oldest_age_s']):>7}  "
             f"{', '.join(s['registered_shipments']) or '-'}"
         )
     return 0
@@ -560,7 +565,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
             continue
         letters.append(
             {
-                "at": _utc(datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)),
+                "at": utc(datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)),
                 "partition": message.partition,
                 "offset": message.offset,
                 "code": code,
@@ -584,11 +589,6 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _utc(at: datetime) -> str:
-    """One time format for the command line: UTC, ISO 8601, `Z`."""
-    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.postgres.store import fetch_record
     from mmhub.render import summary
@@ -598,6 +598,7 @@ def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         print(f"shipment {args.shipment_id} is not in the projection", file=sys.stderr)
         return 1
+    row["projected_at"] = utc(datetime.fromisoformat(row["projected_at"]))
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(row, option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -741,9 +742,11 @@ def parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     gateway.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     gateway.set_defaults(run=_gateway)
-    sub.add_parser(
+    topics = sub.add_parser(
         "topics", help="create the hub's topics if absent, and each hub process's ACLs on them (as admin)"
-    ).set_defaults(run=_topics)
+    )
+    topics.add_argument("--json", action="store_true", help="machine-readable output")
+    topics.set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")
     publish.add_argument("file", help="JSON lines, one canonical event each (see examples/journey.jsonl)")
