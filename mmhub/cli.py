@@ -245,6 +245,8 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float) -> bool:
     """Wait until Postgres holds each shipment of `events` at least at the version the offline fold gives them,
     printing each version as it arrives; False (and why) after `timeout_s`."""
+    import asyncpg
+
     from connectors.parties import load_parties
     from connectors.postgres.store import fetch_record
     from streams.merge import fold
@@ -257,7 +259,10 @@ def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float
         deadline = time.monotonic() + timeout_s
         while True:
             for shipment_id, version in wanted.items():
-                row = await fetch_record(settings, shipment_id)
+                try:
+                    row = await fetch_record(settings, shipment_id)
+                except asyncpg.UndefinedTableError:
+                    row = None  # the sink makes its tables when it starts
                 now_at = int(row["version"]) if row else 0
                 if seen.get(shipment_id) != now_at:
                     seen[shipment_id] = now_at

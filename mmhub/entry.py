@@ -103,6 +103,10 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
         dsn = f"MMHUB_PG_DSN={redacted(settings.pg_dsn)}"
         if isinstance(error, asyncpg.ClientConfigurationError):
             return Failure(POSTGRES, f"{dsn} is not a Postgres DSN: {error}")
+        if isinstance(error, asyncpg.UndefinedTableError):
+            return Failure(
+                POSTGRES, f"MMHUB_PG_SCHEMA={settings.pg_schema} has no hub tables in {dsn} (has `mmhub sink` run?)"
+            )
         if isinstance(error, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)):
             return Failure(POSTGRES, f"{dsn}: {error}")
         if isinstance(error, (OSError, asyncio.TimeoutError)) and getattr(error, "filename", None) is None:

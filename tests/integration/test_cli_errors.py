@@ -102,3 +102,12 @@ def test_a_missing_file_is_one_line_and_exit_3(command: str, tmp_path: Path) -> 
 def test_a_setting_that_is_not_a_number(tmp_path: Path) -> None:
     code, lines, _ = mmhub(["parked"], {"MMHUB_PARTITIONS": "eight"}, tmp_path)
     assert (code, lines) == (USAGE, ["mmhub parked: MMHUB_PARTITIONS='eight' is not a whole number"])
+
+
+def test_a_schema_without_the_hub_tables(services: Settings, tmp_path: Path) -> None:
+    code, lines, _ = mmhub(["shipment", "get", "SHP-2026-000042"], {"MMHUB_PG_SCHEMA": "no_such_schema"}, tmp_path)
+    shown = services.pg_dsn.replace("mmhub:mmhub@", "mmhub:***@")
+    assert (code, lines) == (
+        POSTGRES,
+        [f"mmhub shipment: MMHUB_PG_SCHEMA=no_such_schema has no hub tables in MMHUB_PG_DSN={shown} (has `mmhub sink` run?)"],
+    )

@@ -109,3 +109,25 @@ async def test_ingest_with_the_wrong_format_sends_nothing(
     (sent,) = orjson.loads(out)["sent"]
     assert (sent["file"], sent["bytes"], sent["topic"]) == (str(RAIL_EDI), RAIL_EDI.stat().st_size, settings.topics.raw("edifact"))
     assert len(await read_all(settings, settings.topics.raw("edifact"))) == 1
+
+
+async def test_publish_wait_reports_each_version_until_postgres_has_the_shipment(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    settings, worker, sink = hub
+    worker.start()
+    sink.start()
+    code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "90"], env_of(settings), tmp_path)
+    assert code == 0, "\n".join(lines) + worker.tail() + sink.tail()
+    assert lines[0] == f"published 52 events to {settings.topics.events}"
+    assert lines[-2] == "SHP-2026-000042: version 52 of 52 in Postgres"
+    assert lines[-1] == f"projected: 1 shipment(s) in Postgres ({settings.pg_schema})"
+
+
+async def test_publish_wait_says_what_is_missing_when_nothing_projects(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+) -> None:
+    settings = await hub_settings()
+    code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "2"], env_of(settings), tmp_path)
+    assert code == REFUSED
+    assert lines[-1].startswith("mmhub publish: not projected within 2 s; are `mmhub worker` and `mmhub sink` running")
