@@ -23,14 +23,14 @@ GROUPS = (
     ),
 )
 
-# command -> (who uses it, one example). The one-line purpose is the command's own `help=` in cli.py.
+# command -> (who uses it, one example). The one-line purpose is the command's own `help=` in cli.py. A group
+# (keys, carriers, audit…) takes its first subcommand's.
 COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("a developer on this machine", "mmhub dev up"),
     "worker": ("the operator: one or more per deployment (they share the partitions)", "mmhub worker --loglevel info"),
     "sink": ("the operator: the process that keeps Postgres up to date", "mmhub sink"),
     "share": ("the operator: the process that sends each party its view", "mmhub share"),
     "usage": ("an insurer, a shipper or the operator, to see who received what", "mmhub usage --party insurer.picc --month 2026-03"),
-    "audit": ("the operator or an auditor", "mmhub audit verify"),
     "audit verify": ("the operator or an auditor", "mmhub audit verify --json"),
     "gateway": ("the operator: the HTTP front door carriers and readers use", "mmhub gateway --host 0.0.0.0 --port 8080"),
     "topics": ("the operator, once per deployment and after upgrades", "mmhub topics --json"),
@@ -39,15 +39,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "a carrier that writes to Kafka directly",
         "mmhub ingest --format edifact --key carrier.key.json rail.edi",
     ),
-    "keys": ("a carrier", "mmhub keys new --carrier carrier.newco --key-id 2027-01 --out newco.key.json"),
     "keys new": ("a carrier; it sends the printed registry entry to the operator", "mmhub keys new --carrier carrier.newco --key-id 2027-01 --out newco.key.json"),
-    "carriers": ("the operator", "mmhub carriers add-key --carrier carrier.newco --name 'New Co' newco.entry.json"),
     "carriers add-key": ("the operator, with the entry a carrier sent", "mmhub carriers add-key --carrier carrier.newco --name 'New Co' newco.entry.json"),
     "fold": ("anyone with an event log: a shipper checking a record, a developer", "mmhub fold examples/journey.jsonl --shipment SHP-2026-000042"),
     "convert": ("a carrier checking its files before sending them", "mmhub convert --format dcsa --source carrier.oceanline examples/formats/sea.json"),
     "parked": ("a carrier or the operator: why an event has not reached its shipment yet", "mmhub parked --json"),
     "dlq": ("a carrier or the operator: why something was refused", "mmhub dlq --code invalid_event --last 20"),
-    "shipment": ("the operator, or a shipper's integrator with database access", "mmhub shipment get SHP-2026-000042"),
     "shipment get": ("the operator, or a shipper's integrator with database access", "mmhub shipment get SHP-2026-000042 --json"),
     "grant": (
         "the operator, on a shipper's or consignee's request",
@@ -69,9 +66,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webhooks new-key": ("the operator, for MMHUB_WEBHOOKS_KEYS_FILE", "mmhub webhooks new-key 2027-01 >> webhook-keys"),
     "webhooks rotate-key": ("the operator, after adding a key to the keyring", "mmhub webhooks rotate-key"),
     "webhooks run": ("the operator: the delivery process", "mmhub webhooks run"),
-    "parties": ("the operator", "mmhub parties onboard carrier.newco --kind carrier --password-file newco.pw"),
     "parties onboard": ("the operator, for each party that uses Kafka", "mmhub parties onboard insurer.picc --kind insurer"),
-    "quarantine": ("the operator", "mmhub quarantine list"),
     "quarantine list": ("the operator", "mmhub quarantine list --json"),
     "quarantine replay": ("the operator, once the cause is fixed", "mmhub quarantine replay 17"),
     "help": ("anyone", "mmhub help env"),
@@ -152,12 +147,15 @@ def _summaries(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def _describe(parser: argparse.ArgumentParser, path: str, summary: str) -> None:
-    who, example = COMMANDS.get(path, ("", ""))
+    children = _subcommands(parser)
+    # a command group (keys, carriers…) is described by its first documented subcommand
+    paths = [path, *(f"{path} {name}" for name in children)]
+    who, example = next((COMMANDS[p] for p in paths if p in COMMANDS), ("", ""))
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = f"{summary[:1].upper()}{summary[1:]}.\n\nWho uses it: {who}." if who else summary
     parser.epilog = f"example:\n  {example}\n\n{exit_codes_page()}" if example else exit_codes_page()
     summaries = _summaries(parser)
-    for name, child in _subcommands(parser).items():
+    for name, child in children.items():
         _describe(child, f"{path} {name}", summaries.get(name, ""))
 
 
