@@ -208,7 +208,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     """Decode every line first, as the worker will: a file with lines the hub would dead-letter is not sent (unless
     --allow-rejects), so a typo is an error here and not a silent dead letter there."""
     from connectors.kafka import publish, read_jsonl, scramble
-    from mmhub.entry import REFUSED
+    from mmhub.entry import REFUSED, probe_kafka
 
     lines = read_jsonl(Path(args.file))
     checked = _checked(lines, settings, datetime.now(timezone.utc))
@@ -230,6 +230,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     else:
         if args.scramble:
             lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
+        asyncio.run(probe_kafka(settings))
         sent = asyncio.run(publish(settings, lines))
         doomed = f" ({len(rejects)} of them will be dead-lettered: see `mmhub dlq`)" if rejects else ""
         print(f"published {sent} events to {topic}{doomed}", file=sys.stderr)
@@ -383,7 +384,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.carriers import RegistryError, load_signing_key
     from connectors.kafka import MAX_RAW_BYTES, publish_raw
-    from mmhub.entry import NO_FILE, REFUSED
+    from mmhub.entry import NO_FILE, REFUSED, probe_kafka
 
     problems = []
     payloads = []
@@ -416,6 +417,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             _json_out({"topic": settings.topics.raw(args.format), "sent": [], "refused": refusals})
         return REFUSED
     topic = settings.topics.raw(args.format)
+    asyncio.run(probe_kafka(settings))
     try:
         placed = asyncio.run(publish_raw(settings, args.format, payloads, key))
     except KafkaError as error:
@@ -536,8 +538,10 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
 def _parked(args: argparse.Namespace, settings: Settings) -> int:
     """What waits for a reference now: one row per reference, from the compacted hub.references.parked topic."""
     from connectors.kafka import read_latest
+    from mmhub.entry import probe_kafka
     from mmhub.render import age, parked_report
 
+    asyncio.run(probe_kafka(settings))
     latest = asyncio.run(read_latest(settings, settings.topics.parked))
     waiting, events = parked_report([orjson.loads(v) for v in latest.values() if v], datetime.now(timezone.utc))
     if args.json:
@@ -558,7 +562,9 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     """The dead-letter topic, oldest first: each message's code, reason and source, from its headers."""
     from connectors.kafka import read_all
     from hubconf.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, ORIGIN
+    from mmhub.entry import probe_kafka
 
+    asyncio.run(probe_kafka(settings))
     letters = []
     for message in sorted(asyncio.run(read_all(settings, settings.topics.dlq)), key=lambda m: (m.timestamp, m.partition, m.offset)):
         headers = {name: value.decode("utf-8", "backslashreplace") for name, value in message.headers or [] if value is not None}

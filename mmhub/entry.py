@@ -68,7 +68,12 @@ def _answers(servers: str) -> bool:
     return False
 
 
-def kafka_failure(settings: Settings) -> Failure:
+def kafka_failure(settings: Settings, silent: bool = False) -> Failure:
+    """Unreachable, silent (`silent`: it took the whole bootstrap timeout) or refusing the login."""
+    if silent:
+        return Failure(
+            KAFKA, f"MMHUB_KAFKA={settings.kafka} did not answer within {BOOTSTRAP_TIMEOUT_S:g} s (is it a Kafka broker?)"
+        )
     if _answers(settings.kafka):
         return Failure(
             KAFKA,
@@ -120,16 +125,19 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
 
 
 async def probe_kafka(settings: Settings) -> None:
-    """Log in to the broker once, with a short timeout; raise Failure if it does not answer or refuses."""
+    """Log in to the broker once, with a short timeout; raise Failure if it does not answer or refuses. What a
+    command runs before its own clients, whose timeouts are the services' (40 s a request)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(
         **settings.kafka_client(client_id="mmhub-probe", request_timeout_ms=int(BOOTSTRAP_TIMEOUT_S * 1000))
     )
+    started = asyncio.get_running_loop().time()
     try:
         await asyncio.wait_for(admin.start(), BOOTSTRAP_TIMEOUT_S * 2)
     except (KafkaError, OSError, asyncio.TimeoutError):
-        raise kafka_failure(settings) from None
+        silent = asyncio.get_running_loop().time() - started >= BOOTSTRAP_TIMEOUT_S
+        raise kafka_failure(settings, silent) from None
     finally:
         await admin.close()

@@ -111,3 +111,16 @@ def test_a_schema_without_the_hub_tables(services: Settings, tmp_path: Path) -> 
         POSTGRES,
         [f"mmhub shipment: MMHUB_PG_SCHEMA=no_such_schema has no hub tables in MMHUB_PG_DSN={shown} (has `mmhub sink` run?)"],
     )
+
+
+@pytest.mark.parametrize("args", ONE_SHOT_KAFKA, ids=lambda a: a[0])
+def test_a_port_that_never_answers_is_a_short_timeout(args: list[str], tmp_path: Path) -> None:
+    """A listener that accepts the connection and never answers (a wrong port, a firewall): 5 s, not aiokafka's 40 s
+    request timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        code, lines, took = mmhub(args, {"MMHUB_KAFKA": f"127.0.0.1:{port}"}, tmp_path)
+    assert (code, lines) == (KAFKA, [f"mmhub {args[0]}: MMHUB_KAFKA=127.0.0.1:{port} did not answer within 5 s (is it a Kafka broker?)"])
+    assert took < 15
