@@ -67,34 +67,12 @@ async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> None:
             pass  # another process created one between our list and create: that is the goal (the others are made)
 
 
-async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LEADER_TIMEOUT_S) -> None:
-    """Return once every partition of `names` has a leader in the broker's metadata. A topic just created has none
-    for a moment, and a producer that sends then logs NotLeaderForPartitionError and retries (make demo did)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    pending = list(names)
-    while pending:
-        described = await admin.describe_topics(pending)
-        pending = [
-            topic["topic"]
-            for topic in described
-            if topic["error_code"]
-            or not topic["partitions"]
-            or any(p["error_code"] or p["leader"] < 0 for p in topic["partitions"])
-        ]
-        if pending:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"no leader after {timeout_s:g} s for the partitions of {', '.join(pending)}")
-            await asyncio.sleep(0.1)
-
-
 async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
     """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding)."""
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
-        wanted = [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names]
-        await _create(admin, wanted)
-        await wait_for_leaders(admin, [topic.name for topic in wanted])
+        await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
     finally:
         await admin.close()
 
@@ -118,6 +96,26 @@ async def stamp_receipt_time(admin: AIOKafkaAdminClient, names: list[str]) -> No
             for error_code, message, _, name in response.resources:
                 if error_code:
                     raise RuntimeError(f"could not set {RECEIPT_TIME} on {name}: error {error_code} {message}")
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LEADER_TIMEOUT_S) -> None:
+    """Return once every partition of `names` has a leader in the broker's metadata. A topic just created has none
+    for a moment, and a producer that sends then logs NotLeaderForPartitionError and retries (make demo did)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    pending = list(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"]
+            or not topic["partitions"]
+            or any(p["error_code"] or p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no leader after {timeout_s:g} s for the partitions of {', '.join(pending)}")
+            await asyncio.sleep(0.1)
 
 
 def read_jsonl(path: Path) -> list[bytes]:

@@ -70,15 +70,29 @@ def _password(user: str, home: Path) -> str | None:
     return path.read_text().strip()
 
 
-def _number(name: str, default: float | str, kind: type[int] | type[float]) -> Any:
-    """The number in the environment variable `name` (else `default`); a ValueError that names the variable."""
-    text = os.environ.get(name)
-    if text is None:
-        return kind(default)
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+# The numeric settings: from_env refuses a value that is not one, naming the variable (the CLI's one-line error).
+NUMERIC = {
+    "MMHUB_PARTITIONS": int,
+    "MMHUB_CLOCK_INTERVAL_S": float,
+    "MMHUB_REPORT_INTERVAL_S": float,
+    "MMHUB_BATCH_MAX": int,
+    "MMHUB_SESSION_TIMEOUT_S": float,
+    "MMHUB_WARM_STATES": int,
+    "MMHUB_FETCH_MAX_WAIT_MS": int,
+    "MMHUB_MAX_FUTURE_S": float,
+    "MMHUB_MAX_PLAN_AHEAD_S": float,
+}
+
+
+def _check_numbers() -> None:
+    for name, kind in NUMERIC.items():
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        try:
+            kind(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not {'a whole number' if kind is int else 'a number'}") from None
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,7 @@ class Settings:
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
         """The settings of a process whose Kafka principal is `principal` unless MMHUB_KAFKA_USER names another."""
+        _check_numbers()
         home = Path(os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub"))
         user = os.environ.get("MMHUB_KAFKA_USER", principal)
         security = os.environ.get("MMHUB_KAFKA_SECURITY", SECURITY_SCRAM)
@@ -134,17 +149,17 @@ class Settings:
             namespace=os.environ.get("MMHUB_NAMESPACE", ""),
             store=os.environ.get("MMHUB_STORE", "rocksdb://"),
             data_dir=Path(os.environ.get("MMHUB_DATA_DIR", home / "worker-data")),
-            partitions=_number("MMHUB_PARTITIONS", "8", int),
-            clock_interval_s=_number("MMHUB_CLOCK_INTERVAL_S", "600", float),
-            report_interval_s=_number("MMHUB_REPORT_INTERVAL_S", "30", float),
+            partitions=int(os.environ.get("MMHUB_PARTITIONS", "8")),
+            clock_interval_s=float(os.environ.get("MMHUB_CLOCK_INTERVAL_S", "600")),
+            report_interval_s=float(os.environ.get("MMHUB_REPORT_INTERVAL_S", "30")),
             carriers_path=Path(os.environ.get("MMHUB_CARRIERS", DEFAULT_CARRIERS)),
             parties_path=Path(os.environ.get("MMHUB_PARTIES", DEFAULT_PARTIES)),
-            batch_max=_number("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX, int),
-            session_timeout_s=_number("MMHUB_SESSION_TIMEOUT_S", "10", float),
-            warm_states=_number("MMHUB_WARM_STATES", DEFAULT_WARM_STATES, int),
-            fetch_max_wait_ms=_number("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS, int),
-            max_future_s=_number("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S, float),
-            max_plan_ahead_s=_number("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S, float),
+            batch_max=int(os.environ.get("MMHUB_BATCH_MAX", DEFAULT_BATCH_MAX)),
+            session_timeout_s=float(os.environ.get("MMHUB_SESSION_TIMEOUT_S", "10")),
+            warm_states=int(os.environ.get("MMHUB_WARM_STATES", DEFAULT_WARM_STATES)),
+            fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
+            max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
+            max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
         )
 
     def as_principal(self, user: str) -> Settings:
