@@ -84,6 +84,7 @@ ENV = (
     ("MMHUB_PG_SCHEMA", "mmhub", "the schema the projection lives in"),
     ("MMHUB_NAMESPACE", "(empty)", "prefix of every topic and consumer group"),
     ("MMHUB_PARTITIONS", "8", "partitions of the topics the hub creates"),
+    ("MMHUB_REPLICATION_FACTOR", "1", "copies of each topic the hub creates (3 on a production cluster)"),
     ("MMHUB_HOME", "~/.cache/mmhub", "the local stack's home: data, logs, generated passwords"),
     ("MMHUB_DATA_DIR", "$MMHUB_HOME/worker-data", "the worker's RocksDB state (one directory per worker)"),
     ("MMHUB_STORE", "rocksdb://", "faust table store (memory:// for experiments)"),
@@ -152,7 +153,8 @@ def _describe(parser: argparse.ArgumentParser, path: str, summary: str) -> None:
     paths = [path, *(f"{path} {name}" for name in children)]
     who, example = next((COMMANDS[p] for p in paths if p in COMMANDS), ("", ""))
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = f"{summary[:1].upper()}{summary[1:]}.\n\nWho uses it: {who}." if who else summary
+    purpose = parser.description or f"{summary[:1].upper()}{summary[1:]}."  # a command's own description stays
+    parser.description = f"{purpose}\n\nWho uses it: {who}." if who else purpose
     parser.epilog = f"example:\n  {example}\n\n{exit_codes_page()}" if example else exit_codes_page()
     summaries = _summaries(parser)
     for name, child in children.items():
