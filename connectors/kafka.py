@@ -68,11 +68,24 @@ async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> None:
 
 
 async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding)."""
+    """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding), and return
+    once they have leaders: the stage sends to them at once."""
+    names = list(names)
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
         await _create(admin, [NewTopic(name, SHARE_PARTITIONS, 1, topic_configs=SHARE_CONFIG) for name in names])
+    finally:
+        await admin.close()
+    await leaders_of(settings, names)
+
+
+async def leaders_of(settings: Settings, names: list[str]) -> None:
+    """wait_for_leaders with a client of its own."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
+    await admin.start()
+    try:
+        await wait_for_leaders(admin, names)
     finally:
         await admin.close()
 
