@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from connectors.kafka import publish, read_jsonl
+from connectors.kafka import ensure_share_topics, publish, read_jsonl
 from hubconf.settings import Settings
 from streams.references import Book, Parked, parked_summary
 from tests.integration.cli import env_of, mmhub
@@ -82,3 +82,21 @@ async def test_parked_reports_the_age_now_and_counts_an_event_once(
     code, _, out = mmhub(["parked", "--json"], env_of(settings), tmp_path)
     rows = orjson.loads(out)
     assert code == 0 and all(540 <= row["oldest_age_s"] < 600 and row["oldest_since"].endswith("Z") for row in rows)
+
+
+async def test_share_topics_have_leaders_when_ensure_share_topics_returns(
+    hub_settings: Callable[..., Awaitable[Settings]],
+) -> None:
+    """The sharing stage creates a party's share topic and sends to it at once (the demo's share.log had two
+    NotLeaderForPartitionError retries doing so)."""
+    settings = await hub_settings()
+    names = [settings.topics.share("carrier", party) for party in ("carrier.oceanline", "carrier.my-haulage")]
+    await ensure_share_topics(settings, iter(names))  # any iterable, read once
+    admin = AIOKafkaAdminClient(**settings.kafka_client())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert sorted(t["topic"] for t in described if t["error_code"] == 0 and t["partitions"]) == sorted(names)
+    assert all(p["leader"] >= 0 for t in described for p in t["partitions"])
