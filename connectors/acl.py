@@ -110,7 +110,7 @@ def hub_acls(settings: Settings) -> list[Acl]:
         Acl("webhooks", Resource.TOPIC, t.share_prefix, Operation.READ, Pattern.PREFIXED),
         Acl("webhooks", Resource.GROUP, webhooks_group(settings), Operation.READ),
         *_topics("tools", [t.events, *raw], Operation.WRITE),
-        *_topics("tools", [t.parked, t.audit], Operation.READ),  # mmhub parked; mmhub audit verify
+        *_topics("tools", [t.parked, t.audit, t.dlq], Operation.READ),  # mmhub parked; mmhub audit verify; mmhub dlq
     ]
 
 

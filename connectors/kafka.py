@@ -20,6 +20,7 @@ from hubconf.settings import Settings
 from hubconf.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
+LEADER_TIMEOUT_S = 30.0  # how long new topics may take to get their partitions' leaders
 
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
@@ -49,6 +50,7 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
             if name not in existing
         ]
         await _create(admin, wanted)
+        await wait_for_leaders(admin, [topic.name for topic in wanted])
         stamped = [name for name, config in every.items() if name in existing and RECEIPT_TIME.items() <= config.items()]
         await stamp_receipt_time(admin, stamped)
     finally:
@@ -80,12 +82,25 @@ class TopicNotCreated(RuntimeError):
 
 
 async def ensure_share_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding)."""
+    """Create these per-party share topics if absent (the sharing stage as parties appear; onboarding), and return
+    once they have leaders: the stage sends to them at once."""
+    names = list(names)
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
     await admin.start()
     try:
         copies = settings.replication_factor
         await _create(admin, [NewTopic(name, SHARE_PARTITIONS, copies, topic_configs=SHARE_CONFIG) for name in names])
+    finally:
+        await admin.close()
+    await leaders_of(settings, names)
+
+
+async def leaders_of(settings: Settings, names: list[str]) -> None:
+    """wait_for_leaders with a client of its own."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-share-topics"))
+    await admin.start()
+    try:
+        await wait_for_leaders(admin, names)
     finally:
         await admin.close()
 
@@ -109,6 +124,26 @@ async def stamp_receipt_time(admin: AIOKafkaAdminClient, names: list[str]) -> No
             for error_code, message, _, name in response.resources:
                 if error_code:
                     raise RuntimeError(f"could not set {RECEIPT_TIME} on {name}: error {error_code} {message}")
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LEADER_TIMEOUT_S) -> None:
+    """Return once every partition of `names` has a leader in the broker's metadata. A topic just created has none
+    for a moment, and a producer that sends then logs NotLeaderForPartitionError and retries (make demo did)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    pending = list(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"]
+            or not topic["partitions"]
+            or any(p["error_code"] or p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no leader after {timeout_s:g} s for the partitions of {', '.join(pending)}")
+            await asyncio.sleep(0.1)
 
 
 def read_jsonl(path: Path) -> list[bytes]:
@@ -137,9 +172,9 @@ def shipment_key(line: bytes) -> bytes | None:
 async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None = None) -> int:
     """Send each line as one message to `hub.events` (keyed by shipment id) and wait until all are acknowledged."""
     producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=5, enable_idempotence=True)
-    await producer.start()
     sent = 0
     try:
+        await producer.start()  # inside the try: a producer that could not start is stopped too (no "Unclosed")
         futures = []
         for line in lines:
             futures.append(await producer.send(topic or settings.topics.events, value=line, key=shipment_key(line)))
@@ -170,8 +205,8 @@ async def publish_raw(
         enable_idempotence=True,
         max_request_size=MAX_RAW_BYTES + RAW_REQUEST_OVERHEAD,
     )
-    await producer.start()
     try:
+        await producer.start()
         futures = [
             await producer.send(
                 topic,
@@ -208,9 +243,9 @@ async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes,
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
-    await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
+        await consumer.start()
         if topic not in await consumer.topics():
             return found
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as ensure_topics made it

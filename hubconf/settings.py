@@ -70,6 +70,31 @@ def _password(user: str, home: Path) -> str | None:
     return path.read_text().strip()
 
 
+# The numeric settings: from_env refuses a value that is not one, naming the variable (the CLI's one-line error).
+NUMERIC = {
+    "MMHUB_PARTITIONS": int,
+    "MMHUB_CLOCK_INTERVAL_S": float,
+    "MMHUB_REPORT_INTERVAL_S": float,
+    "MMHUB_BATCH_MAX": int,
+    "MMHUB_SESSION_TIMEOUT_S": float,
+    "MMHUB_WARM_STATES": int,
+    "MMHUB_FETCH_MAX_WAIT_MS": int,
+    "MMHUB_MAX_FUTURE_S": float,
+    "MMHUB_MAX_PLAN_AHEAD_S": float,
+}
+
+
+def _check_numbers() -> None:
+    for name, kind in NUMERIC.items():
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        try:
+            kind(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka: str
@@ -110,6 +135,7 @@ class Settings:
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
         """The settings of a process whose Kafka principal is `principal` unless MMHUB_KAFKA_USER names another."""
+        _check_numbers()
         home = Path(os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub"))
         user = os.environ.get("MMHUB_KAFKA_USER", principal)
         security = os.environ.get("MMHUB_KAFKA_SECURITY", SECURITY_SCRAM)

@@ -12,25 +12,48 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import orjson
 
 from connectors.webhooks.commands import add_commands as add_webhook_commands
 from hubconf.settings import Settings
+from mmhub.helptext import add_command as add_help_command
+from mmhub.helptext import document
 from mmhub.quarantine import add_commands as add_quarantine_commands
+from mmhub.render import utc
 from hubconf.topics import RAW_FORMATS
+from schemas.rejection import Rejection
+
+if TYPE_CHECKING:
+    from connectors.carriers import SigningKey
+    from schemas.events import HubEvent
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _dev(action: str) -> int:
-    return subprocess.call(["bash", str(REPO / "infra" / "dev.sh"), action])
+def _dev(args: argparse.Namespace) -> int:
+    if args.action == "reset" and not args.yes:
+        home = os.environ.get("MMHUB_HOME", Path.home() / ".cache" / "mmhub")
+        print(
+            f"mmhub dev reset stops the local Kafka and Postgres and DELETES their data under {home}/run:"
+            " every topic, every schema, the generated passwords.",
+            file=sys.stderr,
+        )
+        if not sys.stdin.isatty():
+            print("mmhub dev reset: nothing deleted; run it with --yes to go on", file=sys.stderr)
+            return 2
+        if input("type yes to delete it all: ").strip() != "yes":
+            print("mmhub dev reset: nothing deleted", file=sys.stderr)
+            return 2
+    return subprocess.call(["bash", str(REPO / "infra" / "dev.sh"), args.action])
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from mmhub.entry import probe_kafka
     from worker.app import run_worker
 
+    asyncio.run(probe_kafka(settings))  # faust would log the failure as a traceback: say it in one line first
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -155,22 +178,115 @@ class _Progress:
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import ensure_topics
+    from mmhub.entry import probe_kafka
 
+    asyncio.run(probe_kafka(settings))  # ensure_topics waits up to 30 s for a broker that is starting
     created = asyncio.run(ensure_topics(settings))
-    for name in settings.topics.all():
-        print(f"{name}\t{'created' if name in created else 'exists'}")
+    states = [{"topic": name, "state": "created" if name in created else "exists"} for name in settings.topics.all()]
+    if args.json:
+        _json_out(states)
+    else:
+        for state in states:
+            print(f"{state['topic']}\t{state['state']}")
     return 0
+
+
+def _checked(lines: list[bytes], settings: Settings, received_at: datetime) -> list[HubEvent | Rejection]:
+    """Each line as the hub takes it in: decoded, and refused when dated past its receipt (streams.horizon)."""
+    from streams.codec import decode_event
+    from streams.horizon import Horizon
+
+    horizon = Horizon.of(settings)
+    out: list[HubEvent | Rejection] = []
+    for line in lines:
+        decoded = decode_event(line)
+        out.append(decoded if isinstance(decoded, Rejection) else horizon.refusal(decoded, received_at) or decoded)
+    return out
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Decode every line first, as the worker will: a file with lines the hub would dead-letter is not sent (unless
+    --allow-rejects), so a typo is an error here and not a silent dead letter there."""
     from connectors.kafka import publish, read_jsonl, scramble
+    from mmhub.entry import REFUSED, probe_kafka
 
     lines = read_jsonl(Path(args.file))
-    if args.scramble:
-        lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
-    sent = asyncio.run(publish(settings, lines))
-    print(f"published {sent} events to {settings.topics.events}", file=sys.stderr)
-    return 0
+    checked = _checked(lines, settings, datetime.now(timezone.utc))
+    rejects = [
+        {"line": number, "code": result.code, "reason": result.reason}
+        for number, result in enumerate(checked, start=1)
+        if isinstance(result, Rejection)
+    ]
+    for reject in rejects:
+        print(f"{args.file}:{reject['line']}: rejected ({reject['code']}): {reject['reason']}", file=sys.stderr)
+    topic = settings.topics.events
+    sent = 0
+    if rejects and not args.allow_rejects:
+        print(
+            f"mmhub publish: nothing sent: {len(rejects)} of {len(lines)} line(s) would be dead-lettered"
+            " (fix them, or send them anyway with --allow-rejects)",
+            file=sys.stderr,
+        )
+    else:
+        if args.scramble:
+            lines = scramble(lines, duplicates=args.duplicates, seed=args.seed)
+        asyncio.run(probe_kafka(settings))
+        sent = asyncio.run(publish(settings, lines))
+        doomed = f" ({len(rejects)} of them will be dead-lettered: see `mmhub dlq`)" if rejects else ""
+        print(f"published {sent} events to {topic}{doomed}", file=sys.stderr)
+    if args.json:
+        _json_out({"topic": topic, "sent": sent, "rejected": rejects})
+    if sent and args.wait:
+        events = [result for result in checked if not isinstance(result, Rejection)]
+        if not _wait_projected(settings, events, args.wait):
+            return REFUSED
+    return REFUSED if rejects and not args.allow_rejects else 0
+
+
+def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float) -> bool:
+    """Wait until Postgres holds each shipment of `events` at least at the version the offline fold gives them,
+    printing each version as it arrives; False (and why) after `timeout_s`."""
+    import asyncpg
+
+    from connectors.parties import load_parties
+    from connectors.postgres.store import fetch_record
+    from streams.merge import fold
+
+    authority = load_parties(settings.parties_path).authority()
+    wanted = {sid: r.version for sid, r in fold([e for e in events if e.shipment_id], authority).items()}
+    seen: dict[str, int] = {}
+
+    async def poll() -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for shipment_id, version in wanted.items():
+                try:
+                    row = await fetch_record(settings, shipment_id)
+                except asyncpg.UndefinedTableError:
+                    row = None  # the sink makes its tables when it starts
+                now_at = int(row["version"]) if row else 0
+                if seen.get(shipment_id) != now_at:
+                    seen[shipment_id] = now_at
+                    print(f"{shipment_id}: version {now_at} of {version} in Postgres", file=sys.stderr)
+            if all(seen[sid] >= version for sid, version in wanted.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.25)
+
+    if asyncio.run(poll()):
+        print(f"projected: {len(wanted)} shipment(s) in Postgres ({settings.pg_schema})", file=sys.stderr)
+        return True
+    print(
+        f"mmhub publish: not projected within {timeout_s:g} s; are `mmhub worker` and `mmhub sink` running"
+        f" (MMHUB_NAMESPACE={settings.namespace!r}, MMHUB_PG_SCHEMA={settings.pg_schema})?",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _json_out(document: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _timestamp(text: str) -> datetime:
@@ -213,11 +329,62 @@ def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _carriers_add_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Register a key a carrier sent (the `registry_entry` that `mmhub keys new` printed) in MMHUB_CARRIERS: the
+    file is checked whole as the hub will load it, then replaced in one rename."""
+    from pydantic import ValidationError
+
+    from connectors.carriers import CarrierKey, CarrierRegistry, load_registry
+    from mmhub.entry import REFUSED, USAGE
+    from schemas.rejection import describe
+
+    path = settings.carriers_path
+    raw = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
+    try:
+        document = orjson.loads(raw)
+        entry = CarrierKey.model_validate(document.get("registry_entry", document) if isinstance(document, dict) else document)
+    except orjson.JSONDecodeError as error:
+        print(f"mmhub carriers add-key: {args.entry}: not JSON: {error}", file=sys.stderr)
+        return USAGE
+    except ValidationError as error:
+        print(f"mmhub carriers add-key: {args.entry}: not a registry entry: {describe(error)}", file=sys.stderr)
+        return USAGE
+    registry = load_registry(path).model_dump(mode="json", exclude_none=True)
+    carriers: list[dict[str, object]] = registry["carriers"]
+    carrier = next((c for c in carriers if c["party_id"] == args.carrier), None)
+    if carrier is None:
+        if not args.name:
+            print(f"mmhub carriers add-key: {args.carrier} is not in {path}; give --name to register it", file=sys.stderr)
+            return USAGE
+        carrier = {"party_id": args.carrier, "name": args.name, "keys": []}
+        carriers.append(carrier)
+    keys = carrier["keys"]
+    assert isinstance(keys, list)
+    keys.append(entry.model_dump(mode="json", exclude_none=True))
+    try:
+        checked = CarrierRegistry.model_validate(registry)  # a repeated key id, a bad party id: nothing is written
+    except ValidationError as error:
+        print(f"mmhub carriers add-key: {path} would not load: {describe(error)}; nothing written", file=sys.stderr)
+        return REFUSED
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.write_bytes(orjson.dumps(checked.model_dump(mode="json", exclude_none=True), option=orjson.OPT_INDENT_2) + b"\n")
+    os.chmod(staged, path.stat().st_mode & 0o777)
+    os.replace(staged, path)
+    print(
+        f"added key {entry.key_id} ({entry.algorithm}, valid from {utc(entry.not_before)}) to {args.carrier} in {path}."
+        " The gateway and the worker read the registry at start-up: restart `mmhub gateway` and `mmhub worker`"
+        " for the key to count.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from connectors.carriers import RegistryError, load_signing_key
     from connectors.kafka import MAX_RAW_BYTES, publish_raw
+    from mmhub.entry import NO_FILE, REFUSED, probe_kafka
 
     problems = []
     payloads = []
@@ -239,38 +406,81 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         for problem in problems:
             print(f"mmhub ingest: {problem}", file=sys.stderr)
         print("mmhub ingest: nothing sent", file=sys.stderr)
-        return 2
+        return NO_FILE
 
+    refusals = _ingest_refusals(args, settings, key, payloads)
+    for refusal in refusals:
+        print(f"mmhub ingest: {refusal}", file=sys.stderr)
+    if refusals and not args.allow_rejects:
+        print("mmhub ingest: nothing sent (fix these, or send anyway with --allow-rejects)", file=sys.stderr)
+        if args.json:
+            _json_out({"topic": settings.topics.raw(args.format), "sent": [], "refused": refusals})
+        return REFUSED
     topic = settings.topics.raw(args.format)
+    asyncio.run(probe_kafka(settings))
     try:
         placed = asyncio.run(publish_raw(settings, args.format, payloads, key))
     except KafkaError as error:
+        if isinstance(error, KafkaConnectionError):
+            raise  # unreachable, or the login refused: main() says which setting
         print(f"mmhub ingest: Kafka refused the send: {error!r}; files before it may be on {topic}", file=sys.stderr)
         return 1
-    for name, body, (partition, offset) in zip(args.files, payloads, placed):
-        print(f"{name}\t{len(body)} bytes\t{topic}\tpartition {partition}\toffset {offset}")
-    return 0
+    sent = [
+        {"file": name, "bytes": len(body), "topic": topic, "partition": partition, "offset": offset}
+        for name, body, (partition, offset) in zip(args.files, payloads, placed)
+    ]
+    if args.json:
+        _json_out({"topic": topic, "sent": sent, "refused": refusals})
+    else:
+        for item in sent:
+            print(f"{item['file']}\t{item['bytes']} bytes\t{topic}\tpartition {item['partition']}\toffset {item['offset']}")
+    return REFUSED if refusals else 0
+
+
+def _ingest_refusals(args: argparse.Namespace, settings: Settings, key: SigningKey, payloads: list[bytes]) -> list[str]:
+    """What the hub would refuse, checked here before anything is sent: the key against the registry the hub reads
+    (MMHUB_CARRIERS), then every event of every file as the connector stage parses and routes it."""
+    from connectors.carriers import load_registry, sign, verify
+    from connectors.formats import parser as format_parser
+    from schemas.rejection import for_event
+    from streams.horizon import Horizon
+    from streams.routing import route
+
+    now = datetime.now(timezone.utc)
+    registry = load_registry(settings.carriers_path)
+    refused = verify(registry, key.carrier, key.key_id, sign(b"", key, args.format, now), b"", now, args.format)
+    if refused is not None:
+        return [f"{args.key}: {refused.reason} (MMHUB_CARRIERS={settings.carriers_path}; see `mmhub carriers add-key`)"]
+    read, horizon = format_parser(args.format), Horizon.of(settings)
+    found = []
+    for name, body in zip(args.files, payloads):
+        results = read(body, key.carrier)
+        for index, result in enumerate(results):
+            if not isinstance(result, Rejection):
+                routed = route(result, key.carrier, now, horizon)
+                if not isinstance(routed, Rejection):
+                    continue
+                result = routed
+            labelled = for_event(index, result)
+            found.append(f"{name}: {labelled.code}: {labelled.reason} (as --format {args.format})")
+        if not results:
+            found.append(f"{name}: no events in it as --format {args.format}")
+    return found
 
 
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
-    from streams.codec import Rejection, decode_event
-    from streams.horizon import Horizon
     from streams.merge import fold
     from streams.references import resolve_offline
 
     # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
     # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
     authority = load_parties(settings.parties_path).authority()
-    horizon = Horizon.of(settings)
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     events = []
     rejected = 0
-    for number, line in enumerate(read_jsonl(Path(args.file)), start=1):
-        decoded = decode_event(line)
-        if not isinstance(decoded, Rejection):
-            decoded = horizon.refusal(decoded, received_at) or decoded
+    for number, decoded in enumerate(_checked(read_jsonl(Path(args.file)), settings, received_at), start=1):
         if isinstance(decoded, Rejection):
             rejected += 1
             print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
@@ -280,7 +490,7 @@ def _fold(args: argparse.Namespace, settings: Settings) -> int:
     events, unresolved = resolve_offline(events, authority)
     for event in unresolved:
         refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
-        print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
+        print(f"{event.key}: parked: no shipment registers {refs} at {utc(event.occurred_at)}", file=sys.stderr)
     records = fold(events, authority)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
@@ -328,21 +538,65 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
 def _parked(args: argparse.Namespace, settings: Settings) -> int:
     """What waits for a reference now: one row per reference, from the compacted hub.references.parked topic."""
     from connectors.kafka import read_latest
+    from mmhub.entry import probe_kafka
+    from mmhub.render import age, parked_report
 
+    asyncio.run(probe_kafka(settings))
     latest = asyncio.run(read_latest(settings, settings.topics.parked))
-    waiting = sorted((orjson.loads(v) for v in latest.values() if v), key=lambda s: -s["oldest_age_s"])
+    waiting, events = parked_report([orjson.loads(v) for v in latest.values() if v], datetime.now(timezone.utc))
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(waiting, option=orjson.OPT_INDENT_2) + b"\n")
+        _json_out(waiting)
         return 0
-    total = sum(s["parked"] for s in waiting)
-    print(f"{total} event(s) parked on {len(waiting)} reference(s)")
+    print(f"{events} event(s) parked, on {len(waiting)} reference(s) (an event waits on each reference it names)")
     if waiting:
-        print(f"{'reference':<40} {'events':>6} {'oldest since':<26} {'age s':>9}  registered for")
+        print(f"{'reference':<36} {'events':>6}  {'oldest since':<20} {'age':>7}  registered for")
     for s in waiting:
         print(
-            f"{s['reference']:<40} {s['parked']:>6} {s['oldest_since']:<26} {s['oldest_age_s']:>9.0f}  "
+            f"{s['reference']:<36} {s['parked']:>6}  {s['oldest_since'][:19] + 'Z':<20} {age(s['oldest_age_s']):>7}  "
             f"{', '.join(s['registered_shipments']) or '-'}"
         )
+    return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    """The dead-letter topic, oldest first: each message's code, reason and source, from its headers."""
+    from connectors.kafka import read_all
+    from hubconf.topics import DLQ_CODE, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, ORIGIN
+    from mmhub.entry import probe_kafka
+
+    asyncio.run(probe_kafka(settings))
+    letters = []
+    for message in sorted(asyncio.run(read_all(settings, settings.topics.dlq)), key=lambda m: (m.timestamp, m.partition, m.offset)):
+        headers = {name: value.decode("utf-8", "backslashreplace") for name, value in message.headers or [] if value is not None}
+        source = headers.get(DLQ_SOURCE_TOPIC, "-")
+        if DLQ_SOURCE_PARTITION in headers:
+            source += f"[{headers[DLQ_SOURCE_PARTITION]}]@{headers.get(DLQ_SOURCE_OFFSET, '?')}"
+        code = headers.get(DLQ_CODE, "-")
+        if args.code and code not in args.code:
+            continue
+        letters.append(
+            {
+                "at": utc(datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)),
+                "partition": message.partition,
+                "offset": message.offset,
+                "code": code,
+                "reason": headers.get(DLQ_REASON, "-"),
+                "source": source,
+                "origin": headers.get(ORIGIN),
+                "key": message.key.decode("utf-8", "backslashreplace") if message.key is not None else None,
+                "bytes": len(message.value or b""),
+                "headers": headers,
+                "value": (message.value or b"").decode("utf-8", "backslashreplace"),
+            }
+        )
+    letters = letters[-args.last :] if args.last else letters
+    if args.json:
+        _json_out(letters)
+        return 0
+    print(f"{len(letters)} dead letter(s) on {settings.topics.dlq}")
+    for letter in letters:
+        print(f"{letter['at']}  {letter['code']:<22} {letter['source']}  ({letter['bytes']} bytes)")
+        print(f"    {letter['reason']}")
     return 0
 
 
@@ -355,6 +609,7 @@ def _shipment_get(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         print(f"shipment {args.shipment_id} is not in the projection", file=sys.stderr)
         return 1
+    row["projected_at"] = utc(datetime.fromisoformat(row["projected_at"]))
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(row, option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -463,18 +718,21 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="start/stop the local Kafka broker and Postgres (no Docker needed)")
-    dev.add_argument("action", choices=["up", "down", "status", "reset"])
+    dev.add_argument(
+        "action", choices=["up", "down", "status", "reset"], help="reset also deletes every topic and the database"
+    )
+    dev.add_argument("--yes", action="store_true", help="reset without asking (it deletes all local data)")
 
     worker = sub.add_parser("worker", help="run the stream worker (merge agent)")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     worker.set_defaults(run=_worker)
 
     sink = sub.add_parser("sink", help="run the Postgres projection")
-    sink.add_argument("--loglevel", default="info")
+    sink.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     sink.set_defaults(run=_sink)
 
     share = sub.add_parser("share", help="send each party its permitted view on hub.share.<audience>, and audit it")
-    share.add_argument("--loglevel", default="info")
+    share.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     share.set_defaults(run=_share)
 
     usage = sub.add_parser("usage", help="what was shared with whom, from the share audit")
@@ -491,39 +749,68 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_audit_verify)
 
     gateway = sub.add_parser("gateway", help="run the HTTP gateway where carriers POST signed batches of events")
-    gateway.add_argument("--host", default="127.0.0.1")
-    gateway.add_argument("--port", type=int, default=8080)
-    gateway.add_argument("--loglevel", default="info")
+    gateway.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    gateway.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     gateway.set_defaults(run=_gateway)
-    sub.add_parser(
+    topics = sub.add_parser(
         "topics", help="create the hub's topics if absent, and each hub process's ACLs on them (as admin)"
-    ).set_defaults(run=_topics)
+    )
+    topics.add_argument("--json", action="store_true", help="machine-readable output")
+    topics.set_defaults(run=_topics)
 
     publish = sub.add_parser("publish", help="send a JSON-lines file of canonical events to hub.events")
-    publish.add_argument("file")
+    publish.add_argument("file", help="JSON lines, one canonical event each (see examples/journey.jsonl)")
     publish.add_argument("--scramble", action="store_true", help="shuffle the events and add duplicates")
-    publish.add_argument("--duplicates", type=int, default=10)
-    publish.add_argument("--seed", type=int, default=7)
+    publish.add_argument("--duplicates", type=int, default=10, help="with --scramble: extra copies (default 10)")
+    publish.add_argument("--seed", type=int, default=7, help="with --scramble: the random seed (default 7)")
+    publish.add_argument(
+        "--allow-rejects", action="store_true", help="send lines the hub will dead-letter too (default: send nothing)"
+    )
+    publish.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    publish.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="then wait up to SECONDS until Postgres holds every shipment of the file (needs worker and sink)",
+    )
     publish.set_defaults(run=_publish)
 
     ingest = sub.add_parser("ingest", help="send carrier files, signed and untouched, to their format's raw topic")
-    ingest.add_argument("--format", required=True, choices=RAW_FORMATS)
+    ingest.add_argument("--format", required=True, choices=RAW_FORMATS, help="the files' format")
     ingest.add_argument("--key", required=True, help="the carrier's signing key file (see `mmhub keys new`)")
     ingest.add_argument("files", nargs="+", help="each file is sent as one message, byte for byte")
+    ingest.add_argument(
+        "--allow-rejects", action="store_true", help="send files with events the hub will refuse too (default: none)"
+    )
+    ingest.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     ingest.set_defaults(run=_ingest)
 
     keys = sub.add_parser("keys", help="carrier signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="make a key: print its registry entry and the carrier's signing key")
     new.add_argument("--carrier", required=True, help="the party id, such as carrier.oceanline")
-    new.add_argument("--key-id", required=True)
-    new.add_argument("--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519")
+    new.add_argument("--key-id", required=True, help="a name for the key, unique for the carrier, such as 2027-01")
+    new.add_argument(
+        "--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519", help="ed25519 (default) or a shared secret"
+    )
     new.add_argument("--not-before", type=_timestamp, help="ISO 8601 with an offset (default: now)")
     new.add_argument("--out", help="write the signing key to this new file (mode 0600) instead of printing it")
     new.set_defaults(run=_keys_new)
 
+    carriers = sub.add_parser("carriers", help="the carrier registry (MMHUB_CARRIERS): who may publish, with which keys")
+    carriers_sub = carriers.add_subparsers(dest="carriers_command", required=True)
+    add_key = carriers_sub.add_parser(
+        "add-key",
+        help="register a carrier's public key (the registry_entry `mmhub keys new` printed) in MMHUB_CARRIERS",
+    )
+    add_key.add_argument("--carrier", required=True, help="the party id, such as carrier.oceanline")
+    add_key.add_argument("--name", help="the carrier's name, when it is not in the registry yet")
+    add_key.add_argument("entry", help="a JSON file with the registry entry (the output of `mmhub keys new`), or -")
+    add_key.set_defaults(run=_carriers_add_key)
+
     fold = sub.add_parser("fold", help="replay a JSON-lines event log offline and print the record(s)")
-    fold.add_argument("file")
+    fold.add_argument("file", help="JSON lines, one canonical event each")
     fold.add_argument("--shipment", help="print only this shipment")
     fold.add_argument("--allow-rejects", action="store_true", help="exit 0 even if some lines were rejected")
     fold.add_argument(
@@ -534,9 +821,9 @@ def parser() -> argparse.ArgumentParser:
     fold.set_defaults(run=_fold)
 
     convert = sub.add_parser("convert", help="carrier files to canonical events (JSON lines on stdout), offline")
-    convert.add_argument("--format", required=True, choices=RAW_FORMATS)
+    convert.add_argument("--format", required=True, choices=RAW_FORMATS, help="the files' format")
     convert.add_argument("--source", required=True, help="the party that sent the files (the events' source)")
-    convert.add_argument("files", nargs="+")
+    convert.add_argument("files", nargs="+", help="carrier files, each as it would be sent")
     convert.add_argument("--received-at", type=_timestamp, help="as for fold: the time of receipt (default: now)")
     convert.set_defaults(run=_convert)
 
@@ -544,15 +831,21 @@ def parser() -> argparse.ArgumentParser:
     parked.add_argument("--json", action="store_true", help="machine-readable output")
     parked.set_defaults(run=_parked)
 
+    dlq = sub.add_parser("dlq", help="what the hub refused: the dead-letter topic with each message's code, reason and source")
+    dlq.add_argument("--code", action="append", help="only this rejection code (repeatable), such as invalid_event")
+    dlq.add_argument("--last", type=int, metavar="N", help="only the N most recent")
+    dlq.add_argument("--json", action="store_true", help="machine-readable: every header and the original bytes")
+    dlq.set_defaults(run=_dlq)
+
     shipment = sub.add_parser("shipment", help="read shipments from the Postgres projection")
     shipment_sub = shipment.add_subparsers(dest="shipment_command", required=True)
     get = shipment_sub.add_parser("get", help="show one shipment's merged record")
-    get.add_argument("shipment_id")
+    get.add_argument("shipment_id", help="such as SHP-2026-000042")
     get.add_argument("--json", action="store_true", help="machine-readable output")
     get.set_defaults(run=_shipment_get)
 
     grant = sub.add_parser("grant", help="let a party see some grades of a shipment on another's behalf (operators)")
-    grant.add_argument("--shipment", required=True)
+    grant.add_argument("--shipment", required=True, help="the shipment id")
     grant.add_argument("--grantor", required=True, help="the entitled party that delegates, e.g. shipper.chengdu-elec")
     grant.add_argument("--grantee", required=True, help="a registered party, such as broker.customs-jb")
     grant.add_argument("--grades", required=True, help="comma-separated, such as public,operational")
@@ -560,7 +853,7 @@ def parser() -> argparse.ArgumentParser:
     grant.set_defaults(run=_grant)
 
     revoke = sub.add_parser("revoke", help="revoke a grant, and what was delegated from it (operators)")
-    revoke.add_argument("grant_id")
+    revoke.add_argument("grant_id", help="as `mmhub grant` printed it")
     revoke.set_defaults(run=_revoke)
 
     schema = sub.add_parser("schema", help="export the JSON Schema of every canonical model")
@@ -580,7 +873,8 @@ def parser() -> argparse.ArgumentParser:
     _add_party_commands(sub)
     _add_contract_commands(sub)
     add_quarantine_commands(sub)
-    return top
+    add_help_command(sub)
+    return document(top)
 
 
 # --- Kafka principals: which one each command is (unless MMHUB_KAFKA_USER says), and onboarding a party ---------
@@ -666,10 +960,32 @@ def _add_contract_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the failures a user can fix (mmhub.entry.classify) end in one line and their exit code."""
+    from mmhub.entry import REFUSED, USAGE, Failure, classify
+
     args = parser().parse_args(argv)
+    # aiokafka logs each failed connection; a command that set up no logging says it once, in its one line. With
+    # logging set up (the services' basicConfig), the records still reach the root handler.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     if args.command == "dev":
-        return _dev(args.action)
-    code: int = args.run(args, Settings.from_env(PRINCIPAL_OF.get(args.command, "tools")))
+        return _dev(args)
+    settings = None
+    try:
+        try:
+            settings = Settings.from_env(PRINCIPAL_OF.get(args.command, "tools"))
+        except ValueError as error:  # a number that is not one, an unknown MMHUB_KAFKA_SECURITY
+            raise Failure(USAGE, str(error)) from None
+        code: int = args.run(args, settings)
+    except BrokenPipeError:  # `mmhub ... | head`: the reader left, so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return REFUSED
+    except BaseException as error:  # noqa: BLE001 - classified: a bug (None) is raised again with its traceback
+        failure = classify(error, settings)
+        if failure is None:
+            raise
+        logging.shutdown()
+        print(f"mmhub {args.command}: {failure.line}", file=sys.stderr)
+        return failure.code
     return code
 
 

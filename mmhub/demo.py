@@ -263,6 +263,10 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
     )
     logs = settings.data_dir
     logs.mkdir(parents=True, exist_ok=True)
+    _say(
+        f"this run plays in topics {settings.namespace}.* and schema {settings.pg_schema}, and drops them when it"
+        " ends; nothing else is touched"
+    )
     asyncio.run(ensure_topics(settings))
     asyncio.run(migrate(settings.pg_dsn, settings.pg_schema))
     worker = _spawn("worker", settings, logs / "worker.log")

@@ -31,7 +31,7 @@ def add_commands(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="machine-readable output (key and value in hex)")
     listing.set_defaults(run=_list)
     replay = commands.add_parser("replay", help="try the stage's write of one record again")
-    replay.add_argument("quarantine_id", type=int)
+    replay.add_argument("quarantine_id", type=int, help="as `quarantine list` shows it")
     replay.set_defaults(run=_replay)
 
 

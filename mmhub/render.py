@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import textwrap
+from datetime import datetime, timezone
+from typing import Any
 
 from schemas.identifiers import TransportMode
 from schemas.record import ShipmentRecord
+
+
+WIDTH = 100  # the widest line of a summary: a terminal of 100 columns shows it unwrapped
 
 
 def _when(at: datetime | None) -> str:
@@ -47,22 +52,27 @@ def summary(record: ShipmentRecord) -> str:
         f"  Current location: {record.current_location or '-'}  (per {record.location_set_by or '-'})",
         "",
     ]
-    rows = [["leg", "mode", "carrier", "accepted", "route", "status", "departed", "arrived", "document"]]
+    # Narrow enough for 100 columns: the carrier's answer and the documents go on a line of their own under each leg.
+    rows = [["leg", "mode", "carrier", "route", "status", "departed", "arrived"]]
+    notes: list[str] = []
     for leg in record.legs:
         rows.append(
             [
                 str(leg.sequence),
                 TransportMode(leg.mode).name.lower(),
                 leg.carrier,
-                leg.carrier_response,
                 f"{leg.origin}->{leg.destination}",
                 leg.status,
                 _when(leg.departure.actual),
                 _when(leg.arrival.actual),
-                ", ".join(f"{d.kind} {d.number}" for d in leg.documents) or "-",
             ]
         )
-    out += ["  " + line for line in _table(rows)]
+        documents = ", ".join(f"{d.kind} {d.number}" for d in leg.documents) or "none yet"
+        notes.append(f"       {leg.carrier_response}; documents: {documents}")
+    table = _table(rows)
+    out += ["  " + line for line in table[:2]]
+    for line, note in zip(table[2:], notes):
+        out += ["  " + line, note]
     if record.custody:
         out += ["", "  Custody (the MTO is responsible throughout):"]
         for holder in record.custody:
@@ -112,7 +122,26 @@ def summary(record: ShipmentRecord) -> str:
         f"  Events applied: {record.events_applied} (retracted: {record.retracted_events},"
         f" awaiting placement: {len(record.awaiting_placement)})"
     )
-    return "\n".join(out)
+    out.append(f"  {version_note(record)}")
+    return "\n".join(line for long in out for line in _wrapped(long))
+
+
+def version_note(record: ShipmentRecord) -> str:
+    """Why "version N" and "events applied" differ: the version counts every distinct copy taken in."""
+    superseded = record.version - record.events_applied - record.retracted_events
+    return (
+        f"Version {record.version} counts every distinct event copy the hub took in (a revision is a copy of its"
+        f" own); {record.events_applied} event(s) are in force, {record.retracted_events} retracted"
+        + (f" and {superseded} copy(ies) were superseded by a later revision." if superseded > 0 else ".")
+    )
+
+
+def _wrapped(line: str) -> list[str]:
+    """A line longer than WIDTH, wrapped with its own indent plus two."""
+    if len(line) <= WIDTH:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def _settlement(record: ShipmentRecord) -> list[str]:
@@ -138,3 +167,34 @@ def _settlement(record: ShipmentRecord) -> list[str]:
     for payout in settlement.payouts:
         out.append(f"    payout {payout.carrier} legs {payout.legs}: {payout.amount.amount} {payout.amount.currency} ({payout.status})")
     return out
+
+
+def parked_report(summaries: list[dict[str, Any]], now: datetime) -> tuple[list[dict[str, Any]], int]:
+    """(one row per reference, oldest first, each with its age as of `now`; how many distinct events wait).
+
+    A summary on hub.references.parked is written when its reference's waiting list changes, so its `oldest_age_s`
+    is the age then (0.1 s for the first event parked): the age is taken here from `oldest_since`. An event that
+    names several references waits on each, so the distinct count comes from the events' ids, not a sum."""
+    rows = []
+    for summary in summaries:
+        since = datetime.fromisoformat(summary["oldest_since"]).astimezone(timezone.utc)
+        rows.append({**summary, "oldest_since": utc(since), "oldest_age_s": round((now - since).total_seconds(), 3)})
+    rows.sort(key=lambda row: -row["oldest_age_s"])
+    return rows, len({event for summary in summaries for event in summary["events"]})
+
+
+def utc(at: datetime) -> str:
+    """UTC, ISO 8601, with `Z`: the one time format of the command line."""
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def age(seconds: float) -> str:
+    """A short human age: 42s, 9m05s, 3h12m, 2d04h."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"

@@ -29,6 +29,7 @@ from connectors.gateway.intake import (
     Unavailable,
     admit,
     messages,
+    nothing_accepted,
     plan,
     receipt_document,
     results,
@@ -190,6 +191,9 @@ class Gateway:
         counts = (document["accepted"], document["duplicates"], document["rejected"])
         summary = "request %s from %s (%s): %d accepted, %d duplicate, %d rejected"
         log.info(summary, request_id, carrier, format_name, *counts)
+        if document["accepted"] == document["duplicates"] == 0:
+            # every event refused (and dead-lettered): not "Accepted", so a client that checks only the status sees it
+            return _json({**document, **nothing_accepted(document["rejected"])}, 422)
         return _json(document, 202)
 
     async def _unauthenticated(

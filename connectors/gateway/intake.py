@@ -303,5 +303,13 @@ def receipt_document(request_id: str, format_name: str, carrier: str, results: l
     }
 
 
+def nothing_accepted(rejected: int) -> dict[str, str]:
+    """What a 422 adds to the receipt when no event of the request was taken (each refused one is dead-lettered)."""
+    return error_document(
+        "nothing_accepted",
+        f"nothing accepted: all {rejected} event(s) of the request were rejected; see results for each one's reason",
+    )
+
+
 def error_document(code: str, reason: str) -> dict[str, str]:
     return {"error": code, "reason": reason}

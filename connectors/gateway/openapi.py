@@ -131,6 +131,26 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                         ),
                         "404": _error("unknown format"),
                         "408": _error("the body did not arrive in time"),
+                        "422": {
+                            "description": "nothing accepted: every event was rejected (and dead-lettered); the"
+                            " receipt, with error `nothing_accepted` and a reason",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "allOf": [
+                                            _ref("GatewayReceipt"),
+                                            {
+                                                "required": ["error", "reason"],
+                                                "properties": {
+                                                    "error": {"const": "nothing_accepted"},
+                                                    "reason": {"type": "string"},
+                                                },
+                                            },
+                                        ]
+                                    }
+                                }
+                            },
+                        },
                         "413": _error(f"body larger than {max_body_bytes} bytes"),
                         "429": {
                             **_error("too many requests from this address, token or carrier"),

@@ -33,7 +33,11 @@ class KafkaPublisher:
         )
 
     async def start(self) -> None:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # a producer that could not start is closed too (no "Unclosed" at exit)
+            raise
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -24,27 +24,27 @@ def add_commands(sub: Any, timestamp: Callable[[str], datetime]) -> None:
 
     subscribe = commands.add_parser("subscribe", help="subscribe a party's URL; prints the id and the secret, once")
     subscribe.add_argument("--party", required=True, help="the party whose share messages it receives")
-    subscribe.add_argument("--url", required=True)
+    subscribe.add_argument("--url", required=True, help="https:// URL the notifications are POSTed to")
     subscribe.add_argument("--shipment", help="only this shipment")
     subscribe.add_argument("--kinds", type=_kinds, help="only these kinds, comma-separated: status,claim")
     subscribe.add_argument("--expires", type=timestamp, help="ISO 8601 with an offset; nothing shared after it")
     subscribe.set_defaults(run=_subscribe)
 
     rotate = commands.add_parser("rotate", help="a new secret; the old one still signs for the grace period")
-    rotate.add_argument("subscription_id")
+    rotate.add_argument("subscription_id", help="as `webhooks subscribe` printed it")
     rotate.set_defaults(run=_rotate)
 
     listing = commands.add_parser("list", help="subscriptions with pending, delivered and dead counts, last errors")
-    listing.add_argument("--party")
+    listing.add_argument("--party", help="only this party's subscriptions")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_list)
 
     delete = commands.add_parser("delete", help="unsubscribe: nothing more is queued or sent")
-    delete.add_argument("subscription_id")
+    delete.add_argument("subscription_id", help="as `webhooks subscribe` printed it")
     delete.set_defaults(run=_delete)
 
     new_key = commands.add_parser("new-key", help="print a fresh keyring line `<key id> <key>` (see MMHUB_WEBHOOKS_KEYS_FILE)")
-    new_key.add_argument("key_id")
+    new_key.add_argument("key_id", help="a name for the keyring line, such as 2027-01")
     new_key.set_defaults(run=_new_key)
 
     rotate_key = commands.add_parser(
@@ -53,7 +53,7 @@ def add_commands(sub: Any, timestamp: Callable[[str], datetime]) -> None:
     rotate_key.set_defaults(run=_rotate_key)
 
     run = commands.add_parser("run", help="queue share messages and deliver them (long-running; SIGTERM stops it)")
-    run.add_argument("--loglevel", default="info")
+    run.add_argument("--loglevel", default="info", help="log level: debug, info, warning or error")
     run.set_defaults(run=_run)
 
 

@@ -15,6 +15,7 @@ import pytest
 from connectors.carriers import load_registry, verify_kafka_headers
 from connectors.kafka import MAX_RAW_BYTES
 from hubconf.settings import Settings
+from mmhub.entry import NO_FILE
 
 from tests.integration.hub import read_topic
 
@@ -77,16 +78,16 @@ async def test_a_missing_or_oversized_file_stops_the_ingest_before_anything_is_s
     oversized.write_bytes(b"'" * (MAX_RAW_BYTES + 1))
 
     refused = ingest(settings, "--format", "edifact", "--key", KEY, good, oversized)
-    assert refused.returncode == 2
+    assert refused.returncode == NO_FILE
     assert f"{oversized}: larger than the limit of {MAX_RAW_BYTES} bytes" in refused.stderr
     assert "nothing sent" in refused.stderr
 
     refused = ingest(settings, "--format", "edifact", "--key", KEY, good, tmp_path / "absent.edi")
-    assert refused.returncode == 2
+    assert refused.returncode == NO_FILE
     assert f"{tmp_path / 'absent.edi'}: No such file or directory" in refused.stderr
 
     refused = ingest(settings, "--format", "edifact", "--key", tmp_path / "no-key.json", good)
-    assert refused.returncode == 2
+    assert refused.returncode == NO_FILE
     assert "cannot read the signing key" in refused.stderr
 
     # then one good ingest: it must be the only message on the topic

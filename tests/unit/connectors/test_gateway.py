@@ -360,9 +360,11 @@ async def test_an_event_naming_another_source_is_rejected_as_wrong_source(hub: H
     assert len(hub.receipts.rows) == 1
 
 
-async def test_a_payload_that_is_not_json_is_one_rejected_result(hub: Hub) -> None:
+async def test_a_payload_that_is_not_json_is_one_rejected_result_and_nothing_accepted(hub: Hub) -> None:
     status, answer = await hub.post("canonical", b"\x00\xff not json")
-    assert status == 202
+    # not 202 "Accepted": a client that checks only the status sees that nothing was taken
+    assert (status, answer["error"], answer["accepted"], answer["rejected"]) == (422, "nothing_accepted", 0, 1)
+    assert answer["reason"].startswith("nothing accepted: all 1 event(s) of the request were rejected")
     (only,) = answer["results"]
     assert (only["index"], only["result"], only["code"]) == (0, "rejected", "invalid_json")
     assert [m.value for m in hub.publisher.sent] == [b"\x00\xff not json"]
@@ -463,7 +465,7 @@ async def test_openapi_document_is_served_with_the_events_path(hub: Hub) -> None
     operation = document["paths"]["/v1/events/{format}"]["post"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"format", "Mmhub-Carrier", "Mmhub-Key-Id", "Mmhub-Signature"}
-    assert set(operation["responses"]) == {"202", "401", "404", "408", "413", "429", "503"}
+    assert set(operation["responses"]) == {"202", "401", "404", "408", "413", "422", "429", "503"}
     assert {"/openapi.json", "/healthz"} <= set(document["paths"])
 
 
@@ -547,7 +549,8 @@ async def test_any_signed_body_gets_a_json_answer_never_a_server_error(
 
     status, answer = await hub.post(format_name, body)
 
-    assert status == 202, answer
+    taken = answer["accepted"] + answer["duplicates"]
+    assert (status, answer.get("error")) == ((202, None) if taken else (422, "nothing_accepted")), answer
     assert answer["accepted"] + answer["duplicates"] + answer["rejected"] == len(answer["results"]) >= 1
     for result in answer["results"]:
         assert result["result"] in ("accepted", "duplicate", "rejected")
