@@ -73,6 +73,7 @@ def _password(user: str, home: Path) -> str | None:
 # The numeric settings: from_env refuses a value that is not one, naming the variable (the CLI's one-line error).
 NUMERIC = {
     "MMHUB_PARTITIONS": int,
+    "MMHUB_REPLICATION_FACTOR": int,
     "MMHUB_CLOCK_INTERVAL_S": float,
     "MMHUB_REPORT_INTERVAL_S": float,
     "MMHUB_BATCH_MAX": int,
