@@ -58,6 +58,8 @@ from streams.references import (
     settled_messages,
 )
 from streams.routing import route
+from runtime.logs import logging_config, where
+from runtime.metrics import count_events, observe_parked
 
 log = logging.getLogger("mmhub.worker")
 
@@ -296,6 +298,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     assert sorted(app.tables) == sorted(topic_names.TABLES), "ensure_topics pre-creates every table's changelog"
     counters = Counters()
+    exported = Counters()  # what the report timer has handed to runtime.metrics so far
     warm_states = WarmStates(settings.warm_states)
     parked_books: set[bytes] = set()  # reference keys whose book, as this worker last wrote it, holds parked events
     app.mmhub_counters = counters  # type: ignore[attr-defined]
@@ -322,7 +325,12 @@ def create_app(settings: Settings) -> faust.App:
                 (topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"),
                 (topic_names.DLQ_TRIGGERED_BY, where.encode()),
             ]
-        log.warning("dead-lettered %s: %s", where if value is None else "an event held in state", rejection.reason)
+        log.warning(
+            "dead-lettered %s: %s",
+            where if value is None else "an event held in state",
+            rejection.reason,
+            extra=log_fields(message),
+        )
         origin = _header(message, topic_names.ORIGIN)
         if origin is not None and value is None:
             headers.append((topic_names.ORIGIN, origin))
@@ -608,6 +616,8 @@ def create_app(settings: Settings) -> faust.App:
         # of every shipment (hundreds of thousands) on the event loop. The full picture is `mmhub parked`.
         waiting = [decode_book(raw).parked for raw in (references.get(k) for k in list(parked_books)) if raw is not None]
         oldest = min((p.since for parked in waiting for p in parked), default=None)
+        export(counters, exported)
+        observe_parked(sum(len(parked) for parked in waiting), (now - oldest).total_seconds() if oldest else None)
         log.info(
             "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
             "parked_now=%d oldest_parked_s=%s versions_emitted=%d batches=%d largest_batch=%d oldest_input_s=%.3f "
@@ -632,6 +642,26 @@ def create_app(settings: Settings) -> faust.App:
         counters.oldest_input_s = 0.0
 
     return app
+
+
+def export(counters: Counters, exported: Counters) -> None:
+    """Hand runtime.metrics what `counters` gained since `exported` (then brought up to date)."""
+    reasons = {code: n - exported.by_reason[code] for code, n in counters.by_reason.items() if n > exported.by_reason[code]}
+    count_events(counters.applied - exported.applied, counters.duplicates - exported.duplicates, reasons)
+    exported.applied, exported.duplicates = counters.applied, counters.duplicates
+    exported.by_reason.update(counters.by_reason)
+
+
+def log_fields(message: object) -> dict[str, object]:
+    """A consumed message's place, and on hub.events its key (the shipment id), for a log line's extra."""
+    topic, key = getattr(message, "topic", None), getattr(message, "key", None)
+    keyed_by_shipment = isinstance(topic, str) and topic.endswith(topic_names.EVENTS) and isinstance(key, bytes)
+    return where(
+        topic,
+        getattr(message, "partition", None),
+        getattr(message, "offset", None),
+        key.decode("utf-8", "replace") if keyed_by_shipment and isinstance(key, bytes) else None,
+    )
 
 
 def _headers(message: object) -> list[tuple[str, bytes | None]]:
@@ -664,4 +694,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # and GC time in bench.pipeline 1.4 s -> 0.35 s per 15,000 events.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    Worker(app, loglevel=loglevel, logging_config=logging_config(loglevel)).execute_from_commandline()
