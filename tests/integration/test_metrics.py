@@ -139,3 +139,51 @@ async def test_gateway_counts_requests_by_route_and_status(gateway: tuple[HubPro
     assert series(scraped, "mmhub_http_request_seconds_count", route="/openapi.json") == 1
     assert series(scraped, "mmhub_sse_streams_open") == 0
     assert not any("no/such/path" in str(labels) for _, labels in scraped)
+
+
+async def test_webhooks_metrics_count_deliveries_retries_and_dead_per_subscription(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+) -> None:
+    """`mmhub webhooks run` as a process: a subscriber refuses one notification every time (it ends dead after
+    MMHUB_WEBHOOKS_MAX_ATTEMPTS=3) and takes the others; the filler's loop counts what it consumed."""
+    from tests.integration.test_webhooks import ENV, SHIPPER, Subscriber, journeys, produce, store_for, subscribe
+
+    settings = await hub_settings()
+    poison = ("SHP-M-2", 3)
+
+    def refuse_poison(notifications: list[dict[str, object]]) -> tuple[int, dict[str, str], str]:
+        if any((n["shipment_id"], n["version"]) == poison for n in notifications):
+            return 422, {}, "refused"
+        return 204, {}, ""
+
+    subscriber = Subscriber(refuse_poison)
+    await subscriber.start()
+    messages = journeys(SHIPPER, ["SHP-M-1", "SHP-M-2"], 4)
+    good = len(messages) - 1
+    metrics_port = free_port()
+    service = HubProcess(
+        "webhooks", settings, tmp_path, tmp_path / "webhooks.log",
+        extra_env={**ENV, "MMHUB_METRICS_PORT": str(metrics_port)}, args=["run"],
+    )
+    try:
+        async with store_for(settings) as store:
+            made = await subscribe(store, SHIPPER, subscriber.url)
+        sid = made.subscription_id
+        service.start()
+        await produce(settings, "shipper", messages)
+
+        async def settled() -> bool:
+            scraped = scrape(metrics_port)
+            return (series(scraped, "mmhub_webhook_delivered_total", subscription=sid) == good
+                    and series(scraped, "mmhub_webhook_dead_total", subscription=sid) == 1)
+
+        await wait_for(settled, 90, "every notification delivered or dead", service)
+        scraped = scrape(metrics_port)
+    finally:
+        service.stop()
+        await subscriber.stop()
+    # the poison was tried 3 times: twice to be tried again (alone or in a batch), then dead
+    assert (series(scraped, "mmhub_webhook_retries_total", subscription=sid) or 0) >= 2
+    consumed = sum(v for (name, labels), v in scraped.items()
+                   if name == "mmhub_records_in_total" and ("stage", "webhooks") in labels)
+    assert consumed == len(messages)
