@@ -86,5 +86,8 @@ def logging_config(level: str, environ: Mapping[str, str] | None = None) -> dict
 
 
 def setup_logging(level: str = "info", environ: Mapping[str, str] | None = None) -> None:
-    """Configure the process's logging once, at its entry point."""
-    logging.config.dictConfig(logging_config(level, environ))
+    """Configure the process's logging once, at its entry point: on stderr, in MMHUB_LOG_FORMAT. Like
+    `logging.basicConfig`, nothing changes if the root logger already has a handler (a test harness's)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format(environ) == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])

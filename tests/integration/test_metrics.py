@@ -1,6 +1,6 @@
 """Each kind of hub process serves its Prometheus metrics at /metrics, and they move with what it does: the worker
 and the sink on a journey, the gateway on its requests. Real processes on the real broker and database; scraped
-with curl, as an operator would. The sink also logs in JSON lines here (MMHUB_LOG_FORMAT=json)."""
+with curl, as an operator would. The worker and the sink also log in JSON lines here (MMHUB_LOG_FORMAT=json)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def test_worker_and_sink_metrics_move_with_a_journey(
 ) -> None:
     settings, worker, sink = hub
     worker_port, sink_port = free_port(), free_port()
-    worker.env.update(MMHUB_METRICS_PORT=str(worker_port), MMHUB_REPORT_INTERVAL_S="1")
+    worker.env.update(MMHUB_METRICS_PORT=str(worker_port), MMHUB_REPORT_INTERVAL_S="1", MMHUB_LOG_FORMAT="json")
     sink.env.update(MMHUB_METRICS_PORT=str(sink_port), MMHUB_LOG_FORMAT="json")
     lines = journey_lines()
     expected = offline(lines)
@@ -97,10 +97,12 @@ async def test_worker_and_sink_metrics_move_with_a_journey(
     lags = {labels: v for (name, labels), v in sink_metrics.items() if name == "mmhub_consumer_lag"}
     assert len(lags) == settings.partitions and set(lags.values()) == {0.0}, lags  # caught up, every partition
 
+    worker.stop()
     sink.stop()
-    logged = [json.loads(line) for line in sink.log.read_text().splitlines() if line.strip()]
-    assert logged and all(str(line["time"]).endswith("Z") and "level" in line for line in logged)
-    assert any("resuming at stored offsets" in str(line["message"]) for line in logged)
+    for process, expected_line in ((sink, "resuming at stored offsets"), (worker, "applied=")):
+        logged = [json.loads(line) for line in process.log.read_text().splitlines() if line.strip()]
+        assert logged and all(str(line["time"]).endswith("Z") and "level" in line for line in logged)
+        assert any(expected_line in str(line["message"]) for line in logged)
 
 
 @pytest.fixture

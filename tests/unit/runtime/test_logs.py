@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import logging.config
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +69,16 @@ def test_the_format_is_chosen_by_mmhub_log_format() -> None:
         log_format({"MMHUB_LOG_FORMAT": "xml"})
     assert logging_config("info", {"MMHUB_LOG_FORMAT": "json"})["formatters"]["mmhub"] == {"()": JsonFormatter}
     assert "format" in logging_config("info", {})["formatters"]["mmhub"]
+
+
+def test_a_process_set_up_for_json_logs_json_lines_on_stderr() -> None:
+    code = (
+        "import logging; from runtime.logs import setup_logging, where; setup_logging('info');"
+        "logging.getLogger('mmhub.x').warning('bad %s', 'record', extra=where('hub.events', 1, 9, 'SHP-9'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={"MMHUB_LOG_FORMAT": "json", "PATH": ""}, capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]
+    assert (line["message"], line["level"], line["shipment_id"], line["offset"]) == ("bad record", "WARNING", "SHP-9", 9)
