@@ -5,7 +5,6 @@ with curl, as an operator would. The worker and the sink also log in JSON lines 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -28,14 +27,9 @@ from tests.integration.hub import (
     wait_for,
     wait_for_gateway,
 )
+from tests.integration.test_webhooks import ENV, SHIPPER, Subscriber, free_port, journeys, produce, store_for, subscribe
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -148,8 +142,6 @@ async def test_webhooks_metrics_count_deliveries_retries_and_dead_per_subscripti
 ) -> None:
     """`mmhub webhooks run` as a process: a subscriber refuses one notification every time (it ends dead after
     MMHUB_WEBHOOKS_MAX_ATTEMPTS=3) and takes the others; the filler's loop counts what it consumed."""
-    from tests.integration.test_webhooks import ENV, SHIPPER, Subscriber, journeys, produce, store_for, subscribe
-
     settings = await hub_settings()
     poison = ("SHP-M-2", 3)
 

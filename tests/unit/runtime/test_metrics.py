@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -69,3 +72,19 @@ def test_serve_exposes_the_registry_at_slash_metrics() -> None:
         text = response.read().decode()
     assert 'mmhub_quarantined_total{stage="t-serve",topic="topic-x"} 1.0' in text
     assert "_created" not in text
+
+
+def test_a_process_whose_metrics_port_is_taken_stops_at_once_naming_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "mmhub.cli", "sink"],
+            env={**os.environ, "MMHUB_METRICS_PORT": str(port), "MMHUB_KAFKA": "127.0.0.1:1"},
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"mmhub sink: cannot serve metrics on MMHUB_METRICS_PORT={port}: [Errno 98] Address already in use"
+    )
