@@ -2,8 +2,9 @@
 
 Each long-running process (`mmhub worker`, `sink`, `share`, `webhooks run`, `gateway`) serves the metrics at
 `http://MMHUB_METRICS_HOST:PORT/metrics`, PORT being MMHUB_METRICS_PORT or the process's default (DEFAULT_PORTS, so
-the five can run on one host); MMHUB_METRICS_PORT=0 turns it off. A process exports the metrics it moves; the
-others are present with no samples. The names here are the only ones infra/monitoring's dashboard and alert rules
+the five can run on one host); MMHUB_METRICS_PORT=0 turns it off. Every process exports every metric: a labelled
+one it never moves has no series, an unlabelled one (the parked gauges, the latency histogram, the SSE gauge) stays
+at 0 outside the process that moves it, so the dashboard sums or takes the max over processes. The names here are the only ones infra/monitoring's dashboard and alert rules
 may use (tests/unit/runtime/test_metrics.py reads them).
 
 The calls take plain numbers, so the faust worker, the stage runtime and the Postgres loop report alike:
