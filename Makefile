@@ -3,6 +3,7 @@
 #   make up      start Kafka + Postgres (infra/dev.sh); make down stops them
 #   make test    venv + up + browser, then pytest (the browser tests must run: MMHUB_REQUIRE_BROWSER=1)
 #   make browser Debian's Chromium for the browser tests (infra/dev.sh browser)
+#   make promtool Debian's Prometheus, whose promtool checks the alert rules (infra/dev.sh promtool)
 #   make demo    venv + up, then `mmhub demo`
 #   make bench   venv + up, then the pipeline benchmark
 #   make clean   remove .venv (the Kafka jar cache under ~/.cache/mmhub stays)
@@ -14,7 +15,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv up down browser test demo bench clean
+.PHONY: venv up down browser promtool test demo bench clean
 
 venv: $(STAMP)
 
@@ -33,10 +34,13 @@ down:
 browser:
 	bash infra/dev.sh browser
 
-test: venv up browser
+promtool:
+	bash infra/dev.sh promtool
+
+test: venv up browser promtool
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	MMHUB_REQUIRE_BROWSER=1 $(VENV)/bin/python -m pytest -q
+	MMHUB_REQUIRE_BROWSER=1 MMHUB_REQUIRE_PROMTOOL=1 $(VENV)/bin/python -m pytest -q
 
 demo: venv up
 	$(VENV)/bin/mmhub demo

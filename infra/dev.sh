@@ -12,7 +12,7 @@
 # Ports and home come from the environment, so a second stack can run beside the first:
 #   MMHUB_HOME (~/.cache/mmhub), MMHUB_KAFKA_PORT (9092), MMHUB_KAFKA_CONTROLLER_PORT (9093), MMHUB_PG_PORT (55432)
 #
-# usage: bash infra/dev.sh up|down|status|reset|browser
+# usage: bash infra/dev.sh up|down|status|reset|browser|promtool
 #   browser: install Debian's Chromium (headless) for the tracking page's browser tests, if it is absent
 #
 # Everything lives under $MMHUB_HOME (default ~/.cache/mmhub), outside git:
@@ -540,16 +540,26 @@ cmd_browser() {
     say "browser: $(/usr/bin/chromium --headless --no-sandbox --version 2>/dev/null || echo /usr/bin/chromium)"
 }
 
+# Debian's Prometheus, for its promtool: the tests check infra/monitoring's alert rules with `promtool check rules`.
+cmd_promtool() {
+    if [[ ! -x /usr/bin/promtool ]]; then
+        apt_install prometheus
+        [[ -x /usr/bin/promtool ]] || die "/usr/bin/promtool not found after apt-get install prometheus"
+    fi
+    say "promtool: $(/usr/bin/promtool --version 2>&1 | head -n 1)"
+}
+
 case "${1:-}" in
     up) cmd_up ;;
     browser) cmd_browser ;;
+    promtool) cmd_promtool ;;
     down) cmd_down ;;
     status) cmd_status ;;
     reset) cmd_reset ;;
     stop) cmd_stop "${2:-}" ;;
     start) cmd_start "${2:-}" ;;
     *)
-        echo "usage: bash infra/dev.sh up|down|status|reset|browser|stop kafka|postgres|start kafka|postgres" >&2
+        echo "usage: bash infra/dev.sh up|down|status|reset|browser|promtool|stop kafka|postgres|start kafka|postgres" >&2
         exit 2
         ;;
 esac

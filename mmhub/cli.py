@@ -73,7 +73,6 @@ def _share(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings, run: Callable[..., Awaitable[None]], what: str) -> int:
     """Run a stage that consumes `hub.shipment.status` batch by batch until SIGTERM or SIGINT."""
-    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -141,7 +140,6 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.gateway.serve import run_gateway
     from connectors.parties import load_parties
 
-    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     try:
         registry = load_registry(settings.carriers_path)
         parties = load_parties(settings.parties_path)
@@ -959,6 +957,24 @@ def _add_contract_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     asyncapi.set_defaults(run=_asyncapi)
 
 
+# --- logs and metrics: MMHUB_LOG_FORMAT, MMHUB_METRICS_PORT ----------------------------------------------------------
+
+
+def _observability(args: argparse.Namespace) -> None:
+    """Every command logs in MMHUB_LOG_FORMAT; each long-running process also serves its Prometheus metrics."""
+    from runtime.logs import setup_logging
+    from runtime.metrics import DEFAULT_PORTS, port_for, serve
+
+    setup_logging(getattr(args, "loglevel", "warning"))
+    one_shot = args.command == "webhooks" and args.webhooks_command != "run"
+    if args.command in DEFAULT_PORTS and not one_shot:
+        port = port_for(args.command)
+        try:
+            serve(port)
+        except OSError as error:
+            raise SystemExit(f"mmhub {args.command}: cannot serve metrics on MMHUB_METRICS_PORT={port}: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the failures a user can fix (mmhub.entry.classify) end in one line and their exit code."""
     from mmhub.entry import REFUSED, USAGE, Failure, classify
@@ -969,6 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     if args.command == "dev":
         return _dev(args)
+    _observability(args)
     settings = None
     try:
         try:

@@ -62,6 +62,7 @@ def _spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[byte
         "MMHUB_NAMESPACE": settings.namespace,
         "MMHUB_PG_SCHEMA": settings.pg_schema,
         "MMHUB_DATA_DIR": str(settings.data_dir),
+        "MMHUB_METRICS_PORT": "0",  # no /metrics: a demo beside a running hub (or another demo) must not fight for ports
     }
     handle = log.open("wb")
     return subprocess.Popen(

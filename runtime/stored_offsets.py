@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
@@ -31,6 +33,8 @@ from aiokafka.structs import ConsumerRecord
 
 from hubconf.settings import Settings
 from runtime.api import Record
+from runtime.logs import where
+from runtime.metrics import forget_lag, observe_checkpoint, observe_lag, quarantined
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +218,7 @@ async def write_one(conn: asyncpg.Connection, write: Write, record: Record) -> s
     except Exception as error:
         if not bad_record(error):
             raise
-        log.warning("set aside %s: %s", record.where, error)
+        log.warning("set aside %s: %s", record.where, error, extra=where(record.topic, record.partition, record.offset))
         return refused_by_postgres(error)
     return refused[0].reason if refused else None
 
@@ -299,6 +303,11 @@ class Positions:
                 keep.append(record)
         return Admitted(keep, reseek)
 
+    def lags(self, highwater: Callable[[Partition], int | None]) -> dict[Partition, int]:
+        """Per settled partition whose high watermark is known, the records past the next offset to write."""
+        found = {partition: highwater(partition) for partition in self._next}
+        return {partition: end - self._next[partition] for partition, end in found.items() if end is not None}
+
     def advance(self, next_offsets: dict[Partition, int]) -> None:
         """After a batch is committed: its partitions continue from where it ended."""
         for partition, offset in next_offsets.items():
@@ -334,6 +343,7 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
         # Under the lock: a batch being written finishes first, so the next owner starts after it.
         async with self.lock:
             self.positions.forget([(tp.topic, tp.partition) for tp in revoked])
+        forget_lag(self._group, [(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = sorted((tp.topic, tp.partition) for tp in assigned)
@@ -429,8 +439,11 @@ async def run_stored_offsets(
                     consumer.seek(TopicPartition(*partition), offset)
                 written = next_offsets(admitted.records)
                 if admitted.records:
-                    await _commit(db, stage, admitted.records, written)
+                    started = time.monotonic()
+                    refused = await _commit(db, stage, admitted.records, written)
+                    _observe(stage, time.monotonic() - started, admitted.records, refused)
                     listener.positions.advance(written)
+                observe_lag(stage.group, listener.positions.lags(lambda p: consumer.highwater(TopicPartition(*p))))
             if admitted.records and on_batch is not None:
                 on_batch(len(admitted.records))
             if stage.between is not None:
@@ -458,17 +471,21 @@ def _record(message: ConsumerRecord) -> Record:
     )
 
 
-async def _commit(db: Database, stage: PostgresStage, records: list[Record], offsets: dict[Partition, int]) -> None:
+async def _commit(
+    db: Database, stage: PostgresStage, records: list[Record], offsets: dict[Partition, int]
+) -> Sequence[SetAside]:
     """The batch, its set-aside records and its offsets in one transaction; if Postgres refuses a record of it,
-    the same again record by record, each in a savepoint, setting aside each one refused, so the others land."""
+    the same again record by record, each in a savepoint, setting aside each one refused, so the others land.
+    Returns the records set aside."""
 
-    async def together(conn: asyncpg.Connection) -> None:
+    async def together(conn: asyncpg.Connection) -> Sequence[SetAside]:
         async with conn.transaction():
             refused = await stage.write(conn, records)
             await set_aside(conn, stage.name, stage.group, refused)
             await save_offsets(conn, stage.group, offsets)
+        return refused
 
-    async def one_by_one(conn: asyncpg.Connection) -> None:
+    async def one_by_one(conn: asyncpg.Connection) -> Sequence[SetAside]:
         async with conn.transaction():
             refused: list[SetAside] = []
             for record in records:
@@ -477,15 +494,23 @@ async def _commit(db: Database, stage: PostgresStage, records: list[Record], off
                     refused.append(SetAside(record, reason))
             await set_aside(conn, stage.name, stage.group, refused)
             await save_offsets(conn, stage.group, offsets)
+        return refused
 
     try:
-        await db.run(together)
-        return
+        return await db.run(together)
     except Exception as error:
         if not bad_record(error):
             raise
         log.warning("Postgres refused a record of a batch of %d (%s); writing them one by one", len(records), error)
-    await db.run(one_by_one)
+    return await db.run(one_by_one)
+
+
+def _observe(stage: PostgresStage, seconds: float, records: list[Record], refused: Sequence[SetAside]) -> None:
+    """A committed batch, to runtime.metrics: its records per topic, those written, those set aside."""
+    observe_checkpoint(
+        stage.name, seconds, Counter(r.topic for r in records), {"postgres": len(records) - len(refused)}
+    )
+    quarantined(stage.name, [r.record.topic for r in refused])
 
 
 async def _mirror(consumer: AIOKafkaConsumer, offsets: dict[Partition, int]) -> None:

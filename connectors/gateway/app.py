@@ -44,6 +44,7 @@ from connectors.gateway.guards import (
     read_capped,
     too_many,
 )
+from connectors.gateway.metered import metered
 from connectors.gateway.openapi import openapi_document
 from connectors.gateway.reader import Reader
 from connectors.gateway.tracking import TrackingPage
@@ -235,7 +236,7 @@ def create_gateway(
     With `webhooks` (and the `parties` whose tokens it accepts), parties manage their webhook subscriptions
     (connectors.webhooks.routes)."""
     gateway = Gateway(settings, registry, publisher, receipts, clock, limits)
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[guard_middleware(limits)])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metered, guard_middleware(limits)])
     app.router.add_post("/v1/events/{format}", gateway.post_events)
     app.router.add_get("/openapi.json", gateway.get_openapi)
     app.router.add_get("/healthz", gateway.healthz)

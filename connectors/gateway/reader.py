@@ -44,6 +44,7 @@ from connectors.gateway.intake import Publisher, Unavailable, error_document
 from connectors.gateway.sse import CONTENT_TYPE, comment, due, frame, last_event_id, revoked_frame, status_frame
 from connectors.parties import PartyRegistry
 from hubconf.settings import Settings
+from runtime.metrics import SSE_STREAMS_OPEN
 from schemas.record import ShipmentRecord
 from streams.sharing import POLICY, Channel, Entitlement, Grant, Policy, Share, share_of, view
 
@@ -223,7 +224,8 @@ class Reader:
             await response.prepare(request)
             log.info("live view %s of %s opened by %s (has version %s)", stream_id, shipment_id, caller, sent)
             try:
-                await self._stream(response, request, access, sent, stream_id)
+                with SSE_STREAMS_OPEN.track_inprogress():
+                    await self._stream(response, request, access, sent, stream_id)
             except ConnectionResetError:
                 pass  # the client left while we wrote
             except Unavailable as error:

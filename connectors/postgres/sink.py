@@ -19,9 +19,10 @@ import asyncpg
 
 from connectors.postgres.db import columns, connect
 from connectors.postgres.migrate import migrate
-from connectors.postgres.rows import collect
+from connectors.postgres.rows import ShipmentRow, collect
 from hubconf.settings import Settings
 from runtime.api import Record
+from runtime.metrics import PUBLISH_TO_STATUS_SECONDS
 from runtime.stored_offsets import Database, PostgresStage, SetAside, run_stored_offsets, write_one
 
 UPSERT_SHIPMENTS = """
@@ -61,7 +62,20 @@ async def write(conn: asyncpg.Connection, records: Sequence[Record]) -> list[Set
             "shipment_id", "event_key", "fingerprint", "event_type", "occurred_at", "recorded_at", "record_version", "event"
         )
         await conn.execute(INSERT_EVENTS, *columns(batch.events, *event_columns))
+    observe_latency(records, batch.shipments)
     return batch.set_aside
+
+
+def observe_latency(records: Sequence[Record], shipments: Sequence[ShipmentRow]) -> None:
+    """Publish -> status, per shipment row written: from the record's updated_at (the latest recorded_at of its
+    events, as their senders stated it) to the Kafka timestamp of the status message that carried it (when the
+    worker emitted it). The status message carries no input timestamp, so a sender's clock skew shows here, and a
+    batch written again after a lost database is observed again."""
+    emitted = {record.key: record.timestamp_ms for record in records}  # the last message of a shipment in the batch
+    for row in shipments:
+        at = emitted.get(row.shipment_id.encode())
+        if row.updated_at is not None and at:
+            PUBLISH_TO_STATUS_SECONDS.observe(max(0.0, at / 1000 - row.updated_at.timestamp()))
 
 
 def stage(settings: Settings) -> PostgresStage:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from datetime import datetime, timezone
@@ -200,7 +199,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.webhooks.run import config_from_env, run_webhooks
     from connectors.webhooks.sealing import KeyProblem
 
-    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
     async def main() -> None:
         stop = asyncio.Event()

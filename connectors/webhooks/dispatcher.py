@@ -39,6 +39,7 @@ from connectors.webhooks.egress import post
 from connectors.webhooks.notifications import audit, shared
 from connectors.webhooks.store import SELECT, WebhookStore, subscription_of
 from hubconf.settings import Settings
+from runtime.metrics import WEBHOOK_DEAD, WEBHOOK_DELIVERED, WEBHOOK_RETRIES
 from runtime.stored_offsets import FIRST_BACKOFF_S, MAX_BACKOFF_S, Stopped, transient
 
 log = logging.getLogger(__name__)
@@ -210,18 +211,23 @@ class Dispatcher:
                 decision = decide(answer, batch, now, self._config, self._jitter())
                 if isinstance(decision, Delivered):
                     await store.patiently(lambda conn: mark_delivered(conn, batch, now), stop)
+                    WEBHOOK_DELIVERED.labels(subscription_id).inc(len(batch))
                     self._alone.pop(subscription_id, None)
                 elif isinstance(decision, Shrink):
                     log.warning("%s: %s for %d notifications; now at most %d a batch",
                                 subscription_id, answer.detail, len(batch), decision.limit)
                     self.limits[subscription_id] = decision.limit
+                    WEBHOOK_RETRIES.labels(subscription_id).inc(len(batch))
                 elif isinstance(decision, Isolate):
                     log.warning("%s: %s for %d notifications; sending seq %d alone",
                                 subscription_id, answer.detail, len(batch), decision.seq)
                     self._alone[subscription_id] = decision.seq
+                    WEBHOOK_RETRIES.labels(subscription_id).inc(len(batch))
                 elif isinstance(decision, Failed):
                     await store.patiently(lambda conn: mark_failed(conn, decision.rows, now), stop)
                     dead = [r for r in decision.rows if r.dead]
+                    WEBHOOK_DEAD.labels(subscription_id).inc(len(dead))
+                    WEBHOOK_RETRIES.labels(subscription_id).inc(len(decision.rows) - len(dead))
                     if dead:
                         log.error("%s: %d notification(s) dead from seq %d: %s (%s)",
                                   subscription_id, len(dead), dead[0].seq, dead[0].error, answer.detail)

@@ -6,7 +6,7 @@ DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/secrets"
 mkdir -p "$DIR"
 chmod 0700 "$DIR"
 for name in kafka-controller kafka-broker kafka-admin kafka-worker kafka-sink kafka-share kafka-gateway \
-    kafka-webhooks kafka-tools pg-password; do
+    kafka-webhooks kafka-tools pg-password grafana-admin; do
     if [[ ! -s "$DIR/$name" ]]; then
         # alphanumeric: no quoting needed in JAAS lines or a DSN; readable by the containers' users
         (tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true) >"$DIR/$name"

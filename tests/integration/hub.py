@@ -56,6 +56,7 @@ class HubProcess:
         self.args = args or []
         self.env = {
             **os.environ,
+            "MMHUB_METRICS_PORT": "0",  # tests run many at once: a test that scrapes one gives it a free port
             **(extra_env or {}),
             "MMHUB_KAFKA": settings.kafka,
             "MMHUB_PG_DSN": settings.pg_dsn,

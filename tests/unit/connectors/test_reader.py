@@ -536,3 +536,22 @@ async def test_the_live_view_ends_when_the_gateway_shuts_down() -> None:
         await hub.client.app.shutdown()  # what runner.cleanup() calls first: on_shutdown
         assert hub.reader.closing.is_set()
         assert await next_frame(response.content) is None
+
+
+async def test_an_open_live_view_is_counted_until_the_client_leaves(hub: Hub) -> None:
+    from prometheus_client import REGISTRY
+
+    def open_now() -> float | None:
+        return REGISTRY.get_sample_value("mmhub_sse_streams_open")
+
+    before = open_now()
+    assert before is not None
+    response = await hub.live(SHIPPER)
+    assert await next_event(response.content) is not None
+    assert open_now() == before + 1
+    response.close()
+    for _ in range(50):
+        if open_now() == before:
+            break
+        await asyncio.sleep(0.02)
+    assert open_now() == before
