@@ -1,9 +1,9 @@
-"""The faust wiring: topics, the shipments and deadlines tables, the merge agent and the presumed-loss clock.
+"""The faust wiring: topics, the shipments, deadlines and references tables, the agents and the presumed-loss clock.
 
-Thin on purpose: every decision is made by the pure core (streams.codec, streams.merge, streams.outbound,
-streams.clock); this module only moves bytes between Kafka, the tables and those functions. Delivery is
-at-least-once; the fold is idempotent, so a replayed event changes nothing, and a replay re-sends the current
-version so that no output is lost either.
+Thin on purpose: every decision is made by the stages' handlers (worker.stages, over the pure core in streams/);
+this module only adapts faust's events to their records (`as_record`), its tables to their stores (`TableStore`),
+and sends what they return. Delivery is at-least-once; the fold is idempotent, so a replayed event changes nothing,
+and a replay re-sends the current version so that no output is lost either.
 """
 
 from __future__ import annotations
@@ -13,51 +13,40 @@ import gc
 import logging
 import time
 import weakref
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Iterator, Sequence
+from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 import faust
-from pydantic import ValidationError
 import faust.streams as faust_streams
-from faust.types import EventT, StreamT
+from faust.types import EventT, StreamT, TableT
 
-from connectors.carriers import load_registry, verify_kafka_headers
-from connectors.formats import parser
+from connectors.carriers import load_registry
 from connectors.parties import load_parties
-from hubconf.settings import DEFAULT_WARM_STATES, PRODUCER_BATCH_BYTES, Settings
-from schemas.events import HUB_EVENT, HubEvent
-from schemas.rejection import combine, for_event
-from schemas.record import ShipmentRecord
-from worker import fetching
 from hubconf import topics as topic_names
-from streams.clock import deadline, presumed_loss
-from streams.codec import Rejection, decode_event, describe, decode_state, encode_event, encode_state, encode_status
-from worker.consumer_guard import GatedTableManager
-from streams.copies import Copy
+from hubconf.settings import PRODUCER_BATCH_BYTES, Settings
+from runtime.api import Handler, Out, Record, Store
+from schemas.rejection import Rejection
+from streams.clock import presumed_loss
+from streams.codec import decode_state, encode_event
 from streams.horizon import Horizon
-from streams.merge import ShipmentState, absorb_copies, project
-from streams.outbound import claim_messages, settlement_messages
-from streams.references import (
-    REFERENCE_MESSAGE,
-    Keyed,
-    RegisterMessage,
-    ResolveRequest,
-    changed_registrations,
-    decode_book,
-    encode_book,
-    parked_summary,
-    register,
-    register_messages,
-    registrations,
-    request,
-    request_messages,
-    settle,
-    settled_messages,
+from streams.merge import project
+from streams.references import decode_book
+from worker import fetching
+from worker.consumer_guard import GatedTableManager
+from worker.stages import (
+    DEADLINES,
+    REFERENCES,
+    SHIPMENTS,
+    ConnectHandler,
+    Counters,
+    DeadLetters,
+    MergeHandler,
+    ResolveHandler,
+    WarmStates,
 )
-from streams.routing import route
 
 log = logging.getLogger("mmhub.worker")
 
@@ -71,60 +60,6 @@ GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, gen0 runs per gen1, gen1 
 # without letting them in, as before, so they never close or move a table under a batch half merged.
 MERGE_YIELD_EVERY_S = 0.01
 CLOCK_YIELD_EVERY = 50  # presumed-loss reports between two chances for the agents to run
-
-
-@dataclass
-class Counters:
-    """What the worker did with its input, so `input = applied + duplicates + dead-lettered` can be checked."""
-
-    applied: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    refused: int = 0
-    forwarded: int = 0
-    connected: int = 0
-    resolved: int = 0
-    parked: int = 0
-    versions_emitted: int = 0
-    batches: int = 0
-    largest_batch: int = 0
-    # the oldest input (by its Kafka timestamp) a batch merged since the last report: how far behind the worker is
-    oldest_input_s: float = 0.0
-    warm_hits: int = 0
-    warm_misses: int = 0
-    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-@dataclass
-class Warm:
-    """A shipment as this worker last wrote it: the stored bytes, the state they encode and its record."""
-
-    stored: bytes
-    state: ShipmentState
-    record: ShipmentRecord
-
-
-class WarmStates:
-    """The most recently written shipments, so a batch need not re-validate and re-project what this worker
-    already holds. An entry is used only while the table still holds the very bytes it was made from: after a
-    rebalance another worker may have written the shipment, and then the table wins."""
-
-    def __init__(self, capacity: int = DEFAULT_WARM_STATES) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[bytes, Warm] = OrderedDict()
-
-    def get(self, key: bytes, stored: bytes | None) -> Warm | None:
-        warm = self._entries.get(key)
-        if warm is None or stored is None or warm.stored != stored:
-            return None
-        self._entries.move_to_end(key)
-        return warm
-
-    def put(self, key: bytes, warm: Warm) -> None:
-        self._entries[key] = warm
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
 
 
 @contextmanager
@@ -141,6 +76,47 @@ def events_partition(event: EventT[bytes]) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+def as_record(event: EventT[bytes]) -> Record:
+    """A faust event as the handlers see a consumed record (a header without a value is left out)."""
+    message = event.message
+    headers = getattr(message, "headers", None) or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        tuple((str(name), value) for name, value in pairs if value is not None),
+        round(message.timestamp * 1000) if message.timestamp else 0,  # faust gives seconds, the record has ms
+    )
+
+
+@dataclass
+class TableStore:
+    """A Store over a faust Table: each read and write in the partition of `event` (see events_partition)."""
+
+    table: TableT[bytes, bytes]
+    event: EventT[bytes]
+
+    def get(self, key: bytes) -> bytes | None:
+        with events_partition(self.event):
+            return self.table.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        with events_partition(self.event):
+            self.table[key] = value
+
+    def delete(self, key: bytes) -> None:
+        with events_partition(self.event):
+            if key in self.table:
+                del self.table[key]
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every local entry: faust's Table offers no view of one partition (no handler reads this)."""
+        return iter(list(self.table.items()))
 
 
 class Gathering:
@@ -296,64 +272,39 @@ def create_app(settings: Settings) -> faust.App:
     )
     assert sorted(app.tables) == sorted(topic_names.TABLES), "ensure_topics pre-creates every table's changelog"
     counters = Counters()
-    warm_states = WarmStates(settings.warm_states)
-    parked_books: set[bytes] = set()  # reference keys whose book, as this worker last wrote it, holds parked events
     app.mmhub_counters = counters  # type: ignore[attr-defined]
+    dead_letters = DeadLetters(names.dlq, counters)
+    # The stages' handlers (worker.stages); these agents only adapt faust's events to them and send what they return.
+    # faust delivers at least once: a merge that takes in nothing new sends the current version again.
+    connect_handler = ConnectHandler(
+        {names.raw(name): name for name in topic_names.RAW_FORMATS}, registry, horizon, names, dead_letters, counters
+    )
+    resolve_handler = ResolveHandler(names, dead_letters, counters)
+    merge_handler = MergeHandler(
+        names, authority, horizon, dead_letters, counters, resend_on_replay=True, warm=WarmStates(settings.warm_states)
+    )
+    outputs = {
+        topic.get_topic_name(): topic
+        for topic in (events_topic, dlq_topic, status_topic, settlement_topic, claims_topic, references_topic, parked_topic)
+    }
 
-    async def dead_letter(event: EventT[bytes], rejection: Rejection, value: bytes | None = None) -> None:
-        """The message's original bytes (or `value`, for an event refused after it was taken in) with why."""
-        message = event.message
-        counters.dead_lettered += 1
-        counters.by_reason[rejection.code] += 1
-        where = f"{message.topic}[{message.partition}]@{message.offset}"
-        if value is None:
-            headers = [
-                (topic_names.DLQ_REASON, rejection.reason_header()),
-                (topic_names.DLQ_CODE, rejection.code.encode()),
-                (topic_names.DLQ_SOURCE_TOPIC, message.topic.encode()),
-                (topic_names.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
-                (topic_names.DLQ_SOURCE_OFFSET, str(message.offset).encode()),
-            ]
-        else:
-            # Not the bytes of `message`: an event held in the shipment's state, refused when `message` arrived.
-            headers = [
-                (topic_names.DLQ_REASON, rejection.reason_header()),
-                (topic_names.DLQ_CODE, rejection.code.encode()),
-                (topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"),
-                (topic_names.DLQ_TRIGGERED_BY, where.encode()),
-            ]
-        log.warning("dead-lettered %s: %s", where if value is None else "an event held in state", rejection.reason)
-        origin = _header(message, topic_names.ORIGIN)
-        if origin is not None and value is None:
-            headers.append((topic_names.ORIGIN, origin))
-        await dlq_topic.send(key=message.key, value=message.value if value is None else value, headers=headers)
+    async def send(outs: list[Out]) -> None:
+        for out in outs:
+            await outputs[out.topic].send(key=out.key, value=out.value, headers=list(out.headers) or None)
 
     async def merge_batch(batch: Sequence[EventT[bytes]]) -> bool:
-        """Merge the batch; True if the agent was cancelled while it ran (the batch was finished first)."""
-        counters.batches += 1
-        counters.largest_batch = max(counters.largest_batch, len(batch))
-        stamped = [event.message.timestamp for event in batch if event.message.timestamp]
-        if stamped:
-            counters.oldest_input_s = max(counters.oldest_input_s, time.time() - min(stamped))
-        accepted: dict[str, list[tuple[EventT[bytes], HubEvent]]] = defaultdict(list)
+        """Merge the batch, one call of the merge handler per input partition (its contract); True if the agent was
+        cancelled while it ran (the batch was finished first)."""
+        by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
         for event in batch:
-            try:
-                await take_in(event, accepted)
-            except Exception as error:  # noqa: BLE001 - one input must not stop the agent
-                log.exception("could not take in %s; it goes to the DLQ", _where(event.message))
-                await dead_letter(event, Rejection("hub_error", f"the hub failed to read this event: {error!r}"))
-
+            by_partition[event.message.partition].append(event)
         yielded_at = time.perf_counter()
         stopping = False
         flow = app.flow_control
-        for shipment_id, items in accepted.items():
-            try:
-                await merge_shipment(shipment_id, items)
-            except Exception as error:  # noqa: BLE001 - one shipment's failure must not stop every other one
-                # Loud, and nothing lost: the traceback goes to the log, the original bytes to the DLQ for replay.
-                log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))
-                for event, _ in items:
-                    await dead_letter(event, Rejection("hub_error", f"the hub failed to merge this event: {error!r}"))
+        for events in by_partition.values():
+            own = events[-1]  # every event here is on this partition: the stores' reads and writes go there
+            stores = {SHIPMENTS: TableStore(shipments, own), DEADLINES: TableStore(deadlines, own)}
+            await send(handle(merge_handler, events, stores, "merge"))
             if not stopping and flow.is_active() and time.perf_counter() - yielded_at > MERGE_YIELD_EVERY_S:
                 try:
                     await asyncio.sleep(0)
@@ -365,154 +316,23 @@ def create_app(settings: Settings) -> faust.App:
                 yielded_at = time.perf_counter()
         return stopping
 
-    async def take_in(event: EventT[bytes], accepted: dict[str, list[tuple[EventT[bytes], HubEvent]]]) -> None:
-        """Decode one input: dead-letter it, forward it to reference resolution, or add it to its shipment's items."""
-        decoded = decode_event(event.message.value)
-        if not isinstance(decoded, Rejection):
-            decoded = horizon.refusal(decoded, received_at(event.message)) or decoded
-        if isinstance(decoded, Rejection):
-            await dead_letter(event, decoded)
-        elif decoded.shipment_id is None:
-            # Names only carrier references: resolution finds its shipment and sends it back here.
-            origin = _header(event.message, topic_names.ORIGIN) or _where(event.message).encode()
-            await send_references(request_messages(decoded, origin.decode("utf-8", "backslashreplace")), origin)
-            counters.forwarded += 1
-        elif event.message.key != decoded.shipment_id.encode():
-            # A wrong key puts the event on another shipment's partition, where another worker may own it.
-            await dead_letter(
-                event,
-                Rejection("wrong_key", f"message key must be the shipment_id {decoded.shipment_id!r}"),
-            )
-        else:
-            accepted[decoded.shipment_id].append((event, decoded))
-
-    async def merge_shipment(shipment_id: str, items: list[tuple[EventT[bytes], HubEvent]]) -> None:
-        key = shipment_id.encode()
-        own_event = items[-1][0]  # every item is on this shipment's partition; reads and writes go there
-        with events_partition(own_event):
-            stored = shipments.get(key)
-        warm = warm_states.get(key, stored)
-        if warm is not None:
-            counters.warm_hits += 1
-            before = warm.state
-        else:
-            counters.warm_misses += int(stored is not None)
-            before = decode_state(stored) if stored is not None else ShipmentState(shipment_id)
-        arrived = [Copy.of(hub_event) for _, hub_event in items]
-        state, new_copies = absorb_copies(before, arrived)
-        # A copy the state already holds may be a replay after a crash: the state was written, the worker died
-        # before the status message that carried the copy reached Kafka. It goes out again with this version
-        # (the sink keeps the first row it has of a copy), so Postgres never misses an event the record counts.
-        taken = {copy.fingerprint for copy in new_copies}
-        resent = list({copy.fingerprint: copy for copy in arrived if copy.fingerprint not in taken}.values())
-        if state is before:
-            # Nothing new, but this may be a replay after a crash: the stored state can be ahead of what reached
-            # Kafka (the state was written, the worker died before its outputs were). Sending the current version
-            # and documents again is harmless (the sink skips versions it has, documents have stable ids) and is
-            # what turns at-least-once input into no lost output.
-            counters.duplicates += len(items)
-            record = warm.record if warm is not None else project(before, authority)
-            await emit(key, record, resent, settlement_messages(None, record), claim_messages(None, record))
-            await send_references(register_messages(registrations(before, record)))
-            return
-        record = project(state, authority)
-        documents: list[bytes] = []
-        claims: list[bytes] = []
-        previous: ShipmentRecord | None = None
-        if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
-            previous = warm.record if warm is not None else (project(before, authority) if stored is not None else None)
-            documents = settlement_messages(previous, record)
-            claims = claim_messages(previous, record)
-        due = deadline(record)
-        encoded = encode_state(state)
-        with events_partition(own_event):
-            shipments[key] = encoded
-            if due is not None:
-                if deadlines.get(key) != (stamp := due.isoformat().encode()):
-                    deadlines[key] = stamp
-            elif key in deadlines:
-                del deadlines[key]
-        warm_states.put(key, Warm(encoded, state, record))
-        counters.applied += len(new_copies)
-        counters.duplicates += len(items) - len(new_copies)
-        await emit(key, record, new_copies + resent, documents, claims)
-        if record.booking is not None:
-            said = registrations(before, previous) if previous is not None else []
-            await send_references(register_messages(changed_registrations(said, registrations(state, record))))
-        await dead_letter_refusals(state, previous, record, items)
-
-    async def dead_letter_refusals(
-        state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: list[tuple[EventT[bytes], HubEvent]]
-    ) -> None:
-        """An event the record newly refuses because its source may not say it (a carrier reporting on another
-        carrier's leg) is kept in the state, so the record can say why, and dead-lettered once: with its original
-        bytes when it came in this batch, else (the booking that shows the refusal came later) as the canonical
-        event the hub holds. A conflict (a document transferred before it was issued) is only listed in the
-        record: with events in any order it may be the next event that resolves it."""
-        known = {r.event for r in previous.rejected if r.kind == "not_entitled"} if previous is not None else set()
-        arrived = {hub_event.key: event for event, hub_event in items}
-        for refusal in record.rejected:
-            if refusal.kind != "not_entitled" or refusal.event in known:
-                continue
-            counters.refused += 1
-            rejection = Rejection(refusal.kind, f"{refusal.event}: {refusal.reason}")
-            if refusal.event in arrived:
-                await dead_letter(arrived[refusal.event], rejection)
-            else:
-                copy = state.copies[refusal.event]
-                await dead_letter(items[-1][0], rejection, value=encode_event(copy.event))
-
-    async def send_references(messages: list[Keyed], origin: bytes | None = None) -> None:
-        headers = [(topic_names.ORIGIN, origin)] if origin is not None else None
-        for message in messages:
-            await references_topic.send(key=message.key, value=message.value, headers=headers)
-
-    async def emit(
-        key: bytes, record: ShipmentRecord, new_copies: list[Copy], documents: list[bytes], claims: list[bytes]
-    ) -> None:
-        await status_topic.send(key=key, value=encode_status(record, new_copies))
-        for message in documents:
-            await settlement_topic.send(key=key, value=message)
-        for message in claims:
-            await claims_topic.send(key=key, value=message)
-        counters.versions_emitted += 1
+    def handle(handler: Handler, events: list[EventT[bytes]], stores: Mapping[str, Store], what: str) -> list[Out]:
+        """The handler's messages for `events` (one partition's); should the handler itself fail (a hub bug), every
+        event goes to the DLQ with its original bytes."""
+        records = [as_record(event) for event in events]
+        try:
+            return handler(records, stores)
+        except Exception as error:  # noqa: BLE001 - a hub bug must not stop the agent
+            log.exception("the %s handler failed on %d records from %s", what, len(records), records[0].where)
+            rejection = Rejection("hub_error", f"the hub failed to {what} this: {error!r}")
+            return [dead_letters(record, rejection) for record in records]
 
     # --- the connector stage: raw carrier payloads -> canonical events -------------------------------------------
-
-    async def connect(format_name: str, event: EventT[bytes]) -> None:
-        """Verify the signature over the exact bytes, parse, route. Anything refused goes to the DLQ with the
-        original payload; a payload's good events go on even when another event in it is refused."""
-        message = event.message
-        body = message.value or b""
-        received = received_at(message)
-        sender, refusal = verify_kafka_headers(
-            registry, _headers(message), body, datetime.now(timezone.utc), format_name, received
-        )
-        if refusal is not None or sender is None:
-            await dead_letter(event, refusal or Rejection("unsigned", "no carrier"))
-            return
-        origin = _where(message)
-        refused: list[Rejection] = []
-        for index, result in enumerate(parser(format_name)(body, sender)):
-            routed = result if isinstance(result, Rejection) else route(result, sender, received, horizon, origin)
-            if isinstance(routed, Rejection):
-                refused.append(for_event(index, routed))
-                continue
-            for outbound in routed:
-                target = events_topic if outbound.stream == "events" else references_topic
-                await target.send(key=outbound.key, value=outbound.value, headers=[(topic_names.ORIGIN, origin.encode())])
-            counters.connected += 1
-        if refused:
-            await dead_letter(event, combine(refused))  # the payload once, with every refused event's reason
 
     def connector(format_name: str) -> None:
         async def read_raw(stream: StreamT[bytes]) -> None:
             async for event in stream.events():
-                try:
-                    await connect(format_name, event)
-                except Exception as error:  # noqa: BLE001 - a hub bug on one payload must not stop the stage
-                    log.exception("connector %s failed on %s", format_name, _where(event.message))
-                    await dead_letter(event, Rejection("hub_error", f"the hub failed to read this payload: {error!r}"))
+                await send(handle(connect_handler, [event], {}, "connect"))
 
         app.agent(raw_topics[format_name], name=f"connect-{format_name}")(read_raw)
 
@@ -521,56 +341,10 @@ def create_app(settings: Settings) -> faust.App:
 
     # --- reference resolution: reference-only events -> their shipment -----------------------------------------
 
-    async def resolve_one(event: EventT[bytes]) -> None:
-        message = event.message
-        key = message.key or b""
-        try:
-            incoming = REFERENCE_MESSAGE.validate_json(message.value or b"")
-            carried = None if isinstance(incoming, RegisterMessage) else HUB_EVENT.validate_python(incoming.event)
-        except ValidationError as error:
-            await dead_letter(event, Rejection("invalid_reference_message", f"not a reference message: {describe(error)}"))
-            return
-        now = datetime.now(timezone.utc)
-        with events_partition(event):
-            book = decode_book(references.get(key))
-        released: list[tuple[HubEvent, str | None]] = []
-        if isinstance(incoming, ResolveRequest):
-            assert carried is not None
-            after, resolved = request(book, carried, now, incoming.origin)
-            if resolved is not None:
-                released.append((resolved, incoming.origin))
-            elif after is not book:
-                counters.parked += 1
-        elif isinstance(incoming, RegisterMessage):
-            after, freed = register(book, incoming.registration)
-            released += [(resolved, parked.origin) for resolved, parked in freed]
-        else:
-            assert carried is not None
-            after = settle(book, carried)
-        for resolved, origin in released:
-            headers = [(topic_names.ORIGIN, origin.encode())] if origin else None
-            assert resolved.shipment_id is not None
-            await events_topic.send(key=resolved.shipment_id.encode(), value=encode_event(resolved), headers=headers)
-            await send_references(settled_messages(resolved, key.decode()))
-            counters.resolved += 1
-        if after is not book:
-            with events_partition(event):
-                references[key] = encode_book(after)
-            if after.parked:
-                parked_books.add(key)
-            else:
-                parked_books.discard(key)
-            if after.parked != book.parked:
-                await parked_topic.send(key=key, value=parked_summary(key.decode(), after, now))
-
     @app.agent(references_topic, name="resolve")
     async def resolve(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            try:
-                await resolve_one(event)
-            except Exception as error:  # noqa: BLE001 - loud, and the message is kept for replay
-                log.exception("resolution failed on %s", _where(event.message))
-                await dead_letter(event, Rejection("hub_error", f"the hub failed to resolve this: {error!r}"))
+            await send(handle(resolve_handler, [event], {REFERENCES: TableStore(references, event)}, "resolve"))
 
     @app.agent(events_topic, name="merge")
     async def merge(stream: StreamT[bytes]) -> None:
@@ -606,7 +380,7 @@ def create_app(settings: Settings) -> faust.App:
         now = datetime.now(timezone.utc)
         # Only the books this worker parked events in: a scan of the whole table would decode every reference
         # of every shipment (hundreds of thousands) on the event loop. The full picture is `mmhub parked`.
-        waiting = [decode_book(raw).parked for raw in (references.get(k) for k in list(parked_books)) if raw is not None]
+        waiting = [decode_book(raw).parked for raw in (references.get(k) for k in list(resolve_handler.parked)) if raw is not None]
         oldest = min((p.since for parked in waiting for p in parked), default=None)
         log.info(
             "applied=%d duplicates=%d dead_lettered=%d %s refused=%d connected=%d forwarded=%d resolved=%d "
@@ -632,26 +406,6 @@ def create_app(settings: Settings) -> faust.App:
         counters.oldest_input_s = 0.0
 
     return app
-
-
-def _headers(message: object) -> list[tuple[str, bytes | None]]:
-    headers = getattr(message, "headers", None) or []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(str(name), value) for name, value in items]
-
-
-def _header(message: object, name: str) -> bytes | None:
-    return next((value for header, value in _headers(message) if header == name), None)
-
-
-def received_at(message: object) -> datetime:
-    """When the hub received a Kafka record: its timestamp, which the broker sets on the topics an event comes in by
-    (LogAppendTime, hubconf.topics), so a replay of the record finds the same time."""
-    return datetime.fromtimestamp(getattr(message, "timestamp"), timezone.utc)
-
-
-def _where(message: object) -> str:
-    return f"{getattr(message, 'topic', '?')}[{getattr(message, 'partition', '?')}]@{getattr(message, 'offset', '?')}"
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.app import Warm, WarmStates
+from worker.stages import Warm, WarmStates
 from streams.merge import ShipmentState, project
 
 from ..builders import AUTHORITY

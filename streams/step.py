@@ -1,0 +1,170 @@
+"""The merge step: one shipment as its store holds it, plus the events a batch brought for it, gives the new state
+and everything the worker must store and send for it. Every rule of the merge stage lives here, as data in and data
+out: which copies are new, the record version, its status message, the settlement documents and claims it adds, the
+references it registers, the deadline it sets or clears, and the events it newly refuses.
+
+The caller (worker.stages.MergeHandler) moves bytes: it reads the store, calls `merge_step`, writes `StepResult.write`
+and produces the outputs. Pure: no I/O.
+
+Replays. An item whose exact copy the state already holds changes nothing. Under at-least-once delivery the stored
+state may be ahead of what reached Kafka (the state was written, the worker died before its outputs were), so a step
+that takes in nothing new sends the current version again (`resend_on_replay=True`): the sink skips versions it has
+and documents have stable ids. Under exactly-once the state and the outputs are committed together, so that re-send
+would only emit a version twice: `resend_on_replay=False`, and a step with nothing new sends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Sequence, TypeVar
+
+from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
+from schemas.rejection import Rejection
+from streams.authority import Authority
+from streams.clock import deadline
+from streams.codec import decode_state, encode_event, encode_state, encode_status
+from streams.copies import Copy
+from streams.merge import ShipmentState, absorb_copies, project
+from streams.outbound import claim_messages, settlement_messages
+from streams.references import Keyed, changed_registrations, register_messages, registrations
+
+S = TypeVar("S")  # where an item came from (the worker's consumed record): what a refusal dead-letters
+
+NOT_ENTITLED = "not_entitled"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A shipment as its store holds it: the state, and the record it projects to when the caller already has it
+    (a warm cache); without it the step projects the state when it needs the record."""
+
+    state: ShipmentState
+    record: ShipmentRecord | None = None
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Stored:
+        return cls(decode_state(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """What a step that took in something new stores: the encoded state and the deadline (ISO 8601 bytes; None: the
+    shipment has none, clear it). `state` and `record` are what `encoded` holds and projects to, for a warm cache."""
+
+    encoded: bytes
+    deadline: bytes | None
+    state: ShipmentState
+    record: ShipmentRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Generic[S]):
+    """An event the record newly refuses because its source may not say it, to dead-letter once: `source`'s original
+    bytes when it came in this step, else `held` (the canonical event the state holds, refused now that a later
+    event, such as the booking, shows it), dead-lettered as triggered by `source`."""
+
+    rejection: Rejection
+    source: S
+    held: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult(Generic[S]):
+    """The step's state change and outputs, in the order they are produced: the status message, then the
+    settlement documents and claims (all keyed by the shipment id), the hub.references messages, the refusals."""
+
+    write: Write | None  # None: nothing new, nothing to store
+    status: bytes | None  # the hub.shipment.status message; None: no version to send
+    documents: list[bytes] = field(default_factory=list)
+    claims: list[bytes] = field(default_factory=list)
+    references: list[Keyed] = field(default_factory=list)
+    refusals: list[Refusal[S]] = field(default_factory=list)
+    applied: int = 0  # items that were new copies
+    duplicates: int = 0  # items whose copy the state already held (applied + duplicates = items)
+
+
+def merge_step(
+    shipment_id: str,
+    stored: Stored | None,
+    items: Sequence[tuple[S, HubEvent]],
+    authority: Authority,
+    *,
+    resend_on_replay: bool,
+) -> StepResult[S]:
+    """Take `items` (each event with where it came from, all for `shipment_id`) into the shipment `stored` holds
+    (None: the store has none yet). Raises streams.merge.MisroutedEvent for an event of another shipment (a hub bug)."""
+    before = stored.state if stored is not None else ShipmentState(shipment_id)
+    arrived = [Copy.of(event) for _, event in items]
+    state, new_copies = absorb_copies(before, arrived)
+    # A copy the state already holds may be a replay after a crash: the state was written, the worker died before the
+    # status message that carried the copy reached Kafka. It goes out again with this version (the sink keeps the
+    # first row it has of a copy), so Postgres never misses an event the record counts.
+    taken = {copy.fingerprint for copy in new_copies}
+    resent = list({copy.fingerprint: copy for copy in arrived if copy.fingerprint not in taken}.values())
+    if state is before:
+        if stored is None or not items or not resend_on_replay:
+            return StepResult(None, None, duplicates=len(items))
+        # Nothing new, but the stored state may be ahead of what reached Kafka: send the current version, its
+        # documents and its registrations again (see the module's docstring).
+        held = _record_of(stored, authority)
+        return StepResult(
+            None,
+            encode_status(held, resent),
+            settlement_messages(None, held),
+            claim_messages(None, held),
+            register_messages(registrations(before, held)),
+            duplicates=len(items),
+        )
+    # The one projection of a new state (an incremental projection from the previous record goes here).
+    record = project(state, authority)
+    previous: ShipmentRecord | None = None
+    documents: list[bytes] = []
+    claims: list[bytes] = []
+    if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
+        # only then does anything depend on what the previous version said
+        previous = _record_of(stored, authority) if stored is not None else None
+        documents = settlement_messages(previous, record)
+        claims = claim_messages(previous, record)
+    references: list[Keyed] = []
+    if record.booking is not None:
+        said = registrations(before, previous) if previous is not None else []
+        references = register_messages(changed_registrations(said, registrations(state, record)))
+    due = deadline(record)
+    return StepResult(
+        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record),
+        encode_status(record, new_copies + resent),
+        documents,
+        claims,
+        references,
+        _refusals(state, previous, record, items),
+        applied=len(new_copies),
+        duplicates=len(items) - len(new_copies),
+    )
+
+
+def _record_of(stored: Stored, authority: Authority) -> ShipmentRecord:
+    """The record of a stored state: the caller's when it has it, else projected."""
+    return stored.record if stored.record is not None else project(stored.state, authority)
+
+
+def _refusals(
+    state: ShipmentState, previous: ShipmentRecord | None, record: ShipmentRecord, items: Sequence[tuple[S, HubEvent]]
+) -> list[Refusal[S]]:
+    """An event the record newly refuses because its source may not say it (a carrier reporting on another carrier's
+    leg) is kept in the state, so the record can say why, and dead-lettered once: with its original bytes when it
+    came in this step, else (the booking that shows the refusal came later) as the canonical event the hub holds. A
+    conflict (a document transferred before it was issued) is only listed in the record: with events in any order it
+    may be the next event that resolves it."""
+    known = {r.event for r in previous.rejected if r.kind == NOT_ENTITLED} if previous is not None else set()
+    arrived = {event.key: source for source, event in items}
+    refusals: list[Refusal[S]] = []
+    for refusal in record.rejected:
+        if refusal.kind != NOT_ENTITLED or refusal.event in known:
+            continue
+        rejection = Rejection(refusal.kind, f"{refusal.event}: {refusal.reason}")
+        if refusal.event in arrived:
+            refusals.append(Refusal(rejection, arrived[refusal.event]))
+        else:
+            refusals.append(Refusal(rejection, items[-1][0], encode_event(state.copies[refusal.event].event)))
+    return refusals

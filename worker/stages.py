@@ -1,0 +1,378 @@
+"""The worker's high-volume stages as handlers over runtime.api: records of one input partition and that partition's
+stores in, messages to produce out. No Kafka here: the loop that feeds them (faust's agents in worker.app today,
+the stage runtime next) consumes, stores and produces.
+
+- ConnectHandler: raw carrier payloads -> verify the signature over the exact bytes -> parse -> route.
+- ResolveHandler: hub.references (resolve requests, registrations, settled notices) -> the reference books
+  (store "references") -> released events to hub.events.
+- MergeHandler: hub.events -> the shipment states (store "shipments") and deadlines (store "deadlines") through
+  streams.step.merge_step -> status versions, settlement documents, claims, registrations, refusals.
+
+A handler never raises for one bad record: what it refuses goes to the DLQ (`DeadLetters`) with the original bytes
+and a reason, and a hub bug on one record (or one shipment) dead-letters that record (or that shipment's records)
+and the rest go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Sequence
+
+from pydantic import ValidationError
+
+from connectors.carriers import CarrierRegistry, verify_kafka_headers
+from connectors.formats import parser
+from hubconf import topics as topic_names
+from hubconf.settings import DEFAULT_WARM_STATES
+from hubconf.topics import Topics
+from runtime.api import Out, Record, Store
+from schemas.events import HUB_EVENT, HubEvent
+from schemas.record import ShipmentRecord
+from schemas.rejection import Rejection, combine, describe, for_event
+from streams.authority import Authority
+from streams.codec import decode_event, encode_event
+from streams.horizon import Horizon
+from streams.merge import ShipmentState
+from streams.references import (
+    REFERENCE_MESSAGE,
+    Keyed,
+    RegisterMessage,
+    ResolveRequest,
+    decode_book,
+    encode_book,
+    parked_summary,
+    register,
+    request,
+    request_messages,
+    settle,
+    settled_messages,
+)
+from streams.routing import route
+from streams.step import Stored, merge_step
+
+log = logging.getLogger("mmhub.worker")
+
+SHIPMENTS, DEADLINES, REFERENCES = topic_names.TABLES  # the stores, by name
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Counters:
+    """What the worker did with its input, so `input = applied + duplicates + dead-lettered` can be checked."""
+
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    refused: int = 0
+    forwarded: int = 0
+    connected: int = 0
+    resolved: int = 0
+    parked: int = 0
+    versions_emitted: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    # the oldest input (by its Kafka timestamp) a batch merged since the last report: how far behind the worker is
+    oldest_input_s: float = 0.0
+    warm_hits: int = 0
+    warm_misses: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def received_at(record: Record) -> datetime:
+    """When the hub received a Kafka record: its timestamp, which the broker sets on the topics an event comes in by
+    (LogAppendTime, hubconf.topics), so a replay of the record finds the same time."""
+    return datetime.fromtimestamp(record.timestamp_ms / 1000, timezone.utc)
+
+
+@dataclass
+class DeadLetters:
+    """The one dead-letter builder of every stage: a record's original bytes (or `held`, an event the shipment's
+    state holds, refused when `record` arrived) with why, to the DLQ topic `topic`."""
+
+    topic: str
+    counters: Counters
+
+    def __call__(self, record: Record, rejection: Rejection, held: bytes | None = None) -> Out:
+        self.counters.dead_lettered += 1
+        self.counters.by_reason[rejection.code] += 1
+        headers = [(topic_names.DLQ_REASON, rejection.reason_header()), (topic_names.DLQ_CODE, rejection.code.encode())]
+        if held is None:
+            headers += [
+                (topic_names.DLQ_SOURCE_TOPIC, record.topic.encode()),
+                (topic_names.DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+                (topic_names.DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+            ]
+            origin = record.header(topic_names.ORIGIN)
+            if origin is not None:
+                headers.append((topic_names.ORIGIN, origin))
+        else:
+            headers += [(topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"), (topic_names.DLQ_TRIGGERED_BY, record.where.encode())]
+        log.warning("dead-lettered %s: %s", record.where if held is None else "an event held in state", rejection.reason)
+        return Out(self.topic, record.key, record.value if held is None else held, tuple(headers))
+
+
+def _references(topics: Topics, messages: list[Keyed], origin: bytes | None = None) -> list[Out]:
+    headers = ((topic_names.ORIGIN, origin),) if origin is not None else ()
+    return [Out(topics.references, message.key, message.value, headers) for message in messages]
+
+
+# --- the connector stage: raw carrier payloads -> canonical events ------------------------------------------------
+
+
+@dataclass
+class ConnectHandler:
+    """Verify the signature over the exact bytes, parse, route. Anything refused goes to the DLQ with the original
+    payload, once, with every refused event's reason; a payload's good events go on even when another is refused.
+    `formats` maps each raw topic (full name) to its format."""
+
+    formats: Mapping[str, str]
+    registry: CarrierRegistry
+    horizon: Horizon
+    topics: Topics
+    dead_letters: DeadLetters
+    counters: Counters
+    clock: Callable[[], datetime] = utc_now
+
+    def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
+        out: list[Out] = []
+        for record in records:
+            try:
+                out += self.connect(record)
+            except Exception as error:  # noqa: BLE001 - a hub bug on one payload must not stop the stage
+                log.exception("connector failed on %s", record.where)
+                out.append(self.dead_letters(record, Rejection("hub_error", f"the hub failed to read this payload: {error!r}")))
+        return out
+
+    def connect(self, record: Record) -> list[Out]:
+        format_name = self.formats[record.topic]
+        body = record.value or b""
+        received = received_at(record)
+        sender, refusal = verify_kafka_headers(self.registry, record.headers, body, self.clock(), format_name, received)
+        if refusal is not None or sender is None:
+            return [self.dead_letters(record, refusal or Rejection("unsigned", "no carrier"))]
+        origin = record.where
+        headers = ((topic_names.ORIGIN, origin.encode()),)
+        out: list[Out] = []
+        refused: list[Rejection] = []
+        connected = 0
+        for index, result in enumerate(parser(format_name)(body, sender)):
+            routed = result if isinstance(result, Rejection) else route(result, sender, received, self.horizon, origin)
+            if isinstance(routed, Rejection):
+                refused.append(for_event(index, routed))
+                continue
+            for outbound in routed:
+                topic = self.topics.events if outbound.stream == "events" else self.topics.references
+                out.append(Out(topic, outbound.key, outbound.value, headers))
+            connected += 1
+        if refused:
+            out.append(self.dead_letters(record, combine(refused)))  # the payload once, with every refused event's reason
+        self.counters.connected += connected
+        return out
+
+
+# --- reference resolution: reference-only events -> their shipment -------------------------------------------------
+
+
+@dataclass
+class ResolveHandler:
+    """Each hub.references message against its reference's book (store "references"): a resolve request is released
+    to its shipment or parked, a registration releases what waited on it, a settled notice drops a parked copy.
+    `parked` holds the keys whose book, as this handler last wrote it, holds parked events (for the report)."""
+
+    topics: Topics
+    dead_letters: DeadLetters
+    counters: Counters
+    clock: Callable[[], datetime] = utc_now
+    parked: set[bytes] = field(default_factory=set)
+
+    def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
+        books = stores[REFERENCES]
+        out: list[Out] = []
+        for record in records:
+            try:
+                out += self.resolve(record, books)
+            except Exception as error:  # noqa: BLE001 - loud, and the message is kept for replay
+                log.exception("resolution failed on %s", record.where)
+                out.append(self.dead_letters(record, Rejection("hub_error", f"the hub failed to resolve this: {error!r}")))
+        return out
+
+    def resolve(self, record: Record, books: Store) -> list[Out]:
+        key = record.key or b""
+        try:
+            incoming = REFERENCE_MESSAGE.validate_json(record.value or b"")
+            carried = None if isinstance(incoming, RegisterMessage) else HUB_EVENT.validate_python(incoming.event)
+        except ValidationError as error:
+            rejection = Rejection("invalid_reference_message", f"not a reference message: {describe(error)}")
+            return [self.dead_letters(record, rejection)]
+        now = self.clock()
+        book = decode_book(books.get(key))
+        released: list[tuple[HubEvent, str | None]] = []
+        if isinstance(incoming, ResolveRequest):
+            assert carried is not None
+            after, resolved = request(book, carried, now, incoming.origin)
+            if resolved is not None:
+                released.append((resolved, incoming.origin))
+            elif after is not book:
+                self.counters.parked += 1
+        elif isinstance(incoming, RegisterMessage):
+            after, freed = register(book, incoming.registration)
+            released += [(resolved, parked.origin) for resolved, parked in freed]
+        else:
+            assert carried is not None
+            after = settle(book, carried)
+        out: list[Out] = []
+        for resolved, origin in released:
+            assert resolved.shipment_id is not None
+            headers = ((topic_names.ORIGIN, origin.encode()),) if origin else ()
+            out.append(Out(self.topics.events, resolved.shipment_id.encode(), encode_event(resolved), headers))
+            out += _references(self.topics, settled_messages(resolved, key.decode()))
+        self.counters.resolved += len(released)
+        if after is not book:
+            books.put(key, encode_book(after))
+            if after.parked:
+                self.parked.add(key)
+            else:
+                self.parked.discard(key)
+            if after.parked != book.parked:
+                out.append(Out(self.topics.parked, key, parked_summary(key.decode(), after, now)))
+        return out
+
+
+# --- the merge: events -> shipment state -> versions and their outputs ---------------------------------------------
+
+
+@dataclass
+class Warm:
+    """A shipment as this worker last wrote it: the stored bytes, the state they encode and its record."""
+
+    stored: bytes
+    state: ShipmentState
+    record: ShipmentRecord
+
+
+class WarmStates:
+    """The most recently written shipments, so a batch need not re-validate and re-project what this worker
+    already holds. An entry is used only while the store still holds the very bytes it was made from: after a
+    rebalance another worker may have written the shipment, and then the store wins."""
+
+    def __init__(self, capacity: int = DEFAULT_WARM_STATES) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, Warm] = OrderedDict()
+
+    def get(self, key: bytes, stored: bytes | None) -> Warm | None:
+        warm = self._entries.get(key)
+        if warm is None or stored is None or warm.stored != stored:
+            return None
+        self._entries.move_to_end(key)
+        return warm
+
+    def put(self, key: bytes, warm: Warm) -> None:
+        self._entries[key] = warm
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+Items = list[tuple[Record, HubEvent]]
+
+
+@dataclass
+class MergeHandler:
+    """Decode each hub.events record (refusing what is invalid, dated too far ahead or wrongly keyed, and forwarding
+    what names only carrier references to resolution), group the batch by shipment, and take each shipment's items
+    in with one `merge_step` (one version per shipment per batch). `resend_on_replay`: see streams.step; on for
+    at-least-once delivery, off for exactly-once."""
+
+    topics: Topics
+    authority: Authority
+    horizon: Horizon
+    dead_letters: DeadLetters
+    counters: Counters
+    resend_on_replay: bool
+    warm: WarmStates = field(default_factory=WarmStates)
+    clock: Callable[[], datetime] = utc_now
+
+    def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
+        counters = self.counters
+        counters.batches += 1
+        counters.largest_batch = max(counters.largest_batch, len(records))
+        stamped = [record.timestamp_ms for record in records if record.timestamp_ms]
+        if stamped:
+            counters.oldest_input_s = max(counters.oldest_input_s, self.clock().timestamp() - min(stamped) / 1000)
+        out: list[Out] = []
+        accepted: dict[str, Items] = defaultdict(list)
+        for record in records:
+            try:
+                out += self.take_in(record, accepted)
+            except Exception as error:  # noqa: BLE001 - one input must not stop the stage
+                log.exception("could not take in %s; it goes to the DLQ", record.where)
+                out.append(self.dead_letters(record, Rejection("hub_error", f"the hub failed to read this event: {error!r}")))
+        for shipment_id, items in accepted.items():
+            try:
+                out += self.merge(shipment_id, items, stores[SHIPMENTS], stores[DEADLINES])
+            except Exception as error:  # noqa: BLE001 - one shipment's failure must not stop every other one
+                # Loud, and nothing lost: the traceback goes to the log, the original bytes to the DLQ for replay.
+                log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))
+                rejection = Rejection("hub_error", f"the hub failed to merge this event: {error!r}")
+                out += [self.dead_letters(record, rejection) for record, _ in items]
+        return out
+
+    def take_in(self, record: Record, accepted: dict[str, Items]) -> list[Out]:
+        """Decode one input: dead-letter it, forward it to reference resolution, or add it to its shipment's items."""
+        decoded = decode_event(record.value)
+        if not isinstance(decoded, Rejection):
+            decoded = self.horizon.refusal(decoded, received_at(record)) or decoded
+        if isinstance(decoded, Rejection):
+            return [self.dead_letters(record, decoded)]
+        if decoded.shipment_id is None:
+            # Names only carrier references: resolution finds its shipment and sends it back here.
+            origin = record.header(topic_names.ORIGIN) or record.where.encode()
+            self.counters.forwarded += 1
+            return _references(self.topics, request_messages(decoded, origin.decode("utf-8", "backslashreplace")), origin)
+        if record.key != decoded.shipment_id.encode():
+            # A wrong key puts the event on another shipment's partition, where another worker may own it.
+            rejection = Rejection("wrong_key", f"message key must be the shipment_id {decoded.shipment_id!r}")
+            return [self.dead_letters(record, rejection)]
+        accepted[decoded.shipment_id].append((record, decoded))
+        return []
+
+    def merge(self, shipment_id: str, items: Items, shipments: Store, deadlines: Store) -> list[Out]:
+        counters = self.counters
+        key = shipment_id.encode()
+        raw = shipments.get(key)
+        warm = self.warm.get(key, raw)
+        if warm is not None:
+            counters.warm_hits += 1
+            stored: Stored | None = Stored(warm.state, warm.record)
+        else:
+            counters.warm_misses += int(raw is not None)
+            stored = Stored.decode(raw) if raw is not None else None
+        result = merge_step(shipment_id, stored, items, self.authority, resend_on_replay=self.resend_on_replay)
+        write = result.write
+        if write is not None:
+            shipments.put(key, write.encoded)
+            if write.deadline is None:
+                if deadlines.get(key) is not None:
+                    deadlines.delete(key)
+            elif deadlines.get(key) != write.deadline:
+                deadlines.put(key, write.deadline)
+            self.warm.put(key, Warm(write.encoded, write.state, write.record))
+        counters.applied += result.applied
+        counters.duplicates += result.duplicates
+        out: list[Out] = []
+        if result.status is not None:
+            out.append(Out(self.topics.status, key, result.status))
+            counters.versions_emitted += 1
+        out += [Out(self.topics.settlement, key, document) for document in result.documents]
+        out += [Out(self.topics.claims, key, claim) for claim in result.claims]
+        out += _references(self.topics, result.references)
+        for refusal in result.refusals:
+            counters.refused += 1
+            out.append(self.dead_letters(refusal.source, refusal.rejection, refusal.held))
+        return out
