@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -37,7 +37,7 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hubconf import topics as topic_names
 from hubconf.settings import EXACTLY_ONCE, PRODUCER_BATCH_BYTES, Settings
-from runtime.api import Out, Record, Stage
+from runtime.api import Out, Record, Stage, Store
 from runtime.state import PartitionState, StoreLocked, partition_path
 
 log = logging.getLogger("mmhub.runtime")
@@ -152,6 +152,15 @@ class StageRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def stores(self) -> dict[int, Mapping[str, Store]]:
+        """The stores of each input partition this member holds and has restored (their writes not yet
+        checkpointed included): for low-volume duties beside the stage, such as a timer."""
+        return {
+            number: partition.state.stores
+            for number, partition in self._partitions.items()
+            if partition.active and partition.state is not None
+        }
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         interval = self.settings.checkpoint_ms / 1000
