@@ -251,7 +251,7 @@ class StageRunner:
                 "%s: checkpoint of partition %d failed (%r): restarting it", self.stage.name, partition.number, error
             )
             self.counters.retried += 1
-            self._restart(partition, rebuild=True)
+            self._restart(partition)
             return
         self._checkpointed(partition, positions)
 
@@ -302,7 +302,7 @@ class StageRunner:
             log.warning("%s: checkpoint failed (%r): restarting %d partition(s)", self.stage.name, error, len(due))
             self.counters.retried += len(due)
             for partition in due:
-                self._restart(partition, rebuild=False)
+                self._restart(partition)
             return
         for partition in due:
             self._checkpointed(partition, positions[partition.number])
@@ -386,8 +386,8 @@ class StageRunner:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the broker is away: try again
-            log.exception("%s: could not start partitions %s; retrying", self.stage.name, sorted(numbers))
+        except Exception as error:  # noqa: BLE001 - the broker is away: try again
+            log.warning("%s: could not start partitions %s (%r); retrying", self.stage.name, sorted(numbers), error)
             self._schedule(numbers, RETRY_BACKOFF_S)
             return
         for partition in partitions:
@@ -399,14 +399,23 @@ class StageRunner:
             self.active.set()
 
     async def _start_producer(self, partition: _Partition) -> None:
-        if partition.producer is None:
-            producer = AIOKafkaProducer(
-                **self._producer_options(
-                    str(partition.number), transactional_id=f"{self.stage.group}.{partition.number}"
-                )
-            )
-            await producer.start()  # init_transactions: fences the previous owner, ends its open transaction
-            partition.producer = producer
+        """A new transactional producer for the partition, on every activation, even one this member had: its
+        init_transactions fences any earlier producer of the id and waits until that one's last transaction is
+        complete, markers written. Before that, the changelog's last stable offset and the group's committed offsets
+        may still lag a transaction committed just before (a broker restart delays its markers by seconds), and the
+        restore and the seek would then start from a stale position (aiokafka has no KIP-447 stable offset fetch)."""
+        if partition.producer is not None:
+            await _discard(partition.producer)
+            partition.producer = None
+        producer = AIOKafkaProducer(
+            **self._producer_options(str(partition.number), transactional_id=f"{self.stage.group}.{partition.number}")
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await _discard(producer)
+            raise
+        partition.producer = producer
 
     async def _restore(self, partitions: Sequence[_Partition]) -> None:
         """Read each store's changelog partition from the local position to its end (read_committed)."""
@@ -453,17 +462,15 @@ class StageRunner:
         finally:
             await consumer.stop()
 
-    def _restart(self, partition: _Partition, rebuild: bool) -> None:
-        """Drop the partition's work and start it again from its committed position (and a new producer)."""
+    def _restart(self, partition: _Partition) -> None:
+        """Drop the partition's work and start it again from its committed position (with a new producer: see
+        _start_producer)."""
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - started by run
         partition.active = False
         partition.drop()
         consumer.pause(*partition.inputs)
         self.active.clear()
-        producer, partition.producer = (partition.producer, None) if rebuild else (None, partition.producer)
-        if producer is not None:
-            asyncio.create_task(_discard(producer))
         self._schedule({partition.number}, RETRY_BACKOFF_S)
 
     async def _lose(self, partition: _Partition) -> None:

@@ -3,7 +3,8 @@
 It counts the records per key in the store "counts" and, per record, emits `<value>:<count>` to the output topic:
 a duplicate or a lost checkpoint shows as an input value emitted twice, or as a count that repeats or skips.
 A record whose value is `poison` makes the handler raise (a hub bug): the runtime dead-letters its batch.
-Environment: the usual MMHUB_* settings, and COUNT_INPUT / COUNT_OUTPUT (full topic names).
+Environment: the usual MMHUB_* settings, COUNT_INPUT / COUNT_OUTPUT (full topic names), and COUNT_SLOW_S (a pause
+per record, so a test can catch the stage mid-stream).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -26,6 +28,7 @@ POISON = b"poison"
 @dataclass
 class Counting:
     output: str
+    slow_s: float = 0.0
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
         counts = stores["counts"]
@@ -34,6 +37,7 @@ class Counting:
             if record.value == POISON:
                 raise ValueError("a poison record")
             assert record.key is not None and record.value is not None
+            time.sleep(self.slow_s)
             count = int(counts.get(record.key) or b"0") + 1
             counts.put(record.key, str(count).encode())
             out.append(Out(self.output, record.key, record.value + b":" + str(count).encode()))
@@ -46,7 +50,7 @@ def stage(settings: Settings, input_topic: str, output_topic: str) -> Stage:
         name="count",
         group=group,
         inputs=(input_topic,),
-        handler=Counting(output_topic),
+        handler=Counting(output_topic, float(os.environ.get("COUNT_SLOW_S", "0"))),
         changelogs={"counts": f"{group}-counts-changelog"},
     )
 
