@@ -209,17 +209,12 @@ class StageRunner:
 
     def _dead_letter(self, record: Record, error: Exception) -> Out:
         reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
-        headers: list[tuple[str, bytes]] = [
+        headers = (
             (topic_names.DLQ_REASON, reason.encode("utf-8", "backslashreplace")),
             (topic_names.DLQ_CODE, b"hub_error"),
-            (topic_names.DLQ_SOURCE_TOPIC, record.topic.encode()),
-            (topic_names.DLQ_SOURCE_PARTITION, str(record.partition).encode()),
-            (topic_names.DLQ_SOURCE_OFFSET, str(record.offset).encode()),
-        ]
-        origin = record.header(topic_names.ORIGIN)
-        if origin is not None:
-            headers.append((topic_names.ORIGIN, origin))
-        return Out(self.dlq, record.key, record.value, tuple(headers))
+            *record.source_headers(),
+        )
+        return Out(self.dlq, record.key, record.value, headers)
 
     # --- checkpoints ------------------------------------------------------------------------------------------
 
