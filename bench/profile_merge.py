@@ -1,11 +1,11 @@
-"""Where the worker's CPU goes per event, without Kafka: the body of `merge_batch` (worker/app.py) over the
-bench workload, with a dict standing in for the RocksDB table.
+"""Where the worker's CPU goes per event, without Kafka: the worker's own merge stage (worker.stages.MergeHandler,
+which calls streams.step.merge_step) over the bench workload, with memory stores standing in for RocksDB.
 
-    python -m bench.profile_merge [--shipments N --events-per-shipment K --order interleaved|grouped]
+    python -m bench.profile_merge [--shipments N --events-per-shipment K --order interleaved|grouped] [--cold]
 
-Pass 1 (no profiler) times each stage with perf_counter and gives the events/s of the pure path. Pass 2 runs
-the same workload from an empty table under pyinstrument and prints the flat profile (self time) and the top of
-the call tree. Not included: Kafka I/O, faust's stream/event machinery, RocksDB reads/writes and the changelog.
+Pass 1 (no profiler) gives the events/s of the pure path. Pass 2 runs the same workload from empty stores under
+pyinstrument and prints the time per stage (each stage function's total time), the flat profile (self time) and the
+top of the call tree. Not included: Kafka I/O, the consume loop, RocksDB reads/writes and the changelog.
 """
 
 from __future__ import annotations
@@ -15,75 +15,77 @@ import gc
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ParamSpec, TypeVar
 
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
 from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
-from schemas.events import HubEvent
-from streams.codec import Rejection, decode_event, decode_state, encode_state, encode_status
 from hubconf.settings import Settings
-from streams.merge import ShipmentState, absorb, project
+from hubconf.topics import Topics
+from runtime.api import MemoryStore, Record
+from streams.horizon import Horizon
+from worker.stages import DEADLINES, SHIPMENTS, Counters, DeadLetters, MergeHandler, WarmStates
 
-BATCH_MAX = Settings.from_env().batch_max  # what the worker reads
-P = ParamSpec("P")
-R = TypeVar("R")
-STAGES = ("decode_event", "decode_state", "absorb", "project", "encode_state", "encode_status")
-
-
-class Clock:
-    """Accumulates perf_counter time per stage around each call."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = defaultdict(float)
-
-    def time(self, stage: str, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        start = time.perf_counter()
-        result = function(*args, **kwargs)
-        self.spent[stage] += time.perf_counter() - start
-        return result
-
-
-def _call(stage: str, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    return function(*args, **kwargs)
+SETTINGS = Settings.from_env()
+BATCH_MAX = SETTINGS.batch_max  # what the worker reads
+TOPICS = Topics("profile")
+# The stage functions whose total time pass 2 reports, in the order the merge calls them.
+STAGES = (
+    "decode_event",
+    "decode_state",
+    "absorb_copies",
+    "project",
+    "settlement_messages",
+    "claim_messages",
+    "registrations",
+    "encode_state",
+    "encode_status",
+)
 
 
-def merge_all(workload: Workload, clock: Clock | None = None) -> dict[str, int]:
-    """Mirror of merge_batch over consecutive batches of BATCH_MAX messages (publish order); returns counters.
+@dataclass
+class WrittenStore(MemoryStore):
+    """A MemoryStore that counts the bytes written to it."""
+
+    written: int = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.written += len(value)
+        super().put(key, value)
+
+
+def merge_all(workload: Workload, warm: bool = True) -> dict[str, int]:
+    """The worker's merge stage over consecutive batches of BATCH_MAX messages (publish order, one partition);
+    returns its counters. No replays: the re-send setting (the exactly-once worker's, off) changes nothing here.
 
     Publish-order batches match what the worker does on this workload: `mmhub worker` emits one version per event
     for 1,000+ interleaved shipments, as this does (see "versions" in bench.pipeline's output)."""
-    run = clock.time if clock is not None else _call
-    table: dict[bytes, bytes] = {}
-    counters = {"applied": 0, "duplicates": 0, "versions": 0, "status_bytes": 0, "state_bytes": 0}
-    messages = list(zip(workload.keys, workload.lines))
-    for start in range(0, len(messages), BATCH_MAX):
-        accepted: dict[str, list[HubEvent]] = defaultdict(list)
-        for key, value in messages[start : start + BATCH_MAX]:
-            decoded = run("decode_event", decode_event, value)
-            if isinstance(decoded, Rejection) or decoded.shipment_id is None:
-                raise SystemExit(f"the workload holds an invalid event: {decoded}")
-            if key != decoded.shipment_id.encode():
-                raise SystemExit("the workload holds a wrongly keyed event")
-            accepted[decoded.shipment_id].append(decoded)
-        for shipment_id, items in accepted.items():
-            table_key = shipment_id.encode()
-            stored = table.get(table_key)
-            before = run("decode_state", decode_state, stored) if stored is not None else ShipmentState(shipment_id)
-            state, new_copies = run("absorb", absorb, before, items)
-            record = run("project", project, state, AUTHORITY)
-            counters["applied"] += len(new_copies)
-            counters["duplicates"] += len(items) - len(new_copies)
-            if state is before:
-                continue
-            table[table_key] = run("encode_state", encode_state, state)
-            status = run("encode_status", encode_status, record, new_copies)
-            counters["versions"] += 1
-            counters["status_bytes"] += len(status)
-            counters["state_bytes"] += len(table[table_key])
-    return counters
+    counters = Counters()
+    cache = WarmStates(SETTINGS.warm_states if warm else 0)
+    merge = MergeHandler(TOPICS, AUTHORITY, Horizon.of(SETTINGS), DeadLetters(TOPICS.dlq, counters), counters, False, cache)
+    shipments = WrittenStore()
+    stores = {SHIPMENTS: shipments, DEADLINES: MemoryStore()}
+    received_ms = int(time.time() * 1000)  # the broker's timestamp: the workload's events are all in the past
+    records = [
+        Record(TOPICS.events, 0, offset, key, value, (), received_ms)
+        for offset, (key, value) in enumerate(zip(workload.keys, workload.lines))
+    ]
+    status_bytes = 0
+    for start in range(0, len(records), BATCH_MAX):
+        for out in merge(records[start : start + BATCH_MAX], stores):
+            if out.topic == TOPICS.status:
+                status_bytes += len(out.value or b"")
+    if counters.dead_lettered or counters.forwarded:
+        raise SystemExit(f"the workload holds events the merge does not take: {dict(counters.by_reason)}")
+    return {
+        "applied": counters.applied,
+        "duplicates": counters.duplicates,
+        "versions": counters.versions_emitted,
+        "status_bytes": status_bytes,
+        "state_bytes": shipments.written,
+    }
 
 
 def _where(frame: Frame) -> str:
@@ -115,20 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-shipment", type=int, default=DEFAULT_EVENTS_PER_SHIPMENT)
     parser.add_argument("--order", choices=ORDERS, default="interleaved")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="JSON-lines journey to build shipments from")
+    parser.add_argument("--cold", action="store_true", help="no warm cache: every version decodes its stored state")
     parser.add_argument("--interval", type=float, default=0.0005, help="pyinstrument sampling interval (s)")
     parser.add_argument("--flat", type=int, default=25, help="lines of the flat profile to print")
     parser.add_argument("--html", help="also write pyinstrument's HTML report here")
     args = parser.parse_args(argv)
 
     workload = generate(args.shipments, args.events_per_shipment, args.order, template=args.template)
-    print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} as in merge_batch", flush=True)
+    cache = "no warm cache" if args.cold else "warm cache"
+    print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} through the merge stage, {cache}", flush=True)
 
     gc.collect()
-    clock = Clock()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    counters = merge_all(workload, clock)
+    counters = merge_all(workload, warm=not args.cold)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    staged = sum(clock.spent.values())
     print(
         f"[profile] pure path: {workload.events} events in {wall:.2f} s wall ({cpu:.2f} s CPU) = "
         f"{workload.events / wall:,.0f} events/s wall, {workload.events / cpu:,.0f} events per CPU-second "
@@ -136,18 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         f"avg status {counters['status_bytes'] / max(counters['versions'], 1) / 1024:.1f} KiB, "
         f"avg state {counters['state_bytes'] / max(counters['versions'], 1) / 1024:.1f} KiB"
     )
-    print("[profile] time per stage (perf_counter around each call):")
-    for stage in STAGES:
-        spent = clock.spent[stage]
-        print(
-            f"    {stage:<14} {spent:7.2f} s  {100 * spent / wall:5.1f}%  {1e6 * spent / workload.events:7.1f} us/event"
-        )
-    print(f"    {'(loop, other)':<14} {wall - staged:7.2f} s  {100 * (wall - staged) / wall:5.1f}%")
 
     gc.collect()
     profiler = Profiler(interval=args.interval)
     profiler.start()
-    merge_all(workload)
+    merge_all(workload, warm=not args.cold)
     profiler.stop()
     session = profiler.last_session
     assert session is not None
@@ -159,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         f"[profile] pyinstrument: {session.duration:.1f} s sampled every {args.interval * 1000:g} ms "
         f"({session.sample_count} samples; the profiler's overhead inflates this run)"
     )
+    by_function: dict[str, float] = defaultdict(float)
+    for where, spent in inclusive.items():
+        by_function[where.split()[0]] += spent
+    print(f"[profile] time per stage (total time of each stage function, {workload.events} events):")
+    for stage in STAGES:
+        spent = by_function[stage]
+        print(f"    {stage:<20} {100 * spent / total:5.1f}%  {1e6 * spent / workload.events:7.1f} us/event")
     print(f"[profile] top {args.flat} functions by self time (time spent in the function itself):")
     for rank, (where, spent) in enumerate(sorted(own.items(), key=lambda kv: -kv[1])[: args.flat], start=1):
         print(f"  {rank:3d}. {100 * spent / total:5.1f}%  {where}")
