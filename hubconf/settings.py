@@ -30,8 +30,10 @@ DEFAULT_MAX_PLAN_AHEAD_S = 400 * 24 * 3600.0  # MMHUB_MAX_PLAN_AHEAD_S: a plan o
 # between the two re-sends what the lost checkpoint had sent).
 EXACTLY_ONCE = "exactly_once"
 AT_LEAST_ONCE = "at_least_once"
-# A checkpoint every MMHUB_CHECKPOINT_MS or MMHUB_CHECKPOINT_RECORDS records taken in, whichever comes first: the
-# interval is the latency a status version waits for its transaction; the count bounds the work a failure redoes.
+# A checkpoint as soon as nothing more is waiting, and under a backlog at the latest every MMHUB_CHECKPOINT_MS or
+# MMHUB_CHECKPOINT_RECORDS records taken in: the count bounds the work a failure redoes. A toy stage at a trickle
+# (20 records/s, 2 shared cores at load 11): publish -> committed output p50 179 ms / p99 1046 ms when it waited the
+# interval, p50 31 ms / p99 160 ms when it commits once nothing waits.
 DEFAULT_CHECKPOINT_MS = 100
 DEFAULT_CHECKPOINT_RECORDS = 5000
 # The bytes one fetch brings (MMHUB_FETCH_MAX_BYTES): with batch_max records, the bound of one batch.

@@ -163,11 +163,13 @@ class StageRunner:
         }
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Take in what is waiting; checkpoint once nothing more is fetched already (at a trickle: every record at
+        once), or after checkpoint_ms or checkpoint_records under a backlog."""
         interval = self.settings.checkpoint_ms / 1000
         pending_since: float | None = None
         while not self._stopping.is_set():
-            now = time.monotonic()
-            wait_ms = IDLE_WAIT_MS if pending_since is None else max(0, int((pending_since + interval - now) * 1000))
+            # with work pending, only what the fetcher already holds: an empty answer means nothing is waiting
+            wait_ms = IDLE_WAIT_MS if pending_since is None else 0
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_max)
             async with self._lock:
                 for tp, messages in batch.items():
@@ -176,7 +178,9 @@ class StageRunner:
                 if pending and pending_since is None:
                     pending_since = time.monotonic()
                 if pending_since is not None and (
-                    pending >= self.settings.checkpoint_records or time.monotonic() >= pending_since + interval
+                    not batch
+                    or pending >= self.settings.checkpoint_records
+                    or time.monotonic() >= pending_since + interval
                 ):
                     await self._checkpoint()
                     pending_since = None
