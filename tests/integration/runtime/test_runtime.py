@@ -9,9 +9,12 @@ input's end offsets.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import time
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from hubconf import topics as topic_names
 from tests.integration.runtime.counting import POISON
@@ -108,3 +111,32 @@ async def test_a_handler_exception_dead_letters_its_batch_and_the_loop_goes_on(c
     assert b"a poison record" in headers[topic_names.DLQ_REASON]
     counts = await counting.check_exactly_once(dead={POISON})
     assert sum(counts.values()) == 96 and runner.alive
+
+
+async def test_a_fenced_producer_loses_its_partition_until_the_next_rebalance(counting: Counting) -> None:
+    """Another producer takes partition 0's transactional id mid-stream (what a new owner does): the runner's next
+    checkpoint of partition 0 is fenced, it drops that partition's work and the partition, the others go on; after
+    the next rebalance (a second runner joins) everything is processed, still exactly once."""
+    a = counting.runner("a", COUNT_SLOW_S="0.002", MMHUB_BATCH_MAX="50")
+    a.start()
+    await a.wait_active()
+    feeding = asyncio.create_task(counting.send(1200, rate=400))
+    while await counting.committed() < 100:
+        assert a.alive, a.text()[-2000:]
+        await asyncio.sleep(0.05)
+    thief = AIOKafkaProducer(**counting.settings.kafka_client(), transactional_id=f"{counting.group}.0")
+    await thief.start()  # InitProducerId: bumps the epoch, fences the runner's producer of partition 0
+    await thief.stop()
+    await feeding
+    deadline = time.monotonic() + 30
+    while "partition 0 fenced" not in a.text():
+        assert a.alive and time.monotonic() < deadline, a.text()[-2000:]
+        await asyncio.sleep(0.1)
+    b = counting.runner("b", data="b")
+    b.start()
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 1200
+    assert a.alive and b.alive
+    assert a.stop() == 0
+    assert re.search(r"fenced=1\b", a.text()), a.text()[-2000:]
