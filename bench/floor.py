@@ -8,14 +8,12 @@ the gap is faust's before the hub does any work: it runs, on the same published 
   passthrough     the raw aiokafka consume->produce of bench.pipeline (run_baseline, in this process)
   faust           a faust agent (a subprocess, `python -m bench.floor agent`) that sends every event unchanged to
                   a sink topic: faust's consumer thread, conductor, stream, acks, commits and producer
-  faust+batches   the same agent reading in the hub's natural batches (worker.app.natural_batches: what is
-                  waiting, up to 2,000 events, acknowledged after the batch)
   faust+table     as faust, and the event's bytes written to a RocksDB table keyed by shipment (its changelog too)
   faust+decode    the same as faust+table, and each event parsed and validated (streams.codec.decode_event):
                   the one pydantic validation per event that the hub cannot skip
 
-The faust app runs with the hub worker's settings (acks=all, linger 0, 256 KiB producer batches, RocksDB, raw
-serializers, the fetch wait of worker.fetching). Window for a faust mode: the CreateTime of the first message on
+The faust app runs with the settings the hub's faust worker had (acks=all, linger 0, 256 KiB producer batches,
+RocksDB, raw serializers; faust's own fetch wait: the worker's stages now run on runtime.loop, not on faust's stream). Window for a faust mode: the CreateTime of the first message on
 its sink topic -> the moment this process has read every message back (as bench.pipeline's observer does).
 Start-up (imports, group join) is before the window. Modes alternate their order between repetitions. The hub
 pipeline itself is bench.pipeline.
@@ -50,10 +48,10 @@ from bench.pipeline import (
     stop_process,
 )
 from bench.workload import generate
-from hubconf.settings import DEFAULT_BATCH_MAX, DEFAULT_FETCH_MAX_WAIT_MS, PRODUCER_BATCH_BYTES, Settings
+from hubconf.settings import DEFAULT_BATCH_MAX, PRODUCER_BATCH_BYTES, Settings
 from streams.codec import Rejection, decode_event
 
-MODES = ("faust", "faust+batches", "faust+table", "faust+decode")
+MODES = ("faust", "faust+table", "faust+decode")
 
 
 def sink_topic(settings: Settings, mode: str) -> str:
@@ -68,8 +66,7 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
     from faust.worker import Worker
 
     from hubconf.settings import Settings
-    from worker import fetching
-    from worker.app import broker_credentials, natural_batches
+    from worker.app import broker_credentials
 
     app = faust.App(
         app_id,
@@ -86,18 +83,12 @@ def run_agent(mode: str, source: str, sink: str, kafka: str, data_dir: str, part
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         stream_buffer_maxsize=max(4096, 2 * DEFAULT_BATCH_MAX),  # as worker.app.create_app
     )
-    fetching.install(app, DEFAULT_FETCH_MAX_WAIT_MS)
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, partitions=partitions)
     sink_topic_ = app.topic(sink, key_type=bytes, value_type=bytes, partitions=partitions)
     table = app.Table("floor", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
 
     @app.agent(source_topic, name="floor")
     async def floor(stream):  # type: ignore[no-untyped-def]
-        if mode == "faust+batches":
-            async for batch in natural_batches(stream, DEFAULT_BATCH_MAX):
-                for event in batch:
-                    await sink_topic_.send(key=event.message.key, value=event.message.value)
-            return
         async for event in stream.events():
             value = event.message.value
             if mode == "faust+decode" and isinstance(decode_event(value), Rejection):

@@ -1,8 +1,9 @@
 """Who may do what on the hub's Kafka: the ACLs of each hub process and of each onboarded party, and the two admin
 requests aiokafka 0.14 lacks (CreateAcls for many bindings at once, AlterUserScramCredentials).
 
-Every grant is LITERAL (one exact topic or group), except three prefixes that belong to one process each: the
-worker's faust topics (`<app id>-`), the sharing stage's per-party share topics (`<ns>.hub.share.`, which it
+Every grant is LITERAL (one exact topic or group), except prefixes that belong to one process each: the
+worker's faust topics and changelogs (`<app id>-`), the transactional ids of a runtime stage's producers
+(`<stage group>.`), the sharing stage's per-party share topics (`<ns>.hub.share.`, which it
 creates as parties appear) and a party's own consumer groups (`<ns>.party.<party>:`; ':' is not in the party id
 alphabet, so no party's prefix covers another's groups). Run as a super user (the `admin` principal).
 """
@@ -27,7 +28,7 @@ from pydantic import TypeAdapter
 from connectors.kafka import ensure_share_topics
 from connectors.sharing.stage import share_group
 from connectors.webhooks.filler import group as webhooks_group
-from hubconf.settings import PRINCIPALS, Settings
+from hubconf.settings import PRINCIPALS, WORKER_STAGES, Settings
 from schemas.identifiers import PartyId
 from hubconf.topics import RAW_FORMATS
 
@@ -35,6 +36,7 @@ from hubconf.topics import RAW_FORMATS
 class Resource(IntEnum):
     TOPIC = 2
     GROUP = 3
+    TRANSACTIONAL_ID = 5
 
 
 class Pattern(IntEnum):
@@ -78,6 +80,18 @@ def _topics(user: str, names: list[str], *operations: Operation) -> list[Acl]:
     return [Acl(user, Resource.TOPIC, name, op) for name in names for op in operations]
 
 
+def runtime_acls(user: str, group: str) -> list[Acl]:
+    """A stage on the runtime (runtime.loop): its consumer group, and its transactional producers, whose ids are
+    `<group>.<partition>` (the prefix `<group>.`)."""
+    return [
+        Acl(user, Resource.GROUP, group, Operation.READ),
+        *[
+            Acl(user, Resource.TRANSACTIONAL_ID, f"{group}.", op, Pattern.PREFIXED)
+            for op in (Operation.WRITE, Operation.DESCRIBE)
+        ],
+    ]
+
+
 def hub_acls(settings: Settings) -> list[Acl]:
     """What each hub process needs on the namespace's topics and groups, and nothing more.
 
@@ -97,6 +111,7 @@ def hub_acls(settings: Settings) -> list[Acl]:
             for op in (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE)
         ],
         Acl("worker", Resource.GROUP, settings.app_id, Operation.READ),
+        *[acl for stage in WORKER_STAGES for acl in runtime_acls("worker", settings.stage_group(stage))],
         *_topics("sink", [t.status], Operation.READ),
         Acl("sink", Resource.GROUP, settings.sink_group, Operation.READ),
         *_topics("share", [t.status], Operation.READ),

@@ -242,7 +242,8 @@ async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes,
     it is when the read starts: the watermark is the positive marker that nothing earlier is left unread."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
+    # read_committed: the worker writes its outputs in transactions; an aborted one is not the hub's output
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False, isolation_level="read_committed")
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         await consumer.start()

@@ -25,6 +25,24 @@ DEFAULT_BATCH_MAX = 2000
 DEFAULT_FETCH_MAX_WAIT_MS = 50
 DEFAULT_MAX_FUTURE_S = 900.0  # MMHUB_MAX_FUTURE_S: clock skew between a sender and the hub
 DEFAULT_MAX_PLAN_AHEAD_S = 400 * 24 * 3600.0  # MMHUB_MAX_PLAN_AHEAD_S: a plan or estimate for a year-long journey
+# The stage runtime (runtime.loop). MMHUB_GUARANTEE: outputs, changelogs and input offsets in one Kafka transaction
+# per input partition (exactly_once, the default), or produced, flushed and then committed (at_least_once: a crash
+# between the two re-sends what the lost checkpoint had sent).
+EXACTLY_ONCE = "exactly_once"
+AT_LEAST_ONCE = "at_least_once"
+# A checkpoint as soon as nothing more is waiting, and under a backlog at the latest every MMHUB_CHECKPOINT_MS or
+# MMHUB_CHECKPOINT_RECORDS records taken in: the count bounds the work a failure redoes. A toy stage at a trickle
+# (20 records/s, 2 shared cores at load 11): publish -> committed output p50 179 ms / p99 1046 ms when it waited the
+# interval, p50 31 ms / p99 160 ms when it commits once nothing waits.
+DEFAULT_CHECKPOINT_MS = 100
+DEFAULT_CHECKPOINT_RECORDS = 5000
+# The bytes one fetch brings (MMHUB_FETCH_MAX_BYTES): with batch_max records, the bound of one batch.
+DEFAULT_FETCH_MAX_BYTES = 16 * 1024 * 1024
+# How long a checkpoint's transaction (or a restore's end) may take before the runtime aborts it, rebuilds the
+# producer and starts the partition again from its committed position (a broker restart mid-transaction).
+DEFAULT_CHECKPOINT_TIMEOUT_S = 20.0
+# The worker's stages on the runtime, each its own consumer group (Settings.stage_group).
+WORKER_STAGES = ("connect", "resolve", "merge")
 # The hub's Kafka principals, one per process (infra/dev.sh makes their SCRAM users; connectors.acl grants each
 # only what its process does). "admin" creates topics, ACLs and users; "tools" is the operator's publish/ingest.
 PRINCIPALS = ("admin", "worker", "sink", "share", "gateway", "webhooks", "tools")
@@ -132,6 +150,12 @@ class Settings:
     # Copies of each topic the hub creates (MMHUB_REPLICATION_FACTOR): 1 on the single-broker dev stack; 3 on a
     # production cluster of three brokers or more.
     replication_factor: int = 1
+    # The stage runtime: see the DEFAULT_CHECKPOINT_* and EXACTLY_ONCE notes above.
+    guarantee: str = EXACTLY_ONCE
+    checkpoint_ms: int = DEFAULT_CHECKPOINT_MS
+    checkpoint_records: int = DEFAULT_CHECKPOINT_RECORDS
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+    checkpoint_timeout_s: float = DEFAULT_CHECKPOINT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
@@ -142,6 +166,9 @@ class Settings:
         security = os.environ.get("MMHUB_KAFKA_SECURITY", SECURITY_SCRAM)
         if security not in (SECURITY_SCRAM, SECURITY_NONE):
             raise ValueError(f"MMHUB_KAFKA_SECURITY={security!r}; known: {SECURITY_SCRAM}, {SECURITY_NONE}")
+        guarantee = os.environ.get("MMHUB_GUARANTEE", EXACTLY_ONCE)
+        if guarantee not in (EXACTLY_ONCE, AT_LEAST_ONCE):
+            raise ValueError(f"MMHUB_GUARANTEE={guarantee!r}; known: {EXACTLY_ONCE}, {AT_LEAST_ONCE}")
         return cls(
             kafka_security=security,
             kafka_user=user,
@@ -165,6 +192,11 @@ class Settings:
             max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
             max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
             replication_factor=int(os.environ.get("MMHUB_REPLICATION_FACTOR", "1")),
+            guarantee=guarantee,
+            checkpoint_ms=int(os.environ.get("MMHUB_CHECKPOINT_MS", DEFAULT_CHECKPOINT_MS)),
+            checkpoint_records=int(os.environ.get("MMHUB_CHECKPOINT_RECORDS", DEFAULT_CHECKPOINT_RECORDS)),
+            fetch_max_bytes=int(os.environ.get("MMHUB_FETCH_MAX_BYTES", DEFAULT_FETCH_MAX_BYTES)),
+            checkpoint_timeout_s=float(os.environ.get("MMHUB_CHECKPOINT_TIMEOUT_S", DEFAULT_CHECKPOINT_TIMEOUT_S)),
         )
 
     def as_principal(self, user: str) -> Settings:
@@ -197,6 +229,15 @@ class Settings:
     def app_id(self) -> str:
         """The faust application id: also the consumer group and the prefix of its changelog topics."""
         return f"{self.namespace}.mmhub" if self.namespace else "mmhub"
+
+    def stage_group(self, stage: str) -> str:
+        """The consumer group of one of the worker's runtime stages (WORKER_STAGES); its transactional producers'
+        ids are `<group>.<partition>` (runtime.loop)."""
+        return f"{self.app_id}.{stage}"
+
+    def changelog(self, store: str) -> str:
+        """The changelog topic of one of the worker's stores (hubconf.topics.TABLES), created by ensure_topics."""
+        return f"{self.app_id}-{store}-changelog"
 
     @property
     def sink_group(self) -> str:

@@ -73,7 +73,11 @@ def _spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[byte
 async def _read(settings: Settings, topic: str, enough: int, wait_s: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
     """The messages on `topic` from the start, once at least `enough` are there (or the wait is over)."""
     consumer = AIOKafkaConsumer(
-        topic, **settings.kafka_client(), auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        **settings.kafka_client(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # the worker's outputs are transactional
     )
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
+from hubconf import topics as topic_names
+
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -32,6 +34,16 @@ class Record:
     @property
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
+
+    def source_headers(self) -> Headers:
+        """Where a dead letter of this record came from: its topic, partition and offset, and its origin if any."""
+        origin = self.header(topic_names.ORIGIN)
+        return (
+            (topic_names.DLQ_SOURCE_TOPIC, self.topic.encode()),
+            (topic_names.DLQ_SOURCE_PARTITION, str(self.partition).encode()),
+            (topic_names.DLQ_SOURCE_OFFSET, str(self.offset).encode()),
+            *(((topic_names.ORIGIN, origin),) if origin is not None else ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)

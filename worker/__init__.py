@@ -1,2 +1,2 @@
-"""The faust worker: the wiring (app.py) that runs the pure core of streams between Kafka and its tables, and the
-two faust/aiokafka adjustments it needs (consumer_guard.py, fetching.py)."""
+"""The worker: a faust App (app.py) whose services run the high-volume stages (stages.py, handlers over
+runtime.api) on the stage runtime (runtime.loop)."""

@@ -103,14 +103,7 @@ class DeadLetters:
         self.counters.by_reason[rejection.code] += 1
         headers = [(topic_names.DLQ_REASON, rejection.reason_header()), (topic_names.DLQ_CODE, rejection.code.encode())]
         if held is None:
-            headers += [
-                (topic_names.DLQ_SOURCE_TOPIC, record.topic.encode()),
-                (topic_names.DLQ_SOURCE_PARTITION, str(record.partition).encode()),
-                (topic_names.DLQ_SOURCE_OFFSET, str(record.offset).encode()),
-            ]
-            origin = record.header(topic_names.ORIGIN)
-            if origin is not None:
-                headers.append((topic_names.ORIGIN, origin))
+            headers += record.source_headers()
         else:
             headers += [(topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"), (topic_names.DLQ_TRIGGERED_BY, record.where.encode())]
         log.warning("dead-lettered %s: %s", record.where if held is None else "an event held in state", rejection.reason)

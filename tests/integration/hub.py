@@ -136,7 +136,11 @@ async def projected_record(settings: Settings, shipment_id: str) -> ShipmentReco
 async def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
     """Every message on `topic` from the beginning, waiting until at least `expected` have arrived."""
     consumer = AIOKafkaConsumer(
-        topic, **settings.kafka_client(), auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        **settings.kafka_client(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # the worker's outputs are transactional
     )
     await consumer.start()
     found: list = []
@@ -157,7 +161,7 @@ async def read_topic(settings: Settings, topic: str, expected: int, timeout: flo
 
 async def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list:
     """Every message on one of the hub's topics (settings.partitions partitions) up to its end offsets as of now."""
-    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     found: list = []
     try:

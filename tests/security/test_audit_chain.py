@@ -103,7 +103,9 @@ async def run(settings: Settings, query: str, *args: Any) -> list[asyncpg.Record
 async def test_verify_finds_each_deleted_edited_reordered_or_unpublished_row(audited: tuple[Settings, dict[str, str]]) -> None:
     settings, env = audited
     rows = await run(settings, "SELECT * FROM share_audit ORDER BY seq")
-    assert len(rows) > 10 and [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    # rows[9] is the last the checks below need; the worker's checkpoints take the published journey in as one
+    # burst, in fewer versions (and so fewer shares) than faust's per-fetch batches did
+    assert len(rows) >= 10 and [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
     assert {r["channel"] for r in rows} == {"kafka", "api"}
     code, printed = verify(env)
     assert code == 0, printed

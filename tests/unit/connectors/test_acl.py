@@ -58,3 +58,17 @@ def test_the_scram_credential_is_salted_per_call_and_never_the_password() -> Non
     first, second = scram_upsertion("carrier.oceanline", "pencil"), scram_upsertion("carrier.oceanline", "pencil")
     assert first[3] != second[3] and first[4] != second[4]  # a new salt each time
     assert b"pencil" not in first[4] and len(first[4]) == 32  # PBKDF2-HMAC-SHA-256 output
+
+
+def test_the_worker_alone_holds_its_runtime_stages_groups_and_transactional_ids() -> None:
+    """Each worker stage's group and its producers' ids (`<group>.<partition>`); not the sink's group, whose name
+    shares the app id's prefix."""
+    acls = hub_acls(SETTINGS)
+    for stage in ("connect", "resolve", "merge"):
+        group = SETTINGS.stage_group(stage)
+        assert {a.user for a in acls if covers(a, Resource.GROUP, group)} == {"worker"}
+        for partition in (0, 7):
+            holders = {a.user for a in acls if covers(a, Resource.TRANSACTIONAL_ID, f"{group}.{partition}")}
+            assert holders == {"worker"}
+    assert {a.user for a in acls if covers(a, Resource.GROUP, SETTINGS.sink_group)} == {"sink"}
+    assert not [a for a in acls if covers(a, Resource.TRANSACTIONAL_ID, f"{SETTINGS.sink_group}.0")]

@@ -1,0 +1,565 @@
+"""The stage loop: an aiokafka consumer group, batches handed to a stage's handler, a checkpoint every few ms.
+
+One `StageRunner` runs one `Stage`. Its consumer (group `stage.group`, every input, read_committed, RangeAssignor so
+partition p of every input comes to the same member) fetches batches bounded by `batch_max` records and
+`fetch_max_bytes`; the records of each input partition go to the handler with that partition's stores
+(runtime.state). Every `checkpoint_ms` (or `checkpoint_records` records taken in) a checkpoint makes the work durable:
+
+- exactly_once (the default): per input partition with work, ONE Kafka transaction of its own transactional producer
+  (id `<group>.<partition>`: a stable id per partition, as faust does, because aiokafka has no KIP-447) holding the
+  handler's outputs, one changelog record per changed store key and the input offsets; then, and only then, the
+  store writes go to RocksDB in one WriteBatch with the new changelog positions. A crash before the commit loses
+  nothing and sends nothing; a crash after it is repaired by the restore, which reads the changelog past the position.
+- at_least_once: one idempotent producer; outputs and changelogs flushed, then the offsets committed, then RocksDB.
+
+On assignment a partition stays paused while its producer starts (init_transactions fences the previous owner's
+producer of that id and ends its open transaction) and its stores are restored from their changelogs (read_committed,
+from the local position to the end); then it resumes at the group's committed offset. A revocation drops the work
+not checkpointed. A checkpoint that fails (a broker restart mid-transaction: aiokafka#905, a timeout) is aborted,
+the producer rebuilt and the partition started again from its committed position; a fenced producer means another
+member owns the partition now: it is dropped here. A handler that raises is a hub bug: the batch's records are
+dead-lettered (reason `hub_error`, original bytes) to the hub's DLQ topic, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+
+from hubconf import topics as topic_names
+from hubconf.settings import EXACTLY_ONCE, PRODUCER_BATCH_BYTES, Settings
+from runtime.api import Out, Record, Stage, Store
+from runtime.state import PartitionState, StoreLocked, partition_path
+
+log = logging.getLogger("mmhub.runtime")
+
+# A request carries a whole dead letter (a raw payload up to the DLQ's limit) plus its record batch.
+MAX_REQUEST_BYTES = topic_names.DLQ_MAX_MESSAGE_BYTES + 64 * 1024
+IDLE_WAIT_MS = 500  # how long a fetch waits when nothing is pending (also how soon `stop` is noticed)
+RESTORE_RECORDS = 10_000  # records per fetch while restoring a changelog
+RETRY_BACKOFF_S = 1.0  # between a failed checkpoint or activation and the next attempt
+FENCED = (ProducerFenced, InvalidProducerEpoch)
+INPUT_WAIT_ATTEMPTS = 30  # seconds a runner waits for its input topics to appear
+
+
+@dataclass
+class Counters:
+    """What the loop did, for metrics."""
+
+    batches: int = 0  # handler calls
+    records_in: int = 0
+    records_out: int = 0  # outputs produced by committed checkpoints (dead letters included)
+    dead_lettered: int = 0  # records the runtime dead-lettered because the handler raised
+    checkpoints: int = 0  # partition checkpoints committed
+    checkpoint_s_total: float = 0.0
+    checkpoint_s_max: float = 0.0
+    changelog_records: int = 0
+    restored_records: int = 0
+    retried: int = 0  # checkpoints aborted and the partition restarted from its committed position
+    fenced: int = 0  # partitions lost to a fence
+
+
+@dataclass
+class _Partition:
+    """One input partition number this member holds: its inputs, stores, producer and the work not checkpointed."""
+
+    number: int
+    inputs: list[TopicPartition]
+    state: PartitionState | None = None
+    producer: AIOKafkaProducer | None = None  # exactly_once: this partition's transactional producer
+    active: bool = False  # restored and positioned: its records are taken in
+    outs: list[Out] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+
+    def drop(self) -> None:
+        """Forget the work not checkpointed."""
+        self.outs.clear()
+        self.next_offsets.clear()
+        self.records = 0
+        if self.state is not None:
+            self.state.drop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: StageRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner._assigned(assigned)
+
+
+class StageRunner:
+    """Runs one stage until `stop()`: `await runner.run()`."""
+
+    def __init__(self, stage: Stage, settings: Settings) -> None:
+        self.stage = stage
+        self.settings = settings
+        self.counters = Counters()
+        self.exactly_once = settings.guarantee == EXACTLY_ONCE
+        self.dlq = settings.topics.dlq
+        self._partitions: dict[int, _Partition] = {}
+        self._lock = asyncio.Lock()  # a checkpoint and a rebalance's revocation never overlap
+        self._activations: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None  # at_least_once: the one idempotent producer
+        self.active = asyncio.Event()  # set whenever every held partition is restored and taking records in
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._ensure_changelogs()
+        consumer = self._consumer = AIOKafkaConsumer(
+            **self.settings.kafka_client(
+                client_id=f"{self.stage.group}.consumer",
+                group_id=self.stage.group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                fetch_max_bytes=self.settings.fetch_max_bytes,
+                max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(self.settings.session_timeout_s * 1000 / 4),
+            )
+        )
+        if not self.exactly_once:
+            self._producer = AIOKafkaProducer(**self._producer_options("alo"))
+            await self._producer.start()
+        consumer.subscribe(list(self.stage.inputs), listener=_Listener(self))
+        await consumer.start()
+        try:
+            await self._loop(consumer)
+        finally:
+            await self._close(consumer)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def stores(self) -> dict[int, Mapping[str, Store]]:
+        """The stores of each input partition this member holds and has restored (their writes not yet
+        checkpointed included): for low-volume duties beside the stage, such as a timer."""
+        return {
+            number: partition.state.stores
+            for number, partition in self._partitions.items()
+            if partition.active and partition.state is not None
+        }
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Take in what is waiting; checkpoint once nothing more is fetched already (at a trickle: every record at
+        once), or after checkpoint_ms or checkpoint_records under a backlog."""
+        interval = self.settings.checkpoint_ms / 1000
+        pending_since: float | None = None
+        while not self._stopping.is_set():
+            # with work pending, only what the fetcher already holds: an empty answer means nothing is waiting
+            wait_ms = IDLE_WAIT_MS if pending_since is None else 0
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_max)
+            async with self._lock:
+                for tp, messages in batch.items():
+                    self._take(tp, messages)
+                pending = sum(p.records for p in self._partitions.values())
+                if pending and pending_since is None:
+                    pending_since = time.monotonic()
+                if pending_since is not None and (
+                    not batch
+                    or pending >= self.settings.checkpoint_records
+                    or time.monotonic() >= pending_since + interval
+                ):
+                    await self._checkpoint()
+                    pending_since = None
+
+    def _take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Hand one input partition's records to the handler; keep its outputs and offsets for the checkpoint."""
+        partition = self._partitions.get(tp.partition)
+        if partition is None or not partition.active or partition.state is None or not messages:
+            return  # fetched before a revocation or a restart: it is read again from the committed position
+        records = [
+            Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp) for m in messages
+        ]
+        stores = partition.state.stores
+        try:
+            outs = self.stage.handler(records, stores)
+        except Exception as error:  # noqa: BLE001 - a hub bug must not stop the stage: the batch is dead-lettered
+            log.exception("%s: the handler failed on %s..%d", self.stage.name, records[0].where, records[-1].offset)
+            for store in stores.values():
+                store.drop_call()
+            outs = [self._dead_letter(record, error) for record in records]
+            self.counters.dead_lettered += len(records)
+        else:
+            for store in stores.values():
+                store.keep_call()
+        partition.outs += outs
+        partition.next_offsets[tp] = messages[-1].offset + 1
+        partition.records += len(records)
+        self.counters.batches += 1
+        self.counters.records_in += len(records)
+
+    def _dead_letter(self, record: Record, error: Exception) -> Out:
+        reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
+        headers = (
+            (topic_names.DLQ_REASON, reason.encode("utf-8", "backslashreplace")),
+            (topic_names.DLQ_CODE, b"hub_error"),
+            *record.source_headers(),
+        )
+        return Out(self.dlq, record.key, record.value, headers)
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+
+    async def _checkpoint(self) -> None:
+        due = [p for p in self._partitions.values() if p.active and p.next_offsets]
+        if not due:
+            return
+        started = time.monotonic()
+        if self.exactly_once:
+            await asyncio.gather(*(self._checkpoint_one(partition) for partition in due))
+        else:
+            await self._checkpoint_at_least_once(due)
+        took = time.monotonic() - started
+        self.counters.checkpoint_s_total += took
+        self.counters.checkpoint_s_max = max(self.counters.checkpoint_s_max, took)
+
+    async def _checkpoint_one(self, partition: _Partition) -> None:
+        try:
+            positions = await asyncio.wait_for(self._transaction(partition), self.settings.checkpoint_timeout_s)
+        except FENCED as error:
+            log.warning(
+                "%s: partition %d fenced (%r): another member owns it", self.stage.name, partition.number, error
+            )
+            self.counters.fenced += 1
+            await self._lose(partition)
+            return
+        except Exception as error:  # noqa: BLE001 - a broker restart, a timeout: redo it from the committed position
+            log.warning(
+                "%s: checkpoint of partition %d failed (%r): restarting it", self.stage.name, partition.number, error
+            )
+            self.counters.retried += 1
+            self._restart(partition)
+            return
+        self._checkpointed(partition, positions)
+
+    async def _transaction(self, partition: _Partition) -> dict[str, int]:
+        producer = partition.producer
+        assert producer is not None and partition.state is not None  # noqa: S101 - set up by _activate
+        await producer.begin_transaction()
+        sent, logs = await self._send(producer, partition)
+        await producer.send_offsets_to_transaction(dict(partition.next_offsets), self.stage.group)
+        await producer.commit_transaction()
+        await asyncio.gather(*sent)
+        return {store: (await futures[-1]).offset + 1 for store, futures in logs.items()}
+
+    async def _send(
+        self, producer: AIOKafkaProducer, partition: _Partition
+    ) -> tuple[list[asyncio.Future[RecordMetadata]], dict[str, list[asyncio.Future[RecordMetadata]]]]:
+        """Send a partition's outputs and changelog records (one per changed key); their futures."""
+        assert partition.state is not None  # noqa: S101 - set up by _activate
+        sent = [
+            await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers)) for out in partition.outs
+        ]
+        logs: dict[str, list[asyncio.Future[RecordMetadata]]] = {}
+        for name, store in partition.state.stores.items():
+            changes = store.changes()
+            if changes:
+                topic = self.stage.changelogs[name]
+                logs[name] = [
+                    await producer.send(topic, value, key=key, partition=partition.number) for key, value in changes
+                ]
+        return sent + [future for futures in logs.values() for future in futures], logs
+
+    async def _checkpoint_at_least_once(self, due: list[_Partition]) -> None:
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None  # noqa: S101 - started by run
+
+        async def flush_and_commit() -> dict[int, dict[str, int]]:
+            sent = [await self._send(producer, partition) for partition in due]
+            await asyncio.gather(*(future for futures, _ in sent for future in futures))
+            await consumer.commit({tp: offset for p in due for tp, offset in p.next_offsets.items()})
+            return {
+                p.number: {store: futures[-1].result().offset + 1 for store, futures in logs.items()}
+                for p, (_, logs) in zip(due, sent)
+            }
+
+        try:
+            positions = await asyncio.wait_for(flush_and_commit(), self.settings.checkpoint_timeout_s)
+        except Exception as error:  # noqa: BLE001 - a broker restart, a rebalance: redo from the committed position
+            log.warning("%s: checkpoint failed (%r): restarting %d partition(s)", self.stage.name, error, len(due))
+            self.counters.retried += len(due)
+            for partition in due:
+                self._restart(partition)
+            return
+        for partition in due:
+            self._checkpointed(partition, positions[partition.number])
+
+    def _checkpointed(self, partition: _Partition, positions: dict[str, int]) -> None:
+        """The checkpoint is in Kafka: its store writes go down to RocksDB with their changelog positions."""
+        assert partition.state is not None  # noqa: S101 - set up by _activate
+        self.counters.changelog_records += sum(len(s.pending) for s in partition.state.stores.values())
+        partition.state.checkpointed(positions)
+        self.counters.records_out += len(partition.outs)
+        self.counters.checkpoints += 1
+        partition.outs.clear()
+        partition.next_offsets.clear()
+        partition.records = 0
+
+    # --- assignment, restore, restart, loss -------------------------------------------------------------------
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._cancel_activations()
+        async with self._lock:  # after the checkpoint in flight, if any
+            for number in {tp.partition for tp in revoked}:
+                partition = self._partitions.get(number)
+                if partition is not None:
+                    partition.active = False
+                    partition.drop()
+            self.active.clear()
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - started by run
+        numbers = {tp.partition for tp in assigned}
+        lost = set(self._partitions) - numbers
+        for number in sorted(lost):
+            await self._close_partition(self._partitions.pop(number))
+        if lost and self.stage.on_revoked is not None:
+            self.stage.on_revoked(lost)
+        consumer.pause(*assigned)
+        for number in numbers - set(self._partitions):
+            inputs = sorted((tp for tp in assigned if tp.partition == number), key=lambda tp: tp.topic)
+            self._partitions[number] = _Partition(number, inputs)
+        for number in numbers:
+            self._partitions[number].active = False
+        self._schedule(numbers)
+
+    def _schedule(self, numbers: Iterable[int], delay: float = 0.0) -> None:
+        task = asyncio.create_task(self._activate(set(numbers), delay))
+        self._activations.add(task)
+        task.add_done_callback(self._activations.discard)
+
+    async def _cancel_activations(self) -> None:
+        tasks = list(self._activations)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _activate(self, numbers: set[int], delay: float) -> None:
+        """Start producers (fencing the previous owner), restore the stores, seek to the committed offsets, resume."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - started by run
+        await asyncio.sleep(delay)
+        partitions = [self._partitions[n] for n in sorted(numbers) if n in self._partitions]
+        try:
+            for partition in partitions:
+                if partition.state is None:
+                    path = partition_path(self.settings.data_dir, self.stage.group, partition.number)
+                    partition.state = PartitionState(path, list(self.stage.changelogs))
+            if self.exactly_once:
+                await asyncio.gather(*(self._start_producer(partition) for partition in partitions))
+            await self._restore(partitions)
+            for partition in partitions:
+                for tp in partition.inputs:
+                    committed = await consumer.committed(tp)
+                    if committed is None:
+                        await consumer.seek_to_beginning(tp)
+                    else:
+                        consumer.seek(tp, committed)
+        except StoreLocked as error:
+            log.error("%s", error)
+            self._fatal = error
+            self.stop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the broker is away: try again
+            log.warning("%s: could not start partitions %s (%r); retrying", self.stage.name, sorted(numbers), error)
+            self._schedule(numbers, RETRY_BACKOFF_S)
+            return
+        for partition in partitions:
+            partition.drop()
+            partition.active = True
+            consumer.resume(*partition.inputs)
+        log.info("%s: partitions %s active", self.stage.name, [p.number for p in partitions])
+        if all(p.active for p in self._partitions.values()):
+            self.active.set()
+
+    async def _start_producer(self, partition: _Partition) -> None:
+        """A new transactional producer for the partition, on every activation, even one this member had: its
+        init_transactions fences any earlier producer of the id and waits until that one's last transaction is
+        complete, markers written. Before that, the changelog's last stable offset and the group's committed offsets
+        may still lag a transaction committed just before (a broker restart delays its markers by seconds), and the
+        restore and the seek would then start from a stale position (aiokafka has no KIP-447 stable offset fetch)."""
+        if partition.producer is not None:
+            await _discard(partition.producer)
+            partition.producer = None
+        producer = AIOKafkaProducer(
+            **self._producer_options(str(partition.number), transactional_id=f"{self.stage.group}.{partition.number}")
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await _discard(producer)
+            raise
+        partition.producer = producer
+
+    async def _restore(self, partitions: Sequence[_Partition]) -> None:
+        """Read each store's changelog partition from the local position to its end (read_committed)."""
+        wanted = {
+            TopicPartition(topic, partition.number): (partition, store)
+            for partition in partitions
+            for store, topic in self.stage.changelogs.items()
+        }
+        if not wanted:
+            return
+        consumer = AIOKafkaConsumer(
+            **self.settings.kafka_client(
+                client_id=f"{self.stage.group}.restore",
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+            )
+        )
+        await consumer.start()
+        try:
+            tps = list(wanted)
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp, (partition, store) in wanted.items():
+                assert partition.state is not None  # noqa: S101 - opened by _activate
+                if partition.state.position(store) > ends[tp]:
+                    log.warning("%s: %s ends below the local copy: restoring it from the start", self.stage.name, tp)
+                    partition.state.wipe()
+            for tp, (partition, store) in wanted.items():
+                assert partition.state is not None  # noqa: S101 - opened by _activate
+                consumer.seek(tp, partition.state.position(store))
+            remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=IDLE_WAIT_MS, max_records=RESTORE_RECORDS)
+                for tp in list(remaining):
+                    partition, store = wanted[tp]
+                    assert partition.state is not None  # noqa: S101 - opened by _activate
+                    messages = [m for m in batch.get(tp, []) if m.key is not None]
+                    position = await consumer.position(tp)
+                    partition.state.write({store: [(m.key, m.value) for m in messages]}, {store: position})
+                    self.counters.restored_records += len(messages)
+                    if position >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+
+    def _restart(self, partition: _Partition) -> None:
+        """Drop the partition's work and start it again from its committed position (with a new producer: see
+        _start_producer)."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - started by run
+        partition.active = False
+        partition.drop()
+        consumer.pause(*partition.inputs)
+        self.active.clear()
+        self._schedule({partition.number}, RETRY_BACKOFF_S)
+
+    async def _lose(self, partition: _Partition) -> None:
+        """Fenced: another member holds this partition now. Forget it here until a rebalance gives it back."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - started by run
+        consumer.pause(*partition.inputs)
+        self._partitions.pop(partition.number, None)
+        await self._close_partition(partition)
+        if self.stage.on_revoked is not None:
+            self.stage.on_revoked({partition.number})
+
+    async def _close_partition(self, partition: _Partition) -> None:
+        partition.active = False
+        partition.drop()
+        if partition.producer is not None:
+            await _discard(partition.producer)
+            partition.producer = None
+        if partition.state is not None:
+            partition.state.close()
+            partition.state = None
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        """A graceful stop: checkpoint what is pending, leave the group, stop the producers, close the stores."""
+        await self._cancel_activations()
+        async with self._lock:
+            if self._fatal is None:
+                await self._checkpoint()
+        await consumer.stop()
+        for partition in list(self._partitions.values()):
+            await self._close_partition(partition)
+        self._partitions.clear()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    # --- setup ------------------------------------------------------------------------------------------------
+
+    def _producer_options(self, name: str, **options: Any) -> dict[str, Any]:
+        return self.settings.kafka_client(
+            client_id=f"{self.stage.group}.{name}",
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES,
+            **options,
+        )
+
+    async def _ensure_changelogs(self) -> None:
+        """The inputs must agree on their partition count; the changelogs are created with it (compacted) if absent."""
+        admin = AIOKafkaAdminClient(**self.settings.kafka_client(client_id=f"{self.stage.group}.admin"))
+        await admin.start()
+        try:
+            partitions = await self._input_partitions(admin)
+            wanted = list(self.stage.changelogs.values())
+            counts = {
+                t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(wanted) if not t["error_code"]
+            }
+            for topic, count in counts.items():
+                if count != partitions:
+                    raise RuntimeError(f"{self.stage.name}: {topic} has {count} partitions, the inputs {partitions}")
+            missing = [
+                NewTopic(topic, partitions, 1, topic_configs=topic_names.CHANGELOG_CONFIG)
+                for topic in wanted
+                if topic not in counts
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass  # another member made it between describe and create
+        finally:
+            await admin.close()
+
+    async def _input_partitions(self, admin: AIOKafkaAdminClient) -> int:
+        """The inputs' common partition count, once the broker shows them all (a topic just made takes a moment)."""
+        for _ in range(INPUT_WAIT_ATTEMPTS):
+            described = await admin.describe_topics(list(self.stage.inputs))
+            counts = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"] and t["partitions"]}
+            if len(counts) == len(self.stage.inputs):
+                if len(set(counts.values())) != 1:
+                    raise RuntimeError(f"{self.stage.name}: the inputs are not co-partitioned: {counts}")
+                return next(iter(counts.values()))
+            await asyncio.sleep(RETRY_BACKOFF_S)
+        raise RuntimeError(f"{self.stage.name}: inputs missing: {sorted(set(self.stage.inputs) - set(counts))}")
+
+
+async def _discard(producer: AIOKafkaProducer) -> None:
+    """Stop a producer that may be mid-transaction or cut off from the broker (its successor's init_transactions
+    aborts whatever it left open)."""
+    try:
+        await asyncio.wait_for(producer.stop(), 5)
+    except Exception as error:  # noqa: BLE001 - it is being thrown away
+        log.debug("discarding a producer: %r", error)

@@ -1,0 +1,142 @@
+"""The stage runtime against the real broker, with a toy counting stage run as a process (counting.py).
+
+Each input value is unique; the stage emits `<value>:<count of its key>`. A read_committed reader of the output
+must then see every input value exactly once, and each key's counts as 1, 2, ..., n in order; the store's changelog
+must end at n per key. The positive marker that everything was processed: the group's committed offsets equal the
+input's end offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from hubconf import topics as topic_names
+from tests.integration.runtime.counting import POISON
+from tests.integration.runtime.harness import Counting
+
+pytestmark = pytest.mark.integration
+
+
+async def test_exactly_once_through_kill_9(counting: Counting) -> None:
+    """SIGKILL mid-stream (transactions open), restart: each input's effect is seen exactly once, counts exact."""
+    first = counting.runner("a")
+    first.start()
+    await first.wait_active()
+    feeding = asyncio.create_task(counting.send(1500, rate=500))
+    while await counting.committed() < 300:  # mid-stream: checkpoints committed, more records coming in
+        assert not feeding.done() and first.alive, first.text()[-2000:]
+        await asyncio.sleep(0.05)
+    first.kill()
+    assert not feeding.done()
+    await feeding
+    second = counting.runner("a2")  # the same data directory: RocksDB is behind what the killed one committed
+    second.start()
+    await counting.send(300)
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 1800
+
+
+async def test_restore_from_changelog_with_a_wiped_data_dir(counting: Counting) -> None:
+    first = counting.runner("a")
+    first.start()
+    await counting.send(600)
+    await counting.drained()
+    assert first.stop() == 0
+    shutil.rmtree(counting.tmp / "a-data")
+    second = counting.runner("a2")
+    second.start()
+    await counting.send(240)
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert set(counts.values()) == {35}  # 840 values over 24 keys: the counts went on from the restored 25
+    assert second.stop() == 0
+    assert "restored_records=24," in second.text()  # one changelog record per key: the 600 writes coalesced
+
+
+async def test_two_runners_rebalance_exactly_once(counting: Counting) -> None:
+    """A second runner joins mid-stream, then the first leaves (SIGTERM) mid-stream: nothing lost, nothing twice."""
+    a, b = counting.runner("a"), counting.runner("b", data="b")
+    a.start()
+    await a.wait_active()
+    feeding = asyncio.create_task(counting.send(1200, rate=300))
+    await asyncio.sleep(1.0)
+    b.start()
+    await asyncio.sleep(2.5)
+    assert a.stop() == 0
+    await feeding
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 1200
+    assert "counters" in a.text() and b.alive
+
+
+async def test_at_least_once_mode(counting: Counting) -> None:
+    """MMHUB_GUARANTEE=at_least_once: one idempotent producer, flushed, then offsets committed; without a failure,
+    nothing is repeated either; a graceful restart in between keeps the counts."""
+    first = counting.runner("a", MMHUB_GUARANTEE="at_least_once")
+    first.start()
+    await counting.send(480)
+    await counting.drained()
+    assert first.stop() == 0
+    second = counting.runner("a2", MMHUB_GUARANTEE="at_least_once")
+    second.start()
+    await counting.send(240)
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert set(counts.values()) == {30}
+
+
+async def test_a_handler_exception_dead_letters_its_batch_and_the_loop_goes_on(counting: Counting) -> None:
+    runner = counting.runner("a")
+    runner.start()
+    await runner.wait_active()
+    await counting.send(0, values=[b"before-%d" % i for i in range(48)])
+    await counting.drained()
+    await counting.send(0, values=[POISON])
+    await counting.drained()
+    await counting.send(0, values=[b"after-%d" % i for i in range(48)])
+    await counting.drained()
+    dead = await counting.committed_values(counting.settings.topics.dlq)
+    assert [value for _, value, _ in dead] == [POISON]  # sent alone, its batch is itself
+    headers = dict(dead[0][2])
+    assert headers[topic_names.DLQ_CODE] == b"hub_error"
+    assert headers[topic_names.DLQ_SOURCE_TOPIC] == counting.input.encode()
+    assert b"a poison record" in headers[topic_names.DLQ_REASON]
+    counts = await counting.check_exactly_once(dead={POISON})
+    assert sum(counts.values()) == 96 and runner.alive
+
+
+async def test_a_fenced_producer_loses_its_partition_until_the_next_rebalance(counting: Counting) -> None:
+    """Another producer takes partition 0's transactional id mid-stream (what a new owner does): the runner's next
+    checkpoint of partition 0 is fenced, it drops that partition's work and the partition, the others go on; after
+    the next rebalance (a second runner joins) everything is processed, still exactly once."""
+    a = counting.runner("a", COUNT_SLOW_S="0.002", MMHUB_BATCH_MAX="50")
+    a.start()
+    await a.wait_active()
+    feeding = asyncio.create_task(counting.send(1200, rate=400))
+    while await counting.committed() < 100:
+        assert a.alive, a.text()[-2000:]
+        await asyncio.sleep(0.05)
+    thief = AIOKafkaProducer(**counting.settings.kafka_client(), transactional_id=f"{counting.group}.0")
+    await thief.start()  # InitProducerId: bumps the epoch, fences the runner's producer of partition 0
+    await thief.stop()
+    await feeding
+    deadline = time.monotonic() + 30
+    while "partition 0 fenced" not in a.text():
+        assert a.alive and time.monotonic() < deadline, a.text()[-2000:]
+        await asyncio.sleep(0.1)
+    b = counting.runner("b", data="b")
+    b.start()
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 1200
+    assert a.alive and b.alive
+    assert a.stop() == 0
+    assert re.search(r"fenced=1\b", a.text()), a.text()[-2000:]
