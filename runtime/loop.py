@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as CounterOf
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -37,6 +38,7 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hubconf import topics as topic_names
 from hubconf.settings import EXACTLY_ONCE, PRODUCER_BATCH_BYTES, Settings
+from runtime import metrics
 from runtime.api import Out, Record, Stage, Store
 from runtime.state import PartitionState, StoreLocked, partition_path
 
@@ -80,12 +82,14 @@ class _Partition:
     outs: list[Out] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     records: int = 0
+    taken: CounterOf[str] = field(default_factory=CounterOf)  # records not checkpointed, per input topic
 
     def drop(self) -> None:
         """Forget the work not checkpointed."""
         self.outs.clear()
         self.next_offsets.clear()
         self.records = 0
+        self.taken.clear()
         if self.state is not None:
             self.state.drop()
 
@@ -108,6 +112,8 @@ class StageRunner:
         self.stage = stage
         self.settings = settings
         self.counters = Counters()
+        self._committed_in: CounterOf[str] = CounterOf()  # per input topic, records the checkpoint in hand committed
+        self._committed_out: CounterOf[str] = CounterOf()  # per output topic, messages it committed
         self.exactly_once = settings.guarantee == EXACTLY_ONCE
         self.dlq = settings.topics.dlq
         self._partitions: dict[int, _Partition] = {}
@@ -184,6 +190,17 @@ class StageRunner:
                 ):
                     await self._checkpoint()
                     pending_since = None
+                    await self._observe_lag(consumer)
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Per input partition held: the offsets past what this stage has taken in and committed (its fetch
+        position, which steps over transaction markers, against the high watermark)."""
+        lags = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None:
+                lags[(tp.topic, tp.partition)] = max(0, end - await consumer.position(tp))
+        metrics.observe_lag(self.stage.group, lags)
 
     def _take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Hand one input partition's records to the handler; keep its outputs and offsets for the checkpoint."""
@@ -208,6 +225,7 @@ class StageRunner:
         partition.outs += outs
         partition.next_offsets[tp] = messages[-1].offset + 1
         partition.records += len(records)
+        partition.taken[tp.topic] += len(records)
         self.counters.batches += 1
         self.counters.records_in += len(records)
 
@@ -227,6 +245,8 @@ class StageRunner:
         if not due:
             return
         started = time.monotonic()
+        self._committed_in.clear()
+        self._committed_out.clear()
         if self.exactly_once:
             await asyncio.gather(*(self._checkpoint_one(partition) for partition in due))
         else:
@@ -234,6 +254,8 @@ class StageRunner:
         took = time.monotonic() - started
         self.counters.checkpoint_s_total += took
         self.counters.checkpoint_s_max = max(self.counters.checkpoint_s_max, took)
+        if self._committed_in:
+            metrics.observe_checkpoint(self.stage.name, took, dict(self._committed_in), dict(self._committed_out))
 
     async def _checkpoint_one(self, partition: _Partition) -> None:
         try:
@@ -313,6 +335,9 @@ class StageRunner:
         partition.state.checkpointed(positions)
         self.counters.records_out += len(partition.outs)
         self.counters.checkpoints += 1
+        self._committed_in.update(partition.taken)
+        self._committed_out.update(out.topic for out in partition.outs)
+        partition.taken.clear()
         partition.outs.clear()
         partition.next_offsets.clear()
         partition.records = 0
@@ -320,6 +345,7 @@ class StageRunner:
     # --- assignment, restore, restart, loss -------------------------------------------------------------------
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        metrics.forget_lag(self.stage.group, [(tp.topic, tp.partition) for tp in revoked])
         await self._cancel_activations()
         async with self._lock:  # after the checkpoint in flight, if any
             for number in {tp.partition for tp in revoked}:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -303,10 +303,16 @@ class Positions:
                 keep.append(record)
         return Admitted(keep, reseek)
 
-    def lags(self, highwater: Callable[[Partition], int | None]) -> dict[Partition, int]:
-        """Per settled partition whose high watermark is known, the records past the next offset to write."""
+    def lags(self, highwater: Callable[[Partition], int | None], fetched: Mapping[Partition, int]) -> dict[Partition, int]:
+        """Per settled partition whose high watermark is known, the offsets past the next one to write. A
+        transaction's commit marker takes an offset no record has: once everything fetched is written, the fetch
+        position (past the marker) is where the stage stands, so a partition that ends in a marker shows no lag."""
         found = {partition: highwater(partition) for partition in self._next}
-        return {partition: end - self._next[partition] for partition, end in found.items() if end is not None}
+        return {
+            partition: max(0, end - max(self._next[partition], fetched.get(partition, 0)))
+            for partition, end in found.items()
+            if end is not None
+        }
 
     def advance(self, next_offsets: dict[Partition, int]) -> None:
         """After a batch is committed: its partitions continue from where it ended."""
@@ -443,7 +449,10 @@ async def run_stored_offsets(
                     refused = await _commit(db, stage, admitted.records, written)
                     _observe(stage, time.monotonic() - started, admitted.records, refused)
                     listener.positions.advance(written)
-                observe_lag(stage.group, listener.positions.lags(lambda p: consumer.highwater(TopicPartition(*p))))
+                fetched = {(tp.topic, tp.partition): await consumer.position(tp) for tp in consumer.assignment()}
+                observe_lag(
+                    stage.group, listener.positions.lags(lambda p: consumer.highwater(TopicPartition(*p)), fetched)
+                )
             if admitted.records and on_batch is not None:
                 on_batch(len(admitted.records))
             if stage.between is not None:
