@@ -34,7 +34,7 @@ def handovers(events: Iterable[HandoverEvent], plan: BookingPayload) -> tuple[li
             unplaced.append(event.key)  # a leg the booking lacks, or a pickup/delivery by a middle leg
             continue
         placed.append(
-            HandoverRecord(
+            HandoverRecord.built(
                 from_leg=payload.from_leg,
                 to_leg=payload.to_leg,
                 from_party=plan.legs[payload.from_leg - 1].carrier if payload.from_leg else plan.shipper.party_id,
@@ -61,7 +61,7 @@ def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Di
             differences.append(("weight", weight, handover.gross_weight_kg))
         for kind, expected, counted in differences:
             found.append(
-                Discrepancy(
+                Discrepancy.built(
                     kind=kind,
                     compared_with=compared_with,
                     expected=expected,
@@ -90,7 +90,7 @@ def counted_deliveries(
         compared_with, packages, _ = _taken_over(placed, last.sequence, (report.occurred_at, report.key), plan)
         if Decimal(counted) != packages:
             found.append(
-                Discrepancy(
+                Discrepancy.built(
                     kind="packages",
                     compared_with=compared_with,
                     expected=packages,
@@ -132,7 +132,7 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
     first_in = handover_into(1)
     first_start = milestone(legs[0], _STARTS) if legs else None
     timeline.append(
-        CustodyRecord(
+        CustodyRecord.built(
             party=plan.shipper.party_id,
             role="shipper",
             leg=None,
@@ -147,7 +147,7 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
         since = (into.at, into.set_by) if into else start
         until = out.at if out else (end[0] if end else None)
         timeline.append(
-            CustodyRecord(
+            CustodyRecord.built(
                 party=leg.carrier,
                 role="carrier",
                 leg=leg.sequence,
@@ -161,6 +161,6 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
     if delivered or last_end:
         since_at, by = (delivered.at, delivered.set_by) if delivered else last_end  # type: ignore[misc]
         timeline.append(
-            CustodyRecord(party=plan.consignee.party_id, role="consignee", leg=None, since=since_at, until=None, set_by=by)
+            CustodyRecord.built(party=plan.consignee.party_id, role="consignee", leg=None, since=since_at, until=None, set_by=by)
         )
     return timeline

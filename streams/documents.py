@@ -27,7 +27,7 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
             if action == "issued":
                 if document is None:
                     issued_by = event
-                    document = DocumentRecord(
+                    document = DocumentRecord.built(
                         kind=event.payload.document_kind,
                         number=event.payload.document_number,
                         issuer=event.payload.issuer,
@@ -37,20 +37,20 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
                     )
                 else:
                     rejected.append(
-                        Rejected(event=event.key, reason=f"{name} was already issued by {document.set_by}; a document is issued once")
+                        Rejected.built(event=event.key, reason=f"{name} was already issued by {document.set_by}; a document is issued once")
                     )
             elif document is None:
-                rejected.append(Rejected(event=event.key, reason=f"{name} has not been issued, so it cannot be {action}"))
+                rejected.append(Rejected.built(event=event.key, reason=f"{name} has not been issued, so it cannot be {action}"))
             elif document.status == "surrendered":
                 rejected.append(
-                    Rejected(
+                    Rejected.built(
                         event=event.key,
                         reason=f"{name} was surrendered by {document.surrendered_by}; after surrender it cannot be {action}",
                     )
                 )
             elif action == "transferred":
                 assert event.payload.holder is not None  # the payload validator requires it for a transfer
-                link = Endorsement(holder=event.payload.holder, at=event.occurred_at, set_by=event.key)
+                link = Endorsement.built(holder=event.payload.holder, at=event.occurred_at, set_by=event.key)
                 document = document.model_copy(
                     update={"holder": event.payload.holder, "endorsements": [*document.endorsements, link]}
                 )
