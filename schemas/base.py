@@ -27,10 +27,13 @@ class Frozen(BaseModel):
         defaults.
         """
         layout = _LAYOUT.get(cls) or _layout(cls)
-        if not fields.keys() <= layout.keys():
-            raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - layout.keys())}")
         # in declaration order: pydantic writes a model's JSON in the order of its __dict__
-        values = {name: fields[name] if name in fields else _default(default) for name, default in layout.items()}
+        if len(fields) == len(layout):
+            values = {name: fields[name] for name in layout}  # a KeyError names a field given twice or misspelt
+        elif fields.keys() <= layout.keys():
+            values = {name: fields[name] if name in fields else _default(default) for name, default in layout.items()}
+        else:
+            raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - layout.keys())}")
         made = cls.__new__(cls)
         object.__setattr__(made, "__dict__", values)
         object.__setattr__(made, "__pydantic_fields_set__", set(fields))

@@ -115,8 +115,17 @@ def _taken_over(
     return "booking", Decimal(plan.cargo.packages), plan.cargo.gross_weight_kg
 
 
-def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRecord]) -> list[CustodyRecord]:
-    """Who had the cargo from when to when: handovers first, the carriers' own actual milestones otherwise."""
+def custody(
+    plan: BookingPayload,
+    placed: list[HandoverRecord],
+    legs: list[LegRecord],
+    earlier: list[CustodyRecord] | None = None,
+    kept: frozenset[int] = frozenset(),
+) -> list[CustodyRecord]:
+    """Who had the cargo from when to when: handovers first, the carriers' own actual milestones otherwise.
+
+    `earlier` is the custody of a record with the same plan and handovers whose legs in `kept` are the same as
+    `legs`: the entries that depend on those legs alone are taken from it."""
 
     def handover_into(sequence: int | None) -> HandoverRecord | None:
         return next((h for h in placed if h.to_leg == sequence), None)
@@ -129,19 +138,25 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
         return min(times) if times else None
 
     timeline = []
-    first_in = handover_into(1)
-    first_start = milestone(legs[0], _STARTS) if legs else None
-    timeline.append(
-        CustodyRecord.built(
-            party=plan.shipper.party_id,
-            role="shipper",
-            leg=None,
-            since=None,
-            until=first_in.at if first_in else (first_start[0] if first_start else None),
-            set_by=first_in.set_by if first_in else (first_start[1] if first_start else None),
+    if earlier is not None and 1 in kept:
+        timeline.append(earlier[0])  # the shipper's: until the first leg took the cargo
+    else:
+        first_in = handover_into(1)
+        first_start = milestone(legs[0], _STARTS) if legs else None
+        timeline.append(
+            CustodyRecord.built(
+                party=plan.shipper.party_id,
+                role="shipper",
+                leg=None,
+                since=None,
+                until=first_in.at if first_in else (first_start[0] if first_start else None),
+                set_by=first_in.set_by if first_in else (first_start[1] if first_start else None),
+            )
         )
-    )
     for leg in legs:
+        if earlier is not None and leg.sequence in kept:
+            timeline.append(earlier[leg.sequence])
+            continue
         into, out = handover_into(leg.sequence), handover_out_of(leg.sequence)
         start, end = milestone(leg, _STARTS), milestone(leg, _ENDS)
         since = (into.at, into.set_by) if into else start
@@ -156,6 +171,8 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
                 set_by=since[1] if since else None,
             )
         )
+    if earlier is not None and len(legs) in kept:
+        return timeline + earlier[len(legs) + 1 :]  # the consignee's: from the last leg's end, unchanged
     delivered = handover_out_of(len(legs)) if legs else None
     last_end = milestone(legs[-1], ("delivered",)) if legs else None
     if delivered or last_end:

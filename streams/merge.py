@@ -149,7 +149,7 @@ class Reusable:
     """Parts of `record`, the projection of an earlier state, that the copies taken in since cannot have changed
     (streams.projection decides which): the legs named, each with the refusals of its documents; the money (the
     settlement and every charge) when `money`; the claims, unmatched claim updates and discrepancies when `claims`;
-    the custody when `custody` and every leg is kept. The record must come from the same booking and authority."""
+    the custody entries of the legs kept when `custody` (the handovers are the same). The record must come from the same booking and authority."""
 
     record: ShipmentRecord
     legs: frozenset[int]
@@ -300,7 +300,6 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)])
-    kept_custody = reuse is not None and reuse.custody and reuse.legs.issuperset(range(1, len(plan.legs) + 1))
     return ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -325,7 +324,9 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         insurance=InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
         claims=claims,
         settlement=settlement,
-        custody=reuse.record.custody if reuse is not None and kept_custody else custody(plan, placed, legs),
+        custody=custody(plan, placed, legs, reuse.record.custody, reuse.legs)
+        if reuse is not None and reuse.custody
+        else custody(plan, placed, legs),
         handovers=placed,
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
