@@ -35,13 +35,14 @@ class Frozen(BaseModel):
         else:
             raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - layout.keys())}")
         made = cls.__new__(cls)
-        object.__setattr__(made, "__dict__", values)
-        object.__setattr__(made, "__pydantic_fields_set__", set(fields))
-        object.__setattr__(made, "__pydantic_extra__", None)
-        object.__setattr__(made, "__pydantic_private__", None)
+        _set(made, "__dict__", values)
+        _set(made, "__pydantic_fields_set__", set(fields))
+        _set(made, "__pydantic_extra__", None)
+        _set(made, "__pydantic_private__", None)
         return made
 
 
+_set = object.__setattr__  # past the frozen model's own __setattr__, as pydantic's model_construct does
 _REQUIRED = object()
 _LAYOUT: dict[type[Frozen], dict[str, Any]] = {}
 

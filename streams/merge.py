@@ -396,6 +396,8 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
     decides on the booking, sets the margin and issues the through document; a policy counts only from an insurer
     the owner places cover with (bound by that insurer or by the owner).
     """
+    if isinstance(event, (TrackingEvent, SettlementEvent, HandoverEvent, PaymentEvent)):
+        return None  # the bulk of the events: who may say them is the leg's business (_not_entitled)
     source = event.source
     owner = operator.mto if operator is not None else None
     nobody = f"no MTO in the registry owns shipment id {shipment_id}"
