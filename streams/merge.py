@@ -298,7 +298,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         charges_total = _totals(charge.amount for charge in journey_charges + [c for leg in legs for c in leg.charges])
         # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
         not_applied = refused_keys | {r.event for r in not_owners}
-        money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
+        money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)])
     return ShipmentRecord.built(
         shipment_id=state.shipment_id,
@@ -334,7 +334,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     )
 
 
-_MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
 _JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
 

@@ -15,25 +15,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from schemas.events import (
-    BookingEvent,
-    BookingStatusEvent,
-    HandoverEvent,
-    HubEvent,
-    InsuranceEvent,
-    MarginEvent,
-    PaymentEvent,
-    PolicyBound,
-    RateEvent,
-    SettlementEvent,
-    TrackingEvent,
-    WaybillEvent,
-)
+from schemas.events import BookingEvent, BookingStatusEvent, HandoverEvent, HubEvent, InsuranceEvent, PolicyBound
+from schemas.events import RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
 from schemas.status import INCIDENTS
 from streams.authority import Authority
 from streams.copies import Copy
-from streams.merge import Reusable, ShipmentState, leg_of, project
+from streams.merge import MONEY_EVENTS, Reusable, ShipmentState, leg_of, project
 
 def advance(
     previous: ShipmentRecord | None,
@@ -70,7 +58,7 @@ def _reusable(
             continue  # are read from the events every time
         if isinstance(event, (TrackingEvent, SettlementEvent, WaybillEvent)):
             legs.add(leg_of(event, plan))
-        money &= not isinstance(event, (SettlementEvent, MarginEvent, PaymentEvent, RateEvent))
+        money &= not isinstance(event, MONEY_EVENTS)
         claims &= not (
             isinstance(event, (HandoverEvent, InsuranceEvent, RateEvent))
             or isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS
