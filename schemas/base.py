@@ -28,7 +28,9 @@ class Frozen(BaseModel):
         """
         layout = _LAYOUT.get(cls) or _layout(cls)
         # in declaration order: pydantic writes a model's JSON in the order of its __dict__
-        if len(fields) == len(layout):
+        if len(fields) == len(layout) and tuple(fields) == _NAMES[cls]:
+            values = fields  # every field, in order: the keyword arguments are the fields
+        elif len(fields) == len(layout):
             values = {name: fields[name] for name in layout}  # a KeyError names a field given twice or misspelt
         elif fields.keys() <= layout.keys():
             values = {name: fields[name] if name in fields else _default(default) for name, default in layout.items()}
@@ -45,12 +47,13 @@ class Frozen(BaseModel):
 _set = object.__setattr__  # past the frozen model's own __setattr__, as pydantic's model_construct does
 _REQUIRED = object()
 _LAYOUT: dict[type[Frozen], dict[str, Any]] = {}
+_NAMES: dict[type[Frozen], tuple[str, ...]] = {}
 
 
 def _layout(model: type[Frozen]) -> dict[str, Any]:
     """Each field of `model` in declaration order, with its default (_REQUIRED when it has none)."""
     layout = {name: _REQUIRED if info.is_required() else info.default for name, info in model.model_fields.items()}
-    _LAYOUT[model] = layout
+    _LAYOUT[model], _NAMES[model] = layout, tuple(layout)
     return layout
 
 

@@ -189,9 +189,6 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         return ShipmentRecord.built(
             shipment_id=state.shipment_id,
             version=state.version,
-            events_applied=len(every),
-            retracted_events=retracted,
-            updated_at=updated_at,
             status="awaiting_booking",
             responsible_operator=None,
             shipper=None,
@@ -214,7 +211,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             handovers=[],
             discrepancies=[],
             rejected=sorted(document_rejections, key=lambda r: r.event),
+            events_applied=len(every),
+            retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
+            updated_at=updated_at,
         )
 
     plan = booking.payload
@@ -303,9 +303,6 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     return ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
-        events_applied=len(every),
-        retracted_events=retracted,
-        updated_at=updated_at,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
         responsible_operator=plan.mto,
         shipper=plan.shipper,
@@ -330,7 +327,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         handovers=placed,
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
+        events_applied=len(every),
+        retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
+        updated_at=updated_at,
     )
 
 
