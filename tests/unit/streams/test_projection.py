@@ -142,7 +142,7 @@ def test_a_revision_moves_its_effect_off_the_leg_it_left() -> None:
     assert record.legs[0].status == "departed" and record.legs[1].status == "arrived"
 
 
-def test_cover_or_a_booking_projects_from_scratch() -> None:
+def test_cover_or_a_new_booking_recomputes_every_leg() -> None:
     for doc in (policy_doc(), {**booking_doc(), "revised_at": "2026-03-02T00:00:00Z"}):
         previous, record = step(doc)
         assert all(new is not old for new, old in zip(record.legs, previous.legs))
