@@ -148,7 +148,7 @@ def _claim(
         rate = _sdr_rate(rates, currency, first.at)
         liability = liability_limit(booking, leg, packages, weight, first.at, rate, currency)
     decision = update.payload if update is not None and isinstance(update.payload, ClaimUpdate) else None
-    return ClaimRecord(
+    return ClaimRecord.built(
         claim_id=_claim_id(shipment_id, kind, leg),
         kind=kind,
         policy_number=policy.policy_number if policy else None,

@@ -49,9 +49,10 @@ def encode_record(record: ShipmentRecord) -> bytes:
 def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
     """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one
     (plus, after a crash, copies taken in before whose message may have been lost: consumers keep the first).
-    Assembled from pydantic's own JSON of the record and each copy's kept canonical JSON: no second pass through
-    Python dicts."""
-    return b'{"record":' + record.model_dump_json().encode() + b',"applied":[' + _copies_json(applied) + b"]}"
+    Assembled from pydantic's own JSON of the record (the bytes `model_dump_json` decodes to text) and each copy's
+    kept canonical JSON: no second pass through Python dicts."""
+    record_json = record.__pydantic_serializer__.to_json(record)
+    return b'{"record":' + record_json + b',"applied":[' + _copies_json(applied) + b"]}"
 
 
 def encode_state(state: ShipmentState) -> bytes:

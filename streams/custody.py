@@ -34,7 +34,7 @@ def handovers(events: Iterable[HandoverEvent], plan: BookingPayload) -> tuple[li
             unplaced.append(event.key)  # a leg the booking lacks, or a pickup/delivery by a middle leg
             continue
         placed.append(
-            HandoverRecord(
+            HandoverRecord.built(
                 from_leg=payload.from_leg,
                 to_leg=payload.to_leg,
                 from_party=plan.legs[payload.from_leg - 1].carrier if payload.from_leg else plan.shipper.party_id,
@@ -62,7 +62,7 @@ def discrepancies(placed: list[HandoverRecord], plan: BookingPayload) -> list[Di
             differences.append(("weight", weight, handover.gross_weight_kg))
         for kind, expected, counted in differences:
             found.append(
-                Discrepancy(
+                Discrepancy.built(
                     kind=kind,
                     compared_with=compared_with,
                     expected=expected,
@@ -99,7 +99,7 @@ def counted_deliveries(
         compared_with, packages, _ = _taken_over(placed, last.sequence, (report.occurred_at, report.key), plan)
         if Decimal(counted) != packages:
             found.append(
-                Discrepancy(
+                Discrepancy.built(
                     kind="packages",
                     compared_with=compared_with,
                     expected=packages,
@@ -124,8 +124,17 @@ def _taken_over(
     return "booking", Decimal(plan.cargo.packages), plan.cargo.gross_weight_kg
 
 
-def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRecord]) -> list[CustodyRecord]:
-    """Who had the cargo from when to when: handovers first, the carriers' own actual milestones otherwise."""
+def custody(
+    plan: BookingPayload,
+    placed: list[HandoverRecord],
+    legs: list[LegRecord],
+    earlier: list[CustodyRecord] | None = None,
+    kept: frozenset[int] = frozenset(),
+) -> list[CustodyRecord]:
+    """Who had the cargo from when to when: handovers first, the carriers' own actual milestones otherwise.
+
+    `earlier` is the custody of a record with the same plan and handovers whose legs in `kept` are the same as
+    `legs`: the entries that depend on those legs alone are taken from it."""
 
     def handover_into(sequence: int | None) -> HandoverRecord | None:
         return next((h for h in placed if h.to_leg == sequence), None)
@@ -138,25 +147,31 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
         return min(times) if times else None
 
     timeline = []
-    first_in = handover_into(1)
-    first_start = milestone(legs[0], _STARTS) if legs else None
-    timeline.append(
-        CustodyRecord(
-            party=plan.shipper.party_id,
-            role="shipper",
-            leg=None,
-            since=None,
-            until=first_in.at if first_in else (first_start[0] if first_start else None),
-            set_by=first_in.set_by if first_in else (first_start[1] if first_start else None),
+    if earlier is not None and 1 in kept:
+        timeline.append(earlier[0])  # the shipper's: until the first leg took the cargo
+    else:
+        first_in = handover_into(1)
+        first_start = milestone(legs[0], _STARTS) if legs else None
+        timeline.append(
+            CustodyRecord.built(
+                party=plan.shipper.party_id,
+                role="shipper",
+                leg=None,
+                since=None,
+                until=first_in.at if first_in else (first_start[0] if first_start else None),
+                set_by=first_in.set_by if first_in else (first_start[1] if first_start else None),
+            )
         )
-    )
     for leg in legs:
+        if earlier is not None and leg.sequence in kept:
+            timeline.append(earlier[leg.sequence])
+            continue
         into, out = handover_into(leg.sequence), handover_out_of(leg.sequence)
         start, end = milestone(leg, _STARTS), milestone(leg, _ENDS)
         since = (into.at, into.set_by) if into else start
         until = out.at if out else (end[0] if end else None)
         timeline.append(
-            CustodyRecord(
+            CustodyRecord.built(
                 party=leg.carrier,
                 role="carrier",
                 leg=leg.sequence,
@@ -165,11 +180,13 @@ def custody(plan: BookingPayload, placed: list[HandoverRecord], legs: list[LegRe
                 set_by=since[1] if since else None,
             )
         )
+    if earlier is not None and len(legs) in kept:
+        return timeline + earlier[len(legs) + 1 :]  # the consignee's: from the last leg's end, unchanged
     delivered = handover_out_of(len(legs)) if legs else None
     last_end = milestone(legs[-1], ("delivered",)) if legs else None
     if delivered or last_end:
         since_at, by = (delivered.at, delivered.set_by) if delivered else last_end  # type: ignore[misc]
         timeline.append(
-            CustodyRecord(party=plan.consignee.party_id, role="consignee", leg=None, since=since_at, until=None, set_by=by)
+            CustodyRecord.built(party=plan.consignee.party_id, role="consignee", leg=None, since=since_at, until=None, set_by=by)
         )
     return timeline

@@ -37,7 +37,7 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
             if document is None:
                 if event.payload.action == "issued":
                     issued_by = event
-                    document = DocumentRecord(
+                    document = DocumentRecord.built(
                         kind=event.payload.document_kind,
                         number=event.payload.document_number,
                         issuer=event.payload.issuer,

@@ -262,7 +262,7 @@ class Accounts:
 def _entry(entry_id: str, account: str, currency: str, amount: Decimal, memo: str, caused_by: Sequence[str]) -> LedgerEntry:
     """A signed amount (debit positive) as an entry with one non-negative side."""
     debit, credit = (amount, Decimal(0)) if amount > 0 else (Decimal(0), -amount)
-    return LedgerEntry(
+    return LedgerEntry.built(
         entry_id=entry_id, account=account, currency=currency, debit=debit, credit=credit, memo=memo, caused_by=list(caused_by)
     )
 
@@ -297,11 +297,11 @@ def _notes(invoice_id: str, number: int, before: Figures, after: Figures, caused
         delta = new.get(currency, Decimal(0)) - old.get(currency, Decimal(0))
         if delta != 0:
             notes.append(
-                Note(
+                Note.built(
                     note_id=f"{invoice_id}-r{number}-{currency}",
                     kind="credit" if delta < 0 else "debit",
                     to_revision=number,
-                    amount=MoneyTotal(amount=abs(delta), currency=currency),
+                    amount=MoneyTotal.built(amount=abs(delta), currency=currency),
                     caused_by=list(caused_by),
                 )
             )
@@ -310,13 +310,13 @@ def _notes(invoice_id: str, number: int, before: Figures, after: Figures, caused
 
 def _revision(invoice_id: str, number: int, point: ChangePoint, caused_by: Sequence[str]) -> InvoiceRevision:
     figures, currencies = point.figures, point.figures.currencies
-    return InvoiceRevision(
+    return InvoiceRevision.built(
         invoice_id=invoice_id,
         revision=number,
         issued_at=point.at,
-        carrier_charges=[MoneyTotal(amount=figures.carrier_charges[c], currency=c) for c in currencies],
-        margin=[MoneyTotal(amount=figures.margin[c], currency=c) for c in currencies],
-        total=[MoneyTotal(amount=figures.total(c), currency=c) for c in currencies],
+        carrier_charges=[MoneyTotal.built(amount=figures.carrier_charges[c], currency=c) for c in currencies],
+        margin=[MoneyTotal.built(amount=figures.margin[c], currency=c) for c in currencies],
+        total=[MoneyTotal.built(amount=figures.total(c), currency=c) for c in currencies],
         caused_by=list(caused_by),
     )
 
@@ -411,7 +411,7 @@ def _payments(
         elif target not in invoiced:
             reason = f"settles_currency {target} is not an invoice currency ({', '.join(invoiced)})"
         elif target == money.currency:
-            applied = MoneyTotal(amount=money.amount, currency=target)
+            applied = MoneyTotal.built(amount=money.amount, currency=target)
         else:
             found = _rate_for(payment, target, rates)
             if found is None:
@@ -420,7 +420,7 @@ def _payments(
                 rate, inverse = found
                 factor = Fraction(rate.payload.rate)
                 converted = Fraction(money.amount) / factor if inverse else Fraction(money.amount) * factor
-                applied = MoneyTotal(amount=round_minor(converted, target), currency=target)
+                applied = MoneyTotal.built(amount=round_minor(converted, target), currency=target)
 
         cited = [key] if rate is None else [key, rate.key]
         memo = f"payment {payment.payload.payment_id} by {payment.payload.payer}"
@@ -446,7 +446,7 @@ def _payments(
         if applied is not None:
             paid[applied.currency] += applied.amount
         records.append(
-            PaymentRecord(
+            PaymentRecord.built(
                 payment_id=payment.payload.payment_id,
                 payer=payment.payload.payer,
                 amount=money,
@@ -499,7 +499,7 @@ def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -
         accounts,
     )
     if current is None or invoicing.final is None:
-        return SettlementRecord(
+        return SettlementRecord.built(
             status="draft",
             missing_charges_for_legs=missing,
             invoices=[],
@@ -515,7 +515,7 @@ def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -
         paid = payments.paid.get(line.currency, Decimal(0))
         outstanding = line.amount - paid
         balance.append(
-            BalanceLine(
+            BalanceLine.built(
                 currency=line.currency,
                 invoiced=line.amount,
                 paid=paid,
@@ -532,11 +532,11 @@ def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -
     for (carrier, currency), amount in sorted(final.payable.items()):
         payout_id = f"PAY-{shipment_id}-{carrier}-{currency}"
         payouts.append(
-            Payout(
+            Payout.built(
                 payout_id=payout_id,
                 carrier=carrier,
                 legs=sorted(final.payable_legs[(carrier, currency)]),
-                amount=MoneyTotal(amount=amount, currency=currency),
+                amount=MoneyTotal.built(amount=amount, currency=currency),
                 status="released" if released else "pending",
             )
         )
@@ -549,7 +549,7 @@ def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -
                 _entry(f"LED-{payout_id}-{payable}", payable, currency, amount, memo, cited),
             ]
 
-    return SettlementRecord(
+    return SettlementRecord.built(
         status=status,
         missing_charges_for_legs=missing,
         invoices=invoicing.revisions,

@@ -146,7 +146,7 @@ def liability_limit(
     conversion = ""
     if converted is not None and sdr_rate is not None and currency != SDR:
         conversion = f"; at 1 SDR = {_plain(sdr_rate[0])} {currency}: {converted.amount} {currency}"
-    return LiabilityLimit(
+    return LiabilityLimit.built(
         regime=regime.name,
         basis=f"{context}: {formula}{conversion}",
         sdr=sdr,
@@ -176,14 +176,14 @@ def _regime(booking: BookingPayload, leg: int | None) -> tuple[Regime, str]:
 
 def _convert(sdr: Decimal, sdr_rate: tuple[Decimal, str] | None, currency: str) -> tuple[MoneyTotal | None, str | None]:
     if currency == SDR:
-        return MoneyTotal(amount=sdr, currency=SDR), None
+        return MoneyTotal.built(amount=sdr, currency=SDR), None
     if sdr_rate is None:
         return None, None
     rate, key = sdr_rate
     if rate <= 0:
         raise ValueError(f"an SDR rate must be positive, got {rate} (from {key})")
     amount = (sdr * rate).quantize(_CENT, rounding=ROUND_HALF_UP)
-    return MoneyTotal(amount=amount, currency=currency), key
+    return MoneyTotal.built(amount=amount, currency=currency), key
 
 
 def _plain(value: Decimal) -> str:

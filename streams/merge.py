@@ -144,9 +144,24 @@ def fold(events: Iterable[HubEvent], authority: Authority) -> dict[str, Shipment
 # --- projection -----------------------------------------------------------------------------------------------
 
 
-def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
+@dataclass(frozen=True)
+class Reusable:
+    """Parts of `record`, the projection of an earlier state, that the copies taken in since cannot have changed
+    (streams.projection decides which): the legs named, each with the refusals of its documents; the money (the
+    settlement and every charge) when `money`; the claims, unmatched claim updates and discrepancies when `claims`;
+    the custody entries of the legs kept when `custody` (the handovers are the same). The record must come from the same booking and authority."""
+
+    record: ShipmentRecord
+    legs: frozenset[int]
+    money: bool
+    claims: bool
+    custody: bool
+
+
+def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
     """The record the winning copies add up to. Deterministic: no choice depends on arrival order.
-    `authority` says which MTO owns the shipment id: only its bookings count, whenever they arrive."""
+    `authority` says which MTO owns the shipment id: only its bookings count, whenever they arrive.
+    `reuse` names parts of an earlier record to take as they are instead of computing them again."""
     every = sorted(
         (copy.event for copy in state.copies.values() if not copy.event.retracted),
         key=lambda e: (e.occurred_at, e.key),
@@ -160,7 +175,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         if refusal is None:
             live.append(event)
         else:
-            not_owners.append(Rejected(event=event.key, reason=refusal, kind="not_entitled"))
+            not_owners.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
     bookings = [e for e in live if isinstance(e, BookingEvent)]
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
     updated_at = max((e.recorded_at for e in every), default=None)
@@ -171,12 +186,9 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     )
     document_rejections += not_owners
     if booking is None:
-        return ShipmentRecord(
+        return ShipmentRecord.built(
             shipment_id=state.shipment_id,
             version=state.version,
-            events_applied=len(every),
-            retracted_events=retracted,
-            updated_at=updated_at,
             status="awaiting_booking",
             responsible_operator=None,
             shipper=None,
@@ -192,14 +204,17 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
             location_set_by=None,
             journey_charges=[],
             charges_total=[],
-            insurance=InsuranceRecord(policy=policy, unmatched_updates=unmatched_updates),
+            insurance=InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
             claims=[],
             settlement=None,
             custody=[],
             handovers=[],
             discrepancies=[],
             rejected=sorted(document_rejections, key=lambda r: r.event),
+            events_applied=len(every),
+            retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
+            updated_at=updated_at,
         )
 
     plan = booking.payload
@@ -212,7 +227,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     for event in live:
         refusal = _not_entitled(event, plan)
         if refusal is not None:
-            rejected.append(Rejected(event=event.key, reason=refusal, kind="not_entitled"))
+            rejected.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
             refused_keys.add(event.key)
             continue
         if _shipment_level(event):
@@ -220,7 +235,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
             journey_settlements.append(event)  # the MTO's own charges for the whole journey
             continue
-        leg = _leg_of(event, plan)
+        leg = leg_of(event, plan)
         if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
             incidents.append((leg, event))  # an incident no leg can be found for is a not-localised one
             if leg is None:
@@ -234,49 +249,60 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     placed, unplaced_handovers = handovers(
         (e for e in live if isinstance(e, HandoverEvent) and e.key not in refused_keys), plan
     )
+    answers = _carrier_answers(plan, live, rejected)
     legs: list[LegRecord] = []
     for planned in plan.legs:
-        handed = [h for h in placed if h.from_leg == planned.sequence]
-        leg_record, refused = _leg(planned.sequence, plan, per_leg[planned.sequence], cover, handed)
-        legs.append(leg_record)
+        sequence = planned.sequence
+        if reuse is not None and sequence in reuse.legs:
+            kept = reuse.record.legs[sequence - 1]
+            legs.append(kept)
+            documented = {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
+            rejected += [r for r in reuse.record.rejected if r.event in documented]
+            continue
+        handed = [h for h in placed if h.from_leg == sequence]
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed)
+        legs.append(_answered(leg_record, answers.get(sequence)))
         rejected += refused
-    legs = _with_carrier_responses(legs, plan, live, rejected)
     status, status_set_by = _booking_status(live)
     rejected += document_rejections
     through = through_documents[0] if through_documents else None
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
-        rejected.append(Rejected(event=extra.set_by, reason=reason))
-    last = len(plan.legs)
-    deliveries = [_against_the_plan(e, plan, last) for e in per_leg[last] if isinstance(e, TrackingEvent)]
-    found = discrepancies(placed, plan) + counted_deliveries(
-        (e for e in deliveries if e.classifier == "ACT" and e.payload.status == "delivered"), placed, plan
-    )
+        rejected.append(Rejected.built(event=extra.set_by, reason=reason))
     location = _current_location(legs)
-    journey_charges = _charges(journey_settlements)
-    charges = journey_charges + [charge for leg in legs for charge in leg.charges]
-    final = legs[-1]
-    delivery = [m for m in final.milestones if m.classifier == "ACT" and m.status == "delivered"]
-    delivered = (delivery[0].at, delivery[0].set_by) if delivery else None
-    claims, unmatched_updates = derive_claims(
-        state.shipment_id,
-        plan,
-        incidents,
-        found,
-        delivered,
-        policy,
-        [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, ClaimUpdate)],
-        [e for e in live if isinstance(e, RateEvent)],
-    )
-    # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
-    not_applied = refused_keys | {r.event for r in not_owners}
-    money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
-    return ShipmentRecord(
+    if reuse is not None and reuse.claims:
+        found, claims = reuse.record.discrepancies, reuse.record.claims
+        unmatched_updates = reuse.record.insurance.unmatched_updates
+    else:
+        last = len(plan.legs)
+        deliveries = [_against_the_plan(e, plan, last) for e in per_leg[last] if isinstance(e, TrackingEvent)]
+        found = discrepancies(placed, plan) + counted_deliveries(
+            (e for e in deliveries if e.classifier == "ACT" and e.payload.status == "delivered"), placed, plan
+        )
+        delivery = [m for m in legs[-1].milestones if m.classifier == "ACT" and m.status == "delivered"]
+        claims, unmatched_updates = derive_claims(
+            state.shipment_id,
+            plan,
+            incidents,
+            found,
+            (delivery[0].at, delivery[0].set_by) if delivery else None,
+            policy,
+            [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, ClaimUpdate)],
+            [e for e in live if isinstance(e, RateEvent)],
+        )
+    if reuse is not None and reuse.money:
+        journey_charges, charges_total = reuse.record.journey_charges, reuse.record.charges_total
+        settlement = reuse.record.settlement
+    else:
+        journey_charges = _charges(journey_settlements)
+        charges_total = _totals(charge.amount for charge in journey_charges + [c for leg in legs for c in leg.charges])
+        # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
+        not_applied = refused_keys | {r.event for r in not_owners}
+        money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
+        settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)])
+    return ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
-        events_applied=len(every),
-        retracted_events=retracted,
-        updated_at=updated_at,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
         responsible_operator=plan.mto,
         shipper=plan.shipper,
@@ -291,19 +317,24 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         current_location=location.location if location else None,
         location_set_by=location.set_by if location else None,
         journey_charges=journey_charges,
-        charges_total=_totals(charge.amount for charge in charges),
-        insurance=InsuranceRecord(policy=policy, unmatched_updates=unmatched_updates),
+        charges_total=charges_total,
+        insurance=InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
         claims=claims,
-        settlement=settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)]),
-        custody=custody(plan, placed, legs),
+        settlement=settlement,
+        custody=custody(plan, placed, legs, reuse.record.custody, reuse.legs)
+        if reuse is not None and reuse.custody
+        else custody(plan, placed, legs),
         handovers=placed,
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
+        events_applied=len(every),
+        retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
+        updated_at=updated_at,
     )
 
 
-_MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
 _JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
 
@@ -332,32 +363,30 @@ def _booking_status(live: list[HubEvent]) -> tuple[BookingState, str | None]:
     return "requested", None
 
 
-def _with_carrier_responses(
-    legs: list[LegRecord], plan: BookingPayload, live: list[HubEvent], rejected: list[Rejected]
-) -> list[LegRecord]:
-    """Each leg's carrier accepts or declines it; only that carrier's latest answer counts."""
+def _carrier_answers(plan: BookingPayload, live: list[HubEvent], rejected: list[Rejected]) -> dict[int, BookingStatusEvent]:
+    """Each leg's carrier accepts or declines it; only that carrier's latest answer counts. Answers that may not
+    count are added to `rejected`."""
     answers: dict[int, BookingStatusEvent] = {}
     for event in live:
         if not isinstance(event, BookingStatusEvent) or event.payload.leg is None:
             continue
         sequence = event.payload.leg
         if sequence > len(plan.legs):
-            rejected.append(Rejected(event=event.key, reason=f"the booking has no leg {sequence}"))
+            rejected.append(Rejected.built(event=event.key, reason=f"the booking has no leg {sequence}"))
         elif event.source != plan.legs[sequence - 1].carrier:
             carrier = plan.legs[sequence - 1].carrier
             reason = f"leg {sequence} is assigned to {carrier}, not {event.source}"
-            rejected.append(Rejected(event=event.key, reason=reason, kind="not_entitled"))
+            rejected.append(Rejected.built(event=event.key, reason=reason, kind="not_entitled"))
         elif sequence not in answers or (event.occurred_at, event.key) > (answers[sequence].occurred_at, answers[sequence].key):
             answers[sequence] = event
-    out = []
-    for leg in legs:
-        answer = answers.get(leg.sequence)
-        if answer is None:
-            out.append(leg)
-        else:
-            response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
-            out.append(leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key}))
-    return out
+    return answers
+
+
+def _answered(leg: LegRecord, answer: BookingStatusEvent | None) -> LegRecord:
+    if answer is None:
+        return leg
+    response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
+    return leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key})
 
 
 def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None) -> str | None:
@@ -367,6 +396,8 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
     decides on the booking, sets the margin, and issues, takes the surrender of and voids the through document; a
     policy counts only from an insurer the owner places cover with (bound by that insurer or by the owner).
     """
+    if isinstance(event, (TrackingEvent, SettlementEvent, HandoverEvent, PaymentEvent)):
+        return None  # the bulk of the events: who may say them is the leg's business (_not_entitled)
     source = event.source
     owner = operator.mto if operator is not None else None
     nobody = f"no MTO in the registry owns shipment id {shipment_id}"
@@ -457,7 +488,7 @@ def _not_entitled(event: HubEvent, plan: BookingPayload) -> str | None:
     return None
 
 
-def _leg_of(event: HubEvent, plan: BookingPayload) -> int | None:
+def leg_of(event: HubEvent, plan: BookingPayload) -> int | None:
     """The leg an event reports on: the one it names, else the only leg its source carries; None if unknown."""
     named = getattr(event.payload, "leg", None)
     if named is not None:
@@ -471,7 +502,7 @@ def _milestone(event: TrackingEvent, planned_leg_origin: str, planned_leg_destin
     location = event.payload.location
     if location is None and status in PRECEDENCE:
         location = planned_leg_origin if status in AT_ORIGIN else planned_leg_destination
-    return Milestone(
+    return Milestone.built(
         status=status,
         classifier=event.classifier,
         at=event.occurred_at,
@@ -533,7 +564,7 @@ def _leg(
         passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
         earlier = reported.get((passed, "ACT"))
         if earlier is None or handover.at < earlier.at:  # at the same instant the carrier's own report stands
-            reported[(passed, "ACT")] = Milestone(
+            reported[(passed, "ACT")] = Milestone.built(
                 status=passed, classifier="ACT", at=handover.at, location=handover.location,
                 raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by,
             )
@@ -547,14 +578,14 @@ def _leg(
         found: dict[str, datetime] = {}
         for wanted in reversed(statuses):
             found.update({m.classifier: m.at for m in milestones if m.status == wanted})
-        return Times(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
+        return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
     reports = sorted(
         (_milestone(e, planned.origin, planned.destination) for e in tracking),
         key=lambda m: (m.at, m.set_by),
     )
     leg_documents, refused = documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
-    record = LegRecord(
+    record = LegRecord.built(
         sequence=sequence,
         mode=planned.mode,
         carrier=planned.carrier,
@@ -582,7 +613,7 @@ def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:
 
 def _charges(events: Iterable[SettlementEvent]) -> list[ChargeRecord]:
     return [
-        ChargeRecord(
+        ChargeRecord.built(
             carrier=e.payload.carrier,
             code=line.code,
             description=line.description,
@@ -598,7 +629,7 @@ def _totals(amounts: Iterable[Money]) -> list[MoneyTotal]:
     sums: dict[str, Decimal] = defaultdict(Decimal)
     for money in amounts:
         sums[money.currency] += money.amount
-    return [MoneyTotal(amount=total, currency=currency) for currency, total in sorted(sums.items())]
+    return [MoneyTotal.built(amount=total, currency=currency) for currency, total in sorted(sums.items())]
 
 
 def _policy(live: list[HubEvent]) -> PolicyRecord | None:
@@ -607,7 +638,7 @@ def _policy(live: list[HubEvent]) -> PolicyRecord | None:
     latest = max(bound, key=lambda e: (e.occurred_at, e.key), default=None)
     if latest is None or not isinstance(latest.payload, PolicyBound):
         return None
-    return PolicyRecord(
+    return PolicyRecord.built(
         policy_number=latest.payload.policy_number,
         insurer=latest.payload.insurer,
         insured_value=latest.payload.insured_value,

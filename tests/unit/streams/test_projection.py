@@ -1,0 +1,153 @@
+"""The incremental projection: `advance` from the previous record equals a full `project`, whatever the journey,
+order, batches and duplicates; and an event recomputes only the parts it touches."""
+
+from __future__ import annotations
+
+import warnings
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import HubEvent
+from schemas.record import ShipmentRecord
+from streams.merge import ShipmentState, absorb, project
+from streams.projection import advance
+
+from ..builders import (
+    AUTHORITY,
+    MTO,
+    SHIPMENT,
+    booking_doc,
+    example_journey_docs,
+    hub_event,
+    policy_doc,
+    settlement_doc,
+    tracking_doc,
+    waybill_doc,
+)
+from ..strategies import journeys
+
+_JOURNEY_SIZED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=_JOURNEY_SIZED)
+EXAMPLE = settings(max_examples=25, deadline=None, suppress_health_check=_JOURNEY_SIZED)
+
+
+def assert_same_record(incremental: ShipmentRecord, full: ShipmentRecord) -> None:
+    assert incremental == full
+    # the same bytes on the status topic, and values of the types the schema declares (the hub builds records
+    # without validating them: a wrong type would serialise with a warning, a wrong value fail to validate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = incremental.model_dump_json()
+    assert written == full.model_dump_json()
+    assert ShipmentRecord.model_validate_json(written).model_dump_json() == written
+
+
+def fold_in_batches(shipment_id: str, batches: list[list[HubEvent]]) -> int:
+    """Advance batch by batch, checking every version against a full project; returns the versions made."""
+    state, record, versions = ShipmentState(shipment_id), None, 0
+    for batch in batches:
+        after, new = absorb(state, batch)
+        if after is state:
+            continue
+        record = advance(record, state, after, new, AUTHORITY)
+        assert_same_record(record, project(after, AUTHORITY))
+        state, versions = after, versions + 1
+    return versions
+
+
+def arrivals(data: st.DataObject, events: list[HubEvent]) -> list[list[HubEvent]]:
+    """`events` with duplicates, shuffled, cut into batches."""
+    extra = data.draw(st.lists(st.sampled_from(events), max_size=len(events)), label="duplicates")
+    arrival = data.draw(st.permutations(events + extra), label="arrival order")
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(arrival)), max_size=len(arrival)), label="batch ends")))
+    bounds = [0, *cuts, len(arrival)]
+    return [arrival[start:end] for start, end in zip(bounds, bounds[1:]) if end > start]
+
+
+@PROPERTY
+@given(events=journeys, data=st.data())
+def test_advancing_batch_by_batch_equals_a_full_project_of_every_version(events: list[HubEvent], data: st.DataObject) -> None:
+    assert fold_in_batches(SHIPMENT.replace("TEST", "PROP"), arrivals(data, events)) >= 1
+
+
+@EXAMPLE
+@given(data=st.data())
+def test_advancing_through_the_example_journey_equals_a_full_project(data: st.DataObject) -> None:
+    """Every kind of event the hub knows (handovers, answers, payments, rates, documents), in any order."""
+    events = [hub_event(doc) for doc in example_journey_docs()]
+    assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events)) >= 1
+
+
+# --- what an event recomputes ---------------------------------------------------------------------------------------
+
+BASE = [
+    booking_doc(),
+    tracking_doc("departed", leg=1, occurred=24),
+    tracking_doc("departed", leg=2, occurred=48),
+    settlement_doc([("FRT", "100.00", "USD")], leg=1),
+    waybill_doc("cmr", "CMR-1", leg=1),
+]
+
+
+def step(*docs: dict[str, object]) -> tuple[ShipmentRecord, ShipmentRecord]:
+    """The record of BASE, and the record advanced from it by `docs`."""
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in BASE])
+    previous = project(before, AUTHORITY)
+    after, new = absorb(before, [hub_event(doc) for doc in docs])
+    record = advance(previous, before, after, new, AUTHORITY)
+    assert_same_record(record, project(after, AUTHORITY))
+    return previous, record
+
+
+def test_a_tracking_report_recomputes_its_leg_only() -> None:
+    previous, record = step(tracking_doc("arrived", leg=2, occurred=60))
+    assert record.legs[1] != previous.legs[1]
+    assert record.legs[0] is previous.legs[0] and record.legs[2] is previous.legs[2]
+    assert record.settlement is previous.settlement and record.claims is previous.claims
+    assert record.custody is not previous.custody  # a leg changed: who held the cargo may have
+
+
+def test_a_charge_recomputes_its_leg_and_the_money() -> None:
+    previous, record = step(settlement_doc([("FRT", "80.00", "USD")], leg=2, event_id="inv-2"))
+    assert record.legs[0] is previous.legs[0] and record.legs[1] is not previous.legs[1]
+    assert record.settlement != previous.settlement and record.charges_total != previous.charges_total
+
+
+def test_an_incident_recomputes_the_claims() -> None:
+    previous, record = step(tracking_doc("damaged", leg=1, occurred=30))
+    assert record.claims != previous.claims and record.legs[1] is previous.legs[1]
+
+
+def test_a_leg_document_keeps_the_refusals_of_the_legs_it_does_not_touch() -> None:
+    # the transfer of a document never issued is refused on leg 1; a report on leg 2 keeps that refusal
+    transfer = waybill_doc("cmr", "CMR-9", leg=1, event_id="doc-cmr-9-x")
+    transfer["payload"].update(action="transferred", holder="consignee.test")
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [*BASE, transfer]])
+    previous = project(before, AUTHORITY)
+    assert [r.event for r in previous.rejected] == [hub_event(transfer).key]
+    after, new = absorb(before, [hub_event(tracking_doc("arrived", leg=2, occurred=60))])
+    assert advance(previous, before, after, new, AUTHORITY).rejected == previous.rejected
+
+
+def test_a_revision_moves_its_effect_off_the_leg_it_left() -> None:
+    # the MTO reports on any leg; its revision names another leg than the first copy
+    moved = tracking_doc("arrived", leg=1, occurred=30, event_id="trk-moving", source=MTO)
+    revised = {**tracking_doc("arrived", leg=2, occurred=60, event_id="trk-moving", source=MTO), "revised_at": "2026-03-05T00:00:00Z"}
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [*BASE, moved]])
+    previous = project(before, AUTHORITY)
+    after, new = absorb(before, [hub_event(revised)])
+    record = advance(previous, before, after, new, AUTHORITY)
+    assert_same_record(record, project(after, AUTHORITY))
+    assert record.legs[0].status == "departed" and record.legs[1].status == "arrived"
+
+
+def test_cover_or_a_new_booking_recomputes_every_leg() -> None:
+    for doc in (policy_doc(), {**booking_doc(), "revised_at": "2026-03-02T00:00:00Z"}):
+        previous, record = step(doc)
+        assert all(new is not old for new, old in zip(record.legs, previous.legs))
+
+
+def test_without_a_previous_record_it_is_a_full_project() -> None:
+    after, new = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in BASE])
+    assert_same_record(advance(None, ShipmentState(SHIPMENT), after, new, AUTHORITY), project(after, AUTHORITY))
