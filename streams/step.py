@@ -25,6 +25,7 @@ from streams.authority import Authority
 from streams.clock import deadline
 from streams.codec import decode_state, encode_event, encode_state, encode_status
 from streams.copies import Copy
+from streams.projection import advance
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, settlement_messages
 from streams.references import Keyed, changed_registrations, register_messages, registrations
@@ -116,8 +117,9 @@ def merge_step(
             register_messages(registrations(before, held)),
             duplicates=len(items),
         )
-    # The one projection of a new state (an incremental projection from the previous record goes here).
-    record = project(state, authority)
+    # The one projection of a new state: incremental from the previous record when the caller holds it (a warm
+    # shipment), else from scratch (streams.projection.advance equals project, proven by its hypothesis property).
+    record = advance(stored.record if stored is not None else None, before, state, new_copies, authority)
     previous: ShipmentRecord | None = None
     documents: list[bytes] = []
     claims: list[bytes] = []
