@@ -54,6 +54,9 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
                 document = document.model_copy(
                     update={"holder": event.payload.holder, "endorsements": [*document.endorsements, link]}
                 )
+            elif not _by_its_holder(event, document):
+                reason = f"only its holder {document.holder} surrenders {name} (or its issuer records it), not {event.source}"
+                rejected.append(Rejected(event=event.key, reason=reason, kind="not_entitled"))
             else:
                 document = document.model_copy(update={"status": "surrendered", "surrendered_by": event.key})
         if document is not None and issued_by is not None:
@@ -61,3 +64,11 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
     return [document for _, document in sorted(issued, key=lambda pair: pair[0])], sorted(
         rejected, key=lambda r: r.event
     )
+
+
+def _by_its_holder(event: WaybillEvent, document: DocumentRecord) -> bool:
+    """A surrender releases the cargo: its current holder makes it, or the issuer records one made to it (naming, if
+    it names one, that holder). Nobody else: authority from the chain of holders and the issuer, never the sender."""
+    if event.source == document.holder:
+        return True
+    return event.source == document.issuer and event.payload.holder in (None, document.holder)

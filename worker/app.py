@@ -39,7 +39,7 @@ from worker.consumer_guard import GatedTableManager
 from streams.copies import Copy
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, absorb_copies, project
-from streams.outbound import claim_messages, settlement_messages
+from streams.outbound import claim_messages, release_messages, settlement_messages
 from streams.references import (
     REFERENCE_MESSAGE,
     Keyed,
@@ -260,6 +260,7 @@ def create_app(settings: Settings) -> faust.App:
     status_topic = app.topic(names.status, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     settlement_topic = app.topic(names.settlement, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     claims_topic = app.topic(names.claims, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    release_topic = app.topic(names.release, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     references_topic = app.topic(names.references, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     parked_topic = app.topic(names.parked, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     raw_topics = {
@@ -412,17 +413,20 @@ def create_app(settings: Settings) -> faust.App:
             # what turns at-least-once input into no lost output.
             counters.duplicates += len(items)
             record = warm.record if warm is not None else project(before, authority)
-            await emit(key, record, resent, settlement_messages(None, record), claim_messages(None, record))
+            settled, claimed, released = (f(None, record) for f in (settlement_messages, claim_messages, release_messages))
+            await emit(key, record, resent, settled, claimed, released)
             await send_references(register_messages(registrations(before, record)))
             return
         record = project(state, authority)
         documents: list[bytes] = []
         claims: list[bytes] = []
+        releases: list[bytes] = []
         previous: ShipmentRecord | None = None
         if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
             previous = warm.record if warm is not None else (project(before, authority) if stored is not None else None)
             documents = settlement_messages(previous, record)
             claims = claim_messages(previous, record)
+            releases = release_messages(previous, record)
         due = deadline(record)
         encoded = encode_state(state)
         with events_partition(own_event):
@@ -435,7 +439,7 @@ def create_app(settings: Settings) -> faust.App:
         warm_states.put(key, Warm(encoded, state, record))
         counters.applied += len(new_copies)
         counters.duplicates += len(items) - len(new_copies)
-        await emit(key, record, new_copies + resent, documents, claims)
+        await emit(key, record, new_copies + resent, documents, claims, releases)
         if record.booking is not None:
             said = registrations(before, previous) if previous is not None else []
             await send_references(register_messages(changed_registrations(said, registrations(state, record))))
@@ -468,13 +472,20 @@ def create_app(settings: Settings) -> faust.App:
             await references_topic.send(key=message.key, value=message.value, headers=headers)
 
     async def emit(
-        key: bytes, record: ShipmentRecord, new_copies: list[Copy], documents: list[bytes], claims: list[bytes]
+        key: bytes,
+        record: ShipmentRecord,
+        new_copies: list[Copy],
+        documents: list[bytes],
+        claims: list[bytes],
+        releases: list[bytes],
     ) -> None:
         await status_topic.send(key=key, value=encode_status(record, new_copies))
         for message in documents:
             await settlement_topic.send(key=key, value=message)
         for message in claims:
             await claims_topic.send(key=key, value=message)
+        for message in releases:  # after the status: a release is sent once its record version is
+            await release_topic.send(key=key, value=message)
         counters.versions_emitted += 1
 
     # --- the connector stage: raw carrier payloads -> canonical events -------------------------------------------
