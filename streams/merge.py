@@ -36,6 +36,7 @@ from schemas.events import (
     RateEvent,
     SettlementEvent,
     TrackingEvent,
+    TRADE_EVENTS,
     WaybillEvent,
 )
 from schemas.record import (
@@ -59,6 +60,7 @@ from streams.copies import Copy, fingerprint as fingerprint  # re-exported: test
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.ledger import settle
+from streams.trade import with_trade_parts
 
 @dataclass(frozen=True)
 class ShipmentState:
@@ -171,7 +173,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     )
     document_rejections += not_owners
     if booking is None:
-        return ShipmentRecord(
+        return with_trade_parts(ShipmentRecord(
             shipment_id=state.shipment_id,
             version=state.version,
             events_applied=len(every),
@@ -200,7 +202,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
             discrepancies=[],
             rejected=sorted(document_rejections, key=lambda r: r.event),
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
-        )
+        ), live, authority)
 
     plan = booking.payload
     rejected: list[Rejected] = []
@@ -271,7 +273,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
     not_applied = refused_keys | {r.event for r in not_owners}
     money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
-    return ShipmentRecord(
+    return with_trade_parts(ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
         events_applied=len(every),
@@ -300,12 +302,12 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
         awaiting_placement=sorted(unplaced + unplaced_handovers),
-    )
+    ), live, authority)
 
 
 _MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
-_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
+_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent, *TRADE_EVENTS)
 
 
 def _shipment_level(event: HubEvent) -> bool:
