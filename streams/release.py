@@ -51,6 +51,14 @@ def newly_issued(before: ShipmentRecord | None, after: ShipmentRecord) -> bool:
     return not was and after.release is not None and after.release.status == "issued"
 
 
+def completed_by(record: ShipmentRecord) -> frozenset[str]:
+    """The events the issued release rests on (none while it is blocked): a replay of one of them may follow a crash
+    between the version that issued the release and its message, so the worker sends the release again (same id)."""
+    if record.release is None or record.release.status != "issued":
+        return frozenset()
+    return frozenset(key for condition in record.release.conditions for key in condition.set_by)
+
+
 def _transport_document(record: ShipmentRecord) -> tuple[ReleaseCondition, str | None]:
     negotiable = [record.through_document] if record.through_document else []
     negotiable += [d for leg in record.legs for d in leg.documents if d.kind == "bill_of_lading"]

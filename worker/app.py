@@ -40,6 +40,7 @@ from streams.copies import Copy
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, release_messages, settlement_messages
+from streams.release import completed_by
 from streams.references import (
     REFERENCE_MESSAGE,
     Keyed,
@@ -413,8 +414,10 @@ def create_app(settings: Settings) -> faust.App:
             # what turns at-least-once input into no lost output.
             counters.duplicates += len(items)
             record = warm.record if warm is not None else project(before, authority)
-            settled, claimed, released = (f(None, record) for f in (settlement_messages, claim_messages, release_messages))
-            await emit(key, record, resent, settled, claimed, released)
+            # the release again only if a copy it rests on came back (a replay), never for any duplicate
+            again = completed_by(record) & {copy.event.key for copy in resent}
+            released = release_messages(None, record) if again else []
+            await emit(key, record, resent, settlement_messages(None, record), claim_messages(None, record), released)
             await send_references(register_messages(registrations(before, record)))
             return
         record = project(state, authority)
