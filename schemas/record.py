@@ -20,6 +20,7 @@ from schemas.events import (
     CustomsDirection,
     CustomsStatus,
     DocumentKind,
+    IdentityPayload,
     ModeCode,
     Party,
     Remarks,
@@ -317,17 +318,13 @@ class CustomsDeclaration(Frozen):
 
 
 class PartyVerification(Frozen):
-    """A party of the shipment and what a registry-trusted verifier found of its legal identity."""
+    """A party of the shipment and what a registry-trusted verifier found of its legal identity (the latest
+    finding, `None` while unverified)."""
 
     party_id: PartyId
     relations: list[str]
     state: Literal["unverified", "verified", "failed", "expired"]
-    legal_name: Text | None = None
-    uscc: str | None = None
-    lei: str | None = None
-    eori: str | None = None
-    verification_source: Text | None = None
-    valid_until: UtcDatetime | None = None
+    finding: IdentityPayload | None = None
     set_by: EventKey | None = None
 
 

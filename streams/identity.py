@@ -39,20 +39,7 @@ def verifications(
             continue
         payload = finding.payload
         state = payload.outcome if now is None or payload.valid_until > now else "expired"
-        out.append(
-            PartyVerification(
-                party_id=party,
-                relations=sorted(roles),
-                state=state,
-                legal_name=payload.legal_name,
-                uscc=payload.uscc,
-                lei=payload.lei,
-                eori=payload.eori,
-                verification_source=payload.verification_source,
-                valid_until=payload.valid_until,
-                set_by=finding.key,
-            )
-        )
+        out.append(PartyVerification(party_id=party, relations=sorted(roles), state=state, finding=payload, set_by=finding.key))
     return out, sorted(rejected, key=lambda r: r.event)
 
 

@@ -212,7 +212,7 @@ def test_the_bank_sees_the_credit_and_a_customs_broker_the_declarations_by_a_gra
     insurer = view(record, parties["insurer.picc"]).document
     hold = insurer["customs"][1]["holds"][0]  # the hold is an exception the insurer sees, the declaration is not
     assert hold["kind"] == "under_inspection" and "declaration_number" not in insurer["customs"][1]
-    assert "letter_of_credit" not in insurer and "uscc" not in insurer["verifications"][-1]
+    assert "letter_of_credit" not in insurer and "uscc" not in insurer["verifications"][-1]["finding"]
 
     carrier = view(record, parties["carrier.oceanline"]).document
     assert "letter_of_credit" not in carrier and "declarant" not in carrier["customs"][0]
