@@ -301,3 +301,34 @@ def test_ports_and_documents_match_the_credit() -> None:
     short = variant(_complying(), "lc-present", documents=["transport_document", "commercial_invoice"])
     assert _codes(short) == ["document_not_presented"]
     assert _codes(without(_complying(), "civ-1")) == ["document_missing"]
+
+
+def test_freight_paid_releases_without_credit_terms() -> None:
+    no_credit = dataclasses.replace(
+        AUTHORITY, operators=tuple(dataclasses.replace(o, credit_terms=frozenset()) for o in AUTHORITY.operators)
+    )
+
+    def doc(event_id: str, source: str, event_type: str, at: str, payload: Doc) -> Doc:
+        return {
+            "event_id": event_id, "source": source, "event_type": event_type, "shipment_id": SHIPMENT,
+            "occurred_at": at, "recorded_at": at, "payload": payload,
+        }
+
+    usd = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731
+    charges = [
+        doc("inv-cr", "carrier.cr-rail", "settlement", "2026-04-05T00:00:00Z",
+            {"carrier": "carrier.cr-rail", "leg": 1, "charges": [{"code": "FRT", "amount": usd("900.00")}]}),
+        doc("inv-oc", "carrier.oceanline", "settlement", "2026-04-12T00:00:00Z",
+            {"carrier": "carrier.oceanline", "leg": 2, "charges": [{"code": "BAS", "amount": usd("1450.00")}]}),
+    ]
+    part = doc("pay-1", "shipper.chengdu-elec", "payment", "2026-04-13T20:00:00Z",
+               {"payment_id": "PMT-46-1", "payer": "shipper.chengdu-elec", "amount": usd("2000.00")})
+    rest = doc("pay-2", "shipper.chengdu-elec", "payment", "2026-04-14T10:00:00Z",
+               {"payment_id": "PMT-46-2", "payer": "shipper.chengdu-elec", "amount": usd("350.00")})
+    partly = record(trade_docs() + charges + [part], no_credit).release
+    assert partly is not None and partly.status == "blocked"
+    assert [c.reason for c in partly.conditions if not c.met] == ["freight not paid (partially_paid) and no credit terms"]
+    paid = record(trade_docs() + charges + [part, rest], no_credit).release
+    assert paid is not None and paid.status == "issued"
+    # issued when the last payment settled the invoice, after customs had released the goods
+    assert paid.issued_at is not None and paid.issued_at.isoformat() == "2026-04-14T10:00:00+00:00"
