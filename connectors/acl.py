@@ -96,14 +96,14 @@ def hub_acls(settings: Settings) -> list[Acl]:
     """What each hub process needs on the namespace's topics and groups, and nothing more.
 
     Only the worker (the merge and its connector stage), the gateway's verified intake and the operator's tools
-    write hub.events; only the worker writes status, settlement, claims, the DLQ and its changelogs.
+    write hub.events; only the worker writes status, settlement, claims, releases, the DLQ and its changelogs.
     """
     t = settings.topics
     raw = [t.raw(name) for name in RAW_FORMATS]
     return [
         *_topics("worker", [t.events, t.references, *raw], Operation.READ),
         *_topics(
-            "worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.parked], Operation.WRITE
+            "worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.release, t.parked], Operation.WRITE
         ),
         # faust's changelogs and its leader topic, which it creates at start if absent (it skips the topics it sees)
         *[

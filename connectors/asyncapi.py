@@ -19,7 +19,14 @@ from connectors.carriers import SCHEME, SIGNATURE_WINDOW_S
 from hubconf import topics as names
 from hubconf.settings import Settings
 from schemas.events import HUB_EVENT
-from schemas.messages import AuditEntry, ClaimMessage, ParkedSummary, SettlementMessage, ShareClaimMessage
+from schemas.messages import (
+    AuditEntry,
+    ClaimMessage,
+    ParkedSummary,
+    ReleaseMessage,
+    SettlementMessage,
+    ShareClaimMessage,
+)
 from schemas.messages import ShareStatusMessage, StatusMessage
 from streams.references import REFERENCE_MESSAGE
 from streams.sharing import POLICY
@@ -149,6 +156,7 @@ def _payload_schemas() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         ("status", "serialization", TypeAdapter(StatusMessage)),
         ("settlement", "serialization", TypeAdapter(SettlementMessage)),
         ("claim", "serialization", TypeAdapter(ClaimMessage)),
+        ("release", "serialization", TypeAdapter(ReleaseMessage)),
         ("share_status", "serialization", TypeAdapter(ShareStatusMessage)),
         ("share_claim", "serialization", TypeAdapter(ShareClaimMessage)),
         ("audit", "serialization", TypeAdapter(AuditEntry)),
@@ -199,6 +207,9 @@ def _channels(settings: Settings, payloads: dict[str, dict[str, Any]]) -> dict[s
         ("claims", names.CLAIMS,
          "Each claim when it opens or changes, with the policy's insured value (schema_version 2).",
          _Message("claimMessage", "A claim", shipment, payloads["claim"])),
+        ("release", names.RELEASE,
+         "The electronic cargo release at destination, on the version that first issues it (release_id fixed).",
+         _Message("releaseMessage", "A release order", shipment, payloads["release"])),
         ("audit", names.AUDIT,
          "Every share (message, webhook, read) as one link of the audit's hash chain (`mmhub audit verify`).",
          _Message("auditEntry", "One share, chained", "party id", payloads["audit"])),

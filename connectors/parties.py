@@ -21,7 +21,8 @@ from schemas.base import Frozen
 from schemas.identifiers import PartyId, ShipmentId
 from streams.authority import Authority, Operator
 
-Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker"]
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "customs", "identity_verifier", "bank"]
+TRADE_ROLES = ("customs", "customs_broker", "identity_verifier", "bank")
 BEARER = "Bearer "
 
 
@@ -38,6 +39,8 @@ class Party(Frozen):
     shipment_prefixes: list[ShipmentId] = []
     insurers: list[PartyId] = []
     rate_sources: list[PartyId] = []
+    credit_terms: list[PartyId] = []
+    require_verified_parties: bool = False
 
 
 class PartyRegistry(Frozen):
@@ -53,7 +56,7 @@ class PartyRegistry(Frozen):
         if len(hashes) != len(set(hashes)):
             raise ValueError("one token is registered for two parties or twice")
         for party in self.parties:
-            if (party.shipment_prefixes or party.insurers or party.rate_sources) and "mto" not in party.roles:
+            if (party.shipment_prefixes or party.insurers or party.rate_sources or party.credit_terms) and "mto" not in party.roles:
                 raise ValueError(
                     f"{party.party_id} is not an MTO: it owns no shipment ids, places no cover and takes no rates"
                 )
@@ -67,9 +70,19 @@ class PartyRegistry(Frozen):
     def authority(self) -> Authority:
         """Which MTO owns which shipment ids, and the insurers each places cover with: what the fold is given."""
         return Authority.of(
-            Operator(p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers), frozenset(p.rate_sources))
-            for p in self.parties
-            if "mto" in p.roles
+            (
+                Operator(
+                    p.party_id,
+                    tuple(p.shipment_prefixes),
+                    frozenset(p.insurers),
+                    frozenset(p.rate_sources),
+                    frozenset(p.credit_terms),
+                    p.require_verified_parties,
+                )
+                for p in self.parties
+                if "mto" in p.roles
+            ),
+            {p.party_id: [r for r in p.roles if r in TRADE_ROLES] for p in self.parties if set(p.roles) & set(TRADE_ROLES)},
         )
 
     def party(self, party_id: str) -> Party | None:

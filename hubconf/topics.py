@@ -12,10 +12,12 @@ EVENTS_DLQ = "hub.events.dlq"
 SHIPMENT_STATUS = "hub.shipment.status"
 SETTLEMENT = "hub.settlement"
 CLAIMS = "hub.claims"
+# The electronic cargo release at destination, keyed by shipment id, for the terminal or the delivering carrier.
+RELEASE = "hub.release"
 # Controlled sharing: each party's view of a shipment, on one topic per audience (shipper, insurer, consignee,
 # carrier, delegate) and party, `hub.share.<audience>.<party>`, so that a party's read grant (one LITERAL ACL per
 # topic) covers no one else's views; and the audit log of every share, keyed by party.
-SHARE_AUDIENCES = ("shipper", "insurer", "consignee", "carrier", "delegate")
+SHARE_AUDIENCES = ("shipper", "insurer", "consignee", "carrier", "delegate", "bank")
 SHARE = "hub.share"
 # One party's views need no parallelism and keep their order on one partition.
 SHARE_PARTITIONS = 1
@@ -88,6 +90,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     # Invoices, notes, payouts and claims are documents with a history: kept a year, never compacted away.
     SETTLEMENT: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
     CLAIMS: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
+    RELEASE: {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)},
     # Registrations and parked events must outlive any wait for a booking: the tables' changelogs hold the state,
     # this topic only carries requests, so a month is plenty.
     REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
@@ -134,6 +137,10 @@ class Topics:
     @property
     def claims(self) -> str:
         return self.name(CLAIMS)
+
+    @property
+    def release(self) -> str:
+        return self.name(RELEASE)
 
     @property
     def references(self) -> str:

@@ -862,8 +862,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "files",
         nargs="*",
-        default=[str(REPO / "examples" / "journey.jsonl"), str(REPO / "examples" / "journey-claim.jsonl")],
-        help="JSON-lines event logs to play (default: the two example journeys)",
+        default=[str(REPO / "examples" / name) for name in ("journey.jsonl", "journey-claim.jsonl", "journey-trade.jsonl")],
+        help="JSON-lines event logs to play (default: the three example journeys)",
     )
     demo.set_defaults(run=_demo)
 

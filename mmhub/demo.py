@@ -100,7 +100,7 @@ async def _dead_letters(settings: Settings, expected: int) -> list[tuple[str, st
 
 
 async def _show_outbound(settings: Settings, expected: dict[str, ShipmentRecord]) -> None:
-    """What the shipper's accounts and the insurers received: hub.settlement and hub.claims."""
+    """What the shipper's accounts, the insurers and the terminals received: hub.settlement, hub.claims, hub.release."""
     wanted_claims = sum(len(record.claims) for record in expected.values())
     settlement = [orjson.loads(m.value) for m in await _read(settings, settings.topics.settlement, 1, 10)]
     claims = [orjson.loads(m.value) for m in await _read(settings, settings.topics.claims, wanted_claims, 10)]
@@ -111,6 +111,11 @@ async def _show_outbound(settings: Settings, expected: dict[str, ShipmentRecord]
     for claim in latest_claims.values():
         limit = claim["liability"]["basis"] if claim["liability"] else "no limit computed"
         print(f"       - {claim['claim_id']}: {claim['kind']} on leg {claim['leg']}, liable {claim['liable_carrier']}; {limit}")
+    wanted_releases = sum(1 for r in expected.values() if r.release is not None and r.release.status == "issued")
+    releases = [orjson.loads(m.value)["release"] for m in await _read(settings, settings.topics.release, wanted_releases, 10)]
+    _say(f"{settings.topics.release}: {len(releases)} release order(s)")
+    for release in releases:
+        print(f"       - {release['release_id']} to {release['to']} at {release['location']}, {release['issued_at']}")
 
 
 RATES = ("charges", "payouts", "margin", "carrier_charges", "ledger", "journey_charges", "charges_total")

@@ -116,6 +116,7 @@ def summary(record: ShipmentRecord) -> str:
             out.append(f"    MTO liability limit ({claim.liability.regime}): {claim.liability.basis}")
         if claim.liable_carrier:
             out.append(f"    recourse against: {claim.liable_carrier}")
+    out += _trade(record)
     for refused in record.rejected:
         out.append(f"  Refused {refused.event}: {refused.reason}")
     out.append(
@@ -142,6 +143,30 @@ def _wrapped(line: str) -> list[str]:
         return [line]
     indent = " " * (len(line) - len(line.lstrip()) + 2)
     return textwrap.wrap(line, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+
+
+def _trade(record: ShipmentRecord) -> list[str]:
+    """Customs, the parties' verification, the letter of credit and the release (issue 16), when the record has any."""
+    out = []
+    for declaration in record.customs:
+        steps = " > ".join(step.status for step in declaration.history)
+        out.append(f"  Customs {declaration.direction} {declaration.declaration_number} at {declaration.location}: {steps}")
+        for hold in declaration.holds:
+            cleared = f"cleared {_when(hold.cleared_at)}" if hold.cleared_at else "OPEN"
+            out.append(f"    hold ({hold.kind}) {_when(hold.opened_at)}, {cleared}")
+    if record.customs or record.letter_of_credit:
+        verified = [v.party_id for v in record.verifications if v.state == "verified"]
+        out.append(f"  Verified parties: {', '.join(verified) or 'none'}")
+    credit = record.letter_of_credit
+    if credit is not None and credit.presentation is not None:
+        presented = credit.presentation
+        out.append(f"  L/C {credit.terms.credit_number} ({credit.terms.issuing_bank}): presentation {presented.result}")
+        out += [f"    {d.code} ({d.rule}): {d.reason}" for d in presented.discrepancies]
+    if record.release is not None and (record.customs or record.release.status == "issued"):
+        where = f" to {record.release.to} at {record.release.location}, {_when(record.release.issued_at)}"
+        out.append(f"  Release: {record.release.status}{where if record.release.status == 'issued' else ''}")
+        out += [f"    waiting: {c.name}: {c.reason}" for c in record.release.conditions if not c.met]
+    return out
 
 
 def _settlement(record: ShipmentRecord) -> list[str]:

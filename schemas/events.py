@@ -26,13 +26,16 @@ from schemas.identifiers import (
     ContainerNumber,
     CurrencyCode,
     DocumentNumber,
+    Eori,
     EventId,
+    Lei,
     PartyId,
     ShipmentId,
     SiteId,
     Sscc,
     TransportMode,
     UnLocode,
+    Uscc,
 )
 from schemas.status import Classifier, TrackingStatus
 
@@ -408,6 +411,88 @@ class RatePayload(Frozen):
         return self
 
 
+# --- trade (issue 16): customs, verified identities, letters of credit ------------------------------------------
+
+CustomsDirection = Literal["export", "import", "transit"]
+CustomsStatus = Literal["lodged", "accepted", "under_inspection", "held", "released", "rejected"]
+
+
+class CustomsPayload(Frozen):
+    """A customs declaration's status at one port or border crossing. The customs authority (or the declarant, for a
+    lodging) says it; the raw code and its code list (China's single window, the WCO data model) stay beside it."""
+
+    declaration_number: DocumentNumber
+    direction: CustomsDirection
+    office: ShortCode
+    location: UnLocode
+    declarant: PartyId
+    status: CustomsStatus
+    raw_code: ShortCode
+    code_list: ShortCode
+    leg: LegNumber | None = None
+    remarks: Remarks | None = None
+
+
+class IdentityPayload(Frozen):
+    """A verifier's finding on one party's legal identity: its identifiers, where they were checked, until when."""
+
+    party_id: PartyId
+    legal_name: Text
+    outcome: Literal["verified", "failed"]
+    verification_source: Text
+    valid_until: UtcDatetime
+    uscc: Uscc | None = None
+    lei: Lei | None = None
+    eori: Eori | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> IdentityPayload:
+        if self.uscc is None and self.lei is None and self.eori is None:
+            raise ValueError("a verification names at least one legal identifier (uscc, lei or eori)")
+        return self
+
+
+CreditDocument = Literal[
+    "transport_document", "commercial_invoice", "insurance_certificate", "packing_list", "certificate_of_origin"
+]
+
+
+class CreditTermsPayload(Frozen):
+    """A documentary credit's terms (UCP 600), as the issuing bank states them."""
+
+    credit_number: DocumentNumber
+    applicant: PartyId
+    beneficiary: PartyId
+    issuing_bank: PartyId
+    amount: Money
+    tolerance_percent: Annotated[StrictDecimal, Field(ge=0, le=100)] = Decimal(0)
+    latest_shipment: UtcDatetime
+    expiry: UtcDatetime
+    presentation_days: Annotated[int, Field(ge=1, le=365)] = 21  # UCP 600 art. 14 c
+    port_of_loading: UnLocode
+    port_of_discharge: UnLocode
+    insurance_percent: Annotated[StrictDecimal, Field(ge=100, le=200)] = Decimal(110)  # UCP 600 art. 28 f ii
+    documents_required: Annotated[list[CreditDocument], Field(min_length=1, max_length=10)]
+
+
+class CommercialInvoicePayload(Frozen):
+    """The seller's commercial invoice for the goods (not a carrier's freight invoice): what an L/C presentation
+    shows as the invoice amount, and the CIF value insurance is measured against."""
+
+    invoice_number: DocumentNumber
+    seller: PartyId
+    buyer: PartyId
+    amount: Money
+    incoterm: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "CIF"
+
+
+class PresentationPayload(Frozen):
+    """The beneficiary presenting documents under a credit; `occurred_at` is the day of presentation."""
+
+    credit_number: DocumentNumber
+    documents: Annotated[list[CreditDocument], Field(min_length=1, max_length=10)]
+
+
 class Envelope(Frozen):
     """What every event carries. Identity is (source, event_id); a later `revised_at` replaces a copy."""
 
@@ -482,6 +567,34 @@ class RateEvent(Envelope):
     payload: RatePayload
 
 
+class CustomsEvent(Envelope):
+    event_type: Literal["customs"]
+    payload: CustomsPayload
+
+
+class IdentityEvent(Envelope):
+    event_type: Literal["identity"]
+    payload: IdentityPayload
+
+
+class CreditTermsEvent(Envelope):
+    event_type: Literal["credit_terms"]
+    payload: CreditTermsPayload
+
+
+class CommercialInvoiceEvent(Envelope):
+    event_type: Literal["commercial_invoice"]
+    payload: CommercialInvoicePayload
+
+
+class PresentationEvent(Envelope):
+    event_type: Literal["presentation"]
+    payload: PresentationPayload
+
+
+TRADE_EVENTS = (CustomsEvent, IdentityEvent, CreditTermsEvent, CommercialInvoiceEvent, PresentationEvent)
+
+
 HubEvent = Annotated[
     Union[
         BookingEvent,
@@ -494,6 +607,11 @@ HubEvent = Annotated[
         PaymentEvent,
         RateEvent,
         InsuranceEvent,
+        CustomsEvent,
+        IdentityEvent,
+        CreditTermsEvent,
+        CommercialInvoiceEvent,
+        PresentationEvent,
     ],
     Field(discriminator="event_type"),
 ]

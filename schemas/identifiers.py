@@ -8,6 +8,8 @@ from enum import IntEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
+from stdnum import lei as _lei
+from stdnum.cn import uscc as _uscc
 
 # ISO 4217 active alphabetic codes (2025 list) plus XDR, the IMF Special Drawing Right used for liability limits.
 ISO_4217: frozenset[str] = frozenset(
@@ -139,3 +141,30 @@ class TransportMode(IntEnum):
     MULTIMODAL = 6
     FIXED_INSTALLATION = 7
     INLAND_WATER = 8
+
+
+# --- legal identifiers of business entities (issue 16) ------------------------------------------------------------
+_EORI = re.compile(r"^[A-Z]{2}[A-Za-z0-9]{1,15}$")
+
+
+def _check_uscc(code: str) -> str:
+    if not _uscc.is_valid(code):
+        raise ValueError(f"{code!r} is not a Unified Social Credit Code (GB 32100-2015: 18 characters, check character)")
+    return code
+
+
+def _check_lei(code: str) -> str:
+    if not _lei.is_valid(code):
+        raise ValueError(f"{code!r} is not an LEI (ISO 17442: 20 characters, ISO 7064 mod 97-10 check digits)")
+    return code
+
+
+def _check_eori(code: str) -> str:
+    if not _EORI.fullmatch(code):
+        raise ValueError(f"{code!r} is not an EORI number (ISO 3166 country code + up to 15 letters or digits)")
+    return code
+
+
+Uscc = Annotated[str, StringConstraints(min_length=18, max_length=18), AfterValidator(_check_uscc)]
+Lei = Annotated[str, StringConstraints(min_length=20, max_length=20), AfterValidator(_check_lei)]
+Eori = Annotated[str, StringConstraints(min_length=3, max_length=17), AfterValidator(_check_eori)]

@@ -16,7 +16,7 @@ from pydantic import Field
 from schemas.base import Frozen, Money, UtcDatetime
 from schemas.events import HubEvent
 from schemas.identifiers import PartyId, ShipmentId
-from schemas.record import ClaimRecord, InvoiceRevision, Note, Payout, SettlementStatus, ShipmentRecord
+from schemas.record import ClaimRecord, InvoiceRevision, Note, Payout, ReleaseRecord, SettlementStatus, ShipmentRecord
 
 CLAIM_SCHEMA_VERSION = 2
 """`schema_version` of a claim message (`hub.claims` and a party's claim shares). Absent, or 1: a message from before
@@ -88,6 +88,14 @@ class ClaimMessage(_Outbound):
     schema_version: int = _SCHEMA_VERSION
     claim: ClaimRecord
     insured_value: Money | None = _INSURED_VALUE
+
+
+class ReleaseMessage(_Outbound):
+    """`hub.release`, keyed by shipment id: the electronic cargo release, for the terminal or the delivering carrier.
+    Sent on the version that first issues it; `release_id` is fixed per shipment, so a re-sent copy is the same."""
+
+    kind: Literal["release"]
+    release: ReleaseRecord
 
 
 class _Shared(Frozen):

@@ -12,7 +12,23 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import Frozen, Money, MoneyTotal, MultilineText, PlainText, UtcDatetime
-from schemas.events import BookingPayload, CarrierReference, ClaimStatus, LeftOutWhenEmpty, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
+from schemas.events import (
+    BookingPayload,
+    CarrierReference,
+    ClaimStatus,
+    CreditDocument,
+    CreditTermsPayload,
+    CustomsDirection,
+    CustomsStatus,
+    DocumentKind,
+    IdentityPayload,
+    LeftOutWhenEmpty,
+    ModeCode,
+    Party,
+    Remarks,
+    ShortCode,
+    Text,
+)
 from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, Sscc, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
@@ -279,6 +295,103 @@ class InsuranceRecord(Frozen):
     unmatched_updates: list[EventKey] = []
 
 
+# --- trade (issue 16) ---------------------------------------------------------------------------------------------
+
+
+class CustomsStep(Frozen):
+    status: CustomsStatus
+    raw_code: ShortCode
+    code_list: ShortCode
+    at: UtcDatetime
+    set_by: EventKey
+
+
+class CustomsHold(Frozen):
+    """An exception: customs holds the goods (a hold, or an inspection) until a later status clears it."""
+
+    kind: Literal["held", "under_inspection"]
+    opened_at: UtcDatetime
+    opened_by: EventKey
+    cleared_at: UtcDatetime | None = None
+    cleared_by: EventKey | None = None
+    remarks: Remarks | None = None
+
+
+class CustomsDeclaration(Frozen):
+    """One declaration at one port or border crossing, its current status and its history."""
+
+    declaration_number: DocumentNumber
+    direction: CustomsDirection
+    office: ShortCode
+    location: UnLocode
+    leg: int | None
+    declarant: PartyId
+    status: CustomsStatus
+    status_set_by: EventKey
+    history: list[CustomsStep]
+    holds: list[CustomsHold]
+
+
+class PartyVerification(Frozen):
+    """A party of the shipment and what a registry-trusted verifier found of its legal identity (the latest
+    finding, `None` while unverified)."""
+
+    party_id: PartyId
+    relations: list[str]
+    state: Literal["unverified", "verified", "failed", "expired"]
+    finding: IdentityPayload | None = None
+    set_by: EventKey | None = None
+
+
+ConditionName = Literal["transport_document", "customs", "freight", "verified_parties"]
+
+
+class ReleaseCondition(Frozen):
+    name: ConditionName
+    met: bool
+    reason: PlainText
+    set_by: list[EventKey] = []
+
+
+class ReleaseRecord(Frozen):
+    """The electronic cargo release at destination: issued to the party named for delivery once every condition
+    holds; `blocked` with the conditions that do not."""
+
+    status: Literal["blocked", "issued"]
+    release_id: str | None
+    to: PartyId | None
+    location: UnLocode
+    issued_at: UtcDatetime | None
+    conditions: list[ReleaseCondition]
+
+
+class CreditDiscrepancy(Frozen):
+    code: str
+    rule: str
+    reason: PlainText
+
+
+class Presentation(Frozen):
+    """Documents presented under the credit, the figures the hub checked and the result."""
+
+    presented_at: UtcDatetime
+    presented_by: PartyId
+    documents: list[CreditDocument]
+    shipment_date: UtcDatetime | None
+    invoice: Money | None
+    invoice_set_by: EventKey | None
+    insured: Money | None
+    result: Literal["complying", "discrepant"]
+    discrepancies: list[CreditDiscrepancy]
+    set_by: EventKey
+
+
+class LetterOfCreditRecord(Frozen):
+    terms: CreditTermsPayload
+    terms_set_by: EventKey
+    presentation: Presentation | None
+
+
 class ShipmentRecord(Frozen):
     """One shipment as the hub knows it. `version` counts the distinct event copies the hub has taken in."""
 
@@ -310,3 +423,8 @@ class ShipmentRecord(Frozen):
     retracted_events: int
     awaiting_placement: list[EventKey]
     updated_at: UtcDatetime | None
+    # issue 16, appended with defaults so records and states stored before them still decode
+    customs: list[CustomsDeclaration] = []
+    verifications: list[PartyVerification] = []
+    letter_of_credit: LetterOfCreditRecord | None = None
+    release: ReleaseRecord | None = None

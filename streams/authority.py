@@ -8,7 +8,7 @@ Prefixes of two MTOs may not overlap (neither may start with the other), so ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,17 @@ class Operator:
     prefixes: tuple[str, ...]
     insurers: frozenset[str] = frozenset()
     rate_sources: frozenset[str] = frozenset()
+    # trade (issue 16): shippers released to on credit terms without paying first; whether a release needs every
+    # party to it verified
+    credit_terms: frozenset[str] = frozenset()
+    require_verified: bool = False
 
 
 @dataclass(frozen=True)
 class Authority:
     operators: tuple[Operator, ...]
+    # the registry's trade roles per party ("customs", "customs_broker", "identity_verifier", "bank")
+    roles: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def __post_init__(self) -> None:
         owned = [(prefix, operator.mto) for operator in self.operators for prefix in operator.prefixes]
@@ -36,8 +42,13 @@ class Authority:
                     raise ValueError(f"shipment-id prefix {other!r} of {other_mto} overlaps {prefix!r} of {mto}")
 
     @classmethod
-    def of(cls, operators: Iterable[Operator]) -> Authority:
-        return cls(tuple(sorted(operators, key=lambda o: o.mto)))
+    def of(cls, operators: Iterable[Operator], roles: Mapping[str, Iterable[str]] | None = None) -> Authority:
+        held = tuple(sorted((party, frozenset(r)) for party, r in (roles or {}).items()))
+        return cls(tuple(sorted(operators, key=lambda o: o.mto)), held)
+
+    def has_role(self, party: str, role: str) -> bool:
+        """Whether the registry gives `party` this role: the only source of a trade party's authority."""
+        return any(who == party and role in held for who, held in self.roles)
 
     def operator(self, shipment_id: str) -> Operator | None:
         """The MTO that owns `shipment_id`; None when no registered prefix covers it."""

@@ -101,4 +101,17 @@ def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord
         return document.model_copy(update={"holder": payload.holder, "endorsements": [*document.endorsements, link]}), None
     if action == "surrendered_for_amendment":
         return amended("surrendered_for_amendment", status="surrendered_for_amendment"), None
+    if not _by_its_holder(event, document):
+        return refused(
+            f"only its holder {document.holder} surrenders {name} (or its issuer records it), not {event.source}",
+            "not_entitled",
+        )
     return document.model_copy(update={"status": "surrendered", "surrendered_by": event.key}), None
+
+
+def _by_its_holder(event: WaybillEvent, document: DocumentRecord) -> bool:
+    """A surrender releases the cargo: its current holder makes it, or the issuer records one made to it (naming, if
+    it names one, that holder). Nobody else: authority from the chain of holders and the issuer, never the sender."""
+    if event.source == document.holder:
+        return True
+    return event.source == document.issuer and event.payload.holder in (None, document.holder)

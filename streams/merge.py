@@ -36,6 +36,7 @@ from schemas.events import (
     RateEvent,
     SettlementEvent,
     TrackingEvent,
+    TRADE_EVENTS,
     WaybillEvent,
 )
 from schemas.record import (
@@ -59,6 +60,7 @@ from streams.copies import Copy, fingerprint as fingerprint  # re-exported: test
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.ledger import settle
+from streams.trade import with_trade_parts
 
 @dataclass(frozen=True)
 class ShipmentState:
@@ -186,7 +188,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     )
     document_rejections += not_owners
     if booking is None:
-        return ShipmentRecord.built(
+        return with_trade_parts(ShipmentRecord.built(
             shipment_id=state.shipment_id,
             version=state.version,
             status="awaiting_booking",
@@ -215,7 +217,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
-        )
+        ), live, authority)
 
     plan = booking.payload
     rejected: list[Rejected] = []
@@ -300,7 +302,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)])
-    return ShipmentRecord.built(
+    return with_trade_parts(ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
@@ -331,12 +333,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
         updated_at=updated_at,
-    )
+    ), live, authority)
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
-_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
+_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent, *TRADE_EVENTS)
 
 
 def _shipment_level(event: HubEvent) -> bool:
@@ -415,11 +417,12 @@ def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None)
         "issues the through document": isinstance(event, WaybillEvent)
         and event.payload.leg is None
         and event.payload.action == "issued",
-        # the issuer takes its document back (for delivery or amendment) and voids it; a transfer is the holder's
-        # too, which streams.documents checks against the chain of holders
-        "takes the surrender of or voids the through document": isinstance(event, WaybillEvent)
+        # the issuer takes its document back for amendment and voids it; a surrender for delivery is its holder's
+        # (or the issuer's record of one), and a transfer the holder's too: streams.documents checks both against
+        # the chain of holders
+        "takes the surrender for amendment of or voids the through document": isinstance(event, WaybillEvent)
         and event.payload.leg is None
-        and event.payload.action in ("surrendered", "surrendered_for_amendment", "voided"),
+        and event.payload.action in ("surrendered_for_amendment", "voided"),
     }
     for what, applies in only_owner.items():
         if applies and source != owner:

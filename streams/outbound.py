@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from schemas.messages import CLAIM_SCHEMA_VERSION
 from schemas.record import ShipmentRecord
+from streams.release import newly_issued
 
 
 def _changed(before: Sequence[BaseModel], after: Sequence[BaseModel], id_field: str) -> list[BaseModel]:
@@ -50,6 +51,13 @@ def claim_messages(before: ShipmentRecord | None, after: ShipmentRecord) -> list
     }
     changed = _changed(was, after.claims, "claim_id")
     return [_message(after, "claim", claim.model_dump(mode="json"), extra) for claim in changed]
+
+
+def release_messages(before: ShipmentRecord | None, after: ShipmentRecord) -> list[bytes]:
+    """The release order, on the one version that first issues it (streams.release)."""
+    if after.release is None or not newly_issued(before, after):
+        return []
+    return [_message(after, "release", after.release.model_dump(mode="json"), {})]
 
 
 def _message(record: ShipmentRecord, kind: str, document: dict[str, Any], extra: dict[str, Any]) -> bytes:

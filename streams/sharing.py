@@ -29,7 +29,7 @@ from schemas.record import ShipmentRecord
 from hubconf.topics import SHARE_AUDIENCES
 
 Grade = str
-RelationName = Literal["mto", "shipper", "consignee", "carrier", "insurer"]
+RelationName = Literal["mto", "shipper", "consignee", "carrier", "insurer", "bank"]
 WITHHELD = "withheld"
 
 
@@ -140,6 +140,7 @@ def relations(record: ShipmentRecord) -> dict[str, set[str]]:
     for leg in record.legs:
         add(leg.carrier, "carrier")
     add(record.insurance.policy.insurer if record.insurance.policy else None, "insurer")
+    add(record.letter_of_credit.terms.issuing_bank if record.letter_of_credit else None, "bank")
     return found
 
 

@@ -27,7 +27,8 @@ from streams.codec import decode_state, encode_event, encode_state, encode_statu
 from streams.copies import Copy
 from streams.projection import advance
 from streams.merge import ShipmentState, absorb_copies, project
-from streams.outbound import claim_messages, settlement_messages
+from streams.outbound import claim_messages, release_messages, settlement_messages
+from streams.release import completed_by
 from streams.references import Keyed, changed_registrations, register_messages, registrations
 
 S = TypeVar("S")  # where an item came from (the worker's consumed record): what a refusal dead-letters
@@ -81,6 +82,8 @@ class StepResult(Generic[S]):
     claims: list[bytes] = field(default_factory=list)
     references: list[Keyed] = field(default_factory=list)
     refusals: list[Refusal[S]] = field(default_factory=list)
+    # the hub.release order, on the one version that first issues it (or again on a replay of what it rests on)
+    releases: list[bytes] = field(default_factory=list)
     applied: int = 0  # items that were new copies
     duplicates: int = 0  # items whose copy the state already held (applied + duplicates = items)
 
@@ -109,12 +112,15 @@ def merge_step(
         # Nothing new, but the stored state may be ahead of what reached Kafka: send the current version, its
         # documents and its registrations again (see the module's docstring).
         held = _record_of(stored, authority)
+        # the release again only if a copy it rests on came back (a replay), never for any duplicate
+        again = bool(completed_by(held) & {event.key for _, event in items})
         return StepResult(
             None,
             encode_status(held, resent),
             settlement_messages(None, held),
             claim_messages(None, held),
             register_messages(registrations(before, held)),
+            releases=release_messages(None, held) if again else [],
             duplicates=len(items),
         )
     # The one projection of a new state: incremental from the previous record when the caller holds it (a warm
@@ -123,11 +129,13 @@ def merge_step(
     previous: ShipmentRecord | None = None
     documents: list[bytes] = []
     claims: list[bytes] = []
+    releases: list[bytes] = []
     if record.settlement is not None or record.claims or record.rejected or record.booking is not None:
         # only then does anything depend on what the previous version said
         previous = _record_of(stored, authority) if stored is not None else None
         documents = settlement_messages(previous, record)
         claims = claim_messages(previous, record)
+        releases = release_messages(previous, record)
     references: list[Keyed] = []
     if record.booking is not None:
         said = registrations(before, previous) if previous is not None else []
@@ -140,6 +148,7 @@ def merge_step(
         claims,
         references,
         _refusals(state, previous, record, items),
+        releases=releases,
         applied=len(new_copies),
         duplicates=len(items) - len(new_copies),
     )

@@ -364,6 +364,7 @@ class MergeHandler:
             counters.versions_emitted += 1
         out += [Out(self.topics.settlement, key, document) for document in result.documents]
         out += [Out(self.topics.claims, key, claim) for claim in result.claims]
+        out += [Out(self.topics.release, key, release) for release in result.releases]  # after its version
         out += _references(self.topics, result.references)
         for refusal in result.refusals:
             counters.refused += 1

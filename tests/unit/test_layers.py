@@ -1,6 +1,6 @@
 """The layers hold: each package imports only what its layer may (README, "Architecture").
 
-hubconf (settings, topic and header names) is the bottom: standard library only. schemas adds pydantic. streams is
+hubconf (settings, topic and header names) is the bottom: standard library only. schemas adds pydantic (and python-stdnum for identifiers' check characters). streams is
 pure: the layers below, pydantic and orjson, and none of the standard library's I/O. runtime (the stage loop over aiokafka and RocksDB) knows only hubconf. connectors are the edges and
 never import the CLI (mmhub) or the faust wiring (worker); the worker never imports the CLI.
 """
@@ -43,7 +43,7 @@ def _pure(allowed_project: set[str], third_party: set[str]) -> set[str]:
 # Per package: the only top-level modules it may import (None: anything but the packages in FORBIDDEN).
 ALLOWED: dict[str, set[str] | None] = {
     "hubconf": STDLIB | {"hubconf"},
-    "schemas": STDLIB | {"hubconf", "schemas", "pydantic", "pydantic_core"},
+    "schemas": STDLIB | {"hubconf", "schemas", "pydantic", "pydantic_core", "stdnum"},
     "streams": _pure({"hubconf", "schemas", "streams"}, {"pydantic", "orjson"}),
     "runtime": None,
     "connectors": None,

@@ -284,7 +284,7 @@ def test_classifier_defaults_to_actual_and_is_one_of_pln_est_act() -> None:
 
 
 def test_unknown_event_type_is_rejected() -> None:
-    assert "event_type" in rejected(changed(tracking_doc("departed"), ("event_type",), "customs"))
+    assert "event_type" in rejected(changed(tracking_doc("departed"), ("event_type",), "carrier_pigeon"))
 
 
 @pytest.mark.parametrize("status", ["departed", "damaged", "unknown"])

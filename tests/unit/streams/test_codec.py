@@ -91,7 +91,7 @@ def test_wrong_type_inside_the_payload_is_rejected_with_its_path() -> None:
 
 
 def test_unknown_event_type_is_rejected_naming_event_type_and_the_known_ones() -> None:
-    rejection = rejection_of(encoded(dict(tracking_doc("departed"), event_type="customs")))
+    rejection = rejection_of(encoded(dict(tracking_doc("departed"), event_type="carrier_pigeon")))
     assert rejection.code == "invalid_event"
     assert "event_type" in rejection.reason
     assert "'customs'" in rejection.reason

@@ -8,8 +8,10 @@ from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.kafka import read_jsonl
+from connectors.parties import load_parties
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from streams.codec import decode_event
@@ -177,3 +179,48 @@ def test_the_readme_table_is_the_one_generated_from_the_policy() -> None:
     start = readme.index("<!-- policy-table:start -->") + len("<!-- policy-table:start -->")
     end = readme.index("<!-- policy-table:end -->")
     assert readme[start:end].strip() == policy_table().strip(), "regenerate the README table from the policy"
+
+
+# --- the trade parts (issue 16) -------------------------------------------------------------------------------------
+
+TRADE_SHIPMENT = "SHP-2026-000046"
+TRADE_AUTHORITY = load_parties(REPO / "examples" / "parties.json").authority()  # the customs, verifier and bank roles
+TRADE_EVENTS = [e for e in (decode_event(line) for line in read_jsonl(REPO / "examples" / "journey-trade.jsonl"))]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(keep=st.lists(st.booleans(), min_size=len(TRADE_EVENTS), max_size=len(TRADE_EVENTS)))
+def test_no_party_receives_a_trade_field_its_policy_denies(keep: list[bool]) -> None:
+    events = [e for e, kept in zip(TRADE_EVENTS, keep) if kept]
+    record = project(apply_all(ShipmentState(TRADE_SHIPMENT), events), TRADE_AUTHORITY)  # type: ignore[arg-type]
+    broker = Grant(
+        grant_id="g-broker", shipment_id=TRADE_SHIPMENT, grantor="shipper.chengdu-elec", grantee="broker.qinzhou-trade",
+        grades=["customs"], granted_at=NOW - timedelta(days=1),
+    )
+    for who in with_grants(entitlements(record), [broker], TRADE_SHIPMENT, NOW).values():
+        _assert_only_allowed(record, who)
+
+
+def test_the_bank_sees_the_credit_and_a_customs_broker_the_declarations_by_a_grant() -> None:
+    record = fold(TRADE_EVENTS, TRADE_AUTHORITY)[TRADE_SHIPMENT]  # type: ignore[arg-type]
+    parties = entitlements(record)
+    bank = view(record, parties["bank.maybank"]).document
+    assert bank["letter_of_credit"]["presentation"]["result"] == "discrepant"
+    assert bank["letter_of_credit"]["presentation"]["discrepancies"][0]["code"] == "insurance_under_cover"
+    assert not {"customs", "settlement", "legs", "booking", "release", "verifications"} & bank.keys()
+
+    insurer = view(record, parties["insurer.picc"]).document
+    hold = insurer["customs"][1]["holds"][0]  # the hold is an exception the insurer sees, the declaration is not
+    assert hold["kind"] == "under_inspection" and "declaration_number" not in insurer["customs"][1]
+    assert "letter_of_credit" not in insurer and "uscc" not in insurer["verifications"][-1]["finding"]
+
+    carrier = view(record, parties["carrier.oceanline"]).document
+    assert "letter_of_credit" not in carrier and "declarant" not in carrier["customs"][0]
+
+    grant = Grant(
+        grant_id="g-broker", shipment_id=TRADE_SHIPMENT, grantor="shipper.chengdu-elec", grantee="broker.qinzhou-trade",
+        grades=["customs"], granted_at=NOW - timedelta(days=1),
+    )
+    broker = view(record, with_grants(parties, [grant], TRADE_SHIPMENT, NOW)["broker.qinzhou-trade"]).document
+    assert broker["customs"][0]["declaration_number"] == "531620260000460461" and "status" not in broker["customs"][0]
+    assert not {"letter_of_credit", "settlement", "legs"} & broker.keys()

@@ -1,0 +1,111 @@
+"""Electronic cargo release at destination (电子放货).
+
+The hub issues one release order, to the party named for delivery, once all of these hold on the record:
+
+- the transport document: every negotiable one (the through document, a leg's bill of lading) surrendered by its
+  holder (streams.documents refuses a surrender by anyone else), the release going to that holder; or, with none, a
+  sea waybill, the release going to the consignee;
+- customs: every import declaration released, and at least one (a hold or an inspection keeps it unreleased, and a
+  released declaration takes no later status: streams.customs);
+- freight: the shipper's invoice paid, or the shipper on credit terms with the MTO (the registry);
+- with the MTO's `require_verified` option: the shipper, the consignee and the release's addressee verified.
+
+Every condition is read from the winning copies, so the release is the same whatever the order of events. Its id is
+fixed per shipment, and `newly_issued` says when a version first carries it: the worker sends it on `hub.release`
+then, and at no other version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping
+
+from schemas.record import ConditionName, ReleaseCondition, ReleaseRecord, ShipmentRecord
+from streams.authority import Operator
+from streams.identity import verified
+
+
+def release(record: ShipmentRecord, operator: Operator | None, occurred: Mapping[str, datetime]) -> ReleaseRecord | None:
+    """The release part of a booked shipment; `occurred` gives each live event key's event time."""
+    if record.booking is None or not record.legs:
+        return None
+    document, to = _transport_document(record)
+    conditions = [document, _customs(record), _freight(record, operator)]
+    if operator is not None and operator.require_verified:
+        conditions.append(_verified_parties(record, to))
+    issued = all(c.met for c in conditions)
+    times = [occurred[key] for c in conditions for key in c.set_by if key in occurred]
+    return ReleaseRecord(
+        status="issued" if issued else "blocked",
+        release_id=f"{record.shipment_id}/release" if issued else None,
+        to=to if issued else None,
+        location=record.legs[-1].destination,
+        issued_at=max(times) if issued and times else None,
+        conditions=conditions,
+    )
+
+
+def newly_issued(before: ShipmentRecord | None, after: ShipmentRecord) -> bool:
+    """Whether `after` is the first version to carry the issued release."""
+    was = before is not None and before.release is not None and before.release.status == "issued"
+    return not was and after.release is not None and after.release.status == "issued"
+
+
+def completed_by(record: ShipmentRecord) -> frozenset[str]:
+    """The events the issued release rests on (none while it is blocked): a replay of one of them may follow a crash
+    between the version that issued the release and its message, so the worker sends the release again (same id)."""
+    if record.release is None or record.release.status != "issued":
+        return frozenset()
+    return frozenset(key for condition in record.release.conditions for key in condition.set_by)
+
+
+def _transport_document(record: ShipmentRecord) -> tuple[ReleaseCondition, str | None]:
+    negotiable = [record.through_document] if record.through_document else []
+    negotiable += [d for leg in record.legs for d in leg.documents if d.kind == "bill_of_lading"]
+    name: ConditionName = "transport_document"
+    if negotiable:
+        waiting = [d.number for d in negotiable if d.status != "surrendered"]
+        if waiting:
+            return ReleaseCondition(name=name, met=False, reason=f"not yet surrendered by its holder: {', '.join(waiting)}"), None
+        holder = negotiable[0].holder
+        keys = [d.surrendered_by for d in negotiable if d.surrendered_by]
+        return ReleaseCondition(name=name, met=True, reason=f"surrendered by its holder {holder}", set_by=keys), holder
+    waybills = [d for leg in record.legs for d in leg.documents if d.kind == "sea_waybill"]
+    consignee = record.consignee.party_id if record.consignee else None
+    if waybills and consignee:
+        reason = f"sea waybill {waybills[0].number} names the consignee {consignee}"
+        return ReleaseCondition(name=name, met=True, reason=reason, set_by=[waybills[0].set_by]), consignee
+    return ReleaseCondition(name=name, met=False, reason="no bill of lading surrendered and no sea waybill"), None
+
+
+def _customs(record: ShipmentRecord) -> ReleaseCondition:
+    imports = [d for d in record.customs if d.direction == "import"]
+    if not imports:
+        return ReleaseCondition(name="customs", met=False, reason="no import declaration yet")
+    waiting = [f"{d.declaration_number} is {d.status}" for d in imports if d.status != "released"]
+    if waiting:
+        return ReleaseCondition(name="customs", met=False, reason="; ".join(waiting))
+    numbers = ", ".join(d.declaration_number for d in imports)
+    return ReleaseCondition(name="customs", met=True, reason=f"released: {numbers}", set_by=[d.status_set_by for d in imports])
+
+
+def _freight(record: ShipmentRecord, operator: Operator | None) -> ReleaseCondition:
+    settlement = record.settlement
+    if settlement is not None and settlement.status in ("paid", "overpaid"):
+        keys = [p.set_by for p in settlement.payments if p.status == "applied"]
+        return ReleaseCondition(name="freight", met=True, reason=f"the invoice is {settlement.status}", set_by=keys)
+    shipper = record.shipper.party_id if record.shipper else None
+    if operator is not None and shipper in operator.credit_terms:
+        keys = [record.booking_set_by] if record.booking_set_by else []
+        return ReleaseCondition(name="freight", met=True, reason=f"{shipper} has credit terms with {operator.mto}", set_by=keys)
+    status = settlement.status if settlement is not None else "not invoiced"
+    return ReleaseCondition(name="freight", met=False, reason=f"freight not paid ({status}) and no credit terms")
+
+
+def _verified_parties(record: ShipmentRecord, to: str | None) -> ReleaseCondition:
+    named = [record.shipper.party_id if record.shipper else None, record.consignee.party_id if record.consignee else None, to]
+    missing = sorted({p for p in named if p is not None and not verified(record.verifications, p)})
+    if missing:
+        return ReleaseCondition(name="verified_parties", met=False, reason=f"not verified: {', '.join(missing)}")
+    keys = sorted({v.set_by for v in record.verifications if v.party_id in named and v.set_by})
+    return ReleaseCondition(name="verified_parties", met=True, reason="every party to the release is verified", set_by=keys)
