@@ -21,7 +21,7 @@ from schemas.base import Frozen
 from schemas.identifiers import PartyId, ShipmentId
 from streams.authority import Authority, Operator
 
-Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker"]
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "tax_verifier"]
 BEARER = "Bearer "
 
 
@@ -38,6 +38,10 @@ class Party(Frozen):
     shipment_prefixes: list[ShipmentId] = []
     insurers: list[PartyId] = []
     rate_sources: list[PartyId] = []
+    # e-invoices (streams.invoices): an MTO's tax verifiers and payout hold; any party's identifiers as a seller
+    tax_verifiers: list[PartyId] = []
+    hold_payouts_until_invoice_verified: bool = False
+    invoice_ids: list[str] = []
 
 
 class PartyRegistry(Frozen):
@@ -61,15 +65,27 @@ class PartyRegistry(Frozen):
                 found = self.party(insurer)
                 if found is None or "insurer" not in found.roles:
                     raise ValueError(f"{party.party_id} names {insurer} as an insurer, but the registry does not")
+            if (party.tax_verifiers or party.hold_payouts_until_invoice_verified) and "mto" not in party.roles:
+                raise ValueError(f"{party.party_id} is not an MTO: it takes no invoice verifications and holds no payouts")
+            for verifier in party.tax_verifiers:
+                found = self.party(verifier)
+                if found is None or "tax_verifier" not in found.roles:
+                    raise ValueError(f"{party.party_id} names {verifier} as a tax verifier, but the registry does not")
         self.authority()  # refuses prefixes of two MTOs that overlap
         return self
 
     def authority(self) -> Authority:
         """Which MTO owns which shipment ids, and the insurers each places cover with: what the fold is given."""
         return Authority.of(
-            Operator(p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers), frozenset(p.rate_sources))
-            for p in self.parties
-            if "mto" in p.roles
+            (
+                Operator(
+                    p.party_id, tuple(p.shipment_prefixes), frozenset(p.insurers), frozenset(p.rate_sources),
+                    frozenset(p.tax_verifiers), p.hold_payouts_until_invoice_verified,
+                )
+                for p in self.parties
+                if "mto" in p.roles
+            ),
+            ((p.party_id, frozenset(p.invoice_ids)) for p in self.parties if p.invoice_ids),
         )
 
     def party(self, party_id: str) -> Party | None:

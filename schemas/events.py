@@ -34,6 +34,7 @@ from schemas.identifiers import (
     TransportMode,
     UnLocode,
 )
+from schemas.invoices import CarrierInvoicePayload, InvoiceVerificationPayload
 from schemas.status import Classifier, TrackingStatus
 
 # Every free-text field is one of these: the text rule (schemas.base) refuses control characters and lone
@@ -482,6 +483,16 @@ class RateEvent(Envelope):
     payload: RatePayload
 
 
+class CarrierInvoiceEvent(Envelope):
+    event_type: Literal["carrier_invoice"]
+    payload: CarrierInvoicePayload
+
+
+class InvoiceVerificationEvent(Envelope):
+    event_type: Literal["invoice_verification"]
+    payload: InvoiceVerificationPayload
+
+
 HubEvent = Annotated[
     Union[
         BookingEvent,
@@ -494,6 +505,8 @@ HubEvent = Annotated[
         PaymentEvent,
         RateEvent,
         InsuranceEvent,
+        CarrierInvoiceEvent,
+        InvoiceVerificationEvent,
     ],
     Field(discriminator="event_type"),
 ]

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from schemas.base import Frozen, Money, MoneyTotal, MultilineText, PlainText, UtcDatetime
 from schemas.events import BookingPayload, CarrierReference, ClaimStatus, LeftOutWhenEmpty, DocumentKind, ModeCode, Party, Remarks, ShortCode, Text
+from schemas.invoices import CarrierInvoiceRecord
 from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, Sscc, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
@@ -167,7 +168,8 @@ class Payout(Frozen):
     carrier: PartyId
     legs: list[int]
     amount: MoneyTotal
-    status: Literal["pending", "released"]
+    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices)
+    status: Literal["pending", "released", "held"]
 
 
 class LedgerEntry(Frozen):
@@ -310,3 +312,4 @@ class ShipmentRecord(Frozen):
     retracted_events: int
     awaiting_placement: list[EventKey]
     updated_at: UtcDatetime | None
+    carrier_invoices: Annotated[list[CarrierInvoiceRecord], LeftOutWhenEmpty] = []

@@ -20,11 +20,17 @@ class Operator:
     prefixes: tuple[str, ...]
     insurers: frozenset[str] = frozenset()
     rate_sources: frozenset[str] = frozenset()
+    # the tax authorities whose invoice verifications it takes (streams.invoices), and whether a carrier's payout
+    # waits for the carrier's invoices for its legs to be verified and matched
+    tax_verifiers: frozenset[str] = frozenset()
+    hold_payouts_until_invoice_verified: bool = False
 
 
 @dataclass(frozen=True)
 class Authority:
     operators: tuple[Operator, ...]
+    # the identifiers each party's invoices name it by as seller (streams.invoices checks the issuer against them)
+    invoice_ids: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def __post_init__(self) -> None:
         owned = [(prefix, operator.mto) for operator in self.operators for prefix in operator.prefixes]
@@ -36,8 +42,12 @@ class Authority:
                     raise ValueError(f"shipment-id prefix {other!r} of {other_mto} overlaps {prefix!r} of {mto}")
 
     @classmethod
-    def of(cls, operators: Iterable[Operator]) -> Authority:
-        return cls(tuple(sorted(operators, key=lambda o: o.mto)))
+    def of(cls, operators: Iterable[Operator], invoice_ids: Iterable[tuple[str, frozenset[str]]] = ()) -> Authority:
+        return cls(tuple(sorted(operators, key=lambda o: o.mto)), tuple(sorted(invoice_ids, key=lambda p: p[0])))
+
+    def seller_ids(self, party_id: str) -> frozenset[str]:
+        """The identifiers the registry lists for `party_id` as an invoice's seller; empty when it lists none."""
+        return next((ids for party, ids in self.invoice_ids if party == party_id), frozenset())
 
     def operator(self, shipment_id: str) -> Operator | None:
         """The MTO that owns `shipment_id`; None when no registered prefix covers it."""

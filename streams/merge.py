@@ -26,10 +26,12 @@ from schemas.events import (
     BookingEvent,
     BookingPayload,
     BookingStatusEvent,
+    CarrierInvoiceEvent,
     ClaimUpdate,
     HandoverEvent,
     HubEvent,
     InsuranceEvent,
+    InvoiceVerificationEvent,
     MarginEvent,
     PaymentEvent,
     PolicyBound,
@@ -58,6 +60,7 @@ from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
+from streams.invoices import carrier_invoices
 from streams.ledger import settle
 
 @dataclass(frozen=True)
@@ -241,6 +244,11 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         legs.append(leg_record)
         rejected += refused
     legs = _with_carrier_responses(legs, plan, live, rejected)
+    invoices = carrier_invoices(
+        plan, legs, (e for e in live if isinstance(e, CarrierInvoiceEvent)),
+        (e for e in live if isinstance(e, InvoiceVerificationEvent)), operator, authority.seller_ids,
+    )
+    rejected += invoices.rejected
     status, status_set_by = _booking_status(live)
     rejected += document_rejections
     through = through_documents[0] if through_documents else None
@@ -294,18 +302,20 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         charges_total=_totals(charge.amount for charge in charges),
         insurance=InsuranceRecord(policy=policy, unmatched_updates=unmatched_updates),
         claims=claims,
-        settlement=settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)]),
+        settlement=settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], invoices.held_legs),
         custody=custody(plan, placed, legs),
         handovers=placed,
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
         awaiting_placement=sorted(unplaced + unplaced_handovers),
+        carrier_invoices=invoices.records,
     )
 
 
 _MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
-_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent)
+_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent,
+                   CarrierInvoiceEvent, InvoiceVerificationEvent)  # invoices: placed on their leg by streams.invoices
 
 
 def _shipment_level(event: HubEvent) -> bool:
