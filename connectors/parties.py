@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from schemas.base import Frozen
 from schemas.identifiers import PartyId, ShipmentId
+from schemas.invoices import InvoiceIdentifier, InvoiceParty
 from streams.authority import Authority, Operator
 
 Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "tax_verifier"]
@@ -41,7 +42,15 @@ class Party(Frozen):
     # e-invoices (streams.invoices): an MTO's tax verifiers and payout hold; any party's identifiers as a seller
     tax_verifiers: list[PartyId] = []
     hold_payouts_until_invoice_verified: bool = False
-    invoice_ids: list[str] = []
+    invoice_ids: list[str] = []  # as SCHEME:VALUE (an ISO 6523 ICD or VAT) or a bare value
+
+    def invoice_party(self) -> InvoiceParty:
+        """The party as an invoice names it (streams.invoices compares identifiers by value, without scheme)."""
+        identifiers = []
+        for named in self.invoice_ids:
+            scheme, _, value = named.rpartition(":")
+            identifiers.append(InvoiceIdentifier(scheme=scheme or None, value=value))
+        return InvoiceParty(name=self.name, identifiers=identifiers)
 
 
 class PartyRegistry(Frozen):
@@ -85,7 +94,7 @@ class PartyRegistry(Frozen):
                 for p in self.parties
                 if "mto" in p.roles
             ),
-            ((p.party_id, frozenset(p.invoice_ids)) for p in self.parties if p.invoice_ids),
+            ((p.party_id, frozenset(i.value for i in p.invoice_party().identifiers)) for p in self.parties if p.invoice_ids),
         )
 
     def party(self, party_id: str) -> Party | None:

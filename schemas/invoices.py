@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from schemas.base import Frozen, Money, MultilineText, PlainText, StrictDecimal, UtcDatetime
 from schemas.identifiers import CurrencyCode, DocumentNumber, PartyId
@@ -22,6 +22,19 @@ InvoiceCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=35
 IdentifierValue = Annotated[PlainText, StringConstraints(min_length=1, max_length=100)]
 InvoiceLeg = Annotated[int, Field(ge=1, le=16)]
 InvoiceEventKey = Annotated[PlainText, Field(min_length=3, max_length=200)]
+
+
+def _iso_date(value: Any) -> Any:
+    # JSON carries the date as YYYY-MM-DD; strict mode would otherwise demand a date object
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date as YYYY-MM-DD") from None
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class InvoiceIdentifier(Frozen):
@@ -63,14 +76,13 @@ class TaxSubtotal(Frozen):
     tax: Money
 
 
-class CarrierInvoicePayload(Frozen):
-    """A carrier's invoice to the MTO for one leg, in the invoice's own currency (BT-5)."""
+class EnInvoice(Frozen):
+    """An EN 16931 invoice in its own currency (BT-5): what connectors.ubl reads and writes."""
 
     invoice_number: DocumentNumber  # BT-1
-    issue_date: date  # BT-2
+    issue_date: IsoDate  # BT-2
     type_code: Literal["380"] = "380"  # BT-3: a commercial invoice; a correction is a new invoice after a red-flush
     currency: CurrencyCode
-    leg: InvoiceLeg  # the MTO's order line the invoice bills (BT-132)
     seller: InvoiceParty
     buyer: InvoiceParty
     lines: Annotated[list[InvoiceLine], Field(min_length=1, max_length=200)]
@@ -83,7 +95,7 @@ class CarrierInvoicePayload(Frozen):
     payable: Money  # BT-115
 
     @model_validator(mode="after")
-    def _adds_up(self) -> CarrierInvoicePayload:
+    def _adds_up(self) -> EnInvoice:
         amounts = [line.amount for line in self.lines] + [t.taxable for t in self.tax_subtotals] + [
             t.tax for t in self.tax_subtotals
         ] + [
@@ -110,6 +122,12 @@ class CarrierInvoicePayload(Frozen):
                 f" - prepaid {value(self.prepaid)} = {payable} (EN 16931 BR-CO-15/16)"
             )
         return self
+
+
+class CarrierInvoicePayload(EnInvoice):
+    """A carrier's invoice to the MTO for one leg: the MTO's order line it bills (BT-132 in UBL)."""
+
+    leg: InvoiceLeg
 
 
 VerificationResult = Literal["verified", "not_found", "void", "red_flushed"]
@@ -155,7 +173,7 @@ class CarrierInvoiceRecord(Frozen):
     carrier: PartyId
     leg: int
     invoice_number: str
-    issue_date: date
+    issue_date: IsoDate
     currency: CurrencyCode
     net_total: Money
     tax_total: Money
