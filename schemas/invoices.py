@@ -8,13 +8,12 @@ hub's ledger is decided in the fold, not here.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from schemas.base import Frozen, Money, MultilineText, PlainText, StrictDecimal, UtcDatetime
+from schemas.base import Frozen, IsoDate, Money, MultilineText, PlainText, StrictDecimal, UtcDatetime
 from schemas.identifiers import CurrencyCode, DocumentNumber, PartyId
 
 InvoiceText = Annotated[PlainText, StringConstraints(min_length=1, max_length=500)]
@@ -22,19 +21,6 @@ InvoiceCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=35
 IdentifierValue = Annotated[PlainText, StringConstraints(min_length=1, max_length=100)]
 InvoiceLeg = Annotated[int, Field(ge=1, le=16)]
 InvoiceEventKey = Annotated[PlainText, Field(min_length=3, max_length=200)]
-
-
-def _iso_date(value: Any) -> Any:
-    # JSON carries the date as YYYY-MM-DD; strict mode would otherwise demand a date object
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a date as YYYY-MM-DD") from None
-    return value
-
-
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class InvoiceIdentifier(Frozen):
