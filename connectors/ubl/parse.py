@@ -185,7 +185,10 @@ def _allowance_charges(root: etree._Element, charge: bool, currency: str) -> Mon
     ]
     if not amounts:
         return None
-    return Money(amount=sum((m.amount for m in amounts), Decimal(0)), currency=amounts[0].currency or currency)
+    foreign = sorted({m.currency for m in amounts} - {currency})
+    if foreign:
+        raise Refused("invalid_invoice", f"allowances and charges are in {', '.join(foreign)}, not the invoice's {currency}")
+    return Money(amount=sum((m.amount for m in amounts), Decimal(0)), currency=currency)
 
 
 def _read(root: etree._Element) -> UblInvoice:
