@@ -91,6 +91,7 @@ RAW_CONTENT = {
     "edifact": ("application/EDIFACT", "a UN/EDIFACT IFTSTA interchange"),
     "onerecord": ("application/ld+json", "IATA ONE Record LogisticsEvent(s)"),
     "epcis": ("application/ld+json", "a GS1 EPCIS 2.0 document or events"),
+    "ubl": ("application/xml", "an EN 16931 invoice in OASIS UBL 2.1 syntax (Peppol BIS Billing 3.0), one per payload"),
 }
 
 

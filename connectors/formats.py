@@ -17,6 +17,7 @@ from connectors.edifact.parse import parse as parse_edifact
 from connectors.epcis.parse import parse as parse_epcis
 from connectors.onerecord.parse import parse as parse_onerecord
 from connectors.payload import screen
+from connectors.ubl.parse import parse as parse_ubl
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.rejection import Rejection, describe
 from hubconf.topics import RAW_FORMATS
@@ -72,6 +73,7 @@ FORMATS: dict[str, Parser] = {
     "edifact": parse_edifact,
     "onerecord": parse_onerecord,
     "epcis": parse_epcis,
+    "ubl": parse_ubl,
 }
 assert tuple(FORMATS) == RAW_FORMATS, "every raw topic has a parser and every parser a raw topic"
 

@@ -19,9 +19,10 @@ from pydantic import Field, ValidationError, model_validator
 
 from schemas.base import Frozen
 from schemas.identifiers import PartyId, ShipmentId
+from schemas.invoices import InvoiceIdentifier, InvoiceParty
 from streams.authority import Authority, Operator
 
-Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "customs", "identity_verifier", "bank"]
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "customs", "identity_verifier", "bank", "tax_verifier"]
 TRADE_ROLES = ("customs", "customs_broker", "identity_verifier", "bank")
 BEARER = "Bearer "
 
@@ -41,6 +42,18 @@ class Party(Frozen):
     rate_sources: list[PartyId] = []
     credit_terms: list[PartyId] = []
     require_verified_parties: bool = False
+    # e-invoices (streams.invoices): an MTO's tax verifiers and payout hold; any party's identifiers as a seller
+    tax_verifiers: list[PartyId] = []
+    hold_payouts_until_invoice_verified: bool = False
+    invoice_ids: list[str] = []  # as SCHEME:VALUE (an ISO 6523 ICD or VAT) or a bare value
+
+    def invoice_party(self) -> InvoiceParty:
+        """The party as an invoice names it (streams.invoices compares identifiers by value, without scheme)."""
+        identifiers = []
+        for named in self.invoice_ids:
+            scheme, _, value = named.rpartition(":")
+            identifiers.append(InvoiceIdentifier(scheme=scheme or None, value=value))
+        return InvoiceParty(name=self.name, identifiers=identifiers)
 
 
 class PartyRegistry(Frozen):
@@ -64,6 +77,12 @@ class PartyRegistry(Frozen):
                 found = self.party(insurer)
                 if found is None or "insurer" not in found.roles:
                     raise ValueError(f"{party.party_id} names {insurer} as an insurer, but the registry does not")
+            if (party.tax_verifiers or party.hold_payouts_until_invoice_verified) and "mto" not in party.roles:
+                raise ValueError(f"{party.party_id} is not an MTO: it takes no invoice verifications and holds no payouts")
+            for verifier in party.tax_verifiers:
+                found = self.party(verifier)
+                if found is None or "tax_verifier" not in found.roles:
+                    raise ValueError(f"{party.party_id} names {verifier} as a tax verifier, but the registry does not")
         self.authority()  # refuses prefixes of two MTOs that overlap
         return self
 
@@ -78,11 +97,14 @@ class PartyRegistry(Frozen):
                     frozenset(p.rate_sources),
                     frozenset(p.credit_terms),
                     p.require_verified_parties,
+                    frozenset(p.tax_verifiers),
+                    p.hold_payouts_until_invoice_verified,
                 )
                 for p in self.parties
                 if "mto" in p.roles
             ),
             {p.party_id: [r for r in p.roles if r in TRADE_ROLES] for p in self.parties if set(p.roles) & set(TRADE_ROLES)},
+            ((p.party_id, frozenset(i.value for i in p.invoice_party().identifiers)) for p in self.parties if p.invoice_ids),
         )
 
     def party(self, party_id: str) -> Party | None:

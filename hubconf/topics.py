@@ -32,7 +32,7 @@ REFERENCES = "hub.references"
 # reading it to the end shows what waits now (`mmhub parked`).
 PARKED = "hub.references.parked"
 # What a carrier sends, untouched, one topic per format; the connector stage parses it into hub.events.
-RAW_FORMATS = ("canonical", "dcsa", "edifact", "onerecord", "epcis")
+RAW_FORMATS = ("canonical", "dcsa", "edifact", "onerecord", "epcis", "ubl")
 
 # Headers on every dead-lettered message; the value stays the original bytes, untouched.
 DLQ_REASON = "mmhub.reason"

@@ -22,6 +22,7 @@ from mmhub.helptext import add_command as add_help_command
 from mmhub.helptext import document
 from mmhub.quarantine import add_commands as add_quarantine_commands
 from mmhub.render import utc
+from mmhub.invoice import add_invoice_commands
 from hubconf.topics import RAW_FORMATS
 from schemas.rejection import Rejection
 
@@ -871,6 +872,7 @@ def parser() -> argparse.ArgumentParser:
     _add_party_commands(sub)
     _add_contract_commands(sub)
     add_quarantine_commands(sub)
+    add_invoice_commands(sub)
     add_help_command(sub)
     return document(top)
 

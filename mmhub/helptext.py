@@ -12,7 +12,7 @@ from mmhub.entry import EXIT_CODES
 # Who does what with the hub, in the order `mmhub --help` lists them.
 GROUPS = (
     ("a carrier (publishes events and files)", ("keys new", "convert", "ingest", "publish", "dlq", "parked")),
-    ("a shipper or a consignee (reads its shipments)", ("shipment get", "fold", "grant", "revoke")),
+    ("a shipper or a consignee (reads its shipments)", ("shipment get", "fold", "invoice", "grant", "revoke")),
     ("an insurer (takes claims and shares over Kafka)", ("schema", "asyncapi", "usage")),
     (
         "an operator (runs the hub)",
@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys new": ("a carrier; it sends the printed registry entry to the operator", "mmhub keys new --carrier carrier.newco --key-id 2027-01 --out newco.key.json"),
     "carriers add-key": ("the operator, with the entry a carrier sent", "mmhub carriers add-key --carrier carrier.newco --name 'New Co' newco.entry.json"),
     "fold": ("anyone with an event log: a shipper checking a record, a developer", "mmhub fold examples/journey.jsonl --shipment SHP-2026-000042"),
+    "invoice": (
+        "a shipper's accounts payable, or the MTO sending its one invoice",
+        "mmhub invoice SHP-2026-000042 --ubl --currency USD > invoice.xml",
+    ),
     "convert": ("a carrier checking its files before sending them", "mmhub convert --format dcsa --source carrier.oceanline examples/formats/sea.json"),
     "parked": ("a carrier or the operator: why an event has not reached its shipment yet", "mmhub parked --json"),
     "dlq": ("a carrier or the operator: why something was refused", "mmhub dlq --code invalid_event --last 20"),

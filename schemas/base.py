@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Callable, Self
 
@@ -102,14 +102,17 @@ MultilineText = Annotated[
 """Text that may run over several lines (remarks, conditions): tab and newline allowed, other controls not."""
 
 
-def _parse_datetime(value: Any) -> Any:
+def _from_iso(parse: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
     # Strict mode would refuse ISO strings coming from JSON; accept exactly those, nothing looser.
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
-    return value
+    def parsed(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not {what}") from None
+        return value
+
+    return parsed
 
 
 def _require_utc(value: datetime) -> datetime:
@@ -121,7 +124,10 @@ def _require_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[datetime, BeforeValidator(_parse_datetime), AfterValidator(_require_utc)]
+UtcDatetime = Annotated[
+    datetime, BeforeValidator(_from_iso(datetime.fromisoformat, "an ISO 8601 timestamp")), AfterValidator(_require_utc)
+]
+IsoDate = Annotated[date, BeforeValidator(_from_iso(date.fromisoformat, "a date as YYYY-MM-DD"))]  # a calendar day
 
 
 def _parse_decimal(value: Any) -> Any:

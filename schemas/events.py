@@ -37,6 +37,7 @@ from schemas.identifiers import (
     UnLocode,
     Uscc,
 )
+from schemas.invoices import CarrierInvoicePayload, InvoiceVerificationPayload
 from schemas.status import Classifier, TrackingStatus
 
 # Every free-text field is one of these: the text rule (schemas.base) refuses control characters and lone
@@ -567,6 +568,16 @@ class RateEvent(Envelope):
     payload: RatePayload
 
 
+class CarrierInvoiceEvent(Envelope):
+    event_type: Literal["carrier_invoice"]
+    payload: CarrierInvoicePayload
+
+
+class InvoiceVerificationEvent(Envelope):
+    event_type: Literal["invoice_verification"]
+    payload: InvoiceVerificationPayload
+
+
 class CustomsEvent(Envelope):
     event_type: Literal["customs"]
     payload: CustomsPayload
@@ -612,6 +623,8 @@ HubEvent = Annotated[
         CreditTermsEvent,
         CommercialInvoiceEvent,
         PresentationEvent,
+        CarrierInvoiceEvent,
+        InvoiceVerificationEvent,
     ],
     Field(discriminator="event_type"),
 ]

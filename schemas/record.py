@@ -29,6 +29,7 @@ from schemas.events import (
     ShortCode,
     Text,
 )
+from schemas.invoices import CarrierInvoiceRecord
 from schemas.identifiers import ClaimId, ContainerNumber, DocumentNumber, PartyId, ShipmentId, Sscc, UnLocode
 from schemas.status import Classifier, LegStatus, ShipmentStatus, TrackingStatus
 
@@ -183,7 +184,8 @@ class Payout(Frozen):
     carrier: PartyId
     legs: list[int]
     amount: MoneyTotal
-    status: Literal["pending", "released"]
+    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices)
+    status: Literal["pending", "released", "held"]
 
 
 class LedgerEntry(Frozen):
@@ -428,3 +430,4 @@ class ShipmentRecord(Frozen):
     verifications: list[PartyVerification] = []
     letter_of_credit: LetterOfCreditRecord | None = None
     release: ReleaseRecord | None = None
+    carrier_invoices: Annotated[list[CarrierInvoiceRecord], LeftOutWhenEmpty] = []

@@ -24,6 +24,10 @@ class Operator:
     # party to it verified
     credit_terms: frozenset[str] = frozenset()
     require_verified: bool = False
+    # the tax authorities whose invoice verifications it takes (streams.invoices), and whether a carrier's payout
+    # waits for the carrier's invoices for its legs to be verified and matched
+    tax_verifiers: frozenset[str] = frozenset()
+    hold_payouts_until_invoice_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Authority:
     operators: tuple[Operator, ...]
     # the registry's trade roles per party ("customs", "customs_broker", "identity_verifier", "bank")
     roles: tuple[tuple[str, frozenset[str]], ...] = ()
+    # the identifiers each party's invoices name it by as seller (streams.invoices checks the issuer against them)
+    invoice_ids: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def __post_init__(self) -> None:
         owned = [(prefix, operator.mto) for operator in self.operators for prefix in operator.prefixes]
@@ -42,13 +48,23 @@ class Authority:
                     raise ValueError(f"shipment-id prefix {other!r} of {other_mto} overlaps {prefix!r} of {mto}")
 
     @classmethod
-    def of(cls, operators: Iterable[Operator], roles: Mapping[str, Iterable[str]] | None = None) -> Authority:
+    def of(
+        cls,
+        operators: Iterable[Operator],
+        roles: Mapping[str, Iterable[str]] | None = None,
+        invoice_ids: Iterable[tuple[str, frozenset[str]]] = (),
+    ) -> Authority:
         held = tuple(sorted((party, frozenset(r)) for party, r in (roles or {}).items()))
-        return cls(tuple(sorted(operators, key=lambda o: o.mto)), held)
+        ids = tuple(sorted(invoice_ids, key=lambda p: p[0]))
+        return cls(tuple(sorted(operators, key=lambda o: o.mto)), held, ids)
 
     def has_role(self, party: str, role: str) -> bool:
         """Whether the registry gives `party` this role: the only source of a trade party's authority."""
         return any(who == party and role in held for who, held in self.roles)
+
+    def seller_ids(self, party_id: str) -> frozenset[str]:
+        """The identifiers the registry lists for `party_id` as an invoice's seller; empty when it lists none."""
+        return next((ids for party, ids in self.invoice_ids if party == party_id), frozenset())
 
     def operator(self, shipment_id: str) -> Operator | None:
         """The MTO that owns `shipment_id`; None when no registered prefix covers it."""

@@ -478,8 +478,11 @@ def _status(lines: list[BalanceLine]) -> SettlementStatus:
 # --- the settlement -------------------------------------------------------------------------------------------------
 
 
-def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -> SettlementRecord:
-    """The shipment's settlement from every copy of its settlement, margin, payment and rate events."""
+def settle(
+    shipment_id: str, booking: BookingPayload, history: Sequence[Copy], held_legs: frozenset[int] = frozenset()
+) -> SettlementRecord:
+    """The shipment's settlement from every copy of its settlement, margin, payment and rate events. A payout for
+    any of `held_legs` is `held` instead of released (their invoices await verification, streams.invoices)."""
     accounts = Accounts.of(booking)
     copies = _by_key(history)
     invoice_history = {key: found for key, found in copies.items() if isinstance(found[0].event, InvoiceEvent)}
@@ -531,16 +534,18 @@ def settle(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -
     payout_entries: list[LedgerEntry] = []
     for (carrier, currency), amount in sorted(final.payable.items()):
         payout_id = f"PAY-{shipment_id}-{carrier}-{currency}"
+        legs = final.payable_legs[(carrier, currency)]
+        held = released and not held_legs.isdisjoint(legs)
         payouts.append(
             Payout.built(
                 payout_id=payout_id,
                 carrier=carrier,
                 legs=sorted(final.payable_legs[(carrier, currency)]),
                 amount=MoneyTotal.built(amount=amount, currency=currency),
-                status="released" if released else "pending",
+                status="held" if held else "released" if released else "pending",
             )
         )
-        if released and amount != 0:
+        if released and not held and amount != 0:
             cited = sorted(final.payable_by[(carrier, currency)])
             memo = f"payout {payout_id}"
             payable = Accounts.payable(carrier)

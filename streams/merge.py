@@ -26,10 +26,12 @@ from schemas.events import (
     BookingEvent,
     BookingPayload,
     BookingStatusEvent,
+    CarrierInvoiceEvent,
     ClaimUpdate,
     HandoverEvent,
     HubEvent,
     InsuranceEvent,
+    InvoiceVerificationEvent,
     MarginEvent,
     PaymentEvent,
     PolicyBound,
@@ -59,6 +61,7 @@ from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
+from streams.invoices import carrier_invoices
 from streams.ledger import settle
 from streams.trade import with_trade_parts
 
@@ -265,6 +268,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed)
         legs.append(_answered(leg_record, answers.get(sequence)))
         rejected += refused
+    # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
+    invoices = carrier_invoices(
+        plan, legs, (e for e in live if isinstance(e, CarrierInvoiceEvent)),
+        (e for e in live if isinstance(e, InvoiceVerificationEvent)), operator, authority.seller_ids,
+    )
+    rejected += invoices.rejected
     status, status_set_by = _booking_status(live)
     rejected += document_rejections
     through = through_documents[0] if through_documents else None
@@ -301,7 +310,9 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
-        settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)])
+        settlement = settle(
+            state.shipment_id, plan, [copy for key in money for copy in state.history(key)], invoices.held_legs
+        )
     return with_trade_parts(ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -333,12 +344,17 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
         updated_at=updated_at,
+        carrier_invoices=invoices.records,
     ), live, authority)
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
-_JOURNEY_EVENTS = (BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent, *TRADE_EVENTS)
+# invoices: placed on their leg by streams.invoices
+_JOURNEY_EVENTS = (
+    BookingEvent, BookingStatusEvent, InsuranceEvent, HandoverEvent, MarginEvent, PaymentEvent, RateEvent,
+    CarrierInvoiceEvent, InvoiceVerificationEvent, *TRADE_EVENTS,
+)  # fmt: skip
 
 
 def _shipment_level(event: HubEvent) -> bool:

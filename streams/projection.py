@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from schemas.events import BookingEvent, BookingStatusEvent, HandoverEvent, HubEvent, InsuranceEvent, PolicyBound
-from schemas.events import RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
+from schemas.events import CarrierInvoiceEvent, InvoiceVerificationEvent, RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
 from schemas.status import INCIDENTS
 from streams.authority import Authority
@@ -58,7 +58,8 @@ def _reusable(
             continue  # are read from the events every time
         if isinstance(event, (TrackingEvent, SettlementEvent, WaybillEvent)):
             legs.add(leg_of(event, plan))
-        money &= not isinstance(event, MONEY_EVENTS)
+        # an invoice or its verification may hold or free a payout (streams.invoices): the money again
+        money &= not isinstance(event, (*MONEY_EVENTS, CarrierInvoiceEvent, InvoiceVerificationEvent))
         claims &= not (
             isinstance(event, (HandoverEvent, InsuranceEvent, RateEvent))
             or isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS

@@ -338,6 +338,7 @@ _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     "custody": _own_leg("leg"),
     "discrepancies": _own_leg("leg"),
     "settlement.payouts": lambda item, lens: item["carrier"] == lens.carrier,
+    "carrier_invoices": lambda item, lens: item["carrier"] == lens.carrier,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, get_args
 
 import orjson
@@ -40,7 +41,7 @@ STATUSES: tuple[str, ...] = get_args(TrackingStatus)
 REPORTED = list(PROGRESS_ORDER) * 2 + [s for s in STATUSES if s not in PROGRESS_ORDER]  # progress twice as often
 DOCUMENT_KINDS: tuple[str, ...] = get_args(DocumentKind)
 CLAIM_STATUSES: tuple[str, ...] = get_args(ClaimStatus)
-FAMILIES = ("booking", "tracking", "waybill", "settlement", "insurance")
+FAMILIES = ("booking", "tracking", "waybill", "settlement", "insurance", "carrier_invoice")
 MAX_LEG = 6
 
 
@@ -175,6 +176,23 @@ def _settlement_payload(draw: st.DrawFn, carrier: str) -> Doc:
     return payload
 
 
+def _invoice_payload(draw: st.DrawFn) -> Doc:
+    """A carrier invoice that adds up (its tax may or may not be right, its net may or may not match the charges)."""
+    money = draw(monies)
+    amount, currency = money["amount"], money["currency"]
+    tax = draw(st.sampled_from(["0", "1.00"]))
+    total = str(Decimal(amount) + Decimal(tax))
+    party = {"name": "Seller", "identifiers": [{"scheme": "0088", "value": draw(st.sampled_from(["5790000435968", "1"]))}]}
+    return {
+        "invoice_number": draw(document_numbers), "issue_date": "2026-03-02", "currency": currency, "leg": draw(legs_named),
+        "seller": party, "buyer": {"name": "MTO"},
+        "lines": [{"line_id": "1", "description": "carriage", "amount": money, "tax_percent": "9"}],
+        "net_total": money, "tax_total": {"amount": tax, "currency": currency},
+        "tax_subtotals": [{"category": "S", "percent": "9", "taxable": money, "tax": {"amount": tax, "currency": currency}}],
+        "payable": {"amount": total, "currency": currency},
+    }
+
+
 def _event_doc(
     draw: st.DrawFn, family: str, carriers: st.SearchStrategy[str], identity: Doc, revised_at: str | None = None
 ) -> Doc:
@@ -188,6 +206,8 @@ def _event_doc(
         payload = _waybill_payload(draw, source)
     elif family == "settlement":
         payload = _settlement_payload(draw, source)
+    elif family == "carrier_invoice":
+        payload = _invoice_payload(draw)
     else:
         payload = draw(insurance_payloads)
     doc: Doc = {
@@ -220,7 +240,7 @@ def journey_docs(draw: st.DrawFn, shipment_id: str = SHIPMENT) -> list[Doc]:
     """One shipment's events as JSON-shaped dicts, revisions and retractions included, in generation order."""
     carriers = st.sampled_from(draw(st.lists(party_ids, min_size=1, max_size=4, unique=True)))
     bookings = st.sampled_from([1, 0, 1, 2])  # usually one; sometimes none yet, sometimes a second
-    counts = draw(st.tuples(bookings, st.integers(1, 10), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)))
+    counts = draw(st.tuples(bookings, st.integers(1, 10), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)))
     families = [family for family, count in zip(FAMILIES, counts) for _ in range(count)]
 
     docs: list[Doc] = []

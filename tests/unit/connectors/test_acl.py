@@ -50,7 +50,7 @@ def test_no_party_grant_covers_another_partys_topics_or_groups(ours: str, theirs
 
 def test_a_carrier_writes_the_raw_topics_and_a_shipper_nothing() -> None:
     carrier = {a.name for a in party_acls(SETTINGS, "carrier.oceanline", "carrier") if a.operation == Operation.WRITE}
-    assert carrier == {SETTINGS.topics.raw(name) for name in ("canonical", "dcsa", "edifact", "onerecord", "epcis")}
+    assert carrier == {SETTINGS.topics.raw(name) for name in ("canonical", "dcsa", "edifact", "onerecord", "epcis", "ubl")}
     assert not [a for a in party_acls(SETTINGS, "shipper.acme", "shipper") if a.operation == Operation.WRITE]
 
 

@@ -111,7 +111,7 @@ def test_who_sends_and_who_receives_is_what_the_acls_allow() -> None:
         f"{role}.receive.share" for role in ("webhooks", "carrier", "shipper", "consignee", "insurer", "delegate")
     }
     assert {op for op in operations if op.startswith("carrier.send.")} == {
-        f"carrier.send.raw{name}" for name in ("Canonical", "Dcsa", "Edifact", "Onerecord", "Epcis")
+        f"carrier.send.raw{name}" for name in ("Canonical", "Dcsa", "Edifact", "Onerecord", "Epcis", "Ubl")
     }
     # claims go only to a relation that holds the cover grade
     shared = {role: [m["$ref"].rsplit("/", 1)[1] for m in operations[f"{role}.receive.share"]["messages"]]

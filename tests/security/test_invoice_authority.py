@@ -1,0 +1,76 @@
+"""A carrier cannot mark its own invoice verified, nor release its held payout so: only a tax verifier that the
+shipment's MTO lists in the party registry speaks for the tax authority (examples/parties.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.parties import load_parties
+from schemas.events import HUB_EVENT
+from streams.merge import ShipmentState, apply_all, project
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPMENT = "SHP-2026-INV-1"
+RAIL = "carrier.cr-rail"
+
+
+def _event(doc: dict[str, object]) -> object:
+    return HUB_EVENT.validate_python(doc)
+
+
+def _doc(event_type: str, event_id: str, source: str, payload: dict[str, object], at: str) -> dict[str, object]:
+    return {"event_id": event_id, "source": source, "shipment_id": SHIPMENT, "event_type": event_type,
+            "occurred_at": at, "recorded_at": at, "payload": payload}
+
+
+def _usd(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "USD"}
+
+
+BOOKING = _doc("booking", "bkg-1", "mto.westcorridor", {
+    "shipper": {"party_id": "shipper.chengdu-elec", "name": "Chengdu Electronics"},
+    "consignee": {"party_id": "consignee.johor-assembly", "name": "Johor Assembly"},
+    "mto": "mto.westcorridor",
+    "cargo": {"description": "Electronics", "pieces": 1, "packages": 1, "gross_weight_kg": "100"},
+    "declared_value": _usd("10000.00"),
+    "legs": [{"sequence": 1, "mode": 2, "carrier": RAIL, "origin": "CNCKG", "destination": "CNQZH"}],
+}, "2026-03-01T00:00:00Z")
+CHARGES = _doc("settlement", "chg-1", RAIL, {"carrier": RAIL, "leg": 1, "charges": [{"code": "FRT", "amount": _usd("1000.00")}]},
+               "2026-03-02T00:00:00Z")
+PAID = _doc("payment", "pay-1", "shipper.chengdu-elec", {"payment_id": "P1", "payer": "shipper.chengdu-elec", "amount": _usd("1000.00")},
+            "2026-03-03T00:00:00Z")
+INVOICE = _doc("carrier_invoice", "invoice-RI-1", RAIL, {
+    "invoice_number": "RI-1", "issue_date": "2026-03-02", "currency": "USD", "leg": 1,
+    "seller": {"name": "China Railway Container Transport", "identifiers": [{"scheme": "0199", "value": "5493001KJTIIGC8Y1R12"}]},
+    "buyer": {"name": "West Corridor Multimodal Ltd"},
+    "lines": [{"line_id": "1", "description": "Rail freight", "amount": _usd("1000.00"), "tax_category": "Z"}],
+    "net_total": _usd("1000.00"), "tax_total": _usd("0"),
+    "tax_subtotals": [{"category": "Z", "percent": "0", "taxable": _usd("1000.00"), "tax": _usd("0")}],
+    "payable": _usd("1000.00"),
+}, "2026-03-02T00:00:00Z")
+
+
+def _verified_by(source: str) -> dict[str, object]:
+    payload = {"carrier": RAIL, "invoice_number": "RI-1", "result": "verified"}
+    return _doc("invoice_verification", f"check-{source}", source, payload, "2026-03-04T00:00:00Z")
+
+
+def test_a_carrier_cannot_mark_its_own_invoice_verified_and_release_its_held_payout() -> None:
+    registry = load_parties(REPO / "examples" / "parties.json")
+    held = registry.model_copy(update={"parties": [
+        p.model_copy(update={"hold_payouts_until_invoice_verified": True}) if p.party_id == "mto.westcorridor" else p
+        for p in registry.parties
+    ]})
+    authority = held.authority()
+    events = [_event(d) for d in (BOOKING, CHARGES, PAID, INVOICE)]
+
+    forged = project(apply_all(ShipmentState(SHIPMENT), events + [_event(_verified_by(RAIL))]), authority)
+    [invoice] = forged.carrier_invoices
+    assert invoice.verification == "unverified"
+    assert forged.settlement is not None and [p.status for p in forged.settlement.payouts] == ["held"]
+    [refusal] = [r for r in forged.rejected if r.event == f"{RAIL}/check-{RAIL}"]
+    assert refusal.kind == "not_entitled" and "not a tax verifier" in refusal.reason
+
+    genuine = project(apply_all(ShipmentState(SHIPMENT), events + [_event(_verified_by("verifier.chinatax"))]), authority)
+    assert genuine.carrier_invoices[0].verification == "verified"
+    assert genuine.settlement is not None and [p.status for p in genuine.settlement.payouts] == ["released"]
