@@ -58,6 +58,7 @@ from streams.copies import NEVER as _NEVER
 from streams.copies import Copy, fingerprint as fingerprint  # re-exported: tests and tools take it from the merge
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
+from streams.emissions import journey_emissions
 from streams.ledger import settle
 
 @dataclass(frozen=True)
@@ -271,6 +272,8 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
     # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
     not_applied = refused_keys | {r.event for r in not_owners}
     money = [key for key, copy in state.copies.items() if isinstance(copy.event, _MONEY_EVENTS) and key not in not_applied]
+    emissions, refused_reports = journey_emissions(plan, live)
+    rejected += refused_reports
     return ShipmentRecord(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -300,6 +303,7 @@ def project(state: ShipmentState, authority: Authority) -> ShipmentRecord:
         discrepancies=found,
         rejected=sorted(rejected, key=lambda r: r.event),
         awaiting_placement=sorted(unplaced + unplaced_handovers),
+        emissions=emissions,
     )
 
 

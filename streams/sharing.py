@@ -336,6 +336,7 @@ _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     "handovers": lambda item, lens: item["from_leg"] in (lens.legs or ()) or item["to_leg"] in (lens.legs or ()),
     "custody": _own_leg("leg"),
     "discrepancies": _own_leg("leg"),
+    "emissions.legs": _own_leg("leg"),
     "settlement.payouts": lambda item, lens: item["carrier"] == lens.carrier,
 }
 
