@@ -21,7 +21,7 @@ from schemas.base import Frozen
 from schemas.identifiers import PartyId, ShipmentId
 from streams.authority import Authority, Operator
 
-Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker"]
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "lender"]
 BEARER = "Bearer "
 
 

@@ -19,6 +19,7 @@ import orjson
 from connectors.webhooks.commands import add_commands as add_webhook_commands
 from hubconf.settings import Settings
 from mmhub.quarantine import add_commands as add_quarantine_commands
+from mmhub.dataset import add_dataset_commands
 from hubconf.topics import RAW_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -580,6 +581,7 @@ def parser() -> argparse.ArgumentParser:
     _add_party_commands(sub)
     _add_contract_commands(sub)
     add_quarantine_commands(sub)
+    add_dataset_commands(sub)
     return top
 
 
