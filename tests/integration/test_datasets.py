@@ -13,14 +13,17 @@ from connectors.kafka import publish
 from connectors.postgres.db import server_settings
 from streams.sharing import POLICY
 from tests.integration.hub import caught_up, offline, read_topic, wait_for
-from tests.integration.test_reader import INSURER, RAIL, SHIPPER, Running, running  # noqa: F401 (the fixture)
+from tests.integration import test_reader
+from tests.integration.test_reader import INSURER, RAIL, SHIPPER, Running
+
+running = test_reader.running  # the worker, sink and gateway of the reader tests, as this module's fixture
 
 pytestmark = pytest.mark.integration
 PATH = "/v1/datasets/performance"
 
 
-async def _rows(running: Running, query: str, *args: object) -> list[asyncpg.Record]:
-    settings = running.settings
+async def _rows(hub: Running, query: str, *args: object) -> list[asyncpg.Record]:
+    settings = hub.settings
     conn = await asyncpg.connect(settings.pg_dsn, server_settings=server_settings(settings, "test-datasets"))
     try:
         return list(await conn.fetch(query, *args))
