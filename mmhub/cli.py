@@ -597,6 +597,7 @@ PRINCIPAL_OF = {
     "topics": "admin",
     "demo": "admin",
     "parties": "admin",
+    "dataset": "share",  # `mmhub dataset publish` audits its release and sends it, as the share stage does
     "quarantine": "share",  # a replayed share goes to the party's topic and is audited, as the share stage does
 }
 

@@ -6,6 +6,12 @@ With FILE(s): the logs are folded as `mmhub fold` folds them (streams.merge.fold
 Without: the records of the Postgres projection (`shipments.record`). The release is the operator's preview under the
 policy's k/m rule (no noise, no Published state kept: the gateway's releases to insurers, lenders and carriers keep
 theirs).
+
+    mmhub dataset publish --month YYYY-MM
+
+sends a closed month's release (the same k/m cells, from the projection) to hub.datasets.performance, keyed by the
+month. It is a share like any other: audited (share_audit and hub.audit, party `hub.datasets`, channel kafka) and
+sticky (a republished month repeats a cell's figures until k of its shipments have changed, dataset_published).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import orjson
 
@@ -110,6 +116,60 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+MONTHLY = "hub.datasets"  # who the monthly release is audited as: the hub's own publication, not a party
+
+
+async def publish_month(settings: Settings, month: str, at: datetime) -> dict[str, object]:
+    from connectors.gateway.datasets import SUBJECT, DatasetStore
+    from connectors.gateway.publisher import KafkaPublisher
+    from streams.datasets import CellKey, Published, Release, cells, release, release_document, select
+    from streams.sharing import POLICY, Share
+
+    policy = POLICY.datasets.policy()
+    store = await DatasetStore.open(settings)
+    publisher = KafkaPublisher(settings.kafka_client())
+    await publisher.start()
+    try:
+        computed = select(cells(await store.records()), month)
+
+        def cut(previous: Mapping[CellKey, Published]) -> Release:
+            return release(computed, policy, previous)
+
+        def audited(out: Release) -> Share:
+            return Share(
+                party=MONTHLY, shipment_id=SUBJECT, version=None, kind="dataset.performance.monthly", channel="kafka",
+                fields=tuple(sorted(r.key.label() for r in out.cells)), policy_version=POLICY.version,
+                relations=("monthly",), via_grants=(), shared_at=at, ref=month,
+            )  # fmt: skip
+
+        async def audit(entry: dict[str, Any]) -> None:
+            await publisher.send(settings.topics.audit, MONTHLY.encode(), orjson.dumps(entry), [])
+
+        out, _ = await store.released(MONTHLY, 0.0, "monthly", cut, audited, audit, at)
+        document = release_document(out, policy, "monthly", month, None, noisy=False)
+        await publisher.send(settings.topics.datasets_performance, month.encode(), orjson.dumps(document), [])
+        return document
+    finally:
+        await publisher.stop()
+        await store.close()
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.now(timezone.utc)
+    if args.month >= now.strftime("%Y-%m"):
+        print(f"mmhub dataset publish: {args.month} is not a closed month (now is {now:%Y-%m})", file=sys.stderr)
+        return 2
+    document = asyncio.run(publish_month(settings, args.month, now))
+    cells = document["cells"]
+    assert isinstance(cells, list)
+    print(
+        f"published {args.month}: {len(cells)} cell(s), {document['suppressed']} suppressed, to "
+        f"{settings.topics.datasets_performance}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _month(text: str) -> str:
     datetime.strptime(text, "%Y-%m")
     return text
@@ -128,3 +188,8 @@ def add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     performance.add_argument("--json", action="store_true", help="print the release as JSON")
     performance.add_argument("files", nargs="*", help="JSON-lines event logs (default: the live Postgres projection)")
     performance.set_defaults(run=_performance)
+    publish = dataset_sub.add_parser(
+        "publish", help="send a closed month's release to hub.datasets.performance (keyed by month), audited"
+    )
+    publish.add_argument("--month", type=_month, required=True, help="the closed month (YYYY-MM)")
+    publish.set_defaults(run=_publish)

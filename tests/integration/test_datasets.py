@@ -1,6 +1,7 @@
 """An insurer reads the carrier performance data set through `mmhub gateway` on the real broker and database: the
 read is audited (share_audit and hub.audit) and metered (`mmhub usage`), and its epsilon is debited from its
-budget; a release that repeats the last one costs nothing; a carrier reads its own cells; a shipper reads none."""
+budget; a release that repeats the last one costs nothing; a carrier reads its own cells; a shipper reads none; and
+`mmhub dataset publish` sends a closed month's release to the monthly topic."""
 
 from __future__ import annotations
 
@@ -86,3 +87,18 @@ async def test_an_insurer_reads_the_data_set_audited_metered_and_debited(running
     assert own["epsilon_spent"] == 0 and own["noise"] is False
     status, refused = await running.get(SHIPPER, PATH)
     assert status == 403 and refused["error"] == "not_a_dataset_reader"
+
+    # the monthly topic: a closed month's k/m release, keyed by month, audited as the hub's own publication
+    published = running.cli("dataset", "publish", "--month", "2026-02")
+    assert published.returncode == 0, published.stderr.decode()
+    (message,) = await read_topic(running.settings, running.settings.topics.datasets_performance, 1)
+    monthly = orjson.loads(message.value)
+    assert message.key == b"2026-02" and monthly["month"] == "2026-02" and monthly["noise"] is False
+    assert monthly["cells"] and all(
+        c["month"] == "2026-02" and c["figures"]["shipments"] >= rules.k for c in monthly["cells"]
+    )
+    audited = await _rows(
+        running,
+        "SELECT kind, channel FROM share_audit WHERE party = 'hub.datasets' AND shipment_id = 'dataset:performance'",
+    )
+    assert [(r["kind"], r["channel"]) for r in audited] == [("dataset.performance.monthly", "kafka")]
