@@ -254,40 +254,21 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
-    from streams.codec import Rejection, decode_event
-    from streams.horizon import Horizon
+    from mmhub.dataset import decoded_events
     from streams.merge import fold
-    from streams.references import resolve_offline
 
     # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
     # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
     authority = load_parties(settings.parties_path).authority()
-    horizon = Horizon.of(settings)
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    events = []
-    rejected = 0
-    for number, line in enumerate(read_jsonl(Path(args.file)), start=1):
-        decoded = decode_event(line)
-        if not isinstance(decoded, Rejection):
-            decoded = horizon.refusal(decoded, received_at) or decoded
-        if isinstance(decoded, Rejection):
-            rejected += 1
-            print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
-        else:
-            events.append(decoded)
-    # Carriers' reference-only events: resolved as the stream resolves them (see streams.references).
-    events, unresolved = resolve_offline(events, authority)
-    for event in unresolved:
-        refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
-        print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
+    events, rejected, parked = decoded_events([Path(args.file)], settings, received_at)
     records = fold(events, authority)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     print(
-        f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected, {len(unresolved)} parked",
+        f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected, {parked} parked",
         file=sys.stderr,
     )
     return 0 if rejected == 0 or args.allow_rejects else 1

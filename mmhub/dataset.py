@@ -21,7 +21,7 @@ import asyncio
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import orjson
 
@@ -30,9 +30,9 @@ from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 
 
-def decoded_events(paths: Iterable[Path], settings: Settings, received_at: datetime) -> tuple[list[HubEvent], int]:
-    """The logs' events as the worker would take them (decoded, inside the horizon, references resolved), and how
-    many lines were rejected (each reported on stderr)."""
+def decoded_events(paths: list[Path], settings: Settings, received_at: datetime) -> tuple[list[HubEvent], int, int]:
+    """The logs' events as the worker would take them (decoded, inside the horizon, references resolved), how many
+    lines were rejected and how many events stay parked (each reported on stderr). `mmhub fold` reads logs so too."""
     from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
     from streams.codec import Rejection, decode_event
@@ -50,14 +50,15 @@ def decoded_events(paths: Iterable[Path], settings: Settings, received_at: datet
                 decoded = horizon.refusal(decoded, received_at) or decoded
             if isinstance(decoded, Rejection):
                 rejected += 1
-                print(f"{path.name} line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
+                where = f"{path.name} line {number}" if len(paths) > 1 else f"line {number}"
+                print(f"{where}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
             else:
                 events.append(decoded)
     events, unresolved = resolve_offline(events, authority)
     for event in unresolved:
         refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
         print(f"{event.key}: parked: no shipment registers {refs} at {event.occurred_at.isoformat()}", file=sys.stderr)
-    return events, rejected
+    return events, rejected, len(unresolved)
 
 
 def _records(args: argparse.Namespace, settings: Settings) -> list[ShipmentRecord]:
@@ -65,7 +66,7 @@ def _records(args: argparse.Namespace, settings: Settings) -> list[ShipmentRecor
         from connectors.parties import load_parties
         from streams.merge import fold
 
-        events, _ = decoded_events((Path(f) for f in args.files), settings, datetime.now(timezone.utc))
+        events, _, _ = decoded_events([Path(f) for f in args.files], settings, datetime.now(timezone.utc))
         return list(fold(events, load_parties(settings.parties_path).authority()).values())
     from connectors.postgres.store import all_records
 
