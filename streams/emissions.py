@@ -18,7 +18,7 @@ Authority: only the carrier of a leg reports primary data for it; anyone else's 
 Reference data (package data in streams/reference/, see its README.md): the default factors
 (`glec_factors.json`, versioned; every statement names the version and whether it was verified) and node
 coordinates (`unlocode-subset.csv`, rows of the UN/LOCODE code list; MMHUB_UNLOCODE_FILE may name a full copy of
-the same file, read once at import like the liability table). Pure otherwise: no I/O after import.
+the same file (hubconf.settings.unlocode_file), read once at import like the liability table). Pure otherwise: no I/O after import.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib.resources import files
-from pathlib import Path
 from typing import Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
+
+from hubconf.settings import unlocode_file
 
 from schemas.events import BookingPayload, EmissionsEvent, EmissionsPayload, FuelUse, HubEvent, PlannedLeg
 from schemas.record import DistanceBasis, EmissionsRecord, LegEmissions, Rejected
@@ -109,10 +109,10 @@ def _reference(name: str) -> str:
 
 
 FACTORS = FactorTable.model_validate_json(_reference("glec_factors.json"))
-_FULL_COPY = os.environ.get("MMHUB_UNLOCODE_FILE")
+_FULL_COPY = unlocode_file()
 LOCATIONS = (
-    load_locations(Path(_FULL_COPY).read_text(encoding="utf-8"), f"UN/LOCODE code list ({Path(_FULL_COPY).name})")
-    if _FULL_COPY
+    load_locations(_FULL_COPY.read_text(encoding="utf-8"), f"UN/LOCODE code list ({_FULL_COPY.name})")
+    if _FULL_COPY is not None
     else load_locations(_reference("unlocode-subset.csv"), "UN/LOCODE subset of cristan/improved-un-locodes (PDDL)")
 )
 

@@ -204,3 +204,30 @@ def test_every_example_journey_folds_into_a_record_with_an_emissions_part(name: 
         assert [leg.mode for leg in record.emissions.legs] == [leg.mode for leg in record.legs]
         assert all(leg.wtw_kg_co2e and leg.distance_basis == "great_circle" for leg in record.emissions.legs)
         assert record.emissions.wtw_kg_co2e == sum(leg.wtw_kg_co2e or 0 for leg in record.emissions.legs)
+
+
+def test_the_shipper_and_the_mto_see_the_whole_statement_and_a_carrier_only_its_legs_figures() -> None:
+    from pathlib import Path
+
+    from connectors.kafka import read_jsonl
+    from streams.codec import decode_event
+    from streams.merge import fold
+    from streams.sharing import entitlements, view
+
+    from ..builders import AUTHORITY
+
+    journey = Path(__file__).resolve().parents[3] / "examples" / "journey.jsonl"
+    (record,) = fold((decode_event(line) for line in read_jsonl(journey)), AUTHORITY).values()  # type: ignore[misc]
+    parties = entitlements(record)
+    for whole in ("shipper.chengdu-elec", "mto.westcorridor"):
+        statement = view(record, parties[whole]).document["emissions"]
+        assert (
+            statement["wtw_kg_co2e"]
+            and len(statement["legs"]) == 4
+            and all("share" in leg for leg in statement["legs"])
+        )
+    rail = view(record, parties["carrier.cr-rail"]).document["emissions"]
+    assert set(rail) == {"legs"} and [leg["leg"] for leg in rail["legs"]] == [2]  # no totals, no other leg
+    assert rail["legs"][0]["wtw_kg_co2e"] and "share" not in rail["legs"][0]
+    for other in ("consignee.johor-assembly", "insurer.picc"):
+        assert "emissions" not in view(record, parties[other]).document
