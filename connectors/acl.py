@@ -115,7 +115,7 @@ def hub_acls(settings: Settings) -> list[Acl]:
         *_topics("sink", [t.status], Operation.READ),
         Acl("sink", Resource.GROUP, settings.sink_group, Operation.READ),
         *_topics("share", [t.status], Operation.READ),
-        *_topics("share", [t.audit], Operation.WRITE),
+        *_topics("share", [t.audit, t.datasets_performance], Operation.WRITE),  # and `mmhub dataset publish`
         *[
             Acl("share", Resource.TOPIC, t.share_prefix, op, Pattern.PREFIXED)
             for op in (Operation.CREATE, Operation.WRITE, Operation.DESCRIBE)

@@ -214,6 +214,11 @@ def _channels(settings: Settings, payloads: dict[str, dict[str, Any]]) -> dict[s
         ("audit", names.AUDIT,
          "Every share (message, webhook, read) as one link of the audit's hash chain (`mmhub audit verify`).",
          _Message("auditEntry", "One share, chained", "party id", payloads["audit"])),
+        ("datasetsPerformance", names.DATASETS_PERFORMANCE,
+         "The carrier performance data set of each closed month: the cells with at least k shipments and m shippers "
+         "(no noise), as `mmhub dataset publish` releases them, audited like every share. Compacted.",
+         _Message("performanceRelease", "One month's release", "month (YYYY-MM)",
+                  {"type": "object", "description": "streams.datasets.release_document"})),
         ("references", names.REFERENCES,
          "Reference resolution: events naming only carrier references, registrations, settled notices.",
          _Message("referenceMessage", "A request, a registration or a settled notice", reference,

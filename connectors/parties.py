@@ -22,7 +22,7 @@ from schemas.identifiers import PartyId, ShipmentId
 from schemas.invoices import InvoiceIdentifier, InvoiceParty
 from streams.authority import Authority, Operator
 
-Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "customs", "identity_verifier", "bank", "tax_verifier"]
+Role = Literal["shipper", "consignee", "mto", "carrier", "insurer", "customs_broker", "customs", "identity_verifier", "bank", "tax_verifier", "lender"]
 TRADE_ROLES = ("customs", "customs_broker", "identity_verifier", "bank")
 BEARER = "Bearer "
 

@@ -57,6 +57,13 @@ class KafkaCredentialsMissing(RuntimeError):
     """No password for the principal: say where one is looked for."""
 
 
+def unlocode_file() -> Path | None:
+    """A full copy of the UN/LOCODE code list (code-list-improved.csv) for streams.emissions, if
+    MMHUB_UNLOCODE_FILE names one; otherwise the emissions use the subset vendored in streams/reference/."""
+    named = os.environ.get("MMHUB_UNLOCODE_FILE")
+    return Path(named) if named else None
+
+
 def secrets_dir(home: Path) -> Path:
     """Where infra/dev.sh writes the local stack's generated passwords, one `<principal>.password` each."""
     return home / "run" / "kafka-secrets"

@@ -25,6 +25,9 @@ SHARE_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 *
 # A party's consumer groups start with `<ns>.party.<party>:` (':' is not in a party id, so the prefix is exact).
 PARTY_GROUPS = "party"
 AUDIT = "hub.audit"
+# The carrier performance data set's monthly release (the k/m cells of a closed month), keyed by month (YYYY-MM);
+# compacted, so it holds the latest release of each month (`mmhub dataset publish`).
+DATASETS_PERFORMANCE = "hub.datasets.performance"
 # Reference resolution: keyed by carrier reference ("container:MSKU9070323"), so the reference book and the events
 # waiting on a reference meet on one partition (see streams.references).
 REFERENCES = "hub.references"
@@ -96,6 +99,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     REFERENCES: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
     PARKED: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 1000)},
     AUDIT: {"cleanup.policy": "delete", "retention.ms": str(400 * 24 * 3600 * 1000)},
+    DATASETS_PERFORMANCE: {"cleanup.policy": "compact"},
     # a raw payload may be a whole EDI interchange or a batch of events (up to 4 MiB, see connectors.kafka)
     **{
         raw_topic(name): {
@@ -149,6 +153,10 @@ class Topics:
     @property
     def audit(self) -> str:
         return self.name(AUDIT)
+
+    @property
+    def datasets_performance(self) -> str:
+        return self.name(DATASETS_PERFORMANCE)
 
     def share(self, audience: str, party: str) -> str:
         """The topic of one party's views as `audience` (the party id is a valid topic name part: schemas.PartyId)."""

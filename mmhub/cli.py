@@ -23,6 +23,7 @@ from mmhub.helptext import document
 from mmhub.quarantine import add_commands as add_quarantine_commands
 from mmhub.render import utc
 from mmhub.invoice import add_invoice_commands
+from mmhub.dataset import add_dataset_commands
 from hubconf.topics import RAW_FORMATS
 from schemas.rejection import Rejection
 
@@ -468,34 +469,21 @@ def _ingest_refusals(args: argparse.Namespace, settings: Settings, key: SigningK
 
 
 def _fold(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
+    from mmhub.dataset import decoded_events
     from streams.merge import fold
-    from streams.references import resolve_offline
 
     # The worker's rules: the same party registry (who owns which shipment ids) and the same horizon, with one time
     # of receipt for the whole log (a log of events carries no receipt times; the worker uses each record's).
     authority = load_parties(settings.parties_path).authority()
     received_at = (args.received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    events = []
-    rejected = 0
-    for number, decoded in enumerate(_checked(read_jsonl(Path(args.file)), settings, received_at), start=1):
-        if isinstance(decoded, Rejection):
-            rejected += 1
-            print(f"line {number}: rejected ({decoded.code}): {decoded.reason}", file=sys.stderr)
-        else:
-            events.append(decoded)
-    # Carriers' reference-only events: resolved as the stream resolves them (see streams.references).
-    events, unresolved = resolve_offline(events, authority)
-    for event in unresolved:
-        refs = ", ".join(f"{r.kind}:{r.value}" for r in event.references)
-        print(f"{event.key}: parked: no shipment registers {refs} at {utc(event.occurred_at)}", file=sys.stderr)
+    events, rejected, parked = decoded_events([Path(args.file)], settings, received_at)
     records = fold(events, authority)
     selected = [r for r in records.values() if args.shipment in (None, r.shipment_id)]
     document = [r.model_dump(mode="json") for r in selected]
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     print(
-        f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected, {len(unresolved)} parked",
+        f"folded {len(events)} events into {len(records)} shipment(s); {rejected} rejected, {parked} parked",
         file=sys.stderr,
     )
     return 0 if rejected == 0 or args.allow_rejects else 1
@@ -873,6 +861,7 @@ def parser() -> argparse.ArgumentParser:
     _add_contract_commands(sub)
     add_quarantine_commands(sub)
     add_invoice_commands(sub)
+    add_dataset_commands(sub)
     add_help_command(sub)
     return document(top)
 
@@ -889,6 +878,7 @@ PRINCIPAL_OF = {
     "topics": "admin",
     "demo": "admin",
     "parties": "admin",
+    "dataset": "share",  # `mmhub dataset publish` audits its release and sends it, as the share stage does
     "quarantine": "share",  # a replayed share goes to the party's topic and is audited, as the share stage does
 }
 

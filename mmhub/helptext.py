@@ -13,7 +13,7 @@ from mmhub.entry import EXIT_CODES
 GROUPS = (
     ("a carrier (publishes events and files)", ("keys new", "convert", "ingest", "publish", "dlq", "parked")),
     ("a shipper or a consignee (reads its shipments)", ("shipment get", "fold", "invoice", "grant", "revoke")),
-    ("an insurer (takes claims and shares over Kafka)", ("schema", "asyncapi", "usage")),
+    ("an insurer (takes claims and shares over Kafka)", ("schema", "asyncapi", "usage", "dataset")),
     (
         "an operator (runs the hub)",
         (
@@ -42,6 +42,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys new": ("a carrier; it sends the printed registry entry to the operator", "mmhub keys new --carrier carrier.newco --key-id 2027-01 --out newco.key.json"),
     "carriers add-key": ("the operator, with the entry a carrier sent", "mmhub carriers add-key --carrier carrier.newco --name 'New Co' newco.entry.json"),
     "fold": ("anyone with an event log: a shipper checking a record, a developer", "mmhub fold examples/journey.jsonl --shipment SHP-2026-000042"),
+    "dataset": ("an insurer or a lender through the gateway; the operator here", "mmhub dataset performance --json"),
+    "dataset performance": (
+        "the operator, over logs or the live projection (a party reads it at GET /v1/datasets/performance)",
+        "mmhub dataset performance --month 2026-03 --lane CNQZH-SGSIN --json",
+    ),
+    "dataset publish": ("the operator, once a month is closed", "mmhub dataset publish --month 2026-03"),
     "invoice": (
         "a shipper's accounts payable, or the MTO sending its one invoice",
         "mmhub invoice SHP-2026-000042 --ubl --currency USD > invoice.xml",
@@ -106,6 +112,7 @@ ENV = (
     ("MMHUB_WARM_STATES", "5000", "shipments whose state the worker keeps in memory between batches"),
     ("MMHUB_SESSION_TIMEOUT_S", "10", "how long the group waits for a silent worker before moving its partitions"),
     ("MMHUB_FETCH_MAX_WAIT_MS", "50", "longest the broker holds a fetch when nothing is waiting"),
+    ("MMHUB_UNLOCODE_FILE", "the vendored subset", "a full UN/LOCODE code list (CSV) for the emissions' node coordinates"),
     ("MMHUB_MAX_FUTURE_S", "900", "how far past its receipt an actual event may be dated"),
     ("MMHUB_MAX_PLAN_AHEAD_S", "34560000", "the same for a plan or an estimate (400 days)"),
     ("MMHUB_WEBHOOKS_KEYS_FILE", "dev key under $MMHUB_HOME/run", "keyring that seals webhook secrets"),

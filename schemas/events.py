@@ -46,6 +46,7 @@ Text = Annotated[PlainText, StringConstraints(min_length=1, max_length=500)]
 Remarks = Annotated[MultilineText, StringConstraints(min_length=1, max_length=500)]
 ShortCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=35)]
 LegNumber = Annotated[int, Field(ge=1, le=16)]
+DistanceKm = Annotated[StrictDecimal, Field(gt=0, le=40_000)]
 
 
 def _mode_from_code(value: Any) -> Any:
@@ -176,6 +177,10 @@ class PlannedLeg(Frozen):
     # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
     # the sites' GLNs): they name the shipment from the booking on, before any document event.
     references: Annotated[list[CarrierReference], Field(max_length=50), LeftOutWhenEmpty] = []
+    # For the emissions statement (streams.emissions): the distance the MTO booked the leg for, and the vehicle
+    # type (a key of the mode's GLEC defaults in streams/reference/glec_factors.json).
+    distance_km: Annotated[DistanceKm | None, LeftOutWhenEmpty] = None
+    vehicle_type: Annotated[ShortCode | None, LeftOutWhenEmpty] = None
 
     @model_validator(mode="after")
     def _distinct_ends(self) -> PlannedLeg:
@@ -494,6 +499,40 @@ class PresentationPayload(Frozen):
     documents: Annotated[list[CreditDocument], Field(min_length=1, max_length=10)]
 
 
+class FuelUse(Frozen):
+    """Fuel burnt for this consignment on the leg (already allocated to it by the carrier), of a fuel the factor
+    table names (streams/reference/glec_factors.json `fuels`), in that fuel's unit."""
+
+    fuel: ShortCode
+    quantity: Annotated[NonNegativeDecimal, Field(le=10_000_000)]
+
+
+class EmissionsPayload(Frozen):
+    """A leg carrier's primary data for its leg (ISO 14083): the distance it ran, its vehicle type, and either its
+    own emission intensity (g CO2e per tonne-km, well-to-wheel and tank-to-wheel) or the fuel it burnt. Only the
+    carrier of that leg may report it (streams.emissions checks it)."""
+
+    leg: LegNumber
+    distance_km: DistanceKm | None = None
+    vehicle_type: ShortCode | None = None
+    intensity_wtw_g_per_tkm: Annotated[NonNegativeDecimal, Field(le=100_000)] | None = None
+    intensity_ttw_g_per_tkm: Annotated[NonNegativeDecimal, Field(le=100_000)] | None = None
+    fuel: FuelUse | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> EmissionsPayload:
+        intensities = (self.intensity_wtw_g_per_tkm, self.intensity_ttw_g_per_tkm)
+        if (intensities[0] is None) != (intensities[1] is None):
+            raise ValueError("an intensity gives both well-to-wheel and tank-to-wheel")
+        if intensities[0] is not None and self.fuel is not None:
+            raise ValueError("report either an intensity or the fuel burnt, not both")
+        if intensities[0] is not None and intensities[1] is not None and intensities[1] > intensities[0]:
+            raise ValueError("tank-to-wheel cannot exceed well-to-wheel")
+        if self.distance_km is None and self.vehicle_type is None and intensities[0] is None and self.fuel is None:
+            raise ValueError("an emissions report carries a distance, a vehicle type, an intensity or fuel")
+        return self
+
+
 class Envelope(Frozen):
     """What every event carries. Identity is (source, event_id); a later `revised_at` replaces a copy."""
 
@@ -606,6 +645,11 @@ class PresentationEvent(Envelope):
 TRADE_EVENTS = (CustomsEvent, IdentityEvent, CreditTermsEvent, CommercialInvoiceEvent, PresentationEvent)
 
 
+class EmissionsEvent(Envelope):
+    event_type: Literal["emissions"]
+    payload: EmissionsPayload
+
+
 HubEvent = Annotated[
     Union[
         BookingEvent,
@@ -625,6 +669,7 @@ HubEvent = Annotated[
         PresentationEvent,
         CarrierInvoiceEvent,
         InvoiceVerificationEvent,
+        EmissionsEvent,
     ],
     Field(discriminator="event_type"),
 ]

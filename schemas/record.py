@@ -392,6 +392,46 @@ class LetterOfCreditRecord(Frozen):
     terms: CreditTermsPayload
     terms_set_by: EventKey
     presentation: Presentation | None
+DataQuality = Literal["primary", "default"]
+DistanceBasis = Literal["carrier_reported", "booked", "great_circle"]
+
+
+class LegEmissions(Frozen):
+    """One leg's emissions (ISO 14083:2023, GLEC Framework). Without a figure (`wtw_kg_co2e` None) `missing` says
+    why: never a guess. Quantities are kg CO2e, km, tonnes and g CO2e per tonne-km."""
+
+    leg: int
+    mode: ModeCode
+    carrier: PartyId
+    origin: UnLocode
+    destination: UnLocode
+    distance_km: Decimal | None
+    distance_basis: DistanceBasis | None
+    cargo_tonnes: Decimal
+    tonne_km: Decimal | None
+    vehicle_type: str | None
+    intensity_wtw_g_per_tkm: Decimal | None
+    intensity_ttw_g_per_tkm: Decimal | None
+    wtw_kg_co2e: Decimal | None
+    ttw_kg_co2e: Decimal | None
+    share: Decimal | None  # of the journey's well-to-wheel total, among the legs with a figure
+    data_quality: DataQuality | None
+    factor_source: str | None
+    set_by: list[EventKey]
+    missing: str | None
+
+
+class EmissionsRecord(Frozen):
+    """The journey's emissions statement: every leg, and the totals over the legs that have a figure."""
+
+    methodology: str
+    factors_version: str
+    factors_verified: bool  # the default factors were checked against the published GLEC tables
+    locations_source: str
+    legs: list[LegEmissions]
+    wtw_kg_co2e: Decimal
+    ttw_kg_co2e: Decimal
+    complete: bool  # every leg has a figure
 
 
 class ShipmentRecord(Frozen):
@@ -431,3 +471,4 @@ class ShipmentRecord(Frozen):
     letter_of_credit: LetterOfCreditRecord | None = None
     release: ReleaseRecord | None = None
     carrier_invoices: Annotated[list[CarrierInvoiceRecord], LeftOutWhenEmpty] = []
+    emissions: EmissionsRecord | None = None

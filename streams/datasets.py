@@ -13,6 +13,8 @@ departure, else its actual one). Each leg of each record counts in exactly one c
   damage_rate, loss_rate, claim_rate   legs with a claim of that kind on them (loss counts presumed loss and
                     shortage too), and with any claim
   avg_claim_sdr     mean liability of the leg's claims in SDR (the limit computed for the affected weight)
+  co2e_wtw_g_per_tkm  well-to-wheel g CO2e per tonne-km over the legs with an emissions figure (the record's
+                    `emissions` part): total kg CO2e x 1000 / total tonne-km, so shippers can compare routes
 
 Protection (the policy's `datasets` part, see DatasetPolicy):
   - k/m: a cell is released only with at least k shipments and m distinct shippers; otherwise it is left out
@@ -52,7 +54,7 @@ from schemas.record import LegRecord, ShipmentRecord
 LOSS_KINDS = frozenset({"loss", "presumed_loss", "shortage"})
 RATES = ("on_time_planned", "on_time_promised", "discrepancy_rate", "damage_rate", "loss_rate", "claim_rate")
 COUNTS = ("shipments", "legs")
-FIGURES = COUNTS + RATES + ("transit_h_p50", "transit_h_p90", "dwell_h_p50", "avg_claim_sdr")
+FIGURES = COUNTS + RATES + ("transit_h_p50", "transit_h_p90", "dwell_h_p50", "avg_claim_sdr", "co2e_wtw_g_per_tkm")
 # each rate as (numerator, denominator) of the cell's counts
 RATE_PARTS = {
     "on_time_planned": ("on_time_planned_n", "on_time_planned_of"),
@@ -114,6 +116,8 @@ class _Tally:
     loss: int = 0
     claimed: int = 0
     claim_sdr: list[Decimal] = field(default_factory=list)
+    co2e_kg: Decimal = Decimal(0)
+    tonne_km: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,10 @@ def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[C
             tally.loss += any(c.kind in LOSS_KINDS for c in claims)
             tally.claimed += bool(claims)
             tally.claim_sdr += [c.liability.sdr for c in claims if c.liability is not None]
+            emitted = record.emissions.legs[leg.sequence - 1] if record.emissions is not None else None
+            if emitted is not None and emitted.wtw_kg_co2e is not None and emitted.tonne_km:
+                tally.co2e_kg += emitted.wtw_kg_co2e
+                tally.tonne_km += emitted.tonne_km
     out = {}
     for key, t in tallies.items():
         figures: dict[str, float | None] = {
@@ -212,6 +220,7 @@ def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[C
             "loss_rate": t.loss / t.legs,
             "claim_rate": t.claimed / t.legs,
             "avg_claim_sdr": float(sum(t.claim_sdr) / len(t.claim_sdr)) if t.claim_sdr else None,
+            "co2e_wtw_g_per_tkm": float(t.co2e_kg * 1000 / t.tonne_km) if t.tonne_km else None,
         }
         counts = {
             "shipments": len(t.shipments),
@@ -270,7 +279,9 @@ def release(
     """
     published = dict(previous or {})
     if own_carrier is not None:
-        mine = [Released(key, cell.figures, False) for key, cell in sorted(computed.items()) if key.carrier == own_carrier]
+        mine = [
+            Released(key, cell.figures, False) for key, cell in sorted(computed.items()) if key.carrier == own_carrier
+        ]
         return Release(mine, 0, 0.0, published)
     if noise is not None:
         unbounded = [key for key, cell in computed.items() if cell.bound != policy.max_cells_per_shipment]
@@ -382,3 +393,52 @@ def risk_view(records: Iterable[ShipmentRecord], policy: DatasetPolicy) -> list[
             interval = (0.0, math.inf)
         out.append(Risk(group[0], group[1], n, c, c / n, wilson(c, n), severity, interval))
     return out
+
+
+# --- what a release looks like to its reader -------------------------------------------------------------------
+
+
+def select(computed: Mapping[CellKey, Cell], month: str | None = None, lane: str | None = None) -> dict[CellKey, Cell]:
+    """The cells of one month and/or one lane (`ORIGIN-DESTINATION`): a selection of cells, never a margin."""
+    return {
+        key: cell
+        for key, cell in computed.items()
+        if (month is None or key.month == month) and (lane is None or key.lane == lane)
+    }
+
+
+def release_document(
+    released: Release,
+    policy: DatasetPolicy,
+    purpose: str,
+    month: str | None,
+    lane: str | None,
+    *,
+    noisy: bool,
+    k: int | None = None,
+) -> dict[str, object]:
+    """A release as JSON: the rule it was cut with, its cells (key and figures) and how many cells it left out."""
+    return {
+        "dataset": "performance",
+        "purpose": purpose,
+        "month": month,
+        "lane": lane,
+        "k": max(policy.k, k or 0) if purpose != "own_figures" else 1,
+        "m": policy.m if purpose != "own_figures" else 1,
+        "noise": noisy,
+        "epsilon_spent": released.epsilon,
+        "suppressed": released.suppressed,
+        "cells": [
+            {
+                "lane": r.key.lane,
+                "origin": r.key.origin,
+                "destination": r.key.destination,
+                "mode": r.key.mode,
+                "carrier": r.key.carrier,
+                "month": r.key.month,
+                "stale": r.stale,
+                "figures": dict(r.figures),
+            }
+            for r in released.cells
+        ],
+    }

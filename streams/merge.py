@@ -62,6 +62,7 @@ from streams.copies import Copy, fingerprint as fingerprint  # re-exported: test
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.invoices import carrier_invoices
+from streams.emissions import journey_emissions
 from streams.ledger import settle
 from streams.trade import with_trade_parts
 
@@ -313,6 +314,8 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         settlement = settle(
             state.shipment_id, plan, [copy for key in money for copy in state.history(key)], invoices.held_legs
         )
+    emissions, refused_reports = journey_emissions(plan, live)
+    rejected += refused_reports
     return with_trade_parts(ShipmentRecord.built(
         shipment_id=state.shipment_id,
         version=state.version,
@@ -345,6 +348,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         awaiting_placement=sorted(unplaced + unplaced_handovers),
         updated_at=updated_at,
         carrier_invoices=invoices.records,
+        emissions=emissions,
     ), live, authority)
 
 

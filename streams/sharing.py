@@ -25,6 +25,7 @@ from pydantic import Field
 
 from schemas.base import Frozen, UtcDatetime
 from schemas.identifiers import PartyId, ShipmentId
+from streams.datasets import DatasetPolicy
 from schemas.record import ShipmentRecord
 from hubconf.topics import SHARE_AUDIENCES
 
@@ -38,6 +39,24 @@ class RelationPolicy(Frozen):
     scope: Literal["own_legs"] | None = None
 
 
+DatasetPurpose = Literal["underwriting", "lending", "own_figures"]
+
+
+class DatasetRules(Frozen):
+    """The policy's `datasets` part: the k/m rule, the privacy budget and who reads which release."""
+
+    about: str
+    k: int
+    m: int
+    epsilon_budget: float
+    epsilon_per_release: float
+    max_cells_per_shipment: int
+    readers: dict[str, DatasetPurpose]
+
+    def policy(self) -> DatasetPolicy:
+        return DatasetPolicy(self.k, self.m, self.epsilon_budget, self.epsilon_per_release, self.max_cells_per_shipment)
+
+
 class Policy(Frozen):
     version: str
     about: str
@@ -45,6 +64,7 @@ class Policy(Frozen):
     default_grade: Grade
     fields: dict[str, Grade]
     relations: dict[RelationName, RelationPolicy]
+    datasets: DatasetRules
     outbound: dict[str, Grade]
 
     def grade(self, path: str) -> Grade:
@@ -337,6 +357,7 @@ _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     "handovers": lambda item, lens: item["from_leg"] in (lens.legs or ()) or item["to_leg"] in (lens.legs or ()),
     "custody": _own_leg("leg"),
     "discrepancies": _own_leg("leg"),
+    "emissions.legs": _own_leg("leg"),
     "settlement.payouts": lambda item, lens: item["carrier"] == lens.carrier,
     "carrier_invoices": lambda item, lens: item["carrier"] == lens.carrier,
 }

@@ -35,6 +35,7 @@ from connectors.gateway.intake import (
     results,
     unauthenticated_letter,
 )
+from connectors.gateway.datasets import DatasetReader
 from connectors.gateway.guards import (
     BodyRefused,
     RateLimiter,
@@ -229,6 +230,7 @@ def create_gateway(
     webhooks: Subscriptions | None = None,
     parties: PartyRegistry | None = None,
     limits: RateLimits = RateLimits(),
+    datasets: DatasetReader | None = None,
 ) -> web.Application:
     """The aiohttp application. Starting and stopping `publisher` and `receipts` is the caller's business.
     With a `reader`, parties can also read shipments, follow them live and delegate (connectors.gateway.reader),
@@ -243,6 +245,8 @@ def create_gateway(
     if reader is not None:
         reader.add_routes(app)
         TrackingPage().add_routes(app)  # the page reads the reader routes in the browser
+    if datasets is not None:
+        datasets.add_routes(app)  # GET /v1/datasets/performance (connectors.gateway.datasets)
     if webhooks is not None:
         if parties is None:
             raise ValueError("the webhook subscription routes need the party registry")

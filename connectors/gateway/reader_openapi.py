@@ -63,7 +63,9 @@ READER_SCHEMAS: dict[str, Any] = {
             "grades": {"type": "array", "items": {"enum": list(POLICY.grades)}},
             "legs": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "null: the whole journey"},
             "via_grants": {
-                "type": "array", "items": {"type": "string"}, "description": "for a delegate: the grant chain"
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "for a delegate: the grant chain",
             },
             "lenses": {
                 "type": "array",
@@ -94,7 +96,15 @@ READER_SCHEMAS: dict[str, Any] = {
     "Grant": {
         "type": "object",
         "required": [
-            "grant_id", "shipment_id", "grantor", "grantee", "grades", "granted_at", "expires_at", "revoked_at", "state"
+            "grant_id",
+            "shipment_id",
+            "grantor",
+            "grantee",
+            "grades",
+            "granted_at",
+            "expires_at",
+            "revoked_at",
+            "state",
         ],
         "properties": {
             "grant_id": {"type": "string", "format": "uuid"},
@@ -118,7 +128,9 @@ READER_SCHEMAS: dict[str, Any] = {
             "shipment_id": {"type": "string"},
             "you": _ref("Access"),
             "grants": {
-                "type": "array", "items": _ref("Grant"), "description": "those you made or received (all for the MTO)"
+                "type": "array",
+                "items": _ref("Grant"),
+                "description": "those you made or received (all for the MTO)",
             },
         },
     },
@@ -155,6 +167,35 @@ READER_SCHEMAS: dict[str, Any] = {
 }
 
 READER_PATHS: dict[str, Any] = {
+    "/v1/datasets/performance": {
+        "get": {
+            "operationId": "getPerformanceDataset",
+            "summary": "The carrier performance data set (per lane, mode, carrier and month)",
+            "description": "By your registry role (the sharing policy's `datasets.readers`): an insurer reads for "
+            "underwriting (cells with at least k shipments and m shippers, Laplace noise, and the lane/carrier risk "
+            "view), a lender for lending (the same cells with noise), a carrier its own cells unaggregated. A noisy "
+            "release debits epsilon from your privacy budget (`epsilon` in the answer); one that repeats earlier "
+            "figures costs nothing. Every read is audited (share_audit and hub.audit, shipment id "
+            "`dataset:performance`) and metered (`mmhub usage`).",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "month",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                },
+                {"name": "lane", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _json("the release", {"type": "object"}),
+                "400": _error("a month or lane that is not well formed"),
+                "401": _UNAUTHENTICATED,
+                "403": _error("your role reads no data set, or your privacy budget cannot pay for this release"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
     "/v1/shipments/{shipment_id}": {
         "get": {
             "operationId": "getShipment",
@@ -207,7 +248,8 @@ READER_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {
-                    "description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}
+                    "description": "an event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
                 "401": _UNAUTHENTICATED,
                 "404": _NOT_FOUND,
@@ -339,8 +381,10 @@ SUBSCRIPTION_PATHS: dict[str, Any] = {
                 "401": _UNAUTHENTICATED,
                 "408": _error("the body did not arrive in time"),
                 "413": _error("a body larger than 16 KiB"),
-                "422": _error("invalid_subscription: not a valid request, a URL the hub will not POST to, or an "
-                              "expiry in the past"),
+                "422": _error(
+                    "invalid_subscription: not a valid request, a URL the hub will not POST to, or an "
+                    "expiry in the past"
+                ),
                 "503": _UNAVAILABLE,
             },
         },

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from connectors.carriers import CarrierRegistry
 from connectors.gateway.app import create_gateway, utc_now
+from connectors.gateway.datasets import DatasetReader, DatasetStore
 from connectors.gateway.guards import runner as gateway_runner
 from connectors.gateway.publisher import KafkaPublisher
 from connectors.gateway.reader import Reader
@@ -36,24 +37,40 @@ async def run_gateway(
         receipts = await PostgresReceipts.open(settings)
         try:
             store = await PostgresReaderStore.open(settings)
+            dataset_store = await DatasetStore.open(settings)
             webhooks = await WebhookStore.open(settings, config_from_env(), application_name="mmhub-gateway-webhooks")
             try:
                 await webhooks.run(webhooks.seal)  # stops here, with KeyProblem, on a keyring that does not fit
                 reader = Reader(settings, parties, store, store, store, publisher, utc_now)
-                app = create_gateway(settings, registry, publisher, receipts, reader=reader, webhooks=webhooks, parties=parties)
+                datasets = DatasetReader(settings, parties, dataset_store, publisher, utc_now)
+                app = create_gateway(
+                    settings,
+                    registry,
+                    publisher,
+                    receipts,
+                    reader=reader,
+                    webhooks=webhooks,
+                    parties=parties,
+                    datasets=datasets,
+                )
                 runner = gateway_runner(app)
                 await runner.setup()
                 try:
                     await web.TCPSite(runner, host, port).start()
                     log.info(
                         "gateway listening on http://%s:%d (%d carriers, %d reader parties registered; OpenAPI at"
-                        " /openapi.json)", host, port, len(registry.carriers), len(parties.parties),
+                        " /openapi.json)",
+                        host,
+                        port,
+                        len(registry.carriers),
+                        len(parties.parties),
                     )
                     await stop.wait()
                 finally:
                     await runner.cleanup()  # ends the live views first (Reader's on_shutdown), then the requests
             finally:
                 await webhooks.close()
+                await dataset_store.close()
                 await store.close()
         finally:
             await receipts.close()

@@ -12,6 +12,7 @@ import orjson
 
 from connectors.postgres.db import connect
 from hubconf.settings import Settings
+from schemas.record import ShipmentRecord
 
 
 async def fetch_record(settings: Settings, shipment_id: str) -> dict[str, Any] | None:
@@ -58,3 +59,13 @@ async def projected_versions(settings: Settings) -> dict[str, int]:
     finally:
         await conn.close()
     return {row["shipment_id"]: row["version"] for row in rows}
+
+
+async def all_records(settings: Settings) -> list[ShipmentRecord]:
+    """Every shipment's latest projected record (the live projection the data sets are computed from)."""
+    conn = await connect(settings, "mmhub-pg-store")
+    try:
+        rows = await conn.fetch("SELECT record FROM shipments ORDER BY shipment_id")
+    finally:
+        await conn.close()
+    return [ShipmentRecord.model_validate_json(row["record"]) for row in rows]

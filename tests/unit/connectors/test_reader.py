@@ -244,7 +244,9 @@ async def test_the_shipper_reads_its_view_without_carrier_charges_or_margin(hub:
     assert document["settlement"]["invoices"] and "payouts" not in document["settlement"]
     assert all("carrier_charges" not in i and "margin" not in i for i in document["settlement"]["invoices"])
     assert all("charges" not in leg for leg in document["legs"]) and "journey_charges" not in document
-    assert grades_in(document) <= {"public", "operational", "billing", "cover", "personal", "customs", "trade_finance"}
+    assert grades_in(document) <= {
+        "public", "operational", "billing", "cover", "personal", "customs", "trade_finance", "emissions", "footprint"
+    }
 
 
 async def test_a_carrier_reads_only_its_own_leg(hub: Hub) -> None:

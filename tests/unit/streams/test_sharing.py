@@ -65,6 +65,7 @@ def _assert_only_allowed(record: ShipmentRecord, who: Entitlement) -> None:
         assert all(c["leg"] in who.legs for c in document.get("custody", []))
         assert all(p["carrier"] == who.party for p in document.get("settlement", {}).get("payouts", []))
         assert all(i["carrier"] == who.party for i in document.get("carrier_invoices", []))
+        assert all(leg["leg"] in who.legs for leg in document.get("emissions", {}).get("legs", []))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
