@@ -359,41 +359,34 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def risk_view(records: Iterable[ShipmentRecord], policy: DatasetPolicy) -> list[Risk]:
-    """Lane and carrier risk over every month, released under the same k/m rule as the cells."""
-    legs: dict[tuple[str, str], int] = defaultdict(int)
-    shipments: dict[tuple[str, str], set[str]] = defaultdict(set)
-    shippers: dict[tuple[str, str], set[str]] = defaultdict(set)
-    claims: dict[tuple[str, str], list[float]] = defaultdict(list)
-    claimed: dict[tuple[str, str], int] = defaultdict(int)
-    for record in records:
-        if record.booking is None:
-            continue
-        for leg in record.legs:
-            group = (f"{leg.origin}-{leg.destination}", leg.carrier)
-            legs[group] += 1
-            shipments[group].add(record.shipment_id)
-            shippers[group].add(record.booking.shipper.party_id)
-            on_leg = [c for c in record.claims if c.leg == leg.sequence]
-            claimed[group] += bool(on_leg)
-            claims[group] += [float(c.liability.sdr) for c in on_leg if c.liability is not None]
+def risk_view(released: Sequence[Released]) -> list[Risk]:
+    """Lane and carrier risk over every month, computed from a release's own cells only (post-processing: it tells
+    a reader nothing the cells it was given do not, so it is as safe as they are against differencing, and as noisy
+    as they are under noise). Frequency: claimed legs per leg, with a Wilson interval. Severity: the legs-weighted
+    mean of the cells' average claim liability in SDR, where the release carries it (not in a noisy release: a mean
+    of unbounded amounts has no bounded sensitivity), with a normal interval over those cells."""
+    groups: dict[tuple[str, str], list[Released]] = defaultdict(list)
+    for cell in released:
+        groups[(cell.key.lane, cell.key.carrier)].append(cell)
     out = []
-    for group in sorted(legs):
-        if len(shipments[group]) < policy.k or len(shippers[group]) < policy.m:
+    for (lane, carrier), members in sorted(groups.items()):
+        legs = int(sum(c.figures.get("legs") or 0 for c in members))
+        if legs <= 0:
             continue
-        n, c = legs[group], claimed[group]
-        amounts = claims[group]
-        severity = sum(amounts) / len(amounts) if amounts else None
-        interval = None
-        if len(amounts) > 1 and severity is not None:
-            sd = math.sqrt(sum((a - severity) ** 2 for a in amounts) / (len(amounts) - 1))
-            half = Z95 * sd / math.sqrt(len(amounts))
-            interval = (max(0.0, severity - half), severity + half)
-        elif severity is not None:
-            interval = (0.0, math.inf)
-        out.append(Risk(group[0], group[1], n, c, c / n, wilson(c, n), severity, interval))
+        claimed = int(round(sum((c.figures.get("claim_rate") or 0) * (c.figures.get("legs") or 0) for c in members)))
+        claimed = min(claimed, legs)
+        amounts = [(c.figures["avg_claim_sdr"], c.figures.get("legs") or 0) for c in members if c.figures.get("avg_claim_sdr") is not None]
+        severity = interval = None
+        if amounts:
+            weight = sum(w for _, w in amounts) or 1.0
+            severity = sum(float(a or 0) * w for a, w in amounts) / weight
+            if len(amounts) > 1:
+                values = [float(a or 0) for a, _ in amounts]
+                sd = math.sqrt(sum((v - severity) ** 2 for v in values) / (len(values) - 1))
+                half = Z95 * sd / math.sqrt(len(values))
+                interval = (max(0.0, severity - half), severity + half)
+        out.append(Risk(lane, carrier, legs, claimed, claimed / legs, wilson(claimed, legs), severity, interval))
     return out
-
 
 # --- what a release looks like to its reader -------------------------------------------------------------------
 

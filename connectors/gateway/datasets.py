@@ -218,5 +218,5 @@ class DatasetReader:
             "remaining": max(0.0, rules.epsilon_budget - spent),
         }
         if purpose == "underwriting":
-            document["risk"] = [asdict(r) for r in risk_view(records, policy)]
+            document["risk"] = [asdict(r) for r in risk_view(out.cells)]
         return _json(document)

@@ -194,8 +194,18 @@ def test_wilson_interval_known_values() -> None:
     assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
 
 
-def test_risk_view_per_lane_and_carrier() -> None:
-    view = risk_view(records(), DatasetPolicy(k=10, m=3))
+def test_risk_view_per_lane_and_carrier_comes_from_the_released_cells_only() -> None:
+    policy = DatasetPolicy(k=10, m=3)
+    first = release(cells(records()), policy)
+    view = risk_view(first.cells)
+    # differencing: one more shipment in a released cell does not move the view while the cell stays sticky
+    newcomers = list(_fold(performance_log(300, seed=4, first=10_000)).values())
+    target = first.cells[0].key
+    victim = next(r for r in newcomers if any(_key(leg) == target for leg in r.legs))
+    again = release(cells([*records(), victim]), policy, first.published)
+    assert [r for r in risk_view(again.cells) if r.lane == target.lane and r.carrier == target.carrier] == [
+        r for r in view if r.lane == target.lane and r.carrier == target.carrier
+    ]
     assert view
     for risk in view:
         assert risk.frequency_ci[0] <= risk.frequency <= risk.frequency_ci[1]
