@@ -958,8 +958,12 @@ def _observability(args: argparse.Namespace) -> None:
     from runtime.metrics import DEFAULT_PORTS, port_for, serve
 
     setup_logging(getattr(args, "loglevel", "warning"))
-    one_shot = args.command == "webhooks" and args.webhooks_command != "run"
-    if args.command in DEFAULT_PORTS and not one_shot:
+    one_shot = args.command not in DEFAULT_PORTS or (args.command == "webhooks" and args.webhooks_command != "run")
+    if one_shot:
+        # a one-shot command's failures end in one line (mmhub.entry): aiokafka's own log of each failed connection
+        # would repeat it, so its records stop at its NullHandler
+        logging.getLogger("aiokafka").propagate = False
+    if not one_shot:
         port = port_for(args.command)
         try:
             serve(port)

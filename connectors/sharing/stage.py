@@ -172,8 +172,8 @@ async def run_share(
     producer = AIOKafkaProducer(
         **settings.kafka_client(), client_id=share_group(settings), acks="all", enable_idempotence=True, linger_ms=5
     )
-    await producer.start()
     try:
+        await producer.start()  # inside the try: a broker that cannot be reached still closes the producer
         sharing = Sharing(settings, producer)
         await run_stored_offsets(settings, stage(settings, sharing), stop or asyncio.Event(), on_batch, max_records)
     finally:
@@ -250,8 +250,8 @@ async def replay(conn: asyncpg.Connection, settings: Settings, record: Record) -
     """Share one quarantined status message (in the caller's transaction; stored offsets untouched): plan, deliver,
     audit. None once shared (its audit rows reach hub.audit with the stage's next flush), else why it is refused."""
     producer = AIOKafkaProducer(**settings.kafka_client(acks="all", enable_idempotence=True))
-    await producer.start()
     try:
+        await producer.start()
         return await write_one(conn, Sharing(settings, producer).write, record)
     finally:
         await producer.stop()
