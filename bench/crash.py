@@ -57,6 +57,7 @@ from bench.pipeline import (
 from bench.workload import Workload, generate, offline_finals
 from connectors.kafka import ensure_topics
 from hubconf.settings import Settings
+from hubconf.topics import DLQ_CODE
 from streams.codec import Rejection, decode_event
 from streams.copies import Copy
 
@@ -75,8 +76,10 @@ class Observed:
     highest: dict[bytes, int] = field(default_factory=dict)
     last: dict[bytes, Any] = field(default_factory=dict)
     applied: Counter[str] = field(default_factory=Counter)  # copy fingerprint -> status messages that carried it
+    carried_by: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)  # fingerprint -> (shipment, version)
     claims: Counter[bytes] = field(default_factory=Counter)
-    dead_letters: int = 0
+    dead_letters: int = 0  # input dead-lettered as it came in (its event never entered a state)
+    refusals: int = 0  # events the record refuses (not_entitled): kept in the state, so also applied
 
     def take_status(self, key: bytes, value: bytes) -> None:
         self.status += 1
@@ -91,6 +94,7 @@ class Observed:
         self.last[key] = document["record"]
         for copy in document.get("applied", []):
             self.applied[copy["fingerprint"]] += 1
+            self.carried_by.setdefault(copy["fingerprint"], []).append((key, version))
 
 
 def input_keys(lines: list[bytes]) -> list[str]:
@@ -134,8 +138,9 @@ def judge(
     missing = distinct - set(observed.applied)
     if twice or len(missing) > observed.dead_letters:
         failed = True
+        example = next(iter(twice), None)
         out.append(f"FAIL events: {len(twice)} carried by more than one status message, {len(missing)} never carried "
-                   f"({observed.dead_letters} dead-lettered)")
+                   f"({observed.dead_letters} dead-lettered); e.g. {example} in {observed.carried_by.get(example or '')}")
     else:
         out.append(f"ok   events: each of {len(observed.applied)} applied events carried once")
     doubled = {k: n for k, n in observed.claims.items() if n > 1}
@@ -150,7 +155,8 @@ def judge(
     if balance != len(sent_keys):
         failed = True
     out.append(f"{'ok  ' if balance == len(sent_keys) else 'FAIL'} input {len(sent_keys)} = applied {applied} + "
-               f"duplicates {duplicates} + dead-lettered {observed.dead_letters} ({balance})")
+               f"duplicates {duplicates} + dead-lettered {observed.dead_letters} ({balance}); of the applied, "
+               f"{observed.refusals} refused by the record (dead-lettered not_entitled, kept in the state)")
     return Verdict(out, failed)
 
 
@@ -196,6 +202,8 @@ async def observe(settings: Settings, observed: Observed, finals: dict[bytes, in
                         observed.take_status(record.key, record.value)
                     elif tp.topic == names.claims:
                         observed.claims[record.value] += 1
+                    elif dict(record.headers or []).get(DLQ_CODE) == b"not_entitled":
+                        observed.refusals += 1
                     else:
                         observed.dead_letters += 1
             complete = all(observed.highest.get(key, 0) >= version for key, version in finals.items())
@@ -219,7 +227,7 @@ async def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
     prefix, temp = new_run("crash", "crash")
     settings = replace(base, namespace=prefix, data_dir=temp / "data")
-    workload: Workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed)
+    workload: Workload = generate(args.shipments, args.events_per_shipment, args.order, args.seed, args.template)
     finals, expected = offline_finals(workload)
     lines = list(workload.lines)
     keys = list(workload.keys)
@@ -287,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicate-every", type=int, default=20, help="re-send every Nth line once more")
     parser.add_argument("--no-broker-restart", dest="broker_restart", action="store_false")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds after the last kill")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true")
     parser.set_defaults(shipments=300, events_per_shipment=15)
     return asyncio.run(run(parser.parse_args(argv)))
