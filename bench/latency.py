@@ -195,7 +195,9 @@ async def run(args: argparse.Namespace) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     pool = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2, server_settings={"search_path": settings.pg_schema})
     producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=0, client_id="bench-latency")
-    consumer = AIOKafkaConsumer(**settings.kafka_client(), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(**settings.kafka_client(), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20,
+        isolation_level="read_committed",  # only what the worker committed counts
+    )
     failed = True
     watcher: asyncio.Task[None] | None = None
     halt = asyncio.Event()
