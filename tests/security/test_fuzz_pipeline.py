@@ -85,7 +85,7 @@ async def test_junk_text_everywhere_through_gateway_worker_and_sink_kills_no_sta
             for doc in docs:
                 body = as_bytes(doc)
                 status, answer = await post(client, body, http_signature_headers(body, key, "canonical", NOW))
-                assert status in (202, 400), (status, answer)
+                assert status in (202, 400, 422), (status, answer)  # 422: nothing in the body was accepted
                 for result in answer.get("results", []):
                     if result["result"] == "accepted" and result.get("shipment_id") == FUZZED:
                         accepted.append(f"{CARRIER}/{result['event_id']}")
