@@ -191,27 +191,15 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _checked(lines: list[bytes], settings: Settings, received_at: datetime) -> list[HubEvent | Rejection]:
-    """Each line as the hub takes it in: decoded, and refused when dated past its receipt (streams.horizon)."""
-    from streams.codec import decode_event
-    from streams.horizon import Horizon
-
-    horizon = Horizon.of(settings)
-    out: list[HubEvent | Rejection] = []
-    for line in lines:
-        decoded = decode_event(line)
-        out.append(decoded if isinstance(decoded, Rejection) else horizon.refusal(decoded, received_at) or decoded)
-    return out
-
-
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     """Decode every line first, as the worker will: a file with lines the hub would dead-letter is not sent (unless
     --allow-rejects), so a typo is an error here and not a silent dead letter there."""
     from connectors.kafka import publish, read_jsonl, scramble
+    from mmhub.dataset import checked as decode_checked
     from mmhub.entry import REFUSED, probe_kafka
 
     lines = read_jsonl(Path(args.file))
-    checked = _checked(lines, settings, datetime.now(timezone.utc))
+    checked = decode_checked(lines, settings, datetime.now(timezone.utc))
     rejects = [
         {"line": number, "code": result.code, "reason": result.reason}
         for number, result in enumerate(checked, start=1)

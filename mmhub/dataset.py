@@ -27,7 +27,21 @@ import orjson
 
 from hubconf.settings import Settings
 from schemas.events import HubEvent
+from schemas.rejection import Rejection
 from schemas.record import ShipmentRecord
+
+
+def checked(lines: list[bytes], settings: Settings, received_at: datetime) -> list[HubEvent | Rejection]:
+    """Each line as the hub takes it in: decoded, and refused when dated past its receipt (streams.horizon)."""
+    from streams.codec import decode_event
+    from streams.horizon import Horizon
+
+    horizon = Horizon.of(settings)
+    out: list[HubEvent | Rejection] = []
+    for line in lines:
+        decoded = decode_event(line)
+        out.append(decoded if isinstance(decoded, Rejection) else horizon.refusal(decoded, received_at) or decoded)
+    return out
 
 
 def decoded_events(paths: list[Path], settings: Settings, received_at: datetime) -> tuple[list[HubEvent], int, int]:
@@ -35,20 +49,14 @@ def decoded_events(paths: list[Path], settings: Settings, received_at: datetime)
     lines were rejected and how many events stay parked (each reported on stderr). `mmhub fold` reads logs so too."""
     from connectors.kafka import read_jsonl
     from connectors.parties import load_parties
-    from streams.codec import Rejection, decode_event
-    from streams.horizon import Horizon
     from mmhub.render import utc
     from streams.references import resolve_offline
 
     authority = load_parties(settings.parties_path).authority()
-    horizon = Horizon.of(settings)
     events: list[HubEvent] = []
     rejected = 0
     for path in paths:
-        for number, line in enumerate(read_jsonl(path), start=1):
-            decoded = decode_event(line)
-            if not isinstance(decoded, Rejection):
-                decoded = horizon.refusal(decoded, received_at) or decoded
+        for number, decoded in enumerate(checked(read_jsonl(path), settings, received_at), start=1):
             if isinstance(decoded, Rejection):
                 rejected += 1
                 where = f"{path.name} line {number}" if len(paths) > 1 else f"line {number}"
