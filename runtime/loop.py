@@ -195,10 +195,12 @@ class StageRunner:
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Per input partition held: the offsets past what this stage has taken in and committed (its fetch
         position, which steps over transaction markers, against the high watermark)."""
+        # the high watermarks in one go (no await in between, so no rebalance); a partition taken away while its
+        # position is read is left out
+        ends = {tp: end for tp in consumer.assignment() if (end := consumer.highwater(tp)) is not None}
         lags = {}
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            if end is not None:
+        for tp, end in ends.items():
+            if tp in consumer.assignment():
                 lags[(tp.topic, tp.partition)] = max(0, end - await consumer.position(tp))
         metrics.observe_lag(self.stage.group, lags)
 

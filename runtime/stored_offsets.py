@@ -449,9 +449,17 @@ async def run_stored_offsets(
                     refused = await _commit(db, stage, admitted.records, written)
                     _observe(stage, time.monotonic() - started, admitted.records, refused)
                     listener.positions.advance(written)
-                fetched = {(tp.topic, tp.partition): await consumer.position(tp) for tp in consumer.assignment()}
+                # only partitions held now: a rebalance may have taken one since the batch (highwater asserts)
+                fetched = {}
+                for tp in list(consumer.assignment()):
+                    if tp in consumer.assignment():
+                        fetched[(tp.topic, tp.partition)] = await consumer.position(tp)
+                held_now = {(tp.topic, tp.partition) for tp in consumer.assignment()}
                 observe_lag(
-                    stage.group, listener.positions.lags(lambda p: consumer.highwater(TopicPartition(*p)), fetched)
+                    stage.group,
+                    listener.positions.lags(
+                        lambda p: consumer.highwater(TopicPartition(*p)) if p in held_now else None, fetched
+                    ),
                 )
             if admitted.records and on_batch is not None:
                 on_batch(len(admitted.records))
