@@ -92,7 +92,8 @@ class Rejected(Frozen):
 
     `not_entitled`: its source may not say it (a carrier reporting on another carrier's leg); such an event is also
     dead-lettered. `conflict`: it contradicts the events held now (a second issuance, a transfer of a document not
-    yet issued); that may be an arrival-order effect that a later event resolves, so it is only listed here.
+    yet issued, a surrender by a party the chain of holders does not show as the holder); that may be an
+    arrival-order effect that a later event resolves, so it is only listed here.
     """
 
     event: EventKey

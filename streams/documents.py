@@ -5,9 +5,12 @@ Amendment (DCSA eBL 3.0): a document to be amended is surrendered for amendment 
 issuer) or voided, and then issued again under the same number; that issuance is the amended document, in force from
 then on. An issuance while the document is in force is a second issuance and is refused.
 
-Who may say what: the issuance and every status after it are the issuer's word, which the merge checks against the
-registry (only the owning MTO issues and surrenders the through document); a transfer (endorsement) is the issuer's
-or the current holder's, checked here against the chain of holders the issuer's own events started.
+Who may say what: the issuance, a surrender for amendment and a void are the issuer's word, which the merge checks
+against the registry (only the owning MTO says them of the through document: `not_entitled` otherwise). A transfer
+(endorsement) is the issuer's or the current holder's, and a surrender for delivery the current holder's (or the
+issuer's record of one made by that holder), checked here against the chain of holders the events held so far make.
+That chain can still change (a transfer dated earlier may arrive later), so what this module refuses is a `conflict`:
+listed in the record and applied nowhere, but never dead-lettered, whose dead letter would depend on arrival order.
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord
     action = payload.action
     name = f"{document.kind} {document.number}"
 
-    def refused(reason: str, kind: str = "conflict") -> tuple[DocumentRecord, Rejected]:
-        return document, Rejected(event=event.key, reason=reason, kind="not_entitled" if kind == "not_entitled" else "conflict")
+    def refused(reason: str) -> tuple[DocumentRecord, Rejected]:
+        # Always a conflict: each refusal here rests on the document's chain as the events held so far make it (its
+        # status, its holder), and an event still on its way (a transfer dated earlier) may change that chain. An
+        # entitlement refusal (`not_entitled`, dead-lettered) rests on the registry alone (who is the MTO: see
+        # streams.merge), or the dead letter would depend on arrival order. The refused event is applied nowhere.
+        return document, Rejected(event=event.key, reason=reason, kind="conflict")
 
     def amended(step: str, **update: object) -> DocumentRecord:
         record = Amendment(action=step, at=event.occurred_at, set_by=event.key)  # type: ignore[arg-type]
@@ -94,8 +101,7 @@ def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord
         assert payload.holder is not None  # the payload validator requires it for a transfer
         if event.source not in (document.issuer, document.holder):
             return refused(
-                f"only the issuer {document.issuer} or the holder {document.holder} transfers {name}, not {event.source}",
-                "not_entitled",
+                f"only the issuer {document.issuer} or the holder {document.holder} transfers {name}, not {event.source}"
             )
         link = Endorsement(holder=payload.holder, at=event.occurred_at, set_by=event.key)
         return document.model_copy(update={"holder": payload.holder, "endorsements": [*document.endorsements, link]}), None
@@ -103,8 +109,7 @@ def _step(document: DocumentRecord, event: WaybillEvent) -> tuple[DocumentRecord
         return amended("surrendered_for_amendment", status="surrendered_for_amendment"), None
     if not _by_its_holder(event, document):
         return refused(
-            f"only its holder {document.holder} surrenders {name} (or its issuer records it), not {event.source}",
-            "not_entitled",
+            f"only its holder {document.holder} surrenders {name} (or its issuer records it), not {event.source}"
         )
     return document.model_copy(update={"status": "surrendered", "surrendered_by": event.key}), None
 

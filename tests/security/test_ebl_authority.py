@@ -3,7 +3,9 @@
 The through document is the owning MTO's: only it issues it, takes its surrender for amendment, voids it and issues
 its amendment; a surrender for delivery is its current holder's (or the issuer's record of one made to that holder),
 whichever format the message came in and whenever it arrives. A transfer
-(endorsement) is the issuer's or the current holder's. On eeb4899 only the issuance was checked: any signer could
+(endorsement) is the issuer's or the current holder's. A refusal that rests on the registry (the MTO's word) is
+`not_entitled` and dead-lettered; one that rests on the chain of holders is a `conflict` (refused, listed in the
+record, not dead-lettered: a transfer dated earlier may still arrive and change the chain). On eeb4899 only the issuance was checked: any signer could
 surrender the document or hand it to itself."""
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def test_a_carrier_cannot_surrender_the_through_document_for_delivery() -> None:
     attack = hub_event(through("surrendered", source="carrier.sea", event_id="steal", occurred=20))
     result = record(ISSUED + [attack])
     assert result.through_document is not None and result.through_document.status == "issued"
-    assert [(r.event, r.kind) for r in result.rejected] == [("carrier.sea/steal", "not_entitled")]
+    assert [(r.event, r.kind) for r in result.rejected] == [("carrier.sea/steal", "conflict")]
     # a surrender for delivery is its holder's (or its issuer's record of one): the carrier is neither
     assert result.rejected[0].reason.startswith("only its holder ") and result.rejected[0].reason.endswith(
         ", not carrier.sea"
@@ -72,7 +74,7 @@ def test_a_carrier_cannot_surrender_it_through_a_dcsa_ebl_notification() -> None
     attack = dcsa_notification("SURRENDERED_FOR_DELIVERY", source="carrier.sea", ident="x-1", occurred=20)
     result = record(ISSUED + attack)
     assert result.through_document is not None and result.through_document.status == "issued"
-    assert [r.kind for r in result.rejected] == ["not_entitled"]
+    assert [r.kind for r in result.rejected] == ["conflict"]
 
 
 def test_a_carrier_cannot_amend_it_through_dcsa_ebl_notifications() -> None:
@@ -109,4 +111,4 @@ def test_only_the_issuer_or_the_holder_transfers_it() -> None:
     document = result.through_document
     assert document is not None
     assert [e.holder for e in document.endorsements] == ["bank.test", "consignee.test"]
-    assert [(r.event, r.kind) for r in result.rejected] == [("carrier.sea/grab", "not_entitled")]
+    assert [(r.event, r.kind) for r in result.rejected] == [("carrier.sea/grab", "conflict")]

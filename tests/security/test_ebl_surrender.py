@@ -25,4 +25,4 @@ def test_a_carrier_cannot_surrender_the_consignees_ebl() -> None:
     assert record.through_document is not None
     assert record.through_document.surrendered_by == "mto.westcorridor/mtd-1-surrender"
     [refusal] = [r for r in record.rejected if r.event == "carrier.oceanline/mtd-1-grab"]
-    assert refusal.kind == "not_entitled" and "only its holder consignee.johor-assembly surrenders" in refusal.reason
+    assert refusal.kind == "conflict" and "only its holder consignee.johor-assembly surrenders" in refusal.reason
