@@ -238,7 +238,7 @@ async def run(args: argparse.Namespace) -> int:
     say(f"{prefix}: {len(lines)} messages ({len(lines) - workload.events} re-sends) at {args.rate:.0f}/s, "
         f"{args.kills} kills, broker restart {'on' if args.broker_restart else 'off'}")
     await ensure_topics(settings)
-    log = temp / "worker.log"
+    log = temp / "worker-00.log"  # one log per start: a killed worker's lines are kept apart from its successor's
     worker = start_worker(settings, log, "info")
     published = asyncio.Event()
     give_up = asyncio.Event()
@@ -261,7 +261,8 @@ async def run(args: argparse.Namespace) -> int:
                 broker("stop")
                 broker("start")
                 say("broker: started again")
-            worker = start_worker(settings, log, "info", append=True)
+            log = temp / f"worker-{cycle + 1:02d}.log"
+            worker = start_worker(settings, log, "info")
         deadline = time.monotonic() + args.timeout
         while not observer.done() and time.monotonic() < deadline:
             if worker.poll() is not None:

@@ -8,9 +8,11 @@ and produces the outputs. Pure: no I/O.
 
 Replays. An item whose exact copy the state already holds changes nothing. Under at-least-once delivery the stored
 state may be ahead of what reached Kafka (the state was written, the worker died before its outputs were), so a step
-that takes in nothing new sends the current version again (`resend_on_replay=True`): the sink skips versions it has
-and documents have stable ids. Under exactly-once the state and the outputs are committed together, so that re-send
-would only emit a version twice: `resend_on_replay=False`, and a step with nothing new sends nothing.
+that takes in nothing new sends the current version again (`resend_on_replay=True`), and a new version carries the
+replayed copies beside the new ones: the sink skips versions it has and keeps the first row of a copy, and documents
+have stable ids. Under exactly-once the state and the outputs are committed together, so either would only emit a
+version or a copy twice: `resend_on_replay=False`, a step with nothing new sends nothing, and a version carries only
+the copies it took in.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ def merge_step(
     due = deadline(record)
     return StepResult(
         Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record),
-        encode_status(record, new_copies + resent),
+        # under exactly-once a copy that came again was carried by the version that took it in, committed with the
+        # state: carrying it once more would only count it twice downstream
+        encode_status(record, new_copies + resent if resend_on_replay else new_copies),
         documents,
         claims,
         references,
