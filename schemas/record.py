@@ -357,7 +357,8 @@ class ReleaseCondition(Frozen):
 
 class ReleaseRecord(Frozen):
     """The electronic cargo release at destination: issued to the party named for delivery once every condition
-    holds; `blocked` with the conditions that do not."""
+    holds, and issued for good from then on (`conditions` are those it was issued on); `blocked` with the conditions
+    that do not."""
 
     status: Literal["blocked", "issued"]
     release_id: str | None
@@ -365,6 +366,9 @@ class ReleaseRecord(Frozen):
     location: UnLocode
     issued_at: UtcDatetime | None
     conditions: list[ReleaseCondition]
+    # once issued the release stands (the hub's own fact, kept in the shipment's state): a condition that no longer
+    # holds since, e.g. a retracted customs release, is noted here and un-issues nothing
+    since_issued: list[PlainText] = []
 
 
 class CreditDiscrepancy(Frozen):

@@ -50,6 +50,7 @@ from schemas.record import (
     Milestone,
     PolicyRecord,
     Rejected,
+    ReleaseRecord,
     ShipmentRecord,
     Times,
 )
@@ -78,6 +79,9 @@ class ShipmentState:
     copies: Mapping[str, Copy] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
     superseded: Mapping[str, tuple[Copy, ...]] = field(default_factory=dict)
+    # the release the hub issued: its own fact, set by the merge step on the version that first issues it
+    # (streams.release.issue) and never by an event, so it stands whatever is retracted or arrives later
+    release: ReleaseRecord | None = None
 
     @property
     def version(self) -> int:
@@ -113,7 +117,7 @@ def apply(state: ShipmentState, event: HubEvent, incoming: Copy | None = None) -
         # kept sorted by rank, so the state is the same whatever order the copies came in
         losers = tuple(sorted(state.superseded.get(event.key, ()) + (loser,), key=lambda c: c.rank))
         superseded = {**state.superseded, event.key: losers}
-    return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded)
+    return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded, state.release)
 
 
 def apply_all(state: ShipmentState, events: Iterable[HubEvent]) -> ShipmentState:
@@ -221,7 +225,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
-        ), live, authority)
+        ), live, authority, state.release)
 
     plan = booking.payload
     rejected: list[Rejected] = []
@@ -349,7 +353,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         updated_at=updated_at,
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority)
+    ), live, authority, state.release)
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)

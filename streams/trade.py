@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from schemas.events import CommercialInvoiceEvent, CreditTermsEvent, CustomsEvent, HubEvent, IdentityEvent, PresentationEvent
-from schemas.record import ShipmentRecord
+from schemas.record import ReleaseRecord, ShipmentRecord
 from streams.authority import Authority
 from streams.credit import letter_of_credit
 from streams.customs import customs
@@ -15,8 +15,11 @@ from streams.identity import verifications
 from streams.release import release
 
 
-def with_trade_parts(record: ShipmentRecord, live: Sequence[HubEvent], authority: Authority) -> ShipmentRecord:
-    """`record` with its trade parts, and the trade events they refuse added to its refusals."""
+def with_trade_parts(
+    record: ShipmentRecord, live: Sequence[HubEvent], authority: Authority, issued: ReleaseRecord | None = None
+) -> ShipmentRecord:
+    """`record` with its trade parts, and the trade events they refuse added to its refusals; `issued` is the release
+    the hub has issued (the state's own fact), which stands."""
     occurred = {e.key: e.occurred_at for e in live}
     declarations, refused = customs((e for e in live if isinstance(e, CustomsEvent)), authority)
     credit, credit_refused = letter_of_credit(
@@ -31,7 +34,7 @@ def with_trade_parts(record: ShipmentRecord, live: Sequence[HubEvent], authority
     now = max(occurred.values(), default=None)
     verified, identity_refused = verifications(record, (e for e in live if isinstance(e, IdentityEvent)), authority, now)
     record = record.model_copy(update={"verifications": verified})
-    record = record.model_copy(update={"release": release(record, authority.operator(record.shipment_id), occurred)})
+    record = record.model_copy(update={"release": release(record, authority.operator(record.shipment_id), occurred, issued)})
     rejected = refused + credit_refused + identity_refused
     if not rejected:
         return record
