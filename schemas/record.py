@@ -184,8 +184,10 @@ class Payout(Frozen):
     carrier: PartyId
     legs: list[int]
     amount: MoneyTotal
-    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices)
+    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices) or, with the MTO's
+    # require_verified_parties, for the carrier's identity to be verified (streams.identity); `held_reason` says which
     status: Literal["pending", "released", "held"]
+    held_reason: PlainText | None = None
 
 
 class LedgerEntry(Frozen):

@@ -11,7 +11,7 @@ from schemas.record import ReleaseRecord, ShipmentRecord
 from streams.authority import Authority
 from streams.credit import letter_of_credit
 from streams.customs import customs
-from streams.identity import verifications
+from streams.identity import findings, verifications
 from streams.release import release
 
 
@@ -32,8 +32,8 @@ def with_trade_parts(
     )
     record = record.model_copy(update={"customs": declarations, "letter_of_credit": credit})
     now = max(occurred.values(), default=None)
-    verified, identity_refused = verifications(record, (e for e in live if isinstance(e, IdentityEvent)), authority, now)
-    record = record.model_copy(update={"verifications": verified})
+    found, identity_refused = findings((e for e in live if isinstance(e, IdentityEvent)), authority)
+    record = record.model_copy(update={"verifications": verifications(record, found, now)})
     record = record.model_copy(update={"release": release(record, authority.operator(record.shipment_id), occurred, issued)})
     rejected = refused + credit_refused + identity_refused
     if not rejected:
