@@ -150,7 +150,7 @@ def test_a_retracted_customs_release_leaves_the_release_issued_with_a_note_and_m
     assert issued.write is not None and retracted.write is not None and again.write is not None
     after = retracted.write.record.release
     assert after is not None and after.status == "issued" and after.release_id == f"{SHIPMENT}/release"
-    assert after.since_issued == ["customs no longer holds: B10-2604-004611 is under_inspection"]
+    assert after.since_issued == ["customs no longer holds: the import declaration at MYPKG is under_inspection"]
     assert after.model_copy(update={"since_issued": []}) == issued.write.record.release
     assert again.write.record.release == issued.write.record.release  # met again: the same release, nothing sent
     # the fact survives the state's bytes; the events alone (an offline fold) say only what holds now

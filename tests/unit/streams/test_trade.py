@@ -94,7 +94,7 @@ def test_a_hold_blocks_the_release_until_customs_clears_it() -> None:
     assert folded.customs[1].status == "under_inspection" and folded.customs[1].holds[0].cleared_by is None
     assert folded.release is not None and folded.release.status == "blocked" and folded.release.release_id is None
     customs = next(c for c in folded.release.conditions if c.name == "customs")
-    assert not customs.met and "B10-2604-004611 is under_inspection" in customs.reason
+    assert not customs.met and customs.reason == "the import declaration at MYPKG is under_inspection"
 
 
 def test_a_released_declaration_takes_no_later_status() -> None:
