@@ -2,9 +2,11 @@
 
 Starts a worker and the Postgres sink as separate processes (as in production), publishes the journeys
 scrambled with duplicates and a few malformed messages, then the four-format journey (examples/formats/) as its
-carriers send it, signed, on their raw topics and before the booking, waits for the projection with progress, then prints
-each merged record (legs, documents, custody, invoice, payouts, claims), checks it against the offline fold of
-the same files, and shows what reached the settlement, claims and dead-letter topics.
+carriers send it, signed, on their raw topics and before the booking, and the rail carrier's UBL e-invoices
+(connectors/ubl/samples/) with a tax verifier's result; waits for the projection with progress, then prints each merged
+record (legs, documents, custody, invoice, payouts, carrier invoices and their verification, claims, customs, the
+letter of credit's check, the release), checks it against the offline fold of the same files, and shows what reached
+the settlement, claims, release and dead-letter topics.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
+from connectors.carriers import load_signing_key
 from connectors.journeys import offline_records, sends
 from connectors.acl import drop_namespace_acls
 from connectors.kafka import ensure_topics, publish, publish_raw, read_jsonl, scramble, share_topics
@@ -35,8 +38,10 @@ from connectors.postgres.migrate import migrate
 from connectors.parties import load_parties
 from connectors.postgres.store import fetch_record, projected_versions
 from connectors.sharing.audit import table, usage
+from connectors.ubl.parse import parse as parse_ubl
 from hubconf.settings import Settings
 from mmhub.render import summary
+from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
@@ -50,6 +55,12 @@ MALFORMED = [
     b' "payload": {"carrier": "carrier.sc-road", "leg": 1, "charges": [{"code": "FRT", "amount": {"amount": 99.95, "currency": "CNY"}}]}}',
 ]
 WAIT_S = 180.0
+REPO = Path(__file__).resolve().parents[1]
+# The rail carrier's EN 16931 e-invoices for leg 2 of the canonical journey (one matched, one with a wrong tax figure),
+# sent signed on the raw `ubl` topic, and the tax verifier's result for the first (examples/invoices/README.md)
+UBL_SAMPLES = REPO / "connectors" / "ubl" / "samples"
+INVOICE_CHECKS = REPO / "examples" / "invoices" / "verification.jsonl"
+INVOICE_KEY = REPO / "examples" / "keys" / "carrier.cr-rail.2025-01.json"
 
 
 def _say(text: str) -> None:
@@ -174,12 +185,27 @@ async def _show_sharing(settings: Settings, expected: dict[str, ShipmentRecord])
     print()
 
 
+def _e_invoices(shipments: set[str | None]) -> tuple[list[bytes], list[bytes], list[HubEvent]]:
+    """(the UBL documents, the verifier's lines, the events both make) when the journeys played hold their shipment."""
+    key = load_signing_key(INVOICE_KEY)
+    documents = [path.read_bytes() for path in sorted(UBL_SAMPLES.glob("*.xml"))]
+    checks = read_jsonl(INVOICE_CHECKS)
+    events = [e for body in documents for e in parse_ubl(body, key.carrier)] + [decode_event(line) for line in checks]
+    made = [e for e in events if not isinstance(e, Rejection)]
+    if len(made) != len(events):
+        raise ValueError("an example e-invoice does not read: a bug in the examples")
+    if not {e.shipment_id for e in made} <= shipments:
+        return [], [], []
+    return documents, checks, made
+
+
 async def _play(settings: Settings, journeys: list[Path]) -> int:
     lines = [line for journey in journeys for line in read_jsonl(journey)]
     decoded = [decode_event(line) for line in lines]
     events = [e for e in decoded if not isinstance(e, Rejection)]
     authority = load_parties(settings.parties_path).authority()
-    expected = fold(events, authority)
+    invoices, checks, invoiced = _e_invoices({e.shipment_id for e in events})
+    expected = fold(events + invoiced, authority)
     names = ", ".join(journey.name for journey in journeys)
     _say(f"journeys {names}: {len(lines)} events for {len(expected)} shipment(s)")
 
@@ -199,6 +225,15 @@ async def _play(settings: Settings, journeys: list[Path]) -> int:
         _say(
             f"{formats_id}: {item.key.carrier} sent {item.path.name} ({item.format_name}, {len(item.body)} bytes, "
             f"signed with key {item.key.key_id}) -> {settings.topics.raw(item.format_name)}[{partition}]@{offset}"
+        )
+
+    if invoices:
+        key = load_signing_key(INVOICE_KEY)
+        await publish(settings, checks)
+        await publish_raw(settings, "ubl", invoices, key)
+        _say(
+            f"{key.carrier} sent {len(invoices)} EN 16931 UBL e-invoices ({UBL_SAMPLES.relative_to(REPO)}/, signed with key"
+            f" {key.key_id}) -> {settings.topics.raw('ubl')}; the tax verifier's result on the first -> hub events"
         )
 
     deadline = time.monotonic() + WAIT_S

@@ -108,6 +108,7 @@ def summary(record: ShipmentRecord) -> str:
         ),
     ]
     out += _settlement(record)
+    out += _carrier_invoices(record)
     for claim in record.claims:
         where = f"leg {claim.leg}, in the custody of {claim.custody_carrier}" if claim.localised else "not localised"
         out.append(f"  Claim {claim.claim_id}: {claim.kind}, {where}; status {claim.status}")
@@ -166,6 +167,7 @@ def _trade(record: ShipmentRecord) -> list[str]:
         where = f" to {record.release.to} at {record.release.location}, {_when(record.release.issued_at)}"
         out.append(f"  Release: {record.release.status}{where if record.release.status == 'issued' else ''}")
         out += [f"    waiting: {c.name}: {c.reason}" for c in record.release.conditions if not c.met]
+        out += [f"    since issued: {note}" for note in record.release.since_issued]
     return out
 
 
@@ -190,7 +192,20 @@ def _settlement(record: ShipmentRecord) -> list[str]:
         applied = f" -> {payment.applied.amount} {payment.applied.currency} at {payment.rate}" if payment.rate and payment.applied else ""
         out.append(f"    payment {payment.payment_id}: {payment.amount.amount} {payment.amount.currency}{applied} ({payment.status})")
     for payout in settlement.payouts:
-        out.append(f"    payout {payout.carrier} legs {payout.legs}: {payout.amount.amount} {payout.amount.currency} ({payout.status})")
+        held = f": {payout.held_reason}" if payout.held_reason else ""
+        out.append(f"    payout {payout.carrier} legs {payout.legs}: {payout.amount.amount} {payout.amount.currency} ({payout.status}{held})")
+    return out
+
+
+def _carrier_invoices(record: ShipmentRecord) -> list[str]:
+    """Each carrier's e-invoice for its leg: matched against the leg's charges, and the tax verifier's result."""
+    out = []
+    for invoice in record.carrier_invoices:
+        out.append(
+            f"  Carrier invoice {invoice.invoice_number} from {invoice.carrier} (leg {invoice.leg}): net {invoice.net_total.amount}"
+            f" + tax {invoice.tax_total.amount} {invoice.currency}; {invoice.match}, {invoice.verification}"
+        )
+        out += [f"    {m.field}: expected {m.expected}, found {m.found} ({m.reason})" for m in invoice.mismatches]
     return out
 
 

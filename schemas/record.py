@@ -185,8 +185,10 @@ class Payout(Frozen):
     carrier: PartyId
     legs: list[int]
     amount: MoneyTotal
-    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices)
+    # held: paid for, but waiting for the carrier's invoice to be verified (streams.invoices) or, with the MTO's
+    # require_verified_parties, for the carrier's identity to be verified (streams.identity); `held_reason` says which
     status: Literal["pending", "released", "held"]
+    held_reason: PlainText | None = None
 
 
 class LedgerEntry(Frozen):
@@ -358,7 +360,8 @@ class ReleaseCondition(Frozen):
 
 class ReleaseRecord(Frozen):
     """The electronic cargo release at destination: issued to the party named for delivery once every condition
-    holds; `blocked` with the conditions that do not."""
+    holds, and issued for good from then on (`conditions` are those it was issued on); `blocked` with the conditions
+    that do not."""
 
     status: Literal["blocked", "issued"]
     release_id: str | None
@@ -366,6 +369,9 @@ class ReleaseRecord(Frozen):
     location: UnLocode
     issued_at: UtcDatetime | None
     conditions: list[ReleaseCondition]
+    # once issued the release stands (the hub's own fact, kept in the shipment's state): a condition that no longer
+    # holds since, e.g. a retracted customs release, is noted here and un-issues nothing
+    since_issued: list[PlainText] = []
 
 
 class CreditDiscrepancy(Frozen):

@@ -12,7 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.events import HUB_EVENT, HubEvent
-from schemas.record import ShipmentRecord
+from schemas.record import ReleaseRecord, ShipmentRecord
 # Rejection and describe live in schemas.rejection; re-exported here for the callers that import them from the codec.
 from schemas.rejection import Rejection as Rejection, describe as describe
 from streams.copies import Copy
@@ -59,7 +59,9 @@ def encode_state(state: ShipmentState) -> bytes:
     head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen)})
     copies = _copies_json(copy for _, copy in sorted(state.copies.items()))
     superseded = _copies_json(copy for _, losers in sorted(state.superseded.items()) for copy in losers)
-    return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]}"
+    # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
+    issued = b',"release":' + state.release.model_dump_json().encode() if state.release is not None else b""
+    return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]" + issued + b"}"
 
 
 def _copies_json(copies: Iterable[Copy]) -> bytes:
@@ -77,7 +79,9 @@ def decode_state(raw: bytes) -> ShipmentState:
     for item in document["superseded"]:
         copy = _stored_copy(item)
         superseded[copy.event.key] = superseded.get(copy.event.key, ()) + (copy,)  # stored in rank order
-    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded)
+    issued = document.get("release")
+    release = ReleaseRecord.model_validate_json(orjson.dumps(issued)) if issued is not None else None
+    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded, release)
 
 
 def _stored_copy(item: dict[str, Any]) -> Copy:

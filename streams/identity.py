@@ -1,46 +1,81 @@
 """Verified identities of the parties to a shipment (经营主体身份核验).
 
 A party's legal identifiers (USCC, LEI, EORI: their check characters are verified where the event is read,
-schemas.identifiers) count only from a verifier the party registry trusts (role `identity_verifier`). Per party the
-latest finding by event time wins; a verification past its `valid_until` at the record's time (the latest event time,
-so the record stays a pure fold) is `expired`.
+schemas.identifiers) count only from a verifier the party registry trusts (role `identity_verifier`): a party's word
+about itself, or anyone else's, is refused. A party's standing at a time is the latest trusted finding made at or
+before it (event time, then event key), verified only while that time is before its `valid_until`. The record shows
+each party's standing at the record's time (the latest event time, so the record stays a pure fold): a verification
+past its `valid_until` then is `expired`.
+
+With the MTO's `require_verified_parties` option (streams.authority.Operator.require_verified) the merge refuses a
+booking naming a party not verified at the booking's time, holds a payout to a carrier not verified at the record's
+time, and streams.release waits for the parties to the release.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Literal, Mapping, Sequence
 
 from schemas.events import IdentityEvent
 from schemas.record import PartyVerification, Rejected, ShipmentRecord
 from streams.authority import Authority
 from streams.sharing import relations
 
+Standing = Literal["unverified", "verified", "failed", "expired"]
+Findings = Mapping[str, Sequence[IdentityEvent]]  # per party, the trusted findings in event order
 
-def verifications(
-    record: ShipmentRecord, events: Iterable[IdentityEvent], authority: Authority, now: datetime | None
-) -> tuple[list[PartyVerification], list[Rejected]]:
-    """Each party's verification state, and the findings refused because their source is no trusted verifier."""
+
+def findings(events: Iterable[IdentityEvent], authority: Authority) -> tuple[Findings, list[Rejected]]:
+    """Per party, the findings of verifiers the registry trusts, in event order; and the findings refused because
+    their source is no trusted verifier."""
     rejected: list[Rejected] = []
-    latest: dict[str, IdentityEvent] = {}
+    found: dict[str, list[IdentityEvent]] = defaultdict(list)
     for event in events:
         if not authority.has_role(event.source, "identity_verifier"):
             reason = f"{event.source} is not a verifier the registry trusts; it may not verify {event.payload.party_id}"
             rejected.append(Rejected(event=event.key, reason=reason, kind="not_entitled"))
-            continue
-        held = latest.get(event.payload.party_id)
-        if held is None or (event.occurred_at, event.key) > (held.occurred_at, held.key):
-            latest[event.payload.party_id] = event
+        else:
+            found[event.payload.party_id].append(event)
+    for party in found:
+        found[party].sort(key=lambda e: (e.occurred_at, e.key))
+    return found, sorted(rejected, key=lambda r: r.event)
+
+
+def standing(found: Findings, party: str, at: datetime | None) -> tuple[Standing, IdentityEvent | None]:
+    """`party`'s standing at `at` (None: after every finding) and the finding it rests on."""
+    made = [e for e in found.get(party, ()) if at is None or e.occurred_at <= at]
+    if not made:
+        return "unverified", None
+    finding = made[-1]
+    if at is not None and finding.payload.valid_until <= at:
+        return "expired", finding
+    return finding.payload.outcome, finding
+
+
+def unverified(found: Findings, parties: Iterable[str], at: datetime | None) -> list[str]:
+    """Each of `parties` not verified at `at`, as `party (standing)`, sorted."""
+    out = []
+    for party in sorted(set(parties)):
+        state, _ = standing(found, party, at)
+        if state != "verified":
+            out.append(f"{party} ({state})")
+    return out
+
+
+def verifications(record: ShipmentRecord, found: Findings, now: datetime | None) -> list[PartyVerification]:
+    """Each party's verification state at the record's time `now`."""
     out = []
     for party, roles in sorted(relations(record).items()):
-        finding = latest.get(party)
+        state, finding = standing(found, party, now)
         if finding is None:
             out.append(PartyVerification(party_id=party, relations=sorted(roles), state="unverified"))
-            continue
-        payload = finding.payload
-        state = payload.outcome if now is None or payload.valid_until > now else "expired"
-        out.append(PartyVerification(party_id=party, relations=sorted(roles), state=state, finding=payload, set_by=finding.key))
-    return out, sorted(rejected, key=lambda r: r.event)
+        else:
+            out.append(
+                PartyVerification(party_id=party, relations=sorted(roles), state=state, finding=finding.payload, set_by=finding.key)
+            )
+    return out
 
 
 def verified(record_verifications: list[PartyVerification], party: str | None) -> bool:

@@ -479,10 +479,12 @@ def _status(lines: list[BalanceLine]) -> SettlementStatus:
 
 
 def settle(
-    shipment_id: str, booking: BookingPayload, history: Sequence[Copy], held_legs: frozenset[int] = frozenset()
+    shipment_id: str, booking: BookingPayload, history: Sequence[Copy], holds: Mapping[int, str] | None = None
 ) -> SettlementRecord:
     """The shipment's settlement from every copy of its settlement, margin, payment and rate events. A payout for
-    any of `held_legs` is `held` instead of released (their invoices await verification, streams.invoices)."""
+    any leg in `holds` is `held` instead of released, with the legs' reasons (an invoice awaiting verification,
+    streams.invoices; an unverified carrier, streams.identity)."""
+    holds = holds or {}
     accounts = Accounts.of(booking)
     copies = _by_key(history)
     invoice_history = {key: found for key, found in copies.items() if isinstance(found[0].event, InvoiceEvent)}
@@ -535,7 +537,7 @@ def settle(
     for (carrier, currency), amount in sorted(final.payable.items()):
         payout_id = f"PAY-{shipment_id}-{carrier}-{currency}"
         legs = final.payable_legs[(carrier, currency)]
-        held = released and not held_legs.isdisjoint(legs)
+        held = released and not holds.keys().isdisjoint(legs)
         payouts.append(
             Payout.built(
                 payout_id=payout_id,
@@ -543,6 +545,7 @@ def settle(
                 legs=sorted(final.payable_legs[(carrier, currency)]),
                 amount=MoneyTotal.built(amount=amount, currency=currency),
                 status="held" if held else "released" if released else "pending",
+                held_reason="; ".join(dict.fromkeys(holds[leg] for leg in sorted(legs) if leg in holds)) if held else None,
             )
         )
         if released and not held and amount != 0:

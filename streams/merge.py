@@ -30,6 +30,7 @@ from schemas.events import (
     ClaimUpdate,
     HandoverEvent,
     HubEvent,
+    IdentityEvent,
     InsuranceEvent,
     InvoiceVerificationEvent,
     MarginEvent,
@@ -50,6 +51,7 @@ from schemas.record import (
     Milestone,
     PolicyRecord,
     Rejected,
+    ReleaseRecord,
     ShipmentRecord,
     Times,
 )
@@ -63,6 +65,7 @@ from streams.custody import counted_deliveries, custody, discrepancies, handover
 from streams.documents import documents
 from streams.invoices import carrier_invoices
 from streams.emissions import journey_emissions
+from streams.identity import Findings, findings, unverified
 from streams.ledger import settle
 from streams.trade import with_trade_parts
 
@@ -78,6 +81,9 @@ class ShipmentState:
     copies: Mapping[str, Copy] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
     superseded: Mapping[str, tuple[Copy, ...]] = field(default_factory=dict)
+    # the release the hub issued: its own fact, set by the merge step on the version that first issues it
+    # (streams.release.issue) and never by an event, so it stands whatever is retracted or arrives later
+    release: ReleaseRecord | None = None
 
     @property
     def version(self) -> int:
@@ -113,7 +119,7 @@ def apply(state: ShipmentState, event: HubEvent, incoming: Copy | None = None) -
         # kept sorted by rank, so the state is the same whatever order the copies came in
         losers = tuple(sorted(state.superseded.get(event.key, ()) + (loser,), key=lambda c: c.rank))
         superseded = {**state.superseded, event.key: losers}
-    return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded)
+    return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded, state.release)
 
 
 def apply_all(state: ShipmentState, events: Iterable[HubEvent]) -> ShipmentState:
@@ -182,7 +188,11 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             live.append(event)
         else:
             not_owners.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
-    bookings = [e for e in live if isinstance(e, BookingEvent)]
+    # with the MTO's require_verified_parties (the trusted verifiers' findings in `identities`), a booking naming an
+    # unverified party waits, listed with the reason, and so does a payout to an unverified carrier
+    strict = operator is not None and operator.require_verified
+    identities = findings((e for e in live if isinstance(e, IdentityEvent)), authority)[0] if strict else None
+    bookings, held_bookings = _verified_bookings([e for e in live if isinstance(e, BookingEvent)], identities)
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
     updated_at = max((e.recorded_at for e in every), default=None)
     policy, unmatched_updates = _policy(live), [e.key for e in live if _is_claim_update(e)]
@@ -190,7 +200,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         (e for e in live if isinstance(e, WaybillEvent) and e.payload.leg is None),
         booking.payload.shipper.party_id if booking else None,
     )
-    document_rejections += not_owners
+    document_rejections += not_owners + held_bookings
     if booking is None:
         return with_trade_parts(ShipmentRecord.built(
             shipment_id=state.shipment_id,
@@ -221,7 +231,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
-        ), live, authority)
+        ), live, authority, state.release)
 
     plan = booking.payload
     rejected: list[Rejected] = []
@@ -311,9 +321,8 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
-        settlement = settle(
-            state.shipment_id, plan, [copy for key in money for copy in state.history(key)], invoices.held_legs
-        )
+        holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
+        settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
     emissions, refused_reports = journey_emissions(plan, live)
     rejected += refused_reports
     return with_trade_parts(ShipmentRecord.built(
@@ -349,7 +358,43 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         updated_at=updated_at,
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority)
+    ), live, authority, state.release)
+
+
+def _verified_bookings(bookings: list[BookingEvent], found: Findings | None) -> tuple[list[BookingEvent], list[Rejected]]:
+    """With `found` (the MTO requires verified parties): the bookings whose shipper, consignee and carriers are all
+    verified at the booking's time (its revision's, if revised), and a refusal for each other one, a `conflict` (a
+    verification made before it may still arrive). Without: every booking."""
+    if found is None:
+        return bookings, []
+    kept, refused = [], []
+    for booking in bookings:
+        plan = booking.payload
+        at = max(booking.occurred_at, booking.revised_at or booking.occurred_at)
+        parties = [plan.shipper.party_id, plan.consignee.party_id, *(leg.carrier for leg in plan.legs)]
+        missing = unverified(found, parties, at)
+        if missing:
+            reason = f"{plan.mto} books only verified parties; not verified at {at.isoformat()}: {', '.join(missing)}"
+            refused.append(Rejected.built(event=booking.key, reason=reason, kind="conflict"))
+        else:
+            kept.append(booking)
+    return kept, refused
+
+
+def _payout_holds(plan: BookingPayload, invoice_held: frozenset[int], found: Findings | None, now: datetime | None) -> dict[int, str]:
+    """Why each held leg's payout waits: its carrier's invoice not yet matched and verified (streams.invoices); with
+    `found` (the MTO requires verified parties), its carrier not verified at the record's time `now`."""
+    holds: dict[int, str] = {}
+    for leg in plan.legs:
+        reasons = []
+        if leg.sequence in invoice_held:
+            reasons.append(f"leg {leg.sequence} has no matched and verified invoice from {leg.carrier}")
+        missing = unverified(found, [leg.carrier], now) if found is not None else []
+        if missing:
+            reasons.append(f"{plan.mto} pays only verified parties; not verified: {missing[0]}")
+        if reasons:
+            holds[leg.sequence] = "; ".join(reasons)
+    return holds
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)

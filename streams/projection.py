@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from schemas.events import BookingEvent, BookingStatusEvent, HandoverEvent, HubEvent, InsuranceEvent, PolicyBound
-from schemas.events import CarrierInvoiceEvent, InvoiceVerificationEvent, RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
+from schemas.events import CarrierInvoiceEvent, IdentityEvent, InvoiceVerificationEvent, RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
 from schemas.status import INCIDENTS
 from streams.authority import Authority
@@ -32,14 +32,19 @@ def advance(
 ) -> ShipmentRecord:
     """`project(after, authority)`, reusing what `previous` (= `project(before, authority)`, the same authority)
     holds that `new_copies` (what `after` took in since `before`) cannot have changed."""
-    reuse = _reusable(previous, before, after, new_copies)
+    operator = authority.operator(after.shipment_id)
+    reuse = _reusable(previous, before, after, new_copies, operator is not None and operator.require_verified)
     return project(after, authority, reuse)
 
 
 def _reusable(
-    previous: ShipmentRecord | None, before: ShipmentState, after: ShipmentState, new_copies: Sequence[Copy]
+    previous: ShipmentRecord | None, before: ShipmentState, after: ShipmentState, new_copies: Sequence[Copy], strict: bool
 ) -> Reusable | None:
+    """`strict`: the MTO requires verified parties, so a verification may refuse or admit the booking (from scratch)
+    and every later event time may let one lapse, holding a payout (the money again)."""
     if previous is None or previous.booking is None or not new_copies:
+        return None
+    if strict and any(isinstance(copy.event, IdentityEvent) for copy in new_copies):
         return None
     plan = previous.booking
     # every version of an event the new copies touch: the winner before (its effects go) and the winner now
@@ -72,4 +77,4 @@ def _reusable(
     last = len(plan.legs)
     if last in legs:
         claims = False  # the last leg's delivery opens delay claims and counts packages
-    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money, claims, custody)
+    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody)

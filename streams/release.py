@@ -10,29 +10,43 @@ The hub issues one release order, to the party named for delivery, once all of t
 - freight: the shipper's invoice paid, or the shipper on credit terms with the MTO (the registry);
 - with the MTO's `require_verified` option: the shipper, the consignee and the release's addressee verified.
 
-Every condition is read from the winning copies, so the release is the same whatever the order of events. Its id is
-fixed per shipment, and `newly_issued` says when a version first carries it: the worker sends it on `hub.release`
+Every condition is read from the winning copies. Issuing is one-shot: the merge step keeps the release it first
+issues in the shipment's state as the hub's own fact (`issue`), and from then on the record carries that release as
+issued, whatever is retracted or arrives later; a condition that no longer holds is noted in `since_issued`. Its id
+is fixed per shipment, and `newly_issued` says when a version first carries it: the worker sends it on `hub.release`
 then, and at no other version.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from schemas.record import ConditionName, ReleaseCondition, ReleaseRecord, ShipmentRecord
 from streams.authority import Operator
 from streams.identity import verified
 
+if TYPE_CHECKING:  # streams.merge imports this module (through streams.trade) to project the release
+    from streams.merge import ShipmentState
 
-def release(record: ShipmentRecord, operator: Operator | None, occurred: Mapping[str, datetime]) -> ReleaseRecord | None:
-    """The release part of a booked shipment; `occurred` gives each live event key's event time."""
+
+def release(
+    record: ShipmentRecord, operator: Operator | None, occurred: Mapping[str, datetime], standing: ReleaseRecord | None = None
+) -> ReleaseRecord | None:
+    """The release part of a shipment; `occurred` gives each live event key's event time, `standing` is the release
+    the hub has issued already (the state's fact): it stays issued, with the conditions that no longer hold noted."""
     if record.booking is None or not record.legs:
-        return None
+        if standing is None:
+            return None
+        return standing.model_copy(update={"since_issued": ["the booking is no longer live"]})
     document, to = _transport_document(record)
     conditions = [document, _customs(record), _freight(record, operator)]
     if operator is not None and operator.require_verified:
         conditions.append(_verified_parties(record, to))
+    if standing is not None:
+        lapsed = [f"{c.name} no longer holds: {c.reason}" for c in conditions if not c.met]
+        return standing.model_copy(update={"since_issued": lapsed})
     issued = all(c.met for c in conditions)
     times = [occurred[key] for c in conditions for key in c.set_by if key in occurred]
     return ReleaseRecord(
@@ -43,6 +57,13 @@ def release(record: ShipmentRecord, operator: Operator | None, occurred: Mapping
         issued_at=max(times) if issued and times else None,
         conditions=conditions,
     )
+
+
+def issue(state: ShipmentState, record: ShipmentRecord) -> ShipmentState:
+    """`state` with the release `record` (its projection) issues kept as the hub's fact, the first time it does."""
+    if state.release is not None or record.release is None or record.release.status != "issued":
+        return state
+    return replace(state, release=record.release)
 
 
 def newly_issued(before: ShipmentRecord | None, after: ShipmentRecord) -> bool:
@@ -82,11 +103,14 @@ def _customs(record: ShipmentRecord) -> ReleaseCondition:
     imports = [d for d in record.customs if d.direction == "import"]
     if not imports:
         return ReleaseCondition(name="customs", met=False, reason="no import declaration yet")
-    waiting = [f"{d.declaration_number} is {d.status}" for d in imports if d.status != "released"]
+    # named by where they were lodged, not by number: who sees the release may not see declaration details (grade
+    # `customs`, streams/sharing_policy.json)
+    waiting = [f"the import declaration at {d.location} is {d.status}" for d in imports if d.status != "released"]
     if waiting:
         return ReleaseCondition(name="customs", met=False, reason="; ".join(waiting))
-    numbers = ", ".join(d.declaration_number for d in imports)
-    return ReleaseCondition(name="customs", met=True, reason=f"released: {numbers}", set_by=[d.status_set_by for d in imports])
+    places = ", ".join(sorted({d.location for d in imports}))
+    reason = f"every import declaration released ({places})"
+    return ReleaseCondition(name="customs", met=True, reason=reason, set_by=[d.status_set_by for d in imports])
 
 
 def _freight(record: ShipmentRecord, operator: Operator | None) -> ReleaseCondition:

@@ -30,7 +30,7 @@ from streams.copies import Copy
 from streams.projection import advance
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, release_messages, settlement_messages
-from streams.release import completed_by
+from streams.release import completed_by, issue
 from streams.references import Keyed, changed_registrations, register_messages, registrations
 
 S = TypeVar("S")  # where an item came from (the worker's consumed record): what a refusal dead-letters
@@ -128,6 +128,7 @@ def merge_step(
     # The one projection of a new state: incremental from the previous record when the caller holds it (a warm
     # shipment), else from scratch (streams.projection.advance equals project, proven by its hypothesis property).
     record = advance(stored.record if stored is not None else None, before, state, new_copies, authority)
+    state = issue(state, record)  # the release it first issues is the hub's fact from now on: it is never issued again
     previous: ShipmentRecord | None = None
     documents: list[bytes] = []
     claims: list[bytes] = []

@@ -7,16 +7,19 @@ from __future__ import annotations
 from typing import Sequence
 
 from schemas.events import CommercialInvoiceEvent, CreditTermsEvent, CustomsEvent, HubEvent, IdentityEvent, PresentationEvent
-from schemas.record import ShipmentRecord
+from schemas.record import ReleaseRecord, ShipmentRecord
 from streams.authority import Authority
 from streams.credit import letter_of_credit
 from streams.customs import customs
-from streams.identity import verifications
+from streams.identity import findings, verifications
 from streams.release import release
 
 
-def with_trade_parts(record: ShipmentRecord, live: Sequence[HubEvent], authority: Authority) -> ShipmentRecord:
-    """`record` with its trade parts, and the trade events they refuse added to its refusals."""
+def with_trade_parts(
+    record: ShipmentRecord, live: Sequence[HubEvent], authority: Authority, issued: ReleaseRecord | None = None
+) -> ShipmentRecord:
+    """`record` with its trade parts, and the trade events they refuse added to its refusals; `issued` is the release
+    the hub has issued (the state's own fact), which stands."""
     occurred = {e.key: e.occurred_at for e in live}
     declarations, refused = customs((e for e in live if isinstance(e, CustomsEvent)), authority)
     credit, credit_refused = letter_of_credit(
@@ -29,9 +32,9 @@ def with_trade_parts(record: ShipmentRecord, live: Sequence[HubEvent], authority
     )
     record = record.model_copy(update={"customs": declarations, "letter_of_credit": credit})
     now = max(occurred.values(), default=None)
-    verified, identity_refused = verifications(record, (e for e in live if isinstance(e, IdentityEvent)), authority, now)
-    record = record.model_copy(update={"verifications": verified})
-    record = record.model_copy(update={"release": release(record, authority.operator(record.shipment_id), occurred)})
+    found, identity_refused = findings((e for e in live if isinstance(e, IdentityEvent)), authority)
+    record = record.model_copy(update={"verifications": verifications(record, found, now)})
+    record = record.model_copy(update={"release": release(record, authority.operator(record.shipment_id), occurred, issued)})
     rejected = refused + credit_refused + identity_refused
     if not rejected:
         return record

@@ -1,5 +1,7 @@
 """The electronic release on the real broker: `hub.release` carries the trade journey's release exactly once, only
-after the import inspection hold clears and the consignee has surrendered the eBL, whatever came before and after."""
+after the import inspection hold clears and the consignee has surrendered the eBL, whatever came before and after:
+customs then withdrawing its release (a retraction) and releasing again leaves the release issued, noted, never sent
+twice."""
 
 from __future__ import annotations
 
@@ -29,11 +31,14 @@ async def test_the_release_reaches_hub_release_once_after_the_hold_clears_and_th
     worker.start()
     sink.start()
 
-    async def step(sent: list[bytes], published: list[bytes]) -> None:
+    async def step(sent: list[bytes], published: list[bytes], *, same_release: bool = True) -> None:
         await publish(settings, published)
         expected = offline(sent)
         await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)
-        assert await projected_record(settings, SHIPMENT) == expected[SHIPMENT]
+        found = await projected_record(settings, SHIPMENT)
+        # the offline fold has no memory of an issued release: after a retraction only its release part differs
+        assert found.model_copy(update={"release": None}) == expected[SHIPMENT].model_copy(update={"release": None})
+        assert not same_release or found.release == expected[SHIPMENT].release
 
     # 1. everything but the customs release and the surrender, shuffled and duplicated: the inspection hold is open
     sent = list(before)
@@ -64,5 +69,28 @@ async def test_the_release_reaches_hub_release_once_after_the_hold_clears_and_th
     await step(sent, repeats + [last])
     final = await projected_record(settings, SHIPMENT)
     assert final.version > issued.version and final.release == issued.release
+    releases = await read_all(settings, settings.topics.release)
+    assert [orjson.loads(m.value)["record_version"] for m in releases] == [issued.version]
+
+    # 5. customs withdraws its release (a retraction): the release stays issued, with a note, and nothing is sent
+    withdrawn = orjson.loads(customs_release)
+    withdrawn.update(retracted=True, revised_at="2026-04-14T12:00:00Z")
+    sent.append(orjson.dumps(withdrawn))
+    await step(sent, [sent[-1]], same_release=False)
+    noted = await projected_record(settings, SHIPMENT)
+    assert offline(sent)[SHIPMENT].release.status == "blocked"  # type: ignore[union-attr]  # the events alone
+    assert noted.release is not None and noted.release.status == "issued"
+    assert noted.release.model_copy(update={"since_issued": []}) == issued.release
+    assert noted.release.since_issued == ["customs no longer holds: the import declaration at MYPKG is under_inspection"]
+
+    # 6. customs releases the import again: the conditions hold again, the same release stands and is not re-sent
+    again = orjson.loads(customs_release)
+    again.update(event_id="cus-im-released-2", occurred_at="2026-04-14T13:00:00Z", recorded_at="2026-04-14T13:03:00Z")
+    sent.append(orjson.dumps(again))
+    await step(sent, [sent[-1]], same_release=False)  # offline, the release rests on the second customs release
+    final = await projected_record(settings, SHIPMENT)
+    assert final.release == issued.release and final.version == noted.version + 1
+    # the status topic's version is committed in the transaction that would carry a release: reading up to the end
+    # offsets after the projection reached it is the positive marker that nothing else was sent
     releases = await read_all(settings, settings.topics.release)
     assert [orjson.loads(m.value)["record_version"] for m in releases] == [issued.version]

@@ -6,7 +6,21 @@ from __future__ import annotations
 
 import copy
 
-from tests.unit.streams.test_trade import by_id, record, trade_docs, without
+import orjson
+
+from streams.step import merge_step
+from tests.unit.streams.test_trade import (
+    SHIPMENT,
+    STRICT,
+    paid_in_full,
+    by_id,
+    carriers_verified,
+    parsed,
+    record,
+    trade_docs,
+    verification,
+    without,
+)
 
 CONSIGNEE, SHIPPER, CARRIER = "consignee.johor-assembly", "shipper.chengdu-elec", "carrier.oceanline"
 
@@ -105,3 +119,56 @@ def test_only_the_beneficiary_or_a_bank_presents_and_only_the_seller_invoices() 
     credit = folded.letter_of_credit
     assert credit is not None and credit.presentation is not None
     assert (credit.presentation.set_by, credit.presentation.invoice_set_by) == (f"{SHIPPER}/lc-present", f"{SHIPPER}/civ-1")
+
+
+# --- require_verified_parties: bookings and payouts (issue 16, item 2) --------------------------------------------
+# Verification counts only from a verifier the registry trusts, and only while it is valid: a carrier vouching for
+# itself, or a trusted finding that expired before the booking, admits no booking and frees no payout.
+
+
+def test_a_carrier_verifying_itself_gets_its_booking_held_and_the_forgery_dead_lettered() -> None:
+    # the ocean carrier, never verified, publishes a finding on itself (and one on the cr-rail carrier, too)
+    forged = [
+        verification(CARRIER, "self-verify", source=CARRIER),
+        verification("carrier.cr-rail", "vouch-for-partner", source=CARRIER),
+    ]
+    docs = trade_docs() + forged
+    folded = record(docs, STRICT)
+    assert "not a verifier the registry trusts" in _refused(folded, f"{CARRIER}/self-verify")
+    assert folded.booking is None and folded.status == "awaiting_booking"
+    [held] = [r for r in folded.rejected if r.event == "mto.westcorridor/bkg-1"]
+    assert held.kind == "conflict"
+    assert "not verified at 2026-04-01T01:00:00+00:00: carrier.cr-rail (unverified), carrier.oceanline (unverified)" in held.reason
+    # in the worker's step: the forgeries are dead-lettered with the bytes they came in, the booking is only held
+    items = [(orjson.dumps(doc), event) for doc, event in zip(docs, parsed(docs))]
+    result = merge_step(SHIPMENT, None, items, STRICT, resend_on_replay=False)
+    assert {r.source for r in result.refusals} == {orjson.dumps(doc) for doc in forged}
+    assert result.releases == [] and result.write is not None and result.write.record.booking is None
+
+
+def test_an_expired_verification_admits_no_booking() -> None:
+    # a trusted verifier did verify the ocean carrier, but that finding ran out before the MTO booked
+    lapsed = verification(CARRIER, "idv-oc", at="2026-01-05T00:00:00Z", valid_until="2026-03-31T00:00:00Z")
+    folded = record(carriers_verified(trade_docs(), CARRIER) + [lapsed], STRICT)
+    assert folded.booking is None
+    [held] = [r for r in folded.rejected if r.event == "mto.westcorridor/bkg-1"]
+    assert held.reason.endswith("not verified at 2026-04-01T01:00:00+00:00: carrier.oceanline (expired)")
+    # a failed finding later than a good one stands too
+    failed = verification(CARRIER, "idv-oc-failed", at="2026-03-31T00:00:00Z", outcome="failed")
+    folded = record(carriers_verified(trade_docs()) + [failed], STRICT)
+    assert folded.booking is None
+
+
+def test_a_payout_to_a_carrier_that_verified_itself_is_held_with_its_reason() -> None:
+    # booked while the ocean carrier was verified; its verification lapsed, and it "renews" it itself
+    docs = paid_in_full(carriers_verified(trade_docs(), CARRIER)) + [
+        verification(CARRIER, "idv-oc", valid_until="2026-04-10T00:00:00Z"),
+        verification(CARRIER, "self-renew", source=CARRIER, at="2026-04-13T00:00:00Z"),
+    ]
+    folded = record(docs, STRICT)
+    assert "not a verifier the registry trusts" in _refused(folded, f"{CARRIER}/self-renew")
+    assert folded.settlement is not None and folded.settlement.status == "paid"
+    [payout] = [p for p in folded.settlement.payouts if p.carrier == CARRIER]
+    assert payout.status == "held"
+    assert payout.held_reason == "mto.westcorridor pays only verified parties; not verified: carrier.oceanline (expired)"
+    assert not [e for e in folded.settlement.ledger if e.memo == f"payout {payout.payout_id}"]  # no money moved

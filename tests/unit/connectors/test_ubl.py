@@ -1,4 +1,5 @@
-"""The UBL reader and writer: the Peppol BIS 3.0 example read, a carrier's invoice round trip, hostile XML refused."""
+"""The UBL reader and writer: a full EN 16931 (Peppol BIS 3.0) invoice read, a carrier's invoice round trip, hostile XML
+refused."""
 
 from __future__ import annotations
 
@@ -24,25 +25,31 @@ FIXTURES = Path(__file__).parent / "ubl_fixtures"
 SAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "ubl" / "samples"
 
 
-def test_the_peppol_base_example_reads_with_its_figures() -> None:
-    found = read_invoice((FIXTURES / "peppol-base-example.xml").read_bytes())
+# our own full EN 16931 invoice (ubl_fixtures/NOTICE says why it is not the Peppol BIS example)
+FULL = FIXTURES / "full-invoice.xml"
+
+
+def test_a_full_en16931_invoice_reads_with_its_figures() -> None:
+    found = read_invoice(FULL.read_bytes())
     invoice = found.invoice
-    assert (invoice.invoice_number, invoice.issue_date, invoice.currency) == ("Snippet1", date(2017, 11, 13), "EUR")
-    assert [line.amount.amount for line in invoice.lines] == [Decimal(2800), Decimal(-1500)]
-    assert invoice.charges is not None and invoice.charges.amount == Decimal(25)
-    assert (invoice.net_total.amount, invoice.tax_total.amount, invoice.payable.amount) == (Decimal(1325), Decimal("331.25"), Decimal("1656.25"))
-    assert {i.value for i in invoice.seller.identifiers} == {"9482348239847239874", "99887766", "GB1232434", "GB983294"}
+    assert (invoice.invoice_number, invoice.issue_date, invoice.currency) == ("OCL-2026-0046-07", date(2026, 4, 15), "USD")
+    assert [line.amount.amount for line in invoice.lines] == [Decimal("3200.00"), Decimal("-400.00")]
+    assert invoice.charges is not None and invoice.charges.amount == Decimal(50)
+    assert invoice.allowances is not None and invoice.allowances.amount == Decimal(100)
+    assert (invoice.net_total.amount, invoice.tax_total.amount, invoice.payable.amount) == (Decimal(2750), Decimal(165), Decimal(2915))
+    assert {i.value for i in invoice.seller.identifiers} == {"9521234000013", "OCL-SUPPLIER-7731", "W10-1808-32000046", "201901004611"}
+    assert invoice.seller.name == "Oceanline Feeder Services Sdn Bhd"  # the legal name (BT-27) before the trading name
     # it names no hub shipment (BT-13), so as a carrier invoice it is refused with that reason
-    [refused] = parser("ubl")((FIXTURES / "peppol-base-example.xml").read_bytes(), "carrier.rail")
+    [refused] = parser("ubl")(FULL.read_bytes(), "carrier.rail")
     assert isinstance(refused, Rejection) and "BT-13" in refused.reason
 
 
 def test_a_carrier_invoice_round_trips_through_ubl() -> None:
-    source = read_invoice((FIXTURES / "peppol-base-example.xml").read_bytes()).invoice
+    source = read_invoice(FULL.read_bytes()).invoice
     written = write(source, "SHP-TEST-0001", "2")
     [event] = parser("ubl")(written, "carrier.rail")
     assert isinstance(event, CarrierInvoiceEvent)
-    assert (event.shipment_id, event.payload.leg, event.event_id) == ("SHP-TEST-0001", 2, "invoice-Snippet1")
+    assert (event.shipment_id, event.payload.leg, event.event_id) == ("SHP-TEST-0001", 2, "invoice-OCL-2026-0046-07")
     assert event.payload.model_dump(exclude={"leg"}) == source.model_dump()
 
 

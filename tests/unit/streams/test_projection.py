@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from streams.merge import ShipmentState, absorb, project
+from streams.authority import Authority
 from streams.projection import advance
 
 from ..builders import (
@@ -26,6 +27,7 @@ from ..builders import (
     waybill_doc,
 )
 from ..strategies import journeys
+from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
 
 _JOURNEY_SIZED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=_JOURNEY_SIZED)
@@ -43,15 +45,15 @@ def assert_same_record(incremental: ShipmentRecord, full: ShipmentRecord) -> Non
     assert ShipmentRecord.model_validate_json(written).model_dump_json() == written
 
 
-def fold_in_batches(shipment_id: str, batches: list[list[HubEvent]]) -> int:
+def fold_in_batches(shipment_id: str, batches: list[list[HubEvent]], authority: Authority = AUTHORITY) -> int:
     """Advance batch by batch, checking every version against a full project; returns the versions made."""
     state, record, versions = ShipmentState(shipment_id), None, 0
     for batch in batches:
         after, new = absorb(state, batch)
         if after is state:
             continue
-        record = advance(record, state, after, new, AUTHORITY)
-        assert_same_record(record, project(after, AUTHORITY))
+        record = advance(record, state, after, new, authority)
+        assert_same_record(record, project(after, authority))
         state, versions = after, versions + 1
     return versions
 
@@ -63,6 +65,20 @@ def arrivals(data: st.DataObject, events: list[HubEvent]) -> list[list[HubEvent]
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(arrival)), max_size=len(arrival)), label="batch ends")))
     bounds = [0, *cuts, len(arrival)]
     return [arrival[start:end] for start, end in zip(bounds, bounds[1:]) if end > start]
+
+
+@EXAMPLE
+@given(data=st.data())
+def test_advancing_under_the_verified_parties_option_equals_a_full_project(data: st.DataObject) -> None:
+    """With require_verified_parties a verification admits or holds the booking and a later event time lets one
+    lapse, holding a payout: the trade journey paid in full, one carrier's verification lapsing, one retracted."""
+    docs = paid_in_full(carriers_verified(trade_docs(), "carrier.oceanline")) + [
+        verification("carrier.oceanline", "idv-oc", valid_until="2026-04-14T00:00:00Z"),  # lapses before the delivery
+        verification("carrier.oceanline", "idv-oc-2", at="2026-04-13T00:00:00Z"),
+    ]
+    retraction = dict(by_id(docs, "idv-oc-2"), retracted=True, revised_at="2026-04-13T01:00:00Z")
+    events = parsed(docs + [retraction])
+    assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events), STRICT) >= 1
 
 
 @PROPERTY

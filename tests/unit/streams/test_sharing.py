@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +29,11 @@ from streams.sharing import (
     with_grants,
 )
 
+from streams.step import Stored, merge_step
+
 from ..builders import AUTHORITY
 from ..strategies import SHIPMENT, journeys
+from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
@@ -226,3 +230,67 @@ def test_the_bank_sees_the_credit_and_a_customs_broker_the_declarations_by_a_gra
     broker = view(record, with_grants(parties, [grant], TRADE_SHIPMENT, NOW)["broker.qinzhou-trade"]).document
     assert broker["customs"][0]["declaration_number"] == "531620260000460461" and "status" not in broker["customs"][0]
     assert not {"letter_of_credit", "settlement", "legs"} & broker.keys()
+
+
+# --- the fields the verified-parties option and the one-shot release add ---------------------------------------------
+# A payout's `held_reason`, the release's `since_issued` (a condition lost after issue) and a booking held for an
+# unverified party (`rejected`): every record here is stepped through the worker's merge step, so the release is the
+# hub's own fact and a retraction after it leaves a note.
+
+_VERIFIED_DOCS = paid_in_full(carriers_verified(trade_docs(), "carrier.oceanline")) + [
+    verification("carrier.oceanline", "idv-oc", valid_until="2026-04-14T00:00:00Z"),
+] + [dict(by_id(trade_docs(), "cus-im-released"), retracted=True, revised_at="2026-04-14T12:00:00Z")]
+_VERIFIED_EVENTS = parsed(_VERIFIED_DOCS)
+_DECLARATIONS = ("531620260000460461", "B10-2604-004611")
+
+
+def _stepped(events: list[HubEvent]) -> ShipmentRecord | None:
+    """The record after the events one merge step each, in order (the release fact kept as the worker keeps it)."""
+    stored: Stored | None = None
+    for n, event in enumerate(events):
+        result = merge_step(TRADE_SHIPMENT, stored, [(n, event)], STRICT, resend_on_replay=False)
+        if result.write is not None:
+            stored = Stored(result.write.state, result.write.record)
+    return stored.record if stored is not None else None
+
+
+def _assert_no_declaration_number_outside_customs(record: ShipmentRecord, who: Entitlement) -> None:
+    if "customs" in who.grades:
+        return
+    text = orjson.dumps(view(record, who).document).decode()
+    assert not [n for n in _DECLARATIONS if n in text], f"{who.party} sees a declaration number"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(keep=st.lists(st.booleans(), min_size=len(_VERIFIED_EVENTS), max_size=len(_VERIFIED_EVENTS)))
+def test_no_party_receives_a_verified_parties_or_release_field_its_policy_denies(keep: list[bool]) -> None:
+    record = _stepped([e for e, kept in zip(_VERIFIED_EVENTS, keep) if kept])
+    if record is None:
+        return
+    for who in entitlements(record).values():
+        _assert_only_allowed(record, who)
+        _assert_no_declaration_number_outside_customs(record, who)
+
+
+def test_the_new_fields_reach_whom_their_grades_allow() -> None:
+    record = _stepped(_VERIFIED_EVENTS)
+    assert record is not None and record.release is not None and record.settlement is not None
+    assert record.release.status == "issued" and record.release.since_issued  # the customs release was retracted
+    assert {p.carrier: p.status for p in record.settlement.payouts}["carrier.oceanline"] == "held"
+    assert POLICY.grade("release.since_issued") == "operational"
+    assert POLICY.grade("settlement.payouts[].held_reason") == "rates"
+    parties = entitlements(record)
+    ocean = view(record, parties["carrier.oceanline"]).document
+    assert ocean["settlement"]["payouts"][0]["held_reason"].endswith("carrier.oceanline (expired)")
+    assert ocean["release"]["since_issued"] == ["customs no longer holds: the import declaration at MYPKG is under_inspection"]
+    rail = view(record, parties["carrier.cr-rail"]).document
+    assert [p["carrier"] for p in rail["settlement"]["payouts"]] == ["carrier.cr-rail"]
+    shipper = view(record, parties["shipper.chengdu-elec"]).document
+    assert "payouts" not in shipper["settlement"] and shipper["release"]["since_issued"]
+    for who in parties.values():
+        _assert_no_declaration_number_outside_customs(record, who)
+    # a booking held for an unverified party is on the hub's own status topic (which the MTO reads) and shared with
+    # nobody: `rejected` is internal, and without a booking the record names no other party
+    held = _stepped(parsed(trade_docs()))
+    assert held is not None and held.booking is None and "books only verified parties" in held.rejected[0].reason
+    assert not [p for p, who in entitlements(held).items() if "rejected" in view(held, who).document]

@@ -94,7 +94,7 @@ def test_a_hold_blocks_the_release_until_customs_clears_it() -> None:
     assert folded.customs[1].status == "under_inspection" and folded.customs[1].holds[0].cleared_by is None
     assert folded.release is not None and folded.release.status == "blocked" and folded.release.release_id is None
     customs = next(c for c in folded.release.conditions if c.name == "customs")
-    assert not customs.met and "B10-2604-004611 is under_inspection" in customs.reason
+    assert not customs.met and customs.reason == "the import declaration at MYPKG is under_inspection"
 
 
 def test_a_released_declaration_takes_no_later_status() -> None:
@@ -138,16 +138,99 @@ def test_a_verification_names_an_identifier_and_expires() -> None:
     assert states["shipper.chengdu-elec"] == "expired"
 
 
+# the MTO's require_verified_parties option on
+STRICT = dataclasses.replace(
+    AUTHORITY, operators=tuple(dataclasses.replace(o, require_verified=True) for o in AUTHORITY.operators)
+)
+CARRIERS = ("carrier.cr-rail", "carrier.oceanline")
+
+
+def verification(party: str, event_id: str, *, source: str = "verifier.trade-id", at: str = "2026-03-30T03:00:00Z",
+                 valid_until: str = "2027-03-30T00:00:00Z", outcome: str = "verified") -> Doc:
+    """A finding on `party`, identified by an EORI (checked by its format)."""
+    return {
+        "event_id": event_id, "source": source, "event_type": "identity", "shipment_id": SHIPMENT,
+        "occurred_at": at, "recorded_at": at,
+        "payload": {"party_id": party, "legal_name": party, "outcome": outcome, "verification_source": "registry extract",
+                    "valid_until": valid_until, "eori": "MY" + "".join(c for c in party if c.isalnum()).upper()[:15]},
+    }
+
+
+def carriers_verified(docs: list[Doc], *but: str) -> list[Doc]:
+    """`docs` with a trusted verifier's finding for each carrier of the booking except `but`."""
+    return docs + [verification(c, f"idv-{c}") for c in CARRIERS if c not in but]
+
+
 def test_the_verified_parties_option_blocks_a_release_to_an_unverified_party() -> None:
-    strict = dataclasses.replace(
-        AUTHORITY,
-        operators=tuple(dataclasses.replace(o, require_verified=True) for o in AUTHORITY.operators),
-    )
-    assert record(trade_docs(), strict).release.status == "issued"  # type: ignore[union-attr]
-    blocked = record(without(trade_docs(), "idv-3"), strict).release
+    assert record(carriers_verified(trade_docs()), STRICT).release.status == "issued"  # type: ignore[union-attr]
+    # the consignee's verification lapses before delivery: the booking counted, the release waits for the consignee
+    late = variant(trade_docs(), "idv-3", valid_until="2026-04-12T00:00:00Z")
+    blocked = record(carriers_verified(late), STRICT).release
     assert blocked is not None and blocked.status == "blocked"
     [condition] = [c for c in blocked.conditions if not c.met]
     assert (condition.name, condition.reason) == ("verified_parties", "not verified: consignee.johor-assembly")
+
+
+def test_the_verified_parties_option_holds_a_booking_naming_an_unverified_party_with_its_reason() -> None:
+    held = record(carriers_verified(trade_docs(), "carrier.oceanline"), STRICT)
+    assert held.booking is None and held.status == "awaiting_booking" and held.release is None
+    [refusal] = [r for r in held.rejected if r.event == "mto.westcorridor/bkg-1"]
+    assert refusal.kind == "conflict"
+    assert refusal.reason == (
+        "mto.westcorridor books only verified parties; not verified at 2026-04-01T01:00:00+00:00: carrier.oceanline (unverified)"
+    )
+    # a finding made before the booking that arrives late admits it: the same record as with it from the start
+    admitted = record(carriers_verified(trade_docs()), STRICT)
+    assert admitted.booking is not None and not [r for r in admitted.rejected if r.event == "mto.westcorridor/bkg-1"]
+    # one made after the booking does not: the MTO books again (a revision) once its parties are verified
+    after = carriers_verified(trade_docs(), "carrier.oceanline") + [
+        verification("carrier.oceanline", "idv-late", at="2026-04-02T00:00:00Z")
+    ]
+    assert record(after, STRICT).booking is None
+    rebooked = copy.deepcopy(after)
+    by_id(rebooked, "bkg-1")["revised_at"] = "2026-04-02T01:00:00Z"
+    assert record(rebooked, STRICT).booking is not None
+    # without the option nothing waits
+    assert record(carriers_verified(trade_docs(), "carrier.oceanline")).booking is not None
+
+
+def paid_in_full(docs: list[Doc]) -> list[Doc]:
+    """`docs` with both legs charged and the whole invoice paid, so the carriers' payouts fall due."""
+
+    def doc(event_id: str, source: str, event_type: str, at: str, payload: Doc) -> Doc:
+        return {
+            "event_id": event_id, "source": source, "event_type": event_type, "shipment_id": SHIPMENT,
+            "occurred_at": at, "recorded_at": at, "payload": payload,
+        }
+
+    usd = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731
+    return docs + [
+        doc("inv-cr", "carrier.cr-rail", "settlement", "2026-04-05T00:00:00Z",
+            {"carrier": "carrier.cr-rail", "leg": 1, "charges": [{"code": "FRT", "amount": usd("900.00")}]}),
+        doc("inv-oc", "carrier.oceanline", "settlement", "2026-04-12T00:00:00Z",
+            {"carrier": "carrier.oceanline", "leg": 2, "charges": [{"code": "BAS", "amount": usd("1450.00")}]}),
+        doc("pay-1", "shipper.chengdu-elec", "payment", "2026-04-13T20:00:00Z",
+            {"payment_id": "PMT-46-1", "payer": "shipper.chengdu-elec", "amount": usd("2350.00")}),
+    ]
+
+
+def test_the_verified_parties_option_holds_a_payout_to_a_carrier_no_longer_verified_with_its_reason() -> None:
+    # the ocean carrier was verified when booked, but its verification lapsed before the invoice was paid
+    docs = paid_in_full(carriers_verified(trade_docs(), "carrier.oceanline")) + [
+        verification("carrier.oceanline", "idv-oc", valid_until="2026-04-10T00:00:00Z")
+    ]
+    settlement = record(docs, STRICT).settlement
+    assert settlement is not None and settlement.status == "paid"
+    payouts = {p.carrier: p for p in settlement.payouts}
+    assert payouts["carrier.oceanline"].status == "held"
+    assert (payouts["carrier.cr-rail"].status, payouts["carrier.cr-rail"].held_reason) == ("released", None)
+    assert payouts["carrier.oceanline"].held_reason == (
+        "mto.westcorridor pays only verified parties; not verified: carrier.oceanline (expired)"
+    )
+    # renewed: released; without the option: released
+    renewed = docs + [verification("carrier.oceanline", "idv-oc-2", at="2026-04-13T00:00:00Z")]
+    assert {p.status for p in record(renewed, STRICT).settlement.payouts} == {"released"}  # type: ignore[union-attr]
+    assert {p.status for p in record(docs).settlement.payouts} == {"released"}  # type: ignore[union-attr]
 
 
 # --- release: conditions in any order ----------------------------------------------------------------------------
