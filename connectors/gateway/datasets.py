@@ -9,6 +9,9 @@ shipments changed in every cell, streams.datasets.release) spends nothing. In on
 per release kind: the budget is checked and debited (dataset_budget, dataset_debits), the cells' Published state
 is updated (dataset_published), and the read is audited like every share (share_audit's hash chain and hub.audit,
 shipment id `dataset:performance`, so `mmhub usage` meters it). If any of it fails, nothing goes out.
+
+The monthly release (mmhub.dataset.publish_month) is cut the same way, once per month: DatasetStore.monthly keeps
+its document in dataset_monthly in that transaction and hands it back, unchanged, to every later run.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from streams.sharing import POLICY, DatasetPurpose, Policy, Share
 
 DATASET = "performance"
 SUBJECT = f"dataset:{DATASET}"  # the audit's shipment id for a data set read
+MONTHLY = "hub.datasets"  # who the monthly release is audited as: the hub's own publication, not a party
+MONTHLY_KIND = "monthly"  # its release kind (dataset_published), apart from the gateway's "noisy" and "own"
 MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 LANE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}-[A-Z]{2}[A-Z2-9]{3}$")
 
@@ -77,55 +82,113 @@ class DatasetStore:
 
         async def run(conn: asyncpg.Connection) -> tuple[Release, float]:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataset:{DATASET}:{kind}")
-                await conn.execute(
-                    "INSERT INTO dataset_budget (party, budget, spent, updated_at) VALUES ($1, $2, 0, $3)"
-                    " ON CONFLICT (party) DO NOTHING",
-                    party, budget, at,
-                )  # fmt: skip
-                row = await conn.fetchrow("SELECT budget, spent FROM dataset_budget WHERE party = $1 FOR UPDATE", party)
-                assert row is not None
-                previous = {
-                    CellKey(r["origin"], r["destination"], r["mode"], r["carrier"], r["month"]): Published(
-                        tuple(r["shipments"]), orjson.loads(r["figures"])
-                    )
-                    for r in await conn.fetch(
-                        "SELECT * FROM dataset_published WHERE dataset = $1 AND release_kind = $2", DATASET, kind
-                    )
-                }
-                out = cut(previous)
-                spent = float(row["spent"]) + out.epsilon
-                if spent > float(row["budget"]) + 1e-9:
-                    raise BudgetExhausted(
-                        f"this release would spend epsilon {out.epsilon:g}; {party} has "
-                        f"{max(0.0, float(row['budget']) - float(row['spent'])):g} of {float(row['budget']):g} left"
-                    )
-                if out.epsilon > 0:
-                    await conn.execute(
-                        "UPDATE dataset_budget SET spent = $2, updated_at = $3 WHERE party = $1", party, spent, at
-                    )
-                    await conn.execute(
-                        "INSERT INTO dataset_debits (release_id, party, dataset, purpose, epsilon, debited_at)"
-                        " VALUES ($1, $2, $3, $4, $5, $6)",
-                        audited(out).ref, party, DATASET, kind, out.epsilon, at,
-                    )  # fmt: skip
-                changed = [(key, p) for key, p in out.published.items() if previous.get(key) != p]
-                await conn.executemany(
-                    "INSERT INTO dataset_published (dataset, release_kind, origin, destination, mode, carrier, month,"
-                    " shipments, figures, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                    " ON CONFLICT (dataset, release_kind, origin, destination, mode, carrier, month) DO UPDATE SET"
-                    " shipments = EXCLUDED.shipments, figures = EXCLUDED.figures, published_at = EXCLUDED.published_at",
-                    [
-                        (DATASET, kind, k.origin, k.destination, k.mode, k.carrier, k.month, list(p.shipments),
-                         orjson.dumps(dict(p.figures)).decode(), at)
-                        for k, p in changed
-                    ],
-                )  # fmt: skip
-                for entry in await append(conn, [audited(out)]):
-                    await publish(entry)
-                return out, spent
+                return await _released(conn, party, budget, kind, cut, audited, publish, at)
 
         return await pooled(self._pool, run)
+
+    async def monthly(
+        self,
+        month: str,
+        cut: Callable[[Mapping[CellKey, Published]], Release],
+        audited: Callable[[Release], Share],
+        publish: Callable[[dict[str, Any]], Awaitable[None]],
+        document: Callable[[Release], dict[str, Any]],
+        at: datetime,
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """The month's release document and when it was sent (None: not yet). The first call cuts it (as `released`
+        does, party MONTHLY, kind "monthly"), audits it and keeps it in dataset_monthly, in one transaction; every
+        later call reads the kept document back and cuts, audits and debits nothing."""
+
+        async def run(conn: asyncpg.Connection) -> tuple[dict[str, Any], datetime | None]:
+            async with conn.transaction():
+                await _lock(conn, MONTHLY_KIND)  # the same lock as the cut's: one publisher of a month at a time
+                kept = await conn.fetchrow("SELECT document, sent_at FROM dataset_monthly WHERE month = $1", month)
+                if kept is not None:
+                    found: dict[str, Any] = orjson.loads(kept["document"])
+                    return found, kept["sent_at"]
+                out, _ = await _released(conn, MONTHLY, 0.0, MONTHLY_KIND, cut, audited, publish, at)
+                made = document(out)
+                await conn.execute(
+                    "INSERT INTO dataset_monthly (month, document, published_at) VALUES ($1, $2, $3)",
+                    month, orjson.dumps(made).decode(), at,
+                )  # fmt: skip
+                return made, None
+
+        return await pooled(self._pool, run)
+
+    async def sent(self, month: str, at: datetime) -> None:
+        """Mark the month's kept release as sent to the monthly topic."""
+        await pooled(
+            self._pool,
+            lambda c: c.execute(
+                "UPDATE dataset_monthly SET sent_at = $2 WHERE month = $1 AND sent_at IS NULL", month, at
+            ),
+        )
+
+
+async def _lock(conn: asyncpg.Connection, kind: str) -> None:
+    """Serialise the releases of one kind (held until the transaction ends; a session may take it again)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataset:{DATASET}:{kind}")
+
+
+async def _released(
+    conn: asyncpg.Connection,
+    party: str,
+    budget: float,
+    kind: str,
+    cut: Callable[[Mapping[CellKey, Published]], Release],
+    audited: Callable[[Release], Share],
+    publish: Callable[[dict[str, Any]], Awaitable[None]],
+    at: datetime,
+) -> tuple[Release, float]:
+    """DatasetStore.released's work, inside the caller's transaction."""
+    await _lock(conn, kind)
+    await conn.execute(
+        "INSERT INTO dataset_budget (party, budget, spent, updated_at) VALUES ($1, $2, 0, $3)"
+        " ON CONFLICT (party) DO NOTHING",
+        party, budget, at,
+    )  # fmt: skip
+    row = await conn.fetchrow("SELECT budget, spent FROM dataset_budget WHERE party = $1 FOR UPDATE", party)
+    assert row is not None
+    previous = {
+        CellKey(r["origin"], r["destination"], r["mode"], r["carrier"], r["month"]): Published(
+            tuple(r["shipments"]), orjson.loads(r["figures"])
+        )
+        for r in await conn.fetch(
+            "SELECT * FROM dataset_published WHERE dataset = $1 AND release_kind = $2", DATASET, kind
+        )
+    }
+    out = cut(previous)
+    spent = float(row["spent"]) + out.epsilon
+    if spent > float(row["budget"]) + 1e-9:
+        raise BudgetExhausted(
+            f"this release would spend epsilon {out.epsilon:g}; {party} has "
+            f"{max(0.0, float(row['budget']) - float(row['spent'])):g} of {float(row['budget']):g} left"
+        )
+    if out.epsilon > 0:
+        await conn.execute(
+            "UPDATE dataset_budget SET spent = $2, updated_at = $3 WHERE party = $1", party, spent, at
+        )
+        await conn.execute(
+            "INSERT INTO dataset_debits (release_id, party, dataset, purpose, epsilon, debited_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            audited(out).ref, party, DATASET, kind, out.epsilon, at,
+        )  # fmt: skip
+    changed = [(key, p) for key, p in out.published.items() if previous.get(key) != p]
+    await conn.executemany(
+        "INSERT INTO dataset_published (dataset, release_kind, origin, destination, mode, carrier, month,"
+        " shipments, figures, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (dataset, release_kind, origin, destination, mode, carrier, month) DO UPDATE SET"
+        " shipments = EXCLUDED.shipments, figures = EXCLUDED.figures, published_at = EXCLUDED.published_at",
+        [
+            (DATASET, kind, k.origin, k.destination, k.mode, k.carrier, k.month, list(p.shipments),
+             orjson.dumps(dict(p.figures)).decode(), at)
+            for k, p in changed
+        ],
+    )  # fmt: skip
+    for entry in await append(conn, [audited(out)]):
+        await publish(entry)
+    return out, spent
 
 
 def _json(document: Any, status: int = 200) -> web.Response:
