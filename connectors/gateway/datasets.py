@@ -35,7 +35,9 @@ from connectors.parties import PartyRegistry
 from connectors.sharing.chain import append
 from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
-from streams.datasets import CellKey, Published, Release, cells, release, release_document, risk_view, select
+from streams.datasets import (
+    CellKey, Published, Release, cells, noise_scales, release, release_document, risk_view, select
+)  # fmt: skip
 from streams.sharing import POLICY, DatasetPurpose, Policy, Share
 
 DATASET = "performance"
@@ -281,5 +283,5 @@ class DatasetReader:
             "remaining": max(0.0, rules.epsilon_budget - spent),
         }
         if purpose == "underwriting":
-            document["risk"] = [asdict(r) for r in risk_view(out.cells)]
+            document["risk"] = [asdict(r) for r in risk_view(out.cells, noise_scales(policy))]
         return _json(document)
