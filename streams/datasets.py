@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from hashlib import sha256
@@ -422,6 +422,32 @@ def _severity(
         return severity, None
     half = Z95 * math.sqrt(variance)
     return severity, (max(0.0, severity - half), severity + half)
+
+
+def claim_risks(record: ShipmentRecord, insurer: str, risks: Sequence[Risk]) -> list[dict[str, object]]:
+    """Each claim `insurer` covers on the record, with its policy number, next to the risk of its leg's lane and
+    carrier (None where the release behind `risks` has no cell of them)."""
+    by_lane = {(r.lane, r.carrier): r for r in risks}
+    out: list[dict[str, object]] = []
+    for claim in record.claims:
+        if claim.insurer != insurer:
+            continue
+        leg = next((leg for leg in record.legs if leg.sequence == claim.leg), None)
+        lane = f"{leg.origin}-{leg.destination}" if leg is not None else None
+        risk = by_lane.get((lane, leg.carrier)) if leg is not None and lane is not None else None
+        out.append(
+            {
+                "claim_id": claim.claim_id,
+                "kind": claim.kind,
+                "status": claim.status,
+                "policy_number": claim.policy_number,
+                "leg": claim.leg,
+                "lane": lane,
+                "carrier": leg.carrier if leg is not None else None,
+                "risk": asdict(risk) if risk is not None else None,
+            }
+        )
+    return out
 
 
 # --- what a release looks like to its reader -------------------------------------------------------------------

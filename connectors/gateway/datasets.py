@@ -36,7 +36,8 @@ from connectors.sharing.chain import append
 from hubconf.settings import Settings
 from schemas.record import ShipmentRecord
 from streams.datasets import (
-    CellKey, Published, Release, cells, noise_scales, release, release_document, risk_view, select
+    CellKey, Published, Release, Released, cells, claim_risks, noise_scales, release, release_document, risk_view,
+    select,
 )  # fmt: skip
 from streams.sharing import POLICY, DatasetPurpose, Policy, Share
 
@@ -64,6 +65,38 @@ class DatasetStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def record(self, shipment_id: str) -> ShipmentRecord | None:
+        row = await pooled(
+            self._pool, lambda c: c.fetchrow("SELECT record FROM shipments WHERE shipment_id = $1", shipment_id)
+        )
+        return None if row is None else ShipmentRecord.model_validate_json(row["record"])
+
+    async def published(self, kind: str) -> list[Released]:
+        """What releases of `kind` last published, cell by cell (as stale cells: nothing new is drawn)."""
+        rows = await pooled(
+            self._pool,
+            lambda c: c.fetch(
+                "SELECT * FROM dataset_published WHERE dataset = $1 AND release_kind = $2"
+                " ORDER BY origin, destination, mode, carrier, month",
+                DATASET, kind,
+            ),
+        )  # fmt: skip
+        return [
+            Released(CellKey(r["origin"], r["destination"], r["mode"], r["carrier"], r["month"]),
+                     orjson.loads(r["figures"]), True)
+            for r in rows
+        ]  # fmt: skip
+
+    async def audit(self, share: Share, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Audit one share (share_audit's chain, then hub.audit)."""
+
+        async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            async with conn.transaction():
+                return await append(conn, [share])
+
+        for entry in await pooled(self._pool, run):
+            await publish(entry)
 
     async def records(self) -> list[ShipmentRecord]:
         rows = await pooled(self._pool, lambda c: c.fetch("SELECT record FROM shipments ORDER BY shipment_id"))
@@ -221,6 +254,7 @@ class DatasetReader:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(f"/v1/datasets/{DATASET}", self.get_performance)
+        app.router.add_get(f"/v1/datasets/{DATASET}/risk", self.get_claim_risk)
 
     def _purpose(self, party: str) -> DatasetPurpose | None:
         found = self.parties.party(party)
@@ -248,6 +282,44 @@ class DatasetReader:
             return _refused(403, "privacy_budget_exhausted", str(spent))
         except (Unavailable, asyncpg.PostgresError, OSError):
             return _refused(503, "unavailable", "the hub cannot answer right now; try again later")
+
+    async def get_claim_risk(self, request: web.Request) -> web.Response:
+        """`?shipment=ID`: the claims the caller insures on that shipment, next to their policy and the risk of each
+        claim's lane and carrier, from what the last underwriting release published (no new draw, no epsilon)."""
+        caller = self.parties.authenticate(authorization(request))
+        if caller is None:
+            return _refused(UNAUTHENTICATED.status, UNAUTHENTICATED.code, UNAUTHENTICATED.reason)
+        if self._purpose(caller) != "underwriting":
+            return _refused(403, "not_an_underwriter", f"{caller} does not underwrite: only an insurer reads the risk view")
+        shipment_id = request.query.get("shipment", "")
+        try:
+            record = await self.store.record(shipment_id)
+            policy = record.insurance.policy if record is not None and record.insurance is not None else None
+            if record is None or policy is None or policy.insurer != caller:
+                return _refused(404, "not_found", f"no shipment {shipment_id!r} with a policy you underwrite")
+            risks = risk_view(await self.store.published("noisy"), noise_scales(self.policy.datasets.policy()))
+            claims = claim_risks(record, caller, risks)
+            at = self.clock()
+            share = Share(
+                party=caller, shipment_id=record.shipment_id, version=record.version, kind=f"dataset.{DATASET}.risk",
+                channel="api", fields=tuple(str(c["claim_id"]) for c in claims), policy_version=self.policy.version,
+                relations=("underwriting",), via_grants=(), shared_at=at, ref=uuid.uuid4().hex,
+            )  # fmt: skip
+
+            async def publish(entry: dict[str, Any]) -> None:
+                await self.publisher.send(self.settings.topics.audit, caller.encode(), orjson.dumps(entry), [])
+
+            await self.store.audit(share, publish)
+        except (Unavailable, asyncpg.PostgresError, OSError):
+            return _refused(503, "unavailable", "the hub cannot answer right now; try again later")
+        return _json(
+            {
+                "shipment_id": record.shipment_id,
+                "policy": policy.model_dump(mode="json", include={"policy_number", "insurer", "insured_value"}),
+                "claims": claims,
+                "risk_from": "the cells the last underwriting release published (noisy; no new draw, no epsilon)",
+            }
+        )
 
     async def _release(self, caller: str, purpose: DatasetPurpose, month: str | None, lane: str | None) -> web.Response:
         rules = self.policy.datasets

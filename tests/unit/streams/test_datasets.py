@@ -4,6 +4,7 @@ rule, noise and its budget, a carrier's own figures and the insurer's risk view.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -21,6 +22,7 @@ from streams.datasets import (
     DatasetPolicy,
     cell_of,
     cells,
+    claim_risks,
     laplace,
     noise_scales,
     release,
@@ -290,3 +292,22 @@ def test_the_risk_view_keeps_severity_under_noise_with_an_interval_that_counts_t
         members = [c for c in exact if (c.key.lane, c.key.carrier) == (risk.lane, risk.carrier)]
         total = sum(c.figures["claims_sdr"] or 0 for c in members)
         assert risk.severity_sdr == (pytest.approx(total / risk.claims) if risk.claims else None)
+
+
+def test_a_claim_is_shown_next_to_its_policy_with_its_lane_and_carriers_risk() -> None:
+    from pathlib import Path
+
+    from connectors.kafka import read_jsonl
+
+    journey = Path(__file__).resolve().parents[3] / "examples" / "journey-claim.jsonl"
+    (record,) = fold((decode_event(line) for line in read_jsonl(journey)), AUTHORITY).values()  # type: ignore[misc]
+    view = risk_view(release(cells(records()), DatasetPolicy(k=10, m=3)).cells)
+    lane = next(r for r in view if (r.lane, r.carrier) == ("CNQZH-SGSIN", "carrier.oceanline"))
+    (claim,) = claim_risks(record, "insurer.picc", view)
+    assert (claim["kind"], claim["leg"], claim["lane"], claim["carrier"]) == (
+        "damage", 3, "CNQZH-SGSIN", "carrier.oceanline"
+    )
+    assert claim["policy_number"] == "PICC-CG-2026-55821" and claim["risk"] == asdict(lane)
+    assert claim_risks(record, "insurer.other", view) == []  # not its claim
+    (uncovered,) = claim_risks(record, "insurer.picc", [r for r in view if r is not lane])
+    assert uncovered["risk"] is None  # no released cell of that lane and carrier: no figure, not a guess
