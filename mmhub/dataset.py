@@ -132,7 +132,7 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
 
 async def publish_month(settings: Settings, month: str, at: datetime) -> tuple[dict[str, object], bool]:
     """The month's release on hub.datasets.performance, once: (its document, whether this call sent it)."""
-    from connectors.gateway.datasets import MONTHLY, MONTHLY_KIND, SUBJECT, DatasetStore
+    from connectors.gateway.datasets import MONTHLY, MONTHLY_KIND, SUBJECT, DatasetStore, ReleaseJob
     from connectors.gateway.publisher import KafkaPublisher
     from streams.datasets import CellKey, Published, Release, cells, release, release_document, select
     from streams.sharing import POLICY, Share
@@ -160,7 +160,8 @@ async def publish_month(settings: Settings, month: str, at: datetime) -> tuple[d
         def document(out: Release) -> dict[str, Any]:
             return release_document(out, policy, MONTHLY_KIND, month, None, noisy=False)
 
-        kept, sent_at = await store.monthly(month, cut, audited, audit, document, at)
+        job = ReleaseJob(MONTHLY, 0.0, MONTHLY_KIND, cut, audited, audit, at)
+        kept, sent_at = await store.monthly(month, job, document)
         if sent_at is not None:
             return kept, False
         await publisher.send(settings.topics.datasets_performance, month.encode(), orjson.dumps(kept), [])

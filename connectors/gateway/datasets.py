@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -51,6 +51,20 @@ LANE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}-[A-Z]{2}[A-Z2-9]{3}$")
 
 class BudgetExhausted(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ReleaseJob:
+    """One release to cut: for whom (party, its budget), of which kind (the Published state it is sticky against),
+    how (cut), how it is audited (audited, then publish for hub.audit) and when."""
+
+    party: str
+    budget: float
+    kind: str
+    cut: Callable[[Mapping[CellKey, Published]], Release]
+    audited: Callable[[Release], Share]
+    publish: Callable[[dict[str, Any]], Awaitable[None]]
+    at: datetime
 
 
 class DatasetStore:
@@ -102,50 +116,35 @@ class DatasetStore:
         rows = await pooled(self._pool, lambda c: c.fetch("SELECT record FROM shipments ORDER BY shipment_id"))
         return [ShipmentRecord.model_validate_json(row["record"]) for row in rows]
 
-    async def released(
-        self,
-        party: str,
-        budget: float,
-        kind: str,
-        cut: Callable[[Mapping[CellKey, Published]], Release],
-        audited: Callable[[Release], Share],
-        publish: Callable[[dict[str, Any]], Awaitable[None]],
-        at: datetime,
-    ) -> tuple[Release, float]:
+    async def released(self, job: ReleaseJob) -> tuple[Release, float]:
         """Cut a release against the kind's Published state, debit what it spends, keep its state and audit it,
         all or nothing. Returns the release and what the party has spent of its budget since."""
 
         async def run(conn: asyncpg.Connection) -> tuple[Release, float]:
             async with conn.transaction():
-                return await _released(conn, party, budget, kind, cut, audited, publish, at)
+                return await _released(conn, job)
 
         return await pooled(self._pool, run)
 
     async def monthly(
-        self,
-        month: str,
-        cut: Callable[[Mapping[CellKey, Published]], Release],
-        audited: Callable[[Release], Share],
-        publish: Callable[[dict[str, Any]], Awaitable[None]],
-        document: Callable[[Release], dict[str, Any]],
-        at: datetime,
+        self, month: str, job: ReleaseJob, document: Callable[[Release], dict[str, Any]]
     ) -> tuple[dict[str, Any], datetime | None]:
         """The month's release document and when it was sent (None: not yet). The first call cuts it (as `released`
-        does, party MONTHLY, kind "monthly"), audits it and keeps it in dataset_monthly, in one transaction; every
-        later call reads the kept document back and cuts, audits and debits nothing."""
+        does; the job's party is MONTHLY, its kind MONTHLY_KIND), audits it and keeps it in dataset_monthly, in one
+        transaction; every later call reads the kept document back and cuts, audits and debits nothing."""
 
         async def run(conn: asyncpg.Connection) -> tuple[dict[str, Any], datetime | None]:
             async with conn.transaction():
-                await _lock(conn, MONTHLY_KIND)  # the same lock as the cut's: one publisher of a month at a time
+                await _lock(conn, job.kind)  # the same lock as the cut's: one publisher of a month at a time
                 kept = await conn.fetchrow("SELECT document, sent_at FROM dataset_monthly WHERE month = $1", month)
                 if kept is not None:
                     found: dict[str, Any] = orjson.loads(kept["document"])
                     return found, kept["sent_at"]
-                out, _ = await _released(conn, MONTHLY, 0.0, MONTHLY_KIND, cut, audited, publish, at)
+                out, _ = await _released(conn, job)
                 made = document(out)
                 await conn.execute(
                     "INSERT INTO dataset_monthly (month, document, published_at) VALUES ($1, $2, $3)",
-                    month, orjson.dumps(made).decode(), at,
+                    month, orjson.dumps(made).decode(), job.at,
                 )  # fmt: skip
                 return made, None
 
@@ -166,17 +165,11 @@ async def _lock(conn: asyncpg.Connection, kind: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataset:{DATASET}:{kind}")
 
 
-async def _released(
-    conn: asyncpg.Connection,
-    party: str,
-    budget: float,
-    kind: str,
-    cut: Callable[[Mapping[CellKey, Published]], Release],
-    audited: Callable[[Release], Share],
-    publish: Callable[[dict[str, Any]], Awaitable[None]],
-    at: datetime,
-) -> tuple[Release, float]:
+async def _released(conn: asyncpg.Connection, job: ReleaseJob) -> tuple[Release, float]:
     """DatasetStore.released's work, inside the caller's transaction."""
+    party, budget, kind, cut, audited, publish, at = (
+        job.party, job.budget, job.kind, job.cut, job.audited, job.publish, job.at
+    )  # fmt: skip
     await _lock(conn, kind)
     await conn.execute(
         "INSERT INTO dataset_budget (party, budget, spent, updated_at) VALUES ($1, $2, 0, $3)"
@@ -290,7 +283,8 @@ class DatasetReader:
         if caller is None:
             return _refused(UNAUTHENTICATED.status, UNAUTHENTICATED.code, UNAUTHENTICATED.reason)
         if self._purpose(caller) != "underwriting":
-            return _refused(403, "not_an_underwriter", f"{caller} does not underwrite: only an insurer reads the risk view")
+            reason = f"{caller} does not underwrite: only an insurer reads the risk view"
+            return _refused(403, "not_an_underwriter", reason)
         shipment_id = request.query.get("shipment", "")
         try:
             record = await self.store.record(shipment_id)
@@ -346,7 +340,8 @@ class DatasetReader:
             await self.publisher.send(self.settings.topics.audit, caller.encode(), orjson.dumps(entry), [])
 
         kind = "own" if own else "noisy"
-        out, spent = await self.store.released(caller, rules.epsilon_budget, kind, cut, audited, publish, at)
+        job = ReleaseJob(caller, rules.epsilon_budget, kind, cut, audited, publish, at)
+        out, spent = await self.store.released(job)
         document = release_document(out, policy, purpose, month, lane, noisy=not own)
         document["release_id"] = ref
         document["epsilon"] = {

@@ -228,7 +228,7 @@ def _claimed(bound: int | None = None) -> dict[CellKey, Cell]:
 
 
 def _vectors(computed: dict[CellKey, Cell], cap: float) -> dict[str, dict[CellKey, float]]:
-    out: dict[str, dict[CellKey, float]] = {name: {k: float(c.counts[name]) for k, c in computed.items()} for name in NOISY}
+    out = {name: {k: float(c.counts[name]) for k, c in computed.items()} for name in NOISY}
     out["claims_sdr"] = {k: sum(min(float(a), cap) for a in c.claim_sdr) for k, c in computed.items()}
     return out
 
