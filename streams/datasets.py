@@ -384,7 +384,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
 def risk_view(released: Sequence[Released], scales: Mapping[str, float] | None = None) -> list[Risk]:
     """Lane and carrier risk over every month, computed from a release's own cells only (post-processing: it tells
     a reader nothing the cells it was given do not, so it is as safe as they are against differencing, and as noisy
-    as they are under noise). Frequency: claimed legs per leg, with a Wilson interval. Severity: the cells' claims
+    as they are under noise). Frequency: claimed legs per leg, with a Wilson interval (widened by the noise's under
+    `scales`). Severity: the cells' claims
     (claims_sdr) per claimed leg in SDR, with a normal interval whose variance is the spread of the cells' averages
     (with two or more) plus, for a noisy release (`scales`: its noise_scales), the variance the Laplace noise of the
     cells' sums and claimed-leg counts adds (delta method: (Var sum + severity^2 Var count) / claimed^2)."""
@@ -399,8 +400,22 @@ def risk_view(released: Sequence[Released], scales: Mapping[str, float] | None =
         claimed = int(round(sum((c.figures.get("claim_rate") or 0) * (c.figures.get("legs") or 0) for c in members)))
         claimed = min(claimed, legs)
         severity, interval = _severity(members, claimed, scales)
-        out.append(Risk(lane, carrier, legs, claimed, claimed / legs, wilson(claimed, legs), severity, interval))
+        out.append(
+            Risk(lane, carrier, legs, claimed, claimed / legs, _frequency(claimed, legs, len(members), scales),
+                 severity, interval)
+        )  # fmt: skip
     return out
+
+
+def _frequency(claimed: int, legs: int, cells: int, scales: Mapping[str, float] | None) -> tuple[float, float]:
+    """The Wilson interval of claimed legs per leg, each end moved out by the noise's own 95 % half-width when the
+    counts are noisy (delta method over the `cells` cells' claimed and leg counts: (1 + f^2) Var count / legs^2)."""
+    low, high = wilson(claimed, legs)
+    if scales is None:
+        return low, high
+    f = claimed / legs
+    half = Z95 * math.sqrt(cells * 2 * scales["count"] ** 2 * (1 + f * f)) / legs
+    return max(0.0, low - half), min(1.0, high + half)
 
 
 def _severity(

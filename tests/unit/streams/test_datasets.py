@@ -286,6 +286,11 @@ def test_the_risk_view_keeps_severity_under_noise_with_an_interval_that_counts_t
         plain = without[(risk.lane, risk.carrier)].severity_ci
         # the noise's variance is added: wider than the spread of the cells' averages alone
         assert plain is None or risk.severity_ci[1] - risk.severity_ci[0] > plain[1] - plain[0]
+    for risk in with_scales:  # and the frequency's interval counts the noise of the counts too
+        low, high = without[(risk.lane, risk.carrier)].frequency_ci
+        assert risk.frequency_ci[0] <= low and risk.frequency_ci[1] >= high
+        assert risk.frequency_ci[1] - risk.frequency_ci[0] > high - low or (low, high) == (0.0, 1.0)
+        assert risk.frequency_ci[0] <= risk.frequency <= risk.frequency_ci[1]
     # exact: the claims per claimed leg, summed over the group's cells
     exact = release(cells(records()), policy).cells
     for risk in risk_view(exact):
