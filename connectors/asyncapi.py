@@ -216,7 +216,8 @@ def _channels(settings: Settings, payloads: dict[str, dict[str, Any]]) -> dict[s
          _Message("auditEntry", "One share, chained", "party id", payloads["audit"])),
         ("datasetsPerformance", names.DATASETS_PERFORMANCE,
          "The carrier performance data set of each closed month: the cells with at least k shipments and m shippers "
-         "(no noise), as `mmhub dataset publish` releases them, audited like every share. Compacted.",
+         "(no noise), released once per month by `mmhub dataset monthly` (or `mmhub dataset publish`), audited like "
+         "every share. Compacted.",
          _Message("performanceRelease", "One month's release", "month (YYYY-MM)",
                   {"type": "object", "description": "streams.datasets.release_document"})),
         ("references", names.REFERENCES,

@@ -8,10 +8,14 @@ policy's k/m rule (no noise, no Published state kept: the gateway's releases to 
 theirs).
 
     mmhub dataset publish --month YYYY-MM
+    mmhub dataset monthly [--once] [--interval SECONDS]
 
-sends a closed month's release (the same k/m cells, from the projection) to hub.datasets.performance, keyed by the
-month. It is a share like any other: audited (share_audit and hub.audit, party `hub.datasets`, channel kafka) and
-sticky (a republished month repeats a cell's figures until k of its shipments have changed, dataset_published).
+`publish` sends a closed month's release (the same k/m cells, from the projection) to hub.datasets.performance,
+keyed by the month. It is a share like any other: audited (share_audit and hub.audit, party `hub.datasets`, channel
+kafka) and sticky (dataset_published). A month is released once: the first run cuts, audits and keeps its document
+(dataset_monthly, one transaction), then sends it; a later run (a restart, a second replica, an operator) sends
+that same document only if it was never sent, and otherwise nothing. `monthly` is the scheduled duty: every
+--interval (an hour) it publishes the previous month so, which is a no-op once done (the compose file runs it).
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import orjson
 
@@ -126,11 +130,9 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-MONTHLY = "hub.datasets"  # who the monthly release is audited as: the hub's own publication, not a party
-
-
-async def publish_month(settings: Settings, month: str, at: datetime) -> dict[str, object]:
-    from connectors.gateway.datasets import SUBJECT, DatasetStore
+async def publish_month(settings: Settings, month: str, at: datetime) -> tuple[dict[str, object], bool]:
+    """The month's release on hub.datasets.performance, once: (its document, whether this call sent it)."""
+    from connectors.gateway.datasets import MONTHLY, MONTHLY_KIND, SUBJECT, DatasetStore, ReleaseJob
     from connectors.gateway.publisher import KafkaPublisher
     from streams.datasets import CellKey, Published, Release, cells, release, release_document, select
     from streams.sharing import POLICY, Share
@@ -140,28 +142,51 @@ async def publish_month(settings: Settings, month: str, at: datetime) -> dict[st
     publisher = KafkaPublisher(settings.kafka_client())
     await publisher.start()
     try:
-        computed = select(cells(await store.records()), month)
+        records = await store.records()
 
         def cut(previous: Mapping[CellKey, Published]) -> Release:
-            return release(computed, policy, previous)
+            return release(select(cells(records), month), policy, previous)
 
         def audited(out: Release) -> Share:
             return Share(
                 party=MONTHLY, shipment_id=SUBJECT, version=None, kind="dataset.performance.monthly", channel="kafka",
                 fields=tuple(sorted(r.key.label() for r in out.cells)), policy_version=POLICY.version,
-                relations=("monthly",), via_grants=(), shared_at=at, ref=month,
+                relations=(MONTHLY_KIND,), via_grants=(), shared_at=at, ref=month,
             )  # fmt: skip
 
         async def audit(entry: dict[str, Any]) -> None:
             await publisher.send(settings.topics.audit, MONTHLY.encode(), orjson.dumps(entry), [])
 
-        out, _ = await store.released(MONTHLY, 0.0, "monthly", cut, audited, audit, at)
-        document = release_document(out, policy, "monthly", month, None, noisy=False)
-        await publisher.send(settings.topics.datasets_performance, month.encode(), orjson.dumps(document), [])
-        return document
+        def document(out: Release) -> dict[str, Any]:
+            return release_document(out, policy, MONTHLY_KIND, month, None, noisy=False)
+
+        job = ReleaseJob(MONTHLY, 0.0, MONTHLY_KIND, cut, audited, audit, at)
+        kept, sent_at = await store.monthly(month, job, document)
+        if sent_at is not None:
+            return kept, False
+        await publisher.send(settings.topics.datasets_performance, month.encode(), orjson.dumps(kept), [])
+        await store.sent(month, at)
+        return kept, True
     finally:
         await publisher.stop()
         await store.close()
+
+
+def previous_month(now: datetime) -> str:
+    """The last closed month at `now` (UTC)."""
+    first = now.astimezone(timezone.utc).replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
+def _report(month: str, document: dict[str, object], sent: bool, settings: Settings) -> None:
+    cells = document["cells"]
+    assert isinstance(cells, list)
+    done = "published" if sent else "already published (nothing sent)"
+    print(
+        f"{done} {month}: {len(cells)} cell(s), {document['suppressed']} suppressed, to "
+        f"{settings.topics.datasets_performance}",
+        file=sys.stderr,
+    )
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,14 +194,28 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.month >= now.strftime("%Y-%m"):
         print(f"mmhub dataset publish: {args.month} is not a closed month (now is {now:%Y-%m})", file=sys.stderr)
         return 2
-    document = asyncio.run(publish_month(settings, args.month, now))
-    cells = document["cells"]
-    assert isinstance(cells, list)
-    print(
-        f"published {args.month}: {len(cells)} cell(s), {document['suppressed']} suppressed, to "
-        f"{settings.topics.datasets_performance}",
-        file=sys.stderr,
-    )
+    document, sent = asyncio.run(publish_month(settings, args.month, now))
+    _report(args.month, document, sent, settings)
+    return 0
+
+
+async def monthly(settings: Settings, interval_s: float, once: bool, clock: Callable[[], datetime]) -> None:
+    """Publish the previous month, now and then every `interval_s` (a no-op once it is done)."""
+    while True:
+        now = clock()
+        month = previous_month(now)
+        document, sent = await publish_month(settings, month, now)
+        _report(month, document, sent, settings)
+        if once:
+            return
+        await asyncio.sleep(interval_s)
+
+
+def _monthly(args: argparse.Namespace, settings: Settings) -> int:
+    if args.interval <= 0:
+        print("mmhub dataset monthly: --interval must be positive", file=sys.stderr)
+        return 2
+    asyncio.run(monthly(settings, args.interval, args.once, lambda: datetime.now(timezone.utc)))
     return 0
 
 
@@ -203,3 +242,9 @@ def add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     publish.add_argument("--month", type=_month, required=True, help="the closed month (YYYY-MM)")
     publish.set_defaults(run=_publish)
+    scheduled = dataset_sub.add_parser(
+        "monthly", help="publish the previous month's release once, then again every --interval (a no-op once done)"
+    )
+    scheduled.add_argument("--interval", type=float, default=3600.0, help="seconds between two runs (3600)")
+    scheduled.add_argument("--once", action="store_true", help="run once and exit (for cron)")
+    scheduled.set_defaults(run=_monthly)

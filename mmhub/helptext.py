@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mmhub dataset performance --month 2026-03 --lane CNQZH-SGSIN --json",
     ),
     "dataset publish": ("the operator, once a month is closed", "mmhub dataset publish --month 2026-03"),
+    "dataset monthly": (
+        "the operator's scheduled duty (the compose file's datasets service), or cron with --once",
+        "mmhub dataset monthly --once",
+    ),
     "invoice": (
         "a shipper's accounts payable, or the MTO sending its one invoice",
         "mmhub invoice SHP-2026-000042 --ubl --currency USD > invoice.xml",

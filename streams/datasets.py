@@ -12,7 +12,8 @@ departure, else its actual one). Each leg of each record counts in exactly one c
   discrepancy_rate  legs with a handover discrepancy on them
   damage_rate, loss_rate, claim_rate   legs with a claim of that kind on them (loss counts presumed loss and
                     shortage too), and with any claim
-  avg_claim_sdr     mean liability of the leg's claims in SDR (the limit computed for the affected weight)
+  claims_sdr        the claimed legs' liability in SDR (each leg's claims' limits computed for the affected weight)
+  avg_claim_sdr     claims_sdr per claimed leg: the severity
   co2e_wtw_g_per_tkm  well-to-wheel g CO2e per tonne-km over the legs with an emissions figure (the record's
                     `emissions` part): total kg CO2e x 1000 / total tonne-km, so shippers can compare routes
 
@@ -26,13 +27,15 @@ Protection (the policy's `datasets` part, see DatasetPolicy):
     set differs from the set it was last released with by fewer than k shipments is released with its previous
     figures (`Published`): a release changes only once k shipments have come or gone.
   - noise (optional, differential privacy per shipment): each shipment's contribution is bounded to its first
-    `max_cells_per_shipment` legs (cells(..., bound=...)); each of the cell's F underlying counts (COUNTS: legs,
-    shipments, and each rate's numerator and denominator) gets Laplace noise of scale F*B/epsilon, where B is the
-    bound (a shipment moves at most
-    B cells and each count of a cell by at most 1), so one release spends epsilon in all. Rates are then computed from
-    the noisy counts (post-processing, no further cost). Quantiles and means
-    have no bounded sensitivity here: a noisy release leaves them out (None). The caller debits epsilon from the
-    party's budget before it serves the release.
+    `max_cells_per_shipment` legs (cells(..., bound=...)); each of the cell's underlying counts (NOISY: legs,
+    shipments, and each rate's numerator and denominator; with the claims' sum, F queries) gets Laplace noise of scale
+    F*B/epsilon, where B is the bound (a shipment moves at most
+    B cells and each count of a cell by at most 1), and the cell's claims_sdr, each claimed leg's amount capped at
+    `max_claim_sdr` C, gets Laplace noise of scale F*B*C/epsilon (a shipment moves the sums by at most B*C): F+1
+    queries of epsilon/(F+1) each, so one release spends epsilon in all (noise_scales). Rates and the severity
+    (avg_claim_sdr, clipped to [0, C]) are then computed from the noisy counts and sum (post-processing, no further
+    cost). Quantiles have no bounded sensitivity here: a noisy release leaves them out (None). The caller debits
+    epsilon from the party's budget before it serves the release.
   - own figures: a carrier's own cells are released to it unaggregated by these rules (k = m = 1, no noise).
 
 Pure: the caller reads the records (the live projection or an offline fold) and keeps the Published state.
@@ -43,7 +46,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from hashlib import sha256
@@ -54,7 +57,9 @@ from schemas.record import LegRecord, ShipmentRecord
 LOSS_KINDS = frozenset({"loss", "presumed_loss", "shortage"})
 RATES = ("on_time_planned", "on_time_promised", "discrepancy_rate", "damage_rate", "loss_rate", "claim_rate")
 COUNTS = ("shipments", "legs")
-FIGURES = COUNTS + RATES + ("transit_h_p50", "transit_h_p90", "dwell_h_p50", "avg_claim_sdr", "co2e_wtw_g_per_tkm")
+FIGURES = COUNTS + RATES + (
+    "transit_h_p50", "transit_h_p90", "dwell_h_p50", "claims_sdr", "avg_claim_sdr", "co2e_wtw_g_per_tkm"
+)  # fmt: skip
 # each rate as (numerator, denominator) of the cell's counts
 RATE_PARTS = {
     "on_time_planned": ("on_time_planned_n", "on_time_planned_of"),
@@ -90,14 +95,16 @@ class DatasetPolicy:
     # the privacy budget each party starts with, and what one noisy release costs
     epsilon_budget: float = 10.0
     epsilon_per_release: float = 1.0
-    # contribution bound of a noisy release: a shipment counts in at most this many cells (its first legs)
+    # contribution bound of a noisy release: a shipment counts in at most this many cells (its first legs), and a
+    # claimed leg's amount in at most this many SDR
     max_cells_per_shipment: int = 4
+    max_claim_sdr: float = 10_000.0
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.m < 1:
             raise ValueError("k and m must be at least 1")
-        if self.max_cells_per_shipment < 1:
-            raise ValueError("max_cells_per_shipment must be at least 1")
+        if self.max_cells_per_shipment < 1 or self.max_claim_sdr <= 0:
+            raise ValueError("max_cells_per_shipment must be at least 1 and max_claim_sdr positive")
         if self.epsilon_budget < 0 or self.epsilon_per_release <= 0:
             raise ValueError("the privacy budget must be >= 0 and a release must cost > 0")
 
@@ -115,7 +122,7 @@ class _Tally:
     damage: int = 0
     loss: int = 0
     claimed: int = 0
-    claim_sdr: list[Decimal] = field(default_factory=list)
+    claim_sdr: list[Decimal] = field(default_factory=list)  # per claimed leg, the liability of its claims
     co2e_kg: Decimal = Decimal(0)
     tonne_km: Decimal = Decimal(0)
 
@@ -130,6 +137,7 @@ class Cell:
     figures: Mapping[str, float | None]
     counts: Mapping[str, int]  # NOISY: what the figures are computed from
     bound: int | None = None  # computed with each shipment's contribution bounded to this many legs
+    claim_sdr: tuple[Decimal, ...] = ()  # each claimed leg's liability in SDR (a noisy release caps and sums them)
 
     def fingerprint(self) -> str:
         """Names the exact set of shipments behind the figures (never released; kept by Published)."""
@@ -200,7 +208,8 @@ def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[C
             tally.damage += any(c.kind == "damage" for c in claims)
             tally.loss += any(c.kind in LOSS_KINDS for c in claims)
             tally.claimed += bool(claims)
-            tally.claim_sdr += [c.liability.sdr for c in claims if c.liability is not None]
+            if claims:
+                tally.claim_sdr.append(sum((c.liability.sdr for c in claims if c.liability is not None), Decimal(0)))
             emitted = record.emissions.legs[leg.sequence - 1] if record.emissions is not None else None
             if emitted is not None and emitted.wtw_kg_co2e is not None and emitted.tonne_km:
                 tally.co2e_kg += emitted.wtw_kg_co2e
@@ -219,6 +228,7 @@ def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[C
             "damage_rate": t.damage / t.legs,
             "loss_rate": t.loss / t.legs,
             "claim_rate": t.claimed / t.legs,
+            "claims_sdr": float(sum(t.claim_sdr, Decimal(0))),
             "avg_claim_sdr": float(sum(t.claim_sdr) / len(t.claim_sdr)) if t.claim_sdr else None,
             "co2e_wtw_g_per_tkm": float(t.co2e_kg * 1000 / t.tonne_km) if t.tonne_km else None,
         }
@@ -234,7 +244,7 @@ def cells(records: Iterable[ShipmentRecord], bound: int | None = None) -> dict[C
             "lost": t.loss,
             "claimed": t.claimed,
         }
-        out[key] = Cell(key, frozenset(t.shipments), len(t.shippers), figures, counts, bound)
+        out[key] = Cell(key, frozenset(t.shipments), len(t.shippers), figures, counts, bound, tuple(t.claim_sdr))
     return out
 
 
@@ -289,7 +299,6 @@ def release(
             raise ValueError(
                 f"a noisy release needs cells computed with bound={policy.max_cells_per_shipment}; {len(unbounded)} are not"
             )
-    scale = len(NOISY) * policy.max_cells_per_shipment / policy.epsilon_per_release
     threshold = max(policy.k, k or 0)
     out: list[Released] = []
     suppressed = 0
@@ -302,7 +311,7 @@ def release(
             # repeats what was released before (noised then, if noisy): nothing new is learnt, nothing new is drawn
             out.append(Released(key, before.figures, True))
             continue
-        figures = cell.figures if noise is None else _noised(cell.counts, scale, noise)
+        figures = cell.figures if noise is None else _noised(cell, policy, noise)
         published[key] = Published(tuple(sorted(cell.shipments)), figures)
         out.append(Released(key, figures, False))
     drawn = any(not r.stale for r in out)
@@ -316,15 +325,28 @@ def laplace(scale: float, rng: random.Random) -> float:
     return -scale * math.copysign(1.0, u) * math.log(1 - 2 * abs(u))
 
 
-def _noised(counts: Mapping[str, int], scale: float, rng: random.Random) -> dict[str, float | None]:
-    """The cell's figures from its counts each noised with Laplace(scale): counts rounded and kept >= 0, rates
-    computed from the noisy counts and clipped to [0, 1]; quantiles and means left out."""
-    noisy = {name: max(0.0, round(counts[name] + laplace(scale, rng))) for name in NOISY}
+def noise_scales(policy: DatasetPolicy) -> dict[str, float]:
+    """The Laplace scale of each noisy count (`count`) and of a cell's capped claims sum (`claims_sdr`): epsilon is
+    split evenly over the NOISY counts and the sum, each query's sensitivity being B (counts) or B*C (the sum)."""
+    count = (len(NOISY) + 1) * policy.max_cells_per_shipment / policy.epsilon_per_release
+    return {"count": count, "claims_sdr": count * policy.max_claim_sdr}
+
+
+def _noised(cell: Cell, policy: DatasetPolicy, rng: random.Random) -> dict[str, float | None]:
+    """The cell's figures from its counts and capped claims sum, each noised (noise_scales): counts and the sum
+    rounded and kept >= 0, rates computed from the noisy counts and clipped to [0, 1], the severity from the noisy
+    sum and claimed legs and clipped to [0, C]; quantiles left out."""
+    scales = noise_scales(policy)
+    noisy = {name: max(0.0, round(cell.counts[name] + laplace(scales["count"], rng))) for name in NOISY}
+    capped = sum(min(float(amount), policy.max_claim_sdr) for amount in cell.claim_sdr)
+    total = max(0.0, round(capped + laplace(scales["claims_sdr"], rng), 2))
     out: dict[str, float | None] = {name: None for name in FIGURES}
     for name in COUNTS:
         out[name] = noisy[name]
     for name, (numerator, denominator) in RATE_PARTS.items():
         out[name] = min(1.0, noisy[numerator] / noisy[denominator]) if noisy[denominator] > 0 else None
+    out["claims_sdr"] = total
+    out["avg_claim_sdr"] = min(policy.max_claim_sdr, total / noisy["claimed"]) if noisy["claimed"] > 0 else None
     return out
 
 
@@ -359,12 +381,14 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def risk_view(released: Sequence[Released]) -> list[Risk]:
+def risk_view(released: Sequence[Released], scales: Mapping[str, float] | None = None) -> list[Risk]:
     """Lane and carrier risk over every month, computed from a release's own cells only (post-processing: it tells
     a reader nothing the cells it was given do not, so it is as safe as they are against differencing, and as noisy
-    as they are under noise). Frequency: claimed legs per leg, with a Wilson interval. Severity: the legs-weighted
-    mean of the cells' average claim liability in SDR, where the release carries it (not in a noisy release: a mean
-    of unbounded amounts has no bounded sensitivity), with a normal interval over those cells."""
+    as they are under noise). Frequency: claimed legs per leg, with a Wilson interval (widened by the noise's under
+    `scales`). Severity: the cells' claims
+    (claims_sdr) per claimed leg in SDR, with a normal interval whose variance is the spread of the cells' averages
+    (with two or more) plus, for a noisy release (`scales`: its noise_scales), the variance the Laplace noise of the
+    cells' sums and claimed-leg counts adds (delta method: (Var sum + severity^2 Var count) / claimed^2)."""
     groups: dict[tuple[str, str], list[Released]] = defaultdict(list)
     for cell in released:
         groups[(cell.key.lane, cell.key.carrier)].append(cell)
@@ -375,18 +399,71 @@ def risk_view(released: Sequence[Released]) -> list[Risk]:
             continue
         claimed = int(round(sum((c.figures.get("claim_rate") or 0) * (c.figures.get("legs") or 0) for c in members)))
         claimed = min(claimed, legs)
-        amounts = [(c.figures["avg_claim_sdr"], c.figures.get("legs") or 0) for c in members if c.figures.get("avg_claim_sdr") is not None]
-        severity = interval = None
-        if amounts:
-            weight = sum(w for _, w in amounts) or 1.0
-            severity = sum(float(a or 0) * w for a, w in amounts) / weight
-            if len(amounts) > 1:
-                values = [float(a or 0) for a, _ in amounts]
-                sd = math.sqrt(sum((v - severity) ** 2 for v in values) / (len(values) - 1))
-                half = Z95 * sd / math.sqrt(len(values))
-                interval = (max(0.0, severity - half), severity + half)
-        out.append(Risk(lane, carrier, legs, claimed, claimed / legs, wilson(claimed, legs), severity, interval))
+        severity, interval = _severity(members, claimed, scales)
+        out.append(
+            Risk(lane, carrier, legs, claimed, claimed / legs, _frequency(claimed, legs, len(members), scales),
+                 severity, interval)
+        )  # fmt: skip
     return out
+
+
+def _frequency(claimed: int, legs: int, cells: int, scales: Mapping[str, float] | None) -> tuple[float, float]:
+    """The Wilson interval of claimed legs per leg, each end moved out by the noise's own 95 % half-width when the
+    counts are noisy (delta method over the `cells` cells' claimed and leg counts: (1 + f^2) Var count / legs^2)."""
+    low, high = wilson(claimed, legs)
+    if scales is None:
+        return low, high
+    f = claimed / legs
+    half = Z95 * math.sqrt(cells * 2 * scales["count"] ** 2 * (1 + f * f)) / legs
+    return max(0.0, low - half), min(1.0, high + half)
+
+
+def _severity(
+    members: Sequence[Released], claimed: int, scales: Mapping[str, float] | None
+) -> tuple[float | None, tuple[float, float] | None]:
+    sums = [c.figures["claims_sdr"] for c in members if c.figures.get("claims_sdr") is not None]
+    if claimed <= 0 or not sums:
+        return None, None
+    severity = sum(float(v or 0) for v in sums) / claimed
+    variance = 0.0
+    averages = [float(c.figures["avg_claim_sdr"] or 0) for c in members if c.figures.get("avg_claim_sdr") is not None]
+    if len(averages) > 1:
+        mean = sum(averages) / len(averages)
+        variance += sum((v - mean) ** 2 for v in averages) / (len(averages) - 1) / len(averages)
+    if scales is not None:  # Var Laplace(b) = 2 b^2, per cell, for its sum and its claimed-leg count
+        noise = len(sums) * 2 * scales["claims_sdr"] ** 2 + severity**2 * len(members) * 2 * scales["count"] ** 2
+        variance += noise / claimed**2
+    if variance <= 0:
+        return severity, None
+    half = Z95 * math.sqrt(variance)
+    return severity, (max(0.0, severity - half), severity + half)
+
+
+def claim_risks(record: ShipmentRecord, insurer: str, risks: Sequence[Risk]) -> list[dict[str, object]]:
+    """Each claim `insurer` covers on the record, with its policy number, next to the risk of its leg's lane and
+    carrier (None where the release behind `risks` has no cell of them)."""
+    by_lane = {(r.lane, r.carrier): r for r in risks}
+    out: list[dict[str, object]] = []
+    for claim in record.claims:
+        if claim.insurer != insurer:
+            continue
+        leg = next((leg for leg in record.legs if leg.sequence == claim.leg), None)
+        lane = f"{leg.origin}-{leg.destination}" if leg is not None else None
+        risk = by_lane.get((lane, leg.carrier)) if leg is not None and lane is not None else None
+        out.append(
+            {
+                "claim_id": claim.claim_id,
+                "kind": claim.kind,
+                "status": claim.status,
+                "policy_number": claim.policy_number,
+                "leg": claim.leg,
+                "lane": lane,
+                "carrier": leg.carrier if leg is not None else None,
+                "risk": asdict(risk) if risk is not None else None,
+            }
+        )
+    return out
+
 
 # --- what a release looks like to its reader -------------------------------------------------------------------
 

@@ -51,10 +51,14 @@ class DatasetRules(Frozen):
     epsilon_budget: float
     epsilon_per_release: float
     max_cells_per_shipment: int
+    max_claim_sdr: float
     readers: dict[str, DatasetPurpose]
 
     def policy(self) -> DatasetPolicy:
-        return DatasetPolicy(self.k, self.m, self.epsilon_budget, self.epsilon_per_release, self.max_cells_per_shipment)
+        return DatasetPolicy(
+            self.k, self.m, self.epsilon_budget, self.epsilon_per_release, self.max_cells_per_shipment,
+            self.max_claim_sdr,
+        )  # fmt: skip
 
 
 class Policy(Frozen):

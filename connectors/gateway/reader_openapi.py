@@ -196,6 +196,25 @@ READER_PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/datasets/performance/risk": {
+        "get": {
+            "operationId": "getClaimRisk",
+            "summary": "The claims you insure on one shipment, next to their policy and their lane's risk",
+            "description": "For an insurer that underwrites the shipment's policy: each claim it covers, with the "
+            "policy number, the leg's lane and carrier, and that lane and carrier's risk (claim frequency and "
+            "severity with 95 % intervals) from the cells the last underwriting release published (null where no "
+            "released cell covers them). No new draw and no epsilon; the read is audited like a share.",
+            "security": _SECURED,
+            "parameters": [{"name": "shipment", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": _json("the policy and the claims with their risk", {"type": "object"}),
+                "401": _UNAUTHENTICATED,
+                "403": _error("you do not underwrite (only an insurer reads the risk view)"),
+                "404": _error("no such shipment with a policy you underwrite"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
     "/v1/shipments/{shipment_id}": {
         "get": {
             "operationId": "getShipment",

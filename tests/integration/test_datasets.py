@@ -1,7 +1,8 @@
 """An insurer reads the carrier performance data set through `mmhub gateway` on the real broker and database: the
 read is audited (share_audit and hub.audit) and metered (`mmhub usage`), and its epsilon is debited from its
 budget; a release that repeats the last one costs nothing; a carrier reads its own cells; a shipper reads none; and
-`mmhub dataset publish` sends a closed month's release to the monthly topic."""
+`mmhub dataset publish` sends a closed month's release to the monthly topic; and the insurer sees a claim it
+covers next to its policy and the risk of the claim's lane and carrier."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import orjson
 import pytest
 
 from bench.datasets import performance_log
-from connectors.kafka import publish
+from pathlib import Path
+
+from connectors.kafka import publish, read_jsonl
 from connectors.postgres.db import server_settings
 from streams.sharing import POLICY
 from tests.integration.hub import caught_up, offline, read_topic, wait_for
@@ -21,6 +24,8 @@ running = test_reader.running  # the worker, sink and gateway of the reader test
 
 pytestmark = pytest.mark.integration
 PATH = "/v1/datasets/performance"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CLAIMED = "SHP-2026-000043"  # examples/journey-claim.jsonl: damage on leg 3, CNQZH-SGSIN, carrier.oceanline
 
 
 async def _rows(hub: Running, query: str, *args: object) -> list[asyncpg.Record]:
@@ -33,7 +38,7 @@ async def _rows(hub: Running, query: str, *args: object) -> list[asyncpg.Record]
 
 
 async def test_an_insurer_reads_the_data_set_audited_metered_and_debited(running: Running) -> None:
-    lines = performance_log(200, seed=3)
+    lines = performance_log(200, seed=3) + read_jsonl(EXAMPLES / "journey-claim.jsonl")  # a claim PICC insures
     await publish(running.settings, lines)
     expected = offline(lines)
     await wait_for(lambda: caught_up(running.settings, expected), 240, "the projection", *running.procs)
@@ -102,3 +107,26 @@ async def test_an_insurer_reads_the_data_set_audited_metered_and_debited(running
         "SELECT kind, channel FROM share_audit WHERE party = 'hub.datasets' AND shipment_id = 'dataset:performance'",
     )
     assert [(r["kind"], r["channel"]) for r in audited] == [("dataset.performance.monthly", "kafka")]
+
+    # a claim's record next to the policy: the claim PICC covers, with the risk of its lane and carrier as the last
+    # underwriting release published it (no new draw, no epsilon), audited as a share of that shipment
+    status, risk = await running.get(INSURER, f"{PATH}/risk?shipment={CLAIMED}")
+    assert status == 200, risk
+    assert risk["policy"]["policy_number"] == "PICC-CG-2026-55821" and risk["policy"]["insurer"] == INSURER
+    (claim,) = risk["claims"]
+    assert (claim["kind"], claim["leg"], claim["lane"], claim["carrier"]) == (
+        "damage", 3, "CNQZH-SGSIN", "carrier.oceanline"
+    )
+    lane_risk = [r for r in first["risk"] if (r["lane"], r["carrier"]) == ("CNQZH-SGSIN", "carrier.oceanline")]
+    assert lane_risk and claim["risk"] == lane_risk[0]
+    (spent,) = await _rows(running, "SELECT spent FROM dataset_budget WHERE party = $1", INSURER)
+    assert spent["spent"] == rules.epsilon_per_release  # still one release's worth
+    risk_audit = await _rows(running, "SELECT kind, fields FROM share_audit WHERE party = $1 AND shipment_id = $2",
+                             INSURER, CLAIMED)  # fmt: skip
+    assert [(r["kind"], list(r["fields"])) for r in risk_audit] == [
+        ("dataset.performance.risk", [claim["claim_id"]])
+    ]
+    status, refused = await running.get(SHIPPER, f"{PATH}/risk?shipment={CLAIMED}")
+    assert status == 403 and refused["error"] == "not_an_underwriter"
+    status, missing = await running.get(INSURER, f"{PATH}/risk?shipment=SHP-2026-999999")
+    assert status == 404 and missing["error"] == "not_found"

@@ -4,6 +4,7 @@ rule, noise and its budget, a carrier's own figures and the insurer's risk view.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -16,11 +17,14 @@ from schemas.record import LegRecord, ShipmentRecord, Times
 from streams.codec import Rejection, decode_event
 from streams.datasets import (
     NOISY,
+    Cell,
     CellKey,
     DatasetPolicy,
     cell_of,
     cells,
+    claim_risks,
     laplace,
+    noise_scales,
     release,
     risk_view,
     wilson,
@@ -212,3 +216,103 @@ def test_risk_view_per_lane_and_carrier_comes_from_the_released_cells_only() -> 
         if risk.severity_sdr is not None and risk.severity_ci is not None:
             assert risk.severity_ci[0] <= risk.severity_sdr <= risk.severity_ci[1]
     assert not any(r.lane == "CNSHA-CNQZH" for r in view)  # two shippers: under m
+
+
+# --- severity under noise: the contribution bound on amounts, the noise it needs, the risk view's interval -------
+
+
+def _claimed(bound: int | None = None) -> dict[CellKey, Cell]:
+    computed = cells(records(), bound=bound)
+    assert any(cell.claim_sdr for cell in computed.values())
+    return computed
+
+
+def _vectors(computed: dict[CellKey, Cell], cap: float) -> dict[str, dict[CellKey, float]]:
+    out = {name: {k: float(c.counts[name]) for k, c in computed.items()} for name in NOISY}
+    out["claims_sdr"] = {k: sum(min(float(a), cap) for a in c.claim_sdr) for k, c in computed.items()}
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data(), st.integers(1, 4), st.sampled_from([500.0, 5_000.0, 10_000.0]))
+def test_one_shipment_moves_each_count_by_at_most_b_and_the_capped_claims_by_at_most_b_times_c(
+    data: st.DataObject, bound: int, cap: float
+) -> None:
+    """The sensitivity noise_scales rests on: with the contribution bound B and the cap C, adding or removing one
+    shipment changes each noisy count's vector over all cells by at most B (L1) and the capped claims sums by at
+    most B*C. Shipments with a claim are drawn half the time, so the sums are really exercised."""
+    base = list(records())
+    with_claims = [i for i, r in enumerate(base) if r.claims]
+    assert with_claims
+    index = data.draw(st.sampled_from(with_claims) if data.draw(st.booleans()) else st.integers(0, len(base) - 1))
+    before = _vectors(cells(base, bound=bound), cap)
+    after = _vectors(cells(base[:index] + base[index + 1 :], bound=bound), cap)
+    for name, vector in before.items():
+        moved = sum(abs(vector.get(k, 0.0) - after[name].get(k, 0.0)) for k in set(vector) | set(after[name]))
+        assert moved <= bound * (cap if name == "claims_sdr" else 1) + 1e-6, (name, moved)
+
+
+def test_a_noisy_release_carries_the_severity_with_the_noise_it_claims() -> None:
+    """The noisy claims sum has the Laplace scale noise_scales names (E|X| = b), and the severity is the noisy sum
+    per noisy claimed leg, clipped to [0, C]."""
+    policy = DatasetPolicy(k=10, m=3, epsilon_per_release=1000.0, max_claim_sdr=5_000.0)
+    computed = _claimed(bound=policy.max_cells_per_shipment)
+    target = max((c for c in computed.values() if c.claim_sdr), key=lambda c: len(c.claim_sdr))
+    capped = sum(min(float(a), policy.max_claim_sdr) for a in target.claim_sdr)
+    scale = noise_scales(policy)["claims_sdr"]
+    assert scale == (len(NOISY) + 1) * 4 / 1000.0 * 5_000.0 and capped > 5 * scale  # clipping at 0 plays no part
+    draws = []
+    for seed in range(3000):
+        (cell,) = release({target.key: target}, policy, noise=random.Random(seed)).cells
+        total, severity = cell.figures["claims_sdr"], cell.figures["avg_claim_sdr"]
+        assert total is not None and severity is not None and 0.0 <= severity <= policy.max_claim_sdr
+        legs = cell.figures["claim_rate"] * cell.figures["legs"]  # type: ignore[operator]
+        assert severity == pytest.approx(min(policy.max_claim_sdr, total / round(legs)), rel=1e-6)
+        draws.append(total - capped)
+    assert abs(sum(draws) / len(draws)) < 0.1 * scale
+    assert 0.93 * scale < sum(abs(d) for d in draws) / len(draws) < 1.07 * scale
+
+
+def test_the_risk_view_keeps_severity_under_noise_with_an_interval_that_counts_the_noise() -> None:
+    policy = DatasetPolicy(k=10, m=3)
+    computed = _claimed(bound=policy.max_cells_per_shipment)
+    noisy = release(computed, policy, noise=random.Random(5))
+    with_scales = risk_view(noisy.cells, noise_scales(policy))
+    without = {(r.lane, r.carrier): r for r in risk_view(noisy.cells)}
+    severe = [r for r in with_scales if r.severity_sdr is not None]
+    assert severe  # the risk view has severity under noise
+    for risk in severe:
+        assert risk.severity_ci is not None and risk.severity_ci[0] <= risk.severity_sdr <= risk.severity_ci[1]
+        plain = without[(risk.lane, risk.carrier)].severity_ci
+        # the noise's variance is added: wider than the spread of the cells' averages alone
+        assert plain is None or risk.severity_ci[1] - risk.severity_ci[0] > plain[1] - plain[0]
+    for risk in with_scales:  # and the frequency's interval counts the noise of the counts too
+        low, high = without[(risk.lane, risk.carrier)].frequency_ci
+        assert risk.frequency_ci[0] <= low and risk.frequency_ci[1] >= high
+        assert risk.frequency_ci[1] - risk.frequency_ci[0] > high - low or (low, high) == (0.0, 1.0)
+        assert risk.frequency_ci[0] <= risk.frequency <= risk.frequency_ci[1]
+    # exact: the claims per claimed leg, summed over the group's cells
+    exact = release(cells(records()), policy).cells
+    for risk in risk_view(exact):
+        members = [c for c in exact if (c.key.lane, c.key.carrier) == (risk.lane, risk.carrier)]
+        total = sum(c.figures["claims_sdr"] or 0 for c in members)
+        assert risk.severity_sdr == (pytest.approx(total / risk.claims) if risk.claims else None)
+
+
+def test_a_claim_is_shown_next_to_its_policy_with_its_lane_and_carriers_risk() -> None:
+    from pathlib import Path
+
+    from connectors.kafka import read_jsonl
+
+    journey = Path(__file__).resolve().parents[3] / "examples" / "journey-claim.jsonl"
+    (record,) = fold((decode_event(line) for line in read_jsonl(journey)), AUTHORITY).values()  # type: ignore[misc]
+    view = risk_view(release(cells(records()), DatasetPolicy(k=10, m=3)).cells)
+    lane = next(r for r in view if (r.lane, r.carrier) == ("CNQZH-SGSIN", "carrier.oceanline"))
+    (claim,) = claim_risks(record, "insurer.picc", view)
+    assert (claim["kind"], claim["leg"], claim["lane"], claim["carrier"]) == (
+        "damage", 3, "CNQZH-SGSIN", "carrier.oceanline"
+    )
+    assert claim["policy_number"] == "PICC-CG-2026-55821" and claim["risk"] == asdict(lane)
+    assert claim_risks(record, "insurer.other", view) == []  # not its claim
+    (uncovered,) = claim_risks(record, "insurer.picc", [r for r in view if r is not lane])
+    assert uncovered["risk"] is None  # no released cell of that lane and carrier: no figure, not a guess
