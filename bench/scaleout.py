@@ -483,14 +483,20 @@ async def publish_paced(settings: Settings, workload: Workload, rate: float) -> 
         await producer.stop()
 
 
-def joiner_ready(worker: Worker, settings: Settings) -> bool:
-    """Whether a worker's log shows its merge stage active on some partitions, i.e. processing them."""
+def processing(marks: Sequence[LogMark]) -> bool:
+    """Whether the merge stage is active on the partitions of its last assignment (some), i.e. processing them."""
+    assigned = [i for i, m in enumerate(marks) if m.kind == "assigned"]
+    if not assigned or not marks[assigned[-1]].detail:
+        return False
+    return any(m.kind == "ready" and m.detail for m in marks[assigned[-1] + 1 :])
+
+
+def worker_processing(worker: Worker, settings: Settings) -> bool:
     try:
         text = worker.log.read_text(errors="replace")
     except OSError:
         return False
-    marks = parse_worker_log(text, settings.topics.events, settings.stage_group("merge"))
-    return any(m.kind == "ready" and m.detail for m in marks)
+    return processing(parse_worker_log(text, settings.topics.events, settings.stage_group("merge")))
 
 
 def track_workers(workers: list[Worker]) -> None:
@@ -605,8 +611,9 @@ async def run_scenario(
             due = scenario.leave_at is not None and not left and applied >= scenario.leave_at * workload.events
             if due and not wanted_leave:
                 wanted_leave = time.time()
-            # Only once the joiner is processing: else this would be a hand-over to a worker still starting.
-            if due and (scenario.join_at is None or joiner_ready(workers[-1], settings)):
+            # Only once both are processing after the join's rebalance: else this would be a hand-over to a worker still
+            # starting, or the leaver would go while it restores, with no work of its own in flight.
+            if due and (scenario.join_at is None or all(worker_processing(w, settings) for w in workers)):
                 left = True
                 outcome.leave_waited_s = time.time() - wanted_leave
                 leaving = workers[0]
@@ -851,7 +858,7 @@ def report(
         )
         print(f"              broker at the window's end: {o.group}")
         if o.leave_waited_s > 0.05:
-            print(f"  note        the leave waited {o.leave_waited_s:.1f} s past 2/3 for the joiner to be processing")
+            print(f"  note        the leave waited {o.leave_waited_s:.1f} s past 2/3 for both workers to be processing")
         print("  timeline")
         for line in rebalance_lines(o):
             print(f"    {line}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.scaleout import (
+    LogMark,
     Seen,
     audit_versions,
     compress,
@@ -12,6 +13,7 @@ from bench.scaleout import (
     parse_worker_log,
     partition_gaps,
     partition_of,
+    processing,
 )
 
 
@@ -113,3 +115,13 @@ def test_the_worker_log_gives_the_merge_stages_milestones_and_assignment() -> No
     assert round(marks[2].at - marks[0].at, 3) == 0.486
     assert last_report(LOG) == (20, 3, 15)
     assert last_report("nothing here") is None
+
+
+def test_a_worker_processes_once_active_on_its_last_assignment() -> None:
+    marks = parse_worker_log(LOG, "ns.hub.events", "ns.mmhub.merge")
+    assert processing(marks[:3])  # assigned {0-2, 6}, then active on them
+    assert not processing(marks[:2])  # assigned, still restoring
+    reassigned = [*marks[:3], LogMark(marks[2].at + 1, "assigned", "4,5")]
+    assert not processing(reassigned)  # active before the last assignment does not count
+    assert processing([*reassigned, LogMark(marks[2].at + 2, "ready", "4,5")])
+    assert not processing([LogMark(0.0, "assigned", ""), LogMark(1.0, "ready", "")])  # given nothing
