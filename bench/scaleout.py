@@ -2,8 +2,10 @@
 
     python -m bench.scaleout [--shipments N --events-per-shipment K --partitions P --scenarios one,two,...]
 
-Every scenario gets its own namespace `bench-<stamp>-<pid>-<scenario>` (topics, consumer group, changelogs), the
-same workload (bench.workload, published once per scenario with bench.pipeline.prepare) and the same broker:
+Every scenario gets its own namespace `bench-<stamp>-<pid>-<scenario>` (topics, consumer groups, changelogs), the
+same workload (bench.workload) and the same broker. `one` and `two` find the whole workload on the topic when the
+workers start (bench.pipeline.prepare); in the join scenarios it is published at --rate events/s while the workers
+run (the runtime drains the backlog in seconds, before a joiner would have started):
 
   one         one worker from the start;
   two         two workers from the start (same MMHUB_NAMESPACE, their own MMHUB_DATA_DIR each);
@@ -20,16 +22,18 @@ keeps reading until the topic is quiet for --drain seconds, so late re-sends are
 Per scenario it reports:
   - events/s over the window, and the CPU (cores, from /proc) of the broker, every worker, the observer, the
     Postgres processes (no sink runs here: that is the database idling) and the rest of the machine;
-  - how the partitions of `<ns>.hub.events` were split: from each worker's log (faust's "Setting newly assigned
-    partitions") and from the consumer group's description (AIOKafkaAdminClient.describe_consumer_groups);
+  - how the partitions of `<ns>.hub.events` were split: from each worker's log (aiokafka's "Setting newly assigned
+    partitions ... for group <ns>.mmhub.merge") and from the merge group's description
+    (AIOKafkaAdminClient.describe_consumer_groups);
   - stalls: the longest gap between consecutive status messages (by CreateTime, and by arrival here), overall and
     per partition while that partition still had shipments short of their final version;
-  - rebalances: when each worker was started or signalled, and when faust began ((Re-)joining group) and ended
-    (Recovery complete / Worker ready) each rebalance, relative to the window's start;
+  - rebalances: when each worker was started or signalled, and when the merge stage began ("(Re-)joining group")
+    and ended (the runtime's "merge: partitions [...] active": restored and taking records in) each rebalance,
+    relative to the window's start;
   - no loss: every shipment's last status message has its final version and a record equal to the offline fold;
-  - no double effect: no version above the final one; status messages per (shipment, version) and how many
-    versions were sent more than once (a replay after a rebalance re-sends the current version: counted, not
-    hidden); messages whose version is below one already seen for the shipment ("backwards", what would make a
+  - no double effect: no version above the final one, and no (shipment, version) sent twice (the observer reads
+    read_committed, as every consumer downstream of the worker's transactions: an aborted transaction's messages
+    are not sent); messages whose version is below one already seen for the shipment ("backwards", what would make a
     consumer that does not skip older versions go back); and the workers' own applied/duplicates counters (from
     their periodic report line, every --report-interval s, so a killed or stopped worker's last seconds are missing).
 
@@ -55,7 +59,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import murmur2
@@ -78,6 +82,7 @@ from bench.pipeline import (
     system_busy_s,
 )
 from bench.workload import Workload, generate, offline_finals
+from connectors.kafka import shipment_key
 from hubconf.settings import Settings
 
 # --- pure helpers (tested in tests/unit/bench/test_scaleout_helpers.py) ---------------------------------------
@@ -182,7 +187,7 @@ _PARTITION_SET = re.compile(r"\{([0-9,\s\-]*)\}")
 
 
 def parse_partition_set(text: str) -> set[int]:
-    """faust's rendering of a partition set: '{0-3, 5, 7}' -> {0, 1, 2, 3, 5, 7}."""
+    """A compressed partition set: '{0-3, 5, 7}' -> {0, 1, 2, 3, 5, 7}."""
     found = _PARTITION_SET.search(text)
     result: set[int] = set()
     if found is None:
@@ -201,49 +206,63 @@ def parse_partition_set(text: str) -> set[int]:
 
 @dataclass(frozen=True)
 class LogMark:
-    at: float  # wall clock, seconds since the epoch (faust logs milliseconds, in local time)
-    kind: str  # join | assigned | ready | signal | stopping | left
+    at: float  # wall clock, seconds since the epoch (the worker logs milliseconds, in local time)
+    kind: str  # join | revoked | assigned | ready | signal | stopping | left
     detail: str = ""
 
 
 _LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \[\d+\] \[\w+\] (.*)$")
-_MARKS = (
-    ("(Re-)joining group", "join"),
-    ("Setting newly assigned partitions", "assigned"),
-    ("[^---Recovery]: Recovery complete", "ready"),
-    ("[^---Recovery]: Worker ready", "ready"),
-    ("[^Worker]: Signal received", "signal"),
-    ("[^Worker]: Stopping...", "stopping"),
-    ("LeaveGroup request succeeded", "left"),
-)
+_TOPIC_PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
+_ACTIVE = re.compile(r"^(\w+): partitions \[([0-9,\s]*)\] active")
 
 
-def parse_worker_log(text: str, events_topic: str) -> list[LogMark]:
-    """The group and recovery milestones of a faust worker log. 'assigned' carries the events topic's partitions
-    (from the table faust prints below the line), as a sorted comma-separated list."""
+def _marks(group: str, stage: str) -> tuple[tuple[str, str], ...]:
+    """(what a log line starts with, its kind): aiokafka's group milestones of the stage's consumer group, the
+    runtime's activation of the stage (runtime.loop: restored, positioned, taking records in) and faust's worker."""
+    return (
+        (f"(Re-)joining group {group}", "join"),
+        ("Revoking previously assigned partitions ", "revoked"),
+        ("Setting newly assigned partitions ", "assigned"),
+        (f"{stage}: partitions [", "ready"),
+        ("[^Worker]: Signal received", "signal"),
+        ("[^Worker]: Stopping...", "stopping"),
+        ("LeaveGroup request succeeded", "left"),
+    )
+
+
+def _owned(message: str, topic: str) -> str:
+    return ",".join(
+        str(p) for p in sorted({int(n) for t, n in _TOPIC_PARTITION.findall(message) if t == topic})
+    )
+
+
+def parse_worker_log(text: str, events_topic: str, group: str, stage: str = "merge") -> list[LogMark]:
+    """The milestones of the merge stage in a worker log: its consumer group's joins, revocations and
+    assignments (aiokafka's lines, the events topic's partitions as a sorted comma-separated list), the runtime's
+    'partitions [...] active' (ready, with the partitions activated), and faust's signal and stop. A LeaveGroup
+    line names no group: the first of a burst (one per stage) is kept."""
     marks: list[LogMark] = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines):
+    for line in text.splitlines():
         matched = _LOG_LINE.match(line)
         if matched is None:
             continue
         stamp, millis, message = matched.groups()
         at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp() + int(millis) / 1000
-        for needle, kind in _MARKS:
-            if needle not in message:
+        for needle, kind in _marks(group, stage):
+            if not message.startswith(needle):
                 continue
             detail = ""
-            if kind == "assigned":
-                owned: set[int] = set()
-                for row in lines[number + 1 :]:
-                    if _LOG_LINE.match(row):
-                        break
-                    cells = [c.strip() for c in row.split("|")]
-                    if len(cells) >= 3 and cells[1] == events_topic:
-                        owned = parse_partition_set(cells[2])
-                detail = ",".join(str(p) for p in sorted(owned))
-            if kind == "ready" and marks and marks[-1].kind == "ready" and at - marks[-1].at < 0.5:
-                break  # 'Recovery complete' and 'Worker ready' of the same recovery
+            if kind in ("revoked", "assigned"):
+                if not message.rstrip().endswith(f" for group {group}"):
+                    break
+                detail = _owned(message, events_topic)
+            elif kind == "ready":
+                active = _ACTIVE.match(message)
+                if active is None:
+                    break
+                detail = ",".join(p.strip() for p in active.group(2).split(",") if p.strip())
+            elif kind == "left" and marks and marks[-1].kind == "left" and at - marks[-1].at < 1.0:
+                break
             marks.append(LogMark(at, kind, detail))
             break
     return marks
@@ -411,7 +430,14 @@ class Outcome:
     @property
     def ok(self) -> bool:
         audit = self.audit
-        return self.lost == 0 and self.mismatched == 0 and audit is not None and not audit.above_final
+        return (
+            self.lost == 0
+            and self.mismatched == 0
+            and audit is not None
+            and not audit.above_final
+            and not audit.repeated  # exactly-once outputs: no version emitted twice
+            and not audit.backwards
+        )
 
 
 async def describe_group(settings: Settings, group: str, events_topic: str) -> str:
@@ -438,13 +464,39 @@ async def describe_group(settings: Settings, group: str, events_topic: str) -> s
     return " | ".join(parts) or "group not found"
 
 
-def joiner_ready(worker: Worker) -> bool:
-    """Whether a worker's log shows a completed recovery, i.e. it processes its partitions."""
+async def publish_paced(settings: Settings, workload: Workload, rate: float) -> None:
+    """The workload to `<ns>.hub.events` at `rate` events/s (in tenths of a second), as a carrier stream would."""
+    producer = AIOKafkaProducer(**settings.kafka_client(), acks="all", linger_ms=5, enable_idempotence=True)
+    await producer.start()
+    try:
+        step = max(1, round(rate / 10))
+        started = time.monotonic()
+        futures = []
+        for first in range(0, workload.events, step):
+            for line in workload.lines[first : first + step]:
+                futures.append(await producer.send(settings.topics.events, value=line, key=shipment_key(line)))
+            ahead = started + (first + step) / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def processing(marks: Sequence[LogMark]) -> bool:
+    """Whether the merge stage is active on the partitions of its last assignment (some), i.e. processing them."""
+    assigned = [i for i, m in enumerate(marks) if m.kind == "assigned"]
+    if not assigned or not marks[assigned[-1]].detail:
+        return False
+    return any(m.kind == "ready" and m.detail for m in marks[assigned[-1] + 1 :])
+
+
+def worker_processing(worker: Worker, settings: Settings) -> bool:
     try:
         text = worker.log.read_text(errors="replace")
     except OSError:
         return False
-    return "Recovery complete" in text or "Worker ready" in text
+    return processing(parse_worker_log(text, settings.topics.events, settings.stage_group("merge")))
 
 
 def track_workers(workers: list[Worker]) -> None:
@@ -476,11 +528,17 @@ async def run_scenario(
     broker: int | None,
     args: argparse.Namespace,
     all_workers: list[subprocess.Popen[bytes]],
+    paced: bool = False,
 ) -> Outcome:
+    """With `paced`, the workload is published at --rate while the workers run (it is not on the topic yet)."""
     status = settings.topics.status
     temp = settings.data_dir
     consumer = AIOKafkaConsumer(
-        **settings.kafka_client(), client_id="bench-observer", enable_auto_commit=False, group_id=None
+        **settings.kafka_client(),
+        client_id="bench-observer",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",  # as every consumer downstream of the worker's transactions
     )
     await consumer.start()
     tps = [TopicPartition(status, p) for p in range(settings.partitions)]
@@ -488,7 +546,8 @@ async def run_scenario(
     await consumer.seek_to_beginning(*tps)
     workers: list[Worker] = []
     outcome = Outcome(scenario, workload.events)
-    extra_env = {"MMHUB_REPORT_INTERVAL_S": str(args.report_interval)}
+    # no metrics endpoint: two workers on one host would both want the worker's default port
+    extra_env = {"MMHUB_REPORT_INTERVAL_S": str(args.report_interval), "MMHUB_METRICS_PORT": "0"}
 
     def spawn() -> Worker:
         number = len(workers) + 1
@@ -504,6 +563,7 @@ async def run_scenario(
     spawned_at = time.time()
     for _ in range(scenario.initial):
         spawn()
+    publishing = asyncio.create_task(publish_paced(settings, workload, args.rate)) if paced else None
 
     shipments = len(finals)
     highest: dict[bytes, int] = {}
@@ -551,8 +611,9 @@ async def run_scenario(
             due = scenario.leave_at is not None and not left and applied >= scenario.leave_at * workload.events
             if due and not wanted_leave:
                 wanted_leave = time.time()
-            # Only once the joiner is processing: else this would be a hand-over to a worker still starting.
-            if due and (scenario.join_at is None or joiner_ready(workers[-1])):
+            # Only once both are processing after the join's rebalance: else this would be a hand-over to a worker still
+            # starting, or the leaver would go while it restores, with no work of its own in flight.
+            if due and (scenario.join_at is None or all(worker_processing(w, settings) for w in workers)):
                 left = True
                 outcome.leave_waited_s = time.time() - wanted_leave
                 leaving = workers[0]
@@ -570,6 +631,8 @@ async def run_scenario(
                         raise RuntimeError(
                             f"w{w.number} exited with {w.process.returncode}; its log ends:\n{_tail(w.log)}"
                         )
+            if publishing is not None and publishing.done():
+                publishing.result()  # raises if publishing failed
             stalled = time.monotonic() - last_message > args.stall
             if time.monotonic() > deadline or stalled:
                 behind = [(k.decode(), highest.get(k, 0), v) for k, v in finals.items() if highest.get(k, 0) < v]
@@ -590,7 +653,7 @@ async def run_scenario(
         outcome.startup_s = outcome.start - spawned_at
         progress.show(applied, f"  {final_count:,}/{shipments:,} shipments final")
         try:
-            outcome.group = await describe_group(settings, settings.app_id, settings.topics.events)
+            outcome.group = await describe_group(settings, settings.stage_group("merge"), settings.topics.events)
         except Exception as error:  # noqa: BLE001 - a report line, not a reason to fail
             outcome.group = f"describe_consumer_groups failed: {error!r}"
         # Late re-sends: keep reading until the topic is quiet.
@@ -608,15 +671,18 @@ async def run_scenario(
         outcome.drained = len(seen) - window_messages
         outcome.observed_until = time.time()
     finally:
+        if publishing is not None and not publishing.done():
+            publishing.cancel()
+            await asyncio.gather(publishing, return_exceptions=True)
         await consumer.stop()
         for w in workers:
             await stop_process(w.process)
     for w in workers:
         text = w.log.read_text(errors="replace") if w.log.exists() else ""
-        # faust's milestones while observed; the shutdown that follows (cleanup) is not part of the scenario
+        # the milestones while observed; the shutdown that follows (cleanup) is not part of the scenario
         outcome.marks[w.number] = [
-            m for m in parse_worker_log(text, settings.topics.events) if m.at < outcome.observed_until - 0.001
-        ]  # (faust truncates its timestamps to the millisecond)
+            m for m in parse_worker_log(text, settings.topics.events, settings.stage_group("merge")) if m.at < outcome.observed_until - 0.001
+        ]  # (the log truncates its timestamps to the millisecond)
         outcome.reports[w.number] = last_report(text)
 
     outcome.audit = audit_versions(seen, finals)
@@ -652,15 +718,16 @@ def _rel(at: float, start: float) -> str:
 
 
 def rebalance_lines(outcome: Outcome) -> list[str]:
-    """Actions and faust milestones of every worker, in time order, relative to the window's start."""
+    """Actions and merge-stage milestones of every worker, in time order, relative to the window's start."""
     start = outcome.start
     events: list[tuple[float, str]] = list(outcome.actions)
     for number, marks in outcome.marks.items():
         for mark in marks:
             text = {
-                "join": "(re-)joining group",
+                "join": "merge (re-)joining group",
+                "revoked": f"revoked hub.events {{{compress(int(p) for p in mark.detail.split(',') if p)}}}",
                 "assigned": f"assigned hub.events {{{compress(int(p) for p in mark.detail.split(',') if p)}}}",
-                "ready": "recovery complete, processing",
+                "ready": f"merge active on {{{compress(int(p) for p in mark.detail.split(',') if p)}}}",
                 "signal": "signal received",
                 "stopping": "stopping",
                 "left": "left the group (LeaveGroup)",
@@ -671,7 +738,7 @@ def rebalance_lines(outcome: Outcome) -> list[str]:
 
 def rebalances(outcome: Outcome) -> list[tuple[float, float]]:
     """(began, ended) of each rebalance: from the first '(Re-)joining group' of any worker to the last
-    'recovery complete' that follows it before the next join round."""
+    'partitions [...] active' that follows it before the next join round."""
     marks = sorted((m.at, m.kind) for ms in outcome.marks.values() for m in ms if m.kind in ("join", "ready"))
     rounds: list[tuple[float, float]] = []
     began: float | None = None
@@ -721,7 +788,8 @@ def report(
     print("  back: messages with a version below one already read for that shipment")
     print("  gap max: longest silence of the whole status topic (CreateTime); p-gap max: of one partition while it")
     print("  still had shipments short of their final version; stalls: the worse of the two against --max-stall")
-    print("  no loss: every shipment's last status is final and equals the offline fold, and no version is above it")
+    print("  no loss: every shipment's last status is final and equals the offline fold, no version is above it,")
+    print("  none was sent twice and none went backwards")
     for o in outcomes:
         s = o.shares
         audit = o.audit
@@ -776,7 +844,7 @@ def report(
             print(
                 "  rebalances  "
                 + "; ".join(f"{_rel(a, o.start)} .. {_rel(b, o.start)} ({b - a:.1f} s)" for a, b in rounds)
-                + "  (first '(Re-)joining group' .. last 'recovery complete')"
+                + "  (first '(Re-)joining group' .. last 'merge: partitions [...] active')"
             )
         split = {
             n: [m.detail for m in marks if m.kind == "assigned" and m.at <= o.end]
@@ -790,7 +858,7 @@ def report(
         )
         print(f"              broker at the window's end: {o.group}")
         if o.leave_waited_s > 0.05:
-            print(f"  note        the leave waited {o.leave_waited_s:.1f} s past 2/3 for the joiner to be processing")
+            print(f"  note        the leave waited {o.leave_waited_s:.1f} s past 2/3 for both workers to be processing")
         print("  timeline")
         for line in rebalance_lines(o):
             print(f"    {line}")
@@ -828,10 +896,17 @@ async def run(args: argparse.Namespace) -> int:
             scenario = SCENARIOS[name]
             settings = replace(base, namespace=f"{prefix}-{name}", data_dir=temp / name)
             settings.data_dir.mkdir(parents=True)
-            rate = await prepare(settings, workload)
-            say(f"{name}: published {workload.events:,} events to {settings.topics.events} ({rate:,.0f}/s)")
+            paced = scenario.join_at is not None and args.rate > 0
+            if paced:
+                await prepare(settings, replace(workload, lines=[], keys=[]))  # the topics only
+                say(f"{name}: publishing {workload.events:,} events at {args.rate:,.0f}/s while the workers run")
+            else:
+                rate = await prepare(settings, workload)
+                say(f"{name}: published {workload.events:,} events to {settings.topics.events} ({rate:,.0f}/s)")
             await asyncio.sleep(args.pause)
-            outcome = await run_scenario(scenario, settings, workload, finals, expected, broker, args, processes)
+            outcome = await run_scenario(
+                scenario, settings, workload, finals, expected, broker, args, processes, paced
+            )
             outcomes.append(outcome)
             say(
                 f"{name}: {outcome.rate:,.0f} events/s ({outcome.seconds:.2f} s); {outcome.final_check}; "
@@ -877,6 +952,13 @@ def main(argv: list[str] | None = None) -> int:
         "--max-stall", type=float, default=5.0, help="a silence longer than this (s) is reported as a stall"
     )
     parser.add_argument("--drain", type=float, default=3.0, help="after the window, read until quiet this long (s)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="events/s published while the workers run in the join scenarios (0: the whole workload before, as in "
+        "one and two, which the runtime drains before a joiner has started)",
+    )
     parser.add_argument("--pause", type=float, default=1.0, help="idle seconds before each scenario")
     parser.add_argument("--report-interval", type=float, default=5.0, help="the workers' MMHUB_REPORT_INTERVAL_S")
     parser.add_argument("--worker-loglevel", default="info")

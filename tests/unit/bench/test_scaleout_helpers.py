@@ -1,8 +1,9 @@
-"""The scale-out benchmark's bookkeeping: stalls, double effects and faust's log lines, without Kafka."""
+"""The scale-out benchmark's bookkeeping: stalls, double effects and the worker's log lines, without Kafka."""
 
 from __future__ import annotations
 
 from bench.scaleout import (
+    LogMark,
     Seen,
     audit_versions,
     compress,
@@ -12,6 +13,7 @@ from bench.scaleout import (
     parse_worker_log,
     partition_gaps,
     partition_of,
+    processing,
 )
 
 
@@ -78,7 +80,7 @@ def test_keys_land_where_aiokafkas_default_partitioner_puts_them() -> None:
         assert partition_of(key, 8) == partitioner(key, list(range(8)), list(range(8)))
 
 
-def test_faust_partition_sets_and_their_short_form() -> None:
+def test_partition_sets_and_their_short_form() -> None:
     assert parse_partition_set("{0-3, 5, 7}") == {0, 1, 2, 3, 5, 7}
     assert parse_partition_set("{4}") == {4}
     assert parse_partition_set("{}") == set()
@@ -86,29 +88,40 @@ def test_faust_partition_sets_and_their_short_form() -> None:
     assert compress([]) == "-"
 
 
-LOG = """\
-[2026-11-28 15:52:50,794] [17471] [INFO] (Re-)joining group ns.mmhub 
-[2026-11-28 15:52:50,805] [17471] [INFO] Setting newly assigned partitions 
-+Topic Partition Set-------+------------+
-| topic                    | partitions |
-+--------------------------+------------+
-| ns.carrier.dcsa.raw      | {0-7}      |
-| ns.hub.events            | {0-2, 6}   |
-+--------------------------+------------+ for group ns.mmhub 
-[2026-11-28 15:52:51,280] [17471] [INFO] [^---Recovery]: Recovery complete 
-[2026-11-28 15:52:51,313] [17471] [INFO] [^---Recovery]: Worker ready 
-[2026-11-28 15:52:56,000] [17471] [INFO] applied=10 duplicates=0 dead_lettered=0 {} refused=0 connected=0 forwarded=0 resolved=0 parked_now=0 oldest_parked_s=- versions_emitted=7 batches=3 largest_batch=5 warm_hits=1 warm_misses=0
-[2026-11-28 15:53:01,000] [17471] [INFO] applied=20 duplicates=3 dead_lettered=0 {} refused=0 connected=0 forwarded=0 resolved=0 parked_now=0 oldest_parked_s=- versions_emitted=15 batches=6 largest_batch=5 warm_hits=1 warm_misses=0
-[2026-11-28 15:53:02,876] [17471] [INFO] [^Worker]: Signal received: 15 (15) 
-[2026-11-28 15:53:02,876] [17471] [INFO] [^Worker]: Stopping... 
-[2026-11-28 15:53:04,908] [17471] [INFO] LeaveGroup request succeeded 
+TP = "TopicPartition(topic='{}', partition={})"
+LOG = f"""\
+[2026-11-28 15:52:50,790] [17471] [INFO] (Re-)joining group ns.mmhub.connect
+[2026-11-28 15:52:50,794] [17471] [INFO] (Re-)joining group ns.mmhub.merge
+[2026-11-28 15:52:50,800] [17471] [INFO] Setting newly assigned partitions {{{TP.format("ns.carrier.dcsa.raw", 2)}}} for group ns.mmhub.connect
+[2026-11-28 15:52:50,805] [17471] [INFO] Setting newly assigned partitions {{{TP.format("ns.hub.events", 6)}, {TP.format("ns.hub.events", 0)}, {TP.format("ns.hub.events", 2)}, {TP.format("ns.hub.events", 1)}}} for group ns.mmhub.merge
+[2026-11-28 15:52:51,100] [17471] [INFO] connect: partitions [2] active
+[2026-11-28 15:52:51,280] [17471] [INFO] merge: partitions [0, 1, 2, 6] active
+[2026-11-28 15:52:56,000] [17471] [INFO] applied=10 duplicates=0 dead_lettered=0 {{}} refused=0 connected=0 forwarded=0 resolved=0 parked_now=0 oldest_parked_s=- versions_emitted=7 batches=3 largest_batch=5 warm_hits=1 warm_misses=0
+[2026-11-28 15:52:58,000] [17471] [INFO] Revoking previously assigned partitions {{{TP.format("ns.hub.events", 6)}}} for group ns.mmhub.merge
+[2026-11-28 15:53:01,000] [17471] [INFO] applied=20 duplicates=3 dead_lettered=0 {{}} refused=0 connected=0 forwarded=0 resolved=0 parked_now=0 oldest_parked_s=- versions_emitted=15 batches=6 largest_batch=5 warm_hits=1 warm_misses=0
+[2026-11-28 15:53:02,876] [17471] [INFO] [^Worker]: Signal received: 15 (15)
+[2026-11-28 15:53:02,876] [17471] [INFO] [^Worker]: Stopping...
+[2026-11-28 15:53:04,908] [17471] [INFO] LeaveGroup request succeeded
+[2026-11-28 15:53:04,910] [17471] [INFO] LeaveGroup request succeeded
 """
 
 
-def test_the_worker_log_gives_the_rebalance_milestones_and_the_assignment() -> None:
-    marks = parse_worker_log(LOG, "ns.hub.events")
-    assert [m.kind for m in marks] == ["join", "assigned", "ready", "signal", "stopping", "left"]
+def test_the_worker_log_gives_the_merge_stages_milestones_and_assignment() -> None:
+    marks = parse_worker_log(LOG, "ns.hub.events", "ns.mmhub.merge")
+    assert [m.kind for m in marks] == ["join", "assigned", "ready", "revoked", "signal", "stopping", "left"]
     assert marks[1].detail == "0,1,2,6"
+    assert marks[2].detail == "0,1,2,6"
+    assert marks[3].detail == "6"
     assert round(marks[2].at - marks[0].at, 3) == 0.486
     assert last_report(LOG) == (20, 3, 15)
     assert last_report("nothing here") is None
+
+
+def test_a_worker_processes_once_active_on_its_last_assignment() -> None:
+    marks = parse_worker_log(LOG, "ns.hub.events", "ns.mmhub.merge")
+    assert processing(marks[:3])  # assigned {0-2, 6}, then active on them
+    assert not processing(marks[:2])  # assigned, still restoring
+    reassigned = [*marks[:3], LogMark(marks[2].at + 1, "assigned", "4,5")]
+    assert not processing(reassigned)  # active before the last assignment does not count
+    assert processing([*reassigned, LogMark(marks[2].at + 2, "ready", "4,5")])
+    assert not processing([LogMark(0.0, "assigned", ""), LogMark(1.0, "ready", "")])  # given nothing
