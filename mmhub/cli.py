@@ -618,7 +618,7 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def main() -> dict[str, object] | str:
-        await migrate(settings.pg_dsn, settings.pg_schema)
+        await migrate(settings.pg_dsn, settings.pg_schema, settings.pg_connect_timeout_s)
         store = await PostgresReaderStore.open(settings, max_size=1)
         try:
             record = await store.record(args.shipment)
@@ -651,7 +651,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.postgres.migrate import migrate
 
     async def main() -> dict[str, object] | None:
-        await migrate(settings.pg_dsn, settings.pg_schema)
+        await migrate(settings.pg_dsn, settings.pg_schema, settings.pg_connect_timeout_s)
         store = await PostgresReaderStore.open(settings, max_size=1)
         try:
             revoked = await store.revoke(args.grant_id, datetime.now(timezone.utc))

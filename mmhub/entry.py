@@ -83,8 +83,11 @@ def kafka_failure(settings: Settings, silent: bool = False) -> Failure:
     return Failure(KAFKA, f"MMHUB_KAFKA={settings.kafka} is unreachable (is the broker up? `mmhub dev status`)")
 
 
-def _from_asyncpg(tb: TracebackType | None) -> bool:
-    return any("/asyncpg/" in frame.filename for frame in traceback.extract_tb(tb))
+def _from_asyncpg(tb: TracebackType | None, function: str | None = None) -> bool:
+    """Whether the traceback passes through asyncpg (through its `function`, when given)."""
+    return any(
+        "/asyncpg/" in frame.filename and function in (None, frame.name) for frame in traceback.extract_tb(tb)
+    )
 
 
 def classify(error: BaseException, settings: Settings | None) -> Failure | None:
@@ -115,6 +118,12 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
         if isinstance(error, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)):
             return Failure(POSTGRES, f"{dsn}: {error}")
         if isinstance(error, (OSError, asyncio.TimeoutError)) and getattr(error, "filename", None) is None:
+            if isinstance(error, asyncio.TimeoutError) and _from_asyncpg(error.__traceback__, "connect"):
+                return Failure(
+                    POSTGRES,
+                    f"{dsn} did not answer within MMHUB_PG_CONNECT_TIMEOUT_S={settings.pg_connect_timeout_s:g} s"
+                    " (is it a Postgres server?)",
+                )
             if _from_asyncpg(error.__traceback__):
                 return Failure(POSTGRES, f"{dsn} is unreachable ({error or 'timed out'})")
     if isinstance(error, RegistryError):

@@ -124,3 +124,31 @@ def test_a_port_that_never_answers_is_a_short_timeout(args: list[str], tmp_path:
         code, lines, took = mmhub(args, {"MMHUB_KAFKA": f"127.0.0.1:{port}"}, tmp_path)
     assert (code, lines) == (KAFKA, [f"mmhub {args[0]}: MMHUB_KAFKA=127.0.0.1:{port} did not answer within 5 s (is it a Kafka broker?)"])
     assert took < 15
+
+
+ONE_SHOT_POSTGRES = [["shipment", "get", "SHP-2026-000042"], ["usage", "--shipment", "SHP-2026-000042"], ["gateway", "--port", "0"]]
+
+
+@pytest.mark.parametrize("args", ONE_SHOT_POSTGRES, ids=lambda a: a[0])
+@pytest.mark.parametrize("timeout", [None, "2"], ids=["default", "MMHUB_PG_CONNECT_TIMEOUT_S=2"])
+def test_a_postgres_port_that_never_answers_is_a_short_timeout(
+    args: list[str], timeout: str | None, services: Settings, tmp_path: Path
+) -> None:
+    """A listener that accepts the connection and never answers (a wrong host or port, a firewall that drops): the
+    connect timeout (MMHUB_PG_CONNECT_TIMEOUT_S, 5 s by default), not asyncpg's 60 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        env = {"MMHUB_PG_DSN": f"postgresql://mmhub:secret@127.0.0.1:{port}/mmhub"}
+        if timeout is not None:
+            env["MMHUB_PG_CONNECT_TIMEOUT_S"] = timeout
+        code, lines, took = mmhub(args, env, tmp_path)
+    waited = timeout or "5"
+    assert code == POSTGRES
+    assert lines[-1] == (
+        f"mmhub {args[0]}: MMHUB_PG_DSN=postgresql://mmhub:***@127.0.0.1:{port}/mmhub did not answer within"
+        f" MMHUB_PG_CONNECT_TIMEOUT_S={waited} s (is it a Postgres server?)"
+    )
+    assert not any("Traceback" in line or "secret" in line for line in lines)
+    assert float(waited) <= took < float(waited) + 15, "the connect timeout, not asyncpg's 60 s"
