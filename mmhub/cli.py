@@ -52,10 +52,15 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from mmhub.entry import probe_kafka
+    from mmhub.entry import probe_kafka, probe_topics
     from worker.app import run_worker
 
-    asyncio.run(probe_kafka(settings))  # faust would log the failure as a traceback: say it in one line first
+    async def probe() -> None:  # faust would log these failures as tracebacks: say them in one line first
+        await probe_kafka(settings)
+        names = settings.topics
+        await probe_topics(settings, [names.events, names.references, *(names.raw(f) for f in RAW_FORMATS)])
+
+    asyncio.run(probe())
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
     return 0

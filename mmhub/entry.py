@@ -150,3 +150,25 @@ async def probe_kafka(settings: Settings) -> None:
         raise kafka_failure(settings, silent) from None
     finally:
         await admin.close()
+
+
+async def probe_topics(settings: Settings, names: list[str]) -> None:
+    """Raise Failure if a topic of `names` is missing: a process started before `mmhub topics` made them would wait,
+    then stop with a traceback."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        **settings.kafka_client(client_id="mmhub-probe", request_timeout_ms=int(BOOTSTRAP_TIMEOUT_S * 1000))
+    )
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())  # the topics this principal may see: its own
+    finally:
+        await admin.close()
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise Failure(
+            KAFKA,
+            f"MMHUB_NAMESPACE={settings.namespace!r} lacks {len(missing)} of this process's topics at MMHUB_KAFKA="
+            f"{settings.kafka}, {missing[0]} first (has `mmhub topics` run?)",
+        )

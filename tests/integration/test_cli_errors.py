@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,15 @@ def test_a_postgres_port_that_never_answers_is_a_short_timeout(
     )
     assert not any("Traceback" in line or "secret" in line for line in lines)
     assert float(waited) <= took < float(waited) + 15, "the connect timeout, not asyncpg's 60 s"
+
+
+def test_a_worker_started_before_mmhub_topics_says_so(services: Settings, tmp_path: Path) -> None:
+    namespace = f"it-none-{uuid.uuid4().hex[:8]}"  # no topics were ever made here
+    code, lines, took = mmhub(["worker"], {"MMHUB_NAMESPACE": namespace}, tmp_path)
+    assert code == KAFKA
+    assert lines[-1] == (
+        f"mmhub worker: MMHUB_NAMESPACE='{namespace}' lacks 8 of this process's topics at MMHUB_KAFKA={services.kafka},"
+        f" {namespace}.hub.events first (has `mmhub topics` run?)"
+    )
+    assert not any("Traceback" in line for line in lines)
+    assert took < 20, "before the stages wait for their inputs"
