@@ -113,14 +113,21 @@ async def test_ingest_with_the_wrong_format_sends_nothing(
     assert len(await read_all(settings, settings.topics.raw("edifact"))) == 1
 
 
-async def test_publish_wait_reports_each_version_until_postgres_has_the_shipment(
-    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
-) -> None:
+def _journey_projected(hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path) -> list[str]:
+    """Start the worker and the sink, `publish --wait` the example journey; the lines it printed."""
     settings, worker, sink = hub
     worker.start()
     sink.start()
     code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "90"], env_of(settings), tmp_path)
     assert code == 0, "\n".join(lines) + worker.tail() + sink.tail()
+    return lines
+
+
+async def test_publish_wait_reports_each_version_until_postgres_has_the_shipment(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    settings = hub[0]
+    lines = _journey_projected(hub, tmp_path)
     assert lines[0] == f"published 52 events to {settings.topics.events}"
     assert lines[-2] == "SHP-2026-000042: version 52 of 52 in Postgres"
     assert lines[-1] == f"projected: 1 shipment(s) in Postgres ({settings.pg_schema})"
@@ -157,10 +164,7 @@ async def test_publish_wait_says_when_the_hub_refuses_an_event_as_not_entitled(
 ) -> None:
     """The file alone does not say who carries leg 2 (the booking is in the hub already): the hub's record does."""
     settings, worker, sink = hub
-    worker.start()
-    sink.start()
-    code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "90"], env_of(settings), tmp_path)
-    assert code == 0, "\n".join(lines) + worker.tail() + sink.tail()
+    _journey_projected(hub, tmp_path)
     path = tmp_path / "forged.jsonl"
     path.write_bytes(FORGED + b"\n")
     code, lines, _ = mmhub(["publish", str(path), "--wait", "90"], env_of(settings), tmp_path)
