@@ -96,6 +96,7 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
     from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError, SaslAuthenticationFailed
 
     from connectors.carriers import RegistryError
+    from runtime.state import StoreLocked
 
     if isinstance(error, Failure):
         return error
@@ -128,6 +129,8 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
                 return Failure(POSTGRES, f"{dsn} is unreachable ({error or 'timed out'})")
     if isinstance(error, RegistryError):
         return Failure(NO_FILE, str(error))
+    if isinstance(error, StoreLocked):  # its line names MMHUB_DATA_DIR
+        return Failure(USAGE, str(error))
     if isinstance(error, OSError) and error.filename is not None:
         return Failure(NO_FILE, f"{error.filename}: {error.strerror or error}")
     return None

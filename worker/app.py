@@ -302,4 +302,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # and GC time in bench.pipeline 1.4 s -> 0.35 s per 15,000 events.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    Worker(app, loglevel=loglevel, logging_config=logging_config(loglevel)).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, logging_config=logging_config(loglevel))
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        # mode turns every crash into exit 1; a store another worker holds is the user's to fix (mmhub.entry)
+        if isinstance(worker.crash_reason, StoreLocked):
+            raise worker.crash_reason from None
+        raise

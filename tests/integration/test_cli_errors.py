@@ -4,6 +4,7 @@ nothing on it, a missing file."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import uuid
@@ -14,7 +15,9 @@ import pytest
 from hubconf.settings import Settings
 from mmhub.entry import KAFKA, NO_FILE, POSTGRES, USAGE
 from tests.integration.cli import REPO
+from tests.integration.cli import env_of
 from tests.integration.cli import mmhub as run
+from tests.integration.hub import HubProcess, wait_for
 JOURNEY = str(REPO / "examples" / "journey.jsonl")
 KEY = str(REPO / "examples" / "keys" / "carrier.cr-rail.2025-01.json")
 RAIL = str(REPO / "examples" / "formats" / "rail.edi")
@@ -165,3 +168,24 @@ def test_a_worker_started_before_mmhub_topics_says_so(services: Settings, tmp_pa
     )
     assert not any("Traceback" in line for line in lines)
     assert took < 20, "before the stages wait for their inputs"
+
+
+async def test_a_second_worker_on_the_same_data_dir_is_one_line_naming_it_and_exit_2(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    settings, worker, _ = hub
+    data_dir = tmp_path / "worker-data"  # the first worker's
+    worker.start()
+
+    async def holding() -> bool:
+        return (data_dir / settings.stage_group("merge")).is_dir()
+
+    await wait_for(holding, 90, "the first worker's stores", worker)
+    code, lines, took = mmhub(["worker"], {**env_of(settings), "MMHUB_DATA_DIR": str(data_dir)}, tmp_path)
+    assert code == USAGE, lines[-5:]
+    assert re.fullmatch(
+        rf"mmhub worker: {re.escape(str(data_dir))}/{re.escape(settings.app_id)}\.(connect|resolve|merge)/\d+ is locked by"
+        r" another process: give each worker its own MMHUB_DATA_DIR \(.*\)",
+        lines[-1],
+    ), lines[-1]
+    assert took < 60 and worker.alive
