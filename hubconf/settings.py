@@ -41,6 +41,9 @@ DEFAULT_FETCH_MAX_BYTES = 16 * 1024 * 1024
 # How long a checkpoint's transaction (or a restore's end) may take before the runtime aborts it, rebuilds the
 # producer and starts the partition again from its committed position (a broker restart mid-transaction).
 DEFAULT_CHECKPOINT_TIMEOUT_S = 20.0
+# How long one connection attempt to Postgres may take (MMHUB_PG_CONNECT_TIMEOUT_S) before it counts as unreachable:
+# a host that drops packets or a port that accepts and never answers; asyncpg's own default is 60 s.
+DEFAULT_PG_CONNECT_TIMEOUT_S = 5.0
 # The worker's stages on the runtime, each its own consumer group (Settings.stage_group).
 WORKER_STAGES = ("connect", "resolve", "merge")
 # The hub's Kafka principals, one per process (infra/dev.sh makes their SCRAM users; connectors.acl grants each
@@ -107,6 +110,7 @@ NUMERIC = {
     "MMHUB_FETCH_MAX_WAIT_MS": int,
     "MMHUB_MAX_FUTURE_S": float,
     "MMHUB_MAX_PLAN_AHEAD_S": float,
+    "MMHUB_PG_CONNECT_TIMEOUT_S": float,
 }
 
 
@@ -163,6 +167,7 @@ class Settings:
     checkpoint_records: int = DEFAULT_CHECKPOINT_RECORDS
     fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
     checkpoint_timeout_s: float = DEFAULT_CHECKPOINT_TIMEOUT_S
+    pg_connect_timeout_s: float = DEFAULT_PG_CONNECT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
@@ -176,6 +181,9 @@ class Settings:
         guarantee = os.environ.get("MMHUB_GUARANTEE", EXACTLY_ONCE)
         if guarantee not in (EXACTLY_ONCE, AT_LEAST_ONCE):
             raise ValueError(f"MMHUB_GUARANTEE={guarantee!r}; known: {EXACTLY_ONCE}, {AT_LEAST_ONCE}")
+        pg_connect_timeout_s = float(os.environ.get("MMHUB_PG_CONNECT_TIMEOUT_S", DEFAULT_PG_CONNECT_TIMEOUT_S))
+        if pg_connect_timeout_s <= 0:
+            raise ValueError(f"MMHUB_PG_CONNECT_TIMEOUT_S={pg_connect_timeout_s:g} is not a number of seconds above 0")
         return cls(
             kafka_security=security,
             kafka_user=user,
@@ -204,6 +212,7 @@ class Settings:
             checkpoint_records=int(os.environ.get("MMHUB_CHECKPOINT_RECORDS", DEFAULT_CHECKPOINT_RECORDS)),
             fetch_max_bytes=int(os.environ.get("MMHUB_FETCH_MAX_BYTES", DEFAULT_FETCH_MAX_BYTES)),
             checkpoint_timeout_s=float(os.environ.get("MMHUB_CHECKPOINT_TIMEOUT_S", DEFAULT_CHECKPOINT_TIMEOUT_S)),
+            pg_connect_timeout_s=pg_connect_timeout_s,
         )
 
     def as_principal(self, user: str) -> Settings:

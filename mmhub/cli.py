@@ -52,10 +52,15 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from mmhub.entry import probe_kafka
+    from mmhub.entry import probe_kafka, probe_topics
     from worker.app import run_worker
 
-    asyncio.run(probe_kafka(settings))  # faust would log the failure as a traceback: say it in one line first
+    async def probe() -> None:  # faust would log these failures as tracebacks: say them in one line first
+        await probe_kafka(settings)
+        names = settings.topics
+        await probe_topics(settings, [names.events, names.references, *(names.raw(f) for f in RAW_FORMATS)])
+
+    asyncio.run(probe())
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -195,15 +200,18 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     """Decode every line first, as the worker will: a file with lines the hub would dead-letter is not sent (unless
     --allow-rejects), so a typo is an error here and not a silent dead letter there."""
     from connectors.kafka import publish, read_jsonl, scramble
+    from connectors.parties import load_parties
     from mmhub.dataset import checked as decode_checked
+    from mmhub.entitlement import refused_lines
     from mmhub.entry import REFUSED, probe_kafka
 
     lines = read_jsonl(Path(args.file))
     checked = decode_checked(lines, settings, datetime.now(timezone.utc))
+    refused = [(number, result) for number, result in enumerate(checked, start=1) if isinstance(result, Rejection)]
+    refused += refused_lines(checked, load_parties(settings.parties_path).authority())  # the merge's not_entitled
     rejects = [
         {"line": number, "code": result.code, "reason": result.reason}
-        for number, result in enumerate(checked, start=1)
-        if isinstance(result, Rejection)
+        for number, result in sorted(refused, key=lambda numbered: numbered[0])
     ]
     for reject in rejects:
         print(f"{args.file}:{reject['line']}: rejected ({reject['code']}): {reject['reason']}", file=sys.stderr)
@@ -225,38 +233,57 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _json_out({"topic": topic, "sent": sent, "rejected": rejects})
     if sent and args.wait:
+        from mmhub.entitlement import refused_by_the_hub
+
         events = [result for result in checked if not isinstance(result, Rejection)]
-        if not _wait_projected(settings, events, args.wait):
+        projected = _wait_projected(settings, events, args.wait)
+        if projected is None:
+            return REFUSED
+        # the hub's answer, with all it holds of the shipments (a booking sent before this file, say)
+        refused_there = refused_by_the_hub(projected, {event.key for event in events})
+        for key, reason in sorted(refused_there.items()):
+            print(f"{args.file}: refused by the hub (not_entitled): {key}: {reason}", file=sys.stderr)
+        if refused_there:
             return REFUSED
     return REFUSED if rejects and not args.allow_rejects else 0
 
 
-def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float) -> bool:
-    """Wait until Postgres holds each shipment of `events` at least at the version the offline fold gives them,
-    printing each version as it arrives; False (and why) after `timeout_s`."""
+def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float) -> list[dict[str, object]] | None:
+    """Wait until Postgres holds each shipment of `events` at least at the version the offline fold gives them, and
+    has taken in each of their copies (also when it held the shipment before), printing each version as it arrives;
+    their records, or None (and why) after `timeout_s`."""
     import asyncpg
 
     from connectors.parties import load_parties
-    from connectors.postgres.store import fetch_record
-    from streams.merge import fold
+    from connectors.postgres.store import fetch_record, held_fingerprints
+    from streams.merge import fingerprint, fold
 
     authority = load_parties(settings.parties_path).authority()
-    wanted = {sid: r.version for sid, r in fold([e for e in events if e.shipment_id], authority).items()}
+    placed = [e for e in events if e.shipment_id]
+    wanted = {sid: r.version for sid, r in fold(placed, authority).items()}
+    copies: dict[str, set[str]] = {}
+    for event in placed:
+        copies.setdefault(str(event.shipment_id), set()).add(fingerprint(event))
     seen: dict[str, int] = {}
+    rows: dict[str, dict[str, object]] = {}
 
     async def poll() -> bool:
         deadline = time.monotonic() + timeout_s
         while True:
             for shipment_id, version in wanted.items():
                 try:
+                    if copies[shipment_id]:  # before the record: a record read after them includes them
+                        copies[shipment_id] -= await held_fingerprints(settings, shipment_id, sorted(copies[shipment_id]))
                     row = await fetch_record(settings, shipment_id)
                 except asyncpg.UndefinedTableError:
                     row = None  # the sink makes its tables when it starts
+                if row is not None:
+                    rows[shipment_id] = row
                 now_at = int(row["version"]) if row else 0
                 if seen.get(shipment_id) != now_at:
                     seen[shipment_id] = now_at
                     print(f"{shipment_id}: version {now_at} of {version} in Postgres", file=sys.stderr)
-            if all(seen[sid] >= version for sid, version in wanted.items()):
+            if all(seen[sid] >= version and not copies[sid] for sid, version in wanted.items()):
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -264,13 +291,13 @@ def _wait_projected(settings: Settings, events: list[HubEvent], timeout_s: float
 
     if asyncio.run(poll()):
         print(f"projected: {len(wanted)} shipment(s) in Postgres ({settings.pg_schema})", file=sys.stderr)
-        return True
+        return list(rows.values())
     print(
         f"mmhub publish: not projected within {timeout_s:g} s; are `mmhub worker` and `mmhub sink` running"
         f" (MMHUB_NAMESPACE={settings.namespace!r}, MMHUB_PG_SCHEMA={settings.pg_schema})?",
         file=sys.stderr,
     )
-    return False
+    return None
 
 
 def _json_out(document: object) -> None:
@@ -618,7 +645,7 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def main() -> dict[str, object] | str:
-        await migrate(settings.pg_dsn, settings.pg_schema)
+        await migrate(settings.pg_dsn, settings.pg_schema, settings.pg_connect_timeout_s)
         store = await PostgresReaderStore.open(settings, max_size=1)
         try:
             record = await store.record(args.shipment)
@@ -651,7 +678,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.postgres.migrate import migrate
 
     async def main() -> dict[str, object] | None:
-        await migrate(settings.pg_dsn, settings.pg_schema)
+        await migrate(settings.pg_dsn, settings.pg_schema, settings.pg_connect_timeout_s)
         store = await PostgresReaderStore.open(settings, max_size=1)
         try:
             revoked = await store.revoke(args.grant_id, datetime.now(timezone.utc))
@@ -747,7 +774,8 @@ def parser() -> argparse.ArgumentParser:
         "--wait",
         type=float,
         metavar="SECONDS",
-        help="then wait up to SECONDS until Postgres holds every shipment of the file (needs worker and sink)",
+        help="then wait up to SECONDS until Postgres has taken in every event of the file; exit 1 if the hub refused"
+        " one as not entitled (needs worker and sink)",
     )
     publish.set_defaults(run=_publish)
 

@@ -286,7 +286,7 @@ async def _forget_run(settings: Settings) -> None:
     finally:
         await admin.close()
     await drop_namespace_acls(settings, sorted({name.split(".", 1)[0] for name in doomed}))
-    conn = await asyncpg.connect(settings.pg_dsn)
+    conn = await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_connect_timeout_s)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.pg_schema)} CASCADE")
     finally:
@@ -313,7 +313,7 @@ def run_demo(settings: Settings, journeys: list[Path]) -> int:
         " ends; nothing else is touched"
     )
     asyncio.run(ensure_topics(settings))
-    asyncio.run(migrate(settings.pg_dsn, settings.pg_schema))
+    asyncio.run(migrate(settings.pg_dsn, settings.pg_schema, settings.pg_connect_timeout_s))
     worker = _spawn("worker", settings, logs / "worker.log")
     sink = _spawn("sink", settings, logs / "sink.log")
     share = _spawn("share", settings, logs / "share.log")

@@ -83,8 +83,11 @@ def kafka_failure(settings: Settings, silent: bool = False) -> Failure:
     return Failure(KAFKA, f"MMHUB_KAFKA={settings.kafka} is unreachable (is the broker up? `mmhub dev status`)")
 
 
-def _from_asyncpg(tb: TracebackType | None) -> bool:
-    return any("/asyncpg/" in frame.filename for frame in traceback.extract_tb(tb))
+def _from_asyncpg(tb: TracebackType | None, function: str | None = None) -> bool:
+    """Whether the traceback passes through asyncpg (through its `function`, when given)."""
+    return any(
+        "/asyncpg/" in frame.filename and function in (None, frame.name) for frame in traceback.extract_tb(tb)
+    )
 
 
 def classify(error: BaseException, settings: Settings | None) -> Failure | None:
@@ -93,6 +96,7 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
     from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError, SaslAuthenticationFailed
 
     from connectors.carriers import RegistryError
+    from runtime.state import StoreLocked
 
     if isinstance(error, Failure):
         return error
@@ -115,10 +119,18 @@ def classify(error: BaseException, settings: Settings | None) -> Failure | None:
         if isinstance(error, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)):
             return Failure(POSTGRES, f"{dsn}: {error}")
         if isinstance(error, (OSError, asyncio.TimeoutError)) and getattr(error, "filename", None) is None:
+            if isinstance(error, asyncio.TimeoutError) and _from_asyncpg(error.__traceback__, "connect"):
+                return Failure(
+                    POSTGRES,
+                    f"{dsn} did not answer within MMHUB_PG_CONNECT_TIMEOUT_S={settings.pg_connect_timeout_s:g} s"
+                    " (is it a Postgres server?)",
+                )
             if _from_asyncpg(error.__traceback__):
                 return Failure(POSTGRES, f"{dsn} is unreachable ({error or 'timed out'})")
     if isinstance(error, RegistryError):
         return Failure(NO_FILE, str(error))
+    if isinstance(error, StoreLocked):  # its line names MMHUB_DATA_DIR
+        return Failure(USAGE, str(error))
     if isinstance(error, OSError) and error.filename is not None:
         return Failure(NO_FILE, f"{error.filename}: {error.strerror or error}")
     return None
@@ -141,3 +153,25 @@ async def probe_kafka(settings: Settings) -> None:
         raise kafka_failure(settings, silent) from None
     finally:
         await admin.close()
+
+
+async def probe_topics(settings: Settings, names: list[str]) -> None:
+    """Raise Failure if a topic of `names` is missing: a process started before `mmhub topics` made them would wait,
+    then stop with a traceback."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        **settings.kafka_client(client_id="mmhub-probe", request_timeout_ms=int(BOOTSTRAP_TIMEOUT_S * 1000))
+    )
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())  # the topics this principal may see: its own
+    finally:
+        await admin.close()
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise Failure(
+            KAFKA,
+            f"MMHUB_NAMESPACE={settings.namespace!r} lacks {len(missing)} of this process's topics at MMHUB_KAFKA="
+            f"{settings.kafka}, {missing[0]} first (has `mmhub topics` run?)",
+        )

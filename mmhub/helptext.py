@@ -96,6 +96,7 @@ ENV = (
     ("MMHUB_PG_DSN", "postgresql://mmhub:mmhub@127.0.0.1:55432/mmhub", "Postgres DSN"),
     ("MMHUB_PG_PASSWORD_FILE", "-", "a file with the Postgres password, put into MMHUB_PG_DSN"),
     ("MMHUB_PG_SCHEMA", "mmhub", "the schema the projection lives in"),
+    ("MMHUB_PG_CONNECT_TIMEOUT_S", "5", "how long a connection to Postgres may take before it counts as unreachable"),
     ("MMHUB_NAMESPACE", "(empty)", "prefix of every topic and consumer group"),
     ("MMHUB_PARTITIONS", "8", "partitions of the topics the hub creates"),
     ("MMHUB_REPLICATION_FACTOR", "1", "copies of each topic the hub creates (3 on a production cluster)"),

@@ -171,8 +171,13 @@ def port_for(process: str, environ: Mapping[str, str] | None = None) -> int:
     return port
 
 
+def host_for(environ: Mapping[str, str] | None = None) -> str:
+    """MMHUB_METRICS_HOST, else DEFAULT_HOST: the address /metrics is served on."""
+    return (os.environ if environ is None else environ).get("MMHUB_METRICS_HOST", DEFAULT_HOST)
+
+
 def serve(port: int, host: str | None = None) -> None:
     """Serve /metrics on `port` (nothing if 0) from a daemon thread, for the life of the process."""
     if port == 0:
         return
-    start_http_server(port, addr=host or os.environ.get("MMHUB_METRICS_HOST", DEFAULT_HOST))
+    start_http_server(port, addr=host or host_for())

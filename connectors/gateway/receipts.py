@@ -12,7 +12,7 @@ from typing import Awaitable, Callable, Sequence, TypeVar, cast
 import asyncpg
 
 from connectors.gateway.intake import Identity, Receipt, Unavailable
-from connectors.postgres.db import server_settings
+from connectors.postgres.db import connect_options
 from hubconf.settings import Settings
 from runtime.stored_offsets import transient
 
@@ -100,7 +100,7 @@ async def open_pool(settings: Settings, application_name: str, max_size: int = 1
         min_size=1,
         max_size=max_size,
         command_timeout=QUERY_TIMEOUT_S,
-        server_settings=server_settings(settings, application_name),
+        **connect_options(settings, application_name),
     )
 
 

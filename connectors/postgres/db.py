@@ -19,8 +19,14 @@ def server_settings(settings: Settings, application_name: str) -> dict[str, str]
     return {"search_path": quote_ident(settings.pg_schema), "application_name": application_name}
 
 
+def connect_options(settings: Settings, application_name: str) -> dict[str, Any]:
+    """The keyword arguments of every asyncpg connection and pool the hub opens: the schema, the application name
+    and MMHUB_PG_CONNECT_TIMEOUT_S (a Postgres that does not answer is a short failure, not asyncpg's 60 s)."""
+    return {"server_settings": server_settings(settings, application_name), "timeout": settings.pg_connect_timeout_s}
+
+
 async def connect(settings: Settings, application_name: str = "mmhub") -> asyncpg.Connection:
-    return await asyncpg.connect(settings.pg_dsn, server_settings=server_settings(settings, application_name))
+    return await asyncpg.connect(settings.pg_dsn, **connect_options(settings, application_name))
 
 
 def columns(rows: Sequence[object], *names: str) -> list[list[Any]]:

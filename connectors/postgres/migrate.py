@@ -13,6 +13,7 @@ from importlib import resources
 import asyncpg
 
 from connectors.postgres.db import quote_ident
+from hubconf.settings import DEFAULT_PG_CONNECT_TIMEOUT_S
 
 _FILE_NAME = re.compile(r"^(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -53,10 +54,13 @@ def packaged() -> list[Migration]:
     return ordered({item.name: item.read_text("utf-8") for item in folder.iterdir() if item.name.endswith(".sql")})
 
 
-async def migrate(conn_or_dsn: asyncpg.Connection | str, schema: str) -> list[str]:
-    """Bring `schema` up to date. Returns the labels (e.g. `0001_init`) applied by this call, in order."""
+async def migrate(
+    conn_or_dsn: asyncpg.Connection | str, schema: str, connect_timeout_s: float = DEFAULT_PG_CONNECT_TIMEOUT_S
+) -> list[str]:
+    """Bring `schema` up to date. Returns the labels (e.g. `0001_init`) applied by this call, in order. A DSN is
+    connected to within `connect_timeout_s` (Settings.pg_connect_timeout_s)."""
     if isinstance(conn_or_dsn, str):
-        conn = await asyncpg.connect(conn_or_dsn)
+        conn = await asyncpg.connect(conn_or_dsn, timeout=connect_timeout_s)
         try:
             return await _apply(conn, schema, packaged())
         finally:

@@ -51,6 +51,20 @@ async def fetch_events(settings: Settings, shipment_id: str) -> list[dict[str, A
     ]
 
 
+async def held_fingerprints(settings: Settings, shipment_id: str, fingerprints: list[str]) -> set[str]:
+    """Which of these event copies (streams.copies.fingerprint) the projection of a shipment has taken in."""
+    conn = await connect(settings, "mmhub-pg-store")
+    try:
+        rows = await conn.fetch(
+            "SELECT fingerprint FROM shipment_events WHERE shipment_id = $1 AND fingerprint = ANY($2::text[])",
+            shipment_id,
+            fingerprints,
+        )
+    finally:
+        await conn.close()
+    return {row["fingerprint"] for row in rows}
+
+
 async def projected_versions(settings: Settings) -> dict[str, int]:
     """Shipment id -> projected version: lets a caller wait until the projection has caught up with the hub."""
     conn = await connect(settings, "mmhub-pg-store")

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from connectors.postgres.db import connect as connect_to_schema
-from connectors.postgres.db import server_settings
+from connectors.postgres.db import connect_options
 from connectors.webhooks.delivery import WebhookConfig
 from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Unavailable
 from connectors.webhooks.sealing import Keyring, key_id, load_keyring
@@ -147,7 +147,7 @@ class WebhookStore:
             max_size=max_size,
             command_timeout=QUERY_TIMEOUT_S,
             init=_init,
-            server_settings=server_settings(settings, application_name),
+            **connect_options(settings, application_name),
         )
         return cls(pool, config, keyring)
 

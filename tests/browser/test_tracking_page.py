@@ -63,6 +63,48 @@ async def fits_the_phone(page: Page) -> None:
     assert wide == [], f"tables that scroll sideways on the phone: {wide}"
 
 
+# WCAG 2.1's contrast ratio of each visible piece of text (HTML text and the route's SVG labels) against the first
+# opaque background behind it: at least 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). The page draws no
+# background images behind text, so the colours are all there is.
+LOW_CONTRAST = """() => {
+  const rgba = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const [R, G, B] = [r, g, b].map((c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const behind = (element) => {
+    for (let at = element; at; at = at.parentElement) {
+      const colour = rgba(getComputedStyle(at).backgroundColor);
+      if (colour.length === 3 || colour[3] === 1) return colour.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement;
+    if (!node.textContent.trim() || !element || !element.getClientRects().length) continue;
+    const style = getComputedStyle(element);
+    if (style.visibility === 'hidden' || style.display === 'none' || element.closest('[hidden], .visually-hidden, .sr-only')) continue;
+    const svg = element instanceof SVGElement;
+    const fore = rgba(svg ? style.fill : style.color).slice(0, 3);
+    const [a, b] = [luminance(fore), luminance(behind(element))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) low.push(`${node.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)} < ${needed}`);
+  }
+  return low;
+}"""
+
+
+async def readable(page: Page) -> None:
+    """Every visible piece of text has the contrast WCAG 2.1 AA asks for (LOW_CONTRAST lists what does not)."""
+    counted = await page.evaluate("() => document.body.innerText.trim().length")
+    assert counted > 0, "no text to check"
+    assert await page.evaluate(LOW_CONTRAST) == []
+
+
 def amounts(node: Any) -> set[str]:
     """Every money amount anywhere under `node` (a record dumped to JSON)."""
     if isinstance(node, dict):
@@ -122,6 +164,7 @@ async def test_the_shippers_page_shows_the_legs_and_follows_a_published_event_wi
     assert await page.evaluate("() => window.sameDocument") == "not reloaded" and navigations == []
     assert tab.errors == []
     await fits_the_phone(page)
+    await readable(page)
     await page.screenshot(path=artifact("shipper-phone.png"), full_page=True)
     await page.context.close()
 
@@ -159,6 +202,7 @@ async def test_a_carriers_page_shows_its_own_leg_and_no_rates_and_a_consignees_n
         assert "carrier.sc-road" not in text  # nor another carrier's leg
         assert tab.errors == []
         await fits_the_phone(page)
+        await readable(page)
         await page.screenshot(path=artifact("carrier-phone.png"), full_page=True)
         await page.context.close()
 

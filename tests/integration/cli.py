@@ -30,7 +30,8 @@ def mmhub(
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "mmhub.cli", *args],
-        env={**os.environ, "MMHUB_DATA_DIR": str(cwd / "data"), **env},
+        # no /metrics unless a test asks: the default ports (9401-9405) may be another hub's on this host
+        env={**os.environ, "MMHUB_DATA_DIR": str(cwd / "data"), "MMHUB_METRICS_PORT": "0", **env},
         capture_output=True,
         timeout=timeout,
         cwd=cwd,

@@ -4,8 +4,10 @@ nothing on it, a missing file."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,9 @@ import pytest
 from hubconf.settings import Settings
 from mmhub.entry import KAFKA, NO_FILE, POSTGRES, USAGE
 from tests.integration.cli import REPO
+from tests.integration.cli import env_of
 from tests.integration.cli import mmhub as run
+from tests.integration.hub import HubProcess, wait_for
 JOURNEY = str(REPO / "examples" / "journey.jsonl")
 KEY = str(REPO / "examples" / "keys" / "carrier.cr-rail.2025-01.json")
 RAIL = str(REPO / "examples" / "formats" / "rail.edi")
@@ -124,3 +128,64 @@ def test_a_port_that_never_answers_is_a_short_timeout(args: list[str], tmp_path:
         code, lines, took = mmhub(args, {"MMHUB_KAFKA": f"127.0.0.1:{port}"}, tmp_path)
     assert (code, lines) == (KAFKA, [f"mmhub {args[0]}: MMHUB_KAFKA=127.0.0.1:{port} did not answer within 5 s (is it a Kafka broker?)"])
     assert took < 15
+
+
+ONE_SHOT_POSTGRES = [["shipment", "get", "SHP-2026-000042"], ["usage", "--shipment", "SHP-2026-000042"], ["gateway", "--port", "0"]]
+
+
+@pytest.mark.parametrize("args", ONE_SHOT_POSTGRES, ids=lambda a: a[0])
+@pytest.mark.parametrize("timeout", [None, "2"], ids=["default", "MMHUB_PG_CONNECT_TIMEOUT_S=2"])
+def test_a_postgres_port_that_never_answers_is_a_short_timeout(
+    args: list[str], timeout: str | None, services: Settings, tmp_path: Path
+) -> None:
+    """A listener that accepts the connection and never answers (a wrong host or port, a firewall that drops): the
+    connect timeout (MMHUB_PG_CONNECT_TIMEOUT_S, 5 s by default), not asyncpg's 60 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        env = {"MMHUB_PG_DSN": f"postgresql://mmhub:secret@127.0.0.1:{port}/mmhub"}
+        if timeout is not None:
+            env["MMHUB_PG_CONNECT_TIMEOUT_S"] = timeout
+        code, lines, took = mmhub(args, env, tmp_path)
+    waited = timeout or "5"
+    assert code == POSTGRES
+    assert lines[-1] == (
+        f"mmhub {args[0]}: MMHUB_PG_DSN=postgresql://mmhub:***@127.0.0.1:{port}/mmhub did not answer within"
+        f" MMHUB_PG_CONNECT_TIMEOUT_S={waited} s (is it a Postgres server?)"
+    )
+    assert not any("Traceback" in line or "secret" in line for line in lines)
+    assert float(waited) <= took < float(waited) + 15, "the connect timeout, not asyncpg's 60 s"
+
+
+def test_a_worker_started_before_mmhub_topics_says_so(services: Settings, tmp_path: Path) -> None:
+    namespace = f"it-none-{uuid.uuid4().hex[:8]}"  # no topics were ever made here
+    code, lines, took = mmhub(["worker"], {"MMHUB_NAMESPACE": namespace}, tmp_path)
+    assert code == KAFKA
+    assert lines[-1] == (
+        f"mmhub worker: MMHUB_NAMESPACE='{namespace}' lacks 8 of this process's topics at MMHUB_KAFKA={services.kafka},"
+        f" {namespace}.hub.events first (has `mmhub topics` run?)"
+    )
+    assert not any("Traceback" in line for line in lines)
+    assert took < 20, "before the stages wait for their inputs"
+
+
+async def test_a_second_worker_on_the_same_data_dir_is_one_line_naming_it_and_exit_2(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    settings, worker, _ = hub
+    data_dir = tmp_path / "worker-data"  # the first worker's
+    worker.start()
+
+    async def holding() -> bool:
+        return (data_dir / settings.stage_group("merge")).is_dir()
+
+    await wait_for(holding, 90, "the first worker's stores", worker)
+    code, lines, took = mmhub(["worker"], {**env_of(settings), "MMHUB_DATA_DIR": str(data_dir)}, tmp_path)
+    assert code == USAGE, lines[-5:]
+    assert re.fullmatch(
+        rf"mmhub worker: {re.escape(str(data_dir))}/{re.escape(settings.app_id)}\.(connect|resolve|merge)/\d+ is locked by"
+        r" another process: give each worker its own MMHUB_DATA_DIR \(.*\)",
+        lines[-1],
+    ), lines[-1]
+    assert took < 60 and worker.alive

@@ -9,10 +9,12 @@ from typing import Awaitable, Callable
 import orjson
 
 from connectors.kafka import read_all, read_jsonl
+from connectors.postgres.store import fetch_record
 from hubconf.settings import Settings
 from mmhub.entry import REFUSED
 from tests.integration.cli import REPO, env_of, mmhub
-from tests.integration.hub import HubProcess, JOURNEY, wait_for
+from tests.integration.hub import HubProcess, JOURNEY, JOURNEY_ID, wait_for
+from tests.unit.test_entitlement import FORGED, REASON
 
 MALFORMED = [b'{"event_type": "tracking", "oops": 1}', b"not json", b'{"shipment_id": "SHP-2026-000042"}']
 KEY = REPO / "examples" / "keys" / "carrier.cr-rail.2025-01.json"
@@ -111,14 +113,21 @@ async def test_ingest_with_the_wrong_format_sends_nothing(
     assert len(await read_all(settings, settings.topics.raw("edifact"))) == 1
 
 
-async def test_publish_wait_reports_each_version_until_postgres_has_the_shipment(
-    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
-) -> None:
+def _journey_projected(hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path) -> list[str]:
+    """Start the worker and the sink, `publish --wait` the example journey; the lines it printed."""
     settings, worker, sink = hub
     worker.start()
     sink.start()
     code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "90"], env_of(settings), tmp_path)
     assert code == 0, "\n".join(lines) + worker.tail() + sink.tail()
+    return lines
+
+
+async def test_publish_wait_reports_each_version_until_postgres_has_the_shipment(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    settings = hub[0]
+    lines = _journey_projected(hub, tmp_path)
     assert lines[0] == f"published 52 events to {settings.topics.events}"
     assert lines[-2] == "SHP-2026-000042: version 52 of 52 in Postgres"
     assert lines[-1] == f"projected: 1 shipment(s) in Postgres ({settings.pg_schema})"
@@ -131,3 +140,36 @@ async def test_publish_wait_says_what_is_missing_when_nothing_projects(
     code, lines, _ = mmhub(["publish", str(JOURNEY), "--wait", "2"], env_of(settings), tmp_path)
     assert code == REFUSED
     assert lines[-1].startswith("mmhub publish: not projected within 2 s; are `mmhub worker` and `mmhub sink` running")
+
+
+async def test_publish_sends_nothing_from_a_file_with_an_event_the_merge_refuses_as_not_entitled(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+) -> None:
+    settings = await hub_settings()
+    path = tmp_path / "forged.jsonl"
+    path.write_bytes(b"\n".join([*read_jsonl(JOURNEY), FORGED]) + b"\n")
+    code, lines, out = mmhub(["publish", str(path), "--json"], env_of(settings), tmp_path)
+    assert code == REFUSED
+    assert lines[0] == f"{path}:53: rejected (not_entitled): {REASON}"
+    assert lines[-1] == (
+        "mmhub publish: nothing sent: 1 of 53 line(s) would be dead-lettered"
+        " (fix them, or send them anyway with --allow-rejects)"
+    )
+    assert orjson.loads(out)["rejected"] == [{"line": 53, "code": "not_entitled", "reason": REASON}]
+    assert await read_all(settings, settings.topics.events) == []  # the high watermark is 0: nothing sent
+
+
+async def test_publish_wait_says_when_the_hub_refuses_an_event_as_not_entitled(
+    hub: tuple[Settings, HubProcess, HubProcess], tmp_path: Path
+) -> None:
+    """The file alone does not say who carries leg 2 (the booking is in the hub already): the hub's record does."""
+    settings, worker, sink = hub
+    _journey_projected(hub, tmp_path)
+    path = tmp_path / "forged.jsonl"
+    path.write_bytes(FORGED + b"\n")
+    code, lines, _ = mmhub(["publish", str(path), "--wait", "90"], env_of(settings), tmp_path)
+    assert code == REFUSED, "\n".join(lines) + worker.tail() + sink.tail()
+    assert lines[0] == f"published 1 events to {settings.topics.events}"
+    assert lines[-1] == f"{path}: refused by the hub (not_entitled): {REASON}"
+    record = await fetch_record(settings, JOURNEY_ID)
+    assert record is not None and record["version"] == 53  # the wait ended once the hub had taken the event in

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,3 +178,140 @@ def test_every_mmhub_setting_the_compose_file_gives_is_read_by_the_hub() -> None
     }
     assert {"MMHUB_KAFKA_PASSWORD_FILE", "MMHUB_PG_PASSWORD_FILE", "MMHUB_WEBHOOKS_KEYS_FILE"} <= given
     assert sorted(var for var in given if f'"{var}"' not in code) == []
+
+
+# --- what each service runs, where Prometheus finds it, and how compose knows it is alive -------------------------
+
+PROMETHEUS = yaml.safe_load((REPO / "infra" / "monitoring" / "prometheus.yml").read_text())
+GRAFANA = REPO / "infra" / "monitoring" / "grafana"
+# the hub services that keep running (all but `topics`, which creates the topics and ACLs and exits)
+LONG_RUNNING = ("worker", "sink", "gateway", "share", "webhooks")
+
+
+def _command(name: str) -> list[str]:
+    return [str(word) for word in COMPOSE["services"][name]["command"]]
+
+
+def _mounts(name: str) -> dict[str, Path]:
+    """A service's bind mounts of files in the repo: the path inside the container -> the file in the repo."""
+    mounts = {}
+    for volume in COMPOSE["services"][name].get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("./"):
+            mounts[rest.split(":")[0]] = REPO / source
+    return mounts
+
+
+def test_every_hub_service_runs_an_mmhub_subcommand() -> None:
+    from mmhub.cli import parser
+
+    assert re.search(r'^ENTRYPOINT \["mmhub"\]$', _stage("production"), re.M), "the image runs `mmhub`"
+    for name in HUB_SERVICES:
+        args = parser().parse_args(_command(name))  # argparse exits on an unknown command or option
+        assert args.command == _command(name)[0] and callable(args.run), name
+    # the check is live: a misspelt command or option is refused
+    for wrong in (["workr"], ["gateway", "--prot", "8080"], ["webhooks", "runn"]):
+        with pytest.raises(SystemExit):
+            parser().parse_args(wrong)
+
+
+def test_prometheus_scrapes_each_long_running_service_on_its_metrics_port() -> None:
+    from runtime.metrics import DEFAULT_PORTS, port_for
+
+    scraped = {
+        name: target["port"]
+        for job in PROMETHEUS["scrape_configs"]
+        for target in job["dns_sd_configs"]
+        for name in target["names"]
+    }
+    served = {}
+    for name in LONG_RUNNING:
+        env = _environment(COMPOSE["services"][name])
+        assert env["MMHUB_METRICS_HOST"] == "0.0.0.0", f"{name}: /metrics must be reachable from the prometheus service"
+        served[name] = port_for(_command(name)[0], env)
+    assert scraped == served
+    assert sorted(served.values()) == sorted(DEFAULT_PORTS.values()) == list(range(9401, 9406))
+
+
+def test_prometheus_and_grafana_find_the_files_they_are_given() -> None:
+    prometheus = COMPOSE["services"]["prometheus"]
+    mounts = _mounts("prometheus")
+    [config] = [arg.split("=", 1)[1] for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    assert mounts[config] == REPO / "infra" / "monitoring" / "prometheus.yml"
+    for rules in PROMETHEUS["rule_files"]:  # relative to the configuration file's directory
+        assert mounts[str(Path(config).parent / rules)] == REPO / "infra" / "monitoring" / "alerts.yml"
+    grafana = _mounts("grafana")
+    assert grafana["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    [provider] = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "mmhub.yml").read_text())["providers"]
+    assert grafana[provider["options"]["path"]] == GRAFANA / "dashboards"
+    assert (GRAFANA / "dashboards" / "mmhub.json").is_file()
+    [source] = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in COMPOSE["services"]
+    assert any(str(port).endswith(":9090") for port in prometheus["ports"])
+    dashboard = json.loads((GRAFANA / "dashboards" / "mmhub.json").read_text())
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {source["uid"]}
+
+
+def _probe(name: str) -> tuple[str, str]:
+    """(the probe's Python code, its URL) from a service's healthcheck."""
+    test = [str(word) for word in COMPOSE["services"][name]["healthcheck"]["test"]]
+    assert test[:3] == ["CMD", "python", "-c"] and len(test) == 5, test
+    return test[3], test[4]
+
+
+def test_each_long_running_service_has_a_healthcheck_on_its_own_port() -> None:
+    from runtime.metrics import port_for
+
+    for name in ("kafka", "postgres", *LONG_RUNNING):
+        assert "healthcheck" in COMPOSE["services"][name], name
+    for name in LONG_RUNNING:
+        _, url = _probe(name)
+        command = _command(name)
+        if name == "gateway":
+            assert url == f"http://127.0.0.1:{command[command.index('--port') + 1]}/healthz"
+        else:
+            assert url == f"http://127.0.0.1:{port_for(command[0], _environment(COMPOSE['services'][name]))}/metrics"
+
+
+def test_the_healthcheck_probe_passes_on_an_answer_and_fails_on_silence_or_an_error() -> None:
+    """The probe itself, run as compose runs it (python -c CODE URL), against a real /metrics server, a gateway's
+    503 and a port nothing listens on."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import start_http_server
+
+    code, _ = _probe("worker")
+    assert {_probe(name)[0] for name in LONG_RUNNING} == {code}
+
+    def exit_code(url: str) -> int:
+        return subprocess.run([sys.executable, "-c", code, url], capture_output=True, timeout=30).returncode
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server, thread = start_http_server(0, addr="127.0.0.1")
+    try:
+        assert exit_code(f"http://127.0.0.1:{server.server_port}/metrics") == 0
+    finally:
+        server.shutdown()
+        thread.join()
+
+    class Down(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    down = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=down.serve_forever, daemon=True).start()
+    try:
+        assert exit_code(f"http://127.0.0.1:{down.server_port}/healthz") != 0
+    finally:
+        down.shutdown()
+    assert exit_code(f"http://127.0.0.1:{free}/metrics") != 0

@@ -65,3 +65,16 @@ def test_the_replication_factor_of_new_topics_comes_from_the_environment(
     assert Settings.from_env().replication_factor == 1  # the single-broker dev stack
     monkeypatch.setenv("MMHUB_REPLICATION_FACTOR", "3")
     assert Settings.from_env().replication_factor == 3
+
+
+def test_the_postgres_connect_timeout_comes_from_the_environment(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MMHUB_PG_CONNECT_TIMEOUT_S", raising=False)
+    assert Settings.from_env().pg_connect_timeout_s == 5.0  # not asyncpg's 60 s
+    monkeypatch.setenv("MMHUB_PG_CONNECT_TIMEOUT_S", "1.5")
+    assert Settings.from_env().pg_connect_timeout_s == 1.5
+    for wrong, said in (("soon", "is not a number"), ("0", "above 0"), ("-2", "above 0")):
+        monkeypatch.setenv("MMHUB_PG_CONNECT_TIMEOUT_S", wrong)
+        with pytest.raises(ValueError, match=f"MMHUB_PG_CONNECT_TIMEOUT_S.*{said}"):
+            Settings.from_env()
