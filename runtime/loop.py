@@ -395,7 +395,7 @@ class StageRunner:
             for partition in partitions:
                 if partition.state is None:
                     path = partition_path(self.settings.data_dir, self.stage.group, partition.number)
-                    partition.state = PartitionState(path, list(self.stage.changelogs))
+                    partition.state = PartitionState(path, list(self.stage.changelogs), self.settings.state_memory_mb)
             if self.exactly_once:
                 await asyncio.gather(*(self._start_producer(partition) for partition in partitions))
             await self._restore(partitions)

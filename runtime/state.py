@@ -12,12 +12,15 @@ is one entry: one changelog record, the last value, or a tombstone for a delete.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict, WriteBatch, WriteBufferManager
+
+from hubconf.settings import DEFAULT_STATE_MEMORY_MB
 
 META = "mmhub.meta"  # the column family of the stores' changelog positions (key: the store's name)
 
@@ -96,10 +99,29 @@ class _Family:
                 yield key, value
 
 
-def _options() -> Options:
+WAL_BYTES = 64 << 20  # past this a database flushes its oldest memtables, so its write-ahead log stays short
+MEMTABLE_BYTES = 16 << 20  # one column family's memtable
+
+
+@functools.cache
+def _memtables(budget_mb: int) -> WriteBufferManager:
+    """The one budget all the databases of this process share for their memtables (a flush past it)."""
+    return WriteBufferManager(budget_mb << 20, False)
+
+
+def _options(budget_mb: int) -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
+    options.set_write_buffer_manager(_memtables(budget_mb))
+    options.set_max_total_wal_size(WAL_BYTES)
+    return options
+
+
+def _family_options(budget_mb: int) -> Options:
+    options = Options(raw_mode=True)
+    options.set_write_buffer_manager(_memtables(budget_mb))
+    options.set_write_buffer_size(MEMTABLE_BYTES)
     return options
 
 
@@ -110,17 +132,18 @@ def partition_path(data_dir: Path, group: str, partition: int) -> Path:
 class PartitionState:
     """The stores of one input partition, open on their RocksDB (locked by this process until `close`)."""
 
-    def __init__(self, path: Path, stores: Sequence[str]) -> None:
+    def __init__(self, path: Path, stores: Sequence[str], memory_mb: int = DEFAULT_STATE_MEMORY_MB) -> None:
         self.path = path
         self._names = tuple(stores)
+        self._memory_mb = memory_mb
         self._db = self._open()
         self.stores = {name: OverlayStore(_Family(self._db.get_column_family(name))) for name in self._names}
 
     def _open(self) -> Rdict:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        families = {name: Options(raw_mode=True) for name in (*self._names, META)}
+        families = {name: _family_options(self._memory_mb) for name in (*self._names, META)}
         try:
-            return Rdict(str(self.path), options=_options(), column_families=families)
+            return Rdict(str(self.path), options=_options(self._memory_mb), column_families=families)
         except Exception as error:  # rocksdict raises a bare Exception: tell a held lock from the rest
             if "lock" in str(error).lower():
                 raise StoreLocked(
