@@ -209,9 +209,10 @@ class StageRunner:
             async with self._lock:
                 for tp, messages in batch.items():
                     self._take(tp, messages)
-                for number in {tp.partition for tp in batch}:
-                    if number in self._partitions:
-                        self._arm(self._partitions[number])
+                    if tp.partition in self._partitions:
+                        self._arm(self._partitions[tp.partition])
+                    # the checkpoints under way take their next step between two handler calls, not after the batch
+                    await asyncio.sleep(0)
             # backpressure: a partition whose checkpoint is slow does not pile up more than checkpoint_records
             behind = [
                 p.checkpoint
