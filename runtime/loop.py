@@ -3,10 +3,7 @@
 One `StageRunner` runs one `Stage`. Its consumer (group `stage.group`, every input, read_committed, RangeAssignor so
 partition p of every input comes to the same member) fetches batches bounded by `batch_max` records and
 `fetch_max_bytes`; the records of each input partition go to the handler with that partition's stores
-(runtime.state). Checkpoints make the work durable, per input partition, in the background while the loop goes on
-fetching and running the handler: one at a time per partition (what comes in meanwhile joins the next), begun at
-least `checkpoint_ms` apart (at once with `checkpoint_records` waiting), so a partition's transactions per second
-are bounded at a trickle and a record waits about one interval plus one transaction. A checkpoint:
+(runtime.state). Every `checkpoint_ms` (or `checkpoint_records` records taken in) a checkpoint makes the work durable:
 
 - exactly_once (the default): per input partition with work, ONE Kafka transaction of its own transactional producer
   (id `<group>.<partition>`: a stable id per partition, as faust does, because aiokafka has no KIP-447) holding the
@@ -15,12 +12,10 @@ are bounded at a trickle and a record waits about one interval plus one transact
   nothing and sends nothing; a crash after it is repaired by the restore, which reads the changelog past the position.
 - at_least_once: one idempotent producer; outputs and changelogs flushed, then the offsets committed, then RocksDB.
 
-The handler reads its stores through the writes of the checkpoint under way and of the next one; an abort drops both.
-
 On assignment a partition stays paused while its producer starts (init_transactions fences the previous owner's
 producer of that id and ends its open transaction) and its stores are restored from their changelogs (read_committed,
-from the local position to the end); then it resumes at the group's committed offset. A revocation lets the
-checkpoint under way finish, then drops the work not checkpointed. A checkpoint that fails (a broker restart mid-transaction: aiokafka#905, a timeout) is aborted,
+from the local position to the end); then it resumes at the group's committed offset. A revocation drops the work
+not checkpointed. A checkpoint that fails (a broker restart mid-transaction: aiokafka#905, a timeout) is aborted,
 the producer rebuilt and the partition started again from its committed position; a fenced producer means another
 member owns the partition now: it is dropped here. A handler that raises is a hub bug: the batch's records are
 dead-lettered (reason `hub_error`, original bytes) to the hub's DLQ topic, and the loop goes on.
@@ -45,14 +40,13 @@ from hubconf import topics as topic_names
 from hubconf.settings import EXACTLY_ONCE, PRODUCER_BATCH_BYTES, Settings
 from runtime import metrics
 from runtime.api import Out, Record, Stage, Store
-from runtime.state import Change, PartitionState, StoreLocked, partition_path
+from runtime.state import PartitionState, StoreLocked, partition_path
 
 log = logging.getLogger("mmhub.runtime")
 
 # A request carries a whole dead letter (a raw payload up to the DLQ's limit) plus its record batch.
 MAX_REQUEST_BYTES = topic_names.DLQ_MAX_MESSAGE_BYTES + 64 * 1024
-IDLE_WAIT_MS = 500  # how long a fetch waits for records (also how soon `stop` is noticed)
-LAG_EVERY_S = 0.5  # how often the consumer lag is measured for metrics
+IDLE_WAIT_MS = 500  # how long a fetch waits when nothing is pending (also how soon `stop` is noticed)
 RESTORE_RECORDS = 10_000  # records per fetch while restoring a changelog
 RETRY_BACKOFF_S = 1.0  # between a failed checkpoint or activation and the next attempt
 FENCED = (ProducerFenced, InvalidProducerEpoch)
@@ -76,53 +70,26 @@ class Counters:
     fenced: int = 0  # partitions lost to a fence
 
 
-def begin_in(records: int, in_flight: bool, since_begun: float, gap: float, most: int) -> float | None:
-    """When a partition's next checkpoint should begin, in seconds from now (0: at once), or None: not now (no
-    work, or a checkpoint under way: what comes in meanwhile joins the next one, begun when that one is over).
-    `since_begun`: seconds since its previous checkpoint began. Checkpoints of a partition begin at least `gap`
-    apart (which bounds its transactions per second), unless `most` records wait (a backlog)."""
-    if records == 0 or in_flight:
-        return None
-    if records >= most:
-        return 0.0
-    return max(0.0, gap - since_begun)
-
-
-@dataclass
-class _Work:
-    """Records a partition took in that no checkpoint carries yet: their outputs and the input offsets past them."""
-
-    outs: list[Out] = field(default_factory=list)
-    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    records: int = 0
-    taken: CounterOf[str] = field(default_factory=CounterOf)  # per input topic
-
-
 @dataclass
 class _Partition:
-    """One input partition number this member holds: its inputs, stores, producer, the work not yet in a
-    checkpoint and the checkpoint under way (one at a time: one transactional producer)."""
+    """One input partition number this member holds: its inputs, stores, producer and the work not checkpointed."""
 
     number: int
     inputs: list[TopicPartition]
     state: PartitionState | None = None
     producer: AIOKafkaProducer | None = None  # exactly_once: this partition's transactional producer
     active: bool = False  # restored and positioned: its records are taken in
-    work: _Work = field(default_factory=_Work)
-    checkpoint: asyncio.Task[None] | None = None  # the checkpoint under way
-    begun: float = float("-inf")  # when the last checkpoint began (time.monotonic)
-    timer: asyncio.TimerHandle | None = None  # the next checkpoint's start, once the gap has passed
-
-    @property
-    def in_flight(self) -> bool:
-        return self.checkpoint is not None and not self.checkpoint.done()
+    outs: list[Out] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+    taken: CounterOf[str] = field(default_factory=CounterOf)  # records not checkpointed, per input topic
 
     def drop(self) -> None:
-        """Forget the work not checkpointed (the caller has let the checkpoint under way finish)."""
-        self.work = _Work()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Forget the work not checkpointed."""
+        self.outs.clear()
+        self.next_offsets.clear()
+        self.records = 0
+        self.taken.clear()
         if self.state is not None:
             self.state.drop()
 
@@ -145,10 +112,12 @@ class StageRunner:
         self.stage = stage
         self.settings = settings
         self.counters = Counters()
+        self._committed_in: CounterOf[str] = CounterOf()  # per input topic, records the checkpoint in hand committed
+        self._committed_out: CounterOf[str] = CounterOf()  # per output topic, messages it committed
         self.exactly_once = settings.guarantee == EXACTLY_ONCE
         self.dlq = settings.topics.dlq
         self._partitions: dict[int, _Partition] = {}
-        self._lock = asyncio.Lock()  # a handler call and a rebalance's revocation never overlap
+        self._lock = asyncio.Lock()  # a checkpoint and a rebalance's revocation never overlap
         self._activations: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -200,30 +169,28 @@ class StageRunner:
         }
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        """Take in what is fetched, and keep going while checkpoints commit in the background: a partition's
-        checkpoint begins once it has work, its previous one is over and checkpoint_ms have passed since that one
-        began (at once with checkpoint_records waiting), so it carries all that came in meanwhile."""
-        observed = 0.0
+        """Take in what is waiting; checkpoint once nothing more is fetched already (at a trickle: every record at
+        once), or after checkpoint_ms or checkpoint_records under a backlog."""
+        interval = self.settings.checkpoint_ms / 1000
+        pending_since: float | None = None
         while not self._stopping.is_set():
-            batch = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self.settings.batch_max)
+            # with work pending, only what the fetcher already holds: an empty answer means nothing is waiting
+            wait_ms = IDLE_WAIT_MS if pending_since is None else 0
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_max)
             async with self._lock:
                 for tp, messages in batch.items():
                     self._take(tp, messages)
-                    if tp.partition in self._partitions:
-                        self._arm(self._partitions[tp.partition])
-                    # the checkpoints under way take their next step between two handler calls, not after the batch
-                    await asyncio.sleep(0)
-            # backpressure: a partition whose checkpoint is slow does not pile up more than checkpoint_records
-            behind = [
-                p.checkpoint
-                for p in self._partitions.values()
-                if p.checkpoint is not None and p.in_flight and p.work.records >= self.settings.checkpoint_records
-            ]
-            if behind:
-                await asyncio.wait(behind)
-            if time.monotonic() - observed >= LAG_EVERY_S:
-                observed = time.monotonic()
-                await self._observe_lag(consumer)
+                pending = sum(p.records for p in self._partitions.values())
+                if pending and pending_since is None:
+                    pending_since = time.monotonic()
+                if pending_since is not None and (
+                    not batch
+                    or pending >= self.settings.checkpoint_records
+                    or time.monotonic() >= pending_since + interval
+                ):
+                    await self._checkpoint()
+                    pending_since = None
+                    await self._observe_lag(consumer)
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Per input partition held: the offsets past what this stage has taken in and committed (its fetch
@@ -257,11 +224,10 @@ class StageRunner:
         else:
             for store in stores.values():
                 store.keep_call()
-        work = partition.work
-        work.outs += outs
-        work.next_offsets[tp] = messages[-1].offset + 1
-        work.records += len(records)
-        work.taken[tp.topic] += len(records)
+        partition.outs += outs
+        partition.next_offsets[tp] = messages[-1].offset + 1
+        partition.records += len(records)
+        partition.taken[tp.topic] += len(records)
         self.counters.batches += 1
         self.counters.records_in += len(records)
 
@@ -276,61 +242,26 @@ class StageRunner:
 
     # --- checkpoints ------------------------------------------------------------------------------------------
 
-    def _arm(self, partition: _Partition) -> None:
-        """Begin the partition's checkpoint now, or set a timer for when its gap has passed (see begin_in)."""
-        if partition.timer is not None or not partition.active:
+    async def _checkpoint(self) -> None:
+        due = [p for p in self._partitions.values() if p.active and p.next_offsets]
+        if not due:
             return
-        wait = begin_in(
-            partition.work.records,
-            partition.in_flight,
-            time.monotonic() - partition.begun,
-            self.settings.checkpoint_ms / 1000,
-            self.settings.checkpoint_records,
-        )
-        if wait is None:
-            return
-        if wait > 0:
-            partition.timer = asyncio.get_running_loop().call_later(wait, self._timer_fired, partition)
-            return
-        partition.begun = time.monotonic()
-        partition.checkpoint = asyncio.create_task(self._checkpoint(partition, partition.work, partition.state))
-        partition.work = _Work()
-
-    def _timer_fired(self, partition: _Partition) -> None:
-        partition.timer = None
-        self._arm(partition)
-
-    async def _settle(self, partitions: Iterable[_Partition]) -> None:
-        """Let the checkpoints under way of `partitions` finish (none begins meanwhile: they are inactive or the
-        lock is held by the caller, and their timers are cancelled)."""
-        tasks = []
-        for partition in partitions:
-            if partition.timer is not None:
-                partition.timer.cancel()
-                partition.timer = None
-            if partition.checkpoint is not None:
-                tasks.append(partition.checkpoint)
-        if tasks:
-            await asyncio.wait(tasks)
-
-    async def _checkpoint_now(self) -> None:
-        """A graceful stop: every partition's work checkpointed, whatever the gap."""
-        partitions = [p for p in self._partitions.values() if p.active]
-        await self._settle(partitions)
-        for partition in partitions:
-            if partition.active and partition.work.records:
-                partition.begun = float("-inf")
-                self._arm(partition)
-        await self._settle(partitions)
-
-    async def _checkpoint(self, partition: _Partition, work: _Work, state: PartitionState | None) -> None:
-        """One partition's checkpoint, in the background: `work` and the store writes made so far (sealed now),
-        in one transaction; then RocksDB. A failure drops the work taken in since, too (it was made on top)."""
-        assert state is not None  # noqa: S101 - set up by _activate
-        changes = state.seal()
         started = time.monotonic()
+        self._committed_in.clear()
+        self._committed_out.clear()
+        if self.exactly_once:
+            await asyncio.gather(*(self._checkpoint_one(partition) for partition in due))
+        else:
+            await self._checkpoint_at_least_once(due)
+        took = time.monotonic() - started
+        self.counters.checkpoint_s_total += took
+        self.counters.checkpoint_s_max = max(self.counters.checkpoint_s_max, took)
+        if self._committed_in:
+            metrics.observe_checkpoint(self.stage.name, took, dict(self._committed_in), dict(self._committed_out))
+
+    async def _checkpoint_one(self, partition: _Partition) -> None:
         try:
-            positions = await asyncio.wait_for(self._commit(partition, work, changes), self.settings.checkpoint_timeout_s)
+            positions = await asyncio.wait_for(self._transaction(partition), self.settings.checkpoint_timeout_s)
         except FENCED as error:
             log.warning(
                 "%s: partition %d fenced (%r): another member owns it", self.stage.name, partition.number, error
@@ -345,74 +276,85 @@ class StageRunner:
             self.counters.retried += 1
             self._restart(partition)
             return
-        self._checkpointed(state, work, changes, positions, time.monotonic() - started)
-        partition.checkpoint = None
-        self._arm(partition)  # what came in meanwhile
+        self._checkpointed(partition, positions)
 
-    async def _commit(self, partition: _Partition, work: _Work, changes: dict[str, list[Change]]) -> dict[str, int]:
-        """exactly_once: the transaction; at_least_once: sent, acknowledged, then the offsets committed. Returns
-        each store's next changelog position."""
-        if not self.exactly_once:
-            producer, consumer = self._producer, self._consumer
-            assert producer is not None and consumer is not None  # noqa: S101 - started by run
-            sent, logs = await self._send(producer, partition.number, work, changes)
-            await asyncio.gather(*sent)
-            await consumer.commit(dict(work.next_offsets))
-            return {store: futures[-1].result().offset + 1 for store, futures in logs.items()}
+    async def _transaction(self, partition: _Partition) -> dict[str, int]:
         producer = partition.producer
-        assert producer is not None  # noqa: S101 - set up by _activate
+        assert producer is not None and partition.state is not None  # noqa: S101 - set up by _activate
         await producer.begin_transaction()
-        sent, logs = await self._send(producer, partition.number, work, changes)
-        await producer.send_offsets_to_transaction(dict(work.next_offsets), self.stage.group)
+        sent, logs = await self._send(producer, partition)
+        await producer.send_offsets_to_transaction(dict(partition.next_offsets), self.stage.group)
         await producer.commit_transaction()
         await asyncio.gather(*sent)
         return {store: (await futures[-1]).offset + 1 for store, futures in logs.items()}
 
     async def _send(
-        self, producer: AIOKafkaProducer, number: int, work: _Work, changes: dict[str, list[Change]]
+        self, producer: AIOKafkaProducer, partition: _Partition
     ) -> tuple[list[asyncio.Future[RecordMetadata]], dict[str, list[asyncio.Future[RecordMetadata]]]]:
-        """Send a checkpoint's outputs and changelog records (one per changed key); their futures."""
-        sent = [await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers)) for out in work.outs]
+        """Send a partition's outputs and changelog records (one per changed key); their futures."""
+        assert partition.state is not None  # noqa: S101 - set up by _activate
+        sent = [
+            await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers)) for out in partition.outs
+        ]
         logs: dict[str, list[asyncio.Future[RecordMetadata]]] = {}
-        for name, store_changes in changes.items():
-            if store_changes:
+        for name, store in partition.state.stores.items():
+            changes = store.changes()
+            if changes:
                 topic = self.stage.changelogs[name]
                 logs[name] = [
-                    await producer.send(topic, value, key=key, partition=number) for key, value in store_changes
+                    await producer.send(topic, value, key=key, partition=partition.number) for key, value in changes
                 ]
         return sent + [future for futures in logs.values() for future in futures], logs
 
-    def _checkpointed(
-        self,
-        state: PartitionState,
-        work: _Work,
-        changes: dict[str, list[Change]],
-        positions: dict[str, int],
-        took: float,
-    ) -> None:
+    async def _checkpoint_at_least_once(self, due: list[_Partition]) -> None:
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None  # noqa: S101 - started by run
+
+        async def flush_and_commit() -> dict[int, dict[str, int]]:
+            sent = [await self._send(producer, partition) for partition in due]
+            await asyncio.gather(*(future for futures, _ in sent for future in futures))
+            await consumer.commit({tp: offset for p in due for tp, offset in p.next_offsets.items()})
+            return {
+                p.number: {store: futures[-1].result().offset + 1 for store, futures in logs.items()}
+                for p, (_, logs) in zip(due, sent)
+            }
+
+        try:
+            positions = await asyncio.wait_for(flush_and_commit(), self.settings.checkpoint_timeout_s)
+        except Exception as error:  # noqa: BLE001 - a broker restart, a rebalance: redo from the committed position
+            log.warning("%s: checkpoint failed (%r): restarting %d partition(s)", self.stage.name, error, len(due))
+            self.counters.retried += len(due)
+            for partition in due:
+                self._restart(partition)
+            return
+        for partition in due:
+            self._checkpointed(partition, positions[partition.number])
+
+    def _checkpointed(self, partition: _Partition, positions: dict[str, int]) -> None:
         """The checkpoint is in Kafka: its store writes go down to RocksDB with their changelog positions."""
-        state.checkpointed(positions)
-        counters = self.counters
-        counters.changelog_records += sum(len(c) for c in changes.values())
-        counters.records_out += len(work.outs)
-        counters.checkpoints += 1
-        counters.checkpoint_s_total += took
-        counters.checkpoint_s_max = max(counters.checkpoint_s_max, took)
-        metrics.observe_checkpoint(self.stage.name, took, dict(work.taken), CounterOf(out.topic for out in work.outs))
+        assert partition.state is not None  # noqa: S101 - set up by _activate
+        self.counters.changelog_records += sum(len(s.pending) for s in partition.state.stores.values())
+        partition.state.checkpointed(positions)
+        self.counters.records_out += len(partition.outs)
+        self.counters.checkpoints += 1
+        self._committed_in.update(partition.taken)
+        self._committed_out.update(out.topic for out in partition.outs)
+        partition.taken.clear()
+        partition.outs.clear()
+        partition.next_offsets.clear()
+        partition.records = 0
 
     # --- assignment, restore, restart, loss -------------------------------------------------------------------
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         metrics.forget_lag(self.stage.group, [(tp.topic, tp.partition) for tp in revoked])
         await self._cancel_activations()
-        async with self._lock:  # after the handler call running, if any
-            partitions = [self._partitions[n] for n in {tp.partition for tp in revoked} if n in self._partitions]
-            for partition in partitions:
-                partition.active = False
-            await self._settle(partitions)  # the checkpoints under way end (committed or aborted) before the next owner
-            await self._cancel_activations()  # one of them may have failed and scheduled its partition's restart
-            for partition in partitions:
-                partition.drop()
+        async with self._lock:  # after the checkpoint in flight, if any
+            for number in {tp.partition for tp in revoked}:
+                partition = self._partitions.get(number)
+                if partition is not None:
+                    partition.active = False
+                    partition.drop()
             self.active.clear()
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
@@ -583,8 +525,7 @@ class StageRunner:
         await self._cancel_activations()
         async with self._lock:
             if self._fatal is None:
-                await self._checkpoint_now()
-            await self._settle(list(self._partitions.values()))
+                await self._checkpoint()
         await consumer.stop()
         for partition in list(self._partitions.values()):
             await self._close_partition(partition)

@@ -5,11 +5,9 @@ per store and one (`mmhub.meta`) for each store's changelog position. A partitio
 restores and checkpoints, so one database per partition lets a checkpoint write every store of the partition and
 their changelog positions in ONE atomic WriteBatch, and lets a worker close (and lock) exactly the partitions it holds.
 
-The overlay has three levels: what the handler call now running wrote (dropped if the handler raises), what the
-handler calls since the last checkpoint began wrote (the next checkpoint's), and what the checkpoint under way carries
-(`sealed`: written to RocksDB once its transaction commits). Reads see all three over RocksDB, so the handler goes on
-while a checkpoint commits; an abort drops every level. A key written many times between two checkpoints is one
-entry: one changelog record, the last value, or a tombstone for a delete.
+The overlay has two levels: what the handler call now running wrote (dropped if the handler raises) and what the
+checkpoint has taken in so far (dropped if its transaction aborts). A key written many times between two checkpoints
+is one entry: one changelog record, the last value, or a tombstone for a delete.
 """
 
 from __future__ import annotations
@@ -43,12 +41,11 @@ class OverlayStore:
     """A runtime.api.Store over `base`: reads see every write of the checkpoint so far at once."""
 
     base: Readable
-    sealed: dict[bytes, bytes | None] = field(default_factory=dict)  # the writes of the checkpoint under way
-    pending: dict[bytes, bytes | None] = field(default_factory=dict)  # the next checkpoint's writes, coalesced
+    pending: dict[bytes, bytes | None] = field(default_factory=dict)  # the checkpoint's writes, coalesced
     call: dict[bytes, bytes | None] = field(default_factory=dict)  # the running handler call's writes
 
     def get(self, key: bytes) -> bytes | None:
-        for layer in (self.call, self.pending, self.sealed):
+        for layer in (self.call, self.pending):
             if key in layer:
                 return layer[key]
         return self.base.get(key)
@@ -61,7 +58,6 @@ class OverlayStore:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         merged: dict[bytes, bytes | None] = dict(self.base.items())
-        merged.update(self.sealed)
         merged.update(self.pending)
         merged.update(self.call)
         return iter(sorted((key, value) for key, value in merged.items() if value is not None))
@@ -76,23 +72,10 @@ class OverlayStore:
         self.call.clear()
 
     def changes(self) -> list[Change]:
-        """The writes not yet in a checkpoint, one per key, in key order."""
+        """The checkpoint's writes, one per key, in key order (the changelog records to send)."""
         return sorted(self.pending.items())
 
-    def seal(self) -> list[Change]:
-        """A checkpoint begins: it carries the writes so far (the changelog records to send, one per key, in key
-        order); later writes go to the next one. The previous checkpoint must be over (`committed` or `drop`)."""
-        if self.sealed:
-            raise RuntimeError("a checkpoint is already under way")
-        self.sealed, self.pending = self.pending, {}
-        return sorted(self.sealed.items())
-
-    def committed(self) -> None:
-        """The sealed writes are in RocksDB now."""
-        self.sealed = {}
-
     def drop(self) -> None:
-        self.sealed.clear()
         self.pending.clear()
         self.call.clear()
 
@@ -165,16 +148,11 @@ class PartitionState:
             batch.put(store.encode(), str(offset).encode(), meta)
         self._db.write(batch)
 
-    def seal(self) -> dict[str, list[Change]]:
-        """A checkpoint begins: per store, the writes it carries (see OverlayStore.seal)."""
-        return {name: store.seal() for name, store in self.stores.items()}
-
     def checkpointed(self, positions: Mapping[str, int]) -> None:
-        """The checkpoint's transaction committed: its sealed writes go down to RocksDB with the changelog positions
-        (the writes made since it began stay on top, for the next one)."""
-        self.write({name: sorted(store.sealed.items()) for name, store in self.stores.items()}, positions)
+        """The checkpoint's transaction committed: its writes go down to RocksDB with the changelog positions."""
+        self.write({name: store.changes() for name, store in self.stores.items()}, positions)
         for store in self.stores.values():
-            store.committed()
+            store.drop()
 
     def drop(self) -> None:
         """Forget every write not checkpointed (an aborted transaction, a revocation)."""
