@@ -471,7 +471,7 @@ async def run_stored_offsets(
             if stage.between is not None:
                 await stage.between(db)
             unmirrored.update(written)
-            if unmirrored and (not consumed or time.monotonic() - mirrored_at >= MIRROR_EVERY_S):
+            if mirror_due(bool(unmirrored), not consumed, time.monotonic() - mirrored_at):
                 await _mirror(consumer, unmirrored)
                 unmirrored, mirrored_at = {}, time.monotonic()
         if stage.between is not None:
@@ -482,6 +482,12 @@ async def run_stored_offsets(
     finally:
         await consumer.stop()
         await db.close()
+
+
+def mirror_due(pending: bool, idle: bool, since_s: float) -> bool:
+    """Mirror the stored offsets to Kafka now? When some are not mirrored yet, and the poll found nothing or
+    MIRROR_EVERY_S have passed since the last mirror."""
+    return pending and (idle or since_s >= MIRROR_EVERY_S)
 
 
 def _record(message: ConsumerRecord) -> Record:
