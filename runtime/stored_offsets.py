@@ -10,7 +10,9 @@ acknowledgement was lost, the stage's idempotent writes see it a second time and
 A record whose rows Postgres refuses (NUL in a JSON string, a constraint) does not stop the stage: the batch is
 written again record by record, each in a savepoint, and each refused one is set aside with Postgres' reason. A
 lost database is an outage, not a bad record: the same batch is retried with capped backoff until it is back (or
-the stage is stopped). The stored offsets are mirrored to the Kafka group after each batch, for lag tools only.
+the stage is stopped). The stored offsets are mirrored to the Kafka group, for lag tools only: at most every
+MIRROR_EVERY_S, when a poll finds nothing more and at a clean stop (a commit per batch was a Kafka round trip each
+time, at a trickle one per status message).
 
 The loop owns both tables it writes in the stage's transaction, `sink_offsets` and `quarantine`, so their SQL is
 here: a stage never touches either. The tables themselves are created by the hub's migrations
@@ -45,6 +47,7 @@ POLL_TIMEOUT_MS = 500
 CLOSE_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
+MIRROR_EVERY_S = 1.0
 
 # --- a lost database: retried, never a crash ----------------------------------------------------------------------
 
@@ -421,6 +424,8 @@ async def run_stored_offsets(
         **options,
     )
     listener = SeekToStoredOffsets(consumer, db, stage.group)
+    unmirrored: dict[Partition, int] = {}
+    mirrored_at = time.monotonic()
     try:
         if stage.setup is not None:
             await stage.setup(db)
@@ -465,14 +470,24 @@ async def run_stored_offsets(
                 on_batch(len(admitted.records))
             if stage.between is not None:
                 await stage.between(db)
-            await _mirror(consumer, written)
+            unmirrored.update(written)
+            if mirror_due(bool(unmirrored), not consumed, time.monotonic() - mirrored_at):
+                await _mirror(consumer, unmirrored)
+                unmirrored, mirrored_at = {}, time.monotonic()
         if stage.between is not None:
             await stage.between(db)
+        await _mirror(consumer, unmirrored)
     except Stopped:
         log.info("%s: stopped while Postgres was unreachable; the unwritten batch is read again on restart", stage.group)
     finally:
         await consumer.stop()
         await db.close()
+
+
+def mirror_due(pending: bool, idle: bool, since_s: float) -> bool:
+    """Mirror the stored offsets to Kafka now? When some are not mirrored yet, and the poll found nothing or
+    MIRROR_EVERY_S have passed since the last mirror."""
+    return pending and (idle or since_s >= MIRROR_EVERY_S)
 
 
 def _record(message: ConsumerRecord) -> Record:

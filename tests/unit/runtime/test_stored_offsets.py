@@ -4,7 +4,7 @@ straddled a seek, and stores for each partition of a batch the offset after its 
 from __future__ import annotations
 
 from runtime.api import Record
-from runtime.stored_offsets import Positions, next_offsets
+from runtime.stored_offsets import MIRROR_EVERY_S, Positions, mirror_due, next_offsets
 
 STATUS, SHARE = "hub.shipment.status", "hub.share.shipper.P1"
 
@@ -71,3 +71,10 @@ def test_the_same_partition_number_of_two_topics_is_two_partitions() -> None:
 def test_each_partition_resumes_one_past_its_last_record() -> None:
     records = [msg(5, 7), msg(2, 40), msg(5, 8), msg(5, 2, SHARE)]
     assert next_offsets(records) == {(STATUS, 2): 41, (STATUS, 5): 9, (SHARE, 5): 3}
+
+
+def test_the_kafka_mirror_waits_a_second_while_batches_keep_coming_and_catches_up_when_idle() -> None:
+    assert not mirror_due(True, False, MIRROR_EVERY_S / 2)  # a batch a few ms after the last mirror: no round trip
+    assert mirror_due(True, False, MIRROR_EVERY_S)
+    assert mirror_due(True, True, 0.0)  # nothing more came: lag tools see the stage caught up at once
+    assert not mirror_due(False, True, 10 * MIRROR_EVERY_S)  # nothing new to mirror
