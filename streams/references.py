@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import orjson
@@ -114,13 +115,12 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
     found: dict[str, tuple[CarrierReference, set[int | None], datetime]] = {}
 
     def add(kind: ReferenceKind, value: str, leg: int | None, since: datetime) -> None:
-        reference = CarrierReference(kind=kind, value=value)
-        key = reference_key(reference)
+        key = f"{kind}:{value}"  # reference_key
         if key in found:
-            _, legs, earliest = found[key]
+            reference, legs, earliest = found[key]
             found[key] = (reference, legs | {leg}, min(earliest, since))
-        else:
-            found[key] = (reference, {leg}, since)
+        else:  # the values come from the validated record and events: taken as they are
+            found[key] = (CarrierReference.built(kind=kind, value=value), {leg}, since)
 
     for container in record.booking.cargo.containers:
         add("container", container, None, booked_at)
@@ -145,7 +145,7 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
         reference, legs, since = found[key]
         only_leg = next(iter(legs)) if len(legs) == 1 else None
         out.append(
-            Registration(
+            Registration.built(
                 reference=reference,
                 shipment_id=record.shipment_id,
                 leg=only_leg,
@@ -161,8 +161,8 @@ def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registrati
     """Each event the carrier addressed by its references registers its identity, without end (an identity is never
     reused), so that a retraction naming only that identity finds the shipment."""
     return [
-        Registration(
-            reference=identity_reference(copy.event.source, copy.event.event_id),
+        Registration.built(
+            reference=_identity(copy.event.source, copy.event.event_id),
             shipment_id=record.shipment_id,
             leg=None,
             valid_from=copy.event.occurred_at,
@@ -172,6 +172,10 @@ def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registrati
         for copy in state.copies.values()
         if copy.event.references
     ]
+
+
+# An event's identity reference is a digest of it: worked out once per event a worker holds, not once per version.
+_identity = lru_cache(maxsize=1 << 16)(identity_reference)
 
 
 def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:
@@ -247,11 +251,12 @@ def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
     released: list[tuple[HubEvent, Parked]] = []
     waiting: list[Parked] = []
     for parked in book.parked:
-        event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
-        found = resolve(book, event.occurred_at)
+        # the time the hub itself wrote (HUB_EVENT's JSON: ISO 8601 in UTC); the event is validated once released
+        found = resolve(book, datetime.fromisoformat(str(parked.event["occurred_at"])))
         if found is None:
             waiting.append(parked)
         else:
+            event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
             released.append((addressed(event, found.shipment_id), parked))
     return Book(registrations=book.registrations, parked=waiting), released
 
@@ -298,8 +303,9 @@ class Keyed:
     value: bytes
 
 
-def _keyed(reference: CarrierReference, message: Frozen) -> Keyed:
-    return Keyed(reference_key(reference).encode(), orjson.dumps(message.model_dump(mode="json")))
+def _keyed(reference: CarrierReference, message: dict[str, object]) -> Keyed:
+    """`message` is a reference message's JSON form as the hub builds it (REFERENCE_MESSAGE validates it when read)."""
+    return Keyed(reference_key(reference).encode(), orjson.dumps(message))
 
 
 def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
@@ -310,12 +316,12 @@ def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
     for reference in event.references:
         if reference_key(reference) not in seen:
             seen.add(reference_key(reference))
-            out.append(_keyed(reference, ResolveRequest(type="request", event=document, origin=origin)))
+            out.append(_keyed(reference, {"type": "request", "event": document, "origin": origin}))
     return out
 
 
 def register_messages(changed: list[Registration]) -> list[Keyed]:
-    return [_keyed(r.reference, RegisterMessage(type="register", registration=r)) for r in changed]
+    return [_keyed(r.reference, {"type": "register", "registration": r.model_dump(mode="json")}) for r in changed]
 
 
 def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
@@ -326,7 +332,7 @@ def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
     for reference in event.references:
         if reference_key(reference) not in seen:
             seen.add(reference_key(reference))
-            out.append(_keyed(reference, SettledMessage(type="settled", event=document)))
+            out.append(_keyed(reference, {"type": "settled", "event": document}))
     return out
 
 
