@@ -32,14 +32,16 @@ def verifications(
         if held is None or (event.occurred_at, event.key) > (held.occurred_at, held.key):
             latest[event.payload.party_id] = event
     out = []
-    for party, roles in sorted(relations(record).items()):
+    for party, roles in sorted(relations(record).items()):  # from the validated record and events: built as they are
         finding = latest.get(party)
         if finding is None:
-            out.append(PartyVerification(party_id=party, relations=sorted(roles), state="unverified"))
+            out.append(PartyVerification.built(party_id=party, relations=sorted(roles), state="unverified"))
             continue
         payload = finding.payload
         state = payload.outcome if now is None or payload.valid_until > now else "expired"
-        out.append(PartyVerification(party_id=party, relations=sorted(roles), state=state, finding=payload, set_by=finding.key))
+        out.append(
+            PartyVerification.built(party_id=party, relations=sorted(roles), state=state, finding=payload, set_by=finding.key)
+        )
     return out, sorted(rejected, key=lambda r: r.event)
 
 

@@ -23,8 +23,9 @@ Pure: no I/O. The faust wiring lives in worker.app.
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Annotated, Literal, Union
 
@@ -86,7 +87,8 @@ class Parked(Frozen):
 
 
 class Book(Frozen):
-    """One reference's table entry: who registered it, and who is waiting for it."""
+    """One reference's table entry: who registered it (in the order of their start, then shipment id), and who is
+    waiting for it (in arrival order). The hub builds it from validated messages without validating it again."""
 
     registrations: list[Registration] = []
     parked: list[Parked] = []
@@ -224,9 +226,13 @@ def register(book: Book, registration: Registration) -> tuple[Book, list[tuple[H
     held = [r for r in book.registrations if r.shipment_id == registration.shipment_id]
     if held and held[0].version >= registration.version:
         return book, []
-    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] + [registration]
-    kept.sort(key=lambda r: (r.valid_from, r.shipment_id))
-    return _release(Book(registrations=kept, parked=book.parked))
+    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] if held else list(book.registrations)
+    insort(kept, registration, key=_in_book_order)  # the book is kept in this order
+    return _release(Book.built(registrations=kept, parked=book.parked))
+
+
+def _in_book_order(registration: Registration) -> tuple[datetime, str]:
+    return registration.valid_from, registration.shipment_id
 
 
 def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> tuple[Book, HubEvent | None]:
@@ -237,14 +243,15 @@ def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> t
     document = HUB_EVENT.dump_python(event, mode="json")
     if any(p.event == document for p in book.parked):
         return book, None
-    return Book(registrations=book.registrations, parked=[*book.parked, Parked(event=document, since=now, origin=origin)]), None
+    parked = Parked.built(event=document, since=now.astimezone(timezone.utc), origin=origin)
+    return Book.built(registrations=book.registrations, parked=[*book.parked, parked]), None
 
 
 def settle(book: Book, event: HubEvent) -> Book:
     """Drop the parked copies of an event another of its references resolved."""
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
     parked = [p for p in book.parked if p.event != document]
-    return book if len(parked) == len(book.parked) else Book(registrations=book.registrations, parked=parked)
+    return book if len(parked) == len(book.parked) else Book.built(registrations=book.registrations, parked=parked)
 
 
 def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
@@ -258,7 +265,7 @@ def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
         else:
             event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
             released.append((addressed(event, found.shipment_id), parked))
-    return Book(registrations=book.registrations, parked=waiting), released
+    return Book.built(registrations=book.registrations, parked=waiting), released
 
 
 def addressed(event: HubEvent, shipment_id: str) -> HubEvent:
