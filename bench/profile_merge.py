@@ -23,8 +23,9 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -45,28 +46,19 @@ from bench.workload import (
     reference_only,
     reference_only_finals,
 )
-from connectors.carriers import kafka_signature_headers, load_registry, load_signing_key
-from hubconf.settings import Settings
+from connectors.carriers import kafka_signature_headers, load_signing_key
+from hubconf.settings import EXACTLY_ONCE, Settings
 from hubconf.topics import Topics
 from runtime.api import Handler, MemoryStore, Out, Record, Store
 from streams.codec import decode_state, encode_record
 from streams.horizon import Horizon
 from streams.merge import project
-from worker.stages import (
-    DEADLINES,
-    REFERENCES,
-    SHIPMENTS,
-    ConnectHandler,
-    Counters,
-    DeadLetters,
-    MergeHandler,
-    ResolveHandler,
-    WarmStates,
-)
+from worker.app import worker_stages
+from worker.stages import DEADLINES, SHIPMENTS, Counters, DeadLetters, MergeHandler, WarmStates
 
 SETTINGS = Settings.from_env()
 BATCH_MAX = SETTINGS.batch_max  # what the worker reads
-TOPICS = Topics("profile")
+TOPICS = Topics("profile")  # the namespace chain() gives the worker's stages too
 # The stage functions whose total time pass 2 reports, in the order the merge calls them.
 STAGES = (
     "verify_kafka_headers",
@@ -166,22 +158,15 @@ class Chain:
 
 
 def chain(warm: bool = True) -> Chain:
+    """The worker's three stages as worker.app builds them (worker_stages: the demo registry and parties of
+    SETTINGS), in namespace "profile", over memory stores. Exactly-once's handlers: no re-send on a replay."""
+    settings = replace(SETTINGS, namespace="profile", warm_states=SETTINGS.warm_states if warm else 0, guarantee=EXACTLY_ONCE)
     counters = Counters()
-    dead_letters = DeadLetters(TOPICS.dlq, counters)
-    horizon = Horizon.of(SETTINGS)
-    registry = load_registry(SETTINGS.carriers_path)
-    connect = ConnectHandler({TOPICS.raw("canonical"): "canonical"}, registry, horizon, TOPICS, dead_letters, counters)
-    resolve = ResolveHandler(TOPICS, dead_letters, counters)
-    cache = WarmStates(SETTINGS.warm_states if warm else 0)
-    merge = MergeHandler(TOPICS, AUTHORITY, horizon, dead_letters, counters, False, cache)
+    stages = worker_stages(settings, counters)
     return Chain(
         counters,
-        {
-            "connect": (connect, {}),
-            "resolve": (resolve, {REFERENCES: MemoryStore()}),
-            "merge": (merge, {SHIPMENTS: MemoryStore(), DEADLINES: MemoryStore()}),
-        },
-        {TOPICS.raw("canonical"): "connect", TOPICS.references: "resolve", TOPICS.events: "merge"},
+        {stage.name: (stage.handler, {name: MemoryStore() for name in stage.changelogs}) for stage in stages},
+        {topic: stage.name for stage in stages for topic in stage.inputs},
     )
 
 
@@ -275,11 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     workload = generate(args.shipments, args.events_per_shipment, args.order, template=args.template)
     cache = "no warm cache" if args.cold else "warm cache"
     if args.references:
-        records = signed_records(workload)
-        passes: Callable[[], object] = lambda: chain_all(records, warm=not args.cold)
+        passes: Callable[[], object] = partial(chain_all, signed_records(workload), warm=not args.cold)
         through = "connect -> resolve -> merge (reference-only, signed)"
     else:
-        passes = lambda: merge_all(workload, warm=not args.cold)
+        passes = partial(merge_all, workload, warm=not args.cold)
         through = "the merge stage"
     print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} through {through}, {cache}", flush=True)
 
