@@ -2,37 +2,74 @@
 which calls streams.step.merge_step) over the bench workload, with memory stores standing in for RocksDB.
 
     python -m bench.profile_merge [--shipments N --events-per-shipment K --order interleaved|grouped] [--cold]
+                                  [--references]
 
 Pass 1 (no profiler) gives the events/s of the pure path. Pass 2 runs the same workload from empty stores under
 pyinstrument and prints the time per stage (each stage function's total time), the flat profile (self time) and the
 top of the call tree. Not included: Kafka I/O, the consume loop, RocksDB reads/writes and the changelog.
+
+`--references` drives bench.pipeline's reference-only mode instead: the same events, signed by their sources'
+demo keys, on the canonical raw topic, through the worker's three handlers (ConnectHandler -> ResolveHandler ->
+MergeHandler) as worker.app wires them, each output fed to the stage that reads its topic (`chain_all`). Pass 1
+also prints each stage's CPU per event and the messages per event each topic gets (each is one Kafka send and one
+consume in the worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import Callable
+
+import orjson
 
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
-from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, ORDERS, TEMPLATE, Workload, generate
-from hubconf.settings import Settings
+from bench.workload import (
+    AUTHORITY,
+    DEFAULT_EVENTS_PER_SHIPMENT,
+    DEFAULT_SHIPMENTS,
+    KEYS_DIR,
+    ORDERS,
+    TEMPLATE,
+    Workload,
+    generate,
+    reference_only,
+    reference_only_finals,
+)
+from connectors.carriers import kafka_signature_headers, load_signing_key
+from hubconf.settings import EXACTLY_ONCE, Settings
 from hubconf.topics import Topics
-from runtime.api import MemoryStore, Record
+from runtime.api import Handler, MemoryStore, Out, Record, Store
+from streams.codec import decode_state, encode_record
 from streams.horizon import Horizon
+from streams.merge import project
+from worker.app import worker_stages
 from worker.stages import DEADLINES, SHIPMENTS, Counters, DeadLetters, MergeHandler, WarmStates
 
 SETTINGS = Settings.from_env()
 BATCH_MAX = SETTINGS.batch_max  # what the worker reads
-TOPICS = Topics("profile")
+TOPICS = Topics("profile")  # the namespace chain() gives the worker's stages too
 # The stage functions whose total time pass 2 reports, in the order the merge calls them.
 STAGES = (
+    "verify_kafka_headers",
+    "route",
+    "resolve",
+    "decode_book",
+    "encode_book",
+    "parked_summary",
+    "request_messages",
+    "register_messages",
+    "take_in",
     "decode_event",
     "decode_state",
     "absorb_copies",
@@ -77,7 +114,7 @@ def merge_all(workload: Workload, warm: bool = True) -> dict[str, int]:
         for out in merge(records[start : start + BATCH_MAX], stores):
             if out.topic == TOPICS.status:
                 status_bytes += len(out.value or b"")
-    if counters.dead_lettered or counters.forwarded:
+    if counters.dead_lettered != counters.refused or counters.forwarded:  # the record's refusals are part of it
         raise SystemExit(f"the workload holds events the merge does not take: {dict(counters.by_reason)}")
     return {
         "applied": counters.applied,
@@ -86,6 +123,99 @@ def merge_all(workload: Workload, warm: bool = True) -> dict[str, int]:
         "status_bytes": status_bytes,
         "state_bytes": shipments.written,
     }
+
+
+def signed_records(workload: Workload) -> list[Record]:
+    """bench.pipeline's reference-only events as the connector stage consumes them: each signed by its source's demo
+    key on the canonical raw topic, the sources' streams interleaved (each carrier's messages are on a partition of
+    its own, which the worker reads side by side)."""
+    topic = TOPICS.raw("canonical")
+    by_source: dict[str, list[bytes]] = defaultdict(list)
+    for source, body in reference_only(workload):
+        by_source[source].append(body)
+    keys = {source: load_signing_key(sorted(KEYS_DIR.glob(f"{source}.*.json"))[-1]) for source in by_source}
+    received = datetime.now(timezone.utc)
+    records: list[Record] = []
+    for position in range(max(len(bodies) for bodies in by_source.values())):
+        for source in sorted(by_source):
+            if position < len(by_source[source]):
+                key, body = keys[source], by_source[source][position]
+                headers = tuple(kafka_signature_headers(body, key, "canonical", received))
+                ms = int(received.timestamp() * 1000)
+                records.append(Record(topic, 0, len(records), key.carrier.encode(), body, headers, ms))
+    return records
+
+
+@dataclass
+class Chain:
+    """The worker's three stages over memory stores, each output fed to the stage that reads its topic."""
+
+    counters: Counters
+    stages: dict[str, tuple[Handler, dict[str, Store]]]
+    inputs: dict[str, str]  # topic -> the stage that reads it
+    cpu_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # messages per topic
+
+
+def chain(warm: bool = True) -> Chain:
+    """The worker's three stages as worker.app builds them (worker_stages: the demo registry and parties of
+    SETTINGS), in namespace "profile", over memory stores. Exactly-once's handlers: no re-send on a replay."""
+    settings = replace(SETTINGS, namespace="profile", warm_states=SETTINGS.warm_states if warm else 0, guarantee=EXACTLY_ONCE)
+    counters = Counters()
+    stages = worker_stages(settings, counters)
+    return Chain(
+        counters,
+        {stage.name: (stage.handler, {name: MemoryStore() for name in stage.changelogs}) for stage in stages},
+        {topic: stage.name for stage in stages for topic in stage.inputs},
+    )
+
+
+def chain_all(records: list[Record], warm: bool = True) -> Chain:
+    """Connect -> resolve -> merge over `records` (signed_records): in rounds, each stage takes up to BATCH_MAX of
+    what waits for it (as the worker's three stage runners share its event loop) until nothing waits. Every
+    output becomes a record of the topic it is sent to; the rest are counted."""
+    run = chain(warm)
+    waiting: dict[str, list[Record]] = {name: [] for name in run.stages}
+    waiting["connect"] = list(records)
+    offsets: dict[str, int] = defaultdict(int)
+    received_ms = records[0].timestamp_ms if records else 0
+    clock = time.process_time
+    while any(waiting.values()):
+        for name, (handler, stores) in run.stages.items():
+            batch, waiting[name] = waiting[name][:BATCH_MAX], waiting[name][BATCH_MAX:]
+            if not batch:
+                continue
+            started = clock()
+            outs: list[Out] = handler(batch, stores)
+            run.cpu_s[name] += clock() - started
+            for out in outs:
+                run.sent[out.topic] += 1
+                reader = run.inputs.get(out.topic)
+                if reader is not None:
+                    offset = offsets[out.topic]
+                    offsets[out.topic] += 1
+                    waiting[reader].append(Record(out.topic, 0, offset, out.key, out.value, out.headers, received_ms))
+    if run.counters.dead_lettered != run.counters.refused:  # the record's own refusals (not_entitled) are part of it
+        raise SystemExit(f"the reference-only workload was dead-lettered: {dict(run.counters.by_reason)}")
+    return run
+
+
+def report_chain(run: Chain, workload: Workload) -> None:
+    """Each stage's CPU and each topic's messages per event, and the final records against the offline fold."""
+    events = workload.events
+    for name, spent in run.cpu_s.items():
+        print(f"[profile]   stage {name:<8} {1e6 * spent / events:7.1f} us CPU per event")
+    for topic, count in sorted(run.sent.items()):
+        print(f"[profile]   to {topic:<32} {count:7,} messages, {count / events:.2f} per event")
+    _, expected = reference_only_finals(reference_only(workload))
+    shipments = run.stages["merge"][1][SHIPMENTS]
+    equal = 0
+    for key, record in expected.items():
+        raw = shipments.get(key)
+        equal += raw is not None and orjson.loads(encode_record(project(decode_state(raw), AUTHORITY))) == record
+    print(f"[profile]   {equal}/{len(expected)} final records equal the offline fold")
+    if equal != len(expected):
+        raise SystemExit("the chain does not reproduce the offline fold")
 
 
 def _where(frame: Frame) -> str:
@@ -121,28 +251,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.0005, help="pyinstrument sampling interval (s)")
     parser.add_argument("--flat", type=int, default=25, help="lines of the flat profile to print")
     parser.add_argument("--html", help="also write pyinstrument's HTML report here")
+    parser.add_argument(
+        "--references", action="store_true", help="bench.pipeline's reference-only mode: connect -> resolve -> merge"
+    )
     args = parser.parse_args(argv)
+    logging.getLogger("mmhub.worker").setLevel(logging.ERROR)  # the record's refusals are dead-lettered loudly
 
     workload = generate(args.shipments, args.events_per_shipment, args.order, template=args.template)
     cache = "no warm cache" if args.cold else "warm cache"
-    print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} through the merge stage, {cache}", flush=True)
+    if args.references:
+        passes: Callable[[], object] = partial(chain_all, signed_records(workload), warm=not args.cold)
+        through = "connect -> resolve -> merge (reference-only, signed)"
+    else:
+        passes = partial(merge_all, workload, warm=not args.cold)
+        through = "the merge stage"
+    print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} through {through}, {cache}", flush=True)
 
     gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    counters = merge_all(workload, warm=not args.cold)
+    result = passes()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     print(
         f"[profile] pure path: {workload.events} events in {wall:.2f} s wall ({cpu:.2f} s CPU) = "
         f"{workload.events / wall:,.0f} events/s wall, {workload.events / cpu:,.0f} events per CPU-second "
-        f"(one thread; wall > CPU means other processes took the core); {counters['versions']} versions emitted, "
-        f"avg status {counters['status_bytes'] / max(counters['versions'], 1) / 1024:.1f} KiB, "
-        f"avg state {counters['state_bytes'] / max(counters['versions'], 1) / 1024:.1f} KiB"
+        f"(one thread; wall > CPU means other processes took the core); {1e6 * cpu / workload.events:.0f} us CPU per event"
     )
+    if isinstance(result, Chain):
+        report_chain(result, workload)
+    else:
+        assert isinstance(result, dict)
+        print(
+            f"[profile] {result['versions']} versions emitted, "
+            f"avg status {result['status_bytes'] / max(result['versions'], 1) / 1024:.1f} KiB, "
+            f"avg state {result['state_bytes'] / max(result['versions'], 1) / 1024:.1f} KiB"
+        )
 
     gc.collect()
     profiler = Profiler(interval=args.interval)
     profiler.start()
-    merge_all(workload, warm=not args.cold)
+    passes()
     profiler.stop()
     session = profiler.last_session
     assert session is not None
@@ -160,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[profile] time per stage (total time of each stage function, {workload.events} events):")
     for stage in STAGES:
         spent = by_function[stage]
+        if not spent:
+            continue
         print(f"    {stage:<20} {100 * spent / total:5.1f}%  {1e6 * spent / workload.events:7.1f} us/event")
     print(f"[profile] top {args.flat} functions by self time (time spent in the function itself):")
     for rank, (where, spent) in enumerate(sorted(own.items(), key=lambda kv: -kv[1])[: args.flat], start=1):

@@ -17,6 +17,7 @@ import binascii
 import hmac
 import secrets
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Sequence, TypeVar
 
@@ -302,10 +303,17 @@ def _shown(value: str) -> str:
     return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + "..."
 
 
+@lru_cache(maxsize=1024)
+def _ed25519_public(material: str) -> Ed25519PublicKey:
+    """The public key object of a registered key's base64 material (validated when the registry was loaded): made
+    once per key, not once per message. Keyed by the material itself, so a registry reload can only add entries."""
+    return Ed25519PublicKey.from_public_bytes(_decode(material))
+
+
 def _signed_by(key: CarrierKey, signature: bytes, body: bytes) -> bool:
     if key.algorithm == "ed25519":
         try:
-            Ed25519PublicKey.from_public_bytes(key.material).verify(signature, body)
+            _ed25519_public(key.public_key or "").verify(signature, body)
         except InvalidSignature:
             return False
         return True

@@ -262,6 +262,11 @@ def _figures(
     return wtw_kg, ttw_kg, factor.wtw_g_per_tkm, factor.ttw_g_per_tkm, source, "default", chosen
 
 
+def emissions_refused(plan: BookingPayload, live: Iterable[HubEvent]) -> list[Rejected]:
+    """The emissions reports `journey_emissions` refuses, without the statement."""
+    return _reports(plan, live)[1]
+
+
 def journey_emissions(
     plan: BookingPayload, live: Iterable[HubEvent], factors: FactorTable = FACTORS, locations: Locations = LOCATIONS
 ) -> tuple[EmissionsRecord, list[Rejected]]:

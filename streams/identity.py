@@ -67,13 +67,15 @@ def unverified(found: Findings, parties: Iterable[str], at: datetime | None) -> 
 def verifications(record: ShipmentRecord, found: Findings, now: datetime | None) -> list[PartyVerification]:
     """Each party's verification state at the record's time `now`."""
     out = []
-    for party, roles in sorted(relations(record).items()):
+    for party, roles in sorted(relations(record).items()):  # from the validated record and events: built as they are
         state, finding = standing(found, party, now)
         if finding is None:
-            out.append(PartyVerification(party_id=party, relations=sorted(roles), state="unverified"))
+            out.append(PartyVerification.built(party_id=party, relations=sorted(roles), state="unverified"))
         else:
             out.append(
-                PartyVerification(party_id=party, relations=sorted(roles), state=state, finding=finding.payload, set_by=finding.key)
+                PartyVerification.built(
+                    party_id=party, relations=sorted(roles), state=state, finding=finding.payload, set_by=finding.key
+                )
             )
     return out
 

@@ -64,7 +64,7 @@ from streams.copies import Copy, fingerprint as fingerprint  # re-exported: test
 from streams.custody import counted_deliveries, custody, discrepancies, handovers
 from streams.documents import documents
 from streams.invoices import carrier_invoices
-from streams.emissions import journey_emissions
+from streams.emissions import emissions_refused, journey_emissions
 from streams.identity import Findings, findings, unverified
 from streams.ledger import settle
 from streams.trade import with_trade_parts
@@ -161,13 +161,15 @@ class Reusable:
     """Parts of `record`, the projection of an earlier state, that the copies taken in since cannot have changed
     (streams.projection decides which): the legs named, each with the refusals of its documents; the money (the
     settlement and every charge) when `money`; the claims, unmatched claim updates and discrepancies when `claims`;
-    the custody entries of the legs kept when `custody` (the handovers are the same). The record must come from the same booking and authority."""
+    the custody entries of the legs kept when `custody` (the handovers are the same); the emissions statement when
+    `emissions`. The record must come from the same booking and authority."""
 
     record: ShipmentRecord
     legs: frozenset[int]
     money: bool
     claims: bool
     custody: bool
+    emissions: bool = False  # the emissions statement (its refusals are read from the events every time)
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
@@ -323,7 +325,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
-    emissions, refused_reports = journey_emissions(plan, live)
+    if reuse is not None and reuse.emissions and reuse.record.emissions is not None:
+        emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, live)
+    else:
+        emissions, refused_reports = journey_emissions(plan, live)
     rejected += refused_reports
     return with_trade_parts(ShipmentRecord.built(
         shipment_id=state.shipment_id,

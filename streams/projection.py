@@ -3,7 +3,8 @@
 `advance` returns exactly `project(after, authority)`: it decides which parts of the previous record the new
 copies cannot have touched and hands them to `project` to take as they are. A tracking report recomputes its own
 leg; a leg's waybill its leg; a charge its leg and the money; a carrier's answer its leg; a handover the leg it
-leaves, the custody and the claims; cover every leg and the claims; a rate the money and the claims. What is read
+leaves, the custody and the claims; cover every leg and the claims; a rate the money and the claims; an emissions
+report the emissions statement. What is read
 from the events every time is cheap (counts, refusals, the booking's status, the through document). Only a booking
 projects the record from scratch.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from schemas.events import BookingEvent, BookingStatusEvent, HandoverEvent, HubEvent, InsuranceEvent, PolicyBound
+from schemas.events import BookingEvent, BookingStatusEvent, EmissionsEvent, HandoverEvent, HubEvent, InsuranceEvent, PolicyBound
 from schemas.events import CarrierInvoiceEvent, IdentityEvent, InvoiceVerificationEvent, RateEvent, SettlementEvent, TrackingEvent, WaybillEvent
 from schemas.record import ShipmentRecord
 from schemas.status import INCIDENTS
@@ -54,8 +55,9 @@ def _reusable(
             if held is not None:
                 touched.append(held.event)
     legs: set[int | None] = set()
-    money = claims = custody = True
+    money = claims = custody = emissions = True
     for event in touched:
+        emissions &= not isinstance(event, EmissionsEvent)
         if isinstance(event, BookingEvent):
             return None  # a new plan: from scratch
         if isinstance(event, BookingStatusEvent) or isinstance(event, WaybillEvent) and event.payload.leg is None:
@@ -77,4 +79,4 @@ def _reusable(
     last = len(plan.legs)
     if last in legs:
         claims = False  # the last leg's delivery opens delay claims and counts packages
-    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody)
+    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions)

@@ -23,8 +23,10 @@ Pure: no I/O. The faust wiring lives in worker.app.
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import orjson
@@ -85,7 +87,8 @@ class Parked(Frozen):
 
 
 class Book(Frozen):
-    """One reference's table entry: who registered it, and who is waiting for it."""
+    """One reference's table entry: who registered it (in the order of their start, then shipment id), and who is
+    waiting for it (in arrival order). The hub builds it from validated messages without validating it again."""
 
     registrations: list[Registration] = []
     parked: list[Parked] = []
@@ -114,13 +117,12 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
     found: dict[str, tuple[CarrierReference, set[int | None], datetime]] = {}
 
     def add(kind: ReferenceKind, value: str, leg: int | None, since: datetime) -> None:
-        reference = CarrierReference(kind=kind, value=value)
-        key = reference_key(reference)
+        key = f"{kind}:{value}"  # reference_key
         if key in found:
-            _, legs, earliest = found[key]
+            reference, legs, earliest = found[key]
             found[key] = (reference, legs | {leg}, min(earliest, since))
-        else:
-            found[key] = (reference, {leg}, since)
+        else:  # the values come from the validated record and events: taken as they are
+            found[key] = (CarrierReference.built(kind=kind, value=value), {leg}, since)
 
     for container in record.booking.cargo.containers:
         add("container", container, None, booked_at)
@@ -145,7 +147,7 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
         reference, legs, since = found[key]
         only_leg = next(iter(legs)) if len(legs) == 1 else None
         out.append(
-            Registration(
+            Registration.built(
                 reference=reference,
                 shipment_id=record.shipment_id,
                 leg=only_leg,
@@ -161,8 +163,8 @@ def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registrati
     """Each event the carrier addressed by its references registers its identity, without end (an identity is never
     reused), so that a retraction naming only that identity finds the shipment."""
     return [
-        Registration(
-            reference=identity_reference(copy.event.source, copy.event.event_id),
+        Registration.built(
+            reference=_identity(copy.event.source, copy.event.event_id),
             shipment_id=record.shipment_id,
             leg=None,
             valid_from=copy.event.occurred_at,
@@ -172,6 +174,10 @@ def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registrati
         for copy in state.copies.values()
         if copy.event.references
     ]
+
+
+# An event's identity reference is a digest of it: worked out once per event a worker holds, not once per version.
+_identity = lru_cache(maxsize=1 << 16)(identity_reference)
 
 
 def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:
@@ -220,9 +226,13 @@ def register(book: Book, registration: Registration) -> tuple[Book, list[tuple[H
     held = [r for r in book.registrations if r.shipment_id == registration.shipment_id]
     if held and held[0].version >= registration.version:
         return book, []
-    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] + [registration]
-    kept.sort(key=lambda r: (r.valid_from, r.shipment_id))
-    return _release(Book(registrations=kept, parked=book.parked))
+    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] if held else list(book.registrations)
+    insort(kept, registration, key=_in_book_order)  # the book is kept in this order
+    return _release(Book.built(registrations=kept, parked=book.parked))
+
+
+def _in_book_order(registration: Registration) -> tuple[datetime, str]:
+    return registration.valid_from, registration.shipment_id
 
 
 def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> tuple[Book, HubEvent | None]:
@@ -233,27 +243,29 @@ def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> t
     document = HUB_EVENT.dump_python(event, mode="json")
     if any(p.event == document for p in book.parked):
         return book, None
-    return Book(registrations=book.registrations, parked=[*book.parked, Parked(event=document, since=now, origin=origin)]), None
+    parked = Parked.built(event=document, since=now.astimezone(timezone.utc), origin=origin)
+    return Book.built(registrations=book.registrations, parked=[*book.parked, parked]), None
 
 
 def settle(book: Book, event: HubEvent) -> Book:
     """Drop the parked copies of an event another of its references resolved."""
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
     parked = [p for p in book.parked if p.event != document]
-    return book if len(parked) == len(book.parked) else Book(registrations=book.registrations, parked=parked)
+    return book if len(parked) == len(book.parked) else Book.built(registrations=book.registrations, parked=parked)
 
 
 def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
     released: list[tuple[HubEvent, Parked]] = []
     waiting: list[Parked] = []
     for parked in book.parked:
-        event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
-        found = resolve(book, event.occurred_at)
+        # the time the hub itself wrote (HUB_EVENT's JSON: ISO 8601 in UTC); the event is validated once released
+        found = resolve(book, datetime.fromisoformat(str(parked.event["occurred_at"])))
         if found is None:
             waiting.append(parked)
         else:
+            event = HUB_EVENT.validate_python(parked.event)  # written by the hub: a failure here is a hub bug
             released.append((addressed(event, found.shipment_id), parked))
-    return Book(registrations=book.registrations, parked=waiting), released
+    return Book.built(registrations=book.registrations, parked=waiting), released
 
 
 def addressed(event: HubEvent, shipment_id: str) -> HubEvent:
@@ -298,8 +310,9 @@ class Keyed:
     value: bytes
 
 
-def _keyed(reference: CarrierReference, message: Frozen) -> Keyed:
-    return Keyed(reference_key(reference).encode(), orjson.dumps(message.model_dump(mode="json")))
+def _keyed(reference: CarrierReference, message: dict[str, object]) -> Keyed:
+    """`message` is a reference message's JSON form as the hub builds it (REFERENCE_MESSAGE validates it when read)."""
+    return Keyed(reference_key(reference).encode(), orjson.dumps(message))
 
 
 def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
@@ -310,12 +323,12 @@ def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
     for reference in event.references:
         if reference_key(reference) not in seen:
             seen.add(reference_key(reference))
-            out.append(_keyed(reference, ResolveRequest(type="request", event=document, origin=origin)))
+            out.append(_keyed(reference, {"type": "request", "event": document, "origin": origin}))
     return out
 
 
 def register_messages(changed: list[Registration]) -> list[Keyed]:
-    return [_keyed(r.reference, RegisterMessage(type="register", registration=r)) for r in changed]
+    return [_keyed(r.reference, {"type": "register", "registration": r.model_dump(mode="json")}) for r in changed]
 
 
 def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
@@ -326,7 +339,7 @@ def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
     for reference in event.references:
         if reference_key(reference) not in seen:
             seen.add(reference_key(reference))
-            out.append(_keyed(reference, SettledMessage(type="settled", event=document)))
+            out.append(_keyed(reference, {"type": "settled", "event": document}))
     return out
 
 

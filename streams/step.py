@@ -31,7 +31,7 @@ from streams.projection import advance
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, release_messages, settlement_messages
 from streams.release import completed_by, issue
-from streams.references import Keyed, changed_registrations, register_messages, registrations
+from streams.references import Keyed, Registration, changed_registrations, register_messages, registrations
 
 S = TypeVar("S")  # where an item came from (the worker's consumed record): what a refusal dead-letters
 
@@ -40,11 +40,13 @@ NOT_ENTITLED = "not_entitled"
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A shipment as its store holds it: the state, and the record it projects to when the caller already has it
-    (a warm cache); without it the step projects the state when it needs the record."""
+    """A shipment as its store holds it: the state, and the record it projects to and the references that record
+    registers when the caller already has them (a warm cache: a previous step's `Write`); without them the step
+    projects the state and works out its registrations when it needs them."""
 
     state: ShipmentState
     record: ShipmentRecord | None = None
+    registrations: list[Registration] | None = None
 
     @classmethod
     def decode(cls, raw: bytes) -> Stored:
@@ -54,12 +56,14 @@ class Stored:
 @dataclass(frozen=True, slots=True)
 class Write:
     """What a step that took in something new stores: the encoded state and the deadline (ISO 8601 bytes; None: the
-    shipment has none, clear it). `state` and `record` are what `encoded` holds and projects to, for a warm cache."""
+    shipment has none, clear it). `state` and `record` are what `encoded` holds and projects to, and
+    `registrations` what that record registers, for a warm cache."""
 
     encoded: bytes
     deadline: bytes | None
     state: ShipmentState
     record: ShipmentRecord
+    registrations: list[Registration]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,7 @@ def merge_step(
             encode_status(held, resent),
             settlement_messages(None, held),
             claim_messages(None, held),
-            register_messages(registrations(before, held)),
+            register_messages(_registrations_of(stored, held)),
             releases=release_messages(None, held) if again else [],
             duplicates=len(items),
         )
@@ -139,13 +143,14 @@ def merge_step(
         documents = settlement_messages(previous, record)
         claims = claim_messages(previous, record)
         releases = release_messages(previous, record)
+    registered = registrations(state, record)
     references: list[Keyed] = []
     if record.booking is not None:
-        said = registrations(before, previous) if previous is not None else []
-        references = register_messages(changed_registrations(said, registrations(state, record)))
+        said = _registrations_of(stored, previous) if stored is not None and previous is not None else []
+        references = register_messages(changed_registrations(said, registered))
     due = deadline(record)
     return StepResult(
-        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record),
+        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record, registered),
         # under exactly-once a copy that came again was carried by the version that took it in, committed with the
         # state: carrying it once more would only count it twice downstream
         encode_status(record, new_copies + resent if resend_on_replay else new_copies),
@@ -162,6 +167,11 @@ def merge_step(
 def _record_of(stored: Stored, authority: Authority) -> ShipmentRecord:
     """The record of a stored state: the caller's when it has it, else projected."""
     return stored.record if stored.record is not None else project(stored.state, authority)
+
+
+def _registrations_of(stored: Stored, record: ShipmentRecord) -> list[Registration]:
+    """What a stored state (whose record is `record`) registers: the caller's when it has it, else worked out."""
+    return stored.registrations if stored.registrations is not None else registrations(stored.state, record)
 
 
 def _refusals(

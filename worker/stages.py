@@ -19,7 +19,7 @@ import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Generic, Mapping, Sequence, TypeVar
 
 from pydantic import ValidationError
 
@@ -38,8 +38,10 @@ from streams.horizon import Horizon
 from streams.merge import ShipmentState
 from streams.references import (
     REFERENCE_MESSAGE,
+    Book,
     Keyed,
     RegisterMessage,
+    Registration,
     ResolveRequest,
     decode_book,
     encode_book,
@@ -172,20 +174,51 @@ class ConnectHandler:
 # --- reference resolution: reference-only events -> their shipment -------------------------------------------------
 
 
+class Books:
+    """The reference books one batch of the resolve stage works on: each read (and decoded, unless the warm cache
+    holds it) once, changed in memory, and written once at the batch's end."""
+
+    def __init__(self, store: Store, warm: WarmCache[Book]) -> None:
+        self.store, self.warm = store, warm
+        self.first: dict[bytes, Book] = {}  # each key's book as the batch found it
+        self.now: dict[bytes, Book] = {}  # and as the batch has made it so far
+
+    def get(self, key: bytes) -> Book:
+        book = self.now.get(key)
+        if book is None:
+            raw = self.store.get(key)
+            book = self.warm.get(key, raw)
+            if book is None:
+                book = decode_book(raw)
+            self.first[key] = self.now[key] = book
+        return book
+
+    def set(self, key: bytes, book: Book) -> None:
+        self.now[key] = book
+
+    def changed(self) -> list[tuple[bytes, Book, Book]]:
+        """(key, the book the batch found, the book it leaves) for every book the batch changed."""
+        return [(key, self.first[key], book) for key, book in self.now.items() if book is not self.first[key]]
+
+
 @dataclass
 class ResolveHandler:
     """Each hub.references message against its reference's book (store "references"): a resolve request is released
     to its shipment or parked, a registration releases what waited on it, a settled notice drops a parked copy.
-    `parked` holds the keys whose book, as this handler last wrote it, holds parked events (for the report)."""
+    A batch writes each book it changed once, and its `hub.references.parked` summary once if what waits on it
+    changed. `parked` holds the keys whose book, as this handler last wrote it, holds parked events (for the
+    report); `warm` the books it last wrote, so that a book is not decoded again while the store holds them."""
 
     topics: Topics
     dead_letters: DeadLetters
     counters: Counters
     clock: Callable[[], datetime] = utc_now
     parked: set[bytes] = field(default_factory=set)
+    warm: WarmCache[Book] = field(default_factory=lambda: WarmCache[Book]())
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
-        books = stores[REFERENCES]
+        store = stores[REFERENCES]
+        books = Books(store, self.warm)
         out: list[Out] = []
         for record in records:
             try:
@@ -193,9 +226,20 @@ class ResolveHandler:
             except Exception as error:  # noqa: BLE001 - loud, and the message is kept for replay
                 log.exception("resolution failed on %s", record.where)
                 out.append(self.dead_letters(record, Rejection("hub_error", f"the hub failed to resolve this: {error!r}")))
+        now = self.clock()
+        for key, first, book in books.changed():
+            encoded = encode_book(book)
+            store.put(key, encoded)
+            self.warm.put(key, encoded, book)
+            if book.parked:
+                self.parked.add(key)
+            else:
+                self.parked.discard(key)
+            if book.parked != first.parked:
+                out.append(Out(self.topics.parked, key, parked_summary(key.decode(), book, now)))
         return out
 
-    def resolve(self, record: Record, books: Store) -> list[Out]:
+    def resolve(self, record: Record, books: Books) -> list[Out]:
         key = record.key or b""
         try:
             incoming = REFERENCE_MESSAGE.validate_json(record.value or b"")
@@ -203,12 +247,11 @@ class ResolveHandler:
         except ValidationError as error:
             rejection = Rejection("invalid_reference_message", f"not a reference message: {describe(error)}")
             return [self.dead_letters(record, rejection)]
-        now = self.clock()
-        book = decode_book(books.get(key))
+        book = books.get(key)
         released: list[tuple[HubEvent, str | None]] = []
         if isinstance(incoming, ResolveRequest):
             assert carried is not None
-            after, resolved = request(book, carried, now, incoming.origin)
+            after, resolved = request(book, carried, self.clock(), incoming.origin)
             if resolved is not None:
                 released.append((resolved, incoming.origin))
             elif after is not book:
@@ -226,51 +269,49 @@ class ResolveHandler:
             out.append(Out(self.topics.events, resolved.shipment_id.encode(), encode_event(resolved), headers))
             out += _references(self.topics, settled_messages(resolved, key.decode()))
         self.counters.resolved += len(released)
-        if after is not book:
-            books.put(key, encode_book(after))
-            if after.parked:
-                self.parked.add(key)
-            else:
-                self.parked.discard(key)
-            if after.parked != book.parked:
-                out.append(Out(self.topics.parked, key, parked_summary(key.decode(), after, now)))
+        books.set(key, after)
         return out
 
 
 # --- the merge: events -> shipment state -> versions and their outputs ---------------------------------------------
 
 
-@dataclass
-class Warm:
-    """A shipment as this worker last wrote it: the stored bytes, the state they encode and its record."""
-
-    stored: bytes
-    state: ShipmentState
-    record: ShipmentRecord
+V = TypeVar("V")
 
 
-class WarmStates:
-    """The most recently written shipments, so a batch need not re-validate and re-project what this worker
-    already holds. An entry is used only while the store still holds the very bytes it was made from: after a
-    rebalance another worker may have written the shipment, and then the store wins."""
+class WarmCache(Generic[V]):
+    """What a handler made of the values it last wrote (a shipment's state and record, a reference book), so that
+    a batch need not decode them again. An entry is used only while the store still holds the very bytes it was
+    made from: after a rebalance another worker may have written the key, and then the store wins."""
 
     def __init__(self, capacity: int = DEFAULT_WARM_STATES) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[bytes, Warm] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[bytes, V]] = OrderedDict()
 
-    def get(self, key: bytes, stored: bytes | None) -> Warm | None:
-        warm = self._entries.get(key)
-        if warm is None or stored is None or warm.stored != stored:
+    def get(self, key: bytes, stored: bytes | None) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None or stored is None or entry[0] != stored:
             return None
         self._entries.move_to_end(key)
-        return warm
+        return entry[1]
 
-    def put(self, key: bytes, warm: Warm) -> None:
-        self._entries[key] = warm
+    def put(self, key: bytes, stored: bytes, value: V) -> None:
+        self._entries[key] = (stored, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
+
+@dataclass(frozen=True, slots=True)
+class Warm:
+    """A shipment as this worker last wrote it: the state, its record and the references it registers."""
+
+    state: ShipmentState
+    record: ShipmentRecord
+    registrations: list[Registration]
+
+
+WarmStates = WarmCache[Warm]
 
 Items = list[tuple[Record, HubEvent]]
 
@@ -342,7 +383,7 @@ class MergeHandler:
         warm = self.warm.get(key, raw)
         if warm is not None:
             counters.warm_hits += 1
-            stored: Stored | None = Stored(warm.state, warm.record)
+            stored: Stored | None = Stored(warm.state, warm.record, warm.registrations)
         else:
             counters.warm_misses += int(raw is not None)
             stored = Stored.decode(raw) if raw is not None else None
@@ -355,7 +396,7 @@ class MergeHandler:
                     deadlines.delete(key)
             elif deadlines.get(key) != write.deadline:
                 deadlines.put(key, write.deadline)
-            self.warm.put(key, Warm(write.encoded, write.state, write.record))
+            self.warm.put(key, write.encoded, Warm(write.state, write.record, write.registrations))
         counters.applied += result.applied
         counters.duplicates += result.duplicates
         out: list[Out] = []

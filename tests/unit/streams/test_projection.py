@@ -19,6 +19,7 @@ from ..builders import (
     MTO,
     SHIPMENT,
     booking_doc,
+    envelope,
     example_journey_docs,
     hub_event,
     policy_doc,
@@ -93,6 +94,33 @@ def test_advancing_through_the_example_journey_equals_a_full_project(data: st.Da
     """Every kind of event the hub knows (handovers, answers, payments, rates, documents), in any order."""
     events = [hub_event(doc) for doc in example_journey_docs()]
     assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events)) >= 1
+
+
+def emissions_reports(shipment_id: str) -> list[dict[str, object]]:
+    """Emissions reports on the example journey: primary data from leg 2's carrier (a distance, then a revision
+    with an intensity), one from a carrier that may not report leg 1, and one sent and retracted."""
+    def report(leg: int, source: str, event_id: str, occurred: float, **payload: object) -> dict[str, object]:
+        doc = envelope("emissions", {"leg": leg, **payload}, event_id=event_id, source=source, occurred=occurred)
+        return {**doc, "shipment_id": shipment_id}
+
+    revised = report(2, "carrier.cr-rail", "em-2", 70, intensity_wtw_g_per_tkm="20", intensity_ttw_g_per_tkm="10")
+    return [
+        report(2, "carrier.cr-rail", "em-1", 60, distance_km="1180"),
+        {**revised, "revised_at": revised["recorded_at"]},
+        report(1, "carrier.cr-rail", "em-3", 65, distance_km="90"),  # leg 1 is carrier.sc-road's
+        report(3, "carrier.oceanline", "em-4", 90, vehicle_type="container_ship"),
+        {**report(3, "carrier.oceanline", "em-4", 90, vehicle_type="container_ship"), "retracted": True},
+    ]
+
+
+@EXAMPLE
+@given(data=st.data())
+def test_advancing_through_emissions_reports_equals_a_full_project(data: st.DataObject) -> None:
+    """The emissions statement is kept from the previous record unless a report (or its retraction) comes in."""
+    docs = example_journey_docs()
+    shipment_id = str(docs[0]["shipment_id"])
+    events = [hub_event(doc) for doc in docs + emissions_reports(shipment_id)]
+    assert fold_in_batches(shipment_id, arrivals(data, events)) >= 1
 
 
 # --- what an event recomputes ---------------------------------------------------------------------------------------

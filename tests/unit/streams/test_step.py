@@ -20,7 +20,7 @@ from streams.codec import encode_event, encode_state, encode_status
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply_all, project
 from streams.outbound import claim_messages, settlement_messages
-from streams.references import REFERENCE_MESSAGE, RegisterMessage, reference_key, registrations
+from streams.references import REFERENCE_MESSAGE, RegisterMessage, Registration, reference_key, registrations
 from streams.step import NOT_ENTITLED, StepResult, Stored, merge_step
 
 from ..builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, tracking_doc
@@ -39,10 +39,12 @@ def step(stored: Stored | None, items: Items, *, resend: bool = False, shipment_
 
 
 def after(stored: Stored | None, result: StepResult[int], warm: bool) -> Stored | None:
-    """What the next step starts from: the state and record the step left (a warm cache), or only its stored bytes."""
+    """What the next step starts from: the state, record and registrations the step left (a warm cache), or only its
+    stored bytes."""
     if result.write is None:
         return stored
-    return Stored(result.write.state, result.write.record) if warm else Stored.decode(result.write.encoded)
+    write = result.write
+    return Stored(write.state, write.record, write.registrations) if warm else Stored.decode(write.encoded)
 
 
 def arrivals(data: st.DataObject, events: list[HubEvent]) -> Items:
@@ -116,6 +118,10 @@ def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[H
             continue
         record = result.write.record
         assert result.status is not None and version_of(result.status) == record.version
+        # what a warm cache keeps of the step's registrations is what its record registers, and each registration
+        # the hub builds without validation validates back to itself
+        assert result.write.registrations == registrations(result.write.state, record)
+        assert all(Registration.model_validate_json(r.model_dump_json()) == r for r in result.write.registrations)
         # without the re-send (exactly-once) the version carries exactly the copies it took in: a copy is carried once
         applied = [copy["fingerprint"] for copy in orjson.loads(result.status)["applied"]]
         assert len(applied) == result.applied and set(applied) <= {Copy.of(event).fingerprint for _, event in part}
