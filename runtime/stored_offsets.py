@@ -89,7 +89,9 @@ async def patiently(
         except Exception as error:
             if not transient(error):
                 raise
-            log.warning("Postgres unavailable (%s: %s); retrying in %.1fs", type(error).__name__, error, delay)
+            # a connect timeout's TimeoutError has no text of its own: say what it was
+            said = str(error) or "no answer within MMHUB_PG_CONNECT_TIMEOUT_S"
+            log.warning("Postgres unavailable (%s: %s); retrying in %.1fs", type(error).__name__, said, delay)
             if on_lost is not None:
                 on_lost()
         try:

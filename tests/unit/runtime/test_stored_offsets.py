@@ -3,8 +3,13 @@ straddled a seek, and stores for each partition of a batch the offset after its 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
+
 from runtime.api import Record
-from runtime.stored_offsets import MIRROR_EVERY_S, Positions, mirror_due, next_offsets
+from runtime.stored_offsets import MIRROR_EVERY_S, Positions, mirror_due, next_offsets, patiently
 
 STATUS, SHARE = "hub.shipment.status", "hub.share.shipper.P1"
 
@@ -78,3 +83,20 @@ def test_the_kafka_mirror_waits_a_second_while_batches_keep_coming_and_catches_u
     assert mirror_due(True, False, MIRROR_EVERY_S)
     assert mirror_due(True, True, 0.0)  # nothing more came: lag tools see the stage caught up at once
     assert not mirror_due(False, True, 10 * MIRROR_EVERY_S)  # nothing new to mirror
+
+
+async def test_a_connect_timeout_is_retried_with_a_reason_that_says_what_it_was(caplog: pytest.LogCaptureFixture) -> None:
+    """A Postgres that never answers fails asyncpg's connect with a bare TimeoutError, whose text is empty: the
+    warning said "Postgres unavailable (TimeoutError: )"."""
+    calls = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError()
+        return "written"
+
+    with caplog.at_level(logging.WARNING, logger="runtime.stored_offsets"):
+        assert await patiently(attempt, asyncio.Event()) == "written"
+    [warning] = [r.getMessage() for r in caplog.records if "Postgres unavailable" in r.getMessage()]
+    assert "TimeoutError: no answer within MMHUB_PG_CONNECT_TIMEOUT_S" in warning
