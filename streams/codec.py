@@ -48,7 +48,8 @@ def encode_record(record: ShipmentRecord) -> bytes:
 
 def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
     """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one
-    (plus, after a crash, copies taken in before whose message may have been lost: consumers keep the first).
+    (plus, under at-least-once only, copies taken in before whose message a crash may have lost: consumers keep the
+    first; under exactly-once a copy is carried once, by the version that took it in).
     Assembled from pydantic's own JSON of the record (the bytes `model_dump_json` decodes to text) and each copy's
     kept canonical JSON: no second pass through Python dicts."""
     record_json = record.__pydantic_serializer__.to_json(record)
