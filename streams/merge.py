@@ -363,7 +363,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         updated_at=updated_at,
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority, state.release)
+    ), live, authority, state.release, reuse.record if reuse is not None else None)
 
 
 def _verified_bookings(bookings: list[BookingEvent], found: Findings | None) -> tuple[list[BookingEvent], list[Rejected]]:
