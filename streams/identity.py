@@ -70,7 +70,9 @@ def verifications(record: ShipmentRecord, found: Findings, now: datetime | None)
     for party, roles in sorted(relations(record).items()):  # from the validated record and events: built as they are
         state, finding = standing(found, party, now)
         if finding is None:
-            out.append(PartyVerification.built(party_id=party, relations=sorted(roles), state="unverified"))
+            out.append(  # every field, in order: built's fastest path
+                PartyVerification.built(party_id=party, relations=sorted(roles), state="unverified", finding=None, set_by=None)
+            )
         else:
             out.append(
                 PartyVerification.built(

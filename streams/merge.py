@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, TypeVar, cast
 
 
 from schemas.base import Money, MoneyTotal
@@ -193,13 +193,15 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     # with the MTO's require_verified_parties (the trusted verifiers' findings in `identities`), a booking naming an
     # unverified party waits, listed with the reason, and so does a payout to an unverified carrier
     strict = operator is not None and operator.require_verified
-    identities = findings((e for e in live if isinstance(e, IdentityEvent)), authority)[0] if strict else None
-    bookings, held_bookings = _verified_bookings([e for e in live if isinstance(e, BookingEvent)], identities)
+    kinds = _kinds(live)  # one pass: the live events of each kind, in their order
+    identities = findings(_of(kinds, IdentityEvent), authority)[0] if strict else None
+    bookings, held_bookings = _verified_bookings(_of(kinds, BookingEvent), identities)
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
     updated_at = max((e.recorded_at for e in every), default=None)
-    policy, unmatched_updates = _policy(live), [e.key for e in live if _is_claim_update(e)]
+    insurance = kinds[InsuranceEvent]
+    policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
     through_documents, document_rejections = documents(
-        (e for e in live if isinstance(e, WaybillEvent) and e.payload.leg is None),
+        (e for e in _of(kinds, WaybillEvent) if e.payload.leg is None),
         booking.payload.shipper.party_id if booking else None,
     )
     document_rejections += not_owners + held_bookings
@@ -265,9 +267,9 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
 
     cover = policy.policy_number if policy else None
     placed, unplaced_handovers = handovers(
-        (e for e in live if isinstance(e, HandoverEvent) and e.key not in refused_keys), plan
+        (e for e in _of(kinds, HandoverEvent) if e.key not in refused_keys), plan
     )
-    answers = _carrier_answers(plan, live, rejected)
+    answers = _carrier_answers(plan, kinds[BookingStatusEvent], rejected)
     legs: list[LegRecord] = []
     for planned in plan.legs:
         sequence = planned.sequence
@@ -283,11 +285,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         rejected += refused
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
-        plan, legs, (e for e in live if isinstance(e, CarrierInvoiceEvent)),
-        (e for e in live if isinstance(e, InvoiceVerificationEvent)), operator, authority.seller_ids,
+        plan, legs, _of(kinds, CarrierInvoiceEvent), _of(kinds, InvoiceVerificationEvent), operator, authority.seller_ids,
     )
     rejected += invoices.rejected
-    status, status_set_by = _booking_status(live)
+    status, status_set_by = _booking_status(kinds[BookingStatusEvent])
     rejected += document_rejections
     through = through_documents[0] if through_documents else None
     for extra in through_documents[1:]:
@@ -311,8 +312,8 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             found,
             (delivery[0].at, delivery[0].set_by) if delivery else None,
             policy,
-            [e for e in live if isinstance(e, InsuranceEvent) and isinstance(e.payload, ClaimUpdate)],
-            [e for e in live if isinstance(e, RateEvent)],
+            [e for e in _of(kinds, InsuranceEvent) if isinstance(e.payload, ClaimUpdate)],
+            _of(kinds, RateEvent),
         )
     if reuse is not None and reuse.money:
         journey_charges, charges_total = reuse.record.journey_charges, reuse.record.charges_total
@@ -363,7 +364,22 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         updated_at=updated_at,
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority, state.release)
+    ), live, authority, state.release, reuse.record if reuse is not None else None)
+
+
+_Kind = TypeVar("_Kind", bound=HubEvent)
+
+
+def _kinds(live: list[HubEvent]) -> defaultdict[type[object], list[HubEvent]]:
+    """The live events of each kind, in their order (every event model is a direct subclass of the envelope)."""
+    kinds: defaultdict[type[object], list[HubEvent]] = defaultdict(list)
+    for event in live:
+        kinds[type(event)].append(event)
+    return kinds
+
+
+def _of(kinds: defaultdict[type[object], list[HubEvent]], kind: type[_Kind]) -> list[_Kind]:
+    return cast(list[_Kind], kinds[kind])
 
 
 def _verified_bookings(bookings: list[BookingEvent], found: Findings | None) -> tuple[list[BookingEvent], list[Rejected]]:

@@ -49,7 +49,7 @@ def release(
         return standing.model_copy(update={"since_issued": lapsed})
     issued = all(c.met for c in conditions)
     times = [occurred[key] for c in conditions for key in c.set_by if key in occurred]
-    return ReleaseRecord(
+    return ReleaseRecord.built(
         status="issued" if issued else "blocked",
         release_id=f"{record.shipment_id}/release" if issued else None,
         to=to if issued else None,
@@ -87,49 +87,49 @@ def _transport_document(record: ShipmentRecord) -> tuple[ReleaseCondition, str |
     if negotiable:
         waiting = [d.number for d in negotiable if d.status != "surrendered"]
         if waiting:
-            return ReleaseCondition(name=name, met=False, reason=f"not yet surrendered by its holder: {', '.join(waiting)}"), None
+            return ReleaseCondition.built(name=name, met=False, reason=f"not yet surrendered by its holder: {', '.join(waiting)}"), None
         holder = negotiable[0].holder
         keys = [d.surrendered_by for d in negotiable if d.surrendered_by]
-        return ReleaseCondition(name=name, met=True, reason=f"surrendered by its holder {holder}", set_by=keys), holder
+        return ReleaseCondition.built(name=name, met=True, reason=f"surrendered by its holder {holder}", set_by=keys), holder
     waybills = [d for leg in record.legs for d in leg.documents if d.kind == "sea_waybill"]
     consignee = record.consignee.party_id if record.consignee else None
     if waybills and consignee:
         reason = f"sea waybill {waybills[0].number} names the consignee {consignee}"
-        return ReleaseCondition(name=name, met=True, reason=reason, set_by=[waybills[0].set_by]), consignee
-    return ReleaseCondition(name=name, met=False, reason="no bill of lading surrendered and no sea waybill"), None
+        return ReleaseCondition.built(name=name, met=True, reason=reason, set_by=[waybills[0].set_by]), consignee
+    return ReleaseCondition.built(name=name, met=False, reason="no bill of lading surrendered and no sea waybill"), None
 
 
 def _customs(record: ShipmentRecord) -> ReleaseCondition:
     imports = [d for d in record.customs if d.direction == "import"]
     if not imports:
-        return ReleaseCondition(name="customs", met=False, reason="no import declaration yet")
+        return ReleaseCondition.built(name="customs", met=False, reason="no import declaration yet")
     # named by where they were lodged, not by number: who sees the release may not see declaration details (grade
     # `customs`, streams/sharing_policy.json)
     waiting = [f"the import declaration at {d.location} is {d.status}" for d in imports if d.status != "released"]
     if waiting:
-        return ReleaseCondition(name="customs", met=False, reason="; ".join(waiting))
+        return ReleaseCondition.built(name="customs", met=False, reason="; ".join(waiting))
     places = ", ".join(sorted({d.location for d in imports}))
     reason = f"every import declaration released ({places})"
-    return ReleaseCondition(name="customs", met=True, reason=reason, set_by=[d.status_set_by for d in imports])
+    return ReleaseCondition.built(name="customs", met=True, reason=reason, set_by=[d.status_set_by for d in imports])
 
 
 def _freight(record: ShipmentRecord, operator: Operator | None) -> ReleaseCondition:
     settlement = record.settlement
     if settlement is not None and settlement.status in ("paid", "overpaid"):
         keys = [p.set_by for p in settlement.payments if p.status == "applied"]
-        return ReleaseCondition(name="freight", met=True, reason=f"the invoice is {settlement.status}", set_by=keys)
+        return ReleaseCondition.built(name="freight", met=True, reason=f"the invoice is {settlement.status}", set_by=keys)
     shipper = record.shipper.party_id if record.shipper else None
     if operator is not None and shipper in operator.credit_terms:
         keys = [record.booking_set_by] if record.booking_set_by else []
-        return ReleaseCondition(name="freight", met=True, reason=f"{shipper} has credit terms with {operator.mto}", set_by=keys)
+        return ReleaseCondition.built(name="freight", met=True, reason=f"{shipper} has credit terms with {operator.mto}", set_by=keys)
     status = settlement.status if settlement is not None else "not invoiced"
-    return ReleaseCondition(name="freight", met=False, reason=f"freight not paid ({status}) and no credit terms")
+    return ReleaseCondition.built(name="freight", met=False, reason=f"freight not paid ({status}) and no credit terms")
 
 
 def _verified_parties(record: ShipmentRecord, to: str | None) -> ReleaseCondition:
     named = [record.shipper.party_id if record.shipper else None, record.consignee.party_id if record.consignee else None, to]
     missing = sorted({p for p in named if p is not None and not verified(record.verifications, p)})
     if missing:
-        return ReleaseCondition(name="verified_parties", met=False, reason=f"not verified: {', '.join(missing)}")
+        return ReleaseCondition.built(name="verified_parties", met=False, reason=f"not verified: {', '.join(missing)}")
     keys = sorted({v.set_by for v in record.verifications if v.party_id in named and v.set_by})
-    return ReleaseCondition(name="verified_parties", met=True, reason="every party to the release is verified", set_by=keys)
+    return ReleaseCondition.built(name="verified_parties", met=True, reason="every party to the release is verified", set_by=keys)

@@ -28,6 +28,7 @@ from ..builders import (
     waybill_doc,
 )
 from ..strategies import journeys
+from .test_trade import AUTHORITY as TRADE_AUTHORITY
 from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
 
 _JOURNEY_SIZED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
@@ -80,6 +81,21 @@ def test_advancing_under_the_verified_parties_option_equals_a_full_project(data:
     retraction = dict(by_id(docs, "idv-oc-2"), retracted=True, revised_at="2026-04-13T01:00:00Z")
     events = parsed(docs + [retraction])
     assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events), STRICT) >= 1
+
+
+@EXAMPLE
+@given(data=st.data())
+def test_advancing_through_verifications_without_the_option_equals_a_full_project(data: st.DataObject) -> None:
+    """Without require_verified_parties a version keeps the previous verifications only while no finding is live:
+    the trade journey with a carrier verified, a finding that lapses, one from an untrusted source, one retracted."""
+    docs = trade_docs() + [
+        verification("carrier.cr-rail", "idv-cr"),
+        verification("carrier.oceanline", "idv-oc", valid_until="2026-04-14T00:00:00Z"),
+        verification("carrier.oceanline", "idv-self", source="carrier.oceanline"),  # not a trusted verifier
+    ]
+    retraction = dict(by_id(docs, "idv-cr"), retracted=True, revised_at="2026-04-13T01:00:00Z")
+    events = parsed(docs + [retraction])
+    assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events), TRADE_AUTHORITY) >= 1
 
 
 @PROPERTY
