@@ -8,7 +8,12 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.streams.test_trade import AUTHORITY, Doc, paid_in_full, record, trade_docs, without
+from connectors.ubl.parse import parse as parse_ubl
+from schemas.events import HUB_EVENT, CarrierInvoiceEvent
+from streams.merge import fold
+from tests.unit.streams.test_trade import (
+    AUTHORITY, REPO, SHIPMENT, Doc, by_id, paid_in_full, parsed, record, trade_docs, without,
+)
 
 HOLDING = dataclasses.replace(
     AUTHORITY,
@@ -66,3 +71,13 @@ def test_the_trade_journey_folds_the_same_in_any_order(order: list[int]) -> None
     shuffled = record([DOCS[i] for i in order])
     assert shuffled.carrier_invoices == EXPECTED.carrier_invoices
     assert shuffled.model_dump(exclude={"updated_at"}) == EXPECTED.model_dump(exclude={"updated_at"})
+
+
+def test_the_rail_invoice_in_ubl_folds_as_its_canonical_json_form() -> None:
+    # examples/invoices/trade-rail-leg1.xml is CRCT-2026-0046 as an EN 16931 UBL document (Peppol BIS Billing 3.0)
+    [event] = parse_ubl((REPO / "examples" / "invoices" / "trade-rail-leg1.xml").read_bytes(), "carrier.cr-rail")
+    assert isinstance(event, CarrierInvoiceEvent)
+    others = [e for e in parsed(DOCS) if e.key != "carrier.cr-rail/invoice-CRCT-2026-0046"]
+    assert len(others) == len(DOCS) - 1
+    assert event == HUB_EVENT.validate_python(by_id(DOCS, "invoice-CRCT-2026-0046"))
+    assert fold([*others, event], AUTHORITY)[SHIPMENT] == EXPECTED
