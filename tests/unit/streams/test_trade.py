@@ -195,22 +195,14 @@ def test_the_verified_parties_option_holds_a_booking_naming_an_unverified_party_
 
 
 def paid_in_full(docs: list[Doc]) -> list[Doc]:
-    """`docs` with both legs charged and the whole invoice paid, so the carriers' payouts fall due."""
-
-    def doc(event_id: str, source: str, event_type: str, at: str, payload: Doc) -> Doc:
-        return {
-            "event_id": event_id, "source": source, "event_type": event_type, "shipment_id": SHIPMENT,
-            "occurred_at": at, "recorded_at": at, "payload": payload,
-        }
-
-    usd = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731
+    """`docs` (whose legs the example charges 900.00 + 1450.00 USD) with the whole invoice paid, so the carriers'
+    payouts fall due."""
+    payment = {"payment_id": "PMT-46-1", "payer": "shipper.chengdu-elec", "amount": {"amount": "2350.00", "currency": "USD"}}
     return docs + [
-        doc("inv-cr", "carrier.cr-rail", "settlement", "2026-04-05T00:00:00Z",
-            {"carrier": "carrier.cr-rail", "leg": 1, "charges": [{"code": "FRT", "amount": usd("900.00")}]}),
-        doc("inv-oc", "carrier.oceanline", "settlement", "2026-04-12T00:00:00Z",
-            {"carrier": "carrier.oceanline", "leg": 2, "charges": [{"code": "BAS", "amount": usd("1450.00")}]}),
-        doc("pay-1", "shipper.chengdu-elec", "payment", "2026-04-13T20:00:00Z",
-            {"payment_id": "PMT-46-1", "payer": "shipper.chengdu-elec", "amount": usd("2350.00")}),
+        {
+            "event_id": "pay-1", "source": "shipper.chengdu-elec", "event_type": "payment", "shipment_id": SHIPMENT,
+            "occurred_at": "2026-04-13T20:00:00Z", "recorded_at": "2026-04-13T20:00:00Z", "payload": payment,
+        }
     ]
 
 
@@ -319,7 +311,7 @@ def test_freight_unpaid_without_credit_terms_blocks_the_release() -> None:
     release = record(trade_docs(), no_credit).release
     assert release is not None and release.status == "blocked"
     [freight] = [c for c in release.conditions if c.name == "freight"]
-    assert freight.reason == "freight not paid (draft) and no credit terms"
+    assert freight.reason == "freight not paid (issued) and no credit terms"  # the legs' charges are invoiced, unpaid
 
 
 # --- letter of credit: UCP 600 checks with worked figures ---------------------------------------------------------
@@ -398,20 +390,14 @@ def test_freight_paid_releases_without_credit_terms() -> None:
         }
 
     usd = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731
-    charges = [
-        doc("inv-cr", "carrier.cr-rail", "settlement", "2026-04-05T00:00:00Z",
-            {"carrier": "carrier.cr-rail", "leg": 1, "charges": [{"code": "FRT", "amount": usd("900.00")}]}),
-        doc("inv-oc", "carrier.oceanline", "settlement", "2026-04-12T00:00:00Z",
-            {"carrier": "carrier.oceanline", "leg": 2, "charges": [{"code": "BAS", "amount": usd("1450.00")}]}),
-    ]
     part = doc("pay-1", "shipper.chengdu-elec", "payment", "2026-04-13T20:00:00Z",
                {"payment_id": "PMT-46-1", "payer": "shipper.chengdu-elec", "amount": usd("2000.00")})
     rest = doc("pay-2", "shipper.chengdu-elec", "payment", "2026-04-14T10:00:00Z",
                {"payment_id": "PMT-46-2", "payer": "shipper.chengdu-elec", "amount": usd("350.00")})
-    partly = record(trade_docs() + charges + [part], no_credit).release
+    partly = record(trade_docs() + [part], no_credit).release
     assert partly is not None and partly.status == "blocked"
     assert [c.reason for c in partly.conditions if not c.met] == ["freight not paid (partially_paid) and no credit terms"]
-    paid = record(trade_docs() + charges + [part, rest], no_credit).release
+    paid = record(trade_docs() + [part, rest], no_credit).release
     assert paid is not None and paid.status == "issued"
     # issued when the last payment settled the invoice, after customs had released the goods
     assert paid.issued_at is not None and paid.issued_at.isoformat() == "2026-04-14T10:00:00+00:00"
