@@ -12,11 +12,12 @@ is one entry: one changelog record, the last value, or a tombstone for a delete.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import IO, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from rocksdict import Options, Rdict, WriteBatch, WriteBufferManager
 
@@ -28,7 +29,23 @@ Change = tuple[bytes, bytes | None]  # a key and its new value, None for a delet
 
 
 class StoreLocked(RuntimeError):
-    """Another process holds this partition's RocksDB."""
+    """Another process holds this data directory, or this partition's RocksDB."""
+
+
+def hold_data_dir(path: Path) -> IO[bytes]:
+    """Lock `path` (MMHUB_DATA_DIR) for this process until it exits (or the returned file is closed). A second
+    worker on the same directory fails here, at once, whichever partitions the group would give it: each
+    partition's RocksDB lock alone catches it only when both happen to be given the same partition."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = (path / ".lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreLocked(
+            f"{path} is locked by another process: give each worker its own MMHUB_DATA_DIR (a worker holds it)"
+        ) from None
+    return handle
 
 
 class Readable(Protocol):

@@ -34,7 +34,7 @@ from runtime.metrics import count_events, host_for, observe_parked, port_for
 from hubconf.settings import EXACTLY_ONCE, PRODUCER_BATCH_BYTES, Settings
 from runtime.api import Stage
 from runtime.loop import StageRunner
-from runtime.state import StoreLocked
+from runtime.state import StoreLocked, hold_data_dir
 from streams.clock import presumed_loss
 from streams.codec import decode_state, encode_event
 from streams.horizon import Horizon
@@ -294,6 +294,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the stream worker in the foreground until SIGTERM/SIGINT."""
     from faust.worker import Worker
 
+    held = hold_data_dir(settings.data_dir)  # noqa: F841 - held until the process exits
     app = create_app(settings)
     for line in banner(settings, app.mmhub_stages, port_for("worker"), host_for()):  # type: ignore[attr-defined]
         log.info("%s", line)

@@ -4,7 +4,6 @@ nothing on it, a missing file."""
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 import uuid
@@ -183,9 +182,8 @@ async def test_a_second_worker_on_the_same_data_dir_is_one_line_naming_it_and_ex
     await wait_for(holding, 90, "the first worker's stores", worker)
     code, lines, took = mmhub(["worker"], {**env_of(settings), "MMHUB_DATA_DIR": str(data_dir)}, tmp_path)
     assert code == USAGE, lines[-5:]
-    assert re.fullmatch(
-        rf"mmhub worker: {re.escape(str(data_dir))}/{re.escape(settings.app_id)}\.(connect|resolve|merge)/\d+ is locked by"
-        r" another process: give each worker its own MMHUB_DATA_DIR \(.*\)",
-        lines[-1],
-    ), lines[-1]
+    # the whole directory is the first worker's, whichever partitions the group would give the second
+    assert lines == [
+        f"mmhub worker: {data_dir} is locked by another process: give each worker its own MMHUB_DATA_DIR (a worker holds it)"
+    ], lines
     assert took < 60 and worker.alive

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime.api import MemoryStore
-from runtime.state import OverlayStore, PartitionState, StoreLocked
+from runtime.state import OverlayStore, PartitionState, StoreLocked, hold_data_dir
 
 keys = st.binary(min_size=1, max_size=3)
 # one operation: put a value, or delete (None)
@@ -139,3 +139,28 @@ def test_the_memtables_share_one_budget_and_flush_to_disk_past_it(tmp_path: Path
     reopened = PartitionState(tmp_path / "p0", ["shipments"], memory_mb=1)
     assert reopened.stores["shipments"].get(b"63-31") == value and reopened.position("shipments") == 63
     reopened.close()
+
+
+def test_a_data_dir_held_by_another_worker_fails_at_once_and_is_free_once_it_exits(tmp_path: Path) -> None:
+    """Fresh-clone CI at 4fc2522: a second worker on the first one's MMHUB_DATA_DIR was given partitions the first no
+    longer held, so no RocksDB lock stopped it. The directory itself is locked, for the life of the process."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from pathlib import Path; from runtime.state import hold_data_dir; "
+            f"held = hold_data_dir(Path({str(tmp_path)!r})); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        with pytest.raises(StoreLocked) as raised:
+            hold_data_dir(tmp_path)
+        assert str(raised.value) == (
+            f"{tmp_path} is locked by another process: give each worker its own MMHUB_DATA_DIR (a worker holds it)"
+        )
+    finally:
+        holder.communicate(b"")
+    hold_data_dir(tmp_path).close()  # the holder exited: free again
