@@ -27,6 +27,7 @@ from bisect import insort
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from operator import attrgetter
 from typing import Annotated, Iterable, Literal, Union
 
 import orjson
@@ -103,7 +104,7 @@ def decode_book(raw: bytes | None) -> Book:
 
 
 def encode_book(book: Book) -> bytes:
-    return orjson.dumps(book.model_dump(mode="json"))
+    return _BOOK.dump_json(book)
 
 
 # --- what a shipment registers ------------------------------------------------------------------------------------
@@ -291,12 +292,19 @@ def resolve(book: Book, at: datetime) -> Registration | None:
 def register(book: Book, registration: Registration) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
     """Take in a registration (the highest version per shipment wins); release the parked events it resolves,
     in the order they were parked, each with its shipment id set."""
-    held = [r for r in book.registrations if r.shipment_id == registration.shipment_id]
-    if held and held[0].version >= registration.version:
-        return book, []
-    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] if held else list(book.registrations)
+    shipment = registration.shipment_id
+    holders = list(map(_SHIPMENT, book.registrations))  # a book may hold a registration of many shipments
+    if shipment in holders:
+        if book.registrations[holders.index(shipment)].version >= registration.version:
+            return book, []
+        kept = [r for r in book.registrations if r.shipment_id != shipment]
+    else:
+        kept = list(book.registrations)
     insort(kept, registration, key=_in_book_order)  # the book is kept in this order
     return _release(Book.built(registrations=kept, parked=book.parked))
+
+
+_SHIPMENT = attrgetter("shipment_id")
 
 
 def _in_book_order(registration: Registration) -> tuple[datetime, str]:
@@ -323,6 +331,8 @@ def settle(book: Book, event: HubEvent) -> Book:
 
 
 def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
+    if not book.parked:
+        return book, []
     released: list[tuple[HubEvent, Parked]] = []
     waiting: list[Parked] = []
     for parked in book.parked:
@@ -384,31 +394,29 @@ def _keyed(reference: CarrierReference, message: dict[str, object]) -> Keyed:
 
 
 def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
-    """One resolve request per distinct reference of a reference-only event."""
-    document = HUB_EVENT.dump_python(event, mode="json")
-    seen: set[str] = set()
-    out = []
-    for reference in event.references:
-        if reference_key(reference) not in seen:
-            seen.add(reference_key(reference))
-            out.append(_keyed(reference, {"type": "request", "event": document, "origin": origin}))
-    return out
+    """One resolve request per distinct reference of a reference-only event (the event's JSON written once, by
+    pydantic straight to bytes)."""
+    value = b'{"type":"request","event":' + HUB_EVENT.dump_json(event) + b',"origin":' + orjson.dumps(origin) + b"}"
+    return [Keyed(key.encode(), value) for key in dict.fromkeys(reference_key(r) for r in event.references)]
 
 
 def register_messages(changed: list[Registration]) -> list[Keyed]:
-    return [_keyed(r.reference, {"type": "register", "registration": r.model_dump(mode="json")}) for r in changed]
+    """One registration message per registration (its JSON written by pydantic straight to bytes)."""
+    return [Keyed(reference_key(r.reference).encode(), _REGISTER + _REGISTRATION.dump_json(r) + b"}") for r in changed]
+
+
+_REGISTER = b'{"type":"register","registration":'
+_REGISTRATION = TypeAdapter(Registration)
 
 
 def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
     """Tell the event's other references that it no longer waits on them."""
+    others = {reference_key(reference): reference for reference in event.references}
+    others.pop(resolved_through, None)
+    if not others:
+        return []  # the event named one reference (most do): nobody else waits for it
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
-    seen = {resolved_through}
-    out = []
-    for reference in event.references:
-        if reference_key(reference) not in seen:
-            seen.add(reference_key(reference))
-            out.append(_keyed(reference, {"type": "settled", "event": document}))
-    return out
+    return [_keyed(reference, {"type": "settled", "event": document}) for reference in others.values()]
 
 
 
