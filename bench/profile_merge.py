@@ -2,7 +2,7 @@
 which calls streams.step.merge_step) over the bench workload, with memory stores standing in for RocksDB.
 
     python -m bench.profile_merge [--shipments N --events-per-shipment K --order interleaved|grouped] [--cold]
-                                  [--references]
+                                  [--references] [--worker-gc]
 
 Pass 1 (no profiler) gives the events/s of the pure path. Pass 2 runs the same workload from empty stores under
 pyinstrument and prints the time per stage (each stage function's total time), the flat profile (self time) and the
@@ -53,7 +53,7 @@ from runtime.api import Handler, MemoryStore, Out, Record, Store
 from streams.codec import decode_state, encode_record
 from streams.horizon import Horizon
 from streams.merge import project
-from worker.app import worker_stages
+from worker.app import GC_THRESHOLDS, worker_stages
 from worker.stages import DEADLINES, SHIPMENTS, Counters, DeadLetters, MergeHandler, WarmStates
 
 SETTINGS = Settings.from_env()
@@ -76,7 +76,8 @@ STAGES = (
     "project",
     "settlement_messages",
     "claim_messages",
-    "registrations",
+    "registered",
+    "changed",
     "encode_state",
     "encode_status",
 )
@@ -254,8 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--references", action="store_true", help="bench.pipeline's reference-only mode: connect -> resolve -> merge"
     )
+    parser.add_argument(
+        "--worker-gc",
+        action="store_true",
+        help="the worker's garbage collector settings (gc.freeze and worker.app.GC_THRESHOLDS) instead of CPython's",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("mmhub.worker").setLevel(logging.ERROR)  # the record's refusals are dead-lettered loudly
+    if args.worker_gc:  # as worker.app.run_worker does: the collector then rarely walks the warm states
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     workload = generate(args.shipments, args.events_per_shipment, args.order, template=args.template)
     cache = "no warm cache" if args.cold else "warm cache"

@@ -27,7 +27,8 @@ from bisect import insort
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Annotated, Literal, Union
+from operator import attrgetter
+from typing import Annotated, Iterable, Literal, Union
 
 import orjson
 from pydantic import Field, TypeAdapter
@@ -37,6 +38,7 @@ from schemas.events import HUB_EVENT, CarrierReference, HubEvent, ReferenceKind,
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
 from streams.authority import Authority
+from streams.copies import Copy
 from streams.merge import ShipmentState, apply, project
 
 # Late reports (a damage notice, a final charge) still name the container for a while after delivery.
@@ -102,7 +104,7 @@ def decode_book(raw: bytes | None) -> Book:
 
 
 def encode_book(book: Book) -> bytes:
-    return orjson.dumps(book.model_dump(mode="json"))
+    return _BOOK.dump_json(book)
 
 
 # --- what a shipment registers ------------------------------------------------------------------------------------
@@ -110,8 +112,68 @@ def encode_book(book: Book) -> bytes:
 
 def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
     """The references this version of the shipment registers, one per reference, sorted."""
-    if record.booking is None or record.booking_set_by is None:
-        return []  # nothing to register before the booking: its legs say who may report on what
+    return registered(state, record).all()
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What one version of a shipment registers (`all()`: `registrations(state, record)`), kept in the two parts a
+    version works out differently: `places`, the references of the booking and its documents (a few, sorted),
+    worked out again for each version; and `identities`, per event key, the identity reference (and the time the
+    event happened) of each event the carrier addressed by its references, which only the copies a version takes
+    in change. Nothing while `booked` is false (before the booking)."""
+
+    shipment_id: str
+    version: int
+    booked: bool
+    places: list[Registration]
+    identities: dict[str, tuple[CarrierReference, datetime]]
+
+    def all(self) -> list[Registration]:
+        if not self.booked:
+            return []
+        return sorted(self.places + [self.identity(*found) for found in self.identities.values()], key=_by_reference)
+
+    def identity(self, reference: CarrierReference, since: datetime) -> Registration:
+        """Each event the carrier addressed by its references registers its identity, without end (an identity is
+        never reused), so that a retraction naming only that identity finds the shipment."""
+        return Registration.built(
+            reference=reference, shipment_id=self.shipment_id, leg=None, valid_from=since, valid_until=None, version=self.version
+        )
+
+
+def registered(
+    state: ShipmentState, record: ShipmentRecord, before: Registered | None = None, taken: Iterable[str] = ()
+) -> Registered:
+    """What `record`, the projection of `state`, registers. `before`: what the shipment registered before it took in
+    the copies of the events `taken` (their keys), when the caller has it; then only those events' identities are
+    worked out again (an event's winning copy changes only when one of its copies is taken in)."""
+    if record.booking is None or record.booking_set_by is None:  # nothing to register before the booking: its legs
+        return Registered(record.shipment_id, record.version, False, [], {})  # say who may report on what
+    if before is None or not before.booked:
+        identities = {key: found for key, copy in state.copies.items() if (found := _identified(copy)) is not None}
+    else:
+        identities = dict(before.identities)
+        for key in taken:
+            copy = state.copies.get(key)
+            found = _identified(copy) if copy is not None else None
+            if found is None:
+                identities.pop(key, None)
+            else:
+                identities[key] = found
+    return Registered(record.shipment_id, record.version, True, _places(state, record), identities)
+
+
+def _identified(copy: Copy) -> tuple[CarrierReference, datetime] | None:
+    """The identity an event's winning copy registers: only when the carrier addressed it by its references."""
+    if not copy.event.references:
+        return None
+    return _identity(copy.event.source, copy.event.event_id), copy.event.occurred_at
+
+
+def _places(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
+    """The references the booking and the documents of a booked record register, one per reference, sorted."""
+    assert record.booking is not None and record.booking_set_by is not None
     booked_at = _occurred(state, record.booking_set_by)
     until = _completed(state, record)
     found: dict[str, tuple[CarrierReference, set[int | None], datetime]] = {}
@@ -156,34 +218,41 @@ def registrations(state: ShipmentState, record: ShipmentRecord) -> list[Registra
                 version=record.version,
             )
         )
-    return sorted(out + _identities(state, record), key=lambda r: reference_key(r.reference))
+    return out
 
 
-def _identities(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
-    """Each event the carrier addressed by its references registers its identity, without end (an identity is never
-    reused), so that a retraction naming only that identity finds the shipment."""
-    return [
-        Registration.built(
-            reference=_identity(copy.event.source, copy.event.event_id),
-            shipment_id=record.shipment_id,
-            leg=None,
-            valid_from=copy.event.occurred_at,
-            valid_until=None,
-            version=record.version,
-        )
-        for copy in state.copies.values()
-        if copy.event.references
-    ]
+def _by_reference(registration: Registration) -> str:
+    return reference_key(registration.reference)
 
 
 # An event's identity reference is a digest of it: worked out once per event a worker holds, not once per version.
 _identity = lru_cache(maxsize=1 << 16)(identity_reference)
 
 
-def changed_registrations(before: list[Registration], after: list[Registration]) -> list[Registration]:
-    """The registrations of `after` that say something `before` did not (the version alone does not count)."""
-    said = {(reference_key(r.reference), r.leg, r.valid_from, r.valid_until) for r in before}
-    return [r for r in after if (reference_key(r.reference), r.leg, r.valid_from, r.valid_until) not in said]
+def changed(before: Registered | None, after: Registered) -> list[Registration]:
+    """The registrations of `after` that say something `before` did not (the version alone does not count), in the
+    order of `after.all()`: what a version sends. Only the identities whose entry changed are looked at (distinct
+    event keys have distinct identity references: a digest of the key)."""
+    if not after.booked:
+        return []
+    if before is None or not before.booked:
+        return after.all()
+    said = {_said(r) for r in before.places}
+    if any(r.reference.kind == "event" for r in after.places):  # a booking may name an event identity as a place
+        said |= {(reference_key(reference), None, since, None) for reference, since in before.identities.values()}
+    places = [r for r in after.places if _said(r) not in said]
+    identities = []
+    for key, found in after.identities.items():
+        if before.identities.get(key) != found:
+            reference, since = found
+            if (reference_key(reference), None, since, None) not in said:
+                identities.append(after.identity(reference, since))
+    return sorted(places + identities, key=_by_reference) if identities else places
+
+
+def _said(r: Registration) -> tuple[str, int | None, datetime, datetime | None]:
+    """What a registration says, its version left out."""
+    return reference_key(r.reference), r.leg, r.valid_from, r.valid_until
 
 
 def _occurred(state: ShipmentState, event_key: str) -> datetime:
@@ -223,12 +292,19 @@ def resolve(book: Book, at: datetime) -> Registration | None:
 def register(book: Book, registration: Registration) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
     """Take in a registration (the highest version per shipment wins); release the parked events it resolves,
     in the order they were parked, each with its shipment id set."""
-    held = [r for r in book.registrations if r.shipment_id == registration.shipment_id]
-    if held and held[0].version >= registration.version:
-        return book, []
-    kept = [r for r in book.registrations if r.shipment_id != registration.shipment_id] if held else list(book.registrations)
+    shipment = registration.shipment_id
+    holders = list(map(_SHIPMENT, book.registrations))  # a book may hold a registration of many shipments
+    if shipment in holders:
+        if book.registrations[holders.index(shipment)].version >= registration.version:
+            return book, []
+        kept = [r for r in book.registrations if r.shipment_id != shipment]
+    else:
+        kept = list(book.registrations)
     insort(kept, registration, key=_in_book_order)  # the book is kept in this order
     return _release(Book.built(registrations=kept, parked=book.parked))
+
+
+_SHIPMENT = attrgetter("shipment_id")
 
 
 def _in_book_order(registration: Registration) -> tuple[datetime, str]:
@@ -255,6 +331,8 @@ def settle(book: Book, event: HubEvent) -> Book:
 
 
 def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
+    if not book.parked:
+        return book, []
     released: list[tuple[HubEvent, Parked]] = []
     waiting: list[Parked] = []
     for parked in book.parked:
@@ -316,31 +394,29 @@ def _keyed(reference: CarrierReference, message: dict[str, object]) -> Keyed:
 
 
 def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
-    """One resolve request per distinct reference of a reference-only event."""
-    document = HUB_EVENT.dump_python(event, mode="json")
-    seen: set[str] = set()
-    out = []
-    for reference in event.references:
-        if reference_key(reference) not in seen:
-            seen.add(reference_key(reference))
-            out.append(_keyed(reference, {"type": "request", "event": document, "origin": origin}))
-    return out
+    """One resolve request per distinct reference of a reference-only event (the event's JSON written once, by
+    pydantic straight to bytes)."""
+    value = b'{"type":"request","event":' + HUB_EVENT.dump_json(event) + b',"origin":' + orjson.dumps(origin) + b"}"
+    return [Keyed(key.encode(), value) for key in dict.fromkeys(reference_key(r) for r in event.references)]
 
 
 def register_messages(changed: list[Registration]) -> list[Keyed]:
-    return [_keyed(r.reference, {"type": "register", "registration": r.model_dump(mode="json")}) for r in changed]
+    """One registration message per registration (its JSON written by pydantic straight to bytes)."""
+    return [Keyed(reference_key(r.reference).encode(), _REGISTER + _REGISTRATION.dump_json(r) + b"}") for r in changed]
+
+
+_REGISTER = b'{"type":"register","registration":'
+_REGISTRATION = TypeAdapter(Registration)
 
 
 def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
     """Tell the event's other references that it no longer waits on them."""
+    others = {reference_key(reference): reference for reference in event.references}
+    others.pop(resolved_through, None)
+    if not others:
+        return []  # the event named one reference (most do): nobody else waits for it
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
-    seen = {resolved_through}
-    out = []
-    for reference in event.references:
-        if reference_key(reference) not in seen:
-            seen.add(reference_key(reference))
-            out.append(_keyed(reference, {"type": "settled", "event": document}))
-    return out
+    return [_keyed(reference, {"type": "settled", "event": document}) for reference in others.values()]
 
 
 

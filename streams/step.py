@@ -31,7 +31,7 @@ from streams.projection import advance
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, release_messages, settlement_messages
 from streams.release import completed_by, issue
-from streams.references import Keyed, Registration, changed_registrations, register_messages, registrations
+from streams.references import Keyed, Registered, changed, register_messages, registered
 
 S = TypeVar("S")  # where an item came from (the worker's consumed record): what a refusal dead-letters
 
@@ -46,7 +46,7 @@ class Stored:
 
     state: ShipmentState
     record: ShipmentRecord | None = None
-    registrations: list[Registration] | None = None
+    registrations: Registered | None = None
 
     @classmethod
     def decode(cls, raw: bytes) -> Stored:
@@ -63,7 +63,7 @@ class Write:
     deadline: bytes | None
     state: ShipmentState
     record: ShipmentRecord
-    registrations: list[Registration]
+    registrations: Registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ def merge_step(
             encode_status(held, resent),
             settlement_messages(None, held),
             claim_messages(None, held),
-            register_messages(_registrations_of(stored, held)),
+            register_messages(_registered_of(stored, held).all()),
             releases=release_messages(None, held) if again else [],
             duplicates=len(items),
         )
@@ -143,14 +143,16 @@ def merge_step(
         documents = settlement_messages(previous, record)
         claims = claim_messages(previous, record)
         releases = release_messages(previous, record)
-    registered = registrations(state, record)
-    references: list[Keyed] = []
-    if record.booking is not None:
-        said = _registrations_of(stored, previous) if stored is not None and previous is not None else []
-        references = register_messages(changed_registrations(said, registered))
+    # What the previous version registered (when the new one may register anything); the new version works out
+    # again only the identities of the events it took in, and sends only what says something new.
+    said = stored.registrations if stored is not None else None
+    if said is None and stored is not None and previous is not None:
+        said = _registered_of(stored, previous)
+    registers = registered(state, record, said, {copy.event.key for copy in new_copies})
+    references: list[Keyed] = register_messages(changed(said, registers)) if record.booking is not None else []
     due = deadline(record)
     return StepResult(
-        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record, registered),
+        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record, registers),
         # under exactly-once a copy that came again was carried by the version that took it in, committed with the
         # state: carrying it once more would only count it twice downstream
         encode_status(record, new_copies + resent if resend_on_replay else new_copies),
@@ -169,9 +171,9 @@ def _record_of(stored: Stored, authority: Authority) -> ShipmentRecord:
     return stored.record if stored.record is not None else project(stored.state, authority)
 
 
-def _registrations_of(stored: Stored, record: ShipmentRecord) -> list[Registration]:
+def _registered_of(stored: Stored, record: ShipmentRecord) -> Registered:
     """What a stored state (whose record is `record`) registers: the caller's when it has it, else worked out."""
-    return stored.registrations if stored.registrations is not None else registrations(stored.state, record)
+    return stored.registrations if stored.registrations is not None else registered(stored.state, record)
 
 
 def _refusals(

@@ -41,7 +41,7 @@ from streams.references import (
     Book,
     Keyed,
     RegisterMessage,
-    Registration,
+    Registered,
     ResolveRequest,
     decode_book,
     encode_book,
@@ -308,7 +308,7 @@ class Warm:
 
     state: ShipmentState
     record: ShipmentRecord
-    registrations: list[Registration]
+    registrations: Registered
 
 
 WarmStates = WarmCache[Warm]

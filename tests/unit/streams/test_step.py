@@ -13,14 +13,21 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import HubEvent
+from schemas.events import CarrierReference, HubEvent
 from schemas.record import ShipmentRecord
 from streams.clock import deadline
 from streams.codec import encode_event, encode_state, encode_status
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply_all, project
 from streams.outbound import claim_messages, settlement_messages
-from streams.references import REFERENCE_MESSAGE, RegisterMessage, Registration, reference_key, registrations
+from streams.references import (
+    REFERENCE_MESSAGE,
+    RegisterMessage,
+    Registration,
+    reference_key,
+    register_messages,
+    registrations,
+)
 from streams.step import NOT_ENTITLED, StepResult, Stored, merge_step
 
 from ..builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, tracking_doc
@@ -80,6 +87,13 @@ def said(results: Sequence[StepResult[int]]) -> set[tuple[str, int | None, str, 
     return out
 
 
+def newly_said(before: list[Registration], after: list[Registration]) -> list[Registration]:
+    """The registrations of `after` that say something `before` did not (the version alone does not count): what a
+    version sends, by the definition, over every registration of both versions."""
+    what = {(reference_key(r.reference), r.leg, r.valid_from, r.valid_until) for r in before}
+    return [r for r in after if (reference_key(r.reference), r.leg, r.valid_from, r.valid_until) not in what]
+
+
 def version_of(status: bytes) -> int:
     version = orjson.loads(status)["record"]["version"]
     assert isinstance(version, int)
@@ -120,8 +134,13 @@ def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[H
         assert result.status is not None and version_of(result.status) == record.version
         # what a warm cache keeps of the step's registrations is what its record registers, and each registration
         # the hub builds without validation validates back to itself
-        assert result.write.registrations == registrations(result.write.state, record)
-        assert all(Registration.model_validate_json(r.model_dump_json()) == r for r in result.write.registrations)
+        registered = registrations(result.write.state, record)
+        assert result.write.registrations.all() == registered
+        assert all(Registration.model_validate_json(r.model_dump_json()) == r for r in registered)
+        # what it sends (worked out from the identities of the events it took in, warm or cold) is what the record
+        # registers and the previous version's did not say
+        before = registrations(stored.state, previous) if stored is not None and previous is not None else []
+        assert result.references == (register_messages(newly_said(before, registered)) if record.booking else [])
         # without the re-send (exactly-once) the version carries exactly the copies it took in: a copy is carried once
         applied = [copy["fingerprint"] for copy in orjson.loads(result.status)["applied"]]
         assert len(applied) == result.applied and set(applied) <= {Copy.of(event).fingerprint for _, event in part}
@@ -180,6 +199,32 @@ def test_stepping_the_same_items_again_emits_no_new_version_and_without_the_rese
     copies = list({copy.fingerprint: copy for copy in (Copy.of(event) for _, event in again)}.values())
     assert resent.status == encode_status(record, copies)
     assert resent.documents == settlement_messages(None, record) and resent.claims == claim_messages(None, record)
+
+
+@PROPERTY
+@given(events=journeys, data=st.data())
+def test_each_version_sends_what_its_record_registers_and_the_previous_did_not_say(
+    events: list[HubEvent], data: st.DataObject
+) -> None:
+    """The journeys with most copies naming a container as well (so that, revision by revision, the winning copy of
+    an event comes to name or stop naming references, and its identity comes and goes), in any order and split,
+    warm or cold: each version's registrations are worked out from the identities of the copies it took in only,
+    and must be what its whole record registers, and what it sends what the previous version's did not say."""
+    named = [CarrierReference(kind="container", value="MSCU1234566")]
+    copies = [e.model_copy(update={"references": named}) if data.draw(st.booleans(), label="named") else e for e in events]
+    warm = data.draw(st.booleans(), label="warm")
+    stored: Stored | None = None
+    previous: ShipmentRecord | None = None
+    for part in split(data, arrivals(data, copies)):
+        result = step(stored, part)
+        if result.write is None:
+            continue
+        state, record = result.write.state, result.write.record
+        registered = registrations(state, record)
+        assert result.write.registrations.all() == registered
+        before = registrations(stored.state, previous) if stored is not None and previous is not None else []
+        assert result.references == (register_messages(newly_said(before, registered)) if record.booking else [])
+        stored, previous = after(stored, result, warm), record
 
 
 # --- examples -------------------------------------------------------------------------------------------------------
