@@ -162,14 +162,17 @@ class Reusable:
     (streams.projection decides which): the legs named, each with the refusals of its documents; the money (the
     settlement and every charge) when `money`; the claims, unmatched claim updates and discrepancies when `claims`;
     the custody entries of the legs kept when `custody` (the handovers are the same); the emissions statement when
-    `emissions`. The record must come from the same booking and authority."""
+    `emissions`; the trade parts whose inputs are not among `kinds` and `keys` (streams.trade). The record must come
+    from the same booking and authority."""
 
     record: ShipmentRecord
     legs: frozenset[int]
     money: bool
     claims: bool
     custody: bool
-    emissions: bool = False  # the emissions statement (its refusals are read from the events every time)
+    emissions: bool  # the emissions statement (its refusals are read from the events every time)
+    kinds: frozenset[type[HubEvent]]  # the kinds of every version of an event taken in since `record`
+    keys: frozenset[str]  # the keys of those events
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
@@ -235,7 +238,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
-        ), live, authority, state.release)
+        ), live, kinds, authority, state.release)
 
     plan = booking.payload
     rejected: list[Rejected] = []
@@ -364,7 +367,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         updated_at=updated_at,
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority, state.release, reuse.record if reuse is not None else None)
+    ), live, kinds, authority, state.release, reuse)
 
 
 _Kind = TypeVar("_Kind", bound=HubEvent)

@@ -4,8 +4,8 @@
 copies cannot have touched and hands them to `project` to take as they are. A tracking report recomputes its own
 leg; a leg's waybill its leg; a charge its leg and the money; a carrier's answer its leg; a handover the leg it
 leaves, the custody and the claims; cover every leg and the claims; a rate the money and the claims; an emissions
-report the emissions statement. What is read
-from the events every time is cheap (counts, refusals, the booking's status, the through document). Only a booking
+report the emissions statement; each trade part (customs, the credit, the verifications, the release) only when one
+of its inputs changes (streams.trade). What is read from the events every time is cheap (counts, refusals, the booking's status, the through document). Only a booking
 projects the record from scratch.
 
 Pure, like the merge: the hypothesis property in tests/unit/streams/test_projection.py holds it equal to a full
@@ -79,4 +79,7 @@ def _reusable(
     last = len(plan.legs)
     if last in legs:
         claims = False  # the last leg's delivery opens delay claims and counts packages
-    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions)
+    return Reusable(
+        previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
+        frozenset(type(event) for event in touched), frozenset(event.key for event in touched),
+    )
