@@ -14,8 +14,9 @@ Nothing here does I/O or imports a stream framework.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping, TypeVar, cast
@@ -84,6 +85,9 @@ class ShipmentState:
     # the release the hub issued: its own fact, set by the merge step on the version that first issues it
     # (streams.release.issue) and never by an event, so it stands whatever is retracted or arrives later
     release: ReleaseRecord | None = None
+    # not state: what `project` worked out of these very copies, for the next version to start from
+    # (streams.projection.advance); a new state (a copy taken in, a release issued) starts without it
+    memo: Memo = field(default_factory=lambda: Memo(), init=False, repr=False, compare=False)
 
     @property
     def version(self) -> int:
@@ -93,6 +97,29 @@ class ShipmentState:
         """Every copy of one event, lowest rank first, the winner last."""
         winner = self.copies.get(key)
         return self.superseded.get(key, ()) + ((winner,) if winner else ())
+
+
+Entry = tuple[tuple[datetime, str], HubEvent, Rejected | None]  # (event time, key), the event, its owner refusal
+Verdict = tuple[Rejected | None, int, int | None]  # its entitlement refusal, its place (_JOURNEY...), its leg
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A state's winning copies as `project` reads them: the live and owner-refused ones in event order (`entries`,
+    each with the refusal of `_not_the_owner` under `operator`), the keys of the retracted ones, and where each live
+    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg)."""
+
+    operator: Operator | None
+    entries: list[Entry]
+    at: dict[str, tuple[datetime, str]]  # each entry's place in the order, by event key
+    retracted: frozenset[str]
+    plan: BookingPayload | None = None
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+
+@dataclass
+class Memo:
+    classified: Classified | None = None
 
 
 class MisroutedEvent(ValueError):
@@ -173,26 +200,25 @@ class Reusable:
     emissions: bool  # the emissions statement (its refusals are read from the events every time)
     kinds: frozenset[type[HubEvent]]  # the kinds of every version of an event taken in since `record`
     keys: frozenset[str]  # the keys of those events
+    classified: Classified | None = None  # how the earlier state's copies were classified, if it was projected
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
     """The record the winning copies add up to. Deterministic: no choice depends on arrival order.
     `authority` says which MTO owns the shipment id: only its bookings count, whenever they arrive.
     `reuse` names parts of an earlier record to take as they are instead of computing them again."""
-    every = sorted(
-        (copy.event for copy in state.copies.values() if not copy.event.retracted),
-        key=lambda e: (e.occurred_at, e.key),
-    )
-    retracted = sum(1 for copy in state.copies.values() if copy.event.retracted)
     operator = authority.operator(state.shipment_id)
+    prior = reuse.classified if reuse is not None else None
+    classified = _classified(state, operator, prior, reuse.keys if reuse is not None else frozenset())
+    every = [event for _, event, _ in classified.entries]
+    retracted = len(classified.retracted)
     not_owners: list[Rejected] = []
     live: list[HubEvent] = []
-    for event in every:
-        refusal = _not_the_owner(event, state.shipment_id, operator)
+    for _, event, refusal in classified.entries:
         if refusal is None:
             live.append(event)
         else:
-            not_owners.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
+            not_owners.append(refusal)
     # with the MTO's require_verified_parties (the trusted verifiers' findings in `identities`), a booking naming an
     # unverified party waits, listed with the reason, and so does a payout to an unverified carrier
     strict = operator is not None and operator.require_verified
@@ -247,26 +273,27 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     incidents: list[tuple[int | None, TrackingEvent]] = []
     journey_settlements: list[SettlementEvent] = []
     refused_keys: set[str] = set()
+    known = prior.verdicts if prior is not None and prior.plan is plan else {}
+    verdicts: dict[str, Verdict] = {}
     for event in live:
-        refusal = _not_entitled(event, plan)
+        key = event.key
+        verdict = known.get(key) if reuse is not None and key not in reuse.keys else None
+        verdicts[key] = refusal, place, leg = verdict or _verdict(event, plan)
         if refusal is not None:
-            rejected.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
-            refused_keys.add(event.key)
-            continue
-        if _shipment_level(event):
-            continue
-        if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
-            journey_settlements.append(event)  # the MTO's own charges for the whole journey
-            continue
-        leg = leg_of(event, plan)
-        if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
-            incidents.append((leg, event))  # an incident no leg can be found for is a not-localised one
+            rejected.append(refusal)
+            refused_keys.add(key)
+        elif place == _JOURNEY_SETTLEMENT:
+            journey_settlements.append(event)  # type: ignore[arg-type]  # the MTO's own charges for the journey
+        elif place == _INCIDENT:
+            incidents.append((leg, event))  # type: ignore[arg-type]  # no leg found: a not-localised incident
+            if leg is not None:
+                per_leg[leg].append(event)
+        elif place == _ON_A_LEG:
             if leg is None:
-                continue
-        if leg is None:
-            unplaced.append(event.key)
-        else:
-            per_leg[leg].append(event)
+                unplaced.append(key)
+            else:
+                per_leg[leg].append(event)
+    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts)
 
     cover = policy.policy_number if policy else None
     placed, unplaced_handovers = handovers(
@@ -368,6 +395,63 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         carrier_invoices=invoices.records,
         emissions=emissions,
     ), live, kinds, authority, state.release, reuse)
+
+
+def _classified(state: ShipmentState, operator: Operator | None, prior: Classified | None, keys: frozenset[str]) -> Classified:
+    """The entries of `state`'s winning copies; from `prior`, those of an earlier state under the same operator, when
+    the copies of `keys` are all that differ."""
+    if prior is None or prior.operator is not operator:
+        at: dict[str, tuple[datetime, str]] = {}
+        entries: list[Entry] = []
+        retracted: set[str] = set()
+        for key, copy in state.copies.items():
+            if copy.event.retracted:
+                retracted.add(key)
+            else:
+                at[key] = (copy.event.occurred_at, key)
+                entries.append((at[key], copy.event, _owner_refusal(copy.event, state.shipment_id, operator)))
+        entries.sort(key=lambda entry: entry[0])
+        classified = Classified(operator, entries, at, frozenset(retracted))
+    else:
+        entries, at, retracted = list(prior.entries), dict(prior.at), set(prior.retracted)
+        for key in keys:  # each has a winner (a retraction wins over every other copy: it stays retracted)
+            was = at.pop(key, None)
+            if was is not None:
+                del entries[bisect_left(entries, (was,))]
+            copy = state.copies[key]
+            if copy.event.retracted:
+                retracted.add(key)
+            else:
+                at[key] = (copy.event.occurred_at, key)
+                insort(entries, (at[key], copy.event, _owner_refusal(copy.event, state.shipment_id, operator)))
+        classified = Classified(operator, entries, at, frozenset(retracted))
+    state.memo.classified = classified
+    return classified
+
+
+def _owner_refusal(event: HubEvent, shipment_id: str, operator: Operator | None) -> Rejected | None:
+    refusal = _not_the_owner(event, shipment_id, operator)
+    return None if refusal is None else Rejected.built(event=event.key, reason=refusal, kind="not_entitled")
+
+
+# where a live event goes once the booking is known (streams.merge.project)
+_JOURNEY, _JOURNEY_SETTLEMENT, _INCIDENT, _ON_A_LEG = range(4)
+
+
+def _verdict(event: HubEvent, plan: BookingPayload) -> Verdict:
+    """Whether `event`'s source may say it under `plan`, and where it goes: the whole journey, the MTO's own charges
+    for it, an actual incident (on its leg, if one is found) or its leg (None: it awaits placement)."""
+    refusal = _not_entitled(event, plan)
+    if refusal is not None:
+        return Rejected.built(event=event.key, reason=refusal, kind="not_entitled"), _JOURNEY, None
+    if _shipment_level(event):
+        return None, _JOURNEY, None
+    if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
+        return None, _JOURNEY_SETTLEMENT, None
+    leg = leg_of(event, plan)
+    if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
+        return None, _INCIDENT, leg
+    return None, _ON_A_LEG, leg
 
 
 _Kind = TypeVar("_Kind", bound=HubEvent)

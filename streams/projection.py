@@ -81,5 +81,5 @@ def _reusable(
         claims = False  # the last leg's delivery opens delay claims and counts packages
     return Reusable(
         previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
-        frozenset(type(event) for event in touched), frozenset(event.key for event in touched),
+        frozenset(type(event) for event in touched), frozenset(event.key for event in touched), before.memo.classified,
     )
