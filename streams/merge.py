@@ -46,6 +46,7 @@ from schemas.events import (
 from schemas.record import (
     BookingState,
     ChargeRecord,
+    DocumentRecord,
     HandoverRecord,
     InsuranceRecord,
     LegRecord,
@@ -107,7 +108,8 @@ Verdict = tuple[Rejected | None, int, int | None]  # its entitlement refusal, it
 class Classified:
     """A state's winning copies as `project` reads them: the live and owner-refused ones in event order (`entries`,
     each with the refusal of `_not_the_owner` under `operator`), the keys of the retracted ones, and where each live
-    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg)."""
+    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg), and the
+    through documents under it."""
 
     operator: Operator | None
     entries: list[Entry]
@@ -115,6 +117,7 @@ class Classified:
     retracted: frozenset[str]
     plan: BookingPayload | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    through: tuple[list[DocumentRecord], list[Rejected]] | None = None  # the through documents and their refusals
 
 
 @dataclass
@@ -214,9 +217,11 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     retracted = len(classified.retracted)
     not_owners: list[Rejected] = []
     live: list[HubEvent] = []
-    for _, event, refusal in classified.entries:
+    keyed: list[tuple[str, HubEvent]] = []  # the live events with their keys
+    for (_, key), event, refusal in classified.entries:
         if refusal is None:
             live.append(event)
+            keyed.append((key, event))
         else:
             not_owners.append(refusal)
     # with the MTO's require_verified_parties (the trusted verifiers' findings in `identities`), a booking naming an
@@ -229,12 +234,19 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     updated_at = max((e.recorded_at for e in every), default=None)
     insurance = kinds[InsuranceEvent]
     policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
-    through_documents, document_rejections = documents(
-        (e for e in _of(kinds, WaybillEvent) if e.payload.leg is None),
-        booking.payload.shipper.party_id if booking else None,
-    )
-    document_rejections += not_owners + held_bookings
-    if booking is None:
+    plan = booking.payload if booking is not None else None
+    if (
+        reuse is not None and prior is not None and prior.through is not None
+        and prior.operator is operator and prior.plan is plan and WaybillEvent not in reuse.kinds
+    ):
+        through_documents, document_rejections = prior.through  # the same through document events, the same shipper
+    else:
+        through_documents, document_rejections = documents(
+            (e for e in _of(kinds, WaybillEvent) if e.payload.leg is None), plan.shipper.party_id if plan else None
+        )
+    through_parts = (through_documents, document_rejections)
+    document_rejections = document_rejections + not_owners + held_bookings
+    if booking is None or plan is None:
         return with_trade_parts(ShipmentRecord.built(
             shipment_id=state.shipment_id,
             version=state.version,
@@ -264,9 +276,14 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
+            customs=[],
+            verifications=[],
+            letter_of_credit=None,
+            release=None,  # the trade parts: streams.trade
+            carrier_invoices=[],
+            emissions=None,
         ), live, kinds, authority, state.release)
 
-    plan = booking.payload
     rejected: list[Rejected] = []
     per_leg: dict[int, list[HubEvent]] = defaultdict(list)
     unplaced: list[str] = []
@@ -275,8 +292,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     refused_keys: set[str] = set()
     known = prior.verdicts if prior is not None and prior.plan is plan else {}
     verdicts: dict[str, Verdict] = {}
-    for event in live:
-        key = event.key
+    for key, event in keyed:
         verdict = known.get(key) if reuse is not None and key not in reuse.keys else None
         verdicts[key] = refusal, place, leg = verdict or _verdict(event, plan)
         if refusal is not None:
@@ -293,7 +309,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
                 unplaced.append(key)
             else:
                 per_leg[leg].append(event)
-    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts)
+    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts, through=through_parts)
 
     cover = policy.policy_number if policy else None
     placed, unplaced_handovers = handovers(
@@ -310,8 +326,8 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             rejected += [r for r in reuse.record.rejected if r.event in documented]
             continue
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed)
-        legs.append(_answered(leg_record, answers.get(sequence)))
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence))
+        legs.append(leg_record)
         rejected += refused
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
@@ -392,6 +408,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
         updated_at=updated_at,
+        customs=[],
+        verifications=[],
+        letter_of_credit=None,
+        release=None,  # the trade parts: streams.trade
         carrier_invoices=invoices.records,
         emissions=emissions,
     ), live, kinds, authority, state.release, reuse)
@@ -557,13 +577,6 @@ def _carrier_answers(plan: BookingPayload, live: list[HubEvent], rejected: list[
     return answers
 
 
-def _answered(leg: LegRecord, answer: BookingStatusEvent | None) -> LegRecord:
-    if answer is None:
-        return leg
-    response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
-    return leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key})
-
-
 def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None) -> str | None:
     """Why `event` may not be said by its source, if only the MTO that owns the shipment id may say it.
 
@@ -717,13 +730,20 @@ def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int)
 
 
 def _leg(
-    sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None, handed: list[HandoverRecord]
+    sequence: int,
+    plan: BookingPayload,
+    events: list[HubEvent],
+    cover: str | None,
+    handed: list[HandoverRecord],
+    answer: BookingStatusEvent | None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
-    consignee: delivered), so the leg, the custody and the shipment status never disagree."""
+    consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
+    carrier's latest answer to the booking."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
+    made = {event.key: _milestone(event, planned.origin, planned.destination) for event in tracking}
 
     # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
     # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
@@ -735,14 +755,14 @@ def _leg(
         held = chosen.get(slot)
         if held is None or _better(event, held):
             chosen[slot] = event
-    reported = {(m.status, m.classifier): m for m in (_milestone(e, planned.origin, planned.destination) for e in chosen.values())}
+    reported = {(m.status, m.classifier): m for m in (made[e.key] for e in chosen.values())}
     for handover in handed:
         passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
         earlier = reported.get((passed, "ACT"))
         if earlier is None or handover.at < earlier.at:  # at the same instant the carrier's own report stands
             reported[(passed, "ACT")] = Milestone.built(
                 status=passed, classifier="ACT", at=handover.at, location=handover.location,
-                raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by,
+                raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by, transactions=[],
             )
     milestones = sorted(reported.values(), key=lambda m: (PRECEDENCE[m.status], m.classifier, m.at, m.set_by))
     actual = [m for m in milestones if m.classifier == "ACT"]
@@ -756,10 +776,7 @@ def _leg(
             found.update({m.classifier: m.at for m in milestones if m.status == wanted})
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
-    reports = sorted(
-        (_milestone(e, planned.origin, planned.destination) for e in tracking),
-        key=lambda m: (m.at, m.set_by),
-    )
+    reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
     leg_documents, refused = documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
     record = LegRecord.built(
         sequence=sequence,
@@ -776,6 +793,8 @@ def _leg(
         unmapped=[m for m in reports if m.status == "unknown"],
         documents=leg_documents,
         charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
+        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
+        carrier_response_set_by=answer.key if answer is not None else None,
         cover=cover,
     )
     return record, refused
