@@ -29,6 +29,7 @@ from schemas.events import (
     BookingStatusEvent,
     CarrierInvoiceEvent,
     ClaimUpdate,
+    EmissionsEvent,
     HandoverEvent,
     HubEvent,
     IdentityEvent,
@@ -247,7 +248,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     through_parts = (through_documents, document_rejections)
     document_rejections = document_rejections + not_owners + held_bookings
     if booking is None or plan is None:
-        return with_trade_parts(ShipmentRecord.built(
+        return with_trade_parts(dict(
             shipment_id=state.shipment_id,
             version=state.version,
             status="awaiting_booking",
@@ -282,7 +283,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             release=None,  # the trade parts: streams.trade
             carrier_invoices=[],
             emissions=None,
-        ), live, kinds, authority, state.release)
+        ), live, kinds, authority, operator, state.release)
 
     rejected: list[Rejected] = []
     per_leg: dict[int, list[HubEvent]] = defaultdict(list)
@@ -372,12 +373,13 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
+    reports = kinds[EmissionsEvent]
     if reuse is not None and reuse.emissions and reuse.record.emissions is not None:
-        emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, live)
+        emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, reports)
     else:
-        emissions, refused_reports = journey_emissions(plan, live)
+        emissions, refused_reports = journey_emissions(plan, reports)
     rejected += refused_reports
-    return with_trade_parts(ShipmentRecord.built(
+    return with_trade_parts(dict(
         shipment_id=state.shipment_id,
         version=state.version,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
@@ -414,7 +416,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         release=None,  # the trade parts: streams.trade
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, kinds, authority, state.release, reuse)
+    ), live, kinds, authority, operator, state.release, reuse)
 
 
 def _classified(state: ShipmentState, operator: Operator | None, prior: Classified | None, keys: frozenset[str]) -> Classified:

@@ -31,8 +31,8 @@ from schemas.events import (
     PresentationEvent,
     WaybillEvent,
 )
-from schemas.record import LetterOfCreditRecord, PartyVerification, Rejected, ReleaseRecord, SettlementRecord, ShipmentRecord
-from streams.authority import Authority
+from schemas.record import InsuranceRecord, LetterOfCreditRecord, PartyVerification, Rejected, ReleaseRecord, SettlementRecord, ShipmentRecord
+from streams.authority import Authority, Operator
 from streams.credit import letter_of_credit
 from streams.customs import customs
 from streams.identity import findings, verifications
@@ -46,17 +46,19 @@ _CREDIT = (CreditTermsEvent, CommercialInvoiceEvent, PresentationEvent)
 
 
 def with_trade_parts(
-    record: ShipmentRecord,
+    fields: Mapping[str, Any],
     live: Sequence[HubEvent],
     kinds: Kinds,
     authority: Authority,
+    operator: Operator | None,
     issued: ReleaseRecord | None = None,
     reuse: Reusable | None = None,
 ) -> ShipmentRecord:
-    """`record` with its trade parts, and the trade events they refuse added to its refusals; `live` are the live
-    events in event order, `kinds` the same by kind; `issued` is the release the hub has issued (the state's own
-    fact), which stands. `reuse` names an earlier record and what changed since: the parts whose inputs did not change
-    are taken from it (see the module's docstring)."""
+    """The record of `fields` (every field of a ShipmentRecord, in order) with its trade parts, and the trade events
+    they refuse added to its refusals; `live` are the live events in event order, `kinds` the same by kind,
+    `operator` the shipment's MTO in `authority`; `issued` is the release the hub has issued (the state's own fact),
+    which stands. `reuse` names an earlier record and what changed since: the parts whose inputs did not change are
+    taken from it (see the module's docstring)."""
     previous = reuse.record if reuse is not None else None
     changed = reuse.kinds if reuse is not None else frozenset()
     times: dict[str, datetime] = {}
@@ -68,8 +70,8 @@ def with_trade_parts(
 
     parts: dict[str, Any] = {}
 
-    def staged() -> ShipmentRecord:  # the record with the parts so far, for a part that reads them
-        return _with(record, **parts)
+    def staged() -> ShipmentRecord:  # the record with the parts so far, for a part that reads them (and the last)
+        return ShipmentRecord.built(**{**fields, **parts})  # the parts keep their places in `fields`
 
     kept_from: list[type[HubEvent]] = []  # the kinds of event whose refusals are the previous record's
     refused: list[Rejected] = []
@@ -84,12 +86,12 @@ def with_trade_parts(
         parts["letter_of_credit"], kept_from = previous.letter_of_credit, [*kept_from, *_CREDIT]
     else:
         parts["letter_of_credit"], credit_refused = letter_of_credit(
-            record, _of(kinds, CreditTermsEvent), _of(kinds, CommercialInvoiceEvent), _of(kinds, PresentationEvent),
+            staged(), _of(kinds, CreditTermsEvent), _of(kinds, CommercialInvoiceEvent), _of(kinds, PresentationEvent),
             authority, occurred(),
         )
         refused += credit_refused
     now = live[-1].occurred_at if live else None
-    if previous is not None and IdentityEvent not in changed and _same_parties(previous, parts["letter_of_credit"], record):
+    if previous is not None and IdentityEvent not in changed and _same_parties(previous, parts["letter_of_credit"], fields["insurance"]):
         kept_from.append(IdentityEvent)
         parties = previous.verifications
         if not _standing_holds(parties, now):  # a finding lapsed, or came back in force, since
@@ -99,15 +101,14 @@ def with_trade_parts(
         parties = verifications(staged(), found, now)
         refused += identity_refused
     parts["verifications"] = parties
-    operator = authority.operator(record.shipment_id)
     strict = operator is not None and operator.require_verified
-    if reuse is not None and _release_holds(reuse, record.settlement, parts, issued, strict):
+    if reuse is not None and _release_holds(reuse, fields["settlement"], parts, issued, strict):
         parts["release"] = reuse.record.release
     else:
         parts["release"] = release(staged(), operator, occurred(), issued)
     refused += _refusals_of(previous, kinds, kept_from)
     if refused:
-        parts["rejected"] = sorted(record.rejected + refused, key=lambda r: r.event)
+        parts["rejected"] = sorted(fields["rejected"] + refused, key=lambda r: r.event)
     return staged()
 
 
@@ -115,17 +116,17 @@ def _of(kinds: Kinds, kind: type[Any]) -> list[Any]:
     return cast(list[Any], kinds.get(kind, []))
 
 
-def _same_parties(previous: ShipmentRecord, credit: LetterOfCreditRecord | None, record: ShipmentRecord) -> bool:
-    """Whether `record` (of the same booking as `previous`) with the letter of credit `credit` names the same parties
-    in the same relations (streams.sharing.relations): the cover's insurer and the credit's bank are all that may
-    differ."""
-    def insurer(r: ShipmentRecord) -> str | None:
-        return r.insurance.policy.insurer if r.insurance.policy else None
+def _same_parties(previous: ShipmentRecord, credit: LetterOfCreditRecord | None, insurance: InsuranceRecord) -> bool:
+    """Whether a record of the same booking as `previous` with the letter of credit `credit` and the `insurance` names
+    the same parties in the same relations (streams.sharing.relations): the cover's insurer and the credit's bank are
+    all that may differ."""
+    def insurer(cover: InsuranceRecord) -> str | None:
+        return cover.policy.insurer if cover.policy else None
 
     def bank(c: LetterOfCreditRecord | None) -> str | None:
         return c.terms.issuing_bank if c else None
 
-    return insurer(previous) == insurer(record) and bank(previous.letter_of_credit) == bank(credit)
+    return insurer(previous.insurance) == insurer(insurance) and bank(previous.letter_of_credit) == bank(credit)
 
 
 def _standing_holds(kept: list[PartyVerification], now: datetime | None) -> bool:
@@ -170,10 +171,3 @@ def _refusals_of(previous: ShipmentRecord | None, kinds: Kinds, kept_from: list[
         return []
     keys = {event.key for kind in kept_from for event in kinds.get(kind, ())}
     return [r for r in previous.rejected if r.event in keys] if keys else []
-
-
-def _with(record: ShipmentRecord, **parts: Any) -> ShipmentRecord:
-    """`record` with `parts` replaced, built as it is (every part is hub-built from validated data), in the field
-    order of `record` (pydantic's `model_copy` costs several times as much on the hot path)."""
-    return ShipmentRecord.built(**{**record.__dict__, **parts})
-
