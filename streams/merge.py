@@ -109,8 +109,8 @@ Verdict = tuple[Rejected | None, int, int | None]  # its entitlement refusal, it
 class Classified:
     """A state's winning copies as `project` reads them: the live and owner-refused ones in event order (`entries`,
     each with the refusal of `_not_the_owner` under `operator`), the keys of the retracted ones, and where each live
-    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg), and the
-    through documents under it."""
+    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg), the through
+    documents and the milestone of each tracking report of a leg under it."""
 
     operator: Operator | None
     entries: list[Entry]
@@ -119,6 +119,7 @@ class Classified:
     plan: BookingPayload | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     through: tuple[list[DocumentRecord], list[Rejected]] | None = None  # the through documents and their refusals
+    milestones: dict[str, Milestone] = field(default_factory=dict)  # each tracking report's, on its leg
 
 
 @dataclass
@@ -292,6 +293,9 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     journey_settlements: list[SettlementEvent] = []
     refused_keys: set[str] = set()
     known = prior.verdicts if prior is not None and prior.plan is plan else {}
+    milestones = dict(prior.milestones) if prior is not None and prior.plan is plan and reuse is not None else {}
+    for key in reuse.keys if reuse is not None else ():
+        milestones.pop(key, None)  # a new copy of a report: its milestone again
     verdicts: dict[str, Verdict] = {}
     for key, event in keyed:
         verdict = known.get(key) if reuse is not None and key not in reuse.keys else None
@@ -310,7 +314,6 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
                 unplaced.append(key)
             else:
                 per_leg[leg].append(event)
-    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts, through=through_parts)
 
     cover = policy.policy_number if policy else None
     placed, unplaced_handovers = handovers(
@@ -327,9 +330,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             rejected += [r for r in reuse.record.rejected if r.event in documented]
             continue
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence))
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones)
         legs.append(leg_record)
         rejected += refused
+    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts, through=through_parts, milestones=milestones)
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
         plan, legs, _of(kinds, CarrierInvoiceEvent), _of(kinds, InvoiceVerificationEvent), operator, authority.seller_ids,
@@ -738,14 +742,19 @@ def _leg(
     cover: str | None,
     handed: list[HandoverRecord],
     answer: BookingStatusEvent | None,
+    cache: dict[str, Milestone],
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
     consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
-    carrier's latest answer to the booking."""
+    carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
+    key (those it lacks are made and added)."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
-    made = {event.key: _milestone(event, planned.origin, planned.destination) for event in tracking}
+    made: dict[str, Milestone] = {}
+    for event in tracking:
+        key = event.key
+        made[key] = cache.get(key) or cache.setdefault(key, _milestone(event, planned.origin, planned.destination))
 
     # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
     # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
@@ -757,7 +766,7 @@ def _leg(
         held = chosen.get(slot)
         if held is None or _better(event, held):
             chosen[slot] = event
-    reported = {(m.status, m.classifier): m for m in (made[e.key] for e in chosen.values())}
+    reported: dict[tuple[str, str], Milestone] = {(m.status, m.classifier): m for m in (made[e.key] for e in chosen.values())}
     for handover in handed:
         passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
         earlier = reported.get((passed, "ACT"))
@@ -772,10 +781,14 @@ def _leg(
     status: LegStatus = furthest.status if furthest else "planned"  # type: ignore[assignment]
 
     def times(statuses: tuple[str, ...], planned_at: datetime | None) -> Times:
-        # The first status in `statuses` that has a report of a classifier gives that classifier's time.
+        # The first status in `statuses` that has a report of a classifier gives that classifier's time (one report
+        # per status and classifier: `reported`).
         found: dict[str, datetime] = {}
-        for wanted in reversed(statuses):
-            found.update({m.classifier: m.at for m in milestones if m.status == wanted})
+        for wanted in statuses:
+            for classifier in ("PLN", "EST", "ACT"):
+                report = reported.get((wanted, classifier))
+                if report is not None and classifier not in found:
+                    found[classifier] = report.at
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
     reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))

@@ -50,7 +50,8 @@ def _reusable(
     plan = previous.booking
     # every version of an event the new copies touch: the winner before (its effects go) and the winner now
     touched: list[HubEvent] = []
-    for key in {copy.event.key for copy in new_copies}:
+    keys = frozenset(copy.event.key for copy in new_copies)
+    for key in keys:
         for held in (before.copies.get(key), after.copies.get(key)):
             if held is not None:
                 touched.append(held.event)
@@ -65,10 +66,9 @@ def _reusable(
             continue  # are read from the events every time
         if isinstance(event, (TrackingEvent, SettlementEvent, WaybillEvent)):
             legs.add(leg_of(event, plan))
-        # an invoice or its verification may hold or free a payout (streams.invoices): the money again
-        money &= not isinstance(event, (*MONEY_EVENTS, CarrierInvoiceEvent, InvoiceVerificationEvent))
+        money &= not isinstance(event, _MONEY_INPUTS)
         claims &= not (
-            isinstance(event, (HandoverEvent, InsuranceEvent, RateEvent))
+            isinstance(event, _CLAIM_INPUTS)
             or isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS
         )
         if isinstance(event, HandoverEvent):
@@ -81,5 +81,11 @@ def _reusable(
         claims = False  # the last leg's delivery opens delay claims and counts packages
     return Reusable(
         previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
-        frozenset(type(event) for event in touched), frozenset(event.key for event in touched), before.memo.classified,
+        frozenset(type(event) for event in touched), keys, before.memo.classified,
     )
+
+
+# an invoice or its verification may hold or free a payout (streams.invoices); a handover, cover or a rate changes
+# the claims
+_MONEY_INPUTS = (*MONEY_EVENTS, CarrierInvoiceEvent, InvoiceVerificationEvent)
+_CLAIM_INPUTS = (HandoverEvent, InsuranceEvent, RateEvent)
