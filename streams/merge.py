@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping, TypeVar, cast
@@ -323,17 +323,24 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     legs: list[LegRecord] = []
     for planned in plan.legs:
         sequence = planned.sequence
-        if reuse is not None and sequence in reuse.legs:
-            kept = reuse.record.legs[sequence - 1]
-            legs.append(kept)
+        papers: tuple[list[DocumentRecord], list[Rejected]] | None = None
+        if reuse is not None and (sequence in reuse.legs or WaybillEvent not in reuse.kinds):
+            # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
             documented = {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
-            rejected += [r for r in reuse.record.rejected if r.event in documented]
-            continue
+            papers = reuse.record.legs[sequence - 1].documents, [r for r in reuse.record.rejected if r.event in documented]
+            if sequence in reuse.legs:
+                legs.append(reuse.record.legs[sequence - 1])
+                rejected += papers[1]
+                continue
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones)
+        leg_record, refused = _leg(
+            sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, papers
+        )
         legs.append(leg_record)
         rejected += refused
-    state.memo.classified = replace(classified, plan=plan, verdicts=verdicts, through=through_parts, milestones=milestones)
+    state.memo.classified = Classified(
+        classified.operator, classified.entries, classified.at, classified.retracted, plan, verdicts, through_parts, milestones
+    )
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
         plan, legs, _of(kinds, CarrierInvoiceEvent), _of(kinds, InvoiceVerificationEvent), operator, authority.seller_ids,
@@ -743,12 +750,14 @@ def _leg(
     handed: list[HandoverRecord],
     answer: BookingStatusEvent | None,
     cache: dict[str, Milestone],
+    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
     consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
     carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
-    key (those it lacks are made and added)."""
+    key (those it lacks are made and added); `papers`, the leg's documents and their refusals when its waybill events
+    are those of an earlier record's leg."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
     made: dict[str, Milestone] = {}
@@ -792,7 +801,7 @@ def _leg(
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
     reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
-    leg_documents, refused = documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
+    leg_documents, refused = papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
     record = LegRecord.built(
         sequence=sequence,
         mode=planned.mode,
