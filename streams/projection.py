@@ -5,8 +5,10 @@ copies cannot have touched and hands them to `project` to take as they are. A tr
 leg; a leg's waybill its leg; a charge its leg and the money; a carrier's answer its leg; a handover the leg it
 leaves, the custody and the claims; cover every leg and the claims; a rate the money and the claims; an emissions
 report the emissions statement; each trade part (customs, the credit, the verifications, the release) only when one
-of its inputs changes (streams.trade). What is read from the events every time is cheap (counts, refusals, the booking's status, the through document). Only a booking
-projects the record from scratch.
+of its inputs changes (streams.trade). How each copy of the earlier state was classified (event order, refusals, leg),
+its through documents and its reports' milestones are kept beside that state (`ShipmentState.memo`): only the new
+copies are classified again. What is read from the events every time is cheap (counts, the booking's status). Only a
+booking projects the record from scratch.
 
 Pure, like the merge: the hypothesis property in tests/unit/streams/test_projection.py holds it equal to a full
 `project` for every generated journey, order, split into batches and duplication.
