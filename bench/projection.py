@@ -1,6 +1,6 @@
 """CPU per event of the merge's hot path, project plus encode, at the bench's shape, without Kafka.
 
-    python -m bench.projection [--full] [--shipments N --events-per-shipment K] [--profile]
+    python -m bench.projection [--full] [--shipments N --events-per-shipment K] [--template JSONL] [--profile]
 
 Replays the workload (bench/workload.py) in publish-order batches of MMHUB_BATCH_MAX messages, as the worker
 sees them, with every shipment's state and record kept warm between versions (no decode of stored state: a warm
@@ -9,7 +9,9 @@ shipment is never decoded). Per version it times, in CPU seconds of this thread:
 scratch), `encode_state` and `encode_status`; and, apart, `decode_state` of the bytes it wrote, which only a
 cold shipment pays. The versions are made first; then each stage runs over all of them under one pair of
 `process_time` readings (a timer call per version would cost more than some stages). Every final record is checked
-against a full `project`. `--profile` adds pyinstrument's flat view of the record stage.
+against a full `project`. `--profile` adds pyinstrument's flat view of the record stage. `--template` takes the
+shipments' events from another journey (examples/journey-trade.jsonl: customs, identities, a letter of credit, the
+release) instead of examples/journey.jsonl.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import gc
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Callable
 
-from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, Workload, generate
+from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPMENTS, TEMPLATE, Workload, generate
 from hubconf.settings import Settings
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
@@ -95,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shipments", type=int, default=DEFAULT_SHIPMENTS)
     parser.add_argument("--events-per-shipment", type=int, default=DEFAULT_EVENTS_PER_SHIPMENT)
     parser.add_argument("--profile", action="store_true", help="also print pyinstrument's flat profile of the record stage")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the journey the shipments' events come from")
     args = parser.parse_args(argv)
 
-    workload = generate(args.shipments, args.events_per_shipment)
+    workload = generate(args.shipments, args.events_per_shipment, template=args.template)
     batch_max = Settings.from_env().batch_max
     record_of = _recorder(args.full)
     versions, final = replay(workload, record_of, batch_max)

@@ -14,6 +14,7 @@ Nothing here does I/O or imports a stream framework.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from schemas.events import (
     BookingStatusEvent,
     CarrierInvoiceEvent,
     ClaimUpdate,
+    EmissionsEvent,
     HandoverEvent,
     HubEvent,
     IdentityEvent,
@@ -45,6 +47,7 @@ from schemas.events import (
 from schemas.record import (
     BookingState,
     ChargeRecord,
+    DocumentRecord,
     HandoverRecord,
     InsuranceRecord,
     LegRecord,
@@ -84,6 +87,9 @@ class ShipmentState:
     # the release the hub issued: its own fact, set by the merge step on the version that first issues it
     # (streams.release.issue) and never by an event, so it stands whatever is retracted or arrives later
     release: ReleaseRecord | None = None
+    # not state: what `project` worked out of these very copies, for the next version to start from
+    # (streams.projection.advance); a new state (a copy taken in, a release issued) starts without it
+    memo: Memo = field(default_factory=lambda: Memo(), init=False, repr=False, compare=False)
 
     @property
     def version(self) -> int:
@@ -93,6 +99,32 @@ class ShipmentState:
         """Every copy of one event, lowest rank first, the winner last."""
         winner = self.copies.get(key)
         return self.superseded.get(key, ()) + ((winner,) if winner else ())
+
+
+Entry = tuple[tuple[datetime, str], HubEvent, Rejected | None]  # (event time, key), the event, its owner refusal
+Verdict = tuple[Rejected | None, int, int | None]  # its entitlement refusal, its place (_JOURNEY...), its leg
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A state's winning copies as `project` reads them: the live and owner-refused ones in event order (`entries`,
+    each with the refusal of `_not_the_owner` under `operator`), the keys of the retracted ones, and where each live
+    event goes under the booking `plan` (`verdicts`: its `_not_entitled` refusal, its place and its leg), the through
+    documents and the milestone of each tracking report of a leg under it."""
+
+    operator: Operator | None
+    entries: list[Entry]
+    at: dict[str, tuple[datetime, str]]  # each entry's place in the order, by event key
+    retracted: frozenset[str]
+    plan: BookingPayload | None = None
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    through: tuple[list[DocumentRecord], list[Rejected]] | None = None  # the through documents and their refusals
+    milestones: dict[str, Milestone] = field(default_factory=dict)  # each tracking report's, on its leg
+
+
+@dataclass
+class Memo:
+    classified: Classified | None = None
 
 
 class MisroutedEvent(ValueError):
@@ -162,34 +194,38 @@ class Reusable:
     (streams.projection decides which): the legs named, each with the refusals of its documents; the money (the
     settlement and every charge) when `money`; the claims, unmatched claim updates and discrepancies when `claims`;
     the custody entries of the legs kept when `custody` (the handovers are the same); the emissions statement when
-    `emissions`. The record must come from the same booking and authority."""
+    `emissions`; the trade parts whose inputs are not among `kinds` and `keys` (streams.trade). The record must come
+    from the same booking and authority."""
 
     record: ShipmentRecord
     legs: frozenset[int]
     money: bool
     claims: bool
     custody: bool
-    emissions: bool = False  # the emissions statement (its refusals are read from the events every time)
+    emissions: bool  # the emissions statement (its refusals are read from the events every time)
+    kinds: frozenset[type[HubEvent]]  # the kinds of every version of an event taken in since `record`
+    keys: frozenset[str]  # the keys of those events
+    classified: Classified | None = None  # how the earlier state's copies were classified, if it was projected
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
     """The record the winning copies add up to. Deterministic: no choice depends on arrival order.
     `authority` says which MTO owns the shipment id: only its bookings count, whenever they arrive.
     `reuse` names parts of an earlier record to take as they are instead of computing them again."""
-    every = sorted(
-        (copy.event for copy in state.copies.values() if not copy.event.retracted),
-        key=lambda e: (e.occurred_at, e.key),
-    )
-    retracted = sum(1 for copy in state.copies.values() if copy.event.retracted)
     operator = authority.operator(state.shipment_id)
+    prior = reuse.classified if reuse is not None else None
+    classified = _classified(state, operator, prior, reuse.keys if reuse is not None else frozenset())
+    every = [event for _, event, _ in classified.entries]
+    retracted = len(classified.retracted)
     not_owners: list[Rejected] = []
     live: list[HubEvent] = []
-    for event in every:
-        refusal = _not_the_owner(event, state.shipment_id, operator)
+    keyed: list[tuple[str, HubEvent]] = []  # the live events with their keys
+    for (_, key), event, refusal in classified.entries:
         if refusal is None:
             live.append(event)
+            keyed.append((key, event))
         else:
-            not_owners.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
+            not_owners.append(refusal)
     # with the MTO's require_verified_parties (the trusted verifiers' findings in `identities`), a booking naming an
     # unverified party waits, listed with the reason, and so does a payout to an unverified carrier
     strict = operator is not None and operator.require_verified
@@ -200,13 +236,20 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     updated_at = max((e.recorded_at for e in every), default=None)
     insurance = kinds[InsuranceEvent]
     policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
-    through_documents, document_rejections = documents(
-        (e for e in _of(kinds, WaybillEvent) if e.payload.leg is None),
-        booking.payload.shipper.party_id if booking else None,
-    )
-    document_rejections += not_owners + held_bookings
-    if booking is None:
-        return with_trade_parts(ShipmentRecord.built(
+    plan = booking.payload if booking is not None else None
+    if (
+        reuse is not None and prior is not None and prior.through is not None
+        and prior.operator is operator and prior.plan is plan and WaybillEvent not in reuse.kinds
+    ):
+        through_documents, document_rejections = prior.through  # the same through document events, the same shipper
+    else:
+        through_documents, document_rejections = documents(
+            (e for e in _of(kinds, WaybillEvent) if e.payload.leg is None), plan.shipper.party_id if plan else None
+        )
+    through_parts = (through_documents, document_rejections)
+    document_rejections = document_rejections + not_owners + held_bookings
+    if booking is None or plan is None:
+        return with_trade_parts(dict(
             shipment_id=state.shipment_id,
             version=state.version,
             status="awaiting_booking",
@@ -235,35 +278,42 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
             retracted_events=retracted,
             awaiting_placement=sorted(e.key for e in live if not _shipment_level(e)),
             updated_at=updated_at,
-        ), live, authority, state.release)
+            customs=[],
+            verifications=[],
+            letter_of_credit=None,
+            release=None,  # the trade parts: streams.trade
+            carrier_invoices=[],
+            emissions=None,
+        ), live, kinds, authority, operator, state.release)
 
-    plan = booking.payload
     rejected: list[Rejected] = []
     per_leg: dict[int, list[HubEvent]] = defaultdict(list)
     unplaced: list[str] = []
     incidents: list[tuple[int | None, TrackingEvent]] = []
     journey_settlements: list[SettlementEvent] = []
     refused_keys: set[str] = set()
-    for event in live:
-        refusal = _not_entitled(event, plan)
+    known = prior.verdicts if prior is not None and prior.plan is plan else {}
+    milestones = dict(prior.milestones) if prior is not None and prior.plan is plan and reuse is not None else {}
+    for key in reuse.keys if reuse is not None else ():
+        milestones.pop(key, None)  # a new copy of a report: its milestone again
+    verdicts: dict[str, Verdict] = {}
+    for key, event in keyed:
+        verdict = known.get(key) if reuse is not None and key not in reuse.keys else None
+        verdicts[key] = refusal, place, leg = verdict or _verdict(event, plan)
         if refusal is not None:
-            rejected.append(Rejected.built(event=event.key, reason=refusal, kind="not_entitled"))
-            refused_keys.add(event.key)
-            continue
-        if _shipment_level(event):
-            continue
-        if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
-            journey_settlements.append(event)  # the MTO's own charges for the whole journey
-            continue
-        leg = leg_of(event, plan)
-        if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
-            incidents.append((leg, event))  # an incident no leg can be found for is a not-localised one
+            rejected.append(refusal)
+            refused_keys.add(key)
+        elif place == _JOURNEY_SETTLEMENT:
+            journey_settlements.append(event)  # type: ignore[arg-type]  # the MTO's own charges for the journey
+        elif place == _INCIDENT:
+            incidents.append((leg, event))  # type: ignore[arg-type]  # no leg found: a not-localised incident
+            if leg is not None:
+                per_leg[leg].append(event)
+        elif place == _ON_A_LEG:
             if leg is None:
-                continue
-        if leg is None:
-            unplaced.append(event.key)
-        else:
-            per_leg[leg].append(event)
+                unplaced.append(key)
+            else:
+                per_leg[leg].append(event)
 
     cover = policy.policy_number if policy else None
     placed, unplaced_handovers = handovers(
@@ -273,16 +323,24 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     legs: list[LegRecord] = []
     for planned in plan.legs:
         sequence = planned.sequence
-        if reuse is not None and sequence in reuse.legs:
-            kept = reuse.record.legs[sequence - 1]
-            legs.append(kept)
+        papers: tuple[list[DocumentRecord], list[Rejected]] | None = None
+        if reuse is not None and (sequence in reuse.legs or WaybillEvent not in reuse.kinds):
+            # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
             documented = {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
-            rejected += [r for r in reuse.record.rejected if r.event in documented]
-            continue
+            papers = reuse.record.legs[sequence - 1].documents, [r for r in reuse.record.rejected if r.event in documented]
+            if sequence in reuse.legs:
+                legs.append(reuse.record.legs[sequence - 1])
+                rejected += papers[1]
+                continue
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed)
-        legs.append(_answered(leg_record, answers.get(sequence)))
+        leg_record, refused = _leg(
+            sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, papers
+        )
+        legs.append(leg_record)
         rejected += refused
+    state.memo.classified = Classified(
+        classified.operator, classified.entries, classified.at, classified.retracted, plan, verdicts, through_parts, milestones
+    )
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
         plan, legs, _of(kinds, CarrierInvoiceEvent), _of(kinds, InvoiceVerificationEvent), operator, authority.seller_ids,
@@ -326,12 +384,13 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
         settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
+    reports = kinds[EmissionsEvent]
     if reuse is not None and reuse.emissions and reuse.record.emissions is not None:
-        emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, live)
+        emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, reports)
     else:
-        emissions, refused_reports = journey_emissions(plan, live)
+        emissions, refused_reports = journey_emissions(plan, reports)
     rejected += refused_reports
-    return with_trade_parts(ShipmentRecord.built(
+    return with_trade_parts(dict(
         shipment_id=state.shipment_id,
         version=state.version,
         status=_shipment_status(legs, status, any(h.to_leg is None for h in placed)),
@@ -362,9 +421,70 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         retracted_events=retracted,
         awaiting_placement=sorted(unplaced + unplaced_handovers),
         updated_at=updated_at,
+        customs=[],
+        verifications=[],
+        letter_of_credit=None,
+        release=None,  # the trade parts: streams.trade
         carrier_invoices=invoices.records,
         emissions=emissions,
-    ), live, authority, state.release, reuse.record if reuse is not None else None)
+    ), live, kinds, authority, operator, state.release, reuse)
+
+
+def _classified(state: ShipmentState, operator: Operator | None, prior: Classified | None, keys: frozenset[str]) -> Classified:
+    """The entries of `state`'s winning copies; from `prior`, those of an earlier state under the same operator, when
+    the copies of `keys` are all that differ."""
+    if prior is None or prior.operator is not operator:
+        at: dict[str, tuple[datetime, str]] = {}
+        entries: list[Entry] = []
+        retracted: set[str] = set()
+        for key, copy in state.copies.items():
+            if copy.event.retracted:
+                retracted.add(key)
+            else:
+                at[key] = (copy.event.occurred_at, key)
+                entries.append((at[key], copy.event, _owner_refusal(copy.event, state.shipment_id, operator)))
+        entries.sort(key=lambda entry: entry[0])
+        classified = Classified(operator, entries, at, frozenset(retracted))
+    else:
+        entries, at, retracted = list(prior.entries), dict(prior.at), set(prior.retracted)
+        for key in keys:  # each has a winner (a retraction wins over every other copy: it stays retracted)
+            was = at.pop(key, None)
+            if was is not None:
+                del entries[bisect_left(entries, (was,))]
+            copy = state.copies[key]
+            if copy.event.retracted:
+                retracted.add(key)
+            else:
+                at[key] = (copy.event.occurred_at, key)
+                insort(entries, (at[key], copy.event, _owner_refusal(copy.event, state.shipment_id, operator)))
+        classified = Classified(operator, entries, at, frozenset(retracted))
+    state.memo.classified = classified
+    return classified
+
+
+def _owner_refusal(event: HubEvent, shipment_id: str, operator: Operator | None) -> Rejected | None:
+    refusal = _not_the_owner(event, shipment_id, operator)
+    return None if refusal is None else Rejected.built(event=event.key, reason=refusal, kind="not_entitled")
+
+
+# where a live event goes once the booking is known (streams.merge.project)
+_JOURNEY, _JOURNEY_SETTLEMENT, _INCIDENT, _ON_A_LEG = range(4)
+
+
+def _verdict(event: HubEvent, plan: BookingPayload) -> Verdict:
+    """Whether `event`'s source may say it under `plan`, and where it goes: the whole journey, the MTO's own charges
+    for it, an actual incident (on its leg, if one is found) or its leg (None: it awaits placement)."""
+    refusal = _not_entitled(event, plan)
+    if refusal is not None:
+        return Rejected.built(event=event.key, reason=refusal, kind="not_entitled"), _JOURNEY, None
+    if _shipment_level(event):
+        return None, _JOURNEY, None
+    if isinstance(event, SettlementEvent) and event.payload.leg is None and event.source == plan.mto:
+        return None, _JOURNEY_SETTLEMENT, None
+    leg = leg_of(event, plan)
+    if isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS and event.classifier == "ACT":
+        return None, _INCIDENT, leg
+    return None, _ON_A_LEG, leg
 
 
 _Kind = TypeVar("_Kind", bound=HubEvent)
@@ -468,13 +588,6 @@ def _carrier_answers(plan: BookingPayload, live: list[HubEvent], rejected: list[
         elif sequence not in answers or (event.occurred_at, event.key) > (answers[sequence].occurred_at, answers[sequence].key):
             answers[sequence] = event
     return answers
-
-
-def _answered(leg: LegRecord, answer: BookingStatusEvent | None) -> LegRecord:
-    if answer is None:
-        return leg
-    response = "accepted" if answer.payload.action == "leg_accepted" else "declined"
-    return leg.model_copy(update={"carrier_response": response, "carrier_response_set_by": answer.key})
 
 
 def _not_the_owner(event: HubEvent, shipment_id: str, operator: Operator | None) -> str | None:
@@ -630,13 +743,27 @@ def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int)
 
 
 def _leg(
-    sequence: int, plan: BookingPayload, events: list[HubEvent], cover: str | None, handed: list[HandoverRecord]
+    sequence: int,
+    plan: BookingPayload,
+    events: list[HubEvent],
+    cover: str | None,
+    handed: list[HandoverRecord],
+    answer: BookingStatusEvent | None,
+    cache: dict[str, Milestone],
+    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
-    consignee: delivered), so the leg, the custody and the shipment status never disagree."""
+    consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
+    carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
+    key (those it lacks are made and added); `papers`, the leg's documents and their refusals when its waybill events
+    are those of an earlier record's leg."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
+    made: dict[str, Milestone] = {}
+    for event in tracking:
+        key = event.key
+        made[key] = cache.get(key) or cache.setdefault(key, _milestone(event, planned.origin, planned.destination))
 
     # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
     # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
@@ -648,14 +775,14 @@ def _leg(
         held = chosen.get(slot)
         if held is None or _better(event, held):
             chosen[slot] = event
-    reported = {(m.status, m.classifier): m for m in (_milestone(e, planned.origin, planned.destination) for e in chosen.values())}
+    reported: dict[tuple[str, str], Milestone] = {(m.status, m.classifier): m for m in (made[e.key] for e in chosen.values())}
     for handover in handed:
         passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
         earlier = reported.get((passed, "ACT"))
         if earlier is None or handover.at < earlier.at:  # at the same instant the carrier's own report stands
             reported[(passed, "ACT")] = Milestone.built(
                 status=passed, classifier="ACT", at=handover.at, location=handover.location,
-                raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by,
+                raw_code="handover", code_list=HANDOVER_CODE_LIST, set_by=handover.set_by, transactions=[],
             )
     milestones = sorted(reported.values(), key=lambda m: (PRECEDENCE[m.status], m.classifier, m.at, m.set_by))
     actual = [m for m in milestones if m.classifier == "ACT"]
@@ -663,17 +790,18 @@ def _leg(
     status: LegStatus = furthest.status if furthest else "planned"  # type: ignore[assignment]
 
     def times(statuses: tuple[str, ...], planned_at: datetime | None) -> Times:
-        # The first status in `statuses` that has a report of a classifier gives that classifier's time.
+        # The first status in `statuses` that has a report of a classifier gives that classifier's time (one report
+        # per status and classifier: `reported`).
         found: dict[str, datetime] = {}
-        for wanted in reversed(statuses):
-            found.update({m.classifier: m.at for m in milestones if m.status == wanted})
+        for wanted in statuses:
+            for classifier in ("PLN", "EST", "ACT"):
+                report = reported.get((wanted, classifier))
+                if report is not None and classifier not in found:
+                    found[classifier] = report.at
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
-    reports = sorted(
-        (_milestone(e, planned.origin, planned.destination) for e in tracking),
-        key=lambda m: (m.at, m.set_by),
-    )
-    leg_documents, refused = documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
+    reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
+    leg_documents, refused = papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
     record = LegRecord.built(
         sequence=sequence,
         mode=planned.mode,
@@ -689,6 +817,8 @@ def _leg(
         unmapped=[m for m in reports if m.status == "unknown"],
         documents=leg_documents,
         charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
+        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
+        carrier_response_set_by=answer.key if answer is not None else None,
         cover=cover,
     )
     return record, refused

@@ -4,9 +4,11 @@
 copies cannot have touched and hands them to `project` to take as they are. A tracking report recomputes its own
 leg; a leg's waybill its leg; a charge its leg and the money; a carrier's answer its leg; a handover the leg it
 leaves, the custody and the claims; cover every leg and the claims; a rate the money and the claims; an emissions
-report the emissions statement. What is read
-from the events every time is cheap (counts, refusals, the booking's status, the through document). Only a booking
-projects the record from scratch.
+report the emissions statement; each trade part (customs, the credit, the verifications, the release) only when one
+of its inputs changes (streams.trade). How each copy of the earlier state was classified (event order, refusals, leg),
+its through documents and its reports' milestones are kept beside that state (`ShipmentState.memo`): only the new
+copies are classified again. What is read from the events every time is cheap (counts, the booking's status). Only a
+booking projects the record from scratch.
 
 Pure, like the merge: the hypothesis property in tests/unit/streams/test_projection.py holds it equal to a full
 `project` for every generated journey, order, split into batches and duplication.
@@ -50,7 +52,8 @@ def _reusable(
     plan = previous.booking
     # every version of an event the new copies touch: the winner before (its effects go) and the winner now
     touched: list[HubEvent] = []
-    for key in {copy.event.key for copy in new_copies}:
+    keys = frozenset(copy.event.key for copy in new_copies)
+    for key in keys:
         for held in (before.copies.get(key), after.copies.get(key)):
             if held is not None:
                 touched.append(held.event)
@@ -65,10 +68,9 @@ def _reusable(
             continue  # are read from the events every time
         if isinstance(event, (TrackingEvent, SettlementEvent, WaybillEvent)):
             legs.add(leg_of(event, plan))
-        # an invoice or its verification may hold or free a payout (streams.invoices): the money again
-        money &= not isinstance(event, (*MONEY_EVENTS, CarrierInvoiceEvent, InvoiceVerificationEvent))
+        money &= not isinstance(event, _MONEY_INPUTS)
         claims &= not (
-            isinstance(event, (HandoverEvent, InsuranceEvent, RateEvent))
+            isinstance(event, _CLAIM_INPUTS)
             or isinstance(event, TrackingEvent) and event.payload.status in INCIDENTS
         )
         if isinstance(event, HandoverEvent):
@@ -79,4 +81,13 @@ def _reusable(
     last = len(plan.legs)
     if last in legs:
         claims = False  # the last leg's delivery opens delay claims and counts packages
-    return Reusable(previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions)
+    return Reusable(
+        previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
+        frozenset(type(event) for event in touched), keys, before.memo.classified,
+    )
+
+
+# an invoice or its verification may hold or free a payout (streams.invoices); a handover, cover or a rate changes
+# the claims
+_MONEY_INPUTS = (*MONEY_EVENTS, CarrierInvoiceEvent, InvoiceVerificationEvent)
+_CLAIM_INPUTS = (HandoverEvent, InsuranceEvent, RateEvent)

@@ -3,7 +3,11 @@ order, batches and duplicates; and an event recomputes only the parts it touches
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +17,7 @@ from schemas.record import ShipmentRecord
 from streams.merge import ShipmentState, absorb, project
 from streams.authority import Authority
 from streams.projection import advance
+from streams.release import issue
 
 from ..builders import (
     AUTHORITY,
@@ -29,6 +34,7 @@ from ..builders import (
 )
 from ..strategies import journeys
 from .test_trade import AUTHORITY as TRADE_AUTHORITY
+from .test_trade import SHIPMENT as SHIPMENT_TRADE
 from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
 
 _JOURNEY_SIZED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
@@ -47,16 +53,20 @@ def assert_same_record(incremental: ShipmentRecord, full: ShipmentRecord) -> Non
     assert ShipmentRecord.model_validate_json(written).model_dump_json() == written
 
 
-def fold_in_batches(shipment_id: str, batches: list[list[HubEvent]], authority: Authority = AUTHORITY) -> int:
-    """Advance batch by batch, checking every version against a full project; returns the versions made."""
+def fold_in_batches(
+    shipment_id: str, batches: list[list[HubEvent]], authority: Authority = AUTHORITY, *, issuing: bool = False
+) -> int:
+    """Advance batch by batch, checking every version against a full project; returns the versions made. `issuing`:
+    the state keeps the release a version first issues, as the merge step does (streams.release.issue)."""
     state, record, versions = ShipmentState(shipment_id), None, 0
     for batch in batches:
         after, new = absorb(state, batch)
         if after is state:
             continue
+        full = project(after, authority)  # first: `advance` then leaves its own memo on `after` for the next version
         record = advance(record, state, after, new, authority)
-        assert_same_record(record, project(after, authority))
-        state, versions = after, versions + 1
+        assert_same_record(record, full)
+        state, versions = issue(after, record) if issuing else after, versions + 1
     return versions
 
 
@@ -96,6 +106,97 @@ def test_advancing_through_verifications_without_the_option_equals_a_full_projec
     retraction = dict(by_id(docs, "idv-cr"), retracted=True, revised_at="2026-04-13T01:00:00Z")
     events = parsed(docs + [retraction])
     assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events), TRADE_AUTHORITY) >= 1
+
+
+# Trade events generated from the example trade journey's: each a copy of one of its events (or of a payment of the
+# whole invoice) as a new event, a revision or a retraction, at any time of the journey, from its source or another
+# party, with its status, finding, expiry or amount changed.
+TRADE_TEMPLATES = [
+    d for d in paid_in_full(trade_docs())
+    if d["event_type"] in ("customs", "identity", "credit_terms", "commercial_invoice", "presentation", "payment", "waybill")
+]
+TRADE_SOURCES = sorted({str(d["source"]) for d in trade_docs()} | {"customs.my-rmcd", "carrier.oceanline"})
+_JOURNEY_START = datetime(2026, 3, 25, tzinfo=timezone.utc)
+journey_times = st.integers(0, 24 * 45).map(lambda h: (_JOURNEY_START + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+NO_CREDIT_TERMS = dataclasses.replace(
+    TRADE_AUTHORITY, operators=tuple(dataclasses.replace(o, credit_terms=frozenset()) for o in TRADE_AUTHORITY.operators)
+)
+
+
+@st.composite
+def trade_variants(draw: st.DrawFn) -> dict[str, Any]:
+    doc = copy.deepcopy(draw(st.sampled_from(TRADE_TEMPLATES)))
+    how = draw(st.sampled_from(["new", "new", "revision", "retraction"]))
+    if how == "new":
+        doc["event_id"] = f"{doc['event_id']}-{draw(st.integers(1, 3))}"
+    doc["occurred_at"] = doc["recorded_at"] = draw(journey_times)
+    if how != "new":
+        doc["revised_at"] = f"2026-06-0{draw(st.integers(1, 3))}T00:00:00Z"
+        doc["retracted"] = how == "retraction"
+    if draw(rare_flag):
+        doc["source"] = draw(st.sampled_from(TRADE_SOURCES))
+    payload = doc["payload"]
+    if doc["event_type"] == "customs":
+        payload["status"] = draw(st.sampled_from(["lodged", "accepted", "under_inspection", "held", "released", "rejected"]))
+    elif doc["event_type"] == "identity":
+        payload["valid_until"] = draw(journey_times)
+        payload["outcome"] = draw(st.sampled_from(["verified", "failed"]))
+    elif doc["event_type"] == "payment":
+        payload["amount"]["amount"] = draw(st.sampled_from(["2350.00", "1000.00"]))
+    return doc
+
+
+rare_flag = st.integers(0, 3).map(lambda n: n == 0)
+
+
+@settings(EXAMPLE, max_examples=60)
+@given(data=st.data())
+def test_advancing_through_trade_events_equals_a_full_project(data: st.DataObject) -> None:
+    """Each trade part is kept from the previous record unless its inputs change: the trade journey paid in full,
+    with generated trade events, in any order, batches and duplication, under the registry as it is, without the
+    shipper's credit terms and with the verified-parties option, the state keeping the release it issues."""
+    authority = data.draw(st.sampled_from([TRADE_AUTHORITY, NO_CREDIT_TERMS, STRICT]), label="registry")
+    docs = paid_in_full(trade_docs()) + data.draw(st.lists(trade_variants(), max_size=8), label="trade events")
+    events = parsed(docs)
+    issuing = data.draw(st.booleans(), label="the state keeps the release")
+    assert fold_in_batches(events[0].shipment_id or "", arrivals(data, events), authority, issuing=issuing) >= 1
+
+
+def test_a_payment_revised_to_a_later_time_moves_the_release_time() -> None:
+    """The release is kept while what its conditions read is the same, but not the event times of what they rest on:
+    without credit terms the payment frees the freight, and its revision (same payment, later) issues it later."""
+    docs = paid_in_full(trade_docs())
+    payment = by_id(docs, "pay-1")
+    revised = {**payment, "occurred_at": "2026-04-14T05:00:00Z", "revised_at": "2026-04-14T05:00:00Z"}
+    state, record, issued_at = ShipmentState(SHIPMENT_TRADE), None, []
+    for batch in (parsed(docs), parsed([revised])):
+        after, new = absorb(state, batch)
+        full = project(after, NO_CREDIT_TERMS)
+        record = advance(record, state, after, new, NO_CREDIT_TERMS)
+        assert_same_record(record, full)
+        assert record.release is not None and record.release.status == "issued"
+        issued_at.append(record.release.issued_at.isoformat() if record.release.issued_at else None)
+        state = after
+    assert issued_at == ["2026-04-13T20:00:00+00:00", "2026-04-14T05:00:00+00:00"]
+
+
+def test_a_finding_lapses_and_comes_back_in_force_with_the_record_time() -> None:
+    """A verification is kept while no finding changes, but its standing is that at the record's time (the latest
+    event time): an event after its `valid_until` lets it lapse, and retracting that event brings it back."""
+    docs = trade_docs() + [verification("carrier.oceanline", "idv-oc", valid_until="2026-04-14T00:00:00Z")]
+    late = [d for d in docs if str(d["occurred_at"]) >= "2026-04-14"]
+    assert len(late) == 2  # an invoice verification and a tracking report
+    retracted = [{**d, "retracted": True, "revised_at": "2026-05-01T00:00:00Z"} for d in late]
+    batches = [parsed([d for d in docs if d not in late]), parsed(late[:1]), parsed(late[1:]), parsed(retracted)]
+    state, record, standings = ShipmentState(SHIPMENT_TRADE), None, []
+    for batch in batches:
+        after, new = absorb(state, batch)
+        full = project(after, TRADE_AUTHORITY)
+        record = advance(record, state, after, new, TRADE_AUTHORITY)
+        assert_same_record(record, full)
+        standings.append(next(v.state for v in record.verifications if v.party_id == "carrier.oceanline"))
+        state = after
+    assert standings == ["verified", "expired", "expired", "verified"]
 
 
 @PROPERTY
