@@ -16,6 +16,9 @@ class Frozen(BaseModel):
     """Strict, immutable, closed: an unknown field or a coerced type is an error, never a guess."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", use_enum_values=False)
+    # pydantic's JSON of this instance, kept once made by streams.codec (an instance never changes). A slot, not a
+    # field: never validated, compared, copied or serialised; unset until written.
+    __slots__ = ("_json",)
 
     @classmethod
     def built(cls, **fields: Any) -> Self:
@@ -41,6 +44,7 @@ class Frozen(BaseModel):
         _set(made, "__pydantic_fields_set__", set(fields))
         _set(made, "__pydantic_extra__", None)
         _set(made, "__pydantic_private__", None)
+        _set(made, "_json", None)
         return made
 
 
