@@ -120,6 +120,8 @@ def _from_iso(parse: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is timezone.utc:
+        return value  # what astimezone would return (the same object): most timestamps, on every decode
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone offset (e.g. '2026-03-01T08:00:00Z')")
     try:

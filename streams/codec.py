@@ -169,12 +169,12 @@ def encode_state(state: ShipmentState) -> bytes:
     copies = _copies_json(copy for _, copy in sorted(state.copies.items()))
     superseded = _copies_json(copy for _, losers in sorted(state.superseded.items()) for copy in losers)
     # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
-    issued = b',"release":' + state.release.model_dump_json().encode() if state.release is not None else b""
+    issued = b',"release":' + _part_json(state.release) if state.release is not None else b""
     return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]" + issued + b"}"
 
 
 def _copies_json(copies: Iterable[Copy]) -> bytes:
-    return b",".join(b'{"fingerprint":"' + copy.fingerprint.encode() + b'","event":' + copy.json() + b"}" for copy in copies)
+    return b",".join([b'{"fingerprint":"%b","event":%b}' % (copy.fingerprint.encode(), copy.json()) for copy in copies])
 
 
 def decode_state(raw: bytes) -> ShipmentState:
