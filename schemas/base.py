@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Callable, Self
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -17,8 +17,10 @@ class Frozen(BaseModel):
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", use_enum_values=False)
     # pydantic's JSON of this instance, kept once made by streams.codec (an instance never changes). A slot, not a
-    # field: never validated, compared, copied or serialised; unset until written.
+    # field: never validated, compared, copied or serialised. None from `built`, unset when validated or copied.
     __slots__ = ("_json",)
+    if TYPE_CHECKING:  # for mypy only: pydantic would take an annotation here for a private attribute
+        _json: bytes | None
 
     @classmethod
     def built(cls, **fields: Any) -> Self:

@@ -78,7 +78,12 @@ def record_json(record: Frozen) -> bytes:
             if left_out is not None and left_out(value):
                 continue
             add(key)
-            add(_value_json(value, models))
+            if value is None:
+                add(b"null")
+            elif type(value) in models:
+                add(_part_json(value))
+            else:
+                add(_value_json(value, models))
     except (KeyError, ValueError, _Unplanned, orjson.JSONEncodeError):
         return record.__pydantic_serializer__.to_json(record)  # pydantic's own bytes, warnings or error
     written[0] = written[0][1:]  # each key is written with the comma before it
@@ -88,7 +93,7 @@ def record_json(record: Frozen) -> bytes:
 def _part_json(part: Frozen) -> bytes:
     """pydantic's JSON of `part`, made once and kept on it."""
     try:
-        kept = _kept(part)
+        kept = part._json
     except AttributeError:  # validated or copied, not built (Frozen.built sets the slot to None)
         kept = None
     if kept is None:
@@ -125,9 +130,7 @@ def _value_json(value: Any, models: frozenset[type]) -> bytes:
     return pydantic_core.to_json(value)  # Decimal, times, enums: the same bytes as the field's own serializer
 
 
-_SLOT = Frozen.__dict__["_json"]  # the slot's descriptor: reading it unset raises AttributeError (no __getattr__)
-_kept: Callable[[object], bytes] = _SLOT.__get__
-_keep: Callable[[object, bytes], None] = _SLOT.__set__
+_keep: Callable[[Frozen, bytes], None] = Frozen.__dict__["_json"].__set__  # past the frozen model's __setattr__
 _Plan = dict[str, tuple[bytes, Callable[[Any], bool] | None, frozenset[type]]]
 _PLANS: dict[type, _Plan | None] = {}
 _PLAIN_CONFIG = {"strict", "frozen", "extra", "use_enum_values"}  # settings that do not change how pydantic writes JSON
