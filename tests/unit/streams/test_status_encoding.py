@@ -79,10 +79,10 @@ def test_every_version_of_a_generated_journey_is_written_as_pydantic_writes_it(
 @given(data=st.data())
 def test_every_version_of_the_example_journey_with_emissions_is_written_as_pydantic_writes_it(data: st.DataObject) -> None:
     """Every kind of event the hub knows, and the emissions statement, in any order, batches and duplication."""
-    docs = example_journey_docs()
-    shipment_id = str(docs[0]["shipment_id"])
-    events = [hub_event(doc) for doc in docs + emissions_reports(shipment_id)]
-    assert write_every_version(shipment_id, arrivals(data, events)) >= 1
+    journey = [hub_event(doc) for doc in example_journey_docs()]
+    shipment_id = journey[0].shipment_id or ""
+    reports = [hub_event(doc) for doc in emissions_reports(shipment_id)]
+    assert write_every_version(shipment_id, arrivals(data, journey + reports)) >= 1
 
 
 @EXAMPLE
