@@ -54,8 +54,13 @@ def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
     (plus, under at-least-once only, copies taken in before whose message a crash may have lost: consumers keep the
     first; under exactly-once a copy is carried once, by the version that took it in).
     Assembled from the record's JSON (`record_json`: pydantic's bytes, reusing those of the parts it shares with the
-    version before) and each copy's kept canonical JSON: no second pass through Python dicts."""
-    return b'{"record":' + record_json(record) + b',"applied":[' + _copies_json(applied) + b"]}"
+    version before) and each copy's kept canonical JSON, joined once: no second pass through Python dicts."""
+    pieces = [b'{"record":']
+    _write_record(record, pieces)
+    pieces.append(b',"applied":[')
+    _write_copies(applied, pieces)
+    pieces.append(b"]}")
+    return b"".join(pieces)
 
 
 def record_json(record: Frozen) -> bytes:
@@ -66,12 +71,20 @@ def record_json(record: Frozen) -> bytes:
     touched, the money, the claims, the custody, the parties...), so only what changed is serialised again. The
     record itself keeps nothing: the next version is another object. A field or a model this does not know how
     pydantic writes (`_plan`) falls back to pydantic for the whole record."""
+    pieces: list[bytes] = []
+    _write_record(record, pieces)
+    return b"".join(pieces)
+
+
+def _write_record(record: Frozen, out: list[bytes]) -> None:
+    """Append `record_json(record)` to `out` in pieces, for the caller to join once."""
     plan = _PLANS[type(record)] if type(record) in _PLANS else _plan(type(record))
     values = record.__dict__
     if plan is None or len(values) != len(plan) or not values:
-        return record.__pydantic_serializer__.to_json(record)
-    written: list[bytes] = []
-    add = written.append
+        out.append(record.__pydantic_serializer__.to_json(record))
+        return
+    start = len(out)
+    add = out.append
     try:
         for name, value in values.items():
             key, left_out, models = plan[name]
@@ -85,9 +98,14 @@ def record_json(record: Frozen) -> bytes:
             else:
                 add(_value_json(value, models))
     except (KeyError, ValueError, _Unplanned, orjson.JSONEncodeError):
-        return record.__pydantic_serializer__.to_json(record)  # pydantic's own bytes, warnings or error
-    written[0] = written[0][1:]  # each key is written with the comma before it
-    return b"{" + b"".join(written) + b"}"
+        del out[start:]
+        out.append(record.__pydantic_serializer__.to_json(record))  # pydantic's own bytes, warnings or error
+        return
+    if len(out) > start:
+        out[start] = b"{" + out[start][1:]  # each key is written after a comma: the first one's becomes the brace
+    else:
+        add(b"{")
+    add(b"}")
 
 
 def _part_json(part: Frozen) -> bytes:
@@ -112,13 +130,13 @@ def _value_json(value: Any, models: frozenset[type]) -> bytes:
     if kind in models:
         return _part_json(value)
     if kind is str:
-        return orjson.dumps(value)  # escapes as pydantic does, every code point (tests/unit/streams/test_codec.py)
+        return orjson.dumps(value)  # escapes as pydantic does, every code point (tests/unit/streams/test_status_encoding.py)
     if kind is list:
         if not value:
             return b"[]"
         if models.issuperset(map(type, value)):
-            return b"[" + b",".join(map(_part_json, value)) + b"]"
-        return b"[" + b",".join([_value_json(item, models) for item in value]) + b"]"
+            return b"[%b]" % b",".join(map(_part_json, value))
+        return b"[%b]" % b",".join([_value_json(item, models) for item in value])
     if value is None:
         return b"null"
     if kind is bool:
@@ -169,15 +187,25 @@ def _types_in(annotation: object) -> set[type]:
 
 def encode_state(state: ShipmentState) -> bytes:
     head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen)})
-    copies = _copies_json(copy for _, copy in sorted(state.copies.items()))
-    superseded = _copies_json(copy for _, losers in sorted(state.superseded.items()) for copy in losers)
-    # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
-    issued = b',"release":' + _part_json(state.release) if state.release is not None else b""
-    return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]" + issued + b"}"
+    pieces = [head[:-1], b',"copies":[']
+    _write_copies((copy for _, copy in sorted(state.copies.items())), pieces)
+    pieces.append(b'],"superseded":[')
+    _write_copies((copy for _, losers in sorted(state.superseded.items()) for copy in losers), pieces)
+    pieces.append(b"]")
+    if state.release is not None:
+        # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
+        pieces += (b',"release":', _part_json(state.release))
+    pieces.append(b"}")
+    return b"".join(pieces)
 
 
-def _copies_json(copies: Iterable[Copy]) -> bytes:
-    return b",".join([b'{"fingerprint":"%b","event":%b}' % (copy.fingerprint.encode(), copy.json()) for copy in copies])
+def _write_copies(copies: Iterable[Copy], out: list[bytes]) -> None:
+    """Append each copy's entry to `out`, comma-separated, for the caller to join once."""
+    start = len(out)
+    for copy in copies:
+        out += (b'{"fingerprint":"', copy.fingerprint.encode(), b'","event":', copy.json(), b"},")
+    if len(out) > start:
+        out[-1] = b"}"  # no comma after the last
 
 
 def decode_state(raw: bytes) -> ShipmentState:
