@@ -10,8 +10,7 @@ import typing
 from typing import Any, Callable, Iterable
 
 import orjson
-import pydantic_core
-from pydantic import BaseModel, PlainSerializer, ValidationError, WrapSerializer
+from pydantic import BaseModel, PlainSerializer, TypeAdapter, ValidationError, WrapSerializer
 
 from schemas.base import Frozen
 from schemas.events import HUB_EVENT, HubEvent
@@ -145,9 +144,10 @@ def _value_json(value: Any, models: frozenset[type]) -> bytes:
         return str(value).encode()  # as pydantic writes any int (a ValueError past Python's digit limit: pydantic's)
     if isinstance(value, (BaseModel, dict, tuple, set, frozenset)):
         raise _Unplanned(kind)  # a model its field does not declare (pydantic writes the declared type), containers
-    return pydantic_core.to_json(value)  # Decimal, times, enums: the same bytes as the field's own serializer
+    return _ANY.to_json(value)  # Decimal, times, enums: the same bytes as the field's own serializer
 
 
+_ANY = TypeAdapter(Any).serializer  # pydantic's serializer of a value by its own type
 _keep: Callable[[Frozen, bytes], None] = Frozen.__dict__["_json"].__set__  # past the frozen model's __setattr__
 _Plan = dict[str, tuple[bytes, Callable[[Any], bool] | None, frozenset[type]]]
 _PLANS: dict[type, _Plan | None] = {}
