@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Callable, Self
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -16,6 +16,11 @@ class Frozen(BaseModel):
     """Strict, immutable, closed: an unknown field or a coerced type is an error, never a guess."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", use_enum_values=False)
+    # pydantic's JSON of this instance, kept once made by streams.codec (an instance never changes). A slot, not a
+    # field: never validated, compared, copied or serialised. None from `built`, unset when validated or copied.
+    __slots__ = ("_json",)
+    if TYPE_CHECKING:  # for mypy only: pydantic would take an annotation here for a private attribute
+        _json: bytes | None
 
     @classmethod
     def built(cls, **fields: Any) -> Self:
@@ -41,6 +46,7 @@ class Frozen(BaseModel):
         _set(made, "__pydantic_fields_set__", set(fields))
         _set(made, "__pydantic_extra__", None)
         _set(made, "__pydantic_private__", None)
+        _set(made, "_json", None)
         return made
 
 
@@ -116,6 +122,8 @@ def _from_iso(parse: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is timezone.utc:
+        return value  # what astimezone would return (the same object): most timestamps, on every decode
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone offset (e.g. '2026-03-01T08:00:00Z')")
     try:

@@ -6,11 +6,13 @@ caller dead-letters the original bytes with it.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import typing
+from typing import Any, Callable, Iterable
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, PlainSerializer, TypeAdapter, ValidationError, WrapSerializer
 
+from schemas.base import Frozen
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ReleaseRecord, ShipmentRecord
 # Rejection and describe live in schemas.rejection; re-exported here for the callers that import them from the codec.
@@ -50,23 +52,160 @@ def encode_status(record: ShipmentRecord, applied: Iterable[Copy]) -> bytes:
     """A `hub.shipment.status` message: the new record version and the event copies taken in since the last one
     (plus, under at-least-once only, copies taken in before whose message a crash may have lost: consumers keep the
     first; under exactly-once a copy is carried once, by the version that took it in).
-    Assembled from pydantic's own JSON of the record (the bytes `model_dump_json` decodes to text) and each copy's
-    kept canonical JSON: no second pass through Python dicts."""
-    record_json = record.__pydantic_serializer__.to_json(record)
-    return b'{"record":' + record_json + b',"applied":[' + _copies_json(applied) + b"]}"
+    Assembled from the record's JSON (`record_json`: pydantic's bytes, reusing those of the parts it shares with the
+    version before) and each copy's kept canonical JSON, joined once: no second pass through Python dicts."""
+    pieces = [b'{"record":']
+    _write_record(record, pieces)
+    pieces.append(b',"applied":[')
+    _write_copies(applied, pieces)
+    pieces.append(b"]}")
+    return b"".join(pieces)
+
+
+def record_json(record: Frozen) -> bytes:
+    """Exactly pydantic's JSON of `record` (`record.__pydantic_serializer__.to_json(record)`), written once per
+    version: the record's own fields here, in the order pydantic writes them (its `__dict__`), and each of its parts
+    that is a model, alone or in a list, by pydantic once and then kept on the part (Frozen's slot). A new version
+    holds most parts of the one before as the very same objects (streams.projection.advance: the legs no copy
+    touched, the money, the claims, the custody, the parties...), so only what changed is serialised again. The
+    record itself keeps nothing: the next version is another object. A field or a model this does not know how
+    pydantic writes (`_plan`) falls back to pydantic for the whole record."""
+    pieces: list[bytes] = []
+    _write_record(record, pieces)
+    return b"".join(pieces)
+
+
+def _write_record(record: Frozen, out: list[bytes]) -> None:
+    """Append `record_json(record)` to `out` in pieces, for the caller to join once."""
+    plan = _PLANS[type(record)] if type(record) in _PLANS else _plan(type(record))
+    values = record.__dict__
+    if plan is None or len(values) != len(plan) or not values:
+        out.append(record.__pydantic_serializer__.to_json(record))
+        return
+    start = len(out)
+    add = out.append
+    try:
+        for name, value in values.items():
+            key, left_out, models = plan[name]
+            if left_out is not None and left_out(value):
+                continue
+            add(key)
+            if value is None:
+                add(b"null")
+            elif type(value) in models:
+                add(_part_json(value))
+            else:
+                add(_value_json(value, models))
+    except (KeyError, ValueError, _Unplanned, orjson.JSONEncodeError):
+        del out[start:]
+        out.append(record.__pydantic_serializer__.to_json(record))  # pydantic's own bytes, warnings or error
+        return
+    if len(out) > start:
+        out[start] = b"{" + out[start][1:]  # each key is written after a comma: the first one's becomes the brace
+    else:
+        add(b"{")
+    add(b"}")
+
+
+def _part_json(part: Frozen) -> bytes:
+    """pydantic's JSON of `part`, made once and kept on it."""
+    try:
+        kept = part._json
+    except AttributeError:  # validated or copied, not built (Frozen.built sets the slot to None)
+        kept = None
+    if kept is None:
+        kept = part.__pydantic_serializer__.to_json(part)
+        _keep(part, kept)
+    return kept
+
+
+class _Unplanned(Exception):
+    """A value of a type its field does not declare: pydantic's own rules (a warning, inference) apply."""
+
+
+def _value_json(value: Any, models: frozenset[type]) -> bytes:
+    """pydantic's JSON of a field's value, the models it holds (`models`: those the field's type names) kept."""
+    kind = type(value)
+    if kind in models:
+        return _part_json(value)
+    if kind is str:
+        return orjson.dumps(value)  # escapes as pydantic does, every code point (tests/unit/streams/test_status_encoding.py)
+    if kind is list:
+        if not value:
+            return b"[]"
+        if models.issuperset(map(type, value)):
+            return b"[%b]" % b",".join(map(_part_json, value))
+        return b"[%b]" % b",".join([_value_json(item, models) for item in value])
+    if value is None:
+        return b"null"
+    if kind is bool:
+        return b"true" if value else b"false"
+    if kind is int:
+        return str(value).encode()  # as pydantic writes any int (a ValueError past Python's digit limit: pydantic's)
+    if isinstance(value, (BaseModel, dict, tuple, set, frozenset)):
+        raise _Unplanned(kind)  # a model its field does not declare (pydantic writes the declared type), containers
+    return _ANY.to_json(value)  # Decimal, times, enums: the same bytes as the field's own serializer
+
+
+_ANY = TypeAdapter(Any).serializer  # pydantic's serializer of a value by its own type
+_keep: Callable[[Frozen, bytes], None] = Frozen.__dict__["_json"].__set__  # past the frozen model's __setattr__
+_Plan = dict[str, tuple[bytes, Callable[[Any], bool] | None, frozenset[type]]]
+_PLANS: dict[type, _Plan | None] = {}
+_PLAIN_CONFIG = {"strict", "frozen", "extra", "use_enum_values"}  # settings that do not change how pydantic writes JSON
+
+
+def _plan(model: type[Frozen]) -> _Plan | None:
+    """Per field of `model`: its key as pydantic writes it (after a comma), its `exclude_if`, and the model classes
+    its type names (whose instances keep their JSON). None when pydantic would write the model in a way
+    `record_json` does not: serializers, computed fields, aliases, exclusions, serialisation settings."""
+    decorators = model.__pydantic_decorators__
+    plain = not (
+        decorators.field_serializers
+        or decorators.model_serializers
+        or model.__pydantic_computed_fields__
+        or model.model_config.keys() - _PLAIN_CONFIG
+    )
+    plan: _Plan = {}
+    for name, info in model.model_fields.items():
+        found = _types_in(info.annotation) | {type(metadata) for metadata in info.metadata}
+        plain &= not (info.alias or info.serialization_alias or info.exclude or found & {PlainSerializer, WrapSerializer})
+        models = frozenset(kind for kind in found if issubclass(kind, Frozen))
+        plan[name] = (b"," + orjson.dumps(name) + b":", info.exclude_if, models)
+    _PLANS[model] = plan if plain else None
+    return _PLANS[model]
+
+
+def _types_in(annotation: object) -> set[type]:
+    """Every class an annotation names, at any depth, and the class of every Annotated metadata."""
+    found: set[type] = {annotation} if isinstance(annotation, type) else set()
+    for metadata in getattr(annotation, "__metadata__", ()):
+        found.add(type(metadata))
+    for argument in typing.get_args(annotation):
+        found |= _types_in(argument)
+    return found
 
 
 def encode_state(state: ShipmentState) -> bytes:
     head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen)})
-    copies = _copies_json(copy for _, copy in sorted(state.copies.items()))
-    superseded = _copies_json(copy for _, losers in sorted(state.superseded.items()) for copy in losers)
-    # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
-    issued = b',"release":' + state.release.model_dump_json().encode() if state.release is not None else b""
-    return head[:-1] + b',"copies":[' + copies + b'],"superseded":[' + superseded + b"]" + issued + b"}"
+    pieces = [head[:-1], b',"copies":[']
+    _write_copies((copy for _, copy in sorted(state.copies.items())), pieces)
+    pieces.append(b'],"superseded":[')
+    _write_copies((copy for _, losers in sorted(state.superseded.items()) for copy in losers), pieces)
+    pieces.append(b"]")
+    if state.release is not None:
+        # the release the hub issued (its own fact) only once there is one: the state of every other shipment keeps its bytes
+        pieces += (b',"release":', _part_json(state.release))
+    pieces.append(b"}")
+    return b"".join(pieces)
 
 
-def _copies_json(copies: Iterable[Copy]) -> bytes:
-    return b",".join(b'{"fingerprint":"' + copy.fingerprint.encode() + b'","event":' + copy.json() + b"}" for copy in copies)
+def _write_copies(copies: Iterable[Copy], out: list[bytes]) -> None:
+    """Append each copy's entry to `out`, comma-separated, for the caller to join once."""
+    start = len(out)
+    for copy in copies:
+        out += (b'{"fingerprint":"', copy.fingerprint.encode(), b'","event":', copy.json(), b"},")
+    if len(out) > start:
+        out[-1] = b"}"  # no comma after the last
 
 
 def decode_state(raw: bytes) -> ShipmentState:
