@@ -49,7 +49,7 @@ from bench.workload import (
 from connectors.carriers import kafka_signature_headers, load_signing_key
 from hubconf.settings import EXACTLY_ONCE, Settings
 from hubconf.topics import Topics
-from runtime.api import Handler, MemoryStore, Out, Record, Store
+from runtime.api import MemoryStore, Record, Stage, Store
 from streams.codec import decode_state, encode_record
 from streams.horizon import Horizon
 from streams.merge import project
@@ -152,7 +152,7 @@ class Chain:
     """The worker's three stages over memory stores, each output fed to the stage that reads its topic."""
 
     counters: Counters
-    stages: dict[str, tuple[Handler, dict[str, Store]]]
+    stages: dict[str, tuple[Stage, dict[str, Store]]]
     inputs: dict[str, str]  # topic -> the stage that reads it
     cpu_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # messages per topic
@@ -166,7 +166,7 @@ def chain(warm: bool = True) -> Chain:
     stages = worker_stages(settings, counters)
     return Chain(
         counters,
-        {stage.name: (stage.handler, {name: MemoryStore() for name in stage.changelogs}) for stage in stages},
+        {stage.name: (stage, {name: MemoryStore() for name in stage.changelogs}) for stage in stages},
         {topic: stage.name for stage in stages for topic in stage.inputs},
     )
 
@@ -182,12 +182,12 @@ def chain_all(records: list[Record], warm: bool = True) -> Chain:
     received_ms = records[0].timestamp_ms if records else 0
     clock = time.process_time
     while any(waiting.values()):
-        for name, (handler, stores) in run.stages.items():
+        for name, (stage, stores) in run.stages.items():
             batch, waiting[name] = waiting[name][:BATCH_MAX], waiting[name][BATCH_MAX:]
             if not batch:
                 continue
             started = clock()
-            outs: list[Out] = handler(batch, stores)
+            outs = stage.checkpoint_batch(batch, stores)
             run.cpu_s[name] += clock() - started
             for out in outs:
                 run.sent[out.topic] += 1

@@ -108,3 +108,27 @@ class Stage:
     changelogs: Mapping[str, str] = field(default_factory=dict)
     # called with the input partitions this worker loses (a rebalance, a fence): drop caches of them
     on_revoked: Callable[[set[int]], None] | None = None
+    # A stage whose handler defers work to the checkpoint (the merge: one version per shipment per checkpoint, not
+    # per handler call) gives both of these. `flush(partition, stores)` yields, chunk by chunk, the messages of the
+    # work deferred for that input partition, writing its stores as a handler does; the runtime runs it before each
+    # checkpoint of the partition, giving the event loop its turn between chunks, and its messages go into the same
+    # checkpoint. `discard(partition)` forgets the deferred work whenever the runtime drops the partition's work not
+    # checkpointed (a revocation, a restart from the committed position, a fence, an activation).
+    flush: Callable[[int, Mapping[str, Store]], Iterator[list[Out]]] | None = None
+    discard: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.flush is None) != (self.discard is None):
+            raise ValueError(f"stage {self.name}: a stage that defers work needs both flush and discard")
+
+    def checkpoint_batch(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
+        """What the runtime makes of `records` when they are all one checkpoint takes in, without Kafka: the
+        handler's messages, then the flush of the records' partitions (bench.profile_merge, handler tests). The
+        records must be of one input partition per call of the handler, as the runtime hands them: here, one
+        partition."""
+        out = self.handler(records, stores)
+        if self.flush is not None:
+            for partition in sorted({record.partition for record in records}):
+                for chunk in self.flush(partition, stores):
+                    out += chunk
+        return out

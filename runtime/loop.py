@@ -3,7 +3,9 @@
 One `StageRunner` runs one `Stage`. Its consumer (group `stage.group`, every input, read_committed, RangeAssignor so
 partition p of every input comes to the same member) fetches batches bounded by `batch_max` records and
 `fetch_max_bytes`; the records of each input partition go to the handler with that partition's stores
-(runtime.state). Every `checkpoint_ms` (or `checkpoint_records` records taken in) a checkpoint makes the work durable:
+(runtime.state). A stage may defer work to the checkpoint (`Stage.flush`: the merge makes one version per shipment
+per checkpoint); its flush runs first, in chunks. Every `checkpoint_ms` (or `checkpoint_records` records taken in) a
+checkpoint makes the work durable:
 
 - exactly_once (the default): per input partition with work, ONE Kafka transaction of its own transactional producer
   (id `<group>.<partition>`: a stable id per partition, as faust does, because aiokafka has no KIP-447) holding the
@@ -249,12 +251,46 @@ class StageRunner:
         )
         return Out(self.dlq, record.key, record.value, headers)
 
+    def _drop(self, partition: _Partition) -> None:
+        """Forget the partition's work not checkpointed, the stage's deferred work of it included."""
+        partition.drop()
+        if self.stage.discard is not None:
+            self.stage.discard(partition.number)
+
     # --- checkpoints ------------------------------------------------------------------------------------------
+
+    async def _flush(self, partition: _Partition) -> None:
+        """The stage's deferred work of the partition, into the checkpoint: chunk by chunk, each chunk's store writes
+        kept like a handler call's, the event loop given its turn between chunks. A flush that raises is a hub bug
+        (the merge dead-letters a shipment it fails on and goes on): the partition's work is dropped and started
+        again from its committed position, loudly."""
+        flush = self.stage.flush
+        if flush is None or partition.state is None:
+            return
+        stores = partition.state.stores
+        try:
+            for chunk in flush(partition.number, stores):
+                for store in stores.values():
+                    store.keep_call()
+                partition.outs += chunk
+                await asyncio.sleep(0)
+        except Exception:  # noqa: BLE001 - logged; the partition is redone from its committed position
+            log.exception("%s: flushing partition %d failed: restarting it", self.stage.name, partition.number)
+            for store in stores.values():
+                store.drop_call()
+            self.counters.retried += 1
+            self._restart(partition)
 
     async def _checkpoint(self) -> None:
         due = [p for p in self._partitions.values() if p.active and p.next_offsets]
         if not due:
             return
+        if self.stage.flush is not None:
+            for partition in due:
+                await self._flush(partition)
+            due = [p for p in due if p.active]  # a failed flush restarted its partition
+            if not due:
+                return
         started = time.monotonic()
         self._committed_in.clear()
         self._committed_out.clear()
@@ -363,7 +399,7 @@ class StageRunner:
                 partition = self._partitions.get(number)
                 if partition is not None:
                     partition.active = False
-                    partition.drop()
+                    self._drop(partition)
             self.active.clear()
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
@@ -427,7 +463,7 @@ class StageRunner:
             self._schedule(numbers, RETRY_BACKOFF_S)
             return
         for partition in partitions:
-            partition.drop()
+            self._drop(partition)
             partition.active = True
             consumer.resume(*partition.inputs)
         log.info("%s: partitions %s active", self.stage.name, [p.number for p in partitions])
@@ -504,7 +540,7 @@ class StageRunner:
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - started by run
         partition.active = False
-        partition.drop()
+        self._drop(partition)
         consumer.pause(*partition.inputs)
         self.active.clear()
         self._schedule({partition.number}, RETRY_BACKOFF_S)
@@ -521,7 +557,7 @@ class StageRunner:
 
     async def _close_partition(self, partition: _Partition) -> None:
         partition.active = False
-        partition.drop()
+        self._drop(partition)
         if partition.producer is not None:
             await _discard(partition.producer)
             partition.producer = None

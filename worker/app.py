@@ -149,8 +149,10 @@ def worker_stages(settings: Settings, counters: Counters) -> tuple[Stage, Stage,
         "merge",
         settings.stage_group("merge"),
         (names.events,),
-        merge_handler,
+        merge_handler.take,
         {SHIPMENTS: settings.changelog(SHIPMENTS), DEADLINES: settings.changelog(DEADLINES)},
+        flush=merge_handler.flush,  # one version per shipment per checkpoint
+        discard=merge_handler.discard,
     )
     return connect, resolve, merge
 

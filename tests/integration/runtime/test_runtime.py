@@ -155,3 +155,42 @@ async def test_a_backlog_reaches_the_handler_in_calls_of_at_most_handler_records
     largest = int(re.search(r"largest_batch=(\d+)", runner.text()).group(1))  # type: ignore[union-attr]
     # without the cap this run's fetches handed 875 records to one call
     assert HANDLER_RECORDS == 500 and 0 < largest <= HANDLER_RECORDS, largest
+
+
+async def test_a_deferring_stage_through_kill_9_exactly_once(counting: Counting) -> None:
+    """A stage that defers its work to the checkpoint (Stage.flush, as the merge does), SIGKILLed mid-stream and
+    restarted: what it flushed is committed with the offsets or not at all; each input's effect is seen once."""
+    first = counting.runner("a", COUNT_DEFER="1")
+    first.start()
+    await first.wait_active()
+    feeding = asyncio.create_task(counting.send(1500, rate=500))
+    while await counting.committed() < 300:
+        assert not feeding.done() and first.alive, first.text()[-2000:]
+        await asyncio.sleep(0.05)
+    first.kill()
+    await feeding
+    second = counting.runner("a2", COUNT_DEFER="1")
+    second.start()
+    await counting.send(300)
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 1800
+    assert second.stop() == 0
+    assert not re.search(r"retried=[1-9]", second.text()), second.text()[-2000:]
+
+
+async def test_a_flush_that_raises_restarts_its_partition_and_loses_nothing(counting: Counting) -> None:
+    """A flush that raises after its first chunk (a hub bug): the chunk's store writes and messages and the rest of
+    the partition's deferred work are dropped, the partition starts again from its committed position, and in the
+    end every input is counted and emitted exactly once."""
+    runner = counting.runner("a", COUNT_DEFER="1", COUNT_FLUSH_FAIL="3")
+    runner.start()
+    await runner.wait_active()
+    await counting.send(0, values=[b"v-%d" % i for i in range(240)])
+    await counting.drained()
+    counts = await counting.check_exactly_once()
+    assert sum(counts.values()) == 240
+    assert runner.stop() == 0
+    text = runner.text()
+    assert "flush 3 raises" in text and "failed: restarting it" in text, text[-2000:]
+    assert re.search(r"retried=1\b", text), text[-2000:]

@@ -118,6 +118,52 @@ def test_a_batch_split_across_calls_stores_the_fold_and_sends_one_version_per_sh
     assert (hub.counters.warm_hits, hub.counters.warm_misses, hub.counters.batches) == (1, 0, 2)
 
 
+def test_what_take_defers_over_several_calls_flushes_as_one_version_per_shipment_equal_to_one_call() -> None:
+    """The runtime's merge: `take` per handler call, `flush` before the checkpoint. Three calls' items of two
+    shipments come out as one version each, and everything sent and stored equals one plain call over the records."""
+    other = "SHP-OTHER-0001"
+    docs = [booking_with_container(), tracking_doc("departed", leg=1, occurred=25), tracking_doc("arrived", leg=1, occurred=30)]
+    second = booking_doc()
+    second["shipment_id"] = other
+    deferring, plain = Hub(), Hub()
+    records = [deferring.event(doc) for doc in docs[:2]] + [deferring.event(second), deferring.event(docs[2])]
+    records.append(deferring.event(tracking_doc("departed", leg=1, occurred=25), key=b"not-the-shipment"))  # refused
+    stores = {"shipments": deferring.shipments, "deadlines": deferring.deadlines}
+    at_once = deferring.merge.take(records[:2], stores) + deferring.merge.take(records[2:4], stores)
+    at_once += deferring.merge.take(records[4:], stores)
+    assert [out.topic for out in at_once] == [TOPICS.dlq]  # the wrong key at once; nothing merged yet
+    assert deferring.shipments.data == {} and deferring.counters.versions_emitted == 0
+    chunks = list(deferring.merge.flush(0, stores))
+    flushed = [out for chunk in chunks for out in chunk]
+    assert [out.key for out in on(TOPICS.status, flushed)] == [SHIPMENT.encode(), other.encode()]
+    assert list(deferring.merge.flush(0, stores)) == []  # nothing deferred is left
+    sent = plain.merged(*[plain.as_input(Out(r.topic, r.key, r.value, r.headers)) for r in records])
+    assert sorted(at_once + flushed, key=repr) == sorted(sent, key=repr)
+    assert (deferring.shipments.data, deferring.deadlines.data) == (plain.shipments.data, plain.deadlines.data)
+    assert deferring.counters.batches == 3 and deferring.counters.versions_emitted == 2
+
+
+def test_flush_merges_in_chunks_and_discard_forgets_a_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stages, "FLUSH_SHIPMENTS", 2)
+    hub = Hub()
+    stores = {"shipments": hub.shipments, "deadlines": hub.deadlines}
+    ids = [f"SHP-CHUNK-{n:04d}" for n in range(5)]
+    bookings = []
+    for shipment_id in ids:
+        doc = booking_doc()
+        doc["shipment_id"] = shipment_id
+        bookings.append(hub.event(doc))
+    hub.merge.take(bookings, stores)
+    moved = Record(TOPICS.events, 3, 0, bookings[0].key, bookings[0].value, (), RECEIVED_MS)
+    hub.merge.take([moved], stores)  # partition 3's work, then the runtime drops it
+    hub.merge.discard(3)
+    chunks = list(hub.merge.flush(0, stores))
+    assert [[out.key for out in on(TOPICS.status, chunk)] for chunk in chunks] == [
+        [ids[0].encode(), ids[1].encode()], [ids[2].encode(), ids[3].encode()], [ids[4].encode()]
+    ]
+    assert list(hub.merge.flush(3, stores)) == [] and hub.counters.versions_emitted == 5
+
+
 def test_a_replay_sends_nothing_under_exactly_once_and_the_current_version_under_at_least_once() -> None:
     for resend, expected_topics in ((False, []), (True, [TOPICS.status, TOPICS.references])):
         hub = Hub(resend_on_replay=resend)
