@@ -68,8 +68,11 @@ class Counters:
     records_out: int = 0  # outputs produced by committed checkpoints (dead letters included)
     dead_lettered: int = 0  # records the runtime dead-lettered because the handler raised
     checkpoints: int = 0  # partition checkpoints committed
-    checkpoint_s_total: float = 0.0
+    checkpoint_s_total: float = 0.0  # the checkpoints' Kafka transactions (or flushes and commits) and RocksDB
     checkpoint_s_max: float = 0.0
+    handler_s_total: float = 0.0  # wall time in handler calls
+    flush_s_total: float = 0.0  # wall time in the stage's flushes (their chunks and the turns given between them)
+    fetch_s_total: float = 0.0  # wall time in getmany: waiting for records, or idle
     changelog_records: int = 0
     restored_records: int = 0
     retried: int = 0  # checkpoints aborted and the partition restarted from its committed position
@@ -182,7 +185,9 @@ class StageRunner:
         while not self._stopping.is_set():
             # with work pending, only what the fetcher already holds: an empty answer means nothing is waiting
             wait_ms = IDLE_WAIT_MS if pending_since is None else 0
+            fetching = time.monotonic()
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_max)
+            self.counters.fetch_s_total += time.monotonic() - fetching
             async with self._lock:
                 for tp, messages in batch.items():
                     for start in range(0, len(messages), HANDLER_RECORDS):
@@ -223,6 +228,7 @@ class StageRunner:
             Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp) for m in messages
         ]
         stores = partition.state.stores
+        started = time.monotonic()
         try:
             outs = self.stage.handler(records, stores)
         except Exception as error:  # noqa: BLE001 - a hub bug must not stop the stage: the batch is dead-lettered
@@ -234,6 +240,7 @@ class StageRunner:
         else:
             for store in stores.values():
                 store.keep_call()
+        self.counters.handler_s_total += time.monotonic() - started
         partition.outs += outs
         partition.next_offsets[tp] = messages[-1].offset + 1
         partition.records += len(records)
@@ -286,8 +293,10 @@ class StageRunner:
         if not due:
             return
         if self.stage.flush is not None:
+            flushing = time.monotonic()
             for partition in due:
                 await self._flush(partition)
+            self.counters.flush_s_total += time.monotonic() - flushing
             due = [p for p in due if p.active]  # a failed flush restarted its partition
             if not due:
                 return
