@@ -58,9 +58,19 @@ _NAMES: dict[type[Frozen], tuple[str, ...]] = {}
 
 def _layout(model: type[Frozen]) -> dict[str, Any]:
     """Each field of `model` in declaration order, with its default (_REQUIRED when it has none)."""
-    layout = {name: _REQUIRED if info.is_required() else info.default for name, info in model.model_fields.items()}
+    layout = {
+        name: _REQUIRED if info.is_required() else info.get_default(call_default_factory=True)
+        for name, info in model.model_fields.items()
+    }
     _LAYOUT[model], _NAMES[model] = layout, tuple(layout)
     return layout
+
+
+def empty_list() -> Any:
+    """The default of a list field, `[]`, as a factory: pydantic deep-copies an unhashable default (`= []`) with
+    `copy.deepcopy` each time it uses one, on every event it validates, where a factory is one C call. The field
+    means the same: a new empty list per instance, and `"default": []` in its JSON schema."""
+    return Field(default_factory=list, json_schema_extra={"default": []})
 
 
 def _default(default: Any) -> Any:
