@@ -13,6 +13,7 @@ journeys, one event of every kind, and hostile mutations of them (hypothesis).
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, Callable
 from unittest import mock
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from pydantic_core import SchemaValidator
 
 from bench.workload import generate
-from schemas.events import HUB_EVENT, HubEvent
+from schemas.events import HUB_EVENT, Cargo, HubEvent
 from streams import codec
 from streams.codec import MAX_EVENT_BYTES, Rejection, decode_event, encode_event
 from streams.copies import Copy, canonical_json, fingerprint
@@ -107,6 +108,9 @@ def test_a_defaulted_list_is_new_for_every_event() -> None:
     assert first.references == [] and "references" not in first.model_fields_set
     assert first.references is not second.references
     assert first.payload.cargo.containers is not second.payload.cargo.containers
+    # what the hub builds without validation (Frozen.built) takes the same default, also its own
+    built = [Cargo.built(description="tea", pieces=1, packages=1, gross_weight_kg=Decimal(1)) for _ in range(2)]
+    assert built[0].containers == built[0].dangerous_goods == [] and built[0].containers is not built[1].containers
 
 
 # --- hostile input --------------------------------------------------------------------------------------------------
