@@ -4,10 +4,11 @@ What changed: the event models' list defaults are factories (`schemas.base.empty
 pydantic-core deep-copied on every use; `decode_event` and `canonical_json` call pydantic-core's validator and
 serializer without TypeAdapter's Python wrapper. The reference here is the previous path: the same validator built
 from HUB_EVENT's core schema with each factory put back as the `[]` default it replaced (`_with_list_defaults`; at
-13af989 HUB_EVENT's core schema was exactly that), TypeAdapter's own calls, and the previous `canonical_json`. Both
-must accept the same events (equal models, with the same types, values and set fields), refuse the rest with the
-same code and reason, and give the same canonical bytes and fingerprints: over the bench workload, the example
-journeys, one event of every kind, and hostile mutations of them (hypothesis).
+13af989 HUB_EVENT's core schema was exactly that, but for the JSON-schema-only metadata that keeps `"default": []`
+in the JSON schema), TypeAdapter's own calls, and the previous `canonical_json`. Both must accept the same events
+(equal models, with the same types, values and set fields), refuse the rest with the same code and reason, and give
+the same canonical bytes and fingerprints: over the bench workload, the example journeys, one event of every kind,
+and hostile mutations of them (hypothesis).
 """
 
 from __future__ import annotations
