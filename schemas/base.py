@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.fields import FieldInfo
 
 from schemas.identifiers import CurrencyCode
 
@@ -58,9 +59,24 @@ _NAMES: dict[type[Frozen], tuple[str, ...]] = {}
 
 def _layout(model: type[Frozen]) -> dict[str, Any]:
     """Each field of `model` in declaration order, with its default (_REQUIRED when it has none)."""
-    layout = {name: _REQUIRED if info.is_required() else info.default for name, info in model.model_fields.items()}
+    layout = {name: _default_of(info) for name, info in model.model_fields.items()}
     _LAYOUT[model], _NAMES[model] = layout, tuple(layout)
     return layout
+
+
+def _default_of(info: FieldInfo) -> Any:
+    if info.is_required():
+        return _REQUIRED
+    if info.default_factory is not None:
+        return info.get_default(call_default_factory=True)  # empty_list's []: _default gives each instance its own
+    return info.default
+
+
+def empty_list() -> Any:
+    """The default of a list field, `[]`, as a factory: pydantic deep-copies an unhashable default (`= []`) with
+    `copy.deepcopy` each time it uses one, on every event it validates, where a factory is one C call. The field
+    means the same: a new empty list per instance, and `"default": []` in its JSON schema."""
+    return Field(default_factory=list, json_schema_extra={"default": []})
 
 
 def _default(default: Any) -> Any:

@@ -19,7 +19,16 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.base import Frozen, Money, MultilineText, NonNegativeDecimal, PlainText, StrictDecimal, UtcDatetime
+from schemas.base import (
+    Frozen,
+    Money,
+    MultilineText,
+    NonNegativeDecimal,
+    PlainText,
+    StrictDecimal,
+    UtcDatetime,
+    empty_list,
+)
 from schemas.identifiers import (
     AirWaybillNumber,
     ClaimId,
@@ -109,8 +118,8 @@ class Cargo(Frozen):
     packages: Annotated[int, Field(ge=1, le=1_000_000)]
     gross_weight_kg: NonNegativeDecimal
     volume_m3: NonNegativeDecimal | None = None
-    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
-    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=50)] = []
+    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = empty_list()
+    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=50)] = empty_list()
 
 
 ReferenceKind = Literal[
@@ -176,7 +185,7 @@ class PlannedLeg(Frozen):
     carrier_booking: DocumentNumber | None = None
     # Other references the MTO already knows for the leg (its B/L, rail waybill or AWB number, the packages' SSCCs,
     # the sites' GLNs): they name the shipment from the booking on, before any document event.
-    references: Annotated[list[CarrierReference], Field(max_length=50), LeftOutWhenEmpty] = []
+    references: Annotated[list[CarrierReference], Field(max_length=50), LeftOutWhenEmpty] = empty_list()
     # For the emissions statement (streams.emissions): the distance the MTO booked the leg for, and the vehicle
     # type (a key of the mode's GLEC defaults in streams/reference/glec_factors.json).
     distance_km: Annotated[DistanceKm | None, LeftOutWhenEmpty] = None
@@ -202,7 +211,7 @@ class BookingPayload(Frozen):
     insurance_requested: bool = False
     # The consignee's sites (GLN, or GLN/extension for a part of one; a bare GLN covers its parts): a carrier's CBV
     # `receiving` there delivers the last leg, whatever UN/LOCODE the event gives.
-    consignee_sites: Annotated[list[SiteId], Field(max_length=20), LeftOutWhenEmpty] = []
+    consignee_sites: Annotated[list[SiteId], Field(max_length=20), LeftOutWhenEmpty] = empty_list()
 
     @model_validator(mode="after")
     def _legs_form_a_chain(self) -> BookingPayload:
@@ -247,7 +256,7 @@ class WaybillPayload(Frozen):
     document_number: DocumentNumber
     issuer: PartyId
     leg: LegNumber | None = None
-    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = []
+    containers: Annotated[list[ContainerNumber], Field(max_length=200)] = empty_list()
     action: DocumentAction = "issued"
     holder: PartyId | None = None
 
@@ -296,7 +305,7 @@ class TrackingPayload(Frozen):
     # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
     packages: Annotated[int | None, Field(ge=1, le=1_000_000), LeftOutWhenEmpty] = None
     # Those packages' SSCCs, when the report lists them: then they are `packages` (see _packages_from_ssccs).
-    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = empty_list()
 
     _count = model_validator(mode="before")(_packages_from_ssccs)
 
@@ -368,10 +377,10 @@ class HandoverPayload(Frozen):
     location: UnLocode
     packages: Annotated[int, Field(ge=0, le=1_000_000)]
     gross_weight_kg: NonNegativeDecimal
-    seals: Annotated[list[ShortCode], Field(max_length=20)] = []
+    seals: Annotated[list[ShortCode], Field(max_length=20)] = empty_list()
     remarks: Remarks | None = None
     # The packages handed over, by SSCC: when listed, their number is `packages` (see _packages_from_ssccs).
-    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = []
+    ssccs: Annotated[SsccList, LeftOutWhenEmpty] = empty_list()
 
     _count = model_validator(mode="before")(_packages_from_ssccs)
 
@@ -388,7 +397,7 @@ class MarginPayload(Frozen):
     """The MTO's margin on top of the carriers' charges: a percentage per currency and/or fixed amounts."""
 
     percent: Annotated[StrictDecimal, Field(ge=0, le=100)] = Decimal(0)
-    fixed: Annotated[list[Money], Field(max_length=20)] = []
+    fixed: Annotated[list[Money], Field(max_length=20)] = empty_list()
 
 
 class PaymentPayload(Frozen):
@@ -539,7 +548,7 @@ class Envelope(Frozen):
     event_id: EventId
     source: PartyId
     shipment_id: ShipmentId | None = None
-    references: Annotated[list[CarrierReference], Field(max_length=20)] = []
+    references: Annotated[list[CarrierReference], Field(max_length=20)] = empty_list()
     occurred_at: UtcDatetime
     recorded_at: UtcDatetime
     classifier: Classifier = "ACT"

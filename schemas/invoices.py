@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from schemas.base import Frozen, IsoDate, Money, MultilineText, PlainText, StrictDecimal, UtcDatetime
+from schemas.base import Frozen, IsoDate, Money, MultilineText, PlainText, StrictDecimal, UtcDatetime, empty_list
 from schemas.identifiers import CurrencyCode, DocumentNumber, PartyId
 
 InvoiceText = Annotated[PlainText, StringConstraints(min_length=1, max_length=500)]
@@ -35,7 +35,7 @@ class InvoiceParty(Frozen):
     """The seller (BG-4) or buyer (BG-7) of an invoice."""
 
     name: InvoiceText
-    identifiers: Annotated[list[InvoiceIdentifier], Field(max_length=10)] = []
+    identifiers: Annotated[list[InvoiceIdentifier], Field(max_length=10)] = empty_list()
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
 
 
