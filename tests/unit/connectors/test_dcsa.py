@@ -407,7 +407,8 @@ def test_payload_shapes_one_event_an_array_and_the_v30_events_body_give_the_same
     results = [parse(raw, SOURCE) for raw in shapes]
     assert results[0] == results[1] == results[2]
     assert isinstance(results[0][0], TrackingEvent)
-    assert parse(b"[]", SOURCE) == []
+    # no events at all is refused with a reason (and so dead-lettered with its bytes), as in every other format
+    assert parse(b"[]", SOURCE) == parse(b'{"events": []}', SOURCE) == [Rejection("empty", "the payload holds no events")]
 
 
 def test_an_event_with_neither_shape_says_what_a_dcsa_event_looks_like() -> None:

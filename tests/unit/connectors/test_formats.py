@@ -87,3 +87,12 @@ def test_a_refused_event_is_labelled_once_with_the_index_the_router_reports(form
     reason = for_event(0, refused).reason
     assert reason.startswith(("event 0:", "event 0 (")), reason
     assert reason.count("event 0") == 1 and "event 1" not in reason, reason
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'{"events": []}', b"  [ ]\n"])
+def test_a_payload_with_no_events_is_refused_with_a_reason_in_every_format(payload: bytes) -> None:
+    """Found by the property above (hypothesis, raw=b'[]'): DCSA returned no result at all, so an empty payload
+    vanished without a dead letter or a reason."""
+    for name in FORMATS:
+        results = parser(name)(payload, "carrier.fuzz")
+        assert results and all(isinstance(r, Rejection) and r.reason for r in results), (name, results)
