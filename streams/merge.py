@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping, TypeVar, cast
+from typing import Any, Iterable, Mapping, TypeVar, cast
 
 
 from schemas.base import Money, MoneyTotal
@@ -234,8 +234,11 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     bookings, held_bookings = _verified_bookings(_of(kinds, BookingEvent), identities)
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
     updated_at = max((e.recorded_at for e in every), default=None)
-    insurance = kinds[InsuranceEvent]
-    policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
+    if reuse is not None and InsuranceEvent not in reuse.kinds:  # the same cover events: the same policy
+        policy, unmatched_updates = reuse.record.insurance.policy, reuse.record.insurance.unmatched_updates
+    else:
+        insurance = kinds[InsuranceEvent]
+        policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
     plan = booking.payload if booking is not None else None
     if (
         reuse is not None and prior is not None and prior.through is not None
@@ -321,21 +324,30 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     )
     answers = _carrier_answers(plan, kinds[BookingStatusEvent], rejected)
     legs: list[LegRecord] = []
+    # the legs whose custody entries the earlier record's hold: those kept, and those whose milestones are its
+    tracked = set(reuse.legs) if reuse is not None else set()
     for planned in plan.legs:
         sequence = planned.sequence
-        papers: tuple[list[DocumentRecord], list[Rejected]] | None = None
-        if reuse is not None and (sequence in reuse.legs or WaybillEvent not in reuse.kinds):
-            # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
-            documented = {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
-            papers = reuse.record.legs[sequence - 1].documents, [r for r in reuse.record.rejected if r.event in documented]
-            if sequence in reuse.legs:
-                legs.append(reuse.record.legs[sequence - 1])
-                rejected += papers[1]
-                continue
+        kept = _Kept()
+        if reuse is not None:
+            earlier = reuse.record.legs[sequence - 1]
+            if sequence in reuse.legs or WaybillEvent not in reuse.kinds:
+                # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
+                refusals = reuse.record.rejected and [
+                    r for r in reuse.record.rejected if r.event in {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
+                ]
+                if sequence in reuse.legs:
+                    legs.append(earlier)
+                    rejected += refusals
+                    continue
+                kept.papers = earlier.documents, refusals
+            if SettlementEvent not in reuse.kinds:  # the same charge events on every leg
+                kept.charges = earlier.charges
+            if not reuse.kinds & _MILESTONE_INPUTS:  # the same reports and handovers on every leg (and the same plan)
+                kept.tracked = earlier
+                tracked.add(sequence)
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(
-            sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, papers
-        )
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, kept)
         legs.append(leg_record)
         rejected += refused
     state.memo.classified = Classified(
@@ -408,10 +420,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         location_set_by=location.set_by if location else None,
         journey_charges=journey_charges,
         charges_total=charges_total,
-        insurance=InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
+        insurance=reuse.record.insurance  # no cover event and no claim input: the same policy and updates
+        if reuse is not None and reuse.claims
+        else InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
         claims=claims,
         settlement=settlement,
-        custody=custody(plan, placed, legs, reuse.record.custody, reuse.legs)
+        custody=custody(plan, placed, legs, reuse.record.custody, frozenset(tracked))
         if reuse is not None and reuse.custody
         else custody(plan, placed, legs),
         handovers=placed,
@@ -742,6 +756,19 @@ def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int)
     return event.model_copy(update={"payload": payload.model_copy(update={"status": status})})
 
 
+@dataclass
+class _Kept:
+    """Parts of an earlier record's leg that hold for the leg being made (streams.merge._leg)."""
+
+    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None  # its documents and their refusals
+    charges: list[ChargeRecord] | None = None
+    tracked: LegRecord | None = None  # the leg whose status, times, milestones, exceptions and unmapped reports hold
+
+
+# what a leg's milestones are made of besides the plan: its tracking reports and the handovers out of it
+_MILESTONE_INPUTS = frozenset({TrackingEvent, HandoverEvent})
+
+
 def _leg(
     sequence: int,
     plan: BookingPayload,
@@ -750,14 +777,46 @@ def _leg(
     handed: list[HandoverRecord],
     answer: BookingStatusEvent | None,
     cache: dict[str, Milestone],
-    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None,
+    kept: _Kept | None = None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
     consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
     carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
-    key (those it lacks are made and added); `papers`, the leg's documents and their refusals when its waybill events
-    are those of an earlier record's leg."""
+    key (those it lacks are made and added); `kept`, the parts of an earlier record's leg whose events are the same
+    (the documents and their refusals: its waybill events; the charges: its settlement events; the milestones and
+    what is read of them: its tracking reports and the handovers out of it)."""
+    kept = kept or _Kept()
+    planned = plan.legs[sequence - 1]
+    leg_documents, refused = kept.papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
+    if kept.tracked is not None:
+        tracked = {name: getattr(kept.tracked, name) for name in _TRACKED}
+    else:
+        tracked = _tracked(sequence, plan, events, handed, cache)
+    record = LegRecord.built(
+        sequence=sequence,
+        mode=planned.mode,
+        carrier=planned.carrier,
+        origin=planned.origin,
+        destination=planned.destination,
+        **tracked,
+        documents=leg_documents,
+        charges=kept.charges if kept.charges is not None else _charges(e for e in events if isinstance(e, SettlementEvent)),
+        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
+        carrier_response_set_by=answer.key if answer is not None else None,
+        cover=cover,
+    )
+    return record, refused
+
+
+# the fields of a leg made of its milestones, in their order in LegRecord
+_TRACKED = ("status", "status_set_by", "departure", "arrival", "milestones", "exceptions", "unmapped")
+
+
+def _tracked(
+    sequence: int, plan: BookingPayload, events: list[HubEvent], handed: list[HandoverRecord], cache: dict[str, Milestone]
+) -> dict[str, Any]:
+    """The `_TRACKED` fields of a leg: its status, times, milestones, exceptions and unmapped reports."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
     made: dict[str, Milestone] = {}
@@ -801,13 +860,7 @@ def _leg(
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
     reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
-    leg_documents, refused = papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
-    record = LegRecord.built(
-        sequence=sequence,
-        mode=planned.mode,
-        carrier=planned.carrier,
-        origin=planned.origin,
-        destination=planned.destination,
+    return dict(
         status=status,
         status_set_by=furthest.set_by if furthest else None,
         departure=times(("departed",), planned.planned_departure),
@@ -815,13 +868,7 @@ def _leg(
         milestones=milestones,
         exceptions=[m for m in reports if m.status in INCIDENTS],
         unmapped=[m for m in reports if m.status == "unknown"],
-        documents=leg_documents,
-        charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
-        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
-        carrier_response_set_by=answer.key if answer is not None else None,
-        cover=cover,
     )
-    return record, refused
 
 
 def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:

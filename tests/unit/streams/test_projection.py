@@ -24,6 +24,7 @@ from ..builders import (
     MTO,
     SHIPMENT,
     booking_doc,
+    claim_doc,
     envelope,
     example_journey_docs,
     hub_event,
@@ -33,6 +34,7 @@ from ..builders import (
     waybill_doc,
 )
 from ..strategies import journeys
+from .test_custody import handover_doc
 from .test_trade import AUTHORITY as TRADE_AUTHORITY
 from .test_trade import SHIPMENT as SHIPMENT_TRADE
 from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
@@ -301,6 +303,34 @@ def test_a_revision_moves_its_effect_off_the_leg_it_left() -> None:
     record = advance(previous, before, after, new, AUTHORITY)
     assert_same_record(record, project(after, AUTHORITY))
     assert record.legs[0].status == "departed" and record.legs[1].status == "arrived"
+
+
+def test_a_handover_alone_recomputes_the_milestones_of_the_leg_it_leaves() -> None:
+    """A leg keeps its milestones only while no tracking report and no handover changes: a handover out of leg 1,
+    with no report of the carrier's, hands the leg over (and moves the custody)."""
+    previous, record = step(handover_doc(1, 2, occurred=30))
+    assert (previous.legs[0].status, record.legs[0].status) == ("departed", "handed_over")
+    assert record.custody[1].until != previous.custody[1].until
+
+
+def test_a_document_keeps_the_milestones_and_a_charge_the_documents() -> None:
+    """A waybill event rebuilds its leg from the earlier leg's milestones and charges; a charge from its documents
+    and milestones; neither the custody."""
+    previous, record = step(waybill_doc("rail_waybill", "RW-1", leg=2))
+    assert record.legs[1].documents != previous.legs[1].documents
+    assert record.legs[1].milestones is previous.legs[1].milestones and record.legs[1].charges is previous.legs[1].charges
+    assert record.custody == previous.custody
+    previous, record = step(settlement_doc([("FRT", "80.00", "USD")], leg=1, event_id="inv-1b"))
+    assert record.legs[0].charges != previous.legs[0].charges
+    assert record.legs[0].documents is previous.legs[0].documents and record.legs[0].departure is previous.legs[0].departure
+
+
+def test_a_claim_update_recomputes_the_insurance() -> None:
+    """The insurance record is kept only while no cover event comes in: a claim update no claim matches is listed."""
+    previous, record = step(claim_doc("CLM-9", "opened", event_id="clm-9", occurred=40))
+    assert (previous.insurance.unmatched_updates, record.insurance.unmatched_updates) == ([], ["insurer.test/clm-9"])
+    previous, record = step(tracking_doc("arrived", leg=2, occurred=60))
+    assert record.insurance is previous.insurance
 
 
 def test_cover_or_a_new_booking_recomputes_every_leg() -> None:
