@@ -69,7 +69,7 @@ from streams.documents import documents
 from streams.invoices import carrier_invoices
 from streams.emissions import emissions_refused, journey_emissions
 from streams.identity import Findings, findings, unverified
-from streams.ledger import settle
+from streams.ledger import Invoicing, invoice, settle
 from streams.trade import with_trade_parts
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ class Classified:
 @dataclass
 class Memo:
     classified: Classified | None = None
+    invoicing: Invoicing | None = None  # the invoice of the settlement (streams.ledger.invoice), once made
 
 
 class MisroutedEvent(ValueError):
@@ -206,6 +207,7 @@ class Reusable:
     kinds: frozenset[type[HubEvent]]  # the kinds of every version of an event taken in since `record`
     keys: frozenset[str]  # the keys of those events
     classified: Classified | None = None  # how the earlier state's copies were classified, if it was projected
+    invoicing: Invoicing | None = None  # the invoice of the earlier record's settlement, if it was projected
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
@@ -387,7 +389,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         )
     if reuse is not None and reuse.money:
         journey_charges, charges_total = reuse.record.journey_charges, reuse.record.charges_total
-        settlement = reuse.record.settlement
+        settlement, state.memo.invoicing = reuse.record.settlement, reuse.invoicing
     else:
         journey_charges = _charges(journey_settlements)
         charges_total = _totals(charge.amount for charge in journey_charges + [c for leg in legs for c in leg.charges])
@@ -395,7 +397,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
-        settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
+        history = [copy for key in money for copy in state.history(key)]
+        if reuse is None or reuse.invoicing is None or reuse.kinds & _INVOICE_INPUTS:
+            state.memo.invoicing = invoice(state.shipment_id, plan, history)
+        else:  # the same settlement and margin events (refused as they were: by the same plan and registry)
+            state.memo.invoicing = reuse.invoicing
+        settlement = settle(state.shipment_id, plan, history, holds, state.memo.invoicing)
     reports = kinds[EmissionsEvent]
     if reuse is not None and reuse.emissions and reuse.record.emissions is not None:
         emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, reports)
@@ -553,6 +560,7 @@ def _payout_holds(plan: BookingPayload, invoice_held: frozenset[int], found: Fin
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+_INVOICE_INPUTS = frozenset({SettlementEvent, MarginEvent})  # what the invoice is made of (streams.ledger.invoice)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
 # invoices: placed on their leg by streams.invoices
 _JOURNEY_EVENTS = (

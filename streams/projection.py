@@ -83,7 +83,7 @@ def _reusable(
         claims = False  # the last leg's delivery opens delay claims and counts packages
     return Reusable(
         previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
-        frozenset(type(event) for event in touched), keys, before.memo.classified,
+        frozenset(type(event) for event in touched), keys, before.memo.classified, before.memo.invoicing,
     )
 
 

@@ -35,6 +35,7 @@ from ..builders import (
 )
 from ..strategies import journeys
 from .test_custody import handover_doc
+from .test_ledger import margin, payment
 from .test_trade import AUTHORITY as TRADE_AUTHORITY
 from .test_trade import SHIPMENT as SHIPMENT_TRADE
 from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
@@ -253,9 +254,9 @@ BASE = [
 ]
 
 
-def step(*docs: dict[str, object]) -> tuple[ShipmentRecord, ShipmentRecord]:
-    """The record of BASE, and the record advanced from it by `docs`."""
-    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in BASE])
+def step(*docs: dict[str, object], base: list[dict[str, Any]] = BASE) -> tuple[ShipmentRecord, ShipmentRecord]:
+    """The record of `base`, and the record advanced from it by `docs`."""
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in base])
     previous = project(before, AUTHORITY)
     after, new = absorb(before, [hub_event(doc) for doc in docs])
     record = advance(previous, before, after, new, AUTHORITY)
@@ -331,6 +332,27 @@ def test_a_claim_update_recomputes_the_insurance() -> None:
     assert (previous.insurance.unmatched_updates, record.insurance.unmatched_updates) == ([], ["insurer.test/clm-9"])
     previous, record = step(tracking_doc("arrived", leg=2, occurred=60))
     assert record.insurance is previous.insurance
+
+
+# every leg charged: the invoice is issued
+INVOICED = [
+    *BASE,
+    settlement_doc([("FRT", "200.00", "USD")], leg=2, event_id="inv-2"),
+    settlement_doc([("FRT", "300.00", "USD")], leg=3, event_id="inv-3"),
+]
+
+
+def test_a_payment_keeps_the_invoice_and_a_charge_or_margin_revises_it() -> None:
+    """The invoice (its revisions, notes and postings) is kept while no settlement or margin event comes in."""
+    paid = {**payment("300.00", "USD", event_id="pmt-1", occurred=50), "source": "shipper.test"}
+    previous, record = step(paid, base=INVOICED)
+    assert record.settlement is not None and previous.settlement is not None
+    assert record.settlement.payments != previous.settlement.payments
+    assert record.settlement.invoices is previous.settlement.invoices
+    for revising in (settlement_doc([("FRT", "250.00", "USD")], leg=2, event_id="inv-2", revised=60), margin(occurred=55)):
+        previous, record = step(revising, base=[*INVOICED, paid])
+        assert record.settlement is not None and previous.settlement is not None
+        assert len(record.settlement.invoices) == len(previous.settlement.invoices) + 1
 
 
 def test_cover_or_a_new_booking_recomputes_every_leg() -> None:
