@@ -17,6 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, TypeVar, cast
@@ -217,7 +218,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     operator = authority.operator(state.shipment_id)
     prior = reuse.classified if reuse is not None else None
     classified = _classified(state, operator, prior, reuse.keys if reuse is not None else frozenset())
-    every = [event for _, event, _ in classified.entries]
+    every = list(map(itemgetter(1), classified.entries))
     retracted = len(classified.retracted)
     not_owners: list[Rejected] = []
     live: list[HubEvent] = []
@@ -235,7 +236,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     identities = findings(_of(kinds, IdentityEvent), authority)[0] if strict else None
     bookings, held_bookings = _verified_bookings(_of(kinds, BookingEvent), identities)
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
-    updated_at = max((e.recorded_at for e in every), default=None)
+    updated_at = max(map(attrgetter("recorded_at"), every), default=None)
     if reuse is not None and InsuranceEvent not in reuse.kinds:  # the same cover events: the same policy
         policy, unmatched_updates = reuse.record.insurance.policy, reuse.record.insurance.unmatched_updates
     else:
@@ -366,7 +367,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected.built(event=extra.set_by, reason=reason))
-    location = _current_location(legs)
+    if reuse is not None and all(leg.milestones is old.milestones for leg, old in zip(legs, reuse.record.legs)):
+        location = reuse.record.current_location, reuse.record.location_set_by  # the same milestones on every leg
+    else:
+        location = _current_location(legs)
     if reuse is not None and reuse.claims:
         found, claims = reuse.record.discrepancies, reuse.record.claims
         unmatched_updates = reuse.record.insurance.unmatched_updates
@@ -423,8 +427,8 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         booking_revised_at=booking.revised_at,
         through_document=through,
         legs=legs,
-        current_location=location.location if location else None,
-        location_set_by=location.set_by if location else None,
+        current_location=location[0],
+        location_set_by=location[1],
         journey_charges=journey_charges,
         charges_total=charges_total,
         insurance=reuse.record.insurance  # no cover event and no claim input: the same policy and updates
@@ -921,12 +925,13 @@ def _policy(live: list[HubEvent]) -> PolicyRecord | None:
     )
 
 
-def _current_location(legs: list[LegRecord]) -> Milestone | None:
-    """Where the cargo was last actually seen: the furthest actual milestone along the journey."""
+def _current_location(legs: list[LegRecord]) -> tuple[str | None, str | None]:
+    """Where the cargo was last actually seen, the furthest actual milestone along the journey, and what said so."""
     actual = [(leg.sequence, m) for leg in legs for m in leg.milestones if m.classifier == "ACT" and m.location]
     if not actual:
-        return None
-    return max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
+        return None, None
+    furthest = max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
+    return furthest.location, furthest.set_by
 
 
 def _shipment_status(legs: list[LegRecord], booking: BookingState, handed_to_consignee: bool) -> ShipmentStatus:

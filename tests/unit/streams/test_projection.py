@@ -270,6 +270,7 @@ def test_a_tracking_report_recomputes_its_leg_only() -> None:
     assert record.legs[0] is previous.legs[0] and record.legs[2] is previous.legs[2]
     assert record.settlement is previous.settlement and record.claims is previous.claims
     assert record.custody is not previous.custody  # a leg changed: who held the cargo may have
+    assert (previous.current_location, record.current_location) == ("CNCKG", "CNQZH")  # and where it was last seen
 
 
 def test_a_charge_recomputes_its_leg_and_the_money() -> None:
@@ -320,7 +321,7 @@ def test_a_document_keeps_the_milestones_and_a_charge_the_documents() -> None:
     previous, record = step(waybill_doc("rail_waybill", "RW-1", leg=2))
     assert record.legs[1].documents != previous.legs[1].documents
     assert record.legs[1].milestones is previous.legs[1].milestones and record.legs[1].charges is previous.legs[1].charges
-    assert record.custody == previous.custody
+    assert record.custody == previous.custody and record.current_location == previous.current_location
     previous, record = step(settlement_doc([("FRT", "80.00", "USD")], leg=1, event_id="inv-1b"))
     assert record.legs[0].charges != previous.legs[0].charges
     assert record.legs[0].documents is previous.legs[0].documents and record.legs[0].departure is previous.legs[0].departure
