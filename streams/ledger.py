@@ -478,17 +478,33 @@ def _status(lines: list[BalanceLine]) -> SettlementStatus:
 # --- the settlement -------------------------------------------------------------------------------------------------
 
 
+def invoice(shipment_id: str, booking: BookingPayload, history: Sequence[Copy]) -> Invoicing:
+    """The invoice's revisions, notes and postings from every copy of the events in `history` (settle's), of which
+    only the settlement and margin events count: what a settlement of other copies of the payment and rate events
+    shares."""
+    return _invoiced(shipment_id, booking, _by_key(history))
+
+
+def _invoiced(shipment_id: str, booking: BookingPayload, copies: Mapping[str, list[Copy]]) -> Invoicing:
+    invoice_history = {key: found for key, found in copies.items() if isinstance(found[0].event, InvoiceEvent)}
+    return _invoice(shipment_id, booking, _timeline(invoice_history, booking), Accounts.of(booking))
+
+
 def settle(
-    shipment_id: str, booking: BookingPayload, history: Sequence[Copy], holds: Mapping[int, str] | None = None
+    shipment_id: str,
+    booking: BookingPayload,
+    history: Sequence[Copy],
+    holds: Mapping[int, str] | None = None,
+    invoicing: Invoicing | None = None,
 ) -> SettlementRecord:
     """The shipment's settlement from every copy of its settlement, margin, payment and rate events. A payout for
     any leg in `holds` is `held` instead of released, with the legs' reasons (an invoice awaiting verification,
-    streams.invoices; an unverified carrier, streams.identity)."""
+    streams.invoices; an unverified carrier, streams.identity). `invoicing`: `invoice(shipment_id, booking, history)`,
+    when the caller has it."""
     holds = holds or {}
     accounts = Accounts.of(booking)
     copies = _by_key(history)
-    invoice_history = {key: found for key, found in copies.items() if isinstance(found[0].event, InvoiceEvent)}
-    invoicing = _invoice(shipment_id, booking, _timeline(invoice_history, booking), accounts)
+    invoicing = invoicing or _invoiced(shipment_id, booking, copies)
     charged = invoicing.final.charged_legs if invoicing.final else frozenset()
     missing = [leg.sequence for leg in booking.legs if leg.sequence not in charged]
 

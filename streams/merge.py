@@ -17,9 +17,10 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping, TypeVar, cast
+from typing import Any, Iterable, Mapping, TypeVar, cast
 
 
 from schemas.base import Money, MoneyTotal
@@ -69,7 +70,7 @@ from streams.documents import documents
 from streams.invoices import carrier_invoices
 from streams.emissions import emissions_refused, journey_emissions
 from streams.identity import Findings, findings, unverified
-from streams.ledger import settle
+from streams.ledger import Invoicing, invoice, settle
 from streams.trade import with_trade_parts
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Classified:
 @dataclass
 class Memo:
     classified: Classified | None = None
+    invoicing: Invoicing | None = None  # the invoice of the settlement (streams.ledger.invoice), once made
 
 
 class MisroutedEvent(ValueError):
@@ -206,6 +208,7 @@ class Reusable:
     kinds: frozenset[type[HubEvent]]  # the kinds of every version of an event taken in since `record`
     keys: frozenset[str]  # the keys of those events
     classified: Classified | None = None  # how the earlier state's copies were classified, if it was projected
+    invoicing: Invoicing | None = None  # the invoice of the earlier record's settlement, if it was projected
 
 
 def project(state: ShipmentState, authority: Authority, reuse: Reusable | None = None) -> ShipmentRecord:
@@ -215,7 +218,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     operator = authority.operator(state.shipment_id)
     prior = reuse.classified if reuse is not None else None
     classified = _classified(state, operator, prior, reuse.keys if reuse is not None else frozenset())
-    every = [event for _, event, _ in classified.entries]
+    every = list(map(itemgetter(1), classified.entries))
     retracted = len(classified.retracted)
     not_owners: list[Rejected] = []
     live: list[HubEvent] = []
@@ -233,9 +236,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     identities = findings(_of(kinds, IdentityEvent), authority)[0] if strict else None
     bookings, held_bookings = _verified_bookings(_of(kinds, BookingEvent), identities)
     booking = max(bookings, key=lambda e: (e.occurred_at, e.revised_at or _NEVER, e.key), default=None)
-    updated_at = max((e.recorded_at for e in every), default=None)
-    insurance = kinds[InsuranceEvent]
-    policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
+    updated_at = max(map(attrgetter("recorded_at"), every), default=None)
+    if reuse is not None and InsuranceEvent not in reuse.kinds:  # the same cover events: the same policy
+        policy, unmatched_updates = reuse.record.insurance.policy, reuse.record.insurance.unmatched_updates
+    else:
+        insurance = kinds[InsuranceEvent]
+        policy, unmatched_updates = _policy(insurance), [e.key for e in insurance if _is_claim_update(e)]
     plan = booking.payload if booking is not None else None
     if (
         reuse is not None and prior is not None and prior.through is not None
@@ -321,21 +327,30 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     )
     answers = _carrier_answers(plan, kinds[BookingStatusEvent], rejected)
     legs: list[LegRecord] = []
+    # the legs whose custody entries the earlier record's hold: those kept, and those whose milestones are its
+    tracked = set(reuse.legs) if reuse is not None else set()
     for planned in plan.legs:
         sequence = planned.sequence
-        papers: tuple[list[DocumentRecord], list[Rejected]] | None = None
-        if reuse is not None and (sequence in reuse.legs or WaybillEvent not in reuse.kinds):
-            # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
-            documented = {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
-            papers = reuse.record.legs[sequence - 1].documents, [r for r in reuse.record.rejected if r.event in documented]
-            if sequence in reuse.legs:
-                legs.append(reuse.record.legs[sequence - 1])
-                rejected += papers[1]
-                continue
+        kept = _Kept()
+        if reuse is not None:
+            earlier = reuse.record.legs[sequence - 1]
+            if sequence in reuse.legs or WaybillEvent not in reuse.kinds:
+                # the leg's waybill events are those of the earlier record's leg: its documents, and their refusals
+                refusals = reuse.record.rejected and [
+                    r for r in reuse.record.rejected if r.event in {e.key for e in per_leg[sequence] if isinstance(e, WaybillEvent)}
+                ]
+                if sequence in reuse.legs:
+                    legs.append(earlier)
+                    rejected += refusals
+                    continue
+                kept.papers = earlier.documents, refusals
+            if SettlementEvent not in reuse.kinds:  # the same charge events on every leg
+                kept.charges = earlier.charges
+            if not reuse.kinds & _MILESTONE_INPUTS:  # the same reports and handovers on every leg (and the same plan)
+                kept.tracked = earlier
+                tracked.add(sequence)
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(
-            sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, papers
-        )
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, kept)
         legs.append(leg_record)
         rejected += refused
     state.memo.classified = Classified(
@@ -352,7 +367,10 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     for extra in through_documents[1:]:
         reason = f"the journey already has a through document ({through_documents[0].number}); the MTO issues one"
         rejected.append(Rejected.built(event=extra.set_by, reason=reason))
-    location = _current_location(legs)
+    if reuse is not None and all(leg.milestones is old.milestones for leg, old in zip(legs, reuse.record.legs)):
+        location = reuse.record.current_location, reuse.record.location_set_by  # the same milestones on every leg
+    else:
+        location = _current_location(legs)
     if reuse is not None and reuse.claims:
         found, claims = reuse.record.discrepancies, reuse.record.claims
         unmatched_updates = reuse.record.insurance.unmatched_updates
@@ -375,7 +393,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         )
     if reuse is not None and reuse.money:
         journey_charges, charges_total = reuse.record.journey_charges, reuse.record.charges_total
-        settlement = reuse.record.settlement
+        settlement, state.memo.invoicing = reuse.record.settlement, reuse.invoicing
     else:
         journey_charges = _charges(journey_settlements)
         charges_total = _totals(charge.amount for charge in journey_charges + [c for leg in legs for c in leg.charges])
@@ -383,7 +401,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
         holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
-        settlement = settle(state.shipment_id, plan, [copy for key in money for copy in state.history(key)], holds)
+        history = [copy for key in money for copy in state.history(key)]
+        if reuse is None or reuse.invoicing is None or reuse.kinds & _INVOICE_INPUTS:
+            state.memo.invoicing = invoice(state.shipment_id, plan, history)
+        else:  # the same settlement and margin events (refused as they were: by the same plan and registry)
+            state.memo.invoicing = reuse.invoicing
+        settlement = settle(state.shipment_id, plan, history, holds, state.memo.invoicing)
     reports = kinds[EmissionsEvent]
     if reuse is not None and reuse.emissions and reuse.record.emissions is not None:
         emissions, refused_reports = reuse.record.emissions, emissions_refused(plan, reports)
@@ -404,14 +427,16 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         booking_revised_at=booking.revised_at,
         through_document=through,
         legs=legs,
-        current_location=location.location if location else None,
-        location_set_by=location.set_by if location else None,
+        current_location=location[0],
+        location_set_by=location[1],
         journey_charges=journey_charges,
         charges_total=charges_total,
-        insurance=InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
+        insurance=reuse.record.insurance  # no cover event and no claim input: the same policy and updates
+        if reuse is not None and reuse.claims
+        else InsuranceRecord.built(policy=policy, unmatched_updates=unmatched_updates),
         claims=claims,
         settlement=settlement,
-        custody=custody(plan, placed, legs, reuse.record.custody, reuse.legs)
+        custody=custody(plan, placed, legs, reuse.record.custody, frozenset(tracked))
         if reuse is not None and reuse.custody
         else custody(plan, placed, legs),
         handovers=placed,
@@ -539,6 +564,7 @@ def _payout_holds(plan: BookingPayload, invoice_held: frozenset[int], found: Fin
 
 
 MONEY_EVENTS = (SettlementEvent, MarginEvent, PaymentEvent, RateEvent)
+_INVOICE_INPUTS = frozenset({SettlementEvent, MarginEvent})  # what the invoice is made of (streams.ledger.invoice)
 HANDOVER_CODE_LIST = "mmhub-handover"  # a leg milestone taken from a handover event, not from a status report
 # invoices: placed on their leg by streams.invoices
 _JOURNEY_EVENTS = (
@@ -742,6 +768,19 @@ def _against_the_plan(event: TrackingEvent, plan: BookingPayload, sequence: int)
     return event.model_copy(update={"payload": payload.model_copy(update={"status": status})})
 
 
+@dataclass
+class _Kept:
+    """Parts of an earlier record's leg that hold for the leg being made (streams.merge._leg)."""
+
+    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None  # its documents and their refusals
+    charges: list[ChargeRecord] | None = None
+    tracked: LegRecord | None = None  # the leg whose status, times, milestones, exceptions and unmapped reports hold
+
+
+# what a leg's milestones are made of besides the plan: its tracking reports and the handovers out of it
+_MILESTONE_INPUTS = frozenset({TrackingEvent, HandoverEvent})
+
+
 def _leg(
     sequence: int,
     plan: BookingPayload,
@@ -750,14 +789,46 @@ def _leg(
     handed: list[HandoverRecord],
     answer: BookingStatusEvent | None,
     cache: dict[str, Milestone],
-    papers: tuple[list[DocumentRecord], list[Rejected]] | None = None,
+    kept: _Kept | None = None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
     consignee: delivered), so the leg, the custody and the shipment status never disagree. `answer` is the leg's
     carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
-    key (those it lacks are made and added); `papers`, the leg's documents and their refusals when its waybill events
-    are those of an earlier record's leg."""
+    key (those it lacks are made and added); `kept`, the parts of an earlier record's leg whose events are the same
+    (the documents and their refusals: its waybill events; the charges: its settlement events; the milestones and
+    what is read of them: its tracking reports and the handovers out of it)."""
+    kept = kept or _Kept()
+    planned = plan.legs[sequence - 1]
+    leg_documents, refused = kept.papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
+    if kept.tracked is not None:
+        tracked = {name: getattr(kept.tracked, name) for name in _TRACKED}
+    else:
+        tracked = _tracked(sequence, plan, events, handed, cache)
+    record = LegRecord.built(
+        sequence=sequence,
+        mode=planned.mode,
+        carrier=planned.carrier,
+        origin=planned.origin,
+        destination=planned.destination,
+        **tracked,
+        documents=leg_documents,
+        charges=kept.charges if kept.charges is not None else _charges(e for e in events if isinstance(e, SettlementEvent)),
+        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
+        carrier_response_set_by=answer.key if answer is not None else None,
+        cover=cover,
+    )
+    return record, refused
+
+
+# the fields of a leg made of its milestones, in their order in LegRecord
+_TRACKED = ("status", "status_set_by", "departure", "arrival", "milestones", "exceptions", "unmapped")
+
+
+def _tracked(
+    sequence: int, plan: BookingPayload, events: list[HubEvent], handed: list[HandoverRecord], cache: dict[str, Milestone]
+) -> dict[str, Any]:
+    """The `_TRACKED` fields of a leg: its status, times, milestones, exceptions and unmapped reports."""
     planned = plan.legs[sequence - 1]
     tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
     made: dict[str, Milestone] = {}
@@ -801,13 +872,7 @@ def _leg(
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
     reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
-    leg_documents, refused = papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
-    record = LegRecord.built(
-        sequence=sequence,
-        mode=planned.mode,
-        carrier=planned.carrier,
-        origin=planned.origin,
-        destination=planned.destination,
+    return dict(
         status=status,
         status_set_by=furthest.set_by if furthest else None,
         departure=times(("departed",), planned.planned_departure),
@@ -815,13 +880,7 @@ def _leg(
         milestones=milestones,
         exceptions=[m for m in reports if m.status in INCIDENTS],
         unmapped=[m for m in reports if m.status == "unknown"],
-        documents=leg_documents,
-        charges=_charges(e for e in events if isinstance(e, SettlementEvent)),
-        carrier_response="pending" if answer is None else "accepted" if answer.payload.action == "leg_accepted" else "declined",
-        carrier_response_set_by=answer.key if answer is not None else None,
-        cover=cover,
     )
-    return record, refused
 
 
 def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:
@@ -866,12 +925,13 @@ def _policy(live: list[HubEvent]) -> PolicyRecord | None:
     )
 
 
-def _current_location(legs: list[LegRecord]) -> Milestone | None:
-    """Where the cargo was last actually seen: the furthest actual milestone along the journey."""
+def _current_location(legs: list[LegRecord]) -> tuple[str | None, str | None]:
+    """Where the cargo was last actually seen, the furthest actual milestone along the journey, and what said so."""
     actual = [(leg.sequence, m) for leg in legs for m in leg.milestones if m.classifier == "ACT" and m.location]
     if not actual:
-        return None
-    return max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
+        return None, None
+    furthest = max(actual, key=lambda pair: (pair[0], PRECEDENCE[pair[1].status], pair[1].at, pair[1].set_by))[1]
+    return furthest.location, furthest.set_by
 
 
 def _shipment_status(legs: list[LegRecord], booking: BookingState, handed_to_consignee: bool) -> ShipmentStatus:

@@ -7,8 +7,11 @@ leaves, the custody and the claims; cover every leg and the claims; a rate the m
 report the emissions statement; each trade part (customs, the credit, the verifications, the release) only when one
 of its inputs changes (streams.trade). How each copy of the earlier state was classified (event order, refusals, leg),
 its through documents and its reports' milestones are kept beside that state (`ShipmentState.memo`): only the new
-copies are classified again. What is read from the events every time is cheap (counts, the booking's status). Only a
-booking projects the record from scratch.
+copies are classified again. Within a leg recomputed, each part keeps the earlier leg's while its own events are
+the same (the milestones, times and status: the reports and handovers; the documents; the charges); the custody and
+the current location keep what rests on legs whose milestones are kept; a payment or a rate settles against the
+earlier invoice (`Memo.invoicing`) unless a charge or the margin changes. What is read from the events every time is
+cheap (counts, the booking's status). Only a booking projects the record from scratch.
 
 Pure, like the merge: the hypothesis property in tests/unit/streams/test_projection.py holds it equal to a full
 `project` for every generated journey, order, split into batches and duplication.
@@ -83,7 +86,7 @@ def _reusable(
         claims = False  # the last leg's delivery opens delay claims and counts packages
     return Reusable(
         previous, frozenset(range(1, last + 1)) - legs, money and not strict, claims, custody, emissions,
-        frozenset(type(event) for event in touched), keys, before.memo.classified,
+        frozenset(type(event) for event in touched), keys, before.memo.classified, before.memo.invoicing,
     )
 
 

@@ -24,7 +24,7 @@ Pure: no I/O. The faust wiring lives in worker.app.
 from __future__ import annotations
 
 from bisect import insort
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from operator import attrgetter
@@ -128,6 +128,8 @@ class Registered:
     booked: bool
     places: list[Registration]
     identities: dict[str, tuple[CarrierReference, datetime]]
+    # what `places` were worked out of (`_basis`): a later version with the same parts states them again
+    basis: tuple[object, ...] = field(default=(), compare=False, repr=False)
 
     def all(self) -> list[Registration]:
         if not self.booked:
@@ -161,7 +163,33 @@ def registered(
                 identities.pop(key, None)
             else:
                 identities[key] = found
-    return Registered(record.shipment_id, record.version, True, _places(state, record), identities)
+    until = _completed(state, record)
+    basis = _basis(record, until)
+    if before is not None and _same_basis(before.basis, basis):
+        places = [
+            Registration.built(
+                reference=r.reference, shipment_id=r.shipment_id, leg=r.leg, valid_from=r.valid_from, valid_until=r.valid_until,
+                version=record.version,
+            )
+            for r in before.places
+        ]
+    else:
+        places = _places(state, record, until)
+    return Registered(record.shipment_id, record.version, True, places, identities, basis)
+
+
+def _basis(record: ShipmentRecord, until: datetime | None) -> tuple[object, ...]:
+    """What a booked record's places are made of: when its references stop naming it, and the booking, the through
+    document and each leg's documents, as objects. The same objects are the same events' (the merge keeps a part
+    as it was only while its events are the same), so their registrations are those worked out before."""
+    return (until, record.booking, record.through_document, *(leg.documents for leg in record.legs))
+
+
+def _same_basis(before: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    return (
+        len(before) == len(now) and bool(now) and before[0] == now[0]
+        and all(old is new for old, new in zip(before[1:], now[1:]))
+    )
 
 
 def _identified(copy: Copy) -> tuple[CarrierReference, datetime] | None:
@@ -171,11 +199,11 @@ def _identified(copy: Copy) -> tuple[CarrierReference, datetime] | None:
     return _identity(copy.event.source, copy.event.event_id), copy.event.occurred_at
 
 
-def _places(state: ShipmentState, record: ShipmentRecord) -> list[Registration]:
-    """The references the booking and the documents of a booked record register, one per reference, sorted."""
+def _places(state: ShipmentState, record: ShipmentRecord, until: datetime | None) -> list[Registration]:
+    """The references the booking and the documents of a booked record register, one per reference, sorted, each
+    valid `until` (`_completed`)."""
     assert record.booking is not None and record.booking_set_by is not None
     booked_at = _occurred(state, record.booking_set_by)
-    until = _completed(state, record)
     found: dict[str, tuple[CarrierReference, set[int | None], datetime]] = {}
 
     def add(kind: ReferenceKind, value: str, leg: int | None, since: datetime) -> None:

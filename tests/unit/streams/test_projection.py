@@ -24,6 +24,7 @@ from ..builders import (
     MTO,
     SHIPMENT,
     booking_doc,
+    claim_doc,
     envelope,
     example_journey_docs,
     hub_event,
@@ -33,6 +34,8 @@ from ..builders import (
     waybill_doc,
 )
 from ..strategies import journeys
+from .test_custody import handover_doc
+from .test_ledger import margin, payment
 from .test_trade import AUTHORITY as TRADE_AUTHORITY
 from .test_trade import SHIPMENT as SHIPMENT_TRADE
 from .test_trade import STRICT, by_id, carriers_verified, paid_in_full, parsed, trade_docs, verification
@@ -251,9 +254,9 @@ BASE = [
 ]
 
 
-def step(*docs: dict[str, object]) -> tuple[ShipmentRecord, ShipmentRecord]:
-    """The record of BASE, and the record advanced from it by `docs`."""
-    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in BASE])
+def step(*docs: dict[str, object], base: list[dict[str, Any]] = BASE) -> tuple[ShipmentRecord, ShipmentRecord]:
+    """The record of `base`, and the record advanced from it by `docs`."""
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in base])
     previous = project(before, AUTHORITY)
     after, new = absorb(before, [hub_event(doc) for doc in docs])
     record = advance(previous, before, after, new, AUTHORITY)
@@ -267,6 +270,7 @@ def test_a_tracking_report_recomputes_its_leg_only() -> None:
     assert record.legs[0] is previous.legs[0] and record.legs[2] is previous.legs[2]
     assert record.settlement is previous.settlement and record.claims is previous.claims
     assert record.custody is not previous.custody  # a leg changed: who held the cargo may have
+    assert (previous.current_location, record.current_location) == ("CNCKG", "CNQZH")  # and where it was last seen
 
 
 def test_a_charge_recomputes_its_leg_and_the_money() -> None:
@@ -301,6 +305,55 @@ def test_a_revision_moves_its_effect_off_the_leg_it_left() -> None:
     record = advance(previous, before, after, new, AUTHORITY)
     assert_same_record(record, project(after, AUTHORITY))
     assert record.legs[0].status == "departed" and record.legs[1].status == "arrived"
+
+
+def test_a_handover_alone_recomputes_the_milestones_of_the_leg_it_leaves() -> None:
+    """A leg keeps its milestones only while no tracking report and no handover changes: a handover out of leg 1,
+    with no report of the carrier's, hands the leg over (and moves the custody)."""
+    previous, record = step(handover_doc(1, 2, occurred=30))
+    assert (previous.legs[0].status, record.legs[0].status) == ("departed", "handed_over")
+    assert record.custody[1].until != previous.custody[1].until
+
+
+def test_a_document_keeps_the_milestones_and_a_charge_the_documents() -> None:
+    """A waybill event rebuilds its leg from the earlier leg's milestones and charges; a charge from its documents
+    and milestones; neither the custody."""
+    previous, record = step(waybill_doc("rail_waybill", "RW-1", leg=2))
+    assert record.legs[1].documents != previous.legs[1].documents
+    assert record.legs[1].milestones is previous.legs[1].milestones and record.legs[1].charges is previous.legs[1].charges
+    assert record.custody == previous.custody and record.current_location == previous.current_location
+    previous, record = step(settlement_doc([("FRT", "80.00", "USD")], leg=1, event_id="inv-1b"))
+    assert record.legs[0].charges != previous.legs[0].charges
+    assert record.legs[0].documents is previous.legs[0].documents and record.legs[0].departure is previous.legs[0].departure
+
+
+def test_a_claim_update_recomputes_the_insurance() -> None:
+    """The insurance record is kept only while no cover event comes in: a claim update no claim matches is listed."""
+    previous, record = step(claim_doc("CLM-9", "opened", event_id="clm-9", occurred=40))
+    assert (previous.insurance.unmatched_updates, record.insurance.unmatched_updates) == ([], ["insurer.test/clm-9"])
+    previous, record = step(tracking_doc("arrived", leg=2, occurred=60))
+    assert record.insurance is previous.insurance
+
+
+# every leg charged: the invoice is issued
+INVOICED = [
+    *BASE,
+    settlement_doc([("FRT", "200.00", "USD")], leg=2, event_id="inv-2"),
+    settlement_doc([("FRT", "300.00", "USD")], leg=3, event_id="inv-3"),
+]
+
+
+def test_a_payment_keeps_the_invoice_and_a_charge_or_margin_revises_it() -> None:
+    """The invoice (its revisions, notes and postings) is kept while no settlement or margin event comes in."""
+    paid = {**payment("300.00", "USD", event_id="pmt-1", occurred=50), "source": "shipper.test"}
+    previous, record = step(paid, base=INVOICED)
+    assert record.settlement is not None and previous.settlement is not None
+    assert record.settlement.payments != previous.settlement.payments
+    assert record.settlement.invoices is previous.settlement.invoices
+    for revising in (settlement_doc([("FRT", "250.00", "USD")], leg=2, event_id="inv-2", revised=60), margin(occurred=55)):
+        previous, record = step(revising, base=[*INVOICED, paid])
+        assert record.settlement is not None and previous.settlement is not None
+        assert len(record.settlement.invoices) == len(previous.settlement.invoices) + 1
 
 
 def test_cover_or_a_new_booking_recomputes_every_leg() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import CarrierReference
+from schemas.events import CarrierReference, HubEvent
 from streams.references import (
     GRACE,
     Book,
@@ -18,6 +18,7 @@ from streams.references import (
     parked_summary,
     reference_key,
     register,
+    registered,
     registrations,
     request,
     resolve,
@@ -25,9 +26,11 @@ from streams.references import (
     settle,
 )
 from streams.codec import encode_event
-from streams.merge import fold, project
+from streams.merge import ShipmentState, absorb, fold, project
+from streams.projection import advance
 
-from ..builders import AUTHORITY, T0, booking_doc, hub_event, state_of, tracking_doc, waybill_doc, when
+from ..builders import AUTHORITY, T0, booking_doc, example_journey_docs, hub_event, state_of, tracking_doc, waybill_doc, when
+from .test_projection import arrivals
 
 CONTAINER = CarrierReference(kind="container", value="CSQU3054383")
 
@@ -162,3 +165,35 @@ def test_an_event_naming_only_a_document_the_booking_declares_attaches_without_a
 
 def test_a_booking_that_declares_no_references_serialises_as_before() -> None:
     assert "references" not in orjson.loads(encode_event(hub_event(booking_doc())))["payload"]["legs"][0]
+
+
+
+def registered_versions(batches: list[list[HubEvent]]) -> int:
+    """Advance the example journey batch by batch as the merge step does, checking that what each version registers
+    from the previous version's equals what it registers from scratch; returns how many versions stated their places
+    again from the previous version's."""
+    state, record, said, restated = ShipmentState(batches[0][0].shipment_id or ""), None, None, 0
+    for batch in batches:
+        after, new = absorb(state, batch)
+        if after is state:
+            continue
+        record = advance(record, state, after, new, AUTHORITY)
+        now = registered(after, record, said, {copy.event.key for copy in new})
+        fresh = registered(after, record)
+        assert (now.places, now.all()) == (fresh.places, fresh.all())
+        restated += said is not None and bool(said.basis) and all(a is b for a, b in zip(said.basis[1:], now.basis[1:]))
+        state, said = after, now
+    return restated
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_what_a_version_registers_from_the_previous_ones_is_what_it_registers_from_scratch(data: st.DataObject) -> None:
+    """The places are stated again from the previous version's only while the booking, the through document, the leg
+    documents and the completion are the same: the example journey in any order, batches and duplication."""
+    registered_versions(arrivals(data, [hub_event(doc) for doc in example_journey_docs()]))
+
+
+def test_a_version_that_changes_no_document_states_the_places_again() -> None:
+    events = [hub_event(doc) for doc in example_journey_docs()]
+    assert registered_versions([[event] for event in events]) > len(events) // 2
