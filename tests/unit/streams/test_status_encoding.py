@@ -4,6 +4,7 @@ holds."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated
@@ -109,6 +110,25 @@ def test_a_part_kept_from_the_version_before_is_not_serialised_again() -> None:
     assert second.booking is first.booking
     Frozen.__dict__["_json"].__set__(first.booking, b'"kept"')
     assert b'"booking":"kept"' in record_json(second)
+
+
+def test_a_part_copied_or_revalidated_never_carries_the_json_of_the_one_it_came_from() -> None:
+    """A part whose JSON is kept, copied with a change (`model_copy(update=...)`, as the merge does to a report it
+    reads against the plan) or deep-copied or validated again, is written from its own fields: were the slot carried
+    over, a status message would state the original's values (a changed status, another holder) under the new ones."""
+    events = [hub_event(doc) for doc in example_journey_docs()]
+    empty = ShipmentState(events[0].shipment_id or "")
+    state, _ = absorb(empty, events[:3])
+    record = advance(None, empty, state, [], AUTHORITY)
+    record_json(record)
+    assert record.booking is not None and _kept(record.booking) is not None
+    changed = record.booking.model_copy(update={"mto": "someone.else"})
+    copied = record.model_copy(update={"booking": changed})
+    assert b'"mto":"someone.else"' in record_json(copied)
+    assert record_json(copied) == copied.__pydantic_serializer__.to_json(copied)
+    for again in (deepcopy(record.booking), type(record.booking).model_validate(record.booking.model_dump())):
+        with pytest.raises(AttributeError):
+            _kept(again)  # unset: written afresh from its fields
 
 
 # --- every kind of value a field may hold ---------------------------------------------------------------------------
