@@ -51,8 +51,6 @@ def parse_canonical(raw: bytes, source: str) -> list[HubEvent | Rejection]:
                 documents.append(Rejection("invalid_json", f"line {number}: not valid UTF-8 JSON: {error}"))
     if len(documents) > MAX_CANONICAL_EVENTS:
         return [Rejection("too_large", f"{len(documents)} events in one payload; the limit is {MAX_CANONICAL_EVENTS}")]
-    if not documents:
-        return [Rejection("empty", "the payload holds no events")]
     results: list[HubEvent | Rejection] = []
     for index, document in enumerate(documents):
         if isinstance(document, Rejection):
@@ -67,13 +65,31 @@ def parse_canonical(raw: bytes, source: str) -> list[HubEvent | Rejection]:
     return results
 
 
+EMPTY = Rejection("empty", "the payload holds no events")
+
+
+def _never_empty(parse: Parser) -> Parser:
+    """`parse`, with a payload that yields no result at all (`[]`, `{"events": []}`, an EPCIS document with an empty
+    eventList...) refused as `empty`: otherwise the connect stage would emit nothing and dead-letter nothing, and the
+    carrier's payload would vanish without a reason."""
+
+    def parsing(raw: bytes, source: str) -> list[HubEvent | Rejection]:
+        return parse(raw, source) or [EMPTY]
+
+    parsing.__doc__ = parse.__doc__
+    return parsing
+
+
 FORMATS: dict[str, Parser] = {
-    "canonical": parse_canonical,
-    "dcsa": parse_dcsa,
-    "edifact": parse_edifact,
-    "onerecord": parse_onerecord,
-    "epcis": parse_epcis,
-    "ubl": parse_ubl,
+    name: _never_empty(parse)
+    for name, parse in (
+        ("canonical", parse_canonical),
+        ("dcsa", parse_dcsa),
+        ("edifact", parse_edifact),
+        ("onerecord", parse_onerecord),
+        ("epcis", parse_epcis),
+        ("ubl", parse_ubl),
+    )
 }
 assert tuple(FORMATS) == RAW_FORMATS, "every raw topic has a parser and every parser a raw topic"
 

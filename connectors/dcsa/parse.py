@@ -102,13 +102,13 @@ def _load(raw: bytes) -> list[object] | Rejection:
     document = load_json(raw, MAX_PAYLOAD_BYTES)
     if isinstance(document, Rejection):
         return document
-    events: object = document
+    if isinstance(document, list):
+        return document
     if isinstance(document, dict):
-        listed = document.get("events")  # 3.0 POST /events body
-        events = listed if "events" in document and isinstance(listed, list) else [document]
-    if isinstance(events, list):
-        # an empty array would come out as no result at all: the payload would vanish without a reason
-        return events if events else Rejection("empty", "the payload holds no events")
+        events = document.get("events")  # 3.0 POST /events body
+        if "events" in document and isinstance(events, list):
+            return events
+        return [document]
     return Rejection(INVALID, f"a DCSA payload is an event object or an array of events, got {kind_of(document)}")
 
 
