@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hubconf.settings import Settings
+from tests.integration.hub import settled_ends
 
 ROOT = Path(__file__).resolve().parents[3]
 PARTITIONS = 4
@@ -166,7 +167,7 @@ class Counting:
             tps = [TopicPartition(topic, p) for p in range(await _partitions(self.settings, topic))]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+            ends = await settled_ends(self.settings, consumer, tps)
             found = []
             while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
