@@ -51,11 +51,13 @@ MAX_REQUEST_BYTES = topic_names.DLQ_MAX_MESSAGE_BYTES + 64 * 1024
 IDLE_WAIT_MS = 500  # how long a fetch waits when nothing is pending (also how soon `stop` is noticed)
 RESTORE_RECORDS = 10_000  # records per fetch while restoring a changelog
 # A checkpoint's transaction runs AddPartitionsToTxn, Produce, AddOffsetsToTxn, TxnOffsetCommit and EndTxn in turn.
-# Right after the partition's previous transaction, the broker (4.1 here) often answers TxnOffsetCommit with
-# COORDINATOR_NOT_AVAILABLE (code 15; counted with a probe at 100 events/s) and now and then a request with
-# CONCURRENT_TRANSACTIONS; aiokafka retries them after retry_backoff_ms (default 100; only AddPartitionsToTxn has its
-# own 20 ms, as the Java client since KAFKA-5477), and a checkpoint waits for its slowest partition. At 20 ms,
-# bench.latency at 100 events/s (three alternated pairs, bench/README): p99 publish -> status 198-226 -> 69-78 ms.
+# Right after the partition's previous transaction, while its markers are still being written, the broker (4.1 here,
+# verifying transactions as KIP-890 has it) answers with retriable errors: Produce with NOT_ENOUGH_REPLICAS (110 in
+# one worker's log at 100 events/s on a single-replica broker), TxnOffsetCommit with COORDINATOR_NOT_AVAILABLE,
+# AddPartitionsToTxn with CONCURRENT_TRANSACTIONS. aiokafka retries after retry_backoff_ms (default 100; only
+# AddPartitionsToTxn has its own 20 ms, as the Java client since KAFKA-5477), and a checkpoint waits for its slowest
+# partition. At 20 ms, bench.latency at 100 events/s (five alternated pairs, bench/README): p99 publish -> status
+# 198-259 -> 57-78 ms.
 PRODUCER_RETRY_BACKOFF_MS = 20
 RETRY_BACKOFF_S = 1.0  # between a failed checkpoint or activation and the next attempt
 FENCED = (ProducerFenced, InvalidProducerEpoch)
