@@ -118,7 +118,8 @@ class CarrierKey(Frozen):
     @classmethod
     def _public_key(cls, value: str | None, info: ValidationInfo) -> str | None:
         value = _ed25519_material(value, info)
-        if value is not None and not crypto_core_ed25519_is_valid_point(_decode(value)):
+        # only once the algorithm is known to be ed25519: then the material is 32 bytes (checked just above)
+        if info.data.get("algorithm") == "ed25519" and not crypto_core_ed25519_is_valid_point(_decode(value or "")):
             # a small-order key (the identity point, say) "verifies" one fixed signature over any message under
             # OpenSSL's check: whoever knows it could sign as the carrier. libsodium refuses those signatures too.
             raise ValueError("not an ed25519 public key: not a point of the curve's prime-order group")

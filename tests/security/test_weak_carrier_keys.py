@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from hypothesis import given
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
@@ -80,3 +82,17 @@ def test_a_real_key_still_verifies() -> None:
     registry = CarrierRegistry(carriers=[Carrier(party_id=CARRIER, name=CARRIER, keys=[entry])])
     headers = http_signature_headers(BODY, signing, FORMAT, NOW)
     assert verify(registry, CARRIER, "good", headers[HTTP_SIGNATURE], BODY, NOW, FORMAT) is None
+
+
+@given(
+    algorithm=st.sampled_from(["ed25519", "hmac-sha256", "rsa", "", "ED25519"]),
+    material=st.one_of(st.none(), st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode()), st.text(max_size=50)),
+)
+def test_any_registry_key_entry_is_taken_or_refused_with_a_validation_error(algorithm: str, material: str | None) -> None:
+    """The point check must not turn a malformed entry into another exception (found in review: an unknown algorithm
+    with a short key raised nacl's TypeError out of the registry's validation)."""
+    entry = {**_entry(IDENTITY), "algorithm": algorithm, "public_key": material}
+    try:
+        CarrierKey.model_validate(entry)
+    except ValidationError:
+        pass
