@@ -98,8 +98,10 @@ def merge_all(workload: Workload, warm: bool = True) -> dict[str, int]:
     """The worker's merge stage over consecutive batches of BATCH_MAX messages (publish order, one partition);
     returns its counters. No replays: the re-send setting (the exactly-once worker's, off) changes nothing here.
 
-    Publish-order batches match what the worker does on this workload: `mmhub worker` emits one version per event
-    for 1,000+ interleaved shipments, as this does (see "versions" in bench.pipeline's output)."""
+    Each batch is taken in and flushed as one checkpoint (one version per shipment per batch): at the default
+    BATCH_MAX about 2 events per version over 1,000 interleaved shipments. The worker under bench.pipeline's backlog
+    coalesces more (~12 events per version, "versions" in its output); MMHUB_BATCH_MAX sets the shape here (1: a
+    version per event, as in bench.latency's steady phase; 6000: ~5 events per version)."""
     counters = Counters()
     cache = WarmStates(SETTINGS.warm_states if warm else 0)
     merge = MergeHandler(TOPICS, AUTHORITY, Horizon.of(SETTINGS), DeadLetters(TOPICS.dlq, counters), counters, False, cache)

@@ -126,9 +126,21 @@ class Stage:
         handler's messages, then the flush of the records' partitions (bench.profile_merge, handler tests). The
         records must be of one input partition per call of the handler, as the runtime hands them: here, one
         partition."""
-        out = self.handler(records, stores)
-        if self.flush is not None:
-            for partition in sorted({record.partition for record in records}):
-                for chunk in self.flush(partition, stores):
-                    out += chunk
-        return out
+        return take_and_flush(self.handler, self.flush, records, stores)
+
+
+def take_and_flush(
+    handler: Callable[[Sequence[Record], Mapping[str, Store]], list[Out]],
+    flush: Callable[[int, Mapping[str, Store]], Iterator[list[Out]]] | None,
+    records: Sequence[Record],
+    stores: Mapping[str, Store],
+) -> list[Out]:
+    """`handler`'s messages for `records`, then every chunk of `flush` for the records' partitions: what a deferring
+    stage makes of records that one checkpoint takes in (`Stage.checkpoint_batch`, and a deferring handler called
+    as a plain one)."""
+    out = handler(records, stores)
+    if flush is not None:
+        for partition in sorted({record.partition for record in records}):
+            for chunk in flush(partition, stores):
+                out += chunk
+    return out

@@ -28,7 +28,7 @@ from connectors.formats import parser
 from hubconf import topics as topic_names
 from hubconf.settings import DEFAULT_WARM_STATES
 from hubconf.topics import Topics
-from runtime.api import Out, Record, Store
+from runtime.api import Out, Record, Store, take_and_flush
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection, combine, describe, for_event
@@ -344,11 +344,7 @@ class MergeHandler:
     deferred: dict[int, dict[str, Items]] = field(default_factory=dict)
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
-        out = self.take(records, stores)
-        for partition in sorted({record.partition for record in records}):
-            for chunk in self.flush(partition, stores):
-                out += chunk
-        return out
+        return take_and_flush(self.take, self.flush, records, stores)
 
     def take(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
         """Take the records of one input partition in: their dead letters and forwards now, the rest deferred."""

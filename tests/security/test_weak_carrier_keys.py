@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from connectors.carriers import Carrier, CarrierKey, CarrierRegistry, new_key, signed_bytes, verify
+from connectors.carriers import (
+    HTTP_SIGNATURE,
+    Carrier,
+    CarrierKey,
+    CarrierRegistry,
+    http_signature_headers,
+    new_key,
+    signed_bytes,
+    verify,
+)
 
 CARRIER = "carrier.cr-rail"
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -53,9 +62,9 @@ def _entry(public: bytes) -> dict[str, object]:
 def test_openssl_alone_accepts_the_forgery_so_the_hub_must_not_rely_on_it() -> None:
     """The control: the attack is real against the check the hub used before."""
     Ed25519PublicKey.from_public_bytes(IDENTITY).verify(FORGED, signed_bytes(FORMAT, T, BODY))  # does not raise
+    _, good = new_key(CARRIER, "good", "ed25519", START)
+    assert good.public_key is not None
     with pytest.raises(InvalidSignature):  # while a real key refuses it
-        _, good = new_key(CARRIER, "good", "ed25519", START)
-        assert good.public_key is not None
         Ed25519PublicKey.from_public_bytes(base64.b64decode(good.public_key)).verify(FORGED, b"x")
 
 
@@ -76,8 +85,6 @@ def test_the_verifier_refuses_the_forgery_even_for_a_key_that_skipped_the_regist
 
 def test_a_real_key_still_verifies() -> None:
     """The same path with an honest key: the refusal above is about the key, not the check being broken."""
-    from connectors.carriers import http_signature_headers, HTTP_SIGNATURE
-
     signing, entry = new_key(CARRIER, "good", "ed25519", START)
     registry = CarrierRegistry(carriers=[Carrier(party_id=CARRIER, name=CARRIER, keys=[entry])])
     headers = http_signature_headers(BODY, signing, FORMAT, NOW)
