@@ -21,6 +21,12 @@ subprocess against the running broker and database):
                          that batch) minus the same moment.
            p50/p90/p99/max are printed; the issue's target is p99 < 100 ms to the status topic.
 
+With `--readers share` the sharing stage (`mmhub share`, the demo registry's parties) runs too, over the same status
+topic. It is not waited for in the phases; after the steady phase the bench waits until each has stored
+the offsets the sink has (past the status topic's last record), and then reports every process's CPU per event and per version from the start
+of the max phase to that moment (max, steady and the catch-up): the stage costs README's architecture section
+quotes.
+
 Both phases end with a check: every shipment's Postgres record equals the offline fold. Cleanup: the worker and
 sink are stopped and the run's topics deleted, always; the schema and temp dir are dropped unless --keep.
 """
@@ -49,6 +55,7 @@ from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run
 from bench.workload import Workload, expected_records, generate, offline_finals
 from connectors.kafka import ensure_topics
 from connectors.postgres.migrate import migrate
+from connectors.sharing.stage import share_group
 from hubconf.settings import Settings
 from streams.codec import Rejection, decode_event
 from streams.copies import fingerprint
@@ -66,6 +73,7 @@ class StatusWatch:
     arrived: dict[str, float] = field(default_factory=dict)
     created: dict[str, float] = field(default_factory=dict)
     last_at: float | None = None
+    messages: int = 0  # status messages read (one per version)
 
 
 async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asyncio.Event) -> None:
@@ -75,6 +83,7 @@ async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asy
         for messages in fetched.values():
             for message in messages:
                 watch.last_at = now
+                watch.messages += 1
                 document = orjson.loads(message.value)
                 version = document["record"]["version"]
                 if version > watch.versions.get(message.key, 0):
@@ -85,6 +94,7 @@ async def watch_status(consumer: AIOKafkaConsumer, watch: StatusWatch, stop: asy
 
 
 def spawn(command: str, settings: Settings, log: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
+    """`mmhub <command>` (its words split on spaces) as a subprocess of this run's settings, logging to `log`."""
     env = {
         **os.environ,
         "MMHUB_KAFKA": settings.kafka,
@@ -99,7 +109,7 @@ def spawn(command: str, settings: Settings, log: Path, profile: Path | None = No
     profiler = ["-m", "pyinstrument", "-i", "0.001", "-r", "pyisession", "-o", str(profile)] if profile else []
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [sys.executable, *profiler, "-m", "mmhub.cli", command], env=env, stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, *profiler, "-m", "mmhub.cli", *command.split()], env=env, stdout=handle, stderr=subprocess.STDOUT
         )
 
 
@@ -141,14 +151,28 @@ def cores_between(a: CpuMark, b: CpuMark) -> str:
     return ", ".join(shares)
 
 
+def per_item(a: CpuMark, b: CpuMark, items: int) -> str:
+    """CPU each process spent between two marks, per item, in µs."""
+    costs = []
+    for name, before in a.seconds.items():
+        after = b.seconds.get(name)
+        costs.append(f"{name} " + ("n/a" if before is None or after is None else f"{1e6 * (after - before) / items:,.0f} us"))
+    return ", ".join(costs)
+
+
 def finals(workload: Workload) -> dict[bytes, int]:
     return offline_finals(workload)[0]
 
 
-async def stored_offsets(pool: asyncpg.Pool, settings: Settings) -> dict[int, int]:
+# the Postgres-writing readers of the status topic --readers may add: their command and consumer group (the webhook
+# filler reads the parties' share topics, downstream of the sharing stage)
+READERS = {"share": ("share", share_group)}
+
+
+async def stored_offsets(pool: asyncpg.Pool, settings: Settings, group: str | None = None) -> dict[int, int]:
     rows = await pool.fetch(
         "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
-        settings.sink_group,
+        group or settings.sink_group,
         settings.topics.status,
     )
     return {row["partition"]: row["next_offset"] for row in rows}
@@ -214,6 +238,8 @@ async def run(args: argparse.Namespace) -> int:
         profile = temp / "worker.pyisession" if args.profile_worker else None
         processes.append(spawn("worker", settings, temp / "worker.log", profile))
         processes.append(spawn("sink", settings, temp / "sink.log"))
+        readers = {name: spawn(READERS[name][0], settings, temp / f"{name}.log") for name in args.readers}
+        processes += readers.values()
         broker = find_broker_pid()
 
         def alive() -> None:
@@ -235,7 +261,9 @@ async def run(args: argparse.Namespace) -> int:
         # --- max: a backlog ------------------------------------------------------------------------------------
         targets = finals(backlog)
         say(f"max: publishing {backlog.describe()}")
-        pids = {"worker": processes[0].pid, "sink": processes[1].pid, "broker": broker}
+        pids = {"worker": processes[0].pid, "sink": processes[1].pid, **{n: p.pid for n, p in readers.items()}, "broker": broker}
+        whole_cpu0 = cpu_mark(pids)
+        warm_messages = watch.messages  # the warm-up's version(s)
         max_cpu0 = cpu_mark(pids)  # the worker starts merging while the backlog is still being published
         max_cpu1: CpuMark | None = None
         for key, line in zip(backlog.keys, backlog.lines):
@@ -331,6 +359,22 @@ async def run(args: argparse.Namespace) -> int:
         to_created = [(watch.created[m] - sent_at[m]) * 1000 for m in prints if m in watch.created]
         to_postgres = [(stored_at[m] - sent_at[m]) * 1000 for m in prints if m in stored_at]
         steady_check = await check_records(pool, sent)
+        whole: tuple[float, CpuMark] | None = None
+        if readers:
+            # the sink has every final version now: its stored offsets are one past each partition's last record (the
+            # end offsets would count the transaction markers after it)
+            ends = await stored_offsets(pool, settings)
+            started = time.monotonic()
+            while True:
+                alive()
+                at = {name: await stored_offsets(pool, settings, READERS[name][1](settings)) for name in readers}
+                if all(all(offsets.get(p, 0) >= end for p, end in ends.items()) for offsets in at.values()):
+                    break
+                if time.monotonic() - started > args.timeout:
+                    raise TimeoutError(f"readers: not at the status topic's end after {args.timeout:.0f} s: {at}")
+                await asyncio.sleep(0.2)
+            whole = time.monotonic() - started, cpu_mark(pids)
+            say(f"readers: {', '.join(readers)} at the status topic's end {whole[0]:.1f} s after the steady phase")
 
         # --- report ---------------------------------------------------------------------------------------------
         print("\nsummary")
@@ -351,6 +395,11 @@ async def run(args: argparse.Namespace) -> int:
         p99 = percentiles(to_status).get("p99", float("inf"))
         rows_out.append(("target p99 < 100 ms to status", "met" if p99 < TARGET_P99_MS else f"NOT met (p99 {p99:,.1f} ms)"))
         rows_out.append(("records, steady phase", steady_check))
+        if whole is not None:
+            events = backlog.events + len(lines)
+            versions = watch.messages - warm_messages
+            rows_out.append((f"CPU per event ({events:,})", per_item(whole_cpu0, whole[1], events)))
+            rows_out.append((f"CPU per version ({versions:,})", per_item(whole_cpu0, whole[1], versions)))
         width = max(len(name) for name, _ in rows_out)
         for name, value in rows_out:
             print(f"  {name.ljust(width)}  {value}")
@@ -397,6 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the Postgres schema and the temp dir")
     parser.add_argument(
         "--profile-worker", action="store_true", help="run the worker under pyinstrument (implies --keep; slower worker)"
+    )
+    parser.add_argument(
+        "--readers",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=[],
+        help=f"also run these readers of the status topic and report each process's CPU per event: {','.join(READERS)}",
     )
     return asyncio.run(run(parser.parse_args(argv)))
 
