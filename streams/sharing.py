@@ -17,11 +17,12 @@ Pure: no I/O. The stages that deliver views (Kafka, webhooks, the gateway) and t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 from datetime import datetime
 from importlib import resources
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from schemas.base import Frozen, UtcDatetime
 from schemas.identifiers import PartyId, ShipmentId
@@ -70,6 +71,8 @@ class Policy(Frozen):
     relations: dict[RelationName, RelationPolicy]
     datasets: DatasetRules
     outbound: dict[str, Grade]
+    # the grade of each normalised record path a view met (the record's schema bounds them): not a field
+    _grades: dict[str, Grade] = PrivateAttr(default_factory=dict)
 
     def grade(self, path: str) -> Grade:
         """The grade of a field path (`legs[].charges[].amount`): the most specific listed prefix wins."""
@@ -289,55 +292,121 @@ def view(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY) -> V
     """The record as `who` may see it: each leaf of the record that at least one of its lenses shows on its own.
     List items are told apart by their place in the record, so a leg one lens shows and a leg another lens shows
     stay two legs, each with what its own lens allows. Paths are normalised (`legs[].charges`) for the audit."""
-    document = record.model_dump(mode="json")
+    return view_of(Leaves.of(record, policy), who, policy)
+
+
+Rows = tuple[tuple[Callable[[Mapping[str, Any], Lens], bool], Mapping[str, Any]], ...]
+
+
+class _Node(NamedTuple):
+    """An object of a record's document, or a list of objects (or lists) filtered item by item: the leaves under it
+    are `lo` to `hi` (document order); each child, by key or place, is such a node or a leaf's number."""
+
+    value: Any
+    lo: int
+    hi: int
+    children: tuple[tuple[str | int, _Node | int], ...]
+
+
+@dataclass
+class Leaves:
+    """A record's document leaf by leaf, in the document's order, and as a tree over those leaves: made once per
+    record version and read by the view of every party (the sharing stage views each version for every party).
+    Per leaf: where it is, its normalised path (`legs[].charges[].amount`) and grade, its value, and the rows above
+    it that a lens covering only some legs must hold (each list item of `_ROWS` with its test; the leaves under one
+    item share one tuple)."""
+
+    at: list[Location] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    grades: list[Grade] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    rows: list[Rows] = field(default_factory=list)
+    root: _Node | int = 0
+
+    @classmethod
+    def of(cls, record: ShipmentRecord, policy: Policy = POLICY) -> Leaves:
+        leaves = cls()
+        leaves.root = _flatten(record.model_dump(mode="json"), (), "", (), policy._grades, policy, leaves)
+        return leaves
+
+
+def view_of(leaves: Leaves, who: Entitlement, policy: Policy = POLICY) -> View:
+    """`view`, of a record's leaves (`Leaves.of`): each leaf any one of `who`'s lenses shows on its own. The
+    document shares with the record's what it shows whole: read it, never change it below its top level."""
     out = View({})
+    disclosed, withheld = out.disclosed, out.withheld
+    shown = bytearray(len(leaves.paths))
     for lens in who.lenses:
-        _visible(document, (), "", lens, policy, out)
+        scoped, grades, extra = lens.legs is not None, lens.grades, lens.extra
+        held: dict[int, bool] = {}  # per item's rows (the tuple its leaves share): whether this lens holds them
+        for index, (path, grade, rows) in enumerate(zip(leaves.paths, leaves.grades, leaves.rows)):
+            if scoped and rows:
+                holds = held.get(id(rows))
+                if holds is None:
+                    holds = held[id(rows)] = all(in_rows(item, lens) for in_rows, item in rows)
+                if not holds:
+                    continue  # a row of another carrier's: neither shown nor withheld by this lens
+            if grade in grades or extra and any(path == p or path.startswith(p + ".") for p in extra):
+                disclosed.add(path)
+                shown[index] = 1
+            else:
+                withheld.add(path)
     out.withheld -= out.disclosed
-    kept = _keep(document, (), out.leaves)
-    out.document = kept if isinstance(kept, dict) else {}
+    out.leaves = {at for at, held_leaf in zip(leaves.at, shown) if held_leaf}
+    if isinstance(leaves.root, _Node):
+        before = [0, *accumulate(shown)]  # before[i]: the leaves shown among the first i
+        kept = _kept(leaves.root, before, shown, leaves.values)
+        out.document = dict(kept) if isinstance(kept, dict) else {}
     out.document["policy_version"] = policy.version
     return out
 
 
-def view_json(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY) -> dict[str, Any]:
-    return view(record, who, policy).document
-
-
-def _is_branch(node: Any) -> bool:
-    """A non-empty object, or a non-empty list of objects or lists: filtered item by item. Anything else (a
-    scalar, an empty container, a list of scalars) is one leaf."""
-    if isinstance(node, dict):
-        return bool(node)
-    return isinstance(node, list) and bool(node) and isinstance(node[0], (dict, list))
-
-
-def _visible(node: Any, at: Location, path: str, lens: Lens, policy: Policy, out: View) -> None:
-    """Add to `out` the leaves under `node` that `lens` alone shows."""
+def _flatten(
+    node: Any, at: Location, path: str, rows: Rows, grades: dict[str, Grade], policy: Policy, out: Leaves
+) -> _Node | int:
+    """Add the leaves under `node` to `out` (a non-empty object key by key, a list of objects or lists item by
+    item, anything else whole: `_is_branch`); the node over them, or the leaf's number."""
+    lo = len(out.paths)
+    children: list[tuple[str | int, _Node | int]] = []
     if isinstance(node, dict) and node:
+        prefix = f"{path}." if path else ""
         for key, value in node.items():
-            _visible(value, at + (key,), f"{path}.{key}" if path else key, lens, policy, out)
-    elif _is_branch(node):
-        in_rows = _ROWS.get(path)
-        for index, item in enumerate(node):
-            if lens.legs is None or in_rows is None or in_rows(item, lens):
-                _visible(item, at + (index,), f"{path}[]", lens, policy, out)
-    elif policy.grade(path) in lens.grades or any(path == p or path.startswith(p + ".") for p in lens.extra):
-        out.disclosed.add(path)
-        out.leaves.add(at)
-    else:
-        out.withheld.add(path)
-
-
-def _keep(node: Any, at: Location, leaves: set[Location]) -> Any:
-    """`node` with only the leaves at `leaves`, in the record's order; _GONE when none is under it."""
+            children.append((key, _flatten(value, (*at, key), prefix + key, rows, grades, policy, out)))
+        return _Node(node, lo, len(out.paths), tuple(children))
     if _is_branch(node):
-        pairs = node.items() if isinstance(node, dict) else enumerate(node)
-        kept = {key: value for key, value in ((k, _keep(v, at + (k,), leaves)) for k, v in pairs) if value is not _GONE}
-        if not kept:
-            return _GONE
-        return kept if isinstance(node, dict) else list(kept.values())
-    return node if at in leaves else _GONE
+        in_rows = _ROWS.get(path)
+        items = f"{path}[]"
+        for index, item in enumerate(node):
+            below = rows if in_rows is None else (*rows, (in_rows, item))
+            children.append((index, _flatten(item, (*at, index), items, below, grades, policy, out)))
+        return _Node(node, lo, len(out.paths), tuple(children))
+    grade = grades.get(path)
+    if grade is None:
+        grade = grades[path] = policy.grade(path)
+    out.at.append(at)
+    out.paths.append(path)
+    out.grades.append(grade)
+    out.values.append(node)
+    out.rows.append(rows)
+    return lo
+
+
+def _kept(node: _Node, before: list[int], shown: bytearray, values: list[Any]) -> Any:
+    """`node` with only the leaves shown (`before`: see view_of), in the record's order; _GONE when none is. A node
+    whose every leaf is shown is the record's own."""
+    count = before[node.hi] - before[node.lo]
+    if count == 0:
+        return _GONE
+    if count == node.hi - node.lo:
+        return node.value
+    kept = []
+    for key, child in node.children:
+        if isinstance(child, int):
+            if shown[child]:
+                kept.append((key, values[child]))
+        elif (value := _kept(child, before, shown, values)) is not _GONE:
+            kept.append((key, value))
+    return dict(kept) if isinstance(node.value, dict) else [value for _, value in kept]
 
 
 class _Gone:
@@ -346,6 +415,14 @@ class _Gone:
 
 
 _GONE: Any = _Gone()
+
+
+def _is_branch(node: Any) -> bool:
+    """A non-empty object, or a non-empty list of objects or lists: filtered item by item. Anything else (a
+    scalar, an empty container, a list of scalars) is one leaf."""
+    if isinstance(node, dict):
+        return bool(node)
+    return isinstance(node, list) and bool(node) and isinstance(node[0], (dict, list))
 
 
 def _own_leg(key: str) -> Callable[[Mapping[str, Any], Lens], bool]:

@@ -20,6 +20,7 @@ from streams.sharing import (
     POLICY,
     Channel,
     Grant,
+    Leaves,
     Policy,
     Share,
     View,
@@ -27,7 +28,7 @@ from streams.sharing import (
     entitlements,
     may_receive,
     share_of,
-    view,
+    view_of,
     with_grants,
 )
 
@@ -113,12 +114,14 @@ def plan_version(
     parties = with_grants(entitlements(record, policy), grants, record.shipment_id, now)
     messages: list[Outgoing] = []
     changed: dict[ClaimSlot, SentClaim] = {}
+    leaves: Leaves | None = None  # the record leaf by leaf, once for every party's view
     for party in sorted(parties):
         who = parties[party]
         topic = audience(who)
         if OPERATOR in who.relations or topic is None:
             continue
-        shown = view(record, who, policy)
+        leaves = leaves or Leaves.of(record, policy)
+        shown = view_of(leaves, who, policy)
         status = share_of(shown, who, record, "status", CHANNEL, now, policy=policy)
         messages.append(Outgoing(topic, party, _status_document(status, shown), status))
         for claim in shown.document.get("claims", []):

@@ -294,3 +294,86 @@ def test_the_new_fields_reach_whom_their_grades_allow() -> None:
     held = _stepped(parsed(trade_docs()))
     assert held is not None and held.booking is None and "books only verified parties" in held.rejected[0].reason
     assert not [p for p, who in entitlements(held).items() if "rejected" in view(held, who).document]
+
+
+# --- the view against a plain reference walk -------------------------------------------------------------------
+# streams.sharing.view walks a record once into its leaves (Leaves.of) for every party's view of that version, and
+# takes whole what a view shows whole. This is the walk it replaced (one pass over the document per lens, then one
+# to cut the document down), kept as the reference it must equal: document, disclosed, withheld and leaves.
+
+
+def _reference_view(record: ShipmentRecord, who: Entitlement) -> tuple[dict[str, Any], set[str], set[str], set[Any]]:
+    from streams.sharing import _ROWS, _is_branch
+
+    disclosed: set[str] = set()
+    withheld: set[str] = set()
+    leaves: set[Any] = set()
+    gone = object()
+
+    def visible(node: Any, at: tuple[Any, ...], path: str, lens: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                visible(value, at + (key,), f"{path}.{key}" if path else key, lens)
+        elif _is_branch(node):
+            in_rows = _ROWS.get(path)
+            for index, item in enumerate(node):
+                if lens.legs is None or in_rows is None or in_rows(item, lens):
+                    visible(item, at + (index,), f"{path}[]", lens)
+        elif POLICY.grade(path) in lens.grades or any(path == p or path.startswith(p + ".") for p in lens.extra):
+            disclosed.add(path)
+            leaves.add(at)
+        else:
+            withheld.add(path)
+
+    def keep(node: Any, at: tuple[Any, ...]) -> Any:
+        if _is_branch(node):
+            pairs = node.items() if isinstance(node, dict) else enumerate(node)
+            kept = {k: v for k, v in ((k, keep(v, at + (k,))) for k, v in pairs) if v is not gone}
+            if not kept:
+                return gone
+            return kept if isinstance(node, dict) else list(kept.values())
+        return node if at in leaves else gone
+
+    document = record.model_dump(mode="json")
+    for lens in who.lenses:
+        visible(document, (), "", lens)
+    kept = keep(document, ())
+    out = kept if isinstance(kept, dict) else {}
+    out["policy_version"] = POLICY.version
+    return out, disclosed, withheld - disclosed, leaves
+
+
+def _assert_views_equal_the_reference(record: ShipmentRecord, parties: dict[str, Entitlement]) -> None:
+    for who in parties.values():
+        shown = view(record, who)
+        document, disclosed, withheld, leaves = _reference_view(record, who)
+        assert orjson.dumps(shown.document) == orjson.dumps(document), who.party  # the same keys in the same order
+        assert (shown.disclosed, shown.withheld, shown.leaves) == (disclosed, withheld, leaves), who.party
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@given(events=journeys)
+def test_every_view_equals_the_reference_walk(events: list[HubEvent]) -> None:
+    record = project(apply_all(ShipmentState(SHIPMENT), events), AUTHORITY)
+    _assert_views_equal_the_reference(record, entitlements(record))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(keep=st.lists(st.booleans(), min_size=len(TRADE_EVENTS), max_size=len(TRADE_EVENTS)))
+def test_every_trade_view_and_delegated_view_equals_the_reference_walk(keep: list[bool]) -> None:
+    events = [e for e, kept in zip(TRADE_EVENTS, keep) if kept]
+    record = project(apply_all(ShipmentState(TRADE_SHIPMENT), events), TRADE_AUTHORITY)  # type: ignore[arg-type]
+    grants = [
+        Grant(grant_id="g-broker", shipment_id=TRADE_SHIPMENT, grantor="shipper.chengdu-elec",
+              grantee="broker.qinzhou-trade", grades=["customs", "personal"], granted_at=NOW - timedelta(days=1)),
+        Grant(grant_id="g-agent", shipment_id=TRADE_SHIPMENT, grantor="carrier.oceanline", grantee="agent.port",
+              grades=["operational", "rates", "personal"], granted_at=NOW - timedelta(days=1)),
+    ]  # fmt: skip
+    _assert_views_equal_the_reference(record, with_grants(entitlements(record), grants, TRADE_SHIPMENT, NOW))
+
+
+def test_the_example_journeys_views_equal_the_reference_walk() -> None:
+    for name, shipment in (("journey.jsonl", "SHP-2026-000042"), ("journey-trade.jsonl", TRADE_SHIPMENT)):
+        record = _journey(name, shipment)
+        grant = _grant("g1", "carrier.oceanline", "agent.port", ["operational", "rates", "personal"])
+        _assert_views_equal_the_reference(record, with_grants(entitlements(record), [grant], record.shipment_id, NOW))
