@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from datetime import datetime
 from importlib import resources
-from typing import Any, Callable, Iterable, Literal, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Literal, Mapping, NamedTuple, Sequence
 
 from pydantic import Field, PrivateAttr
 
@@ -285,7 +285,13 @@ class View:
     document: dict[str, Any]
     disclosed: set[str] = field(default_factory=set)
     withheld: set[str] = field(default_factory=set)
-    leaves: set[Location] = field(default_factory=set)
+    shown: bytes | bytearray = b""  # shown[i]: the record's leaf at located[i] is shown
+    located: Sequence[Location] = ()
+
+    @property
+    def leaves(self) -> set[Location]:
+        """The record locations the view discloses (made when asked: the stages never ask)."""
+        return {at for at, held in zip(self.located, self.shown) if held}
 
 
 def view(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY) -> View:
@@ -352,7 +358,7 @@ def view_of(leaves: Leaves, who: Entitlement, policy: Policy = POLICY) -> View:
             else:
                 withheld.add(path)
     out.withheld -= out.disclosed
-    out.leaves = {at for at, held_leaf in zip(leaves.at, shown) if held_leaf}
+    out.shown, out.located = shown, leaves.at
     if isinstance(leaves.root, _Node):
         before = [0, *accumulate(shown)]  # before[i]: the leaves shown among the first i
         kept = _kept(leaves.root, before, shown, leaves.values)
