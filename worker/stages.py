@@ -1,6 +1,6 @@
 """The worker's high-volume stages as handlers over runtime.api: records of one input partition and that partition's
-stores in, messages to produce out. No Kafka here: the loop that feeds them (faust's agents in worker.app today,
-the stage runtime next) consumes, stores and produces.
+stores in, messages to produce out. No Kafka here: the stage runtime that feeds them (runtime.loop, started by
+worker.app) consumes, stores and produces.
 
 - ConnectHandler: raw carrier payloads -> verify the signature over the exact bytes -> parse -> route.
 - ResolveHandler: hub.references (resolve requests, registrations, settled notices) -> the reference books
