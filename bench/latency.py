@@ -453,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help=f"also run these readers of the status topic and report each process's CPU per event: {','.join(READERS)}",
     )
-    return asyncio.run(run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.readers) - set(READERS))
+    if unknown:
+        parser.error(f"--readers: unknown {unknown}; known: {sorted(READERS)}")
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

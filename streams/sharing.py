@@ -74,6 +74,12 @@ class Policy(Frozen):
     # the grade of each normalised record path a view met (the record's schema bounds them): not a field
     _grades: dict[str, Grade] = PrivateAttr(default_factory=dict)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
+        """A copy, with grades of its own to look up again (an update may change the fields or the default)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._grades = {}
+        return copied
+
     def grade(self, path: str) -> Grade:
         """The grade of a field path (`legs[].charges[].amount`): the most specific listed prefix wins."""
         probe = path

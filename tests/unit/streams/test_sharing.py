@@ -377,3 +377,13 @@ def test_the_example_journeys_views_equal_the_reference_walk() -> None:
         record = _journey(name, shipment)
         grant = _grant("g1", "carrier.oceanline", "agent.port", ["operational", "rates", "personal"])
         _assert_views_equal_the_reference(record, with_grants(entitlements(record), [grant], record.shipment_id, NOW))
+
+
+def test_a_copy_of_the_policy_with_other_grades_looks_its_grades_up_again() -> None:
+    record = _journey()
+    shipper = entitlements(record)["shipper.chengdu-elec"]
+    assert "status" in view(record, shipper).document  # the grades of the record's paths are now remembered
+    stricter = POLICY.model_copy(update={"fields": {**POLICY.fields, "status": "internal"}})
+    assert stricter.grade("status") == "internal"
+    assert "status" not in view(record, shipper, stricter).document
+    assert "status" in view(record, shipper).document  # the original keeps its own
