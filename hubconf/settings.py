@@ -117,6 +117,17 @@ NUMERIC = {
 }
 
 
+def chosen_stages(text: str | None) -> tuple[str, ...]:
+    """MMHUB_WORKER_STAGES: the worker's stages named (in WORKER_STAGES's order), or all of them when unset."""
+    if text is None or not text.strip():
+        return WORKER_STAGES
+    named = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(named) - set(WORKER_STAGES))
+    if unknown:
+        raise ValueError(f"MMHUB_WORKER_STAGES={text!r} names {', '.join(unknown)}; known: {', '.join(WORKER_STAGES)}")
+    return tuple(stage for stage in WORKER_STAGES if stage in named)
+
+
 def _check_numbers() -> None:
     for name, kind in NUMERIC.items():
         text = os.environ.get(name)
@@ -172,6 +183,10 @@ class Settings:
     checkpoint_timeout_s: float = DEFAULT_CHECKPOINT_TIMEOUT_S
     state_memory_mb: int = DEFAULT_STATE_MEMORY_MB
     pg_connect_timeout_s: float = DEFAULT_PG_CONNECT_TIMEOUT_S
+    # The stages this worker process runs (MMHUB_WORKER_STAGES, a comma-separated subset of WORKER_STAGES; all by
+    # default). Each stage is its own consumer group, so a stage may run in processes of its own: the connect
+    # stage's signature checks, for one, on a core of their own (bench/README).
+    worker_stages: tuple[str, ...] = WORKER_STAGES
 
     @classmethod
     def from_env(cls, principal: str = "admin") -> Settings:
@@ -189,6 +204,7 @@ class Settings:
         if pg_connect_timeout_s <= 0:
             raise ValueError(f"MMHUB_PG_CONNECT_TIMEOUT_S={pg_connect_timeout_s:g} is not a number of seconds above 0")
         return cls(
+            worker_stages=chosen_stages(os.environ.get("MMHUB_WORKER_STAGES")),
             kafka_security=security,
             kafka_user=user,
             kafka_password=_password(user, home),

@@ -11,6 +11,10 @@ high-volume stages each run one `StageRunner`, with its own consumer group, batc
 Every decision is made by the stages' handlers (worker.stages, over the pure core in streams/). The presumed-loss
 clock stays a faust timer: it reads the deadlines of the merge partitions this worker holds and publishes a
 report event for each shipment past its deadline.
+
+A process runs all three stages unless MMHUB_WORKER_STAGES names some (Settings.worker_stages): each is its own
+consumer group, so the connect stage, whose Ed25519 checks cost ~50 us of CPU a carrier message, can run in
+processes of its own beside one that resolves and merges (bench/README).
 """
 
 from __future__ import annotations
@@ -177,8 +181,9 @@ def create_app(settings: Settings) -> faust.App:
     exported = Counters()  # what the report timer has handed to runtime.metrics so far
     app.mmhub_counters = counters  # type: ignore[attr-defined]
     connect, resolve, merge = worker_stages(settings, counters)
-    app.mmhub_stages = (connect, resolve, merge)  # type: ignore[attr-defined]
-    runners = {stage.name: StageRunner(stage, settings) for stage in (connect, resolve, merge)}
+    chosen = tuple(stage for stage in (connect, resolve, merge) if stage.name in settings.worker_stages)
+    app.mmhub_stages = chosen  # type: ignore[attr-defined]
+    runners = {stage.name: StageRunner(stage, settings) for stage in chosen}
 
     @app.service
     class Stages(StageServices):
@@ -194,6 +199,8 @@ def create_app(settings: Settings) -> faust.App:
     async def presume_losses() -> None:
         """Publish the presumed-loss report of every shipment past its deadline on the merge partitions held here
         (see streams.clock)."""
+        if "merge" not in runners:
+            return  # the deadlines are the merge stage's: the process that runs it reports them
         now = datetime.now(timezone.utc)
         overdue = 0
         for stores in runners["merge"].stores().values():
@@ -220,7 +227,8 @@ def create_app(settings: Settings) -> faust.App:
         now = datetime.now(timezone.utc)
         # Only the books this worker parked events in: a scan of every book would decode every reference of every
         # shipment (hundreds of thousands) on the event loop. The full picture is `mmhub parked`.
-        books = [stores[REFERENCES] for stores in runners["resolve"].stores().values()]
+        held = runners["resolve"].stores().values() if "resolve" in runners else ()
+        books = [stores[REFERENCES] for stores in held]
         waiting = []
         for key in list(resolve_handler.parked):
             raw = next((found for found in (book.get(key) for book in books) if found is not None), None)
@@ -286,8 +294,12 @@ def banner(settings: Settings, stages: Sequence[Stage], metrics_port: int, metri
         f"writes {', '.join(writes)}",
         f"state: RocksDB under {settings.data_dir} (MMHUB_DATA_DIR), one directory per stage group and partition",
         f"metrics: http://{metrics_host}:{metrics_port}/metrics" if metrics_port else "metrics: off (MMHUB_METRICS_PORT=0)",
-        f"presumed-loss clock every {settings.clock_interval_s:g} s; counters logged every"
-        f" {settings.report_interval_s:g} s",
+        (
+            f"presumed-loss clock every {settings.clock_interval_s:g} s"
+            if any(stage.name == "merge" for stage in stages)
+            else "presumed-loss clock: not here (it reads the merge stage's deadlines)"
+        )
+        + f"; counters logged every {settings.report_interval_s:g} s",
     ]
     return lines
 

@@ -63,15 +63,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def hub(hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path) -> AsyncIterator[tuple[Settings, list[HubProcess], str]]:
+async def hub(
+    hub_settings: Callable[..., Awaitable[Settings]], tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Settings, list[HubProcess], str]]:
+    """The worker, the sink and the gateway; with the parameter "connect apart", the worker's connect stage runs in a
+    worker process of its own (MMHUB_WORKER_STAGES), appended last, and the first worker resolves and merges."""
     settings = await hub_settings()
     await migrate(settings.pg_dsn, settings.pg_schema)
     port = _free_port()
+    apart = getattr(request, "param", "one worker") == "connect apart"
+    stages = {"MMHUB_WORKER_STAGES": "resolve,merge"} if apart else None
     procs = [
-        HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log"),
+        HubProcess("worker", settings, tmp_path / "worker-data", tmp_path / "worker.log", stages),
         HubProcess("sink", settings, tmp_path / "sink-data", tmp_path / "sink.log"),
         HubProcess("gateway", settings, tmp_path / "gw-data", tmp_path / "gateway.log", args=["--port", str(port)]),
     ]
+    if apart:
+        connect = {"MMHUB_WORKER_STAGES": "connect"}
+        procs.append(HubProcess("worker", settings, tmp_path / "connect-data", tmp_path / "connect.log", connect))
     yield settings, procs, f"http://127.0.0.1:{port}"
     for proc in procs:
         proc.stop()
@@ -114,9 +123,10 @@ def _ingest(env: dict[str, str], format_name: str, key_file: Path, path: Path) -
     )
 
 
+@pytest.mark.parametrize("hub", ["one worker", "connect apart"], indirect=True)
 async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub, tmp_path: Path) -> None:
     settings, procs, base = hub
-    worker, sink, gateway = procs
+    worker, sink, gateway = procs[:3]
     expected = _expected()
     record_expected = expected[SHIPMENT]
     assert record_expected.status == "delivered" and len(record_expected.rejected) == 1  # type: ignore[attr-defined]
@@ -201,6 +211,10 @@ async def test_four_carriers_four_formats_end_as_the_canonical_journey(hub, tmp_
     assert latest and all(value == b"" for value in latest.values()), latest
     for proc in procs:
         assert proc.alive, proc.tail()
+    if len(procs) == 4:  # connect apart: each worker ran what it was given, and only that
+        said = [proc.log.read_text(errors="replace") for proc in (worker, procs[3])]
+        assert "stages resolve, merge on the stage runtime" in said[0] and "stage connect:" not in said[0]
+        assert "stages connect on the stage runtime" in said[1] and "stage merge:" not in said[1]
 
     # the same files through `mmhub convert`, re-sent, shuffled and duplicated, then `mmhub fold`: the same record
     assert _convert_and_fold(worker.env, tmp_path) == record

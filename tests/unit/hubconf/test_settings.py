@@ -78,3 +78,19 @@ def test_the_postgres_connect_timeout_comes_from_the_environment(
         monkeypatch.setenv("MMHUB_PG_CONNECT_TIMEOUT_S", wrong)
         with pytest.raises(ValueError, match=f"MMHUB_PG_CONNECT_TIMEOUT_S.*{said}"):
             Settings.from_env()
+
+
+def test_the_worker_runs_the_stages_the_environment_names(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MMHUB_WORKER_STAGES", raising=False)
+    assert Settings.from_env().worker_stages == ("connect", "resolve", "merge")
+    for named, chosen in (
+        ("connect", ("connect",)),
+        ("merge, resolve", ("resolve", "merge")),  # in the pipeline's order, however named
+        ("resolve,merge,resolve", ("resolve", "merge")),
+        (" ", ("connect", "resolve", "merge")),
+    ):
+        monkeypatch.setenv("MMHUB_WORKER_STAGES", named)
+        assert Settings.from_env().worker_stages == chosen, named
+    monkeypatch.setenv("MMHUB_WORKER_STAGES", "connect,sink")
+    with pytest.raises(ValueError, match="MMHUB_WORKER_STAGES='connect,sink' names sink; known: connect, resolve, merge"):
+        Settings.from_env()
