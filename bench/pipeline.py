@@ -24,6 +24,9 @@ Per repetition r (namespace `bench-<stamp>-<pid>-r<r>`, so the worker always sta
             `<ns>-refs.carrier.canonical.raw` of a namespace of its own. A fresh worker connects, resolves and
             merges them; window and checks as for pipeline (the offline fold resolves them first). Its ratio is
             against the same repetition's baseline.
+  refs-split (with --split-connect) the refs workload again, in a namespace of its own, with the connect stage in
+            a worker process of its own (MMHUB_WORKER_STAGES=connect) beside one that resolves and merges
+            (MMHUB_WORKER_STAGES=resolve,merge); the worker CPU is both processes' together.
 
 Repetitions alternate the order (odd: baseline first, even: pipeline first) so slow drift hits both sides. CPU
 per process comes from /proc/<pid>/stat (utime+stime) sampled at the window's edges; `other` is everything else
@@ -143,10 +146,11 @@ class CpuSample:
     system: float
 
 
-def sample_cpu(broker: int | None, sut: int | None) -> CpuSample:
-    return CpuSample(
-        time.monotonic(), process_cpu_s(broker), process_cpu_s(sut), process_cpu_s(os.getpid()), system_busy_s()
-    )
+def sample_cpu(broker: int | None, sut: int | None, *more: int) -> CpuSample:
+    """`more`: other processes of the system under test (a worker running only the connect stage), added to it."""
+    parts = [process_cpu_s(pid) for pid in (sut, *more)]
+    total = None if any(part is None for part in parts) else sum(part for part in parts if part is not None)
+    return CpuSample(time.monotonic(), process_cpu_s(broker), total, process_cpu_s(os.getpid()), system_busy_s())
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,7 @@ def first_difference(got: Any, want: Any, path: str = "record") -> str:
     return path
 
 
-SOURCES = ("streams", "schemas", "mmhub", "connectors")
+SOURCES = ("streams", "schemas", "mmhub", "connectors", "hubconf", "runtime", "worker")  # what the worker runs
 
 
 def code_state() -> tuple[str, str]:
@@ -387,7 +391,11 @@ async def run_pipeline(
     profile: Path | None = None,
     stall: float = 60.0,
     kind: str = "pipeline",
+    split_connect: bool = False,
 ) -> Measurement:
+    """One pipeline measurement: a worker started on the published workload, timed from its first status message to
+    the last shipment's final version. `split_connect`: the connect stage in a worker process of its own
+    (MMHUB_WORKER_STAGES=connect) beside one that resolves and merges; the worker CPU is then both processes'."""
     status = settings.topics.status
     consumer = AIOKafkaConsumer(
         **settings.kafka_client(),
@@ -403,8 +411,19 @@ async def run_pipeline(
 
     log = settings.data_dir.parent / f"worker-r{repetition}.log"
     spawned_at = time.time()
-    worker = start_worker(settings, log, loglevel, profile)
+    helpers: list[subprocess.Popen[bytes]] = []
+    if split_connect:
+        connect_settings = replace(settings, data_dir=settings.data_dir.parent / f"{settings.data_dir.name}-connect")
+        connect_log = settings.data_dir.parent / f"worker-r{repetition}-connect.log"
+        helpers.append(start_worker(connect_settings, connect_log, loglevel, None, {"MMHUB_WORKER_STAGES": "connect"}))
+        workers.append(helpers[0])
+    stages = {"MMHUB_WORKER_STAGES": "resolve,merge"} if split_connect else None
+    worker = start_worker(settings, log, loglevel, profile, stages)
     workers.append(worker)
+    helper_pids = [helper.pid for helper in helpers]
+    # (wall time, CPU sample, each worker process's CPU s), every poll from the spawn: the window's start is known
+    # only at the end (the worker's first output on any topic), and its CPU mark is the last sample before it
+    marks: list[tuple[float, CpuSample, list[float | None]]] = []
 
     shipments = len(finals)
     versions: dict[bytes, int] = {}
@@ -419,6 +438,10 @@ async def run_pipeline(
     last_progress = time.monotonic()
     try:
         while len(final_values) < shipments:
+            marks.append(
+                (time.time(), sample_cpu(broker, worker.pid, *helper_pids),
+                 [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)])
+            )
             batches = await consumer.getmany(timeout_ms=100)
             if batches:
                 last_progress = time.monotonic()
@@ -429,7 +452,6 @@ async def run_pipeline(
                         start = created if created is not None and created >= spawned_at else time.time()
                         if created is None or created < spawned_at:
                             notes.append("window starts at the first status message's arrival (no usable CreateTime)")
-                        cpu0 = sample_cpu(broker, worker.pid)
                     emitted += 1
                     version = _version(message.value)
                     key = message.key
@@ -445,6 +467,9 @@ async def run_pipeline(
                 progress.maybe(applied, f"  {len(final_values):,}/{shipments:,} shipments final")
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}; its log ends:\n{_tail(log)}")
+            for helper in helpers:
+                if helper.poll() is not None:
+                    raise RuntimeError(f"the connect worker exited with {helper.returncode}; see {connect_log}")
             stalled = time.monotonic() - last_progress > stall
             if time.monotonic() > deadline or stalled:
                 behind = [(k.decode(), versions.get(k, 0), v) for k, v in finals.items() if k not in final_values]
@@ -454,12 +479,27 @@ async def run_pipeline(
                     f"their final version, e.g. (id, seen, final): {behind[:3]}; worker log {log} ends:\n{_tail(log)}"
                 )
         end = time.time()
-        cpu1 = sample_cpu(broker, worker.pid)
+        cpu1 = sample_cpu(broker, worker.pid, *helper_pids)
+        cpu_parts1 = [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)]
+        assert start is not None
+        first = await first_output(consumer, settings, spawned_at)
+        if first is not None and first < start:
+            notes.append(f"window starts at the worker's first output, {start - first:.2f} s before its first version")
+            start = first
     finally:
         await consumer.stop()
+    earlier = [mark for mark in marks if mark[0] <= start] or marks[:1]
+    _, cpu0, cpu_parts0 = earlier[-1]
     progress.show(applied, f"  {len(final_values):,}/{shipments:,} shipments final")
+    if helpers and start is not None:
+        cores = [
+            (b - a) / max(end - start, 1e-9) if a is not None and b is not None else float("nan")
+            for a, b in zip(cpu_parts0, cpu_parts1)
+        ]
+        notes.append(f"worker = resolve+merge {cores[0]:.2f} cores + connect (own process) {cores[1]:.2f} cores")
     await stop_process(worker)
-    assert start is not None and cpu0 is not None
+    for helper in helpers:
+        await stop_process(helper)
     checked = f"{len(final_values)}/{shipments} final records equal the offline fold"
     mismatched = [key for key, value in final_values.items() if orjson.loads(value)["record"] != expected[key]]
     if mismatched:
@@ -480,6 +520,19 @@ async def run_pipeline(
         checked=checked,
         notes=notes,
     )
+
+
+async def first_output(consumer: AIOKafkaConsumer, settings: Settings, spawned_at: float) -> float | None:
+    """When the worker first wrote to a topic it writes (status; events and references, which the reference-only
+    run's connect stage writes first): the earliest CreateTime at or after the spawn on them, in seconds. What the
+    bench published itself is older than the spawn."""
+    topics = (settings.topics.status, settings.topics.events, settings.topics.references)
+    since = int(spawned_at * 1000)
+    found = await consumer.offsets_for_times(
+        {TopicPartition(topic, p): since for topic in topics for p in range(settings.partitions)}
+    )
+    stamps = [entry.timestamp for entry in found.values() if entry is not None]
+    return min(stamps) / 1000 if stamps else None
 
 
 # --- setup, cleanup, report -------------------------------------------------------------------------------------
@@ -591,6 +644,8 @@ def report(
     ratios = [p.rate / b.rate for p in pipelines for b in baselines if b.repetition == p.repetition]
     refs = [m for m in results if m.kind == "refs"]
     refs_ratios = [p.rate / b.rate for p in refs for b in baselines if b.repetition == p.repetition]
+    split = [m for m in results if m.kind == "refs-split"]
+    split_ratios = [p.rate / b.rate for p in split for b in baselines if b.repetition == p.repetition]
     print()
     print(f"per measurement (CPU = cores busy on average over the window, of {os.cpu_count()}):")
     header = (
@@ -606,7 +661,10 @@ def report(
             f"{m.repetition:>3} {m.kind:<8} {m.rate:>9,.0f} {m.seconds:>8.2f} {versions:>8} {_cores(m.cpu.broker):>6} "
             f"{_cores(m.cpu.sut):>5} {_cores(m.cpu.observer):>8} {m.cpu.other:>5.2f}  {'; '.join(notes + m.notes)}"
         )
-    print("  sut: the passthrough (this process) for baseline, the `mmhub worker` process for pipeline")
+    print(
+        "  sut: the passthrough (this process) for baseline, the `mmhub worker` process for pipeline (both worker"
+        " processes for refs-split)"
+    )
     print("  observer: this process reading the status topic; other: the rest of the machine (noise)")
     print("  versions: status messages the worker emitted (one per shipment per batch that changed it)")
     print()
@@ -638,6 +696,24 @@ def report(
                 ),
             ]
             if refs
+            else []
+        ),
+        *(
+            [
+                ("refs-split events/s", _median_spread([m.rate for m in split], lambda v: f"{v:,.0f}")),
+                (
+                    "ratio refs-split/baseline",
+                    _median_spread(split_ratios, lambda v: f"{v:.3f}") + " (connect in a process of its own)",
+                ),
+                (
+                    "refs-split CPU per event",
+                    _median_spread(
+                        [m.cpu.sut * m.seconds / m.events * 1e3 for m in split if m.cpu.sut], lambda v: f"{v:.2f} ms"
+                    )
+                    + " (both worker processes)",
+                ),
+            ]
+            if split
             else []
         ),
         _cpu_row("pipeline CPU: broker", pipelines, lambda c: c.broker),
@@ -756,6 +832,16 @@ async def run(args: argparse.Namespace) -> int:
                         refs, workload, *refs_finals, repetition, broker, args.timeout, workers,
                         args.worker_loglevel, None, args.stall, kind="refs",
                     )
+                    if args.split_connect:
+                        results.append(result)
+                        say(f"r{repetition} refs: {result.rate:,.0f} events/s ({result.seconds:.2f} s) {result.checked}")
+                        split = replace(refs, namespace=f"{refs.namespace}-split", data_dir=temp / f"r{repetition}-split")
+                        await prepare(split, workload, signed)
+                        await asyncio.sleep(args.pause)
+                        result = await run_pipeline(
+                            split, workload, *refs_finals, repetition, broker, args.timeout, workers,
+                            args.worker_loglevel, None, args.stall, kind="refs-split", split_connect=True,
+                        )
                 else:
                     profile = temp / f"worker-r{repetition}.pyisession" if args.profile_worker else None
                     result = await run_pipeline(
@@ -803,6 +889,12 @@ def main(argv: list[str] | None = None) -> int:
         default={"direct", "references"},
         help="'direct' is always run; 'references' adds a run of the same events reference-only and signed on the "
         "canonical raw topic (connect -> resolve -> merge), with its own ratio; default direct,references",
+    )
+    parser.add_argument(
+        "--split-connect",
+        action="store_true",
+        help="with 'references': also run the reference-only workload with the connect stage in a worker process of "
+        "its own (MMHUB_WORKER_STAGES=connect) beside one that resolves and merges, reported as 'refs-split'",
     )
     parser.add_argument("--partitions", type=int, help="partitions of every run topic (default: MMHUB_PARTITIONS or 8)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on one measurement after this (s)")
