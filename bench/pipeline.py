@@ -424,6 +424,8 @@ async def run_pipeline(
     # (wall time, CPU sample, each worker process's CPU s), every poll from the spawn: the window's start is known
     # only at the end (the worker's first output on any topic), and its CPU mark is the last sample before it
     marks: list[tuple[float, CpuSample, list[float | None]]] = []
+    watches = [ActiveWatch(log)] + ([ActiveWatch(connect_log)] if split_connect else [])
+    active_at: float | None = None  # when a stage of the worker first said it holds its partitions
 
     shipments = len(finals)
     versions: dict[bytes, int] = {}
@@ -442,6 +444,8 @@ async def run_pipeline(
                 (time.time(), sample_cpu(broker, worker.pid, *helper_pids),
                  [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)])
             )
+            if active_at is None and any(watch.seen() for watch in watches):
+                active_at = time.time()
             batches = await consumer.getmany(timeout_ms=100)
             if batches:
                 last_progress = time.monotonic()
@@ -483,9 +487,13 @@ async def run_pipeline(
         cpu_parts1 = [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)]
         assert start is not None
         first = await first_output(consumer, settings, spawned_at)
-        if first is not None and first < start:
-            notes.append(f"window starts at the worker's first output, {start - first:.2f} s before its first version")
-            start = first
+        earliest = min((t for t in (first, active_at) if t is not None), default=start)
+        if earliest < start:
+            notes.append(
+                f"window starts {start - earliest:.2f} s before the first version, at the worker's "
+                + ("stages taking their partitions" if earliest == active_at else "first output")
+            )
+            start = earliest
     finally:
         await consumer.stop()
     earlier = [mark for mark in marks if mark[0] <= start] or marks[:1]
@@ -520,6 +528,28 @@ async def run_pipeline(
         checked=checked,
         notes=notes,
     )
+
+
+class ActiveWatch:
+    """Whether a worker's log has said yet that one of its stages holds its partitions (runtime.loop logs
+    "<stage>: partitions [...] active" once they are restored): from then on it takes in what waits for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+
+    def seen(self) -> bool:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                text = handle.read()
+        except OSError:
+            return False
+        end = text.rfind(b"\n") + 1  # whole lines only: a line half written is read again next time
+        self.offset += end
+        return _ACTIVE.search(text, 0, end) is not None
+
+
+_ACTIVE = re.compile(rb": partitions \[[0-9, ]*\] active")
 
 
 async def first_output(consumer: AIOKafkaConsumer, settings: Settings, spawned_at: float) -> float | None:
