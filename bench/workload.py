@@ -86,7 +86,18 @@ def _shipment_events(index: int, count: int, template: list[dict[str, Any]], see
         revised = (_REVISION_BASE + timedelta(minutes=extra)).strftime("%Y-%m-%dT%H:%M:%SZ")
         chosen.append({**estimates[extra % len(estimates)], "revised_at": revised})
     own = _own_references(index, template)
-    return [orjson.loads(_readdress(orjson.dumps({**event, "shipment_id": shipment_id}), own)) for event in chosen]
+    # A carrier's event ids are its own and never reused: copied as they are, every shipment's copy of a journey event
+    # would have the same identity, and the identity reference each event a carrier addresses by its references
+    # registers (streams.references) would make one book hold a registration of every shipment. Copies of one event
+    # within a shipment (a revision, a retraction) keep sharing theirs.
+    return [
+        orjson.loads(
+            _readdress(
+                orjson.dumps({**event, "shipment_id": shipment_id, "event_id": f"{event['event_id']}-B{index:06d}"}), own
+            )
+        )
+        for event in chosen
+    ]
 
 
 def _own_references(index: int, template: list[dict[str, Any]]) -> dict[bytes, bytes]:
