@@ -185,7 +185,7 @@ class Settings:
     pg_connect_timeout_s: float = DEFAULT_PG_CONNECT_TIMEOUT_S
     # The stages this worker process runs (MMHUB_WORKER_STAGES, a comma-separated subset of WORKER_STAGES; all by
     # default). Each stage is its own consumer group, so a stage may run in processes of its own: the connect
-    # stage's signature checks, for one, on a core of their own (bench/README).
+    # stage's signature checks, for one, on a core of their own (bench/README, "Connect in a process of its own").
     worker_stages: tuple[str, ...] = WORKER_STAGES
 
     @classmethod
