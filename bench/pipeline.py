@@ -425,8 +425,11 @@ async def run_pipeline(
     # (wall time, CPU sample, each worker process's CPU s), every poll from the spawn: the window's start is known
     # only at the end (the worker's first output on any topic), and its CPU mark is the last sample before it
     marks: list[tuple[float, CpuSample, list[float | None]]] = []
-    watches = [ActiveWatch(log)] + ([ActiveWatch(connect_log)] if split_connect else [])
-    active_at: float | None = None  # when a stage of the worker first said it holds its partitions
+    # the stage the workload's records wait for: the merge's (hub.events), or connect's (the raw topic); the others
+    # start at about the same time with nothing to do
+    first_stage = "connect" if kind.startswith("refs") else "merge"
+    watches = [ActiveWatch(connect_log if split_connect else log, first_stage)]
+    active_at: float | None = None  # when that stage said it holds its partitions
 
     shipments = len(finals)
     versions: dict[bytes, int] = {}
@@ -492,7 +495,7 @@ async def run_pipeline(
         if earliest < start:
             notes.append(
                 f"window starts {start - earliest:.2f} s before the first version, at the worker's "
-                + ("stages taking their partitions" if earliest == active_at else "first output")
+                + (f"{first_stage} stage taking its partitions" if earliest == active_at else "first output")
             )
             start = earliest
     finally:
@@ -532,11 +535,12 @@ async def run_pipeline(
 
 
 class ActiveWatch:
-    """Whether a worker's log has said yet that one of its stages holds its partitions (runtime.loop logs
+    """Whether a worker's log has said yet that its stage `stage` holds its partitions (runtime.loop logs
     "<stage>: partitions [...] active" once they are restored): from then on it takes in what waits for it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stage: str) -> None:
         self.path, self.offset = path, 0
+        self.pattern = re.compile(rb"\b" + re.escape(stage.encode()) + rb": partitions \[[0-9, ]*\] active")
 
     def seen(self) -> bool:
         try:
@@ -547,10 +551,7 @@ class ActiveWatch:
             return False
         end = text.rfind(b"\n") + 1  # whole lines only: a line half written is read again next time
         self.offset += end
-        return _ACTIVE.search(text, 0, end) is not None
-
-
-_ACTIVE = re.compile(rb": partitions \[[0-9, ]*\] active")
+        return self.pattern.search(text, 0, end) is not None
 
 
 async def first_output(consumer: AIOKafkaConsumer, settings: Settings, spawned_at: float) -> float | None:
