@@ -12,21 +12,26 @@ Per repetition r (namespace `bench-<stamp>-<pid>-r<r>`, so the worker always sta
             message produced and acknowledged. Client start-up and the group join are before the window.
   pipeline  a `mmhub worker` subprocess (MMHUB_NAMESPACE=<ns>, its own MMHUB_DATA_DIR, default RocksDB store)
             consumes the same topic. This process reads `<ns>.hub.shipment.status` and tracks the latest version
-            per shipment. Window: CreateTime of the first status message (stamped by the worker's producer) ->
+            per shipment. Window: the worker's merge stage saying it holds its partitions (its log's
+            "merge: partitions [...] active", read as it grows), or the worker's first output if earlier ->
             the moment every shipment's final version (its number of distinct events, from the offline
-            streams.merge.fold) has been read back from the status topic. Faust's start-up (imports, group
-            join, table recovery, first fetch) happens before the first status message and is reported apart.
-            After the window the final records are compared with the offline fold.
+            streams.merge.fold) has been read back from the status topic. The start-up before it (imports, group
+            joins, producers, restore) is reported apart. After the window the final records are compared with
+            the offline fold.
 
   refs      (with --modes ...,references, the default) the same events as a carrier mostly sends them: each
             shipment's booking keeps its shipment id, every other event names only the shipment's container;
             each is signed by its source's demo key (examples/keys) and published, before the window, to
             `<ns>-refs.carrier.canonical.raw` of a namespace of its own. A fresh worker connects, resolves and
-            merges them; window and checks as for pipeline (the offline fold resolves them first). Its ratio is
+            merges them; window (from the connect stage's "active") and checks as for pipeline (the offline fold
+            resolves them first). Its ratio is
             against the same repetition's baseline.
   refs-split (with --split-connect) the refs workload again, in a namespace of its own, with the connect stage in
             a worker process of its own (MMHUB_WORKER_STAGES=connect) beside one that resolves and merges
             (MMHUB_WORKER_STAGES=resolve,merge); the worker CPU is both processes' together.
+
+This process's own data (the workload, the offline fold's records) is frozen out of the collector before the
+measurements (--bench-gc frozen, the default), so the passthrough that runs here does not walk it.
 
 Repetitions alternate the order (odd: baseline first, even: pipeline first) so slow drift hits both sides. CPU
 per process comes from /proc/<pid>/stat (utime+stime) sampled at the window's edges; `other` is everything else
