@@ -115,6 +115,7 @@ ENV = (
     ("MMHUB_CHECKPOINT_RECORDS", "5000", "a checkpoint also once this many records are waiting"),
     ("MMHUB_CHECKPOINT_TIMEOUT_S", "20", "a checkpoint taking longer is aborted and the partition restarted"),
     ("MMHUB_STATE_MEMORY_MB", "256", "the RocksDB memtables of all the state stores one process holds share this budget"),
+    ("MMHUB_WORKER_STAGES", "connect,resolve,merge", "the stages this worker process runs (each its own consumer group)"),
     ("MMHUB_WARM_STATES", "5000", "shipments whose state the worker keeps in memory between batches"),
     ("MMHUB_SESSION_TIMEOUT_S", "10", "how long the group waits for a silent worker before moving its partitions"),
     ("MMHUB_FETCH_MAX_WAIT_MS", "50", "longest the broker holds a fetch when nothing is waiting"),
