@@ -399,8 +399,9 @@ async def run_pipeline(
     kind: str = "pipeline",
     split_connect: bool = False,
 ) -> Measurement:
-    """One pipeline measurement: a worker started on the published workload, timed from its first status message to
-    the last shipment's final version. `split_connect`: the connect stage in a worker process of its own
+    """One pipeline measurement: a worker started on the published workload, timed from the moment the stage the
+    workload waits for takes its partitions (or the worker's first output, if earlier) to the last shipment's final
+    version (module docstring). `split_connect`: the connect stage in a worker process of its own
     (MMHUB_WORKER_STAGES=connect) beside one that resolves and merges; the worker CPU is then both processes'."""
     status = settings.topics.status
     consumer = AIOKafkaConsumer(
@@ -428,13 +429,13 @@ async def run_pipeline(
     workers.append(worker)
     helper_pids = [helper.pid for helper in helpers]
     # (wall time, CPU sample, each worker process's CPU s), every poll from the spawn: the window's start is known
-    # only at the end (the worker's first output on any topic), and its CPU mark is the last sample before it
+    # only at the end (the first output is read back then), and its CPU mark is the last sample before it
     marks: list[tuple[float, CpuSample, list[float | None]]] = []
     # the stage the workload's records wait for: the merge's (hub.events), or connect's (the raw topic); the others
     # start at about the same time with nothing to do
     first_stage = "connect" if kind.startswith("refs") else "merge"
-    watches = [ActiveWatch(connect_log if split_connect else log, first_stage)]
-    active_at: float | None = None  # when that stage said it holds its partitions
+    watch = ActiveWatch(connect_log if split_connect else log, first_stage)
+    active_at: float | None = None  # when that stage was seen to say it holds its partitions (<= 100 ms late)
 
     shipments = len(finals)
     versions: dict[bytes, int] = {}
@@ -453,7 +454,7 @@ async def run_pipeline(
                 (time.time(), sample_cpu(broker, worker.pid, *helper_pids),
                  [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)])
             )
-            if active_at is None and any(watch.seen() for watch in watches):
+            if active_at is None and watch.seen():
                 active_at = time.time()
             batches = await consumer.getmany(timeout_ms=100)
             if batches:
