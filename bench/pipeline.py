@@ -12,8 +12,8 @@ Per repetition r (namespace `bench-<stamp>-<pid>-r<r>`, so the worker always sta
             message produced and acknowledged. Client start-up and the group join are before the window.
   pipeline  a `mmhub worker` subprocess (MMHUB_NAMESPACE=<ns>, its own MMHUB_DATA_DIR, default RocksDB store)
             consumes the same topic. This process reads `<ns>.hub.shipment.status` and tracks the latest version
-            per shipment. Window: the worker's merge stage saying it holds its partitions (its log's
-            "merge: partitions [...] active", read as it grows), or the worker's first output if earlier ->
+            per shipment. Window: the worker's merge stage saying it holds its partitions (the time of its log's
+            "merge: partitions [...] active" line, read as it grows), or the worker's first output if earlier ->
             the moment every shipment's final version (its number of distinct events, from the offline
             streams.merge.fold) has been read back from the status topic. The start-up before it (imports, group
             joins, producers, restore) is reported apart. After the window the final records are compared with
@@ -434,8 +434,9 @@ async def run_pipeline(
     # the stage the workload's records wait for: the merge's (hub.events), or connect's (the raw topic); the others
     # start at about the same time with nothing to do
     first_stage = "connect" if kind.startswith("refs") else "merge"
-    watch = ActiveWatch(connect_log if split_connect else log, first_stage)
-    active_at: float | None = None  # when that stage was seen to say it holds its partitions (<= 100 ms late)
+    # when that stage says it holds its partitions (runtime.loop: restored, taking in what waits), by the log line's
+    # own timestamp
+    watch = LogWatch(connect_log if split_connect else log, {"active": active_marker(first_stage)})
 
     shipments = len(finals)
     versions: dict[bytes, int] = {}
@@ -454,8 +455,7 @@ async def run_pipeline(
                 (time.time(), sample_cpu(broker, worker.pid, *helper_pids),
                  [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)])
             )
-            if active_at is None and watch.seen():
-                active_at = time.time()
+            watch.poll()
             batches = await consumer.getmany(timeout_ms=100)
             if batches:
                 last_progress = time.monotonic()
@@ -497,6 +497,8 @@ async def run_pipeline(
         cpu_parts1 = [process_cpu_s(pid) for pid in (worker.pid, *helper_pids)]
         assert start is not None
         first = await first_output(consumer, settings, spawned_at)
+        watch.poll()
+        active_at = watch.seen.get("active")
         earliest = min((t for t in (first, active_at) if t is not None), default=start)
         if earliest < start:
             notes.append(
@@ -540,24 +542,49 @@ async def run_pipeline(
     )
 
 
-class ActiveWatch:
-    """Whether a worker's log has said yet that its stage `stage` holds its partitions (runtime.loop logs
-    "<stage>: partitions [...] active" once they are restored): from then on it takes in what waits for it."""
+_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
 
-    def __init__(self, path: Path, stage: str) -> None:
-        self.path, self.offset = path, 0
-        self.pattern = re.compile(rb"\b" + re.escape(stage.encode()) + rb": partitions \[[0-9, ]*\] active")
 
-    def seen(self) -> bool:
+def parse_log_time(line: str) -> float | None:
+    """The epoch seconds of a worker log line (`[2026-11-28 15:52:51,313] ...`, local time); None if it has none."""
+    found = _LOG_TIME.match(line)
+    if found is None:
+        return None
+    stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")  # naive: the worker logs in local time
+    return stamp.timestamp() + int(found.group(2)) / 1000
+
+
+def active_marker(stage: str) -> tuple[str, ...]:
+    """What a worker log line says when `stage` holds its partitions (runtime.loop: "<stage>: partitions [...]
+    active", once they are restored and it takes in what waits for it), as LogWatch's marker."""
+    return (f"] {stage}: partitions [", "] active")
+
+
+class LogWatch:
+    """Reads a worker log as it grows and keeps when each milestone line first appeared (its own timestamp)."""
+
+    def __init__(self, path: Path, markers: dict[str, tuple[str, ...]]) -> None:
+        self.path = path
+        self.markers = markers
+        self.offset = 0
+        self.partial = b""
+        self.seen: dict[str, float] = {}  # milestone -> epoch seconds from the log line (arrival time if none)
+
+    def poll(self) -> None:
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self.offset)
-                text = handle.read()
+                chunk = handle.read()
         except OSError:
-            return False
-        end = text.rfind(b"\n") + 1  # whole lines only: a line half written is read again next time
-        self.offset += end
-        return self.pattern.search(text, 0, end) is not None
+            return
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            for name, marker in self.markers.items():
+                if name not in self.seen and all(part in line for part in marker):
+                    self.seen[name] = parse_log_time(line) or time.time()
 
 
 async def first_output(consumer: AIOKafkaConsumer, settings: Settings, spawned_at: float) -> float | None:

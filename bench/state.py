@@ -41,14 +41,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.pipeline import (
+    LogWatch,
+    active_marker,
     new_run,
     _tail,
     _version,
@@ -83,7 +83,7 @@ RESTART_LABELS = {
     "kill9": "kill -9 (SIGKILL, same RocksDB dir)",
     "cold": "cold (SIGTERM, empty data dir)",
 }
-_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
+
 
 
 # --- pure helpers (tests/unit/bench/test_state.py) ----------------------------------------------------------------
@@ -97,17 +97,8 @@ def milestones(settings: Settings) -> dict[str, tuple[str, ...]]:
     return {
         "joined": (f"Joined group '{group}'",),
         "assigned": ("Setting newly assigned partitions ", f" for group {group}"),
-        "active": ("] merge: partitions [", "] active"),
+        "active": active_marker("merge"),
     }
-
-
-def parse_log_time(line: str) -> float | None:
-    """The epoch seconds of a worker log line (`[2026-11-28 15:52:51,313] ...`, local time); None if it has none."""
-    found = _LOG_TIME.match(line)
-    if found is None:
-        return None
-    stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")  # naive: the worker logs in local time
-    return stamp.timestamp() + int(found.group(2)) / 1000
 
 
 def memory_from_status(text: str) -> dict[str, int]:
@@ -298,33 +289,6 @@ def topic_disk(log_dirs: list[Path], topic: str) -> TopicDisk:
                 except OSError:
                     pass
     return TopicDisk(segments, allocated, partitions)
-
-
-class LogWatch:
-    """Reads a worker log as it grows and keeps when each milestone line first appeared (its own timestamp)."""
-
-    def __init__(self, path: Path, markers: dict[str, tuple[str, ...]]) -> None:
-        self.path = path
-        self.markers = markers
-        self.offset = 0
-        self.partial = b""
-        self.seen: dict[str, float] = {}  # milestone -> epoch seconds from the log line (arrival time if none)
-
-    def poll(self) -> None:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except OSError:
-            return
-        self.offset += len(chunk)
-        lines = (self.partial + chunk).split(b"\n")
-        self.partial = lines.pop()
-        for raw in lines:
-            line = raw.decode(errors="replace")
-            for name, marker in self.markers.items():
-                if name not in self.seen and all(part in line for part in marker):
-                    self.seen[name] = parse_log_time(line) or time.time()
 
 
 def spawn_worker(settings: Settings, log: Path, loglevel: str) -> tuple[subprocess.Popen[bytes], float]:

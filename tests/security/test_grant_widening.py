@@ -216,3 +216,38 @@ def _assert_union_of_lenses(record: ShipmentRecord, grants: list[Grant]) -> None
         grantors = {g.grantor for g in live if g.grantee == party and g.grantor in parties}
         bound = own.union(*(view(record, parties[g]).leaves for g in grantors))
         assert shown.leaves <= bound, f"{party} sees {sorted(map(str, shown.leaves - bound))[:5]} beyond its grantors"
+
+
+# --- one walk of the record for every party (streams.sharing.Leaves, issue 13) -----------------------------------
+
+
+def test_the_sharing_stages_one_walk_shows_each_party_what_its_own_walk_did_in_any_order() -> None:
+    """The sharing stage walks a version once (`Leaves.of`) and views it for every party from that walk, in turn.
+    Nothing of one party's view may reach another's: each status view it sends must equal the record walked for
+    that party alone by the walk it replaced (`_reference_view`), and so must each party's view from a shared walk
+    taken in reverse order (a carrier after the consignee, the agent after the carriers that granted it)."""
+    from streams.sharing import Leaves, view_of
+    from tests.unit.streams.test_sharing import _reference_view
+
+    record = _journey()
+    grants = [
+        _grant("g1", CONSIGNEE, RAIL, ["public"]),
+        _grant("g2", RAIL, AGENT, ["public", "operational", "rates"]),
+        _grant("g3", OCEAN, BROKER, ["operational", "rates"]),
+        _grant("g5", BROKER, AGENT, ["operational", "rates"]),
+    ]
+    parties = with_grants(entitlements(record), grants, JOURNEY, NOW)
+    alone = {party: _reference_view(record, who)[0] for party, who in parties.items()}
+    for each in alone.values():
+        each["policy_version"] = POLICY.version
+
+    messages, _ = plan_version(record, grants, {}, NOW)
+    sent = {m.party: m.document["view"] for m in messages if m.document["kind"] == "status"}
+    assert {RAIL, OCEAN, BROKER, AGENT, CONSIGNEE} <= sent.keys()
+    for party, document in sent.items():
+        assert document == alone[party], party
+    assert _charged_legs(sent[RAIL]) == [2] and _charged_legs(sent[CONSIGNEE]) == []
+
+    shared = Leaves.of(record)
+    for party in sorted(parties, reverse=True):
+        assert view_of(shared, parties[party]).document == alone[party], party

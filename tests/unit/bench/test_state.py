@@ -10,13 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.pipeline import LogWatch, parse_log_time
 from bench.state import (
-    LogWatch,
     choose_probe,
     file_kind,
     log_dirs_from_properties,
     memory_from_status,
-    parse_log_time,
     partition_of,
     per_shipments,
     rocksdb_files,
