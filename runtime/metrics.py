@@ -14,7 +14,9 @@ The calls take plain numbers, so the faust worker, the stage runtime and the Pos
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 from typing import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
@@ -91,10 +93,20 @@ HTTP_SECONDS = Histogram(
 )
 SSE_STREAMS_OPEN = Gauge("mmhub_sse_streams_open", "Live views (SSE) open now")
 
+# --- the process ------------------------------------------------------------------------------------------------------
+
+GC_PAUSE_SECONDS = Histogram(
+    "mmhub_gc_pause_seconds",
+    "How long each run of Python's cyclic garbage collector held the process (nothing else runs meanwhile), by the "
+    "oldest generation it collected",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
 METRICS = (
     RECORDS_IN, RECORDS_OUT, BATCH_RECORDS, COMMIT_SECONDS, CONSUMER_LAG, QUARANTINED, EVENTS, DEAD_LETTERED,
     PARKED, PARKED_OLDEST_SECONDS, PUBLISH_TO_STATUS_SECONDS, WEBHOOK_DELIVERED, WEBHOOK_RETRIES, WEBHOOK_DEAD,
-    HTTP_REQUESTS, HTTP_SECONDS, SSE_STREAMS_OPEN,
+    HTTP_REQUESTS, HTTP_SECONDS, SSE_STREAMS_OPEN, GC_PAUSE_SECONDS,
 )  # fmt: skip
 
 
@@ -156,6 +168,53 @@ def observe_parked(count: int, oldest_age_s: float | None) -> None:
     PARKED_OLDEST_SECONDS.set(oldest_age_s or 0.0)
 
 
+class CollectorWatch:
+    """A `gc.callbacks` entry: each collection's pause (wall time from its start to its stop) into GC_PAUSE_SECONDS,
+    and per generation the runs, the seconds held, the longest pause and the objects found unreachable, for a
+    process's own report (the worker logs them with its counters)."""
+
+    def __init__(self) -> None:
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]
+        self._started: float | None = None
+
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        if self._started is None:  # registered during a collection: its start was not seen
+            return
+        held, self._started = time.perf_counter() - self._started, None
+        generation = info["generation"]
+        self.runs[generation] += 1
+        self.seconds[generation] += held
+        self.longest[generation] = max(self.longest[generation], held)
+        self.collected[generation] += info["collected"]
+        GC_PAUSE_SECONDS.labels(str(generation)).observe(held)
+
+    def summary(self) -> str:
+        """One line: per generation, runs, seconds held, the longest pause and the objects collected."""
+        return " ".join(
+            f"gen{g}: {self.runs[g]} runs {self.seconds[g]:.3f} s (longest {1000 * self.longest[g]:.1f} ms, "
+            f"{self.collected[g]} collected)"
+            for g in range(3)
+        )
+
+
+_WATCH: CollectorWatch | None = None
+
+
+def watch_collector() -> CollectorWatch:
+    """The process's CollectorWatch, registered with `gc.callbacks` on the first call."""
+    global _WATCH
+    if _WATCH is None:
+        _WATCH = CollectorWatch()
+        gc.callbacks.append(_WATCH)
+    return _WATCH
+
+
 # --- serving ----------------------------------------------------------------------------------------------------------
 
 
@@ -180,4 +239,5 @@ def serve(port: int, host: str | None = None) -> None:
     """Serve /metrics on `port` (nothing if 0) from a daemon thread, for the life of the process."""
     if port == 0:
         return
+    watch_collector()  # every process that exports metrics reports its collector's pauses
     start_http_server(port, addr=host or host_for())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -88,3 +89,26 @@ def test_a_process_whose_metrics_port_is_taken_stops_at_once_naming_the_setting(
     assert done.stderr.strip() == (
         f"mmhub sink: cannot serve metrics on MMHUB_METRICS_PORT={port}: [Errno 98] Address already in use"
     )
+
+
+def test_the_collector_watch_times_each_collection_by_generation() -> None:
+    watch = metrics.CollectorWatch()
+    before = value("mmhub_gc_pause_seconds_count", generation="2")
+    gc.callbacks.append(watch)
+    try:
+        garbage: list[object] = []
+        garbage.append(garbage)  # a cycle only the collector frees
+        del garbage
+        gc.collect()
+    finally:
+        gc.callbacks.remove(watch)
+    assert watch.runs[2] >= 1 and watch.collected[2] >= 1
+    assert watch.seconds[2] >= watch.longest[2] > 0
+    assert value("mmhub_gc_pause_seconds_count", generation="2") >= before + watch.runs[2]
+    assert "gen2: " in watch.summary()
+
+
+def test_watch_collector_registers_one_callback_per_process() -> None:
+    first = metrics.watch_collector()
+    assert metrics.watch_collector() is first
+    assert sum(1 for callback in gc.callbacks if callback is first) == 1
