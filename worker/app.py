@@ -58,7 +58,7 @@ from worker.stages import (
 
 log = logging.getLogger("mmhub.worker")
 
-GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2; see run_worker
+GC_THRESHOLDS = (50_000, 200, 100)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2; see run_worker
 CLOCK_YIELD_EVERY = 50  # presumed-loss reports between two chances for the stages to run
 STOP_TIMEOUT_S = 60.0  # a stage's last checkpoint and leave on a graceful stop
 
@@ -315,7 +315,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         log.info("%s", line)
     # The worker's heap is mostly long-lived (the warm states and records): with CPython's default thresholds the
     # collector walks all of it every few seconds. Measured with bench.latency at 300 events/s: p99 431 -> 280 ms,
-    # and GC time in bench.pipeline 1.4 s -> 0.35 s per 15,000 events.
+    # and GC time in bench.pipeline 1.4 s -> 0.35 s per 15,000 events. A middle-generation run walks nearly all of
+    # it (1.3-2.1 s pauses in bench.latency, finding nothing): every 200 young runs, not 20 (bench/README, "The
+    # worker's garbage collector").
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     watch_collector()  # each collection's pause: mmhub_gc_pause_seconds, and the report's "collector:" line
