@@ -6,8 +6,8 @@ which calls streams.step.merge_step) over the bench workload, with memory stores
 
 Pass 1 (no profiler) gives the events/s of the pure path and the garbage collector's part of it. Pass 2 runs the
 same workload from empty stores under pyinstrument, with the collector off (a collection would be charged to the
-frame whose allocation set it off), and prints the time per stage (each stage function's total time), the flat profile (self time) and the
-top of the call tree. Not included: Kafka I/O, the consume loop, RocksDB reads/writes and the changelog.
+frame whose allocation set it off), and prints the time per stage (each stage function's total time), the flat
+profile (self time) and the top of the call tree. Not included: Kafka I/O, the consume loop, RocksDB reads/writes and the changelog.
 
 `--references` drives bench.pipeline's reference-only mode instead: the same events, signed by their sources'
 demo keys, on the canonical raw topic, through the worker's three handlers (ConnectHandler -> ResolveHandler ->
@@ -51,6 +51,7 @@ from connectors.carriers import kafka_signature_headers, load_signing_key
 from hubconf.settings import EXACTLY_ONCE, Settings
 from hubconf.topics import Topics
 from runtime.api import MemoryStore, Record, Stage, Store
+from runtime.metrics import CollectorWatch
 from streams.codec import decode_state, encode_record
 from streams.horizon import Horizon
 from streams.merge import project
@@ -245,22 +246,6 @@ def flat_profile(root: Frame) -> tuple[dict[str, float], dict[str, float]]:
     return own, inclusive
 
 
-class CollectorTime:
-    """A gc callback: the CPU time of every collection while it is registered, and the runs per generation."""
-
-    def __init__(self) -> None:
-        self.cpu = 0.0
-        self.runs = [0, 0, 0]
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.process_time()
-        else:
-            self.cpu += time.process_time() - self._started
-            self.runs[info["generation"]] += 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shipments", type=int, default=DEFAULT_SHIPMENTS)
@@ -296,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[profile] workload: {workload.describe()}; batches of {BATCH_MAX} through {through}, {cache}", flush=True)
 
     gc.collect()
-    collections = CollectorTime()
+    collections = CollectorWatch()  # the worker's own account (runtime.metrics), a fresh one for this pass
     gc.callbacks.append(collections)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = passes()
@@ -308,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(one thread; wall > CPU means other processes took the core); {1e6 * cpu / workload.events:.0f} us CPU per event"
     )
     print(
-        f"[profile] of which the garbage collector: {1e6 * collections.cpu / workload.events:.0f} us CPU per event in "
-        f"{sum(collections.runs)} collections (generations 0/1/2: {'/'.join(map(str, collections.runs))}; "
-        f"{'the worker' if args.worker_gc else 'CPython'}'s settings)"
+        f"[profile] of which the garbage collector: {1e6 * sum(collections.seconds) / workload.events:.0f} us per event "
+        f"(its pauses; the pass has one thread) in {sum(collections.runs)} collections (generations 0/1/2: "
+        f"{'/'.join(map(str, collections.runs))}; {'the worker' if args.worker_gc else 'CPython'}'s settings)"
     )
     if isinstance(result, Chain):
         report_chain(result, workload)
