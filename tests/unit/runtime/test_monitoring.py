@@ -58,6 +58,7 @@ def test_the_promised_alerts_exist() -> None:
     assert "mmhub_dead_lettered_total" in exprs["MmhubDeadLetterRate"]
     assert "mmhub_parked_oldest_age_seconds" in exprs["MmhubParkedTooLong"]
     assert "mmhub_webhook_dead_total" in exprs["MmhubWebhookDeadLetters"]
+    assert "mmhub_gc_pause_seconds_sum" in exprs["MmhubCollectorHoldsTheProcess"]
 
 
 def test_the_dashboard_and_the_rules_use_only_metrics_the_code_defines() -> None:
