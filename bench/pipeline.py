@@ -881,7 +881,7 @@ async def run(args: argparse.Namespace) -> int:
             # 150,000 objects at 1,000 shipments, twice that with the reference-only run's). Frozen out of the
             # collector's reach, as the worker freezes its start-up heap, they are not walked by the collections the
             # passthrough's own allocations set off; its collector is otherwise CPython's default, untuned
-            # (bench/README, "The passthrough's heap": 1.06-1.47x the passthrough's events/s).
+            # (bench/README, "What bench.pipeline measured, corrected", flaw 2: 1.06-1.47x the passthrough's events/s).
             gc.collect()
             tracked = len(gc.get_objects())
             gc.freeze()
