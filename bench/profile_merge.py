@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"[profile] of which the garbage collector: {1e6 * sum(collections.seconds) / workload.events:.0f} us per event "
         f"(its pauses; the pass has one thread) in {sum(collections.runs)} collections (generations 0/1/2: "
-        f"{'/'.join(map(str, collections.runs))}; {'the worker' if args.worker_gc else 'CPython'}'s settings)"
+        f"{'/'.join(map(str, collections.runs))}; {'the worker' if args.worker_gc else 'CPython'}'s settings); "
+        f"longest pause {' / '.join(f'{1000 * s:.1f}' for s in collections.longest)} ms"
     )
     if isinstance(result, Chain):
         report_chain(result, workload)

@@ -58,7 +58,7 @@ from worker.stages import (
 
 log = logging.getLogger("mmhub.worker")
 
-GC_THRESHOLDS = (50_000, 200, 100)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2; see run_worker
+GC_THRESHOLDS = (700, 10, 10_000)  # gen0 allocations, gen0 runs per gen1, gen1 runs per gen2; see run_worker
 CLOCK_YIELD_EVERY = 50  # presumed-loss reports between two chances for the stages to run
 STOP_TIMEOUT_S = 60.0  # a stage's last checkpoint and leave on a graceful stop
 
@@ -313,11 +313,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     app = create_app(settings)
     for line in banner(settings, app.mmhub_stages, port_for("worker"), host_for()):  # type: ignore[attr-defined]
         log.info("%s", line)
-    # The worker's heap is mostly long-lived (the warm states and records): with CPython's default thresholds the
-    # collector walks all of it every few seconds. Measured with bench.latency at 300 events/s: p99 431 -> 280 ms,
-    # and GC time in bench.pipeline 1.4 s -> 0.35 s per 15,000 events. A middle-generation run walks nearly all of
-    # it (1.3-2.1 s pauses in bench.latency, finding nothing): every 200 young runs, not 20 (bench/README, "The
-    # worker's garbage collector").
+    # The worker's heap is mostly long-lived (the warm states and records): with CPython's default thresholds a full
+    # collection walks all of it every few seconds (bench.latency at 300 events/s: p99 431 -> 280 ms without). What
+    # a young or middle collection walks is what survived since the last one: the records of recent versions. So
+    # both run often and short (CPython's 700 and 10: pauses up to 16-40 and 72-78 ms in bench.latency, against
+    # 340-364 ms for young runs at a 50,000 threshold, the same total), and a full one only after 10,000 middle ones
+    # (about half an hour at the max rate; it walks the whole heap, seconds). bench/README, "The worker's garbage
+    # collector: short pauses".
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     watch_collector()  # each collection's pause: mmhub_gc_pause_seconds, and the report's "collector:" line
