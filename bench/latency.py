@@ -261,7 +261,10 @@ async def run(args: argparse.Namespace) -> int:
         # --- max: a backlog ------------------------------------------------------------------------------------
         targets = finals(backlog)
         say(f"max: publishing {backlog.describe()}")
-        pids = {"worker": processes[0].pid, "sink": processes[1].pid, **{n: p.pid for n, p in readers.items()}, "broker": broker}
+        pids = {
+            "worker": processes[0].pid, "sink": processes[1].pid, **{n: p.pid for n, p in readers.items()}, "broker": broker,
+            "bench": os.getpid(),  # its publisher and status reader share the machine's cores with the hub
+        }
         warm_messages = watch.messages  # the warm-up's version(s)
         max_cpu0 = cpu_mark(pids)  # the worker starts merging while the backlog is still being published
         max_cpu1: CpuMark | None = None
