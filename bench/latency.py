@@ -51,7 +51,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run, process_cpu_s, say, stop_process
+from bench.pipeline import Progress, delete_run_topics, find_broker_pid, new_run, process_cpu_s, say, stop_process, system_busy_s
 from bench.workload import Workload, expected_records, generate, offline_finals
 from connectors.kafka import ensure_topics
 from connectors.postgres.migrate import migrate
@@ -135,19 +135,26 @@ class CpuMark:
 
     at: float
     seconds: dict[str, float | None]
+    machine: float  # CPU seconds the whole machine spent busy (bench.pipeline.system_busy_s)
 
 
 def cpu_mark(pids: dict[str, int | None]) -> CpuMark:
-    return CpuMark(time.monotonic(), {name: process_cpu_s(pid) for name, pid in pids.items()})
+    return CpuMark(time.monotonic(), {name: process_cpu_s(pid) for name, pid in pids.items()}, system_busy_s())
 
 
 def cores_between(a: CpuMark, b: CpuMark) -> str:
-    """Cores each process used between two marks, divided by the time between those same marks."""
+    """Cores each process used between two marks, divided by the time between those same marks; then the rest of
+    the machine (Postgres's server processes, the kernel, anything else) and the machine's cores in all."""
     wall = max(b.at - a.at, 1e-9)
     shares = []
+    listed = 0.0
     for name, before in a.seconds.items():
         after = b.seconds.get(name)
+        if before is not None and after is not None:
+            listed += after - before
         shares.append(f"{name} " + ("n/a" if before is None or after is None else f"{(after - before) / wall:.2f} cores"))
+    busy = b.machine - a.machine
+    shares.append(f"rest {max(0.0, busy - listed) / wall:.2f} cores (machine {busy / wall:.2f} of {os.cpu_count()})")
     return ", ".join(shares)
 
 
