@@ -12,7 +12,7 @@ the gap is faust's before the hub does any work: it runs, on the same published 
   faust+decode    the same as faust+table, and each event parsed and validated (streams.codec.decode_event):
                   the one pydantic validation per event that the hub cannot skip
 
-The faust app runs with the settings the hub's faust worker had (acks=all, linger 0, 256 KiB producer batches,
+The faust app runs with the settings the hub's faust worker had (acks=all, linger 0, PRODUCER_BATCH_BYTES producer batches,
 RocksDB, raw serializers; faust's own fetch wait: the worker's stages now run on runtime.loop, not on faust's stream). Window for a faust mode: the CreateTime of the first message on
 its sink topic -> the moment this process has read every message back (as bench.pipeline's observer does).
 Start-up (imports, group join) is before the window. Modes alternate their order between repetitions. The hub

@@ -94,3 +94,28 @@ def test_the_worker_runs_the_stages_the_environment_names(clean_env: Path, monke
     monkeypatch.setenv("MMHUB_WORKER_STAGES", "connect,sink")
     with pytest.raises(ValueError, match="MMHUB_WORKER_STAGES='connect,sink' names sink; known: connect, resolve, merge"):
         Settings.from_env()
+
+
+# The broker's default message.max.bytes (Kafka's message.max.bytes, 1 MiB + 12): a record batch is one message to it,
+# and the hub's topics (all but the DLQ and the raw topics) keep the default.
+BROKER_MAX_MESSAGE_BYTES = 1_048_588
+
+
+def test_a_full_producer_batch_is_a_message_the_broker_takes() -> None:
+    """The batches aiokafka builds with PRODUCER_BATCH_BYTES, filled with status-sized messages until it refuses one
+    more, stay within the broker's default limit (a bigger setting would have every full batch refused)."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    from hubconf.settings import PRODUCER_BATCH_BYTES
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=1, producer_id=7, producer_epoch=0, base_sequence=0,
+        batch_size=PRODUCER_BATCH_BYTES,
+    )
+    value = b"x" * 10_840  # an average status message of bench.latency's workload
+    appended = 0
+    while builder.append(appended, timestamp=None, key=b"SHP-2026-000042", value=value, headers=[]) is not None:
+        appended += 1
+    built = builder.build()
+    assert appended > 50  # the batch holds many messages, not one oversized one
+    assert PRODUCER_BATCH_BYTES - len(value) < len(built) <= BROKER_MAX_MESSAGE_BYTES
