@@ -19,10 +19,10 @@ DEFAULT_CARRIERS = REPO / "examples" / "carriers.json"  # the demo registry; poi
 DEFAULT_PARTIES = REPO / "examples" / "parties.json"  # the demo readers; point MMHUB_PARTIES at your own
 # The producers' batch per partition (faust's default is 16 KiB); bench.pipeline's passthrough uses the same. aiokafka
 # has one produce request in flight per broker at a time, each with at most one batch per partition, so a checkpoint's
-# outputs (a 10.6 KiB status message a version) go out in round trips of one batch each: 1,000,000 bytes rather than
-# 256 KiB took the merge's checkpoints from 8.5-9.0 s to 6.7 s of wall at 2,000 events/s, and the worker's CPU per
-# event from 0.14-0.15 to 0.13 ms in bench.pipeline (bench/README, "Producer batches"). It stays below the broker's
-# default max.message.bytes (1,048,588: a batch is one message to it), which the topics keep unless they raise it.
+# outputs (a 10.6 KiB status message a version) go out in round trips of one batch each. 1,000,000 bytes rather than
+# 256 KiB: the merge's checkpoints 6.7 s of wall (one run) against 8.5-9.0 s (four) at 2,000 events/s, the worker's
+# CPU per event in bench.pipeline 0.13 against 0.14-0.15 ms (bench/README, "Producer batches"). It stays below the
+# broker's default max.message.bytes (1,048,588: a batch is one message to it), which the topics keep unless raised.
 PRODUCER_BATCH_BYTES = 1_000_000
 DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 # a rebalance waits for the batch being merged: at ~1 ms per event this bounds a join's wait to ~2 s
