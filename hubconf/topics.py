@@ -72,6 +72,10 @@ def raw_topic(format_name: str) -> str:
 # A dead letter holds a whole rejected payload (up to 4 MiB from the HTTP gateway or a raw topic) plus its headers:
 # more than the broker's default message size (1 MiB), so the DLQ topic allows this much per message.
 DLQ_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+# The largest message the merge writes to a topic of the broker's default max.message.bytes (1,048,588: the status,
+# settlement, claims and release topics and the shipments' changelog). A version that would be larger is set aside
+# (worker.stages.MergeHandler): the broker would refuse it, and the checkpoint holding it would fail at every retry.
+MAX_OUTPUT_BYTES = 1_000_000
 
 STATUS_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
 

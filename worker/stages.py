@@ -53,7 +53,7 @@ from streams.references import (
     settled_messages,
 )
 from streams.routing import route
-from streams.step import Stored, merge_step
+from streams.step import StepResult, Stored, merge_step
 
 log = logging.getLogger("mmhub.worker")
 
@@ -318,6 +318,15 @@ WarmStates = WarmCache[Warm]
 Items = list[tuple[Record, HubEvent]]
 
 
+def _largest_output(result: StepResult[Record]) -> int:
+    """The size of the largest message a merge step would write: its status, documents, claims, releases and the
+    shipment's stored state (one changelog record)."""
+    sizes = [len(message) for message in (result.status, *result.documents, *result.claims, *result.releases) if message]
+    if result.write is not None:
+        sizes.append(len(result.write.encoded))
+    return max(sizes, default=0)
+
+
 @dataclass
 class MergeHandler:
     """Decode each hub.events record (refusing what is invalid, dated too far ahead or wrongly keyed, and forwarding
@@ -419,6 +428,15 @@ class MergeHandler:
             counters.warm_misses += int(raw is not None)
             stored = Stored.decode(raw) if raw is not None else None
         result = merge_step(shipment_id, stored, items, self.authority, resend_on_replay=self.resend_on_replay)
+        largest = _largest_output(result)
+        if largest > topic_names.MAX_OUTPUT_BYTES:
+            if len(items) > 1:  # one at a time: only the events that cannot fit are set aside
+                return [out for item in items for out in self.merge(shipment_id, [item], shipments, deadlines)]
+            reason = (
+                f"with this event shipment {shipment_id}'s record or its status message would be {largest} bytes; "
+                f"a message is limited to {topic_names.MAX_OUTPUT_BYTES}: the shipment goes on without it"
+            )
+            return [self.dead_letters(items[0][0], Rejection("too_large", reason))]
         write = result.write
         if write is not None:
             shipments.put(key, write.encoded)

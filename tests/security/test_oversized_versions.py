@@ -1,0 +1,114 @@
+"""A carrier blows a shipment's version past what the broker takes.
+
+Each event may be up to 256 KiB (streams.codec.MAX_EVENT_BYTES), and a tracking report may list thousands of SSCCs.
+Six such reports for one shipment, taken in together, made a status message of 1.4 MB: over the broker's default
+max.message.bytes (1,048,588) of the status topic. The broker refuses it, the checkpoint holding it fails, and the
+runtime starts the partition again from its committed offsets, where the same events make the same message: every
+shipment of that partition stopped for good. The merge now writes no message over hubconf.topics.MAX_OUTPUT_BYTES:
+the events that cannot fit are set aside to the DLQ with their original bytes and the reason, one at a time so the
+ones that fit still go in, and the stage goes on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from hubconf import topics as topic_names
+from hubconf.topics import Topics
+from runtime.api import MemoryStore, Out, Record
+from schemas.identifiers import gs1_check_digit
+from streams.codec import MAX_EVENT_BYTES, decode_state
+from streams.horizon import Horizon
+from streams.merge import ShipmentState, apply_all
+from worker.stages import Counters, DeadLetters, MergeHandler, WarmStates
+
+from tests.unit.builders import AUTHORITY, RECEIVED_AT, SHIPMENT, booking_doc, hub_event, tracking_doc
+
+TOPICS = Topics("sec")
+BROKER_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default max.message.bytes, which the status topic keeps
+
+
+def sscc(serial: int) -> str:
+    body = f"0{serial:016d}"
+    return body + gs1_check_digit(body)
+
+
+def bloated_report(number: int) -> dict[str, Any]:
+    """A valid tracking report of the shipment's first leg that lists 11,000 packages: about 231 KB."""
+    doc = tracking_doc("received", leg=1, occurred=20 + number, event_id=f"bloat-{number}")
+    doc["payload"]["ssccs"] = [sscc(number * 100_000 + serial) for serial in range(11_000)]
+    return doc
+
+
+class Merge:
+    def __init__(self) -> None:
+        self.counters = Counters()
+        self.handler = MergeHandler(
+            TOPICS, AUTHORITY, Horizon(), DeadLetters(TOPICS.dlq, self.counters), self.counters, False, WarmStates(),
+            lambda: RECEIVED_AT,
+        )
+        self.stores = {"shipments": MemoryStore(), "deadlines": MemoryStore()}
+        self.offset = -1
+
+    def records(self, *docs: dict[str, Any]) -> list[Record]:
+        out = []
+        for doc in docs:
+            self.offset += 1
+            raw = orjson.dumps(doc)
+            out.append(Record(TOPICS.events, 0, self.offset, str(doc["shipment_id"]).encode(), raw, (), int(RECEIVED_AT.timestamp() * 1000)))
+        return out
+
+    def __call__(self, records: list[Record]) -> list[Out]:
+        return self.handler(records, self.stores)
+
+    def state(self, shipment_id: str = SHIPMENT) -> ShipmentState:
+        raw = self.stores["shipments"].get(shipment_id.encode())
+        assert raw is not None
+        return decode_state(raw)
+
+
+def test_a_carrier_cannot_make_a_version_the_broker_refuses() -> None:
+    assert topic_names.MAX_OUTPUT_BYTES < BROKER_MAX_MESSAGE_BYTES - 1024  # room for the record batch's own bytes
+    merge = Merge()
+    merge(merge.records(booking_doc()))
+    bloated = [bloated_report(number) for number in range(6)]
+    records = merge.records(*bloated)
+    assert all(len(record.value or b"") < MAX_EVENT_BYTES for record in records)  # each one a valid input
+
+    outs = merge(records)
+
+    assert max(len(out.value or b"") for out in outs) <= topic_names.MAX_OUTPUT_BYTES
+    set_aside = [out for out in outs if out.topic == TOPICS.dlq]
+    assert set_aside, "the attack no longer reaches the bound: make the reports bigger"
+    for out in set_aside:
+        found = dict(out.headers)
+        assert found[topic_names.DLQ_CODE] == b"too_large"
+        assert str(topic_names.MAX_OUTPUT_BYTES).encode() in found[topic_names.DLQ_REASON]
+    by_bytes = {record.value: record for record in records}
+    assert all(out.value in by_bytes for out in set_aside)  # the original bytes, for a replay
+    # the reports that fit went in, one version each; the state holds exactly those
+    kept = [doc for doc, record in zip(bloated, records) if record.value not in {out.value for out in set_aside}]
+    assert kept and len(kept) + len(set_aside) == len(bloated)
+    assert merge.state() == apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), *kept]])
+    assert len(merge.stores["shipments"].get(SHIPMENT.encode()) or b"") <= topic_names.MAX_OUTPUT_BYTES
+    assert merge.counters.applied + merge.counters.duplicates + merge.counters.dead_lettered == 1 + len(bloated)
+
+
+def test_the_stage_goes_on_for_the_same_shipment_and_every_other() -> None:
+    merge = Merge()
+    merge(merge.records(booking_doc(), booking_doc(shipment_id="SHP-TEST-0002")))
+    merge(merge.records(*[bloated_report(number) for number in range(6)]))
+
+    later = merge(merge.records(
+        tracking_doc("departed", leg=1, occurred=40),
+        tracking_doc("departed", leg=1, occurred=40, shipment_id="SHP-TEST-0002"),
+    ))
+
+    statuses = [out for out in later if out.topic == TOPICS.status]
+    assert sorted(out.key for out in statuses) == sorted([SHIPMENT.encode(), b"SHP-TEST-0002"])
+    assert not [out for out in later if out.topic == TOPICS.dlq]
+    first = orjson.loads(next(out.value for out in statuses if out.key == SHIPMENT.encode()) or b"{}")
+    assert first["record"]["legs"][0]["status"] == "departed"
+    assert datetime.fromisoformat(first["record"]["legs"][0]["departure"]["actual"]).tzinfo is not None
