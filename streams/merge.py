@@ -177,7 +177,8 @@ def absorb_copies(state: ShipmentState, copies: Iterable[Copy]) -> tuple[Shipmen
 
 
 def fold(events: Iterable[HubEvent], authority: Authority) -> dict[str, ShipmentRecord]:
-    """Offline replay: every shipment's record from a log of events, exactly as the stream computes it."""
+    """Offline replay: every shipment's record from a log of events, exactly as the stream computes it from the events
+    it takes in (a source past its quota of a shipment's state is set aside by the stream: streams.quota)."""
     states: dict[str, ShipmentState] = {}
     for event in events:
         if event.shipment_id is None:

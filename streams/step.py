@@ -17,7 +17,7 @@ the copies it took in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Sequence, TypeVar
 
 from schemas.events import HubEvent
@@ -28,6 +28,7 @@ from streams.clock import deadline
 from streams.codec import decode_state, encode_event, encode_state, encode_status
 from streams.copies import Copy
 from streams.projection import advance
+from streams.quota import OVER_QUOTA, over_quota
 from streams.merge import ShipmentState, absorb_copies, project
 from streams.outbound import claim_messages, release_messages, settlement_messages
 from streams.release import completed_by, issue
@@ -90,8 +91,10 @@ class StepResult(Generic[S]):
     refusals: list[Refusal[S]] = field(default_factory=list)
     # the hub.release order, on the one version that first issues it (or again on a replay of what it rests on)
     releases: list[bytes] = field(default_factory=list)
+    # items not taken in: their source's quota of the shipment's state is full (streams.quota), to dead-letter
+    set_aside: list[Refusal[S]] = field(default_factory=list)
     applied: int = 0  # items that were new copies
-    duplicates: int = 0  # items whose copy the state already held (applied + duplicates = items)
+    duplicates: int = 0  # items whose copy the state already held (applied + duplicates + set aside = items)
 
 
 def merge_step(
@@ -132,6 +135,16 @@ def merge_step(
     # The one projection of a new state: incremental from the previous record when the caller holds it (a warm
     # shipment), else from scratch (streams.projection.advance equals project, proven by its hypothesis property).
     record = advance(stored.record if stored is not None else None, before, state, new_copies, authority)
+    aside = over_quota(state, record, new_copies, authority)
+    if aside:  # a source past its quota (an attack, or a party's backlog before the booking): the step without them
+        kept = [item for item, copy in zip(items, arrived) if copy.fingerprint not in aside]
+        result = merge_step(shipment_id, stored, kept, authority, resend_on_replay=resend_on_replay)
+        refused = [
+            Refusal(Rejection(OVER_QUOTA, aside[copy.fingerprint]), source)
+            for (source, _), copy in zip(items, arrived)
+            if copy.fingerprint in aside
+        ]
+        return replace(result, set_aside=refused + result.set_aside)
     state = issue(state, record)  # the release it first issues is the hub's fact from now on: it is never issued again
     previous: ShipmentRecord | None = None
     documents: list[bytes] = []

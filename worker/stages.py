@@ -459,4 +459,5 @@ class MergeHandler:
         for refusal in result.refusals:
             counters.refused += 1
             out.append(self.dead_letters(refusal.source, refusal.rejection, refusal.held))
+        out += [self.dead_letters(aside.source, aside.rejection) for aside in result.set_aside]  # not taken in
         return out

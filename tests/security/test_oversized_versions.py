@@ -16,23 +16,13 @@ from typing import Any
 import orjson
 
 from hubconf import topics as topic_names
-from hubconf.topics import Topics
-from runtime.api import MemoryStore, Out, Record
-from schemas.identifiers import gs1_check_digit
-from streams.codec import MAX_EVENT_BYTES, decode_state
-from streams.horizon import Horizon
+from streams.codec import MAX_EVENT_BYTES
 from streams.merge import ShipmentState, apply_all
-from worker.stages import Counters, DeadLetters, MergeHandler, WarmStates
 
-from tests.unit.builders import AUTHORITY, RECEIVED_AT, SHIPMENT, booking_doc, hub_event, tracking_doc
+from tests.security.merging import TOPICS, Merge, sscc
+from tests.unit.builders import SHIPMENT, booking_doc, hub_event, tracking_doc
 
-TOPICS = Topics("sec")
 BROKER_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default max.message.bytes, which the status topic keeps
-
-
-def sscc(serial: int) -> str:
-    body = f"0{serial:016d}"
-    return body + gs1_check_digit(body)
 
 
 def bloated_report(number: int) -> dict[str, Any]:
@@ -40,33 +30,6 @@ def bloated_report(number: int) -> dict[str, Any]:
     doc = tracking_doc("received", leg=1, occurred=20 + number, event_id=f"bloat-{number}")
     doc["payload"]["ssccs"] = [sscc(number * 100_000 + serial) for serial in range(11_000)]
     return doc
-
-
-class Merge:
-    def __init__(self) -> None:
-        self.counters = Counters()
-        self.handler = MergeHandler(
-            TOPICS, AUTHORITY, Horizon(), DeadLetters(TOPICS.dlq, self.counters), self.counters, False, WarmStates(),
-            lambda: RECEIVED_AT,
-        )
-        self.stores = {"shipments": MemoryStore(), "deadlines": MemoryStore()}
-        self.offset = -1
-
-    def records(self, *docs: dict[str, Any]) -> list[Record]:
-        out = []
-        for doc in docs:
-            self.offset += 1
-            raw = orjson.dumps(doc)
-            out.append(Record(TOPICS.events, 0, self.offset, str(doc["shipment_id"]).encode(), raw, (), int(RECEIVED_AT.timestamp() * 1000)))
-        return out
-
-    def __call__(self, records: list[Record]) -> list[Out]:
-        return self.handler(records, self.stores)
-
-    def state(self, shipment_id: str = SHIPMENT) -> ShipmentState:
-        raw = self.stores["shipments"].get(shipment_id.encode())
-        assert raw is not None
-        return decode_state(raw)
 
 
 def test_a_carrier_cannot_make_a_version_the_broker_refuses() -> None:
