@@ -17,7 +17,7 @@ and the step goes on without it.
 
 What is set aside depends on what the state held when it came, so past the quota arrival order matters: the
 merge's order-insensitivity holds for every source within its quota. A party that sent more than its quota before
-the booking arrived is made whole by replaying its dead letters (`mmhub dlq --code over_quota` lists them).
+the booking arrived sends what was set aside again once it is booked (`mmhub dlq --code over_quota` lists it).
 
 Pure: no I/O.
 """

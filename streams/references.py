@@ -33,11 +33,14 @@ from typing import Annotated, Iterable, Literal, Union
 import orjson
 from pydantic import Field, TypeAdapter
 
+from hubconf.topics import MAX_OUTPUT_BYTES
 from schemas.base import Frozen, UtcDatetime
 from schemas.events import HUB_EVENT, CarrierReference, HubEvent, ReferenceKind, identity_reference
 from schemas.identifiers import ShipmentId
 from schemas.record import ShipmentRecord
+from schemas.rejection import Rejection
 from streams.authority import Authority
+from streams.codec import MAX_EVENT_BYTES
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply, project
 
@@ -349,6 +352,54 @@ def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> t
         return book, None
     parked = Parked.built(event=document, since=now.astimezone(timezone.utc), origin=origin)
     return Book.built(registrations=book.registrations, parked=[*book.parked, parked]), None
+
+
+# What one reference's book may hold. The book is one record of the references table's changelog, on a topic of the
+# broker's default max.message.bytes: a book over it makes the checkpoint that writes it fail at every retry, and
+# the references partition stops. A change that would make it larger is refused (hubconf.topics.MAX_OUTPUT_BYTES).
+# Within that, one source's parked events on a reference are bounded, so that one carrier cannot fill the book and
+# leave no room for the events of every other one; the bound admits one event of the largest size.
+PARKED_PER_SOURCE = MAX_EVENT_BYTES
+OVER_QUOTA = "over_quota"
+
+
+def parked_bytes(book: Book) -> dict[str, int]:
+    """The bytes of the events waiting in `book`, per source (each event's JSON)."""
+    held: dict[str, int] = {}
+    for parked in book.parked:
+        source = str(parked.event.get("source"))
+        held[source] = held.get(source, 0) + len(orjson.dumps(parked.event))
+    return held
+
+
+def entry_bytes(parked: Parked) -> tuple[int, int]:
+    """The bytes of a parked entry's event JSON, and at most those of the entry in its book: the event's, its
+    origin's and PARKED_OVERHEAD for its time of parking and the field names."""
+    event = len(orjson.dumps(parked.event))
+    return event, event + len(orjson.dumps(parked.origin)) + PARKED_OVERHEAD
+
+
+PARKED_OVERHEAD = 96
+
+
+def book_refusal(size: int, parked_by: str | None, held: int, reference: str) -> Rejection | None:
+    """Why a change that leaves the book of `reference` at most `size` bytes encoded is refused, if it is: the book
+    past what one message may hold, or (`parked_by`: the source of the event the change parks, which then has at
+    most `held` bytes of events waiting in the book) that source past `PARKED_PER_SOURCE`. The caller dead-letters
+    what made the change and keeps the book as it was."""
+    if size > MAX_OUTPUT_BYTES:
+        return Rejection(
+            "too_large",
+            f"reference {reference}'s book would be {size} bytes; a message is limited to {MAX_OUTPUT_BYTES}: "
+            "it goes on without this",
+        )
+    if parked_by is not None and held > PARKED_PER_SOURCE:
+        return Rejection(
+            OVER_QUOTA,
+            f"{parked_by} would have {held} bytes of events waiting on reference {reference}; a source may have "
+            f"{PARKED_PER_SOURCE} waiting on one reference until a booking registers it",
+        )
+    return None
 
 
 def settle(book: Book, event: HubEvent) -> Book:

@@ -42,9 +42,13 @@ from streams.references import (
     Keyed,
     RegisterMessage,
     Registered,
+    PARKED_PER_SOURCE,
     ResolveRequest,
+    book_refusal,
     decode_book,
     encode_book,
+    entry_bytes,
+    parked_bytes,
     parked_summary,
     register,
     request,
@@ -182,6 +186,10 @@ class Books:
         self.store, self.warm = store, warm
         self.first: dict[bytes, Book] = {}  # each key's book as the batch found it
         self.now: dict[bytes, Book] = {}  # and as the batch has made it so far
+        # each book's encoded size at most (as stored, plus what the batch added; what it dropped is not taken off)
+        # and, once asked, the bytes of its parked events per source at most (exact when first asked, plus the same)
+        self.at_most: dict[bytes, int] = {}
+        self.held: dict[bytes, dict[str, int]] = {}
 
     def get(self, key: bytes) -> Book:
         book = self.now.get(key)
@@ -191,10 +199,18 @@ class Books:
             if book is None:
                 book = decode_book(raw)
             self.first[key] = self.now[key] = book
+            self.at_most[key] = len(raw or b"{}")
         return book
 
     def set(self, key: bytes, book: Book) -> None:
         self.now[key] = book
+
+    def parked_by(self, key: bytes, source: str) -> int:
+        """At most how many bytes of events `source` has waiting in key's book now."""
+        held = self.held.get(key)
+        if held is None:
+            held = self.held[key] = parked_bytes(self.now[key])
+        return held.get(source, 0)
 
     def changed(self) -> list[tuple[bytes, Book, Book]]:
         """(key, the book the batch found, the book it leaves) for every book the batch changed."""
@@ -249,19 +265,39 @@ class ResolveHandler:
             return [self.dead_letters(record, rejection)]
         book = books.get(key)
         released: list[tuple[HubEvent, str | None]] = []
+        grown: str | None = None  # what the change adds to the book: "parked" (by whom) or "registered"
         if isinstance(incoming, ResolveRequest):
             assert carried is not None
             after, resolved = request(book, carried, self.clock(), incoming.origin)
             if resolved is not None:
                 released.append((resolved, incoming.origin))
             elif after is not book:
-                self.counters.parked += 1
+                grown = carried.source
         elif isinstance(incoming, RegisterMessage):
             after, freed = register(book, incoming.registration)
             released += [(resolved, parked.origin) for resolved, parked in freed]
+            grown = "" if after is not book and len(after.registrations) > len(book.registrations) else None
         else:
             assert carried is not None
             after = settle(book, carried)
+        if grown is not None:
+            # Measured without encoding the book: an upper bound of its size, and of the source's waiting events once
+            # the book may hold more than one source's quota (a change within a hundred bytes or so of a bound
+            # may be refused although it would just fit). A parked entry is the event's JSON, its origin and its
+            # time of parking; a registration adds at most its message's JSON.
+            if grown:
+                event_bytes, added = entry_bytes(after.parked[-1])
+            else:
+                event_bytes, added = 0, len(record.value or b"") + 1
+            size = books.at_most[key] + added
+            held = books.parked_by(key, grown) + event_bytes if grown and size > PARKED_PER_SOURCE else 0
+            refusal = book_refusal(size, grown or None, held, key.decode("utf-8", "backslashreplace"))
+            if refusal is not None:  # the book stays as it was: its changelog record must stay one the broker takes
+                return [self.dead_letters(record, refusal)]
+            books.at_most[key] = size
+            if grown and key in books.held:
+                books.held[key][grown] = books.held[key].get(grown, 0) + event_bytes
+            self.counters.parked += bool(grown)
         out: list[Out] = []
         for resolved, origin in released:
             assert resolved.shipment_id is not None

@@ -8,13 +8,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import CarrierReference, HubEvent
+from schemas.events import HUB_EVENT, CarrierReference, HubEvent
 from streams.references import (
     GRACE,
     Book,
     Registration,
     decode_book,
     encode_book,
+    PARKED_OVERHEAD,
+    entry_bytes,
     parked_summary,
     reference_key,
     register,
@@ -197,3 +199,25 @@ def test_what_a_version_registers_from_the_previous_ones_is_what_it_registers_fr
 def test_a_version_that_changes_no_document_states_the_places_again() -> None:
     events = [hub_event(doc) for doc in example_journey_docs()]
     assert registered_versions([[event] for event in events]) > len(events) // 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    picks=st.lists(st.integers(min_value=0, max_value=51), min_size=1, max_size=6, unique=True),
+    origin=st.one_of(st.none(), st.text(max_size=40)),
+)
+def test_a_parked_entry_adds_no_more_to_its_book_than_entry_bytes_says(picks: list[int], origin: str | None) -> None:
+    """The resolve stage bounds a book's size without encoding it (worker.stages.Books): each parked entry adds at
+    most `entry_bytes` to the encoded book, whatever the event (every kind, its numbers and text) and the origin."""
+    docs = example_journey_docs()
+    book = Book()
+    for pick in picks:
+        event = hub_event(docs[pick])
+        after, resolved = request(book, event, when(pick), origin)
+        assert resolved is None and after is not book
+        event_bytes, entry = entry_bytes(after.parked[-1])
+        assert event_bytes == len(orjson.dumps(HUB_EVENT.dump_python(event, mode="json")))
+        growth = len(encode_book(after)) - len(encode_book(book))
+        assert growth <= entry
+        assert entry - growth < PARKED_OVERHEAD  # and not loose: a change near a bound is refused only when close
+        book = after
