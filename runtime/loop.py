@@ -347,8 +347,11 @@ class StageRunner:
         await producer.begin_transaction()
         sent, logs = await self._send(producer, partition)
         await producer.send_offsets_to_transaction(dict(partition.next_offsets), self.stage.group)
-        await producer.commit_transaction()
+        # Every record in the log before the commit: aiokafka fails the future of a record the broker refuses for
+        # good (MESSAGE_TOO_LARGE, an ACL) without failing the transaction, which would then commit the offsets and
+        # the rest without it. Raising here leaves the transaction open; the partition's next producer aborts it.
         await asyncio.gather(*sent)
+        await producer.commit_transaction()
         return {store: (await futures[-1]).offset + 1 for store, futures in logs.items()}
 
     async def _send(

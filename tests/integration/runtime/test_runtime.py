@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from hubconf import topics as topic_names
 from runtime.loop import HANDLER_RECORDS
-from tests.integration.runtime.counting import POISON
+from tests.integration.runtime.counting import HUGE, POISON
 from tests.integration.runtime.harness import Counting
 
 pytestmark = pytest.mark.integration
@@ -194,3 +194,25 @@ async def test_a_flush_that_raises_restarts_its_partition_and_loses_nothing(coun
     text = runner.text()
     assert "flush 3 raises" in text and "failed: restarting it" in text, text[-2000:]
     assert re.search(r"retried=1\b", text), text[-2000:]
+
+
+async def test_a_record_the_broker_refuses_commits_nothing_of_its_checkpoint(counting: Counting) -> None:
+    """A changelog record over the broker's max.message.bytes: aiokafka fails that record's future but not the
+    transaction, which committed the offsets, the outputs and the other store writes without it (the store then
+    restored without the write, the output already out: a state behind what was sent). The runtime now waits for
+    every record before the commit: the checkpoint fails and is retried, and nothing of it is ever visible."""
+    runner = counting.runner("a")
+    runner.start()
+    await runner.wait_active()
+    await counting.send(48)
+    await counting.drained()
+    before = await counting.committed()
+    await counting.send(0, values=[HUGE])
+    deadline = time.monotonic() + 60
+    while runner.text().count("MessageSizeTooLargeError") < 2:  # the positive marker: refused, retried, refused
+        assert runner.alive and time.monotonic() < deadline, runner.text()[-2000:]
+        await asyncio.sleep(0.2)
+    assert await counting.committed() == before  # the input offset never committed
+    assert not [value for _, value, _ in await counting.committed_values(counting.output) if value.startswith(HUGE)]
+    assert not [key for key, _, _ in await counting.committed_values(counting.changelog) if key.startswith(HUGE)]
+    assert runner.alive
