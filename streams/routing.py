@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import orjson
+
 from schemas.events import HubEvent
 from schemas.rejection import Rejection
-from streams.codec import encode_event
+from streams.codec import MAX_EVENT_BYTES, encode_event
 from streams.horizon import Horizon
 from streams.references import request_messages
 
@@ -29,8 +31,8 @@ class Outbound:
 def route(
     event: HubEvent, sender: str, received_at: datetime, horizon: Horizon, origin: str | None = None
 ) -> list[Outbound] | Rejection:
-    """The messages that carry `event` on; a Rejection when `sender` (who signed it) may not say it, or when it is
-    dated too far past `received_at`.
+    """The messages that carry `event` on; a Rejection when `sender` (who signed it) may not say it, when it is
+    dated too far past `received_at`, or when it is larger than the merge takes.
 
     A carrier speaks only for itself: an event naming another source is refused, never rewritten.
     """
@@ -42,5 +44,18 @@ def route(
     if late is not None:
         return late
     if event.shipment_id is not None:
-        return [Outbound("events", event.shipment_id.encode(), encode_event(event))]
-    return [Outbound("references", m.key, m.value) for m in request_messages(event, origin)]
+        encoded = encode_event(event)
+        if len(encoded) > MAX_EVENT_BYTES:
+            return _too_large(event, len(encoded))
+        return [Outbound("events", event.shipment_id.encode(), encoded)]
+    requests = request_messages(event, origin)
+    # a request is the event's JSON, its origin's and a few bytes of its own (streams.references.request_messages)
+    if requests and len(requests[0].value) > MAX_EVENT_BYTES + len(orjson.dumps(origin)) + 64:
+        return _too_large(event, len(encode_event(event)))
+    return [Outbound("references", m.key, m.value) for m in requests]
+
+
+def _too_large(event: HubEvent, size: int) -> Rejection:
+    """An event larger than the merge takes (streams.codec.MAX_EVENT_BYTES): a raw payload may be 4 MiB, and one of
+    its events sent on as it is would be a message the broker refuses (hub.events keeps the default 1 MiB)."""
+    return Rejection("too_large", f"event {event.key} is {size} bytes as the hub writes it; the limit is {MAX_EVENT_BYTES}")
