@@ -39,6 +39,10 @@ RAW_FORMATS = ("canonical", "dcsa", "edifact", "onerecord", "epcis", "ubl")
 
 # Headers on every dead-lettered message; the value stays the original bytes, untouched.
 DLQ_REASON = "mmhub.reason"
+# A reason quotes what it refuses (a field name, a source), and a sender chooses those: a 4 MiB payload of three events
+# with a 1.3 MB field name each made 3.9 MB of reasons, a dead letter past what the DLQ topic takes. The header keeps
+# the first REASON_HEADER_BYTES of it.
+REASON_HEADER_BYTES = 4096
 DLQ_CODE = "mmhub.code"
 DLQ_SOURCE_TOPIC = "mmhub.source.topic"
 DLQ_SOURCE_PARTITION = "mmhub.source.partition"
@@ -193,3 +197,13 @@ class Topics:
     def all(self) -> dict[str, dict[str, str]]:
         """Every hub topic with its config, by its namespaced name."""
         return {self.name(base): config for base, config in TOPIC_CONFIGS.items()}
+
+
+def reason_header(reason: str) -> bytes:
+    """A reason as a dead letter's header: UTF-8 (a lone surrogate it quotes escaped, so never an error), at most
+    REASON_HEADER_BYTES, cut at a character and saying how long it was."""
+    raw = reason.encode("utf-8", "backslashreplace")
+    if len(raw) <= REASON_HEADER_BYTES:
+        return raw
+    kept = raw[: REASON_HEADER_BYTES - 64].decode("utf-8", "ignore").encode("utf-8")
+    return kept + f" ... (cut: {len(raw)} bytes in all)".encode()

@@ -261,7 +261,7 @@ class StageRunner:
     def _dead_letter(self, record: Record, error: Exception) -> Out:
         reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
         headers = (
-            (topic_names.DLQ_REASON, reason.encode("utf-8", "backslashreplace")),
+            (topic_names.DLQ_REASON, topic_names.reason_header(reason)),
             (topic_names.DLQ_CODE, b"hub_error"),
             *record.source_headers(),
         )

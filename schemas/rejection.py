@@ -1,6 +1,6 @@
 """Why an input was refused: the Rejection every decoder and carrier parser returns instead of raising.
 
-Pure: no I/O, no imports outside pydantic, so connectors and streams can both use it.
+Pure: no I/O, no imports outside pydantic and the bottom layer, so connectors and streams can both use it.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+
+from hubconf.topics import reason_header
 
 
 @dataclass(frozen=True)
@@ -18,20 +20,26 @@ class Rejection:
     reason: str
 
     def reason_header(self) -> bytes:
-        """The reason as a header value: UTF-8, with a lone surrogate a reason quotes escaped, so never an error."""
-        return self.reason.encode("utf-8", "backslashreplace")
+        """The reason as a header value (hubconf.topics.reason_header: UTF-8, never an error, bounded)."""
+        return reason_header(self.reason)
 
 
 def describe(error: ValidationError, limit: int = 5) -> str:
     """A compact, human-readable summary of a pydantic error: where, and what is wrong."""
     parts = []
     for item in error.errors(include_url=False)[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "(event)"
+        where = ".".join(_named(p) for p in item["loc"]) or "(event)"
         parts.append(f"{where}: {item['msg']}")
     more = error.error_count() - limit
     if more > 0:
         parts.append(f"... and {more} more")
     return "; ".join(parts)
+
+
+def _named(step: object, most: int = 80) -> str:
+    """One step of an error's location: a field name the sender chose may be any length, its reason is not."""
+    text = str(step)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
 
 
 def for_event(index: int, rejection: Rejection) -> Rejection:
