@@ -17,7 +17,9 @@ from aiokafka.structs import ConsumerRecord
 
 from connectors.carriers import SigningKey, kafka_signature_headers
 from hubconf.settings import Settings
-from hubconf.topics import CHANGELOG_CONFIG, RECEIPT_TIME, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
+from hubconf.topics import CHANGELOG_CONFIG, ENFORCED_SETTINGS, SHARE_CONFIG, SHARE_PARTITIONS, TABLES
+from hubconf.topics import MAX_RAW_BYTES as MAX_RAW_BYTES  # re-exported: `mmhub ingest` and its tests take it from here
+from hubconf.topics import RAW_REQUEST_OVERHEAD
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
 LEADER_TIMEOUT_S = 30.0  # how long new topics may take to get their partitions' leaders
@@ -25,8 +27,8 @@ LEADER_TIMEOUT_S = 30.0  # how long new topics may take to get their partitions'
 
 async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
     """Create the hub's topics if absent, and grant each hub process its ACLs on them (idempotent; as the admin
-    principal, before the processes start); have the broker stamp the time of receipt on the existing ones that take
-    events in (see stamp_receipt_time). Returns the names created now."""
+    principal, before the processes start); hold the existing ones to the settings that guard the hub (the broker's
+    time of receipt, the size limits: hold_to_settings). Returns the names created now."""
     from connectors.acl import ensure_hub_acls  # lazily: connectors.acl imports the sharing stage, which imports us
 
     admin = AIOKafkaAdminClient(**settings.kafka_client(client_id="mmhub-admin"))
@@ -51,8 +53,8 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
         ]
         await _create(admin, wanted)
         await wait_for_leaders(admin, [topic.name for topic in wanted])
-        stamped = [name for name, config in every.items() if name in existing and RECEIPT_TIME.items() <= config.items()]
-        await stamp_receipt_time(admin, stamped)
+        held = {name: {k: v for k, v in config.items() if k in ENFORCED_SETTINGS} for name, config in every.items()}
+        await hold_to_settings(admin, {name: wanted for name, wanted in held.items() if wanted and name in existing})
     finally:
         await admin.close()
     await ensure_hub_acls(settings)
@@ -105,25 +107,26 @@ async def leaders_of(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
-async def stamp_receipt_time(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    """Switch topics made before the hub read its time of receipt from them to LogAppendTime (streams.horizon): with
-    CreateTime the producer, a carrier, would choose it. AlterConfigs replaces every topic-level setting, so each
-    topic's own overrides are read first and kept."""
-    if not names:
+async def hold_to_settings(admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]]) -> None:
+    """Give existing topics the settings of `wanted` (per topic) they lack: a topic made before the hub read its time
+    of receipt from it switches to LogAppendTime (streams.horizon: with CreateTime the producer, a carrier, would
+    choose it), and one made with other size limits takes the hub's (hubconf.topics.RAW_MAX_MESSAGE_BYTES).
+    AlterConfigs replaces every topic-level setting, so each topic's own overrides are read first and kept."""
+    if not wanted:
         return
-    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted])
     changes = []
     for response in described:
         for _, _, _, name, entries in response.resources:
             overrides = {entry[0]: entry[1] for entry in entries if entry[3] == DYNAMIC_TOPIC_CONFIG}
-            if RECEIPT_TIME.items() <= overrides.items():
+            if wanted[name].items() <= overrides.items():
                 continue
-            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs={**overrides, **RECEIPT_TIME}))
+            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs={**overrides, **wanted[name]}))
     if changes:
         for response in await admin.alter_configs(changes):
             for error_code, message, _, name in response.resources:
                 if error_code:
-                    raise RuntimeError(f"could not set {RECEIPT_TIME} on {name}: error {error_code} {message}")
+                    raise RuntimeError(f"could not set {wanted[name]} on {name}: error {error_code} {message}")
 
 
 async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LEADER_TIMEOUT_S) -> None:
@@ -183,12 +186,6 @@ async def publish(settings: Settings, lines: Iterable[bytes], topic: str | None 
     finally:
         await producer.stop()
     return sent
-
-
-# The largest payload `mmhub ingest` sends: the largest any format's parser accepts.
-MAX_RAW_BYTES = 4 * 1024 * 1024
-# Room for the signature headers and the record batch around the payload.
-RAW_REQUEST_OVERHEAD = 64 * 1024
 
 
 async def publish_raw(

@@ -76,6 +76,18 @@ def raw_topic(format_name: str) -> str:
 # A dead letter holds a whole rejected payload (up to 4 MiB from the HTTP gateway or a raw topic) plus its headers:
 # more than the broker's default message size (1 MiB), so the DLQ topic allows this much per message.
 DLQ_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+# The largest carrier payload: the largest any format's parser accepts.
+MAX_RAW_BYTES = 4 * 1024 * 1024
+# Room for the signature headers and the record batch around a raw payload.
+RAW_REQUEST_OVERHEAD = 64 * 1024
+# What a raw topic takes per message. Well under the DLQ's: whatever a raw topic takes, its dead letter (the same
+# bytes with the reason, at most REASON_HEADER_BYTES, and where it came from) is a message the DLQ takes. Were they
+# equal, a carrier's record of just under 5 MiB would make a dead letter the broker refuses, and the connector stage
+# would retry that checkpoint for ever.
+RAW_MAX_MESSAGE_BYTES = MAX_RAW_BYTES + RAW_REQUEST_OVERHEAD
+# The topic-level settings ensure_topics holds existing topics to, not only the ones it creates: the time of
+# receipt (streams.horizon), and the sizes above.
+ENFORCED_SETTINGS = ("message.timestamp.type", "max.message.bytes")
 # The largest message the merge writes to a topic of the broker's default max.message.bytes (1,048,588: the status,
 # settlement, claims and release topics and the shipments' changelog). A version that would be larger is set aside
 # (worker.stages.MergeHandler): the broker would refuse it, and the checkpoint holding it would fail at every retry.
@@ -113,7 +125,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
         raw_topic(name): {
             "cleanup.policy": "delete",
             "retention.ms": str(30 * 24 * 3600 * 1000),
-            "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            "max.message.bytes": str(RAW_MAX_MESSAGE_BYTES),
             # The broker stamps each record as it appends it: the time of receipt, against which the signature's
             # replay window and the future-date horizon are measured, cannot be backdated by a producer.
             **RECEIPT_TIME,
