@@ -110,6 +110,9 @@ def encode_book(book: Book) -> bytes:
     return _BOOK.dump_json(book)
 
 
+EMPTY_BOOK_BYTES = len(encode_book(Book()))  # a book not stored yet
+
+
 # --- what a shipment registers ------------------------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ from streams.references import (
     ResolveRequest,
     book_refusal,
     decode_book,
+    EMPTY_BOOK_BYTES,
     encode_book,
     entry_bytes,
     parked_bytes,
@@ -113,7 +114,8 @@ class DeadLetters:
         else:
             headers += [(topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"), (topic_names.DLQ_TRIGGERED_BY, record.where.encode())]
         log.warning("dead-lettered %s: %s", record.where if held is None else "an event held in state", rejection.reason)
-        return Out(self.topic, record.key, record.value if held is None else held, tuple(headers))
+        key, value, cut = topic_names.dead_letter_bytes(record.key, record.value if held is None else held)
+        return Out(self.topic, key, value, tuple(headers + cut))
 
 
 def _references(topics: Topics, messages: list[Keyed], origin: bytes | None = None) -> list[Out]:
@@ -186,9 +188,12 @@ class Books:
         self.store, self.warm = store, warm
         self.first: dict[bytes, Book] = {}  # each key's book as the batch found it
         self.now: dict[bytes, Book] = {}  # and as the batch has made it so far
-        # each book's encoded size at most (as stored, plus what the batch added; what it dropped is not taken off)
-        # and, once asked, the bytes of its parked events per source at most (exact when first asked, plus the same)
+        # Each book's encoded size at most: as stored (exact), plus what the batch added, estimated from above. What
+        # a release or a settlement drops is not taken off, so the bound may be high: `exact` says whether it is the
+        # book's very size (measured), and a change is refused only against a measured size. And, once asked, the
+        # bytes of its parked events per source: exact (each entry's event JSON) until something leaves the book.
         self.at_most: dict[bytes, int] = {}
+        self.exact: dict[bytes, bool] = {}
         self.held: dict[bytes, dict[str, int]] = {}
 
     def get(self, key: bytes) -> Book:
@@ -199,14 +204,30 @@ class Books:
             if book is None:
                 book = decode_book(raw)
             self.first[key] = self.now[key] = book
-            self.at_most[key] = len(raw or b"{}")
+            self.at_most[key] = len(raw) if raw is not None else EMPTY_BOOK_BYTES
+            self.exact[key] = True
         return book
 
-    def set(self, key: bytes, book: Book) -> None:
-        self.now[key] = book
+    def size_after(self, key: bytes, added: int, bound: int) -> int:
+        """At most the encoded size of key's book after a change that adds at most `added` bytes to it: from the
+        bound kept while that is within `bound`, else from the book measured now."""
+        size = self.at_most[key] + added
+        if size > bound and not self.exact[key]:
+            self.at_most[key], self.exact[key] = len(encode_book(self.now[key])), True
+            size = self.at_most[key] + added
+        return size
+
+    def changed_to(self, key: bytes, after: Book, size: int | None, exact: bool) -> None:
+        """Key's book is `after` now, `size` bytes at most (None: no larger than before)."""
+        if size is not None:
+            self.at_most[key], self.exact[key] = size, exact
+        elif after is not self.now[key]:
+            self.exact[key] = False  # something left it: the bound stays, no longer the very size
+            self.held.pop(key, None)
+        self.now[key] = after
 
     def parked_by(self, key: bytes, source: str) -> int:
-        """At most how many bytes of events `source` has waiting in key's book now."""
+        """How many bytes of events `source` has waiting in key's book now."""
         held = self.held.get(key)
         if held is None:
             held = self.held[key] = parked_bytes(self.now[key])
@@ -265,39 +286,34 @@ class ResolveHandler:
             return [self.dead_letters(record, rejection)]
         book = books.get(key)
         released: list[tuple[HubEvent, str | None]] = []
-        grown: str | None = None  # what the change adds to the book: "parked" (by whom) or "registered"
         if isinstance(incoming, ResolveRequest):
             assert carried is not None
             after, resolved = request(book, carried, self.clock(), incoming.origin)
             if resolved is not None:
                 released.append((resolved, incoming.origin))
             elif after is not book:
-                grown = carried.source
+                refusal = self.park(key, after, books)
+                if refusal is not None:  # the book stays as it was: its changelog record must stay one the broker takes
+                    return [self.dead_letters(record, refusal)]
+                self.counters.parked += 1
         elif isinstance(incoming, RegisterMessage):
             after, freed = register(book, incoming.registration)
+            if after is not book:
+                # a registration comes from the merge, once per booking and reference: measured, not estimated, and
+                # refused only when it makes a book too large larger still (never when it releases what waited)
+                size = len(encode_book(after))
+                before = books.at_most[key] if books.exact[key] else len(encode_book(book))
+                refusal = book_refusal(size, None, 0, key.decode("utf-8", "backslashreplace")) if size > before else None
+                if refusal is not None:
+                    return [self.dead_letters(record, refusal)]
+                books.changed_to(key, after, size, True)
+                if freed:
+                    books.held.pop(key, None)
             released += [(resolved, parked.origin) for resolved, parked in freed]
-            grown = "" if after is not book and len(after.registrations) > len(book.registrations) else None
         else:
             assert carried is not None
             after = settle(book, carried)
-        if grown is not None:
-            # Measured without encoding the book: an upper bound of its size, and of the source's waiting events once
-            # the book may hold more than one source's quota (a change within a hundred bytes or so of a bound
-            # may be refused although it would just fit). A parked entry is the event's JSON, its origin and its
-            # time of parking; a registration adds at most its message's JSON.
-            if grown:
-                event_bytes, added = entry_bytes(after.parked[-1])
-            else:
-                event_bytes, added = 0, len(record.value or b"") + 1
-            size = books.at_most[key] + added
-            held = books.parked_by(key, grown) + event_bytes if grown and size > PARKED_PER_SOURCE else 0
-            refusal = book_refusal(size, grown or None, held, key.decode("utf-8", "backslashreplace"))
-            if refusal is not None:  # the book stays as it was: its changelog record must stay one the broker takes
-                return [self.dead_letters(record, refusal)]
-            books.at_most[key] = size
-            if grown and key in books.held:
-                books.held[key][grown] = books.held[key].get(grown, 0) + event_bytes
-            self.counters.parked += bool(grown)
+        books.changed_to(key, after, None, False)
         out: list[Out] = []
         for resolved, origin in released:
             assert resolved.shipment_id is not None
@@ -305,8 +321,23 @@ class ResolveHandler:
             out.append(Out(self.topics.events, resolved.shipment_id.encode(), encode_event(resolved), headers))
             out += _references(self.topics, settled_messages(resolved, key.decode()))
         self.counters.resolved += len(released)
-        books.set(key, after)
         return out
+
+    def park(self, key: bytes, after: Book, books: Books) -> Rejection | None:
+        """Whether `after` (key's book with one more event waiting) may be written: why not, if not; if so, it is the
+        book now. Measured without encoding the book while it is surely within the bounds: a parked entry is its
+        event's JSON, its origin's and its time of parking (streams.references.entry_bytes)."""
+        event_bytes, added = entry_bytes(after.parked[-1])
+        source = str(after.parked[-1].event.get("source"))
+        size = books.size_after(key, added, topic_names.MAX_OUTPUT_BYTES)
+        held = books.parked_by(key, source) + event_bytes if size > PARKED_PER_SOURCE else 0
+        refusal = book_refusal(size, source, held, key.decode("utf-8", "backslashreplace"))
+        if refusal is not None:
+            return refusal
+        books.changed_to(key, after, size, False)
+        if key in books.held:
+            books.held[key][source] = books.held[key].get(source, 0) + event_bytes
+        return None
 
 
 # --- the merge: events -> shipment state -> versions and their outputs ---------------------------------------------

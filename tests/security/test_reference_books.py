@@ -14,13 +14,27 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hubconf import topics as topic_names
 from runtime.api import Out
+from schemas.events import CarrierReference
 from streams import references
-from streams.references import PARKED_PER_SOURCE, decode_book
+from streams.references import (
+    PARKED_PER_SOURCE,
+    Book,
+    Registration,
+    decode_book,
+    encode_book,
+    register_messages,
+    request_messages,
+    settled_messages,
+)
+from worker.stages import Books, WarmCache
 
 from tests.security.merging import sscc
+from tests.unit.builders import RECEIVED_AT, hub_event, when
 from tests.unit.worker.test_stages import CONTAINER, TOPICS, Hub, booking_with_container, on, reference_only_report
 
 BOOK = f"container:{CONTAINER}".encode()
@@ -113,3 +127,60 @@ def test_many_small_events_meet_the_same_bound() -> None:
 def waiting(hub: Hub) -> int:
     """The bytes of the events waiting in the book (each entry also holds its time of parking and origin)."""
     return sum(len(orjson.dumps(p.event)) for p in decode_book(hub.books.get(BOOK)).parked)
+
+
+def test_the_booking_releases_a_book_filled_to_the_bound() -> None:
+    """Four carriers fill a book to within a few hundred bytes of the bound: the registration that releases what
+    waits is measured, not estimated from above, and goes in whenever it does not make the book larger."""
+    hub = Hub()
+    outs: list[Out] = []
+    for number in range(4):
+        outs += send(hub, bloated(number, f"carrier.stranger{number}", packages=11_500))  # ~242 KB each
+    # then one event sized to leave about 120 bytes: less than the booking's registration adds (about 200)
+    room = topic_names.MAX_OUTPUT_BYTES - book_size(hub)
+    now = decode_book(hub.books.get(BOOK))
+
+    def growth(packages: int) -> int:
+        after, _ = references.request(now, hub_event(bloated(100, "carrier.small", packages=packages)), RECEIVED_AT, None)
+        return len(encode_book(after)) - book_size(hub)
+
+    packages = (room - 120 - growth(0)) // 21
+    while growth(packages) > room - 100:
+        packages -= 1
+    outs += send(hub, bloated(100, "carrier.small", packages=packages))
+    assert codes(outs) == [] and 0 < topic_names.MAX_OUTPUT_BYTES - book_size(hub) < 190
+    waiting = len(decode_book(hub.books.get(BOOK)).parked)
+
+    registered = on(TOPICS.references, hub.merged(hub.event(booking_with_container())))
+    released = hub.resolved(*[hub.as_input(out) for out in registered])
+
+    assert codes(released) == []
+    assert len(on(TOPICS.events, released)) == waiting
+    assert decode_book(hub.books.get(BOOK)).parked == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["park", "settle", "register"]), st.integers(0, 5), st.integers(0, 300)), max_size=14))
+def test_a_books_size_is_never_underestimated(steps: list[tuple[str, int, int]]) -> None:
+    """Within one batch, whatever parks, settles and registrations come: the size the stage keeps for a book is at
+    least its encoded size, and is its very size when it says so."""
+    hub = Hub()
+    books = Books(hub.books, WarmCache[Book]())
+    for action, number, packages in steps:
+        doc = bloated(number, f"carrier.s{number % 3}", packages=packages)
+        event = hub_event({**doc, "shipment_id": "SHP-TEST-0001"})
+        if action == "park":
+            [message] = request_messages(hub_event(doc))
+        elif action == "settle":
+            [message] = settled_messages(event, "container:OTHER0000001")
+        else:  # a shipment registers the container, a window that later closes (a replacing registration)
+            until = when(100 + packages) if number % 2 else None
+            registration = Registration.built(
+                reference=CarrierReference(kind="container", value=CONTAINER), shipment_id=f"SHP-TEST-{number:04d}",
+                leg=None, valid_from=when(packages), valid_until=until, version=packages,
+            )
+            [message] = register_messages([registration])
+        hub.resolve.resolve(hub.record(TOPICS.references, BOOK, message.value), books)
+        now = len(encode_book(books.now[BOOK]))
+        assert books.at_most[BOOK] >= now
+        assert not books.exact[BOOK] or books.at_most[BOOK] == now
