@@ -5,6 +5,7 @@ A namespace prefixes every name, so tests and parallel deployments can share one
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 EVENTS = "hub.events"
@@ -219,3 +220,20 @@ def reason_header(reason: str) -> bytes:
         return raw
     kept = raw[: REASON_HEADER_BYTES - 64].decode("utf-8", "ignore").encode("utf-8")
     return kept + f" ... (cut: {len(raw)} bytes in all)".encode()
+
+
+# A dead letter keeps a refused record's bytes whole up to this much (room left for its headers). A raw record may
+# come compressed, and the broker checks the compressed batch against max.message.bytes: a value it took may be far
+# larger than the DLQ takes. Past this the dead letter keeps the first DLQ_CUT_BYTES of the value (and of the key),
+# with the whole value's SHA-256 and size, as the gateway does for a body nobody signed.
+DLQ_WHOLE_BYTES = DLQ_MAX_MESSAGE_BYTES - 64 * 1024
+DLQ_CUT_BYTES = 1024
+
+
+def dead_letter_bytes(key: bytes | None, value: bytes | None) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The key and value a dead letter of this record keeps, and the headers that say what was cut (none if nothing)."""
+    if len(key or b"") + len(value or b"") <= DLQ_WHOLE_BYTES:
+        return key, value, []
+    whole = value or b""
+    digest = [(DLQ_BODY_SHA256, hashlib.sha256(whole).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(whole)).encode())]
+    return (key[:DLQ_CUT_BYTES] if key is not None else None), whole[:DLQ_CUT_BYTES], digest

@@ -260,12 +260,14 @@ class StageRunner:
 
     def _dead_letter(self, record: Record, error: Exception) -> Out:
         reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
+        key, value, cut = topic_names.dead_letter_bytes(record.key, record.value)
         headers = (
             (topic_names.DLQ_REASON, topic_names.reason_header(reason)),
             (topic_names.DLQ_CODE, b"hub_error"),
             *record.source_headers(),
+            *cut,
         )
-        return Out(self.dlq, record.key, record.value, headers)
+        return Out(self.dlq, key, value, headers)
 
     def _drop(self, partition: _Partition) -> None:
         """Forget the partition's work not checkpointed, the stage's deferred work of it included."""

@@ -49,10 +49,16 @@ def route(
             return _too_large(event, len(encoded))
         return [Outbound("events", event.shipment_id.encode(), encoded)]
     requests = request_messages(event, origin)
-    # a request is the event's JSON, its origin's and a few bytes of its own (streams.references.request_messages)
-    if requests and len(requests[0].value) > MAX_EVENT_BYTES + len(orjson.dumps(origin)) + 64:
-        return _too_large(event, len(encode_event(event)))
+    # A request is the event's JSON, its origin's and 37 bytes of its own (streams.references.request_messages). Once
+    # resolved, the event goes to the merge with its shipment id: it must fit with the longest one.
+    if requests:
+        size = len(requests[0].value) - len(orjson.dumps(origin)) - 37 + SHIPMENT_ID_ROOM
+        if size > MAX_EVENT_BYTES:
+            return _too_large(event, size)
     return [Outbound("references", m.key, m.value) for m in requests]
+
+
+SHIPMENT_ID_ROOM = len(b',"shipment_id":""') + 64  # schemas.identifiers.ShipmentId: at most 64 characters
 
 
 def _too_large(event: HubEvent, size: int) -> Rejection:

@@ -9,6 +9,7 @@ dead-lettered with its original bytes and the reason; the payload's other events
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -16,10 +17,14 @@ import orjson
 from connectors.carriers import Carrier, CarrierRegistry, kafka_signature_headers, new_key
 from hubconf import topics as topic_names
 from runtime.api import Out
-from streams.codec import MAX_EVENT_BYTES
+from schemas.rejection import Rejection
+from streams.codec import MAX_EVENT_BYTES, decode_event, encode_event
+from streams.horizon import Horizon
+from streams.references import addressed
+from streams.routing import route
 
 from tests.security.merging import sscc
-from tests.unit.builders import RECEIVED_AT, T0, tracking_doc
+from tests.unit.builders import RECEIVED_AT, T0, hub_event, tracking_doc
 from tests.unit.worker.test_stages import CARRIER, CONTAINER, TOPICS, Hub, on
 
 LARGEST = 12_000  # packages: a report of about 255 KB, just under the limit
@@ -64,9 +69,52 @@ def test_the_same_for_an_event_that_names_only_references() -> None:
 
 
 def test_an_event_within_the_limit_goes_on_either_way() -> None:
-    for addressed in (True, False):
-        doc = report(LARGEST, event_id="large", addressed=addressed)
+    for named in (True, False):
+        doc = report(LARGEST, event_id="large", addressed=named)
         _, outs = connect(doc)
-        assert on(TOPICS.dlq, outs) == [], addressed
-        [sent] = on(TOPICS.events if addressed else TOPICS.references, outs)
+        assert on(TOPICS.dlq, outs) == [], named
+        [sent] = on(TOPICS.events if named else TOPICS.references, outs)
         assert MAX_EVENT_BYTES - 10_000 < len(sent.value or b"") <= MAX_EVENT_BYTES + 1_000
+
+
+def test_a_raw_value_larger_than_the_dlq_takes_is_dead_lettered_cut_with_its_digest() -> None:
+    """The broker checks a raw record's compressed batch against the topic's limit: a carrier's zstd batch under
+    4 MiB may hold a 50 MB value. Its dead letter cannot hold it whole (the DLQ takes 5 MiB): it keeps the first KiB
+    of it and of its key, with the whole value's SHA-256 and size."""
+    hub = Hub()
+    value = b"[" + b" " * (6 * 1024 * 1024) + b"]"
+    record = hub.record(TOPICS.raw("canonical"), b"k" * 10_000, value, ())
+    [dead] = hub.connect([record], {})
+    headers = dict(dead.headers)
+    assert dead.topic == TOPICS.dlq and headers[topic_names.DLQ_CODE] == b"unsigned"
+    assert dead.value == value[: topic_names.DLQ_CUT_BYTES] and dead.key == b"k" * topic_names.DLQ_CUT_BYTES
+    assert headers[topic_names.DLQ_BODY_SHA256] == hashlib.sha256(value).hexdigest().encode()
+    assert headers[topic_names.DLQ_BODY_SIZE] == str(len(value)).encode()
+    size = len(dead.value or b"") + len(dead.key or b"") + sum(len(n) + len(v) for n, v in dead.headers)
+    assert size < 16 * 1024
+
+
+def test_a_record_the_dlq_takes_whole_is_kept_whole() -> None:
+    hub = Hub()
+    value = b"[" + b" " * (topic_names.DLQ_WHOLE_BYTES - 100) + b"]"
+    [dead] = hub.connect([hub.record(TOPICS.raw("canonical"), b"carrier", value, ())], {})
+    assert dead.value == value and topic_names.DLQ_BODY_SHA256 not in dict(dead.headers)
+
+
+def test_the_largest_reference_only_event_routing_takes_is_one_the_merge_takes_once_resolved() -> None:
+    """Resolving an event adds its shipment id: routing leaves room for the longest one (64 characters)."""
+    horizon = Horizon()
+
+    def routed(packages: int) -> bool:
+        return not isinstance(route(hub_event(report(packages, event_id="edge", addressed=False)), CARRIER, RECEIVED_AT, horizon, "o"), Rejection)
+
+    low, high = 1, 13_000  # routed(low), not routed(high)
+    assert routed(low) and not routed(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if routed(middle) else (low, middle)
+    largest = hub_event(report(low, event_id="edge", addressed=False))
+    resolved = encode_event(addressed(largest, "S" * 64))
+    assert len(resolved) <= MAX_EVENT_BYTES
+    assert len(resolved) > MAX_EVENT_BYTES - 200  # and the room left is not much more than the id needs
+    assert not isinstance(decode_event(resolved), Rejection)
