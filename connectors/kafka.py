@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from hubconf.topics import CHANGELOG_CONFIG, ENFORCED_SETTINGS, SHARE_CONFIG, SH
 from hubconf.topics import MAX_RAW_BYTES as MAX_RAW_BYTES  # re-exported: `mmhub ingest` and its tests take it from here
 from hubconf.topics import RAW_REQUEST_OVERHEAD
 
+log = logging.getLogger("mmhub.kafka")
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a topic-level override
 LEADER_TIMEOUT_S = 30.0  # how long new topics may take to get their partitions' leaders
 
@@ -121,6 +123,8 @@ async def hold_to_settings(admin: AIOKafkaAdminClient, wanted: dict[str, dict[st
             overrides = {entry[0]: entry[1] for entry in entries if entry[3] == DYNAMIC_TOPIC_CONFIG}
             if wanted[name].items() <= overrides.items():
                 continue
+            differ = {k: f"{overrides.get(k, 'the default')} -> {v}" for k, v in wanted[name].items() if overrides.get(k) != v}
+            log.warning("topic %s: setting %s (the hub's settings for it)", name, differ)
             changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs={**overrides, **wanted[name]}))
     if changes:
         for response in await admin.alter_configs(changes):
