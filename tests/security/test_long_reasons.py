@@ -56,11 +56,13 @@ def test_a_reason_header_is_bounded_utf8_and_a_prefix_of_the_reason(reason: str)
         assert note == f"{len(full)} bytes in all)".encode()
 
 
-def test_whatever_a_raw_topic_takes_its_dead_letter_fits_the_dlq() -> None:
-    """The dead letter of a raw record is its bytes with the reason and where it came from: a raw topic must take
-    less per message than the DLQ by at least that much (ensure_topics holds existing raw topics to it too)."""
+def test_an_uncompressed_raw_record_fits_its_dead_letter_whole() -> None:
+    """The dead letter of a raw record is its bytes with the reason and where it came from: a raw topic takes less
+    per message than the DLQ by at least that much (ensure_topics holds existing raw topics to it too). A compressed
+    record may hold more than the topic's limit: its dead letter is cut (tests/security/test_oversized_events.py)."""
     for name in topic_names.RAW_FORMATS:
         raw = int(topic_names.TOPIC_CONFIGS[topic_names.raw_topic(name)]["max.message.bytes"])
         assert raw + REASON_HEADER_BYTES + 64 * 1024 <= topic_names.DLQ_MAX_MESSAGE_BYTES
+        assert raw <= topic_names.DLQ_WHOLE_BYTES  # kept whole, not cut
         assert raw >= topic_names.MAX_RAW_BYTES + topic_names.RAW_REQUEST_OVERHEAD  # what `mmhub ingest` may send
     assert set(topic_names.ENFORCED_SETTINGS) >= {"max.message.bytes", "message.timestamp.type"}
