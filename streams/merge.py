@@ -77,8 +77,8 @@ from streams.trade import with_trade_parts
 class ShipmentState:
     """Everything the hub needs to rebuild a shipment's record.
 
-    `copies` holds the winning copy per event identity, `superseded` the copies that lost to it (an invoice
-    must be able to say what a corrected charge used to be), `seen` the fingerprints of all of them.
+    `copies` holds the winning copy per event identity, `superseded` the copies of money events that lost to it
+    (an invoice must be able to say what a corrected charge used to be), `seen` the fingerprints of every copy.
     """
 
     shipment_id: str
@@ -149,8 +149,10 @@ def apply(state: ShipmentState, event: HubEvent, incoming: Copy | None = None) -
         loser = current
     else:
         loser = incoming
-    if loser is not None:
-        # kept sorted by rank, so the state is the same whatever order the copies came in
+    if loser is not None and isinstance(loser.event, MONEY_EVENTS):
+        # Kept sorted by rank, so the state is the same whatever order the copies came in. Only the money's: the
+        # ledger reads what a corrected charge used to be, nothing reads an earlier copy of any other event, and a
+        # carrier may update one estimate many times (DCSA 3.0). Every copy's fingerprint stays in `seen`.
         losers = tuple(sorted(state.superseded.get(event.key, ()) + (loser,), key=lambda c: c.rank))
         superseded = {**state.superseded, event.key: losers}
     return ShipmentState(state.shipment_id, copies, state.seen | {digest}, superseded, state.release)

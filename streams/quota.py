@@ -15,11 +15,11 @@ id in the registry and the hub's own clock have no quota: they answer for the wh
 take its source past the quota is set aside, dead-lettered with its original bytes and the reason (`OVER_QUOTA`),
 and the step goes on without it.
 
-Not counted: a party's revisions of its own events that the record counts (the superseded copies the state keeps,
-so that an invoice can say what a corrected charge used to be). A DCSA carrier may update one estimated event many
-times, and an update set aside would be the newest estimate lost. So a party to the booking can still fill its own
-shipment's state with revisions, up to where a version would no longer fit (worker.stages sets that event aside as
-`too_large`); keeping only the revisions something reads is the change that would bound it.
+Not counted: a party's revisions of its own events that the record counts. The state keeps an earlier copy only of
+a money event (streams.merge.apply: an invoice says what a corrected charge used to be); of any other event, such as
+an estimate a DCSA carrier updates many times, only the winner and every copy's fingerprint. So a party to the
+booking can still fill its own shipment's state with revisions of its charges, up to where a version would no
+longer fit (worker.stages sets that event aside as `too_large`).
 
 What is set aside depends on what the state held when it came, so past the quota arrival order matters: the
 merge's order-insensitivity holds for every source within its quota. A party that sent more than its quota before

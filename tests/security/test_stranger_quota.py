@@ -25,7 +25,7 @@ from streams.merge import ShipmentState, apply_all, project
 from streams.quota import OVER_QUOTA, QUOTA_BYTES
 
 from tests.security.merging import TOPICS, Merge, sscc
-from tests.unit.builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, tracking_doc
+from tests.unit.builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, settlement_doc, tracking_doc
 
 STRANGER = "carrier.stranger"  # carries no leg of the shipment
 
@@ -121,16 +121,35 @@ def test_without_the_quota_the_squatter_takes_the_booking_s_room(monkeypatch: py
     assert project(merge.state(), AUTHORITY).booking is None
 
 
-def test_revisions_of_one_event_count_against_the_quota() -> None:
-    """The state keeps every superseded copy (an invoice says what a charge used to be): revising one event over
-    and over is the same attack."""
+def test_revisions_of_one_report_keep_one_copy_whoever_sends_them() -> None:
+    """Revising one event over and over (a DCSA carrier may update an estimate many times): the state keeps an
+    earlier copy only of a money event (an invoice says what a charge used to be), so the revisions of a report,
+    a stranger's or the leg's own carrier's, leave one copy and their fingerprints, not a copy each."""
     merge = Merge()
     merge(merge.records(booking_doc()))
     outs: list[Out] = []
-    for revision in range(12):
-        outs += merge(merge.records(report(0, 1_000, revised=21 + revision)))
-    assert held_by(merge.state(), STRANGER) <= QUOTA_BYTES
+    for revision in range(60):
+        outs += merge(merge.records(report(0, 1_000, revised=21 + revision), report(1, 1_000, source="carrier.road", revised=21 + revision)))
+    state = merge.state()
+    assert codes(outs).count(OVER_QUOTA.encode()) == 0 and b"too_large" not in codes(outs)
+    assert held_by(state, STRANGER) < 25_000 and held_by(state, "carrier.road") < 25_000  # one copy each, ~21 KB
+    assert state.superseded == {} and len(state.seen) == 1 + 2 * 60
+    latest = state.copies[f"{STRANGER}/fill-0"].event
+    assert latest.revised_at is not None and latest.revised_at.hour == (21 + 59) % 24  # the newest revision wins
+
+
+def test_revisions_of_a_charge_are_kept_and_count_against_a_strangers_quota() -> None:
+    """A money event's earlier copies stay in the state: a stranger's charge revised over and over is still held to
+    its quota."""
+    merge = Merge()
+    merge(merge.records(booking_doc()))
+    outs: list[Out] = []
+    for revision in range(40):
+        charges = [(f"FRT{line:02d}", f"{1000 + revision}.00", "USD") for line in range(100)]  # a long bill
+        doc = settlement_doc(charges, leg=1, source=STRANGER, event_id="bill-1", revised=21 + revision)
+        outs += merge(merge.records(doc))
     assert OVER_QUOTA.encode() in codes(outs)
+    assert held_by(merge.state(), STRANGER) <= QUOTA_BYTES
 
 
 def test_a_party_reporting_on_its_own_part_has_no_quota() -> None:
