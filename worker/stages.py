@@ -37,16 +37,16 @@ from streams.codec import decode_event, encode_event
 from streams.horizon import Horizon
 from streams.merge import ShipmentState
 from streams.references import (
+    EMPTY_BOOK_BYTES,
+    PARKED_PER_SOURCE,
     REFERENCE_MESSAGE,
     Book,
     Keyed,
     RegisterMessage,
     Registered,
-    PARKED_PER_SOURCE,
     ResolveRequest,
     book_refusal,
     decode_book,
-    EMPTY_BOOK_BYTES,
     encode_book,
     entry_bytes,
     parked_bytes,
@@ -300,7 +300,7 @@ class ResolveHandler:
             after, freed = register(book, incoming.registration)
             if after is not book:
                 # a registration comes from the merge, once per booking and reference: measured, not estimated, and
-                # refused only when it makes a book too large larger still (never when it releases what waited)
+                # refused only when it makes a book too large larger still (never one that does not grow it)
                 size = len(encode_book(after))
                 before = books.at_most[key] if books.exact[key] else len(encode_book(book))
                 refusal = book_refusal(size, None, 0, key.decode("utf-8", "backslashreplace")) if size > before else None
