@@ -1,0 +1,54 @@
+"""A carrier blows a shipment's version past what the broker takes, on the real broker
+(tests/security/test_oversized_versions.py has the handler's side). Six valid reports of about 231 KB from the leg's
+own carrier would make a state and a status message over the status topic's and the changelog's max.message.bytes
+(1,048,588). The merge sets aside, one at a time, the reports that cannot fit (their bytes to the DLQ, `too_large`),
+writes no message over MAX_OUTPUT_BYTES, and the shipment takes later events: Postgres equals the offline fold of
+what went in."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from connectors.kafka import publish
+from hubconf import topics
+from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, projected_record, read_all, read_topic, wait_for
+from tests.security.merging import sscc
+
+pytestmark = pytest.mark.integration
+
+
+def _bloated(number: int) -> bytes:
+    """A valid report of the journey's first leg by its own carrier, listing 11,000 packages: about 231 KB."""
+    doc = orjson.loads(next(line for line in journey_lines() if b'"t1-arr"' in line))
+    doc["event_id"] = f"bloat-{number}"
+    doc["payload"]["ssccs"] = [sscc(number * 100_000 + serial) for serial in range(11_000)]
+    return orjson.dumps(doc)
+
+
+async def test_a_version_past_the_broker_s_limit_is_never_written_and_the_shipment_goes_on(hub) -> None:
+    settings, worker, sink = hub
+    journey = journey_lines()
+    bloated = [_bloated(number) for number in range(6)]
+    assert all(200_000 < len(line) < 256 * 1024 for line in bloated)
+    worker.start()
+    sink.start()
+
+    await publish(settings, journey + bloated)
+    dead = await read_topic(settings, settings.topics.dlq, expected=2, timeout=120)
+    assert dead and {dict(m.headers)[topics.DLQ_CODE] for m in dead} == {b"too_large"}
+    assert {m.value for m in dead} <= set(bloated)  # as they came in
+    # the shipment goes on: a later event of its own, and Postgres equals the fold of what was taken in
+    final = orjson.loads(next(line for line in journey if b'"t1-arr"' in line))
+    final.update(event_id="after-the-bloat", occurred_at="2026-04-30T00:00:00Z", recorded_at="2026-04-30T00:00:00Z")
+    await publish(settings, [orjson.dumps(final)])
+    kept = [line for line in bloated if line not in {m.value for m in dead}]
+    expected = offline(journey + kept + [orjson.dumps(final)])
+    await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)
+    assert await projected_record(settings, JOURNEY_ID) == expected[JOURNEY_ID]
+
+    statuses = await read_all(settings, settings.topics.status)
+    assert statuses and max(len(m.value or b"") for m in statuses) <= topics.MAX_OUTPUT_BYTES
+    assert len(await read_topic(settings, settings.topics.dlq, expected=len(dead))) == len(dead)  # no more since
+    assert worker.alive, worker.tail()
+    assert "MessageSizeTooLargeError" not in worker.log.read_text(errors="replace")
