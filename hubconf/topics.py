@@ -235,5 +235,9 @@ def dead_letter_bytes(key: bytes | None, value: bytes | None) -> tuple[bytes | N
     if len(key or b"") + len(value or b"") <= DLQ_WHOLE_BYTES:
         return key, value, []
     whole = value or b""
-    digest = [(DLQ_BODY_SHA256, hashlib.sha256(whole).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(whole)).encode())]
-    return (key[:DLQ_CUT_BYTES] if key is not None else None), whole[:DLQ_CUT_BYTES], digest
+    return (key[:DLQ_CUT_BYTES] if key is not None else None), whole[:DLQ_CUT_BYTES], body_digest(whole)
+
+
+def body_digest(body: bytes) -> list[tuple[str, bytes]]:
+    """The headers that stand for a body a dead letter does not keep whole: its SHA-256 and its size."""
+    return [(DLQ_BODY_SHA256, hashlib.sha256(body).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(body)).encode())]

@@ -41,6 +41,7 @@ from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams.authority import Authority
 from streams.codec import MAX_EVENT_BYTES
+from streams.quota import OVER_QUOTA
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply, project
 
@@ -363,7 +364,6 @@ def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> t
 # Within that, one source's parked events on a reference are bounded, so that one carrier cannot fill the book and
 # leave no room for the events of every other one; the bound admits one event of the largest size.
 PARKED_PER_SOURCE = MAX_EVENT_BYTES
-OVER_QUOTA = "over_quota"
 
 
 def parked_bytes(book: Book) -> dict[str, int]:
@@ -375,14 +375,15 @@ def parked_bytes(book: Book) -> dict[str, int]:
     return held
 
 
+PARKED_OVERHEAD = 96
+
+
 def entry_bytes(parked: Parked) -> tuple[int, int]:
     """The bytes of a parked entry's event JSON, and at most those of the entry in its book: the event's, its
     origin's and PARKED_OVERHEAD for its time of parking and the field names."""
     event = len(orjson.dumps(parked.event))
     return event, event + len(orjson.dumps(parked.origin)) + PARKED_OVERHEAD
 
-
-PARKED_OVERHEAD = 96
 
 
 def book_refusal(size: int, parked_by: str | None, held: int, reference: str) -> Rejection | None:
@@ -478,8 +479,16 @@ def _keyed(reference: CarrierReference, message: dict[str, object]) -> Keyed:
 def request_messages(event: HubEvent, origin: str | None = None) -> list[Keyed]:
     """One resolve request per distinct reference of a reference-only event (the event's JSON written once, by
     pydantic straight to bytes)."""
-    value = b'{"type":"request","event":' + HUB_EVENT.dump_json(event) + b',"origin":' + orjson.dumps(origin) + b"}"
+    value = _REQUEST_HEAD + HUB_EVENT.dump_json(event) + _REQUEST_ORIGIN + orjson.dumps(origin) + b"}"
     return [Keyed(key.encode(), value) for key in dict.fromkeys(reference_key(r) for r in event.references)]
+
+
+_REQUEST_HEAD, _REQUEST_ORIGIN = b'{"type":"request","event":', b',"origin":'
+
+
+def requested_event_bytes(request: Keyed, origin: str | None) -> int:
+    """The bytes of the event's JSON in a request `request_messages` made with `origin`."""
+    return len(request.value) - len(_REQUEST_HEAD) - len(_REQUEST_ORIGIN) - len(orjson.dumps(origin)) - 1
 
 
 def register_messages(changed: list[Registration]) -> list[Keyed]:

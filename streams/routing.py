@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import orjson
-
 from schemas.events import HubEvent
 from schemas.rejection import Rejection
 from streams.codec import MAX_EVENT_BYTES, encode_event
 from streams.horizon import Horizon
-from streams.references import request_messages
+from streams.references import request_messages, requested_event_bytes
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,9 @@ def route(
             return _too_large(event, len(encoded))
         return [Outbound("events", event.shipment_id.encode(), encoded)]
     requests = request_messages(event, origin)
-    # A request is the event's JSON, its origin's and 37 bytes of its own (streams.references.request_messages). Once
-    # resolved, the event goes to the merge with its shipment id: it must fit with the longest one.
+    # once resolved, the event goes to the merge with its shipment id: it must fit with the longest one
     if requests:
-        size = len(requests[0].value) - len(orjson.dumps(origin)) - 37 + SHIPMENT_ID_ROOM
+        size = requested_event_bytes(requests[0], origin) + SHIPMENT_ID_ROOM
         if size > MAX_EVENT_BYTES:
             return _too_large(event, size)
     return [Outbound("references", m.key, m.value) for m in requests]

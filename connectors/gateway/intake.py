@@ -6,7 +6,6 @@ happen in connectors.gateway.app, through the `Publisher` and `Receipts` protoco
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, Sequence
@@ -17,8 +16,6 @@ from streams.copies import fingerprint
 from streams.horizon import Horizon
 from streams.routing import Outbound, route
 from hubconf.topics import (
-    DLQ_BODY_SHA256,
-    DLQ_BODY_SIZE,
     DLQ_CODE,
     DLQ_REASON,
     DLQ_SOURCE_TOPIC,
@@ -28,6 +25,7 @@ from hubconf.topics import (
     SIGNATURE_KEY_ID,
     UNAUTHENTICATED_KEPT_BYTES,
     Topics,
+    body_digest,
 )
 
 Outcome = Literal["accepted", "duplicate", "rejected"]
@@ -212,8 +210,7 @@ def unauthenticated_letter(
     Anyone can post a body nobody signed, so it is not kept whole (4 MiB a request for 90 days otherwise)."""
     kept = body[:UNAUTHENTICATED_KEPT_BYTES]
     letter = dead_letter(kept, rejection, topics=topics, format_name=format_name, signed=signed, origin=origin)
-    digest = [(DLQ_BODY_SHA256, hashlib.sha256(body).hexdigest().encode()), (DLQ_BODY_SIZE, str(len(body)).encode())]
-    return Message(letter.topic, letter.key, letter.value, [*letter.headers, *digest])
+    return Message(letter.topic, letter.key, letter.value, [*letter.headers, *body_digest(body)])
 
 
 def messages(
