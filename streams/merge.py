@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
 from datetime import datetime
 from decimal import Decimal
@@ -121,6 +121,7 @@ class Classified:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     through: tuple[list[DocumentRecord], list[Rejected]] | None = None  # the through documents and their refusals
     milestones: dict[str, Milestone] = field(default_factory=dict)  # each tracking report's, on its leg
+    tracks: dict[int, _Track] = field(default_factory=dict)  # what each leg's reports add up to, by leg (_tracked)
 
 
 @dataclass
@@ -305,6 +306,9 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
     milestones = dict(prior.milestones) if prior is not None and prior.plan is plan and reuse is not None else {}
     for key in reuse.keys if reuse is not None else ():
         milestones.pop(key, None)  # a new copy of a report: its milestone again
+    # what each leg's reports added up to under this plan: `_tracked` takes only new reports in (it checks the rest are
+    # the very copies it read before, and reads every report again when they are not)
+    tracks = dict(prior.tracks) if prior is not None and prior.plan is plan and reuse is not None else {}
     verdicts: dict[str, Verdict] = {}
     for key, event in keyed:
         verdict = known.get(key) if reuse is not None and key not in reuse.keys else None
@@ -353,11 +357,12 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
                 kept.tracked = earlier
                 tracked.add(sequence)
         handed = [h for h in placed if h.from_leg == sequence]
-        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, kept)
+        leg_record, refused = _leg(sequence, plan, per_leg[sequence], cover, handed, answers.get(sequence), milestones, kept, tracks)
         legs.append(leg_record)
         rejected += refused
     state.memo.classified = Classified(
-        classified.operator, classified.entries, classified.at, classified.retracted, plan, verdicts, through_parts, milestones
+        classified.operator, classified.entries, classified.at, classified.retracted, plan, verdicts, through_parts, milestones,
+        tracks,
     )
     # carrier invoices against their legs' charges (recomputed every version: cheap, and what holds a payout)
     invoices = carrier_invoices(
@@ -793,6 +798,7 @@ def _leg(
     answer: BookingStatusEvent | None,
     cache: dict[str, Milestone],
     kept: _Kept | None = None,
+    tracks: dict[int, _Track] | None = None,
 ) -> tuple[LegRecord, list[Rejected]]:
     """One leg of the record, and the leg's document events it refuses. `handed` are the handovers out of the leg:
     each is an actual milestone of it, as the carrier's own report would be (to the next leg: handed_over; to the
@@ -800,14 +806,16 @@ def _leg(
     carrier's latest answer to the booking; `cache` holds each tracking report's milestone on its leg, by event
     key (those it lacks are made and added); `kept`, the parts of an earlier record's leg whose events are the same
     (the documents and their refusals: its waybill events; the charges: its settlement events; the milestones and
-    what is read of them: its tracking reports and the handovers out of it)."""
+    what is read of them: its tracking reports and the handovers out of it); `tracks`, what each leg's reports added
+    up to when it was last made (read for this leg, and its entry replaced)."""
     kept = kept or _Kept()
     planned = plan.legs[sequence - 1]
     leg_documents, refused = kept.papers or documents((e for e in events if isinstance(e, WaybillEvent)), planned.carrier)
     if kept.tracked is not None:
         tracked = {name: getattr(kept.tracked, name) for name in _TRACKED}
     else:
-        tracked = _tracked(sequence, plan, events, handed, cache)
+        tracks = {} if tracks is None else tracks
+        tracked, tracks[sequence] = _tracked(sequence, plan, events, handed, cache, tracks.get(sequence))
     record = LegRecord.built(
         sequence=sequence,
         mode=planned.mode,
@@ -828,28 +836,68 @@ def _leg(
 _TRACKED = ("status", "status_set_by", "departure", "arrival", "milestones", "exceptions", "unmapped")
 
 
-def _tracked(
-    sequence: int, plan: BookingPayload, events: list[HubEvent], handed: list[HandoverRecord], cache: dict[str, Milestone]
-) -> dict[str, Any]:
-    """The `_TRACKED` fields of a leg: its status, times, milestones, exceptions and unmapped reports."""
-    planned = plan.legs[sequence - 1]
-    tracking = [_against_the_plan(e, plan, sequence) for e in events if isinstance(e, TrackingEvent)]
-    made: dict[str, Milestone] = {}
-    for event in tracking:
-        key = event.key
-        made[key] = cache.get(key) or cache.setdefault(key, _milestone(event, planned.origin, planned.destination))
+@dataclass(frozen=True, slots=True)
+class _Track:
+    """What a leg's tracking reports add up to before the handovers out of it (`_tracked`), kept so that the next
+    version takes in only its new reports: the reports read (the very events their copies hold, by `id`: the track
+    holds them, so no other object has their ids while it lives), the chosen report per (status, classifier), and the
+    incidents and unmapped reports in (time, key) order."""
 
-    # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
-    # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
-    chosen: dict[tuple[str, str], TrackingEvent] = {}
-    for event in tracking:
-        if event.payload.status in INCIDENTS or event.payload.status == "unknown":
-            continue
-        slot = (event.payload.status, event.classifier)
-        held = chosen.get(slot)
-        if held is None or _better(event, held):
-            chosen[slot] = event
-    reported: dict[tuple[str, str], Milestone] = {(m.status, m.classifier): m for m in (made[e.key] for e in chosen.values())}
+    events: dict[int, TrackingEvent]
+    chosen: dict[tuple[str, str], TrackingEvent]
+    exceptions: list[Milestone]
+    unmapped: list[Milestone]
+
+
+def _tracked(
+    sequence: int,
+    plan: BookingPayload,
+    events: list[HubEvent],
+    handed: list[HandoverRecord],
+    cache: dict[str, Milestone],
+    track: _Track | None = None,
+) -> tuple[dict[str, Any], _Track]:
+    """The `_TRACKED` fields of a leg: its status, times, milestones, exceptions and unmapped reports; and what its
+    reports add up to, for the next version. `track` is that of an earlier version under the same plan: when every
+    report it read is still among `events`, as the same copy, only the others are read (a report replaced or
+    retracted since, or one no longer on the leg: every report again). Either way the result is the same: the chosen
+    report of a slot is the least of its reports in one total order (`_better`), and the lists are sorted."""
+    planned = plan.legs[sequence - 1]
+    tracking = [e for e in events if isinstance(e, TrackingEvent)]
+    new = tracking
+    if track is not None:
+        known = track.events
+        new = [e for e in tracking if id(e) not in known]
+        if len(tracking) - len(new) != len(known):  # a report it read is gone or replaced: read them all again
+            new, track = tracking, None
+    if track is None:
+        track = _Track({}, {}, [], [])
+    if new:
+        track = _Track(dict(track.events), dict(track.chosen), track.exceptions, track.unmapped)
+        for raw in new:
+            event = _against_the_plan(raw, plan, sequence)
+            key = event.key
+            made = cache.get(key) or cache.setdefault(key, _milestone(event, planned.origin, planned.destination))
+            track.events[id(raw)] = raw
+            reported_status = event.payload.status
+            if reported_status in INCIDENTS or reported_status == "unknown":
+                # Not a milestone: a report of its own, in (time, key) order.
+                if reported_status == "unknown":
+                    track = replace(track, unmapped=_inserted(track.unmapped, made))
+                else:
+                    track = replace(track, exceptions=_inserted(track.exceptions, made))
+                continue
+            # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
+            # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
+            slot = (reported_status, event.classifier)
+            held = track.chosen.get(slot)
+            if held is None or _better(event, held):
+                track.chosen[slot] = event
+    # (a chosen report's milestone may have left the cache: a copy of it came again and lost to the one it holds)
+    reported: dict[tuple[str, str], Milestone] = {
+        slot: cache.get(event.key) or cache.setdefault(event.key, _milestone(event, planned.origin, planned.destination))
+        for slot, event in track.chosen.items()
+    }
     for handover in handed:
         passed: TrackingStatus = "delivered" if handover.to_leg is None else "handed_over"
         earlier = reported.get((passed, "ACT"))
@@ -874,16 +922,27 @@ def _tracked(
                     found[classifier] = report.at
         return Times.built(planned=found.get("PLN", planned_at), estimated=found.get("EST"), actual=found.get("ACT"))
 
-    reports = sorted(made.values(), key=lambda m: (m.at, m.set_by))
     return dict(
         status=status,
         status_set_by=furthest.set_by if furthest else None,
         departure=times(("departed",), planned.planned_departure),
         arrival=times(("arrived", "delivered"), planned.planned_arrival),  # a last mile may report only delivery
         milestones=milestones,
-        exceptions=[m for m in reports if m.status in INCIDENTS],
-        unmapped=[m for m in reports if m.status == "unknown"],
-    )
+        exceptions=track.exceptions,
+        unmapped=track.unmapped,
+    ), track
+
+
+def _inserted(reports: list[Milestone], report: Milestone) -> list[Milestone]:
+    """A new list: `reports` (in (time, key) order) with `report` in its place. The earlier list stays as it was: an
+    earlier record holds it."""
+    placed = list(reports)
+    insort(placed, report, key=_report_order)
+    return placed
+
+
+def _report_order(report: Milestone) -> tuple[datetime, str]:
+    return report.at, report.set_by
 
 
 def _better(candidate: TrackingEvent, held: TrackingEvent) -> bool:

@@ -365,3 +365,54 @@ def test_cover_or_a_new_booking_recomputes_every_leg() -> None:
 def test_without_a_previous_record_it_is_a_full_project() -> None:
     after, new = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in BASE])
     assert_same_record(advance(None, ShipmentState(SHIPMENT), after, new, AUTHORITY), project(after, AUTHORITY))
+
+
+# Many reports on one leg: each status and classifier several times over, incidents, unmapped codes, revisions
+# (a later copy that wins, an earlier one that comes after it and loses), a retraction and exact duplicates.
+_REPORTS = [
+    tracking_doc(status, leg=2, event_id=f"rep-{status}-{classifier}-{n}", classifier=classifier, occurred=50 + 7 * n - i)
+    for n in range(3)
+    for i, (status, classifier) in enumerate(
+        [("departed", "ACT"), ("arrived", "EST"), ("arrived", "ACT"), ("damaged", "ACT"), ("unknown", "ACT"), ("departed", "PLN")]
+    )
+]
+# the first actual arrival, revised to a later time: the slot falls back to the next one
+_REVISED = {**_REPORTS[2], "occurred_at": "2026-03-20T00:00:00Z", "revised_at": "2026-03-21T00:00:00Z"}
+_EARLIER = {**_REPORTS[2], "occurred_at": "2026-03-19T00:00:00Z", "revised_at": "2026-03-20T00:00:00Z"}  # loses to _REVISED
+_RETRACTED = [  # the newest plan (the slot falls back to the one before) and an incident (it leaves the exceptions)
+    {**_REPORTS[17], "retracted": True, "revised_at": "2026-03-21T00:00:00Z"},
+    {**_REPORTS[3], "retracted": True, "revised_at": "2026-03-21T00:00:00Z"},
+]
+_LEG_REPORTS = [*_REPORTS, _REVISED, _EARLIER, *_RETRACTED]
+
+
+@EXAMPLE
+@given(data=st.data())
+def test_a_leg_taking_its_reports_one_at_a_time_equals_a_full_project(data: st.DataObject) -> None:
+    """`_tracked` reads only the reports a leg did not have; a report replaced, retracted or losing to the copy the
+    state holds makes it read them all again. Every version, one report at a time and in any order, equals a full
+    project."""
+    events = [hub_event(doc) for doc in _LEG_REPORTS]
+    extra = data.draw(st.lists(st.sampled_from(events), max_size=4), label="duplicates")
+    order = data.draw(st.permutations(events + extra), label="arrival order")
+    base = [hub_event(doc) for doc in BASE]
+    assert fold_in_batches(SHIPMENT, [base, *([event] for event in order)]) >= len(events)
+
+
+def test_a_new_report_reads_only_itself(monkeypatch: Any) -> None:
+    """Work in proportion to what changed: with fifty reports on the leg, the fifty-first reads one report."""
+    import streams.merge as merge
+
+    docs = [tracking_doc("arrived", leg=2, event_id=f"ping-{n}", classifier="EST", occurred=60, recorded=40 + n) for n in range(50)]
+    before, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [*BASE, *docs]])
+    previous = project(before, AUTHORITY)
+    read: list[str] = []
+    against = merge._against_the_plan
+    monkeypatch.setattr(merge, "_against_the_plan", lambda event, plan, sequence: read.append(event.key) or against(event, plan, sequence))
+    newest = tracking_doc("arrived", leg=2, event_id="ping-50", classifier="EST", occurred=61, recorded=95)
+    after, new = absorb(before, [hub_event(newest)])
+    record = advance(previous, before, after, new, AUTHORITY)
+    assert read == [hub_event(newest).key]
+    assert record.legs[1].arrival.estimated != previous.legs[1].arrival.estimated  # the newest estimate is chosen
+    monkeypatch.undo()
+    assert_same_record(record, project(after, AUTHORITY))
