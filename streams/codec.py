@@ -205,8 +205,12 @@ def encode_state(state: ShipmentState) -> bytes:
 
 
 def _write_copies(copies: Iterable[Copy], out: list[bytes]) -> None:
-    """Append the copies' entries (each made once per copy: Copy.entry), comma-separated, for the caller to join once."""
-    out.append(b",".join([copy.entry for copy in copies]))
+    """Append each copy's entry to `out`, comma-separated, for the caller to join once."""
+    start = len(out)
+    for copy in copies:
+        out += (b'{"fingerprint":"', copy.fingerprint.encode(), b'","event":', copy.json(), b"},")
+    if len(out) > start:
+        out[-1] = b"}"  # no comma after the last
 
 
 def decode_state(raw: bytes) -> ShipmentState:

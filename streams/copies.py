@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
 
 import orjson
@@ -54,12 +53,6 @@ class Copy:
 
     def json(self) -> bytes:
         return self.canonical or canonical_json(self.event)
-
-    @cached_property
-    def entry(self) -> bytes:
-        """The copy as the state and a status message list it, `{"fingerprint":…,"event":…}`: made once per copy, so
-        writing a shipment's state again (every version) joins the bytes of the copies it already held."""
-        return b'{"fingerprint":"%b","event":%b}' % (self.fingerprint.encode(), self.json())
 
     @property
     def rank(self) -> tuple[bool, datetime, str]:
