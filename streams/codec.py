@@ -18,7 +18,7 @@ from schemas.record import ReleaseRecord, ShipmentRecord
 # Rejection and describe live in schemas.rejection; re-exported here for the callers that import them from the codec.
 from schemas.rejection import Rejection as Rejection, describe as describe
 from streams.copies import Copy
-from streams.merge import ShipmentState
+from streams.merge import MONEY_EVENTS, ShipmentState
 
 MAX_EVENT_BYTES = 256 * 1024
 
@@ -223,7 +223,9 @@ def decode_state(raw: bytes) -> ShipmentState:
     superseded: dict[str, tuple[Copy, ...]] = {}
     for item in document["superseded"]:
         copy = _stored_copy(item)
-        superseded[copy.event.key] = superseded.get(copy.event.key, ()) + (copy,)  # stored in rank order
+        if isinstance(copy.event, MONEY_EVENTS):  # a state stored before 2026-12-05 may hold earlier copies of other
+            # events: nothing reads them (streams.merge.apply), and they would count against their source's quota
+            superseded[copy.event.key] = superseded.get(copy.event.key, ()) + (copy,)  # stored in rank order
     issued = document.get("release")
     release = ReleaseRecord.model_validate_json(orjson.dumps(issued)) if issued is not None else None
     return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded, release)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -18,9 +19,10 @@ from streams.codec import (
     encode_state,
     encode_status,
 )
+from streams.copies import Copy
 from streams.merge import ShipmentState, apply, apply_all, project
 
-from ..builders import AUTHORITY, Doc, booking_doc, example_journey_lines, hub_event, settlement_doc, tracking_doc
+from ..builders import AUTHORITY, SHIPMENT, Doc, booking_doc, example_journey_lines, hub_event, settlement_doc, tracking_doc
 
 
 def encoded(doc: Any) -> bytes:
@@ -168,6 +170,23 @@ def test_state_encoding_does_not_depend_on_arrival_order(journey_state: Shipment
     events = [decode_event(line) for line in reversed(example_journey_lines())]
     reversed_state = apply_all(ShipmentState("SHP-2026-000042"), events)  # type: ignore[arg-type]
     assert encode_state(reversed_state) == encode_state(journey_state)
+
+
+def test_a_state_stored_with_earlier_copies_of_other_events_keeps_only_the_money_ones() -> None:
+    """States stored before the merge kept only the money's earlier copies (streams.merge.apply) may hold earlier
+    copies of any event: read back, only the money's stay (nothing reads the others, and they would count against
+    their source's quota), and every fingerprint stays seen."""
+    first = tracking_doc("departed", leg=1, occurred=24)
+    later = {**first, "occurred_at": "2026-03-02T05:00:00Z", "revised_at": "2026-03-03T00:00:00Z"}
+    charge = settlement_doc([("FRT", "100.00", "USD")], leg=1)
+    corrected = {**settlement_doc([("FRT", "120.00", "USD")], leg=1), "revised_at": "2026-03-03T00:00:00Z"}
+    state = apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), first, later, charge, corrected]])
+    tracking_key, charge_key = hub_event(first).key, hub_event(charge).key
+    assert set(state.superseded) == {charge_key}
+    old = dataclasses.replace(state, superseded={**state.superseded, tracking_key: (Copy.of(hub_event(first)),)})
+    restored = decode_state(encode_state(old))
+    assert set(restored.superseded) == {charge_key} and restored.seen == old.seen
+    assert restored == state and project(restored, AUTHORITY) == project(old, AUTHORITY)
 
 
 def test_empty_state_round_trips() -> None:
