@@ -325,6 +325,9 @@ async def run(args: argparse.Namespace) -> int:
             if done.exception() is None:
                 acked_at[mark] = time.time()
 
+        # The offline fold takes seconds: made before the first publish, not while the phase's last versions arrive (it
+        # would hold the event loop, and so the status reader, and their arrival would be counted seconds late).
+        steady_targets = finals(sent)
         say(f"steady: {len(lines):,} events at {rate:,.0f} events/s ({rate / max_rate:.0%} of max) for {len(lines) / rate:.0f} s")
         begin = time.monotonic() + 0.2
         steady_cpu0 = cpu_mark(pids)
@@ -349,7 +352,6 @@ async def run(args: argparse.Namespace) -> int:
             if spy.returncode != 0:
                 say(f"py-spy exited with {spy.returncode}: {complaint.decode(errors='replace').strip()[-300:]}")
         steady_keys = sorted({key for key, _ in lines})
-        steady_targets = finals(sent)
         deadline = time.monotonic() + args.timeout
         worked: CpuMark | None = None  # the status topic has every steady final version: the worker's part is done
         while True:
@@ -371,6 +373,12 @@ async def run(args: argparse.Namespace) -> int:
         to_created = [(watch.created[m] - sent_at[m]) * 1000 for m in prints if m in watch.created]
         to_postgres = [(stored_at[m] - sent_at[m]) * 1000 for m in prints if m in stored_at]
         steady_check = await check_records(pool, sent)
+        if args.keep:  # each steady event's times (s since the epoch; empty: never seen), for a look at the tail
+            with (temp / "steady.csv").open("w") as out:
+                out.write("index,sent,acked,created,received,stored\n")
+                for index, mark in enumerate(prints):
+                    times = (sent_at[mark], acked_at.get(mark), watch.created.get(mark), watch.arrived.get(mark), stored_at.get(mark))
+                    out.write(f"{index}," + ",".join("" if t is None else f"{t:.6f}" for t in times) + "\n")
         whole: tuple[float, CpuMark] | None = None
         if readers:
             # the sink has every final version now: its stored offsets are one past each partition's last record (the
