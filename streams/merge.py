@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from datetime import datetime
 from decimal import Decimal
@@ -873,26 +873,33 @@ def _tracked(
     if track is None:
         track = _Track({}, {}, [], [])
     if new:
-        track = _Track(dict(track.events), dict(track.chosen), track.exceptions, track.unmapped)
+        # New dicts and lists: the earlier ones belong to an earlier state's memo and an earlier record.
+        events_read, chosen = dict(track.events), dict(track.chosen)
+        exceptions: list[Milestone] = []
+        unmapped: list[Milestone] = []
         for raw in new:
             event = _against_the_plan(raw, plan, sequence)
             key = event.key
             made = cache.get(key) or cache.setdefault(key, _milestone(event, planned.origin, planned.destination))
-            track.events[id(raw)] = raw
+            events_read[id(raw)] = raw
             reported_status = event.payload.status
             if reported_status in INCIDENTS or reported_status == "unknown":
                 # Not a milestone: a report of its own, in (time, key) order.
-                if reported_status == "unknown":
-                    track = replace(track, unmapped=_inserted(track.unmapped, made))
-                else:
-                    track = replace(track, exceptions=_inserted(track.exceptions, made))
+                (unmapped if reported_status == "unknown" else exceptions).append(made)
                 continue
             # Per (status, classifier): the first actual report is when it happened; the newest plan or estimate is
             # the best-informed one. An estimate never fills an actual slot: the classifier is part of the key.
             slot = (reported_status, event.classifier)
-            held = track.chosen.get(slot)
+            held = chosen.get(slot)
             if held is None or _better(event, held):
-                track.chosen[slot] = event
+                chosen[slot] = event
+        # sorted once a call (the earlier part is in order already), not an insertion per report
+        track = _Track(
+            events_read,
+            chosen,
+            sorted([*track.exceptions, *exceptions], key=_report_order) if exceptions else track.exceptions,
+            sorted([*track.unmapped, *unmapped], key=_report_order) if unmapped else track.unmapped,
+        )
     # (a chosen report's milestone may have left the cache: a copy of it came again and lost to the one it holds)
     reported: dict[tuple[str, str], Milestone] = {
         slot: cache.get(event.key) or cache.setdefault(event.key, _milestone(event, planned.origin, planned.destination))
@@ -931,14 +938,6 @@ def _tracked(
         exceptions=track.exceptions,
         unmapped=track.unmapped,
     ), track
-
-
-def _inserted(reports: list[Milestone], report: Milestone) -> list[Milestone]:
-    """A new list: `reports` (in (time, key) order) with `report` in its place. The earlier list stays as it was: an
-    earlier record holds it."""
-    placed = list(reports)
-    insort(placed, report, key=_report_order)
-    return placed
 
 
 def _report_order(report: Milestone) -> tuple[datetime, str]:
