@@ -348,7 +348,7 @@ async def run(args: argparse.Namespace) -> int:
         paced = len(lines) / steady_s
         steady_cpu1 = cpu_mark(pids)
         if spy is not None:
-            _, complaint = spy.communicate()
+            _, complaint = await asyncio.to_thread(spy.communicate)  # the status reader goes on meanwhile
             if spy.returncode != 0:
                 say(f"py-spy exited with {spy.returncode}: {complaint.decode(errors='replace').strip()[-300:]}")
         steady_keys = sorted({key for key, _ in lines})
