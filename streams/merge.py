@@ -129,6 +129,14 @@ class Memo:
     classified: Classified | None = None
     invoicing: Invoicing | None = None  # the invoice of the settlement (streams.ledger.invoice), once made
 
+    # A copy of a state (deep, or through pickle) holds other event objects: what the memo says of the state's own
+    # events (by identity: streams.merge._Track) does not hold for them, so such a copy starts without it.
+    def __deepcopy__(self, memo: dict[int, object]) -> Memo:
+        return Memo()
+
+    def __reduce__(self) -> tuple[type[Memo], tuple[()]]:
+        return Memo, ()
+
 
 class MisroutedEvent(ValueError):
     """An event reached the state of another shipment: a routing bug in the hub, never the carrier's fault."""

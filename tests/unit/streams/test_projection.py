@@ -444,3 +444,14 @@ def test_a_new_report_reads_only_itself(monkeypatch: Any) -> None:
     assert record.legs[1].arrival.estimated != previous.legs[1].arrival.estimated  # the newest estimate is chosen
     monkeypatch.undo()
     assert_same_record(record, project(after, AUTHORITY))
+
+
+def test_a_copy_of_a_state_starts_without_its_memo() -> None:
+    """The memo knows the state's events by identity: a deep copy or a pickled state holds other objects."""
+    import pickle
+
+    state, _ = absorb(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [*BASE, *_LEG_REPORTS[:6]]])
+    project(state, AUTHORITY)
+    assert state.memo.classified is not None and state.memo.classified.tracks
+    for copied in (copy.deepcopy(state), pickle.loads(pickle.dumps(state))):
+        assert copied == state and copied.memo.classified is None
