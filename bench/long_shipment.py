@@ -27,17 +27,13 @@ from typing import Any
 
 import orjson
 
-from bench.workload import AUTHORITY, TEMPLATE
+from bench.workload import AUTHORITY, TEMPLATE, _template
 from hubconf.topics import MAX_OUTPUT_BYTES
 from schemas.events import HubEvent
 from streams.codec import Rejection, decode_event
 from streams.step import Stored, merge_step
 
 SEA_MODE = 1  # UN/ECE Recommendation 19: maritime
-
-
-def _journey(template: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in template.read_bytes().splitlines() if line.strip()]
 
 
 def _event(document: dict[str, Any]) -> HubEvent:
@@ -54,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marks", default="50,100,200,500,1000,1500", help="report counts that end a window")
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     args = parser.parse_args(argv)
-    journey = _journey(args.template)
+    journey, described = _template(args.template)
     booking = next(e for e in journey if e["event_type"] == "booking")
     base = [booking] + [e for e in journey if e is not booking][: args.base - 1]
     sea = [leg["sequence"] for leg in booking["payload"]["legs"] if leg["mode"] == SEA_MODE]
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(args.reports)
     )
     print(
-        f"[long_shipment] {shipment_id}: {len(base)} journey events, then up to {args.reports:,} reports of "
+        f"[long_shipment] {shipment_id} ({described}): {len(base)} journey events, then up to {args.reports:,} reports of "
         f"{report['source']} on leg {report['payload']['leg']} ({report['payload']['status']}, ACT), one a version",
         flush=True,
     )
