@@ -52,7 +52,7 @@ from hubconf.settings import EXACTLY_ONCE, Settings
 from hubconf.topics import Topics
 from runtime.api import MemoryStore, Record, Stage, Store
 from runtime.metrics import CollectorWatch
-from streams.codec import decode_state, encode_record
+from streams.codec import encode_record, read_state
 from streams.horizon import Horizon
 from streams.merge import project
 from worker.app import GC_THRESHOLDS, worker_stages
@@ -73,14 +73,15 @@ STAGES = (
     "register_messages",
     "take_in",
     "decode_event",
-    "decode_state",
+    "decode_stored",
     "absorb_copies",
     "project",
     "settlement_messages",
     "claim_messages",
     "registered",
     "changed",
-    "encode_state",
+    "encode_head",
+    "encode_entry",
     "encode_status",
 )
 
@@ -216,8 +217,8 @@ def report_chain(run: Chain, workload: Workload) -> None:
     shipments = run.stages["merge"][1][SHIPMENTS]
     equal = 0
     for key, record in expected.items():
-        raw = shipments.get(key)
-        equal += raw is not None and orjson.loads(encode_record(project(decode_state(raw), AUTHORITY))) == record
+        state = read_state(shipments.get, key.decode())
+        equal += state is not None and orjson.loads(encode_record(project(state, AUTHORITY))) == record
     print(f"[profile]   {equal}/{len(expected)} final records equal the offline fold")
     if equal != len(expected):
         raise SystemExit("the chain does not reproduce the offline fold")

@@ -190,7 +190,88 @@ def _types_in(annotation: object) -> set[type]:
     return found
 
 
+# --- a shipment's state in its store -----------------------------------------------------------------------------
+#
+# A shipment's state is stored as a head under the shipment's key and one entry per event under `entry_key`: the head
+# holds the shipment id, the fingerprints of every copy seen, the events' keys and the release the hub issued; an
+# entry holds an event's winning copy and the money's copies it superseded. A version writes its head and the entries
+# of the events whose copies it changed, not the whole state again: what it writes no longer grows with every event
+# the shipment holds, and no single stored value holds them all (a message is limited to MAX_OUTPUT_BYTES; the state
+# whole passed it at about 1,700 tracking reports, bench.long_shipment). The head still grows with the events (their
+# fingerprints and keys). The state stored whole (`encode_state`, the layout before 2026-12-05) is still read, and
+# the next version of such a shipment writes every entry.
+
+ENTRY_SEPARATOR = b"\x00"  # never in a shipment id (schemas.identifiers.ShipmentId), so no entry is another's head
+
+
+def entry_key(shipment_key: bytes, event_key: str) -> bytes:
+    """The store key of one event's entry in the shipment stored under `shipment_key`."""
+    return shipment_key + ENTRY_SEPARATOR + event_key.encode()
+
+
+def encode_head(state: ShipmentState) -> bytes:
+    """The state's head: its id, the fingerprints seen, the keys of its entries and the release the hub issued."""
+    keys = sorted(state.copies.keys() | state.superseded.keys())
+    head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen), "keys": keys})
+    if state.release is None:
+        return head
+    return b"".join((head[:-1], b',"release":', _part_json(state.release), b"}"))
+
+
+def encode_entry(state: ShipmentState, event_key: str) -> bytes:
+    """One event's entry: its winning copy (null if none) and the copies of it that lost (the money's), by rank."""
+    pieces = [b'{"copy":']
+    winner = state.copies.get(event_key)
+    if winner is None:
+        pieces.append(b"null")
+    else:
+        _write_copies((winner,), pieces)
+    pieces.append(b',"superseded":[')
+    _write_copies(state.superseded.get(event_key, ()), pieces)
+    pieces.append(b"]}")
+    return b"".join(pieces)
+
+
+def is_whole(raw: bytes) -> bool:
+    """Whether stored bytes hold a state whole (`encode_state`) rather than a head (`encode_head`): both begin with
+    the shipment id and the fingerprints seen (hex digits), and the next key tells them apart."""
+    end = raw.index(b"]", raw.index(b'"seen":['))
+    return raw.startswith(b',"copies":', end + 1)
+
+
+def decode_stored(raw: bytes, entry: Callable[[str], bytes | None]) -> ShipmentState:
+    """The state stored as `raw` under a shipment's key: a head, its entries read with `entry` (an event key to the
+    bytes of its entry), or a state stored whole. Stored state was written by the hub itself: a missing entry or a
+    failure here is a hub bug and raises."""
+    document = orjson.loads(raw)
+    if "copies" in document:
+        return _whole_state(document)
+    copies: dict[str, Copy] = {}
+    superseded: dict[str, tuple[Copy, ...]] = {}
+    for key in document["keys"]:
+        stored = entry(key)
+        if stored is None:
+            raise LookupError(f"shipment {document['shipment_id']}: the entry of event {key} is missing from its store")
+        item = orjson.loads(stored)
+        if item["copy"] is not None:
+            copies[key] = _stored_copy(item["copy"])
+        if item["superseded"]:
+            superseded[key] = tuple(_stored_copy(loser) for loser in item["superseded"])
+    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded, _release(document))
+
+
+def read_state(get: Callable[[bytes], bytes | None], shipment_id: str) -> ShipmentState | None:
+    """The state of `shipment_id` from a store's `get` (None: the store holds none)."""
+    key = shipment_id.encode()
+    raw = get(key)
+    if raw is None:
+        return None
+    return decode_stored(raw, lambda event_key: get(entry_key(key, event_key)))
+
+
 def encode_state(state: ShipmentState) -> bytes:
+    """The state whole, in one value: the store's layout before 2026-12-05 (still read by `decode_stored`), and the
+    form tools and tests compare states in."""
     head = orjson.dumps({"shipment_id": state.shipment_id, "seen": sorted(state.seen)})
     pieces = [head[:-1], b',"copies":[']
     _write_copies((copy for _, copy in sorted(state.copies.items())), pieces)
@@ -215,7 +296,10 @@ def _write_copies(copies: Iterable[Copy], out: list[bytes]) -> None:
 
 def decode_state(raw: bytes) -> ShipmentState:
     """Inverse of encode_state. Stored state was written by the hub itself: a failure here is a hub bug and raises."""
-    document = orjson.loads(raw)
+    return _whole_state(orjson.loads(raw))
+
+
+def _whole_state(document: dict[str, Any]) -> ShipmentState:
     copies = {}
     for item in document["copies"]:
         copy = _stored_copy(item)
@@ -226,9 +310,12 @@ def decode_state(raw: bytes) -> ShipmentState:
         if isinstance(copy.event, MONEY_EVENTS):  # a state stored before 2026-12-05 may hold earlier copies of other
             # events: nothing reads them (streams.merge.apply), and they would count against their source's quota
             superseded[copy.event.key] = superseded.get(copy.event.key, ()) + (copy,)  # stored in rank order
+    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded, _release(document))
+
+
+def _release(document: dict[str, Any]) -> ReleaseRecord | None:
     issued = document.get("release")
-    release = ReleaseRecord.model_validate_json(orjson.dumps(issued)) if issued is not None else None
-    return ShipmentState(document["shipment_id"], copies, frozenset(document["seen"]), superseded, release)
+    return ReleaseRecord.model_validate_json(orjson.dumps(issued)) if issued is not None else None
 
 
 def _stored_copy(item: dict[str, Any]) -> Copy:

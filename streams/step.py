@@ -18,14 +18,14 @@ the copies it took in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Generic, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection
 from streams.authority import Authority
 from streams.clock import deadline
-from streams.codec import decode_state, encode_event, encode_state, encode_status
+from streams.codec import decode_stored, encode_entry, encode_event, encode_head, encode_status, entry_key, is_whole
 from streams.copies import Copy
 from streams.projection import advance
 from streams.quota import OVER_QUOTA, over_quota
@@ -48,23 +48,34 @@ class Stored:
     state: ShipmentState
     record: ShipmentRecord | None = None
     registrations: Registered | None = None
+    # the store holds the state whole (streams.codec.encode_state, the layout before 2026-12-05): the next version
+    # writes every event's entry, not only those it changes
+    whole: bool = False
 
     @classmethod
-    def decode(cls, raw: bytes) -> Stored:
-        return cls(decode_state(raw))
+    def decode(cls, raw: bytes, entry: Callable[[str], bytes | None]) -> Stored:
+        """The shipment whose store holds `raw` under its key, its entries read with `entry` (streams.codec)."""
+        return cls(decode_stored(raw, entry), whole=is_whole(raw))
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """What a step that took in something new stores: the encoded state and the deadline (ISO 8601 bytes; None: the
-    shipment has none, clear it). `state` and `record` are what `encoded` holds and projects to, and
-    `registrations` what that record registers, for a warm cache."""
+    """What a step that took in something new stores: the state's head (`encoded`, under the shipment's key), the
+    entries of the events whose copies changed (`entries`: each event's key and its entry, under
+    `streams.codec.entry_key`), and the deadline (ISO 8601 bytes; None: the shipment has none, clear it). `state` and
+    `record` are what the store then holds and projects to, and `registrations` what that record registers, for a
+    warm cache."""
 
     encoded: bytes
     deadline: bytes | None
     state: ShipmentState
     record: ShipmentRecord
     registrations: Registered
+    entries: tuple[tuple[str, bytes], ...] = ()
+
+    def puts(self, shipment_key: bytes) -> list[tuple[bytes, bytes]]:
+        """Every store write of this step, as (key, value): the entries, then the head."""
+        return [(entry_key(shipment_key, key), value) for key, value in self.entries] + [(shipment_key, self.encoded)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +175,18 @@ def merge_step(
     registers = registered(state, record, said, {copy.event.key for copy in new_copies})
     references: list[Keyed] = register_messages(changed(said, registers)) if record.booking is not None else []
     due = deadline(record)
+    if stored is not None and stored.whole:
+        rewritten: Iterable[str] = sorted(state.copies.keys() | state.superseded.keys())
+    else:  # the events whose winning copy or superseded copies changed
+        rewritten = sorted(
+            key
+            for key in {copy.event.key for copy in new_copies}
+            if state.copies.get(key) is not before.copies.get(key)
+            or state.superseded.get(key) is not before.superseded.get(key)
+        )
+    entries = tuple((key, encode_entry(state, key)) for key in rewritten)
     return StepResult(
-        Write(encode_state(state), due.isoformat().encode() if due is not None else None, state, record, registers),
+        Write(encode_head(state), due.isoformat().encode() if due is not None else None, state, record, registers, entries),
         # under exactly-once a copy that came again was carried by the version that took it in, committed with the
         # state: carrying it once more would only count it twice downstream
         encode_status(record, new_copies + resent if resend_on_replay else new_copies),

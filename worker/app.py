@@ -40,7 +40,7 @@ from runtime.api import Stage
 from runtime.loop import StageRunner
 from runtime.state import StoreLocked, hold_data_dir
 from streams.clock import presumed_loss
-from streams.codec import decode_state, encode_event
+from streams.codec import encode_event, read_state
 from streams.horizon import Horizon
 from streams.merge import project
 from streams.references import decode_book
@@ -207,10 +207,10 @@ def create_app(settings: Settings) -> faust.App:
             for key, raw_due in list(stores[DEADLINES].items()):
                 if datetime.fromisoformat(raw_due.decode()) > now:
                     continue
-                stored = stores[SHIPMENTS].get(key)
-                if stored is None:
+                state = read_state(stores[SHIPMENTS].get, key.decode())
+                if state is None:
                     continue
-                report = presumed_loss(project(decode_state(stored), authority), now)
+                report = presumed_loss(project(state, authority), now)
                 if report is not None:
                     log.warning(
                         "shipment %s is past its delivery deadline: publishing a presumed-loss report", key.decode()

@@ -33,7 +33,7 @@ from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection, combine, describe, for_event
 from streams.authority import Authority
-from streams.codec import decode_event, encode_event
+from streams.codec import decode_event, encode_event, entry_key
 from streams.horizon import Horizon
 from streams.merge import ShipmentState
 from streams.references import (
@@ -387,10 +387,11 @@ Items = list[tuple[Record, HubEvent]]
 
 def _largest_output(result: StepResult[Record]) -> int:
     """The size of the largest message a merge step would write: its status, documents, claims, releases and the
-    shipment's stored state (one changelog record)."""
+    shipment's stored head and entries (a changelog record each)."""
     sizes = [len(message) for message in (result.status, *result.documents, *result.claims, *result.releases) if message]
     if result.write is not None:
         sizes.append(len(result.write.encoded))
+        sizes += [len(entry) for _, entry in result.write.entries]
     return max(sizes, default=0)
 
 
@@ -493,7 +494,7 @@ class MergeHandler:
             stored: Stored | None = Stored(warm.state, warm.record, warm.registrations)
         else:
             counters.warm_misses += int(raw is not None)
-            stored = Stored.decode(raw) if raw is not None else None
+            stored = Stored.decode(raw, lambda event_key: shipments.get(entry_key(key, event_key))) if raw is not None else None
         result = merge_step(shipment_id, stored, items, self.authority, resend_on_replay=self.resend_on_replay)
         largest = _largest_output(result)
         if largest > topic_names.MAX_OUTPUT_BYTES:
@@ -506,7 +507,8 @@ class MergeHandler:
             return [self.dead_letters(items[0][0], Rejection("too_large", reason))]
         write = result.write
         if write is not None:
-            shipments.put(key, write.encoded)
+            for stored_key, value in write.puts(key):
+                shipments.put(stored_key, value)
             if write.deadline is None:
                 if deadlines.get(key) is not None:
                     deadlines.delete(key)

@@ -9,7 +9,7 @@ import orjson
 from hubconf.topics import Topics
 from runtime.api import MemoryStore, Out, Record
 from schemas.identifiers import gs1_check_digit
-from streams.codec import decode_state
+from streams.codec import read_state
 from streams.horizon import Horizon
 from streams.merge import ShipmentState
 from worker.stages import Counters, DeadLetters, MergeHandler, WarmStates
@@ -46,6 +46,6 @@ class Merge:
         return self.handler(records, self.stores)
 
     def state(self, shipment_id: str = SHIPMENT) -> ShipmentState:
-        raw = self.stores["shipments"].get(shipment_id.encode())
-        assert raw is not None
-        return decode_state(raw)
+        state = read_state(self.stores["shipments"].get, shipment_id)
+        assert state is not None
+        return state

@@ -5,8 +5,9 @@ Six such reports for one shipment, taken in together, made a status message of 1
 max.message.bytes (1,048,588) of the status topic. The broker refuses it, the checkpoint holding it fails, and the
 runtime starts the partition again from its committed offsets, where the same events make the same message: every
 shipment of that partition stopped for good. The merge now writes no message over hubconf.topics.MAX_OUTPUT_BYTES:
-the events that cannot fit are set aside to the DLQ with their original bytes and the reason, one at a time so the
-ones that fit still go in, and the stage goes on."""
+events that do not fit together are taken one at a time, an event that cannot fit alone is set aside to the DLQ
+with its original bytes and the reason, and the stage goes on. Since the state is stored as a head and one entry per
+event (streams.codec), the reports no longer add up in one stored value: all six go in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pytest
 
 from hubconf import topics as topic_names
 from streams.codec import MAX_EVENT_BYTES
@@ -39,24 +41,41 @@ def test_a_carrier_cannot_make_a_version_the_broker_refuses() -> None:
     bloated = [bloated_report(number) for number in range(6)]
     records = merge.records(*bloated)
     assert all(len(record.value or b"") < MAX_EVENT_BYTES for record in records)  # each one a valid input
+    assert sum(len(record.value or b"") for record in records) > topic_names.MAX_OUTPUT_BYTES  # together, too big
 
     outs = merge(records)
 
     assert max(len(out.value or b"") for out in outs) <= topic_names.MAX_OUTPUT_BYTES
+    # taken in one at a time, a version each: each status message carries one report, and the stored state (a head
+    # and an entry per event, streams.codec) holds them all without any stored value passing the bound
+    assert not [out for out in outs if out.topic == TOPICS.dlq]
+    assert len([out for out in outs if out.topic == TOPICS.status]) == len(bloated)
+    assert merge.state() == apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), *bloated]])
+    assert max(len(value) for _, value in merge.stores["shipments"].items()) <= topic_names.MAX_OUTPUT_BYTES
+    assert merge.counters.applied == 1 + len(bloated)
+
+
+def test_an_event_whose_version_cannot_fit_is_set_aside_with_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound lowered below one bloated report's status message: that report is set aside (too_large), with its
+    original bytes and the reason, and the ones that fit still go in."""
+    monkeypatch.setattr(topic_names, "MAX_OUTPUT_BYTES", 150_000)
+    merge = Merge()
+    merge(merge.records(booking_doc()))
+    small = tracking_doc("departed", leg=1, occurred=30)
+    records = merge.records(bloated_report(0), small)
+    assert len(records[0].value or b"") > topic_names.MAX_OUTPUT_BYTES
+
+    outs = merge(records)
+
+    # (a dead letter carries the original bytes: the DLQ has its own, larger limit, topic_names.DLQ_MAX_MESSAGE_BYTES)
+    assert max(len(out.value or b"") for out in outs if out.topic != TOPICS.dlq) <= topic_names.MAX_OUTPUT_BYTES
     set_aside = [out for out in outs if out.topic == TOPICS.dlq]
-    assert set_aside, "the attack no longer reaches the bound: make the reports bigger"
-    for out in set_aside:
-        found = dict(out.headers)
-        assert found[topic_names.DLQ_CODE] == b"too_large"
-        assert str(topic_names.MAX_OUTPUT_BYTES).encode() in found[topic_names.DLQ_REASON]
-    by_bytes = {record.value: record for record in records}
-    assert all(out.value in by_bytes for out in set_aside)  # the original bytes, for a replay
-    # the reports that fit went in, one version each; the state holds exactly those
-    kept = [doc for doc, record in zip(bloated, records) if record.value not in {out.value for out in set_aside}]
-    assert kept and len(kept) + len(set_aside) == len(bloated)
-    assert merge.state() == apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), *kept]])
-    assert len(merge.stores["shipments"].get(SHIPMENT.encode()) or b"") <= topic_names.MAX_OUTPUT_BYTES
-    assert merge.counters.applied + merge.counters.duplicates + merge.counters.dead_lettered == 1 + len(bloated)
+    assert [out.value for out in set_aside] == [records[0].value]  # the original bytes, for a replay
+    found = dict(set_aside[0].headers)
+    assert found[topic_names.DLQ_CODE] == b"too_large"
+    assert str(topic_names.MAX_OUTPUT_BYTES).encode() in found[topic_names.DLQ_REASON]
+    assert merge.state() == apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), small]])
+    assert merge.counters.applied + merge.counters.duplicates + merge.counters.dead_lettered == 3
 
 
 def test_the_stage_goes_on_for_the_same_shipment_and_every_other() -> None:

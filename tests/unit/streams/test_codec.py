@@ -14,10 +14,15 @@ from streams.codec import (
     Rejection,
     decode_event,
     decode_state,
+    encode_entry,
     encode_event,
+    encode_head,
     encode_record,
     encode_state,
     encode_status,
+    entry_key,
+    is_whole,
+    read_state,
 )
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply, apply_all, project
@@ -187,6 +192,36 @@ def test_a_state_stored_with_earlier_copies_of_other_events_keeps_only_the_money
     restored = decode_state(encode_state(old))
     assert set(restored.superseded) == {charge_key} and restored.seen == old.seen
     assert restored == state and project(restored, AUTHORITY) == project(old, AUTHORITY)
+
+
+def stored_split(state: ShipmentState) -> dict[bytes, bytes]:
+    """The shipments store holding `state` as a head and an entry per event."""
+    key = state.shipment_id.encode()
+    events = state.copies.keys() | state.superseded.keys()
+    return {key: encode_head(state), **{entry_key(key, event): encode_entry(state, event) for event in events}}
+
+
+def test_a_state_stored_as_a_head_and_its_entries_reads_back_exactly(journey_state: ShipmentState) -> None:
+    charge = settlement_doc([("FRT", "100.00", "USD")], leg=1)
+    corrected = {**settlement_doc([("FRT", "120.00", "USD")], leg=1), "revised_at": "2026-03-03T00:00:00Z"}
+    state = apply_all(journey_state, [hub_event({**doc, "shipment_id": journey_state.shipment_id}) for doc in (charge, corrected)])
+    assert state.superseded  # the money's earlier copy is kept in its event's entry
+    store = stored_split(state)
+    assert read_state(store.get, state.shipment_id) == state
+    assert read_state(store.get, "SHP-ELSEWHERE") is None
+    head = store[state.shipment_id.encode()]
+    assert not is_whole(head) and is_whole(encode_state(state)) and is_whole(encode_state(ShipmentState("SHP-EMPTY")))
+    assert len(head) < len(encode_state(state)) / 5  # fingerprints and keys, not the events
+    # the layout before 2026-12-05 is still read, under the same key
+    assert read_state({state.shipment_id.encode(): encode_state(state)}.get, state.shipment_id) == state
+
+
+def test_a_head_whose_entry_is_missing_is_a_hub_bug_and_raises(journey_state: ShipmentState) -> None:
+    store = stored_split(journey_state)
+    key = journey_state.shipment_id.encode()
+    del store[entry_key(key, sorted(journey_state.copies)[3])]
+    with pytest.raises(LookupError, match="missing"):
+        read_state(store.get, journey_state.shipment_id)
 
 
 def test_empty_state_round_trips() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
-from streams.codec import decode_state, encode_state
+from streams.codec import decode_state, encode_state, entry_key
 from streams.merge import ShipmentState, apply_all, project
 from streams.step import StepResult, Stored, merge_step
 
@@ -52,12 +52,15 @@ Items = list[tuple[int, HubEvent]]
 def _run(batches: list[Items], *, warm: bool, resend: bool) -> list[tuple[StepResult[int], ShipmentState]]:
     """Each step's result and the state it leaves (decoded from its stored bytes when not `warm`)."""
     stored: Stored | None = None
+    store: dict[bytes, bytes] = {}  # the shipments store
+    key = SHIPMENT.encode()
     out = []
     for batch in batches:
         result = merge_step(SHIPMENT, stored, batch, AUTHORITY, resend_on_replay=resend)
         if result.write is not None:
             w = result.write
-            stored = Stored(w.state, w.record) if warm else Stored.decode(w.encoded)
+            store.update(w.puts(key))
+            stored = Stored(w.state, w.record) if warm else Stored.decode(store[key], lambda k: store.get(entry_key(key, k)))
         assert stored is not None or not batch
         if stored is not None:
             out.append((result, stored.state))

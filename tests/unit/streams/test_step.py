@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemas.events import CarrierReference, HubEvent
 from schemas.record import ShipmentRecord
 from streams.clock import deadline
-from streams.codec import encode_event, encode_state, encode_status
+from streams.codec import encode_entry, encode_event, encode_head, encode_status, entry_key
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply_all, project
 from streams.outbound import claim_messages, settlement_messages
@@ -30,7 +30,7 @@ from streams.references import (
 )
 from streams.step import NOT_ENTITLED, StepResult, Stored, merge_step
 
-from ..builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, tracking_doc
+from ..builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, settlement_doc, tracking_doc
 from ..strategies import SHIPMENT as PROP_SHIPMENT
 from ..strategies import journeys
 
@@ -45,13 +45,19 @@ def step(stored: Stored | None, items: Items, *, resend: bool = False, shipment_
     return merge_step(shipment_id, stored, items, AUTHORITY, resend_on_replay=resend)
 
 
-def after(stored: Stored | None, result: StepResult[int], warm: bool) -> Stored | None:
-    """What the next step starts from: the state, record and registrations the step left (a warm cache), or only its
-    stored bytes."""
+def after(stored: Stored | None, result: StepResult[int], warm: bool, store: dict[bytes, bytes] | None = None) -> Stored | None:
+    """What the next step starts from: the state, record and registrations the step left (a warm cache), or only what
+    its store holds. `store` stands in for the shipments store across steps (each step's writes go into it, warm or
+    not); without it, only this step's writes."""
     if result.write is None:
         return stored
     write = result.write
-    return Stored(write.state, write.record, write.registrations) if warm else Stored.decode(write.encoded)
+    store = {} if store is None else store
+    key = write.state.shipment_id.encode()
+    store.update(write.puts(key))
+    if warm:
+        return Stored(write.state, write.record, write.registrations)
+    return Stored.decode(store[key], lambda event_key: store.get(entry_key(key, event_key)))
 
 
 def arrivals(data: st.DataObject, events: list[HubEvent]) -> Items:
@@ -112,13 +118,15 @@ def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[H
     expected_state = apply_all(ShipmentState(PROP_SHIPMENT), events)
     expected = project(expected_state, AUTHORITY)
     assert whole.write.state == expected_state and whole.write.record == expected
-    assert whole.write.encoded == encode_state(expected_state)
+    assert whole.write.encoded == encode_head(expected_state)
+    assert dict(whole.write.entries) == {key: encode_entry(expected_state, key) for key in expected_state.copies}
     assert [refusal.source for refusal in whole.refusals] == [
         max(n for n, event in items if event.key == key) for key in [r.event for r in expected.rejected if r.kind == NOT_ENTITLED]
     ]  # one step from nothing: each refused event once, with the bytes it came in
 
     warm = data.draw(st.booleans(), label="warm")
     stored: Stored | None = None
+    store: dict[bytes, bytes] = {}
     previous: ShipmentRecord | None = None
     results = []
     carried: list[str] = []
@@ -160,10 +168,13 @@ def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[H
             else:
                 assert refusal.source == part[-1][0]
                 assert refusal.held == encode_event(result.write.state.copies[refused.event].event)
-        stored, previous = after(stored, result, warm), record
+        stored, previous = after(stored, result, warm, store), record
 
     assert stored is not None and previous is not None
     assert stored.state == expected_state and previous == expected
+    # the store holds the same bytes under the same keys whatever the split and order: each version wrote its head
+    # and the entries it changed, and the entries it did not write are still right
+    assert store == dict(whole.write.puts(PROP_SHIPMENT.encode()))
     assert previous.model_dump_json() == expected.model_dump_json()
     statuses = [version_of(result.status) for result in results if result.status is not None]
     assert statuses == sorted(set(statuses)), "a version was emitted twice or out of order"
@@ -214,6 +225,7 @@ def test_each_version_sends_what_its_record_registers_and_the_previous_did_not_s
     copies = [e.model_copy(update={"references": named}) if data.draw(st.booleans(), label="named") else e for e in events]
     warm = data.draw(st.booleans(), label="warm")
     stored: Stored | None = None
+    store: dict[bytes, bytes] = {}
     previous: ShipmentRecord | None = None
     for part in split(data, arrivals(data, copies)):
         result = step(stored, part)
@@ -224,7 +236,7 @@ def test_each_version_sends_what_its_record_registers_and_the_previous_did_not_s
         assert result.write.registrations.all() == registered
         before = registrations(stored.state, previous) if stored is not None and previous is not None else []
         assert result.references == (register_messages(newly_said(before, registered)) if record.booking else [])
-        stored, previous = after(stored, result, warm), record
+        stored, previous = after(stored, result, warm, store), record
 
 
 # --- examples -------------------------------------------------------------------------------------------------------
@@ -263,11 +275,12 @@ def test_the_example_journeys_dead_letter_nothing_in_any_order_or_split(journey:
         order = rng.sample(events, len(events))
         size = rng.choice([1, 1, 2, 3, 5])
         stored: Stored | None = None
+        store: dict[bytes, bytes] = {}
         for start in range(0, len(order), size):
             part = list(enumerate(order[start : start + size], start))
             result = step(stored, part, shipment_id=order[0].shipment_id or "")
             assert result.refusals == [], [r.rejection.reason for r in result.refusals]
-            stored = after(stored, result, warm=bool(start % 2))
+            stored = after(stored, result, warm=bool(start % 2), store=store)
         assert stored is not None and stored.state.version == len(events)
 
 
@@ -282,3 +295,18 @@ def test_the_first_booking_registers_its_references_and_sets_the_deadline() -> N
     # nothing new the second time: no registration is sent again
     replay = step(after(None, result, warm=False), [(1, hub_event(booking))], shipment_id=SHIPMENT)
     assert replay == StepResult(None, None, duplicates=1)
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (0, 2, 1), (2, 1, 0), (1, 2, 0)])
+def test_a_charge_corrected_in_any_order_is_stored_with_its_earlier_copy(order: tuple[int, ...]) -> None:
+    """The money keeps what a corrected charge used to be (ShipmentState.superseded) in the charge's entry: an earlier
+    copy that arrives after its correction changes that entry alone, and the step writes it."""
+    charge = settlement_doc([("FRT", "100.00", "USD")], leg=1)
+    corrected = {**settlement_doc([("FRT", "120.00", "USD")], leg=1), "revised_at": "2026-03-03T00:00:00Z"}
+    events = [hub_event(doc) for doc in (booking_doc(), charge, corrected)]
+    stored: Stored | None = None
+    store: dict[bytes, bytes] = {}
+    for n in order:
+        stored = after(stored, step(stored, [(n, events[n])], shipment_id=SHIPMENT), warm=False, store=store)
+    expected = apply_all(ShipmentState(SHIPMENT), events)
+    assert expected.superseded and stored is not None and stored.state == expected

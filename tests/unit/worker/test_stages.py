@@ -16,7 +16,7 @@ from connectors.carriers import Carrier, CarrierRegistry, kafka_signature_header
 from hubconf import topics as topic_names
 from hubconf.topics import Topics
 from runtime.api import MemoryStore, Out, Record
-from streams.codec import decode_state, encode_event, encode_state
+from streams.codec import encode_entry, encode_event, encode_head, encode_state, entry_key, is_whole, read_state
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, project
 from worker import stages
@@ -80,9 +80,9 @@ def headers(out: Out) -> dict[str, bytes]:
 
 
 def stored_state(hub: Hub) -> ShipmentState:
-    raw = hub.shipments.get(SHIPMENT.encode())
-    assert raw is not None
-    return decode_state(raw)
+    state = read_state(hub.shipments.get, SHIPMENT)
+    assert state is not None
+    return state
 
 
 def reference_only_report() -> dict[str, Any]:
@@ -182,10 +182,39 @@ def test_the_store_wins_over_the_warm_cache_when_another_worker_wrote_the_shipme
     hub = Hub()
     hub.merged(hub.event(booking_doc()))
     elsewhere = apply_all(ShipmentState(SHIPMENT), [hub_event(booking_doc()), hub_event(tracking_doc("departed", occurred=25))])
-    hub.shipments.put(SHIPMENT.encode(), encode_state(elsewhere))  # a rebalance: another owner went further
+    key = SHIPMENT.encode()
+    for event in elsewhere.copies:  # a rebalance: another owner went further
+        hub.shipments.put(entry_key(key, event), encode_entry(elsewhere, event))
+    hub.shipments.put(key, encode_head(elsewhere))
     hub.merged(hub.event(tracking_doc("arrived", leg=1, occurred=30)))
     assert stored_state(hub).version == 3
     assert (hub.counters.warm_hits, hub.counters.warm_misses) == (0, 1)
+
+
+def test_a_state_stored_whole_is_read_and_its_next_version_writes_every_entry() -> None:
+    """The layout before 2026-12-05 (the state whole under the shipment's key): read as it is, and the next version
+    writes the head and the entry of every event, not only of the one it took in."""
+    hub = Hub()
+    earlier = apply_all(ShipmentState(SHIPMENT), [hub_event(booking_doc()), hub_event(tracking_doc("departed", occurred=25))])
+    hub.shipments.put(SHIPMENT.encode(), encode_state(earlier))
+    hub.merged(hub.event(tracking_doc("arrived", leg=1, occurred=30)))
+    assert not is_whole(hub.shipments.get(SHIPMENT.encode()) or b"")
+    assert len(hub.shipments.data) == 1 + 3  # the head and the three events' entries
+    assert stored_state(hub) == apply_all(earlier, [hub_event(tracking_doc("arrived", leg=1, occurred=30))])
+
+
+def test_a_version_writes_its_head_and_only_the_entries_it_changes() -> None:
+    hub = Hub()
+    hub.merged(hub.event(booking_doc()))
+    for hour in range(30):  # a shipment that holds many reports
+        hub.merged(hub.event(tracking_doc("departed", leg=1, occurred=25 + hour, event_id=f"report-{hour}")))
+    writes: list[bytes] = []
+    put = hub.shipments.put
+    hub.shipments.put = lambda key, value: (writes.append(key), put(key, value))[-1]  # type: ignore[method-assign]
+    hub.merged(hub.event(tracking_doc("arrived", leg=1, occurred=80)))
+    arrived = hub_event(tracking_doc("arrived", leg=1, occurred=80)).key
+    assert writes == [entry_key(SHIPMENT.encode(), arrived), SHIPMENT.encode()]
+    assert stored_state(hub).version == 32
 
 
 def test_delivery_clears_the_deadline() -> None:
