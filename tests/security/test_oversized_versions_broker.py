@@ -1,9 +1,10 @@
 """A carrier blows a shipment's version past what the broker takes, on the real broker
 (tests/security/test_oversized_versions.py has the handler's side). Six valid reports of about 231 KB from the leg's
-own carrier would make a state and a status message over the status topic's and the changelog's max.message.bytes
-(1,048,588). The merge sets aside, one at a time, the reports that cannot fit (their bytes to the DLQ, `too_large`),
-writes no message over MAX_OUTPUT_BYTES, and the shipment takes later events: Postgres equals the offline fold of
-what went in."""
+own carrier, published together, would make a status message over the status topic's max.message.bytes (1,048,588),
+and when the state was stored whole, a state over the changelog's. The merge takes the reports that do not fit
+together one at a time (a version each), stores each in its own entry (streams.codec), writes no message over
+MAX_OUTPUT_BYTES, and the shipment takes later events: Postgres equals the offline fold of everything published.
+(An event that cannot fit even alone is set aside, `too_large`: the handler's test shows it at a lowered bound.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from connectors.kafka import publish
 from hubconf import topics
-from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, projected_record, read_all, read_topic, wait_for
+from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, projected_record, read_all, wait_for
 from tests.security.merging import sscc
 
 pytestmark = pytest.mark.integration
@@ -35,20 +36,20 @@ async def test_a_version_past_the_broker_s_limit_is_never_written_and_the_shipme
     sink.start()
 
     await publish(settings, journey + bloated)
-    dead = await read_topic(settings, settings.topics.dlq, expected=2, timeout=120)
-    assert dead and {dict(m.headers)[topics.DLQ_CODE] for m in dead} == {b"too_large"}
-    assert {m.value for m in dead} <= set(bloated)  # as they came in
-    # the shipment goes on: a later event of its own, and Postgres equals the fold of what was taken in
+    # the shipment goes on: a later event of its own, and Postgres equals the fold of everything published
     final = orjson.loads(next(line for line in journey if b'"t1-arr"' in line))
     final.update(event_id="after-the-bloat", occurred_at="2026-04-30T00:00:00Z", recorded_at="2026-04-30T00:00:00Z")
     await publish(settings, [orjson.dumps(final)])
-    kept = [line for line in bloated if line not in {m.value for m in dead}]
-    expected = offline(journey + kept + [orjson.dumps(final)])
+    expected = offline(journey + bloated + [orjson.dumps(final)])
     await wait_for(lambda: caught_up(settings, expected), 120, "the projection", worker, sink)
     assert await projected_record(settings, JOURNEY_ID) == expected[JOURNEY_ID]
 
     statuses = await read_all(settings, settings.topics.status)
     assert statuses and max(len(m.value or b"") for m in statuses) <= topics.MAX_OUTPUT_BYTES
-    assert len(await read_topic(settings, settings.topics.dlq, expected=len(dead))) == len(dead)  # no more since
+    # a bloated report's own version: the status carries it alone
+    assert max(len(m.value or b"") for m in statuses) > 200_000
+    # the final event is in Postgres, after the bloated reports on the same partition: the DLQ up to its end now
+    # holds whatever they caused, which is nothing
+    assert await read_all(settings, settings.topics.dlq) == []
     assert worker.alive, worker.tail()
     assert "MessageSizeTooLargeError" not in worker.log.read_text(errors="replace")
