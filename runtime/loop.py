@@ -48,8 +48,6 @@ log = logging.getLogger("mmhub.runtime")
 
 # A request carries a whole dead letter (a raw payload up to the DLQ's limit) plus its record batch.
 MAX_REQUEST_BYTES = topic_names.DLQ_MAX_MESSAGE_BYTES + 64 * 1024
-import os
-XMIN = float(os.environ.get('XMIN', '0'))/1000
 IDLE_WAIT_MS = 500  # how long a fetch waits when nothing is pending (also how soon `stop` is noticed)
 RESTORE_RECORDS = 10_000  # records per fetch while restoring a changelog
 # A checkpoint's transaction runs AddPartitionsToTxn, Produce, AddOffsetsToTxn, TxnOffsetCommit and EndTxn in turn.
@@ -196,8 +194,6 @@ class StageRunner:
         while not self._stopping.is_set():
             # with work pending, only what the fetcher already holds: an empty answer means nothing is waiting
             wait_ms = IDLE_WAIT_MS if pending_since is None else 0
-            if pending_since is not None and XMIN:
-                wait_ms = max(0, int((pending_since + XMIN - time.monotonic()) * 1000))
             fetching = time.monotonic()
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_max)
             self.counters.fetch_s_total += time.monotonic() - fetching
@@ -212,7 +208,7 @@ class StageRunner:
                 if pending and pending_since is None:
                     pending_since = time.monotonic()
                 if pending_since is not None and (
-                    (not batch and time.monotonic() >= pending_since + XMIN)
+                    not batch
                     or pending >= self.settings.checkpoint_records
                     or time.monotonic() >= pending_since + interval
                 ):
