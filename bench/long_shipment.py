@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.write is None or result.status is None:
             raise SystemExit(f"event {event.key} made no version")
         write = result.write
-        stored = Stored(write.state, write.record, write.registrations)
+        stored = Stored(write.state, write.record, write.registrations, write.whole)
         return len(write.encoded), len(write.encoded) + sum(len(entry) for _, entry in write.entries), len(result.status)
 
     for document in base:

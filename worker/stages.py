@@ -378,6 +378,7 @@ class Warm:
     state: ShipmentState
     record: ShipmentRecord
     registrations: Registered
+    whole: bool  # stored whole, not as a head and entries (streams.step.Write)
 
 
 WarmStates = WarmCache[Warm]
@@ -491,7 +492,7 @@ class MergeHandler:
         warm = self.warm.get(key, raw)
         if warm is not None:
             counters.warm_hits += 1
-            stored: Stored | None = Stored(warm.state, warm.record, warm.registrations)
+            stored: Stored | None = Stored(warm.state, warm.record, warm.registrations, warm.whole)
         else:
             counters.warm_misses += int(raw is not None)
             stored = Stored.decode(raw, lambda event_key: shipments.get(entry_key(key, event_key))) if raw is not None else None
@@ -514,7 +515,7 @@ class MergeHandler:
                     deadlines.delete(key)
             elif deadlines.get(key) != write.deadline:
                 deadlines.put(key, write.deadline)
-            self.warm.put(key, write.encoded, Warm(write.state, write.record, write.registrations))
+            self.warm.put(key, write.encoded, Warm(write.state, write.record, write.registrations, write.whole))
         counters.applied += result.applied
         counters.duplicates += result.duplicates
         out: list[Out] = []

@@ -60,7 +60,7 @@ def _run(batches: list[Items], *, warm: bool, resend: bool) -> list[tuple[StepRe
         if result.write is not None:
             w = result.write
             store.update(w.puts(key))
-            stored = Stored(w.state, w.record) if warm else Stored.decode(store[key], lambda k: store.get(entry_key(key, k)))
+            stored = Stored(w.state, w.record, whole=w.whole) if warm else Stored.decode(store[key], lambda k: store.get(entry_key(key, k)))
         assert stored is not None or not batch
         if stored is not None:
             out.append((result, stored.state))

@@ -250,7 +250,7 @@ def _stepped(events: list[HubEvent]) -> ShipmentRecord | None:
     for n, event in enumerate(events):
         result = merge_step(TRADE_SHIPMENT, stored, [(n, event)], STRICT, resend_on_replay=False)
         if result.write is not None:
-            stored = Stored(result.write.state, result.write.record)
+            stored = Stored(result.write.state, result.write.record, whole=result.write.whole)
     return stored.record if stored is not None else None
 
 

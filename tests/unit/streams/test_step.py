@@ -5,6 +5,7 @@ ends where one step ends, and a refusal is dead-lettered once, when it first app
 from __future__ import annotations
 
 import random
+from unittest.mock import patch
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from schemas.events import CarrierReference, HubEvent
 from schemas.record import ShipmentRecord
 from streams.clock import deadline
-from streams.codec import encode_entry, encode_event, encode_head, encode_status, entry_key
+from streams.codec import encode_entry, encode_event, encode_head, encode_state, encode_status, entry_key
 from streams.copies import Copy
 from streams.merge import ShipmentState, apply_all, project
 from streams.outbound import claim_messages, settlement_messages
@@ -28,6 +29,7 @@ from streams.references import (
     register_messages,
     registrations,
 )
+from streams import step as step_module
 from streams.step import NOT_ENTITLED, StepResult, Stored, merge_step
 
 from ..builders import AUTHORITY, SHIPMENT, booking_doc, hub_event, settlement_doc, tracking_doc
@@ -56,7 +58,7 @@ def after(stored: Stored | None, result: StepResult[int], warm: bool, store: dic
     key = write.state.shipment_id.encode()
     store.update(write.puts(key))
     if warm:
-        return Stored(write.state, write.record, write.registrations)
+        return Stored(write.state, write.record, write.registrations, write.whole)
     return Stored.decode(store[key], lambda event_key: store.get(entry_key(key, event_key)))
 
 
@@ -112,14 +114,27 @@ def version_of(status: bytes) -> int:
 @PROPERTY
 @given(events=journeys, data=st.data())
 def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[HubEvent], data: st.DataObject) -> None:
+    # the state stored whole throughout (the default bound, far above these journeys), as a head and entries from
+    # the first version (0), or split on the way, at a point that depends on the order
+    bound = data.draw(st.sampled_from([step_module.SPLIT_STATE_BYTES, 0, 6_000]), label="split state bytes")
+    with patch.object(step_module, "SPLIT_STATE_BYTES", bound):
+        _any_split_ends_where_one_step_ends(events, data, bound)
+
+
+def _any_split_ends_where_one_step_ends(events: list[HubEvent], data: st.DataObject, bound: int) -> None:
     items = arrivals(data, events)
     whole = step(None, items)
     assert whole.write is not None
     expected_state = apply_all(ShipmentState(PROP_SHIPMENT), events)
     expected = project(expected_state, AUTHORITY)
     assert whole.write.state == expected_state and whole.write.record == expected
-    assert whole.write.encoded == encode_head(expected_state)
-    assert dict(whole.write.entries) == {key: encode_entry(expected_state, key) for key in expected_state.copies}
+    if whole.write.whole:
+        assert whole.write.encoded == encode_state(expected_state) and len(whole.write.encoded) <= bound
+        assert whole.write.entries == ()
+    else:
+        assert len(encode_state(expected_state)) > bound
+        assert whole.write.encoded == encode_head(expected_state)
+        assert dict(whole.write.entries) == {key: encode_entry(expected_state, key) for key in expected_state.copies}
     assert [refusal.source for refusal in whole.refusals] == [
         max(n for n, event in items if event.key == key) for key in [r.event for r in expected.rejected if r.kind == NOT_ENTITLED]
     ]  # one step from nothing: each refused event once, with the bytes it came in
@@ -172,9 +187,15 @@ def test_any_split_of_a_batch_into_steps_ends_where_one_step_ends(events: list[H
 
     assert stored is not None and previous is not None
     assert stored.state == expected_state and previous == expected
-    # the store holds the same bytes under the same keys whatever the split and order: each version wrote its head
-    # and the entries it changed, and the entries it did not write are still right
-    assert store == dict(whole.write.puts(PROP_SHIPMENT.encode()))
+    # With the state whole throughout, or split from the first version, the store holds the same bytes under the same
+    # keys whatever the split and order: a split version wrote its head and the entries it changed, and the entries it
+    # did not write are still right. Split on the way, it holds the same state (read back above); it is split if
+    # the state ever passed the bound (a retraction may make it smaller again), whole otherwise.
+    if bound in (0, step_module.SPLIT_STATE_BYTES):
+        assert store == dict(whole.write.puts(PROP_SHIPMENT.encode()))
+    elif not whole.write.whole:
+        assert store == dict(whole.write.puts(PROP_SHIPMENT.encode()))  # split by then, whatever the order
+    event(f"stored {'whole' if whole.write.whole else 'split'} at bound {bound}")
     assert previous.model_dump_json() == expected.model_dump_json()
     statuses = [version_of(result.status) for result in results if result.status is not None]
     assert statuses == sorted(set(statuses)), "a version was emitted twice or out of order"
@@ -298,9 +319,11 @@ def test_the_first_booking_registers_its_references_and_sets_the_deadline() -> N
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (0, 2, 1), (2, 1, 0), (1, 2, 0)])
-def test_a_charge_corrected_in_any_order_is_stored_with_its_earlier_copy(order: tuple[int, ...]) -> None:
+def test_a_charge_corrected_in_any_order_is_stored_with_its_earlier_copy(order: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     """The money keeps what a corrected charge used to be (ShipmentState.superseded) in the charge's entry: an earlier
-    copy that arrives after its correction changes that entry alone, and the step writes it."""
+    copy that arrives after its correction changes that entry alone, and the step writes it (the state split from
+    its first version)."""
+    monkeypatch.setattr(step_module, "SPLIT_STATE_BYTES", 0)
     charge = settlement_doc([("FRT", "100.00", "USD")], leg=1)
     corrected = {**settlement_doc([("FRT", "120.00", "USD")], leg=1), "revised_at": "2026-03-03T00:00:00Z"}
     events = [hub_event(doc) for doc in (booking_doc(), charge, corrected)]

@@ -16,7 +16,9 @@ from connectors.carriers import Carrier, CarrierRegistry, kafka_signature_header
 from hubconf import topics as topic_names
 from hubconf.topics import Topics
 from runtime.api import MemoryStore, Out, Record
+from streams import step as step_module
 from streams.codec import encode_entry, encode_event, encode_head, encode_state, entry_key, is_whole, read_state
+from streams.step import SPLIT_STATE_BYTES
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, project
 from worker import stages
@@ -191,23 +193,32 @@ def test_the_store_wins_over_the_warm_cache_when_another_worker_wrote_the_shipme
     assert (hub.counters.warm_hits, hub.counters.warm_misses) == (0, 1)
 
 
-def test_a_state_stored_whole_is_read_and_its_next_version_writes_every_entry() -> None:
-    """The layout before 2026-12-05 (the state whole under the shipment's key): read as it is, and the next version
-    writes the head and the entry of every event, not only of the one it took in."""
+@pytest.mark.parametrize("split_at", [SPLIT_STATE_BYTES, 0])
+def test_a_state_stored_whole_stays_whole_while_small_and_else_writes_every_entry(split_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipment stored whole (under its key alone) is read as it is; its next version stores it whole again while
+    it is small, else writes the head and the entry of every event, not only of the one it took in."""
+    monkeypatch.setattr(step_module, "SPLIT_STATE_BYTES", split_at)
     hub = Hub()
     earlier = apply_all(ShipmentState(SHIPMENT), [hub_event(booking_doc()), hub_event(tracking_doc("departed", occurred=25))])
     hub.shipments.put(SHIPMENT.encode(), encode_state(earlier))
     hub.merged(hub.event(tracking_doc("arrived", leg=1, occurred=30)))
-    assert not is_whole(hub.shipments.get(SHIPMENT.encode()) or b"")
-    assert len(hub.shipments.data) == 1 + 3  # the head and the three events' entries
-    assert stored_state(hub) == apply_all(earlier, [hub_event(tracking_doc("arrived", leg=1, occurred=30))])
+    later = apply_all(earlier, [hub_event(tracking_doc("arrived", leg=1, occurred=30))])
+    assert stored_state(hub) == later
+    if split_at:
+        assert hub.shipments.data == {SHIPMENT.encode(): encode_state(later)}
+    else:
+        assert not is_whole(hub.shipments.get(SHIPMENT.encode()) or b"")
+        assert len(hub.shipments.data) == 1 + 3  # the head and the three events' entries
 
 
-def test_a_version_writes_its_head_and_only_the_entries_it_changes() -> None:
+def test_a_state_split_once_large_writes_its_head_and_only_the_entries_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(step_module, "SPLIT_STATE_BYTES", 12_000)
     hub = Hub()
     hub.merged(hub.event(booking_doc()))
-    for hour in range(30):  # a shipment that holds many reports
+    assert len(hub.shipments.data) == 1  # small: whole
+    for hour in range(30):  # a shipment that holds many reports: past the bound on the way, warm throughout
         hub.merged(hub.event(tracking_doc("departed", leg=1, occurred=25 + hour, event_id=f"report-{hour}")))
+    assert not is_whole(hub.shipments.get(SHIPMENT.encode()) or b"") and len(hub.shipments.data) == 1 + 31
     writes: list[bytes] = []
     put = hub.shipments.put
     hub.shipments.put = lambda key, value: (writes.append(key), put(key, value))[-1]  # type: ignore[method-assign]
@@ -215,6 +226,7 @@ def test_a_version_writes_its_head_and_only_the_entries_it_changes() -> None:
     arrived = hub_event(tracking_doc("arrived", leg=1, occurred=80)).key
     assert writes == [entry_key(SHIPMENT.encode(), arrived), SHIPMENT.encode()]
     assert stored_state(hub).version == 32
+    assert (hub.counters.warm_hits, hub.counters.warm_misses) == (31, 0)
 
 
 def test_delivery_clears_the_deadline() -> None:

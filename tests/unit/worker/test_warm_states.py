@@ -11,7 +11,7 @@ from ..builders import AUTHORITY
 
 def warm(shipment_id: str) -> Warm:
     state = ShipmentState(shipment_id)
-    return Warm(state, project(state, AUTHORITY), [])
+    return Warm(state, project(state, AUTHORITY), [], True)
 
 
 def test_a_cached_state_is_served_only_while_the_table_holds_the_bytes_it_came_from() -> None:
