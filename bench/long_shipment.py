@@ -10,10 +10,11 @@ Each report is taken in alone, as the worker takes a single event: `streams.step
 (the previous step's state, record and registrations), as worker.stages.MergeHandler calls it.
 
 Printed per window (from one mark to the next): the events the state holds at its end, the state whole (as
-`streams.codec.encode_state` would write it, for comparison), its stored head, the bytes the window's last version
-wrote (its head and the entries it changed: streams.codec), the status message's size, and the CPU per version over
+`streams.codec.encode_state` would write it, for comparison), the value stored under the shipment's key (the state
+whole while it is small, else its head: streams.step.SPLIT_STATE_BYTES), the bytes the window's last version wrote
+(that value and the entries it changed), the status message's size, and the CPU per version over
 the window (one `process_time` pair per window, collector off); the ratio is against the first window, measured in
-the same run. The run stops where the head or the status message would pass `hubconf.topics.MAX_OUTPUT_BYTES`:
+the same run. The run stops where the value under the key or the status message would pass `hubconf.topics.MAX_OUTPUT_BYTES`:
 there the worker sets aside (`too_large`) every further event that would grow it.
 """
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(
-        f"{'reports':>8} {'events held':>11} {'whole KiB':>10} {'head KiB':>9} {'written KiB':>11} {'status KiB':>10} "
+        f"{'reports':>8} {'events held':>11} {'whole KiB':>10} {'at key KiB':>10} {'written KiB':>11} {'status KiB':>10} "
         f"{'us/version':>11} {'ratio':>6}"
     )
     gc.collect()
@@ -112,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                 assert stored is not None
                 whole = len(encode_state(stored.state))  # outside the timed step
                 print(
-                    f"{taken:>8,} {len(stored.state.copies):>11,} {whole / 1024:>10.1f} {head_bytes / 1024:>9.1f} "
+                    f"{taken:>8,} {len(stored.state.copies):>11,} {whole / 1024:>10.1f} {head_bytes / 1024:>10.1f} "
                     f"{written_bytes / 1024:>11.1f} {status_bytes / 1024:>10.1f} {per:>11.1f} {per / first:>6.2f}",
                     flush=True,
                 )
                 window, spent = 0, 0.0
             if over:
                 print(
-                    f"[long_shipment] the stored head or the status passed MAX_OUTPUT_BYTES ({MAX_OUTPUT_BYTES:,}) at {taken:,} reports: "
+                    f"[long_shipment] the value under the shipment's key or the status passed MAX_OUTPUT_BYTES ({MAX_OUTPUT_BYTES:,}) at {taken:,} reports: "
                     "the worker sets aside every further event that would grow it (too_large)"
                 )
                 break

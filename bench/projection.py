@@ -6,9 +6,9 @@ Replays the workload (bench/workload.py) in publish-order batches of MMHUB_BATCH
 sees them, with every shipment's state and record kept warm between versions (no decode of stored state: a warm
 shipment is never decoded). Per version it times, in CPU seconds of this thread: the record of the new state
 (`streams.projection.advance` from the previous record, or with `--full` a `streams.merge.project` from
-scratch), `encode_state` (what the version stores: its head and the entries of the events whose copies it changed,
-streams.codec) and `encode_status`; and, apart, `decode_state` of the state it stored (its head and every entry),
-which only a cold shipment pays. `encode_status` writes the records of the replay, in their order, as the worker does: each
+scratch), `encode_state` (what the version stores: `streams.step.stored_values`, the state whole while it is
+small) and `encode_status`; and, apart, `decode_state` of the state as stored from scratch, which only a cold
+shipment pays. `encode_status` writes the records of the replay, in their order, as the worker does: each
 version once, the version it was made from written before it (streams.codec reuses the JSON of the parts they
 share). The versions are made first; then each stage runs over all of them under one pair of
 `process_time` readings (a timer call per version would cost more than some stages). Every final record is checked
@@ -31,7 +31,8 @@ from bench.workload import AUTHORITY, DEFAULT_EVENTS_PER_SHIPMENT, DEFAULT_SHIPM
 from hubconf.settings import Settings
 from schemas.events import HubEvent
 from schemas.record import ShipmentRecord
-from streams.codec import Rejection, decode_event, decode_stored, encode_entry, encode_head, encode_status
+from streams.codec import Rejection, decode_event, decode_stored, encode_status
+from streams.step import stored_values
 from streams.copies import Copy
 from streams.merge import ShipmentState, absorb_copies, project
 
@@ -83,21 +84,20 @@ def timed(versions: list[Version], made: list[ShipmentRecord], record_of: Record
     records = [record_of(*version) for version in versions]
     spent["record"] = clock() - start
     del records  # freed outside the timed stages (the records written below are the replay's own)
+    whole: dict[str, bool] = {}  # per shipment: stored whole so far
     start = clock()
     for _, before, after, new_copies in versions:
-        encode_head(after)
-        for key in {copy.event.key for copy in new_copies}:
-            if after.copies.get(key) is not before.copies.get(key) or after.superseded.get(key) is not before.superseded.get(key):
-                encode_entry(after, key)
+        whole[after.shipment_id] = stored_values(whole.get(after.shipment_id, True), before, after, new_copies)[2]
     spent["encode_state"] = clock() - start
-    stored = [(encode_head(after), {key: encode_entry(after, key) for key in after.copies}) for _, _, after, _ in versions]
+    stored = [stored_values(True, ShipmentState(after.shipment_id), after, ())[:2] for _, _, after, _ in versions]
+    readable = [(value, dict(entries)) for value, entries in stored]
     start = clock()
     for record, (_, _, _, new_copies) in zip(made, versions):
         encode_status(record, new_copies)
     spent["encode_status"] = clock() - start
     start = clock()
-    for head, entries in stored:
-        decode_stored(head, entries.get)
+    for value, entries in readable:
+        decode_stored(value, entries.get)
     spent["decode_state"] = clock() - start
     gc.enable()
     return spent

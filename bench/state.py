@@ -16,7 +16,7 @@ One namespace `state-<stamp>-<pid>` per run (topics, the stages' consumer groups
             server.properties; aiokafka 0.14 has no DescribeLogDirs), their committed records (read back
             read_committed: end offsets would count transaction markers too) and per 1,000 events, the worker's
             VmRSS/VmHWM from /proc before and after loading, and the average stored state
-            (streams.codec: the head and every entry) of a sample of shipments computed offline; all per shipment and per
+            (as streams.step stores it) of a sample of shipments computed offline; all per shipment and per
             100,000 shipments (scaled linearly when N differs, and labelled so).
   restart   per kind: stop the worker (warm: SIGTERM, same data dir; kill9: SIGKILL, same data dir; cold: SIGTERM,
             then the data dir is emptied so the stores are rebuilt from the changelogs), start a new one on the same
@@ -72,7 +72,9 @@ from bench.pipeline import (
 from bench.workload import AUTHORITY, ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
 from connectors.kafka import publish
 from hubconf.settings import Settings
-from streams.codec import Rejection, decode_event, encode_entry, encode_head
+from hubconf.topics import MAX_OUTPUT_BYTES
+from streams.codec import Rejection, decode_event, encode_entry, encode_head, encode_state
+from streams.step import SPLIT_STATE_BYTES
 from streams.merge import ShipmentState, absorb, fold
 from hubconf.topics import TABLES
 
@@ -398,15 +400,22 @@ def make_probes(workload: Workload, count: int, seed: int, template: Path) -> li
 
 
 def stored_state_sizes(shipments: int, events_per_shipment: int, seed: int, template: Path, sample: int) -> float:
-    """Average bytes stored of `sample` shipments with `events_per_shipment` events (offline, pure path): the head
-    and every event's entry (streams.codec)."""
+    """Average bytes stored of `sample` shipments with `events_per_shipment` events (offline, pure path): the state
+    whole while it is small, else its head and every event's entry (streams.step.SPLIT_STATE_BYTES)."""
     workload = generate(min(sample, shipments), events_per_shipment, "grouped", seed, template)
     per_key: dict[bytes, list[Any]] = {}
     for key, line in zip(workload.keys, workload.lines):
         per_key.setdefault(key, []).append(_decode(line))
     states = [absorb(ShipmentState(k.decode()), events)[0] for k, events in per_key.items()]
-    sizes = [len(encode_head(state)) + sum(len(encode_entry(state, key)) for key in state.copies) for state in states]
+    sizes = [_stored_bytes(state) for state in states]
     return sum(sizes) / len(sizes)
+
+
+def _stored_bytes(state: ShipmentState) -> int:
+    whole = len(encode_state(state))
+    if whole <= min(SPLIT_STATE_BYTES, MAX_OUTPUT_BYTES):
+        return whole
+    return len(encode_head(state)) + sum(len(encode_entry(state, key)) for key in state.copies)
 
 
 class Run:
@@ -654,7 +663,7 @@ def report(run: Run, workload: Workload, state_k: float, state_15: float | None,
         print(f"{name:<{width}}  {total:>11}  {one:>12}  {hundred}")
     print()
     k = workload.events_per_shipment
-    print(f"stored state per shipment (streams.codec head and entries, offline, sample of shipments): "
+    print(f"stored state per shipment (streams.codec, as streams.step stores it; offline, sample of shipments): "
           f"{human_bytes(state_k)} at {k} events/shipment")
     merge_dbs = run.running_rocksdb.get("merge")
     if state_15 is not None:

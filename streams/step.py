@@ -212,12 +212,21 @@ def _write(
     record: ShipmentRecord,
     registers: Registered,
 ) -> Write:
-    """What the step stores: the state whole while it was whole and is small; else the head and the entries of the
-    events whose copies changed (every entry, the first time it is split). Once split, a shipment stays split."""
-    if stored is None or stored.whole:
+    encoded, entries, whole = stored_values(stored is None or stored.whole, before, state, new_copies)
+    return Write(encoded, deadline, state, record, registers, entries, whole)
+
+
+def stored_values(
+    was_whole: bool, before: ShipmentState, state: ShipmentState, new_copies: Sequence[Copy]
+) -> tuple[bytes, tuple[tuple[str, bytes], ...], bool]:
+    """What a version stores of `state` (which took `new_copies` in since `before`, stored whole if `was_whole`): the
+    value under the shipment's key, the entries (event key, bytes) it writes, and whether that value is the state
+    whole. Whole while it was whole and is small; else the head and the entries of the events whose copies changed
+    (every entry, the first time it is split). Once split, a shipment stays split."""
+    if was_whole:
         whole = encode_state(state)
         if len(whole) <= min(SPLIT_STATE_BYTES, topic_names.MAX_OUTPUT_BYTES):  # never a value the broker refuses
-            return Write(whole, deadline, state, record, registers)
+            return whole, (), True
         rewritten: Iterable[str] = sorted(state.copies.keys() | state.superseded.keys())
     else:  # the events whose winning copy or superseded copies changed
         rewritten = sorted(
@@ -226,8 +235,7 @@ def _write(
             if state.copies.get(key) is not before.copies.get(key)
             or state.superseded.get(key) is not before.superseded.get(key)
         )
-    entries = tuple((key, encode_entry(state, key)) for key in rewritten)
-    return Write(encode_head(state), deadline, state, record, registers, entries, whole=False)
+    return encode_head(state), tuple((key, encode_entry(state, key)) for key in rewritten), False
 
 
 def _record_of(stored: Stored, authority: Authority) -> ShipmentRecord:
