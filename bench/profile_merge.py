@@ -80,6 +80,7 @@ STAGES = (
     "claim_messages",
     "registered",
     "changed",
+    "encode_state",
     "encode_head",
     "encode_entry",
     "encode_status",

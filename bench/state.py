@@ -72,9 +72,8 @@ from bench.pipeline import (
 from bench.workload import AUTHORITY, ORDERS, TEMPLATE, Workload, _shipment_events, _template, generate
 from connectors.kafka import publish
 from hubconf.settings import Settings
-from hubconf.topics import MAX_OUTPUT_BYTES
-from streams.codec import Rejection, decode_event, encode_entry, encode_head, encode_state
-from streams.step import SPLIT_STATE_BYTES
+from streams.codec import Rejection, decode_event
+from streams.step import stored_values
 from streams.merge import ShipmentState, absorb, fold
 from hubconf.topics import TABLES
 
@@ -412,10 +411,9 @@ def stored_state_sizes(shipments: int, events_per_shipment: int, seed: int, temp
 
 
 def _stored_bytes(state: ShipmentState) -> int:
-    whole = len(encode_state(state))
-    if whole <= min(SPLIT_STATE_BYTES, MAX_OUTPUT_BYTES):
-        return whole
-    return len(encode_head(state)) + sum(len(encode_entry(state, key)) for key in state.copies)
+    """What the merge stores of `state` from scratch (streams.step.stored_values): the value and its entries."""
+    value, entries, _ = stored_values(True, ShipmentState(state.shipment_id), state, ())
+    return len(value) + sum(len(entry) for _, entry in entries)
 
 
 class Run:

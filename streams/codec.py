@@ -196,10 +196,10 @@ def _types_in(annotation: object) -> set[type]:
 # there and one entry per event under `entry_key` (once it has passed streams.step.SPLIT_STATE_BYTES, for good): the
 # head holds the shipment id, the fingerprints of every copy seen, the events' keys and the release the hub issued;
 # an entry holds an event's winning copy and the money's copies it superseded. A split shipment's version writes its
-# head and the entries of the events whose copies it changed, not the whole state again: what it writes no longer
-# grows with every event the shipment holds, and no single stored value holds them all (a message is limited to
-# MAX_OUTPUT_BYTES; the state whole passed it at about 1,700 tracking reports, bench.long_shipment). The head still
-# grows with the events (their fingerprints and keys). `decode_stored` reads either.
+# head and the entries of the events whose copies it changed, not the whole state again: what it writes grows with
+# the events only by their fingerprints and keys in the head (about 72 bytes an event against about 590 whole), and
+# no single stored value holds every event (a message is limited to MAX_OUTPUT_BYTES; the state whole passed it at
+# about 1,700 tracking reports, bench.long_shipment). `decode_stored` reads either.
 
 ENTRY_SEPARATOR = b"\x00"  # never in a shipment id (schemas.identifiers.ShipmentId), so no entry is another's head
 

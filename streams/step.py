@@ -179,7 +179,8 @@ def merge_step(
     references: list[Keyed] = register_messages(changed(said, registers)) if record.booking is not None else []
     due = deadline(record)
     return StepResult(
-        _write(stored, before, state, new_copies, due.isoformat().encode() if due is not None else None, record, registers),
+        # under at-least-once (resend_on_replay) a checkpoint's writes are not atomic: see stored_values
+        _write(stored, before, state, new_copies, due.isoformat().encode() if due is not None else None, record, registers, not resend_on_replay),
         # under exactly-once a copy that came again was carried by the version that took it in, committed with the
         # state: carrying it once more would only count it twice downstream
         encode_status(record, new_copies + resent if resend_on_replay else new_copies),
@@ -197,9 +198,10 @@ def merge_step(
 # head and one entry per event, of which a version writes the head and the entries it changed (streams.codec). Whole,
 # a version writes one value, one changelog record: at the bench's shapes (3 to 15 events a shipment, 3 to 10 KiB)
 # that is cheaper than a head and its entries (bench.state: 1,041 changelog records per 1,000 events against 2,040,
-# a cold restore 3.7 s against 5.1; 2026-12-05). Split, what a version writes no longer grows with every event the
-# shipment holds (bench.long_shipment), and no stored value holds them all, so a long shipment is no longer bounded
-# by what one message may hold (MAX_OUTPUT_BYTES), only by its head.
+# a cold restore 3.7 s against 5.1; 2026-12-05). Split, what a version writes grows by about 72 bytes an event the
+# shipment holds (its head) instead of about 590 (bench.long_shipment: 72 KiB a version at 1,020 events against 588),
+# and no stored value holds every event, so one message (MAX_OUTPUT_BYTES) bounds the head and the record (which
+# lists every refused event), not the state. Only under exactly-once: see stored_values.
 SPLIT_STATE_BYTES = 64 * 1024
 
 
@@ -211,21 +213,28 @@ def _write(
     deadline: bytes | None,
     record: ShipmentRecord,
     registers: Registered,
+    atomic: bool,
 ) -> Write:
-    encoded, entries, whole = stored_values(stored is None or stored.whole, before, state, new_copies)
+    encoded, entries, whole = stored_values(stored is None or stored.whole, before, state, new_copies, atomic=atomic)
     return Write(encoded, deadline, state, record, registers, entries, whole)
 
 
 def stored_values(
-    was_whole: bool, before: ShipmentState, state: ShipmentState, new_copies: Sequence[Copy]
+    was_whole: bool, before: ShipmentState, state: ShipmentState, new_copies: Sequence[Copy], *, atomic: bool = True
 ) -> tuple[bytes, tuple[tuple[str, bytes], ...], bool]:
     """What a version stores of `state` (which took `new_copies` in since `before`, stored whole if `was_whole`): the
     value under the shipment's key, the entries (event key, bytes) it writes, and whether that value is the state
     whole. Whole while it was whole and is small; else the head and the entries of the events whose copies changed
-    (every entry, the first time it is split). Once split, a shipment stays split."""
+    (every entry, the first time it is split). Once split, a shipment stays split.
+
+    `atomic`: the store's writes reach its changelog all or none (exactly-once checkpoints). Without it (at least
+    once) a failed checkpoint may leave part of its records in the changelog, where a head without the entries it
+    names would make the shipment unreadable after a restore: a state that was whole stays whole up to what one
+    message may hold (the bound before 2026-12-05); only one split under exactly-once stays split."""
     if was_whole:
         whole = encode_state(state)
-        if len(whole) <= min(SPLIT_STATE_BYTES, topic_names.MAX_OUTPUT_BYTES):  # never a value the broker refuses
+        bound = min(SPLIT_STATE_BYTES, topic_names.MAX_OUTPUT_BYTES) if atomic else topic_names.MAX_OUTPUT_BYTES
+        if len(whole) <= bound or not atomic:  # never split without atomic writes (too large: set aside by the caller)
             return whole, (), True
         rewritten: Iterable[str] = sorted(state.copies.keys() | state.superseded.keys())
     else:  # the events whose winning copy or superseded copies changed

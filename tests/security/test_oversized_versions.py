@@ -18,11 +18,13 @@ import orjson
 import pytest
 
 from hubconf import topics as topic_names
+from runtime.api import Out
+from streams import step as step_module
 from streams.codec import MAX_EVENT_BYTES
 from streams.merge import ShipmentState, apply_all
 
 from tests.security.merging import TOPICS, Merge, sscc
-from tests.unit.builders import SHIPMENT, booking_doc, hub_event, tracking_doc
+from tests.unit.builders import SHIPMENT, booking_doc, hub_event, settlement_doc, tracking_doc
 
 BROKER_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default max.message.bytes, which the status topic keeps
 
@@ -94,3 +96,26 @@ def test_the_stage_goes_on_for_the_same_shipment_and_every_other() -> None:
     first = orjson.loads(next(out.value for out in statuses if out.key == SHIPMENT.encode()) or b"{}")
     assert first["record"]["legs"][0]["status"] == "departed"
     assert datetime.fromisoformat(first["record"]["legs"][0]["departure"]["actual"]).tzinfo is not None
+
+
+def test_a_charge_revised_again_and_again_cannot_grow_its_entry_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split state's entry holds an event's winning copy and, for the money, every copy it superseded: a carrier
+    revising one large charge again and again grows that one stored value. The revision that would take it past
+    the bound is set aside (too_large) like any event whose version cannot fit; the status message stays well below.
+    (Split from the first version, and the bound lowered to 35,000 bytes: each revision of this charge adds 8.4 KB.)"""
+    monkeypatch.setattr(step_module, "SPLIT_STATE_BYTES", 0)
+    monkeypatch.setattr(topic_names, "MAX_OUTPUT_BYTES", 35_000)
+    merge = Merge()
+    merge(merge.records(booking_doc()))
+    lines = [("FRT", f"{100 + n}.00", "USD") for n in range(100)]
+    revisions = [{**settlement_doc(lines, leg=1), "revised_at": f"2026-03-0{3 + n}T00:00:00Z"} for n in range(5)]
+    outs = [out for doc in revisions for out in merge(merge.records(doc))]
+
+    assert max(len(out.value or b"") for out in outs if out.topic != TOPICS.dlq) < 30_000  # the status is not what hits it
+    assert codes_of(outs) == [b"too_large"]
+    assert max(len(value) for _, value in merge.stores["shipments"].items()) <= topic_names.MAX_OUTPUT_BYTES
+    assert merge.state() == apply_all(ShipmentState(SHIPMENT), [hub_event(doc) for doc in [booking_doc(), *revisions[:4]]])
+
+
+def codes_of(outs: list[Out]) -> list[bytes]:
+    return [dict(out.headers)[topic_names.DLQ_CODE] for out in outs if out.topic == TOPICS.dlq]

@@ -362,3 +362,20 @@ def test_the_event_a_report_forwards_names_where_it_came_in() -> None:
     assert request.topic == TOPICS.references and headers(request)[topic_names.ORIGIN] == report.where.encode()
     assert hub.counters.forwarded == 1 and hub.shipments.data == {}
 
+
+
+@pytest.mark.parametrize("resend_on_replay", [False, True])
+def test_under_at_least_once_a_state_stays_whole(resend_on_replay: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At least once, a failed checkpoint may leave part of its store writes in the changelog, and a head without
+    the entries it names could not be read after a restore: the state is stored whole (up to what one message may
+    hold, as before 2026-12-05). Exactly once (the default), the same bound splits it."""
+    monkeypatch.setattr(step_module, "SPLIT_STATE_BYTES", 0)
+    hub = Hub(resend_on_replay=resend_on_replay)
+    hub.merged(hub.event(booking_doc()))
+    hub.merged(hub.event(tracking_doc("departed", leg=1, occurred=25)))
+    stored = hub.shipments.get(SHIPMENT.encode()) or b""
+    if resend_on_replay:
+        assert list(hub.shipments.data) == [SHIPMENT.encode()] and is_whole(stored)
+    else:
+        assert not is_whole(stored) and len(hub.shipments.data) == 1 + 2
+    assert stored_state(hub).version == 2
