@@ -502,7 +502,7 @@ class MergeHandler:
             if len(items) > 1:  # one at a time: only the events that cannot fit are set aside
                 return [out for item in items for out in self.merge(shipment_id, [item], shipments, deadlines)]
             reason = (
-                f"with this event shipment {shipment_id}'s record or its status message would be {largest} bytes; "
+                f"with this event shipment {shipment_id}'s status message or what it stores would be {largest} bytes; "
                 f"a message is limited to {topic_names.MAX_OUTPUT_BYTES}: the shipment goes on without it"
             )
             return [self.dead_letters(items[0][0], Rejection("too_large", reason))]

@@ -23,6 +23,7 @@ from hubconf.settings import DEFAULT_PARTIES, Settings
 from schemas.record import ShipmentRecord
 from streams.codec import Rejection, decode_event
 from streams.merge import fold
+from tests.security.merging import sscc
 
 JOURNEY = Path(__file__).resolve().parents[2] / "examples" / "journey.jsonl"
 JOURNEY_ID = "SHP-2026-000042"
@@ -32,6 +33,15 @@ AUTHORITY = load_parties(DEFAULT_PARTIES).authority()  # the registry the test h
 def journey_lines(shipment_id: str = JOURNEY_ID) -> list[bytes]:
     """The example journey, re-addressed to `shipment_id` (so one test can run many shipments)."""
     return [line.replace(JOURNEY_ID.encode(), shipment_id.encode()) for line in read_jsonl(JOURNEY)]
+
+
+def packed_report(event_id: str, packages: int, first_serial: int) -> bytes:
+    """A valid report of the journey's first leg by its own carrier (its "t1-arr" event, with another id) listing
+    `packages` SSCCs from `first_serial`: about 21 bytes a package."""
+    doc = orjson.loads(next(line for line in journey_lines() if b'"t1-arr"' in line))
+    doc["event_id"] = event_id
+    doc["payload"]["ssccs"] = [sscc(first_serial + serial) for serial in range(packages)]
+    return orjson.dumps(doc)
 
 
 def offline(lines: list[bytes]) -> dict[str, ShipmentRecord]:

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import shutil
 
-import orjson
 import pytest
 
 from connectors.kafka import publish
 from streams.codec import ENTRY_SEPARATOR, Rejection, decode_event, entry_key
 from streams.merge import ShipmentState, apply_all
 from streams.step import SPLIT_STATE_BYTES
-from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, projected_record, read_all, wait_for
-from tests.security.merging import sscc
+from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, packed_report, projected_record, read_all, wait_for
 from worker.stages import SHIPMENTS
 
 pytestmark = pytest.mark.integration
 
 
 def _report(number: int) -> bytes:
-    """A valid report of the journey's first leg by its own carrier, listing 500 packages: about 11 KB."""
-    doc = orjson.loads(next(line for line in journey_lines() if b'"t1-arr"' in line))
-    doc["event_id"] = f"packages-{number}"
-    doc["payload"]["ssccs"] = [sscc(number * 100_000 + serial) for serial in range(500)]
-    return orjson.dumps(doc)
+    """A report of the journey's first leg by its own carrier, listing 500 packages: about 11 KB."""
+    return packed_report(f"packages-{number}", 500, number * 100_000)
 
 
 async def test_a_split_shipment_is_restored_from_the_changelog_and_goes_on(hub, tmp_path) -> None:

@@ -13,18 +13,14 @@ import pytest
 
 from connectors.kafka import publish
 from hubconf import topics
-from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, projected_record, read_all, wait_for
-from tests.security.merging import sscc
+from tests.integration.hub import JOURNEY_ID, caught_up, journey_lines, offline, packed_report, projected_record, read_all, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _bloated(number: int) -> bytes:
     """A valid report of the journey's first leg by its own carrier, listing 11,000 packages: about 231 KB."""
-    doc = orjson.loads(next(line for line in journey_lines() if b'"t1-arr"' in line))
-    doc["event_id"] = f"bloat-{number}"
-    doc["payload"]["ssccs"] = [sscc(number * 100_000 + serial) for serial in range(11_000)]
-    return orjson.dumps(doc)
+    return packed_report(f"bloat-{number}", 11_000, number * 100_000)
 
 
 async def test_a_version_past_the_broker_s_limit_is_never_written_and_the_shipment_goes_on(hub) -> None:
