@@ -243,9 +243,9 @@ def decode_stored(raw: bytes, entry: Callable[[str], bytes | None]) -> ShipmentS
     """The state stored as `raw` under a shipment's key: a head, its entries read with `entry` (an event key to the
     bytes of its entry), or a state stored whole. Stored state was written by the hub itself: a missing entry or a
     failure here is a hub bug and raises."""
+    if is_whole(raw):
+        return decode_state(raw)
     document = orjson.loads(raw)
-    if "copies" in document:
-        return _whole_state(document)
     copies: dict[str, Copy] = {}
     superseded: dict[str, tuple[Copy, ...]] = {}
     for key in document["keys"]:
