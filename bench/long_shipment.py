@@ -14,7 +14,12 @@ Printed per window (from one mark to the next): the events the state holds at it
 whole while it is small, else its head: streams.step.SPLIT_STATE_BYTES), the bytes the window's last version wrote
 (that value and the entries it changed), the status message's size, and the CPU per version over
 the window (one `process_time` pair per window, collector off); the ratio is against the first window, measured in
-the same run. The run stops where the value under the key or the status message would pass `hubconf.topics.MAX_OUTPUT_BYTES`:
+the same run. And the cold read at the mark: every value the versions so far left in the store (the head or the state
+whole, and each entry) written to a new RocksDB, which is closed and opened again, then the CPU of one
+`streams.codec.read_state` from it, as a restored worker or the presumed-loss clock reads a shipment it does not
+hold warm (the state whole: one get and one decode; split: one get for the head and one for each entry); beside it,
+the CPU of decoding the same state from its whole form in memory (`decode_state`), what a read would cost with no
+store and no split. The run stops where the value under the key or the status message would pass `hubconf.topics.MAX_OUTPUT_BYTES`:
 there the worker sets aside (`too_large`) every further event that would grow it.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +39,9 @@ import orjson
 from bench.workload import AUTHORITY, TEMPLATE, _template
 from hubconf.topics import MAX_OUTPUT_BYTES
 from schemas.events import HubEvent
-from streams.codec import Rejection, decode_event, encode_state
+from rocksdict import Rdict
+
+from streams.codec import Rejection, decode_event, decode_state, encode_state, read_state
 from streams.step import Stored, merge_step
 
 SEA_MODE = 1  # UN/ECE Recommendation 19: maritime
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     shipment_id = booking["shipment_id"]
     marks = sorted({int(mark) for mark in args.marks.split(",") if mark.strip()} | {args.reports})
     stored: Stored | None = None
+    store: dict[bytes, bytes] = {}  # what the versions so far left in the shipments store
 
     def take(event: HubEvent) -> tuple[int, int, int]:
         nonlocal stored
@@ -72,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"event {event.key} made no version")
         write = result.write
         stored = Stored(write.state, write.record, write.registrations, write.whole)
+        store.update(write.puts(shipment_id.encode()))
         return len(write.encoded), len(write.encoded) + sum(len(entry) for _, entry in write.entries), len(result.status)
 
     for document in base:
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'reports':>8} {'events held':>11} {'whole KiB':>10} {'at key KiB':>10} {'written KiB':>11} {'status KiB':>10} "
-        f"{'us/version':>11} {'ratio':>6}"
+        f"{'us/version':>11} {'ratio':>6} {'cold read ms':>12} {'decode whole ms':>15}"
     )
     gc.collect()
     gc.disable()  # what is measured is the merge's work, not when the collector happens to run
@@ -111,10 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                 per = spent / window * 1e6
                 first = first or per
                 assert stored is not None
-                whole = len(encode_state(stored.state))  # outside the timed step
+                encoded = encode_state(stored.state)  # outside the timed step
+                whole = len(encoded)
+                cold = _cold_read(store, shipment_id, stored)
+                began = time.process_time()
+                decode_state(encoded)
+                in_memory = time.process_time() - began
                 print(
                     f"{taken:>8,} {len(stored.state.copies):>11,} {whole / 1024:>10.1f} {head_bytes / 1024:>10.1f} "
-                    f"{written_bytes / 1024:>11.1f} {status_bytes / 1024:>10.1f} {per:>11.1f} {per / first:>6.2f}",
+                    f"{written_bytes / 1024:>11.1f} {status_bytes / 1024:>10.1f} {per:>11.1f} {per / first:>6.2f} "
+                    f"{cold * 1e3:>12.2f} {in_memory * 1e3:>15.2f}",
                     flush=True,
                 )
                 window, spent = 0, 0.0
@@ -127,6 +143,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gc.enable()
     return 0
+
+
+def _cold_read(store: dict[bytes, bytes], shipment_id: str, stored: Stored) -> float:
+    """Seconds of CPU to read the shipment's state from a RocksDB holding `store`, opened afresh."""
+    with tempfile.TemporaryDirectory(prefix="long_shipment-") as directory:
+        db = Rdict(directory)
+        for key, value in store.items():
+            db[key] = value
+        db.close()
+        db = Rdict(directory)
+        try:
+            began = time.process_time()
+            state = read_state(db.get, shipment_id)
+            spent = time.process_time() - began
+        finally:
+            db.close()
+    if state is None or encode_state(state) != encode_state(stored.state):
+        raise SystemExit(f"the state read back from the store is not the one the last version made ({shipment_id})")
+    return spent
 
 
 if __name__ == "__main__":
