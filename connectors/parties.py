@@ -4,8 +4,9 @@ A reader authenticates with `Authorization: Bearer <token>`. The registry keeps 
 the file can be shared with operators without sharing access; a party may hold several tokens (rotation).
 What a party may then read of a shipment is decided by streams.sharing, never here.
 
-An MTO's entry also says which shipment ids are its own (`shipment_prefixes`) and the insurers it places cover with
-(`insurers`): the fold takes them as its `Authority` (streams.authority), so only the owner may book a shipment.
+An MTO's entry also says which shipment ids are its own (`shipment_prefixes`), the insurers it places cover with
+(`insurers`) and the banks whose documentary credits its shipments take (`banks`): the fold takes them as its
+`Authority` (streams.authority), so only the owner may book a shipment.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Party(Frozen):
     insurers: list[PartyId] = []
     rate_sources: list[PartyId] = []
     credit_terms: list[PartyId] = []
+    banks: list[PartyId] = []  # the banks whose documentary credits the MTO's shipments take (streams.credit)
     require_verified_parties: bool = False
     # e-invoices (streams.invoices): an MTO's tax verifiers and payout hold; any party's identifiers as a seller
     tax_verifiers: list[PartyId] = []
@@ -69,10 +71,16 @@ class PartyRegistry(Frozen):
         if len(hashes) != len(set(hashes)):
             raise ValueError("one token is registered for two parties or twice")
         for party in self.parties:
-            if (party.shipment_prefixes or party.insurers or party.rate_sources or party.credit_terms) and "mto" not in party.roles:
+            if (
+                party.shipment_prefixes or party.insurers or party.rate_sources or party.credit_terms or party.banks
+            ) and "mto" not in party.roles:
                 raise ValueError(
-                    f"{party.party_id} is not an MTO: it owns no shipment ids, places no cover and takes no rates"
+                    f"{party.party_id} is not an MTO: it owns no shipment ids, places no cover, takes no rates and no credits"
                 )
+            for bank in party.banks:
+                found = self.party(bank)
+                if found is None or "bank" not in found.roles:
+                    raise ValueError(f"{party.party_id} names {bank} as a bank, but the registry does not")
             for insurer in party.insurers:
                 found = self.party(insurer)
                 if found is None or "insurer" not in found.roles:
@@ -99,6 +107,7 @@ class PartyRegistry(Frozen):
                     p.require_verified_parties,
                     frozenset(p.tax_verifiers),
                     p.hold_payouts_until_invoice_verified,
+                    frozenset(p.banks),
                 )
                 for p in self.parties
                 if "mto" in p.roles

@@ -1,5 +1,5 @@
 """Who owns a shipment: the MTO whose registered shipment-id prefix the id starts with, the insurers it places
-cover with, and the publishers of exchange rates it takes. Data from the party registry, handed to the pure fold, so authority never comes from an event's
+cover with, the publishers of exchange rates it takes and the banks whose credits it takes. Data from the party registry, handed to the pure fold, so authority never comes from an event's
 timestamp or its arrival order.
 
 Prefixes of two MTOs may not overlap (neither may start with the other), so every shipment id has at most one owner.
@@ -28,6 +28,9 @@ class Operator:
     # waits for the carrier's invoices for its legs to be verified and matched
     tax_verifiers: frozenset[str] = frozenset()
     hold_payouts_until_invoice_verified: bool = False
+    # the banks whose documentary credits its shipments take (streams.credit): a credit's terms count only from one
+    # of them, as a policy counts only from an insurer it places cover with
+    banks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

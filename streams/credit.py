@@ -1,7 +1,10 @@
 """A documentary credit (信用证) and the basic UCP 600 checks of a presentation against the documents the hub holds.
 
-The terms count only from the issuing bank they name, registered as a `bank`; the commercial invoice only from its
-seller; a presentation from the beneficiary or a registered bank. The checks, each with its rule:
+The terms count only from the issuing bank they name, registered as a `bank` and listed among the banks whose credits
+the shipment's MTO takes (the registry's `banks`), and only for the shipment's own parties (its consignee applies
+for the credit, its shipper is the beneficiary; terms wait for the booking); terms from two banks are a conflict and
+neither counts. The commercial invoice counts only from its seller; a presentation from the beneficiary or the
+credit's issuing bank. The checks, each with its rule:
 
 - the shipment date (the transport document's date of issue, art. 19 a ii / 20 a ii) no later than the latest
   shipment date;
@@ -45,12 +48,33 @@ def letter_of_credit(
         rejected.append(Rejected(event=key, reason=reason, kind="not_entitled"))
 
     stated = []
+    operator = authority.operator(record.shipment_id)
+    buyer = record.consignee.party_id if record.consignee else None
+    seller = record.shipper.party_id if record.shipper else None
     for event in terms:
         bank = event.payload.issuing_bank
         if event.source != bank or not authority.has_role(bank, "bank"):
             refuse(event.key, f"only the issuing bank {bank}, registered as a bank, states the credit's terms, not {event.source}")
+        elif operator is None or bank not in operator.banks:
+            # the registry, not the event, says which banks' credits a shipment takes: a bank with no part in the
+            # shipment never attaches itself to it (and reads it) by stating a credit
+            owner = operator.mto if operator is not None else "that owns the shipment"
+            refuse(event.key, f"{bank} is not a bank whose credits the MTO {owner} takes")
+        elif buyer is None or seller is None:
+            continue  # waits for the booking, which names the shipment's consignee and shipper
+        elif (event.payload.applicant, event.payload.beneficiary) != (buyer, seller):
+            # a conflict, not a refusal of its sender: an amended booking may name these parties
+            reason = f"a credit of this shipment is applied for by its consignee {buyer} for its shipper {seller}"
+            rejected.append(Rejected(event=event.key, reason=reason))
         else:
             stated.append(event)
+    banks = sorted({event.payload.issuing_bank for event in stated})
+    if len(banks) > 1:
+        # which bank's credit it is, no event can settle by its time or its arrival: a bank that restates another
+        # bank's credit in its own name takes nothing over, and neither counts until one is retracted
+        reason = f"the credit's terms are stated by more than one bank ({', '.join(banks)}); none counts"
+        rejected += [Rejected(event=event.key, reason=reason) for event in stated]
+        stated = []
     latest = max(stated, key=lambda e: (e.occurred_at, e.key), default=None)
     sellers = [e for e in invoices if e.source == e.payload.seller]
     rejected += [
@@ -65,8 +89,12 @@ def letter_of_credit(
     for offer in presentations:
         if offer.payload.credit_number != credit.credit_number:
             rejected.append(Rejected(event=offer.key, reason=f"the shipment's credit is {credit.credit_number}"))
-        elif offer.source != credit.beneficiary and not authority.has_role(offer.source, "bank"):
-            refuse(offer.key, f"only the beneficiary {credit.beneficiary} or a bank presents under {credit.credit_number}")
+        elif offer.source not in (credit.beneficiary, credit.issuing_bank):
+            refuse(
+                offer.key,
+                f"only the beneficiary {credit.beneficiary} or the issuing bank {credit.issuing_bank} presents under "
+                f"{credit.credit_number}",
+            )
         else:
             presented.append(offer)
     invoice = max(
