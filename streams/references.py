@@ -12,6 +12,11 @@ Validity: containers are reused. A registration is valid from the booking or doc
 shipment completes (delivery, cancellation or rejection) plus a grace period for late reports. An event goes to
 the live registration that began most recently at or before it happened; failing that (it happened before any
 live registration began, such as an empty container picked up for the booking), to the one that begins first.
+Among the live registrations, those of shipments the event's source takes part in (each registration names the
+shipment's MTO, its legs' carriers, its shipper and consignee) come first: a party of one shipment that names
+another shipment's container or document in its own documents, dated later, does not draw that shipment's
+reports to its own. Not closed by this: a source that takes part in both shipments (an MTO may name any carrier
+in its booking), and an event that arrives while only the other shipment's registration is live.
 
 Resolution uses the registrations known when the event (or the registration) arrives, and is not revisited: an
 event for a container's next shipment that arrives while its previous shipment is still live in the hub goes
@@ -79,6 +84,9 @@ class Registration(Frozen):
     valid_from: UtcDatetime
     valid_until: UtcDatetime | None
     version: int
+    # who reports on the shipment (its MTO and its legs' carriers): an event from one of them resolves to this
+    # shipment before any other registration of the reference (empty: a book stored before this field)
+    parties: list[str] = []
 
     def covers(self, at: datetime) -> bool:
         return self.valid_until is None or at <= self.valid_until
@@ -135,6 +143,7 @@ class Registered:
     booked: bool
     places: list[Registration]
     identities: dict[str, tuple[CarrierReference, datetime]]
+    parties: tuple[str, ...] = ()
     # what `places` were worked out of (`_basis`): a later version with the same parts states them again
     basis: tuple[object, ...] = field(default=(), compare=False, repr=False)
 
@@ -147,7 +156,8 @@ class Registered:
         """Each event the carrier addressed by its references registers its identity, without end (an identity is
         never reused), so that a retraction naming only that identity finds the shipment."""
         return Registration.built(
-            reference=reference, shipment_id=self.shipment_id, leg=None, valid_from=since, valid_until=None, version=self.version
+            reference=reference, shipment_id=self.shipment_id, leg=None, valid_from=since, valid_until=None, version=self.version,
+            parties=list(self.parties),
         )
 
 
@@ -158,7 +168,7 @@ def registered(
     the copies of the events `taken` (their keys), when the caller has it; then only those events' identities are
     worked out again (an event's winning copy changes only when one of its copies is taken in)."""
     if record.booking is None or record.booking_set_by is None:  # nothing to register before the booking: its legs
-        return Registered(record.shipment_id, record.version, False, [], {})  # say who may report on what
+        return Registered(record.shipment_id, record.version, False, [], {}, _parties(record))  # say who may report on what
     if before is None or not before.booked:
         identities = {key: found for key, copy in state.copies.items() if (found := _identified(copy)) is not None}
     else:
@@ -176,13 +186,22 @@ def registered(
         places = [
             Registration.built(
                 reference=r.reference, shipment_id=r.shipment_id, leg=r.leg, valid_from=r.valid_from, valid_until=r.valid_until,
-                version=record.version,
+                version=record.version, parties=r.parties,
             )
             for r in before.places
         ]
     else:
         places = _places(state, record, until)
-    return Registered(record.shipment_id, record.version, True, places, identities, basis)
+    return Registered(record.shipment_id, record.version, True, places, identities, _parties(record), basis)
+
+
+def _parties(record: ShipmentRecord) -> tuple[str, ...]:
+    """Who reports on the shipment: its MTO, the carriers of its legs, its shipper and consignee (a handover)."""
+    found = {leg.carrier for leg in record.legs}
+    found.update(party.party_id for party in (record.shipper, record.consignee) if party is not None)
+    if record.responsible_operator is not None:
+        found.add(record.responsible_operator)
+    return tuple(sorted(found))
 
 
 def _basis(record: ShipmentRecord, until: datetime | None) -> tuple[object, ...]:
@@ -251,6 +270,7 @@ def _places(state: ShipmentState, record: ShipmentRecord, until: datetime | None
                 valid_from=since,
                 valid_until=until,
                 version=record.version,
+                parties=list(_parties(record)),
             )
         )
     return out
@@ -267,27 +287,29 @@ _identity = lru_cache(maxsize=1 << 16)(identity_reference)
 def changed(before: Registered | None, after: Registered) -> list[Registration]:
     """The registrations of `after` that say something `before` did not (the version alone does not count), in the
     order of `after.all()`: what a version sends. Only the identities whose entry changed are looked at (distinct
-    event keys have distinct identity references: a digest of the key)."""
+    event keys have distinct identity references: a digest of the key), unless the shipment's parties changed (a
+    booking amended to another carrier): each registration names them, so then every one says something new."""
     if not after.booked:
         return []
     if before is None or not before.booked:
         return after.all()
     said = {_said(r) for r in before.places}
     if any(r.reference.kind == "event" for r in after.places):  # a booking may name an event identity as a place
-        said |= {(reference_key(reference), None, since, None) for reference, since in before.identities.values()}
+        said |= {(reference_key(reference), None, since, None, before.parties) for reference, since in before.identities.values()}
     places = [r for r in after.places if _said(r) not in said]
     identities = []
+    parties_changed = before.parties != after.parties
     for key, found in after.identities.items():
-        if before.identities.get(key) != found:
+        if parties_changed or before.identities.get(key) != found:
             reference, since = found
-            if (reference_key(reference), None, since, None) not in said:
+            if (reference_key(reference), None, since, None, after.parties) not in said:
                 identities.append(after.identity(reference, since))
     return sorted(places + identities, key=_by_reference) if identities else places
 
 
-def _said(r: Registration) -> tuple[str, int | None, datetime, datetime | None]:
+def _said(r: Registration) -> tuple[object, ...]:
     """What a registration says, its version left out."""
-    return reference_key(r.reference), r.leg, r.valid_from, r.valid_until
+    return reference_key(r.reference), r.leg, r.valid_from, r.valid_until, tuple(r.parties)
 
 
 def _occurred(state: ShipmentState, event_key: str) -> datetime:
@@ -315,9 +337,14 @@ def _completed(state: ShipmentState, record: ShipmentRecord) -> datetime | None:
 # --- the book of one reference --------------------------------------------------------------------------------------
 
 
-def resolve(book: Book, at: datetime) -> Registration | None:
-    """The registration an event that happened `at` belongs to, if any (see the module docstring)."""
+def resolve(book: Book, at: datetime, source: str | None = None) -> Registration | None:
+    """The registration an event that happened `at` belongs to, if any (see the module docstring). An event from
+    `source` goes to a shipment `source` reports on, when one of the live registrations is such a shipment's: a
+    party of one shipment naming another shipment's container or document in its own documents (or booking) does
+    not draw that shipment's reports to its own."""
     live = [r for r in book.registrations if r.covers(at)]
+    if source is not None:
+        live = [r for r in live if source in r.parties] or live
     begun = [r for r in live if r.valid_from <= at]
     if begun:
         return max(begun, key=lambda r: (r.valid_from, r.shipment_id))
@@ -348,7 +375,7 @@ def _in_book_order(registration: Registration) -> tuple[datetime, str]:
 
 def request(book: Book, event: HubEvent, now: datetime, origin: str | None) -> tuple[Book, HubEvent | None]:
     """Resolve `event` now, or park it. The same copy is parked once however often it arrives."""
-    found = resolve(book, event.occurred_at)
+    found = resolve(book, event.occurred_at, event.source)
     if found is not None:
         return book, addressed(event, found.shipment_id)
     document = HUB_EVENT.dump_python(event, mode="json")
@@ -420,7 +447,7 @@ def _release(book: Book) -> tuple[Book, list[tuple[HubEvent, Parked]]]:
     waiting: list[Parked] = []
     for parked in book.parked:
         # the time the hub itself wrote (HUB_EVENT's JSON: ISO 8601 in UTC); the event is validated once released
-        found = resolve(book, datetime.fromisoformat(str(parked.event["occurred_at"])))
+        found = resolve(book, datetime.fromisoformat(str(parked.event["occurred_at"])), str(parked.event.get("source")))
         if found is None:
             waiting.append(parked)
         else:
@@ -550,7 +577,9 @@ def resolve_offline(events: list[HubEvent], authority: Authority) -> tuple[list[
         for event in waiting:
             targets = {
                 match.shipment_id
-                for match in (resolve(books.get(reference_key(r), Book()), event.occurred_at) for r in event.references)
+                for match in (
+                    resolve(books.get(reference_key(r), Book()), event.occurred_at, event.source) for r in event.references
+                )
                 if match is not None
             }
             if targets:

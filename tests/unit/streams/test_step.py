@@ -98,8 +98,8 @@ def said(results: Sequence[StepResult[int]]) -> set[tuple[str, int | None, str, 
 def newly_said(before: list[Registration], after: list[Registration]) -> list[Registration]:
     """The registrations of `after` that say something `before` did not (the version alone does not count): what a
     version sends, by the definition, over every registration of both versions."""
-    what = {(reference_key(r.reference), r.leg, r.valid_from, r.valid_until) for r in before}
-    return [r for r in after if (reference_key(r.reference), r.leg, r.valid_from, r.valid_until) not in what]
+    what = {(reference_key(r.reference), r.leg, r.valid_from, r.valid_until, tuple(r.parties)) for r in before}
+    return [r for r in after if (reference_key(r.reference), r.leg, r.valid_from, r.valid_until, tuple(r.parties)) not in what]
 
 
 def version_of(status: bytes) -> int:
