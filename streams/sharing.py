@@ -444,6 +444,7 @@ def _own_leg(key: str) -> Callable[[Mapping[str, Any], Lens], bool]:
 # The rows a lens covering only some legs may see, by list: its legs, the handovers into and out of them, its
 # custody and discrepancies, its part of the plan, its carrier's payouts. Claims are about one leg too, but a
 # carrier holds no `cover` grade.
+_OTHERS = frozenset({"carrier", "insurer", "bank"})
 _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     "legs": _own_leg("sequence"),
     "booking.legs": _own_leg("sequence"),
@@ -453,6 +454,9 @@ _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     "emissions.legs": _own_leg("leg"),
     "settlement.payouts": lambda item, lens: item["carrier"] == lens.carrier,
     "carrier_invoices": lambda item, lens: item["carrier"] == lens.carrier,
+    # who else carries, insures or finances the shipment is not a carrier's to learn: only its own verification
+    # and those of the shipment's own parties (the shipper, the consignee, the MTO)
+    "verifications": lambda item, lens: item["party_id"] == lens.carrier or not set(item["relations"]) & _OTHERS,
 }
 
 
