@@ -21,6 +21,8 @@ claim. Choices made here:
   the booking; one giving only weight has the packages that weight amounts to pro rata, rounded up (an affected
   part of a package affects that package); neither gives the whole cargo.
 - A leg the booking no longer has (an amendment dropped it) makes the exception not localised.
+- A report of an exception naming no leg, when the other reports of that kind place it on exactly one leg, is
+  evidence of that leg's claim, not a second claim (with several legs it stays not localised).
 - The limit is given in the policy's insured-value currency (the declared value's without a policy), converted
   with the latest rate event between XDR and that currency as of the exception (base XDR, or the inverse).
 """
@@ -79,17 +81,21 @@ def derive_claims(
     """The shipment's claims (sorted by claim_id), and the keys of insurer updates that match none of them.
 
     `incidents` are the live actual incident reports with the leg each was placed on (None: not localised);
-    `insurer_updates` the live claim updates; `rates` the live rate events. Order of the inputs does not matter.
+    `insurer_updates` the live claim updates (only the policy's insurer's count; the others are unmatched); `rates` the live rate events. Order of the inputs does not matter.
     """
     sightings = _sightings(booking, incidents, discrepancies, delivered)
     currency = policy.insured_value.currency if policy else booking.declared_value.currency
-    updates = _latest_updates(insurer_updates)
+    # the policy's insurer decides its claims: another insurer the MTO places cover with has no part in this policy
+    deciding = [e for e in insurer_updates if policy is None or e.source == policy.insurer]
+    updates = _latest_updates(deciding)
     claims = [
         _claim(shipment_id, booking, kind, leg, seen, policy, updates.get(_claim_id(shipment_id, kind, leg)), rates, currency)
         for (kind, leg), seen in sightings.items()
     ]
     ids = {claim.claim_id for claim in claims}
-    unmatched = sorted({e.key for e in insurer_updates if isinstance(e.payload, ClaimUpdate) and e.payload.claim_id not in ids})
+    unmatched = sorted(
+        {e.key for e in insurer_updates if isinstance(e.payload, ClaimUpdate) and (e.payload.claim_id not in ids or e not in deciding)}
+    )
     return sorted(claims, key=lambda claim: claim.claim_id), unmatched
 
 
@@ -122,6 +128,12 @@ def _sightings(
             found[("handover_discrepancy", leg)].append(
                 _Sighting(discrepancy.set_by, discrepancy.at, discrepancy.location, packages, weight)
             )
+    # a report naming no leg of an exception that reports place on exactly one leg is evidence of that one: the same
+    # damage relayed without its leg (by the MTO, or a carrier of two legs) never opens a second claim beside it
+    for kind in {k for k, leg in found if leg is None and k != "presumed_loss"}:
+        localised = [leg for k, leg in found if k == kind and leg is not None]
+        if len(localised) == 1:
+            found[(kind, localised[0])] += found.pop((kind, None))
     agreed = booking.requested_delivery
     if delivered is not None and agreed is not None and delivered[0] > agreed and not any(k == "delay" for k, _ in found):
         at, proof = delivered  # the delivery report itself is the evidence of lateness

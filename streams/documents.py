@@ -36,6 +36,14 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
     for (kind, number), group in groups.items():
         document: DocumentRecord | None = None
         issued_by: WaybillEvent | None = None
+        # who gave up its holding (endorsed the document on, or surrendered it): the document as it was then, how,
+        # and to whom. A holder endorses or surrenders once per holding, whatever it dates its words, so a different
+        # act from a holding already given up (an endorsement to someone else, a surrender after an endorsement, an
+        # endorsement after a surrender: a backdated one would otherwise re-route the chain past the real endorsee)
+        # is a double endorsement: the document goes back to that holding and takes nothing more. The same act sent
+        # again (a retransmission under a new id) is only refused, as before.
+        given_up: dict[str, tuple[DocumentRecord, str, str | None]] = {}
+        disputed: str | None = None
         for event in sorted(group, key=lambda e: (e.occurred_at, e.key)):
             if document is None:
                 if event.payload.action == "issued":
@@ -56,9 +64,26 @@ def documents(events: Iterable[WaybillEvent], default_holder: str | None) -> tup
                     reason = f"{kind} {number} has not been issued, so it cannot be {event.payload.action}"
                     rejected.append(Rejected(event=event.key, reason=reason))
                 continue
+            if disputed is not None:
+                rejected.append(Rejected(event=event.key, reason=disputed, kind="conflict"))
+                continue
+            source, action = event.source, event.payload.action
+            gave = given_up.get(source) if source != document.issuer else None
+            to = event.payload.holder if action == "transferred" else None
+            if gave is not None and action in ("transferred", "surrendered") and (action, to) != gave[1:]:
+                document = gave[0]
+                disputed = f"{kind} {number} is disputed: {source} gave it up and then endorsed or surrendered it again ({event.key})"
+                rejected.append(Rejected(event=event.key, reason=disputed, kind="conflict"))
+                continue
+            before = document
             document, refusal = _step(document, event)
             if refusal is not None:
                 rejected.append(refusal)
+                continue
+            if before.holder is not None and (action == "surrendered" or action == "transferred" and source == before.holder):
+                given_up[before.holder] = before, action, to
+            if document.holder is not None and document.status != "surrendered":
+                given_up.pop(document.holder, None)  # it holds again: endorsed back to it, or named by a re-issue
         if document is not None and issued_by is not None:
             issued.append(((issued_by.occurred_at, issued_by.key), document))
     return [document for _, document in sorted(issued, key=lambda pair: pair[0])], sorted(

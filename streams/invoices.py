@@ -16,11 +16,12 @@ Decisions, where the issue is silent:
   - tax: each VAT breakdown's tax is its taxable amount x rate / 100, rounded half-up to the currency's minor
     unit; the breakdowns' taxable amounts add up to the net total and their tax to the tax total (BR-CO-14);
   - invoice_number: no other live invoice of the same carrier uses the number, and the leg has no earlier live
-    invoice that is not void or red-flushed (the earlier one is the leg's invoice; a re-issue follows a red-flush).
+    invoice in the same currency that is not void or red-flushed (the earlier one is the leg's invoice; a re-issue
+    follows a red-flush).
 - Verification: a void or red-flushed result is final (the earliest such one stands); otherwise the latest result
   stands. A result for an invoice the hub does not hold is listed as a `conflict` (the invoice may come later).
 - Hold: with the MTO's `hold_payouts_until_invoice_verified`, a payout for a leg is held until the leg has an
-  invoice from its carrier that is matched and verified.
+  invoice from its carrier that is matched and verified in each currency the leg is charged in.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def carrier_invoices(
 
     records: list[CarrierInvoiceRecord] = []
     numbers_used: dict[tuple[str, str], str] = {}
-    leg_invoiced: dict[int, str] = {}
+    leg_invoiced: dict[tuple[int, str], str] = {}  # an invoice is in one currency: a leg's, per currency
     for event in counted:
         payload = event.payload
         number = (event.source, payload.invoice_number)
@@ -110,7 +111,7 @@ def carrier_invoices(
         else:
             numbers_used[number] = event.key
         if verification not in FINAL and earlier is None:
-            before = leg_invoiced.get(payload.leg)
+            before = leg_invoiced.get((payload.leg, payload.currency))
             if before is not None:
                 mismatches.append(
                     InvoiceMismatch(
@@ -119,7 +120,7 @@ def carrier_invoices(
                     )
                 )
             else:
-                leg_invoiced[payload.leg] = payload.invoice_number
+                leg_invoiced[(payload.leg, payload.currency)] = payload.invoice_number
         records.append(
             CarrierInvoiceRecord(
                 carrier=event.source,
@@ -143,9 +144,16 @@ def carrier_invoices(
             )
         )
 
-    cleared = {r.leg for r in records if r.match == "matched" and r.verification == "verified"}
+    # a payout is per currency: a leg is cleared when each currency it is charged in has a matched and verified
+    # invoice, so one verified invoice does not release the leg's charges in another currency
+    cleared = {(r.leg, r.currency) for r in records if r.match == "matched" and r.verification == "verified"}
     hold = operator is not None and operator.hold_payouts_until_invoice_verified
-    held = frozenset(leg.sequence for leg in plan.legs if leg.sequence not in cleared) if hold else frozenset()
+    held = frozenset(
+        leg.sequence
+        for leg in plan.legs
+        if not any(done == leg.sequence for done, _ in cleared)
+        or not {(leg.sequence, c.amount.currency) for c in legs[leg.sequence - 1].charges} <= cleared
+    ) if hold else frozenset()
     records.sort(key=lambda r: (r.leg, r.carrier, r.invoice_number, r.set_by))
     return CarrierInvoices(records, rejected, held)
 

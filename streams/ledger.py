@@ -41,7 +41,8 @@ Decisions, where the issue is silent:
   if nothing was paid, partially paid otherwise. The settlement is paid when every line is paid or overpaid
   (overpaid if any is), partially paid when anything was paid, else issued; an invoice without lines stays issued.
 - Payouts: per carrier and currency, the carrier's active counted charges and the legs they are for; released once
-  the settlement is paid or overpaid. A negative total (a carrier's net credit) is kept as it is.
+  the settlement is paid or overpaid. A carrier's net credit in a currency counts as zero: it credits at most its
+  own charges, never the other carriers' or the MTO's money.
 - Ledger: every entry has one non-negative side. Invoice postings are the change of each account's balance
   (receivable, payable per carrier, MTO revenue) between change points, so the invoice entries always add up to the
   active figures; then the payments (a converted one through the MTO's fx account), then released payouts. Zero
@@ -155,6 +156,11 @@ def _figures(live: Iterable[InvoiceEvent], booking: BookingPayload) -> Figures:
                 payable[slot] += money.amount
                 legs[slot].add(leg)
                 by[slot].add(event.key)
+    for slot, amount in payable.items():
+        # a carrier credits at most its own charges in a currency: a credit beyond them would be paid out of the
+        # other carriers' and the MTO's money (the shipper's invoice paid, and every payout released, without a
+        # payment); only the MTO's own journey charges may take the invoice below zero
+        payable[slot] = max(amount, Decimal(0))
     carrier: dict[str, Decimal] = defaultdict(Decimal)
     for (_, currency), amount in payable.items():
         carrier[currency] += amount

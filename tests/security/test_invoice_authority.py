@@ -55,13 +55,18 @@ def _verified_by(source: str) -> dict[str, object]:
     return _doc("invoice_verification", f"check-{source}", source, payload, "2026-03-04T00:00:00Z")
 
 
-def test_a_carrier_cannot_mark_its_own_invoice_verified_and_release_its_held_payout() -> None:
+def _holding() -> object:
+    """The example registry, with the MTO holding payouts until a leg's invoice is verified."""
     registry = load_parties(REPO / "examples" / "parties.json")
     held = registry.model_copy(update={"parties": [
         p.model_copy(update={"hold_payouts_until_invoice_verified": True}) if p.party_id == "mto.westcorridor" else p
         for p in registry.parties
     ]})
-    authority = held.authority()
+    return held.authority()
+
+
+def test_a_carrier_cannot_mark_its_own_invoice_verified_and_release_its_held_payout() -> None:
+    authority = _holding()
     events = [_event(d) for d in (BOOKING, CHARGES, PAID, INVOICE)]
 
     forged = project(apply_all(ShipmentState(SHIPMENT), events + [_event(_verified_by(RAIL))]), authority)
@@ -74,3 +79,39 @@ def test_a_carrier_cannot_mark_its_own_invoice_verified_and_release_its_held_pay
     genuine = project(apply_all(ShipmentState(SHIPMENT), events + [_event(_verified_by("verifier.chinatax"))]), authority)
     assert genuine.carrier_invoices[0].verification == "verified"
     assert genuine.settlement is not None and [p.status for p in genuine.settlement.payouts] == ["released"]
+
+
+def _in(currency: str, amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": currency}
+
+
+def test_a_payout_in_a_currency_no_verified_invoice_bills_stays_held() -> None:
+    """The rail carrier bills 1000 USD and 50000 CNY but invoices (and has verified) the USD alone: the leg's payouts
+    stay held; once the CNY charges are invoiced too, matched and verified, both go out."""
+    authority = _holding()
+    charges = _doc("settlement", "chg-1", RAIL, {"carrier": RAIL, "leg": 1, "charges": [
+        {"code": "FRT", "amount": _usd("1000.00")}, {"code": "THC", "amount": _in("CNY", "50000.00")},
+    ]}, "2026-03-02T00:00:00Z")
+    cny_paid = _doc("payment", "pay-cny", "shipper.chengdu-elec",
+                    {"payment_id": "P-CNY", "payer": "shipper.chengdu-elec", "amount": _in("CNY", "50000.00")}, "2026-03-03T00:00:00Z")
+    events = [_event(d) for d in (BOOKING, charges, PAID, cny_paid, INVOICE, _verified_by("verifier.chinatax"))]
+    result = project(apply_all(ShipmentState(SHIPMENT), events), authority)
+    assert [(i.currency, i.match, i.verification) for i in result.carrier_invoices] == [("USD", "matched", "verified")]
+    assert result.settlement is not None and result.settlement.status == "paid"
+    status = {p.amount.currency: p.status for p in result.settlement.payouts}
+    assert status == {"USD": "held", "CNY": "held"}, status  # a hold is the leg's: it waits for every currency
+
+    payload = INVOICE["payload"]
+    assert isinstance(payload, dict)
+    cny = {**INVOICE, "event_id": "invoice-RI-2", "payload": {
+        **payload, "invoice_number": "RI-2", "currency": "CNY",
+        "lines": [{"line_id": "1", "description": "Terminal handling", "amount": _in("CNY", "50000.00"), "tax_category": "Z"}],
+        "net_total": _in("CNY", "50000.00"), "tax_total": _in("CNY", "0"),
+        "tax_subtotals": [{"category": "Z", "percent": "0", "taxable": _in("CNY", "50000.00"), "tax": _in("CNY", "0")}],
+        "payable": _in("CNY", "50000.00"),
+    }}
+    check = _doc("invoice_verification", "check-cny", "verifier.chinatax",
+                 {"carrier": RAIL, "invoice_number": "RI-2", "result": "verified"}, "2026-03-04T00:00:00Z")
+    both = project(apply_all(ShipmentState(SHIPMENT), events + [_event(cny), _event(check)]), authority)
+    assert sorted((i.currency, i.match) for i in both.carrier_invoices) == [("CNY", "matched"), ("USD", "matched")]
+    assert both.settlement is not None and [p.status for p in both.settlement.payouts] == ["released", "released"]
