@@ -382,7 +382,10 @@ def verify(
         )
     received = int((received_at or now).timestamp())
     if abs(received - timestamp) > SIGNATURE_WINDOW_S:
-        signed_at = datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+        try:
+            signed_at = datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+        except (ValueError, OverflowError, OSError):  # t may be up to 12 digits: past year 9999
+            signed_at = "a time past year 9999"
         return Rejection(
             "stale_signature",
             f"signed at {signed_at} (t={timestamp}), received at t={received}: more than {SIGNATURE_WINDOW_S} s"

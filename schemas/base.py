@@ -162,12 +162,30 @@ UtcDatetime = Annotated[
 IsoDate = Annotated[date, BeforeValidator(_from_iso(date.fromisoformat, "a date as YYYY-MM-DD"))]  # a calendar day
 
 
+# How large a decimal the hub takes in may be: far beyond any amount, weight, rate or percentage, and small enough that
+# the fold's exact arithmetic (Fraction) stays cheap. Unbounded, "9E-99999999" (11 bytes) cost it minutes of CPU.
+MAX_DECIMAL_DIGITS = 40
+MAX_DECIMAL_EXPONENT = 40
+
+
+def _bounded(value: Decimal) -> Decimal:
+    if value.is_finite():
+        _, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)  # finite
+        if len(digits) > MAX_DECIMAL_DIGITS or abs(exponent) > MAX_DECIMAL_EXPONENT:
+            raise ValueError(
+                f"a decimal of {len(digits)} digits with exponent {exponent} is out of range: at most"
+                f" {MAX_DECIMAL_DIGITS} digits and an exponent within ±{MAX_DECIMAL_EXPONENT}"
+            )
+    return value
+
+
 def _parse_decimal(value: Any) -> Any:
     # JSON floats are binary approximations: a carrier must send amounts as strings or integers.
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError("decimal values must be sent as a string (e.g. \"1250.00\") or an integer, never a float")
     if isinstance(value, int):
-        return Decimal(value)
+        return _bounded(Decimal(value))
     if isinstance(value, str):
         if value != value.strip():
             # Decimal() would drop it silently, control characters (CR, NEL) included
@@ -178,7 +196,9 @@ def _parse_decimal(value: Any) -> Any:
             raise ValueError(f"{value!r} is not a decimal number") from None
         if not parsed.is_finite():
             raise ValueError(f"{value!r} is not a finite decimal number")
-        return parsed
+        return _bounded(parsed)
+    if isinstance(value, Decimal):
+        return _bounded(value)  # a parser's own Decimal (connectors.ubl): the same bounds
     return value
 
 

@@ -22,6 +22,7 @@ generator (RalphTro/epcis-event-hash-generator, whose test vectors the unit test
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -237,15 +238,32 @@ def _vocabulary_expansions(event: dict[str, Any]) -> set[str]:
 
 def _with_vocabulary(value: object, expanded: set[str]) -> Any:
     """Bare vocabulary words replaced by the one web URI that ends in `-word` or `/word`, wherever they stand."""
+    # Each URI reversed, sorted: the ones ending in `-word` are those starting with `drow-`, found by bisection. A scan
+    # of every URI for every string was quadratic: 8000 URIs in one event cost 12 s, a 4 MiB document about an hour.
+    return _words_replaced(value, sorted(uri[::-1] for uri in expanded))
+
+
+def _words_replaced(value: object, reversed_uris: list[str]) -> Any:
     if isinstance(value, dict):
         return {key: (item if key == "type" and isinstance(item, str) and item.endswith("Event") else
-                      _with_vocabulary(item, expanded)) for key, item in value.items()}
+                      _words_replaced(item, reversed_uris)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_with_vocabulary(item, expanded) for item in value]
+        return [_words_replaced(item, reversed_uris) for item in value]
     if isinstance(value, str):
-        matches = [uri for uri in expanded if uri.endswith(("-" + value, "/" + value))]
+        matches = _ending_in(reversed_uris, value)
         return matches[0] if len(matches) == 1 else value
     return value
+
+
+def _ending_in(reversed_uris: list[str], word: str) -> list[str]:
+    """The URIs ending in `-word` or `/word`, at most two of each (enough to tell one from several)."""
+    found: list[str] = []
+    for separator in "-/":
+        start = word[::-1] + separator
+        low = bisect_left(reversed_uris, start)
+        high = bisect_left(reversed_uris, start[:-1] + chr(ord(separator) + 1))  # past every string starting so
+        found += [reversed_uris[index][::-1] for index in range(low, min(high, low + 2))]
+    return found
 
 
 def _structure(node: _Node) -> _Node:

@@ -86,7 +86,8 @@ def _event(found: UblInvoice, source: str) -> CarrierInvoiceEvent:
     if found.order_reference is None:
         raise Refused("invalid_invoice", "no purchase order reference (BT-13): it carries the hub's shipment id")
     legs = sorted(set(found.order_lines))
-    if len(legs) != 1 or not legs[0].isdigit():
+    # ASCII digits only, and few: str.isdigit() also takes '²' and int() refuses it (or more than 4300 digits)
+    if len(legs) != 1 or not (legs[0].isascii() and legs[0].isdigit() and len(legs[0]) <= 4):
         named = ", ".join(legs) or "none"
         raise Refused("invalid_invoice", f"every line names the one leg it bills as its order line (BT-132); found {named}")
     at = datetime.combine(invoice.issue_date, time(0), timezone.utc)

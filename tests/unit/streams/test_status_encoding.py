@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import Field, field_serializer
 
-from schemas.base import Frozen, IsoDate, Money, StrictDecimal, UtcDatetime
+from schemas.base import MAX_DECIMAL_DIGITS, MAX_DECIMAL_EXPONENT, Frozen, IsoDate, Money, StrictDecimal, UtcDatetime
 from schemas.events import HUB_EVENT, HubEvent, LeftOutWhenEmpty, ModeCode
 from schemas.identifiers import TransportMode
 from schemas.record import ShipmentRecord
@@ -185,7 +185,10 @@ leaves = st.builds(Leaf, label=texts)
         text=texts,
         number=st.integers(),
         flag=st.booleans(),
-        amount=st.decimals(allow_nan=False, allow_infinity=False),
+        # within the hub's decimal bounds (schemas.base), with exponents still
+        amount=st.decimals(allow_nan=False, allow_infinity=False).filter(
+            lambda d: len(d.as_tuple().digits) <= MAX_DECIMAL_DIGITS and abs(d.as_tuple().exponent) <= MAX_DECIMAL_EXPONENT
+        ),
         at=utc_times,
         day=st.dates(),
         mode=st.sampled_from(TransportMode),
