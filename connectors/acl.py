@@ -49,6 +49,7 @@ class Operation(IntEnum):
     WRITE = 4
     CREATE = 5
     DESCRIBE = 8
+    DESCRIBE_CONFIGS = 10
 
 
 ANY = 1  # in a DescribeAcls filter: any resource type, pattern type, operation or permission
@@ -105,10 +106,11 @@ def hub_acls(settings: Settings) -> list[Acl]:
         *_topics(
             "worker", [t.events, t.references, t.dlq, t.status, t.settlement, t.claims, t.release, t.parked], Operation.WRITE
         ),
-        # faust's changelogs and its leader topic, which it creates at start if absent (it skips the topics it sees)
+        # the runtime's changelogs (and faust's leader topic), which it creates at start if absent; it reads their
+        # delete.retention.ms, how long a delete stays in them (runtime.loop._restore)
         *[
             Acl("worker", Resource.TOPIC, f"{settings.app_id}-", op, Pattern.PREFIXED)
-            for op in (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE)
+            for op in (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS)
         ],
         Acl("worker", Resource.GROUP, settings.app_id, Operation.READ),
         *[acl for stage in WORKER_STAGES for acl in runtime_acls("worker", settings.stage_group(stage))],

@@ -30,10 +30,11 @@ import logging
 import time
 from collections import Counter as CounterOf
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
@@ -65,6 +66,8 @@ INPUT_WAIT_ATTEMPTS = 30  # seconds a runner waits for its input topics to appea
 # Records per handler call at most. bench.scaleout on a starved 2-core VM saw one 2,000-record batch hold the event
 # loop for 8.9 s, past the 10 s session's heartbeats, and a SIGTERM wait for the fetch buffer to drain.
 HANDLER_RECORDS = 500
+DELETE_RETENTION = "delete.retention.ms"  # how long a compacted changelog keeps a tombstone, at least
+DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000  # Kafka's default, when a changelog's setting cannot be read
 
 
 @dataclass
@@ -112,6 +115,41 @@ class _Partition:
             self.state.drop()
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A store as `StageRunner.stores` hands it out: each call reads the partition's store as it is now. A caller
+    may keep it across awaits (the presumed-loss timer does, for a whole tick): it neither keeps the RocksDB of a
+    partition closed since open (a column family handle would, and reopening it would then fail with a lock held by
+    this very process) nor reads a partition no longer held (it reads as empty)."""
+
+    partition: _Partition
+    name: str
+
+    def _store(self) -> Store | None:
+        state = self.partition.state
+        return state.stores.get(self.name) if self.partition.active and state is not None else None
+
+    def get(self, key: bytes) -> bytes | None:
+        store = self._store()
+        return store.get(key) if store is not None else None
+
+    def put(self, key: bytes, value: bytes) -> None:
+        store = self._store()
+        if store is None:
+            raise RuntimeError(f"partition {self.partition.number} is no longer held")
+        store.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        store = self._store()
+        if store is None:
+            raise RuntimeError(f"partition {self.partition.number} is no longer held")
+        store.delete(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        store = self._store()
+        return store.items() if store is not None else iter(())
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: StageRunner) -> None:
         self._runner = runner
@@ -142,6 +180,7 @@ class StageRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None  # at_least_once: the one idempotent producer
         self.active = asyncio.Event()  # set whenever every held partition is restored and taking records in
+        self._tombstones_kept_ms: dict[str, int] = {}  # per changelog, its delete.retention.ms
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
@@ -181,7 +220,7 @@ class StageRunner:
         """The stores of each input partition this member holds and has restored (their writes not yet
         checkpointed included): for low-volume duties beside the stage, such as a timer."""
         return {
-            number: partition.state.stores
+            number: {name: _Held(partition, name) for name in partition.state.stores}
             for number, partition in self._partitions.items()
             if partition.active and partition.state is not None
         }
@@ -418,6 +457,9 @@ class StageRunner:
         metrics.forget_lag(self.stage.group, [(tp.topic, tp.partition) for tp in revoked])
         await self._cancel_activations()
         async with self._lock:  # after the checkpoint in flight, if any
+            # again: a checkpoint that failed while this waited for the lock scheduled a restart of its partition,
+            # which must not run beside the activation of the next assignment
+            await self._cancel_activations()
             for number in {tp.partition for tp in revoked}:
                 partition = self._partitions.get(number)
                 if partition is not None:
@@ -486,6 +528,8 @@ class StageRunner:
             self._schedule(numbers, RETRY_BACKOFF_S)
             return
         for partition in partitions:
+            if self._partitions.get(partition.number) is not partition:
+                continue  # lost (a fence, a rebalance) while it was being started
             self._drop(partition)
             partition.active = True
             consumer.resume(*partition.inputs)
@@ -533,7 +577,20 @@ class StageRunner:
         try:
             tps = list(wanted)
             consumer.assign(tps)
+            asked_at_ms = int(time.time() * 1000)  # every record past `ends` was written after this
             ends = await consumer.end_offsets(tps)
+            kept_ms = min(self._tombstones_kept_ms.get(topic, DEFAULT_DELETE_RETENTION_MS) for topic in self.stage.changelogs.values())
+            for partition in partitions:
+                state = partition.state
+                assert state is not None  # noqa: S101 - opened by _activate
+                synced = state.synced_at_ms()
+                if state.has_positions() and (synced is None or asked_at_ms - synced >= kept_ms // 2):
+                    # a delete written since may have been compacted away from the changelog: restore it all
+                    log.warning(
+                        "%s: the local copy of partition %d is older than its changelogs keep deletes: restoring it "
+                        "from the start", self.stage.name, partition.number,
+                    )  # fmt: skip
+                    state.wipe()
             for tp, (partition, store) in wanted.items():
                 assert partition.state is not None  # noqa: S101 - opened by _activate
                 if partition.state.position(store) > ends[tp]:
@@ -554,6 +611,9 @@ class StageRunner:
                     self.counters.restored_records += len(messages)
                     if position >= ends[tp]:
                         remaining.discard(tp)
+            for partition in partitions:  # every store of it at its changelog's end as of asked_at_ms
+                assert partition.state is not None  # noqa: S101 - opened by _activate
+                partition.state.write({}, {}, asked_at_ms)
         finally:
             await consumer.stop()
 
@@ -637,6 +697,19 @@ class StageRunner:
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass  # another member made it between describe and create
+            if wanted:
+                for response in await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, configs={DELETE_RETENTION: None}) for topic in wanted]
+                ):
+                    for error, message, _, topic, entries in response.resources:
+                        if error:  # e.g. no DescribeConfigs on the topic: the broker's default is taken
+                            log.warning(
+                                "%s: cannot read %s of %s (error %d: %s): taking %d ms", self.stage.name,
+                                DELETE_RETENTION, topic, error, message, DEFAULT_DELETE_RETENTION_MS,
+                            )  # fmt: skip
+                        for entry in entries:
+                            if entry[0] == DELETE_RETENTION and entry[1] is not None:
+                                self._tombstones_kept_ms[topic] = int(entry[1])
         finally:
             await admin.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Protocol, Sequence
@@ -24,6 +25,10 @@ from rocksdict import Options, Rdict, WriteBatch, WriteBufferManager
 from hubconf.settings import DEFAULT_STATE_MEMORY_MB
 
 META = "mmhub.meta"  # the column family of the stores' changelog positions (key: the store's name)
+# In META: when (ms since the epoch) the local copy last held everything its changelogs held (a checkpoint of this
+# member, the end of a restore). A tombstone written since then stays in the changelog at least delete.retention.ms;
+# a copy older than that may miss a delete the compaction has dropped since (runtime.loop._restore wipes it).
+SYNCED_AT = b"\x00synced_at_ms"
 
 Change = tuple[bytes, bytes | None]  # a key and its new value, None for a delete
 
@@ -173,8 +178,20 @@ class PartitionState:
         raw = self._db.get_column_family(META).get(store.encode())
         return int(raw) if raw is not None else 0
 
-    def write(self, changes: Mapping[str, Iterable[Change]], positions: Mapping[str, int]) -> None:
-        """Write changes to the stores and their new changelog positions, atomically."""
+    def synced_at_ms(self) -> int | None:
+        """When the local copy last held everything its changelogs held (None: not known)."""
+        raw = self._db.get_column_family(META).get(SYNCED_AT)
+        return int(raw) if raw is not None else None
+
+    def has_positions(self) -> bool:
+        """Whether anything was ever restored or written here."""
+        return any(self.position(name) for name in self._names)
+
+    def write(
+        self, changes: Mapping[str, Iterable[Change]], positions: Mapping[str, int], synced_at_ms: int | None = None
+    ) -> None:
+        """Write changes to the stores and their new changelog positions, atomically (and, given, when the copy was
+        last in step with its changelogs)."""
         batch = WriteBatch(raw_mode=True)
         meta = self._db.get_column_family_handle(META)
         for store, store_changes in changes.items():
@@ -186,11 +203,15 @@ class PartitionState:
                     batch.put(key, value, handle)
         for store, offset in positions.items():
             batch.put(store.encode(), str(offset).encode(), meta)
+        if synced_at_ms is not None:
+            batch.put(SYNCED_AT, str(synced_at_ms).encode(), meta)
         self._db.write(batch)
 
     def checkpointed(self, positions: Mapping[str, int]) -> None:
         """The checkpoint's transaction committed: its writes go down to RocksDB with the changelog positions."""
-        self.write({name: store.changes() for name, store in self.stores.items()}, positions)
+        self.write(
+            {name: store.changes() for name, store in self.stores.items()}, positions, int(time.time() * 1000)
+        )
         for store in self.stores.values():
             store.drop()
 

@@ -72,3 +72,11 @@ def test_the_worker_alone_holds_its_runtime_stages_groups_and_transactional_ids(
             assert holders == {"worker"}
     assert {a.user for a in acls if covers(a, Resource.GROUP, SETTINGS.sink_group)} == {"sink"}
     assert not [a for a in acls if covers(a, Resource.TRANSACTIONAL_ID, f"{SETTINGS.sink_group}.0")]
+
+
+def test_only_the_worker_reads_its_changelogs_configuration() -> None:
+    # runtime.loop reads each changelog's delete.retention.ms (how long a delete stays in it) before a restore
+    changelog = SETTINGS.changelog("shipments")
+    readers = {a.user for a in hub_acls(SETTINGS) if a.operation == Operation.DESCRIBE_CONFIGS and covers(a, Resource.TOPIC, changelog)}
+    assert readers == {"worker"}
+    assert all(a.user == "worker" for a in hub_acls(SETTINGS) if a.operation == Operation.DESCRIBE_CONFIGS)
