@@ -88,6 +88,37 @@ class MemoryStore:
         return iter(sorted(self.data.items()))
 
 
+@dataclass
+class Staged:
+    """A store's writes held back until `apply`, read at once: a part of a handler's work that must be stored whole or
+    not at all (the merge's one shipment, which may fail after some of its writes)."""
+
+    store: Store
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None: a delete
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.writes[key] if key in self.writes else self.store.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        merged: dict[bytes, bytes | None] = dict(self.store.items())
+        merged.update(self.writes)
+        return iter(sorted((key, value) for key, value in merged.items() if value is not None))
+
+    def apply(self) -> None:
+        """The writes held back go to the store underneath."""
+        for key, value in self.writes.items():
+            if value is None:
+                self.store.delete(key)
+            else:
+                self.store.put(key, value)
+
+
 class Handler(Protocol):
     """Turns the records of one input partition (in offset order) into messages to produce, reading and writing
     that partition's stores. It must not raise for one bad record: it dead-letters it (an `Out` to the DLQ with the

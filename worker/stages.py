@@ -28,7 +28,7 @@ from connectors.formats import parser
 from hubconf import topics as topic_names
 from hubconf.settings import DEFAULT_WARM_STATES
 from hubconf.topics import Topics
-from runtime.api import Out, Record, Store, take_and_flush
+from runtime.api import Out, Record, Staged, Store, take_and_flush
 from schemas.events import HUB_EVENT, HubEvent
 from schemas.record import ShipmentRecord
 from schemas.rejection import Rejection, combine, describe, for_event
@@ -279,6 +279,10 @@ class ResolveHandler:
     def resolve(self, record: Record, books: Books) -> list[Out]:
         key = record.key or b""
         try:
+            key.decode()  # a book's key is text wherever it is shown (its parked summary, settled notices)
+        except UnicodeDecodeError:
+            return [self.dead_letters(record, Rejection("wrong_key", "a reference message's key must be UTF-8"))]
+        try:
             incoming = REFERENCE_MESSAGE.validate_json(record.value or b"")
             carried = None if isinstance(incoming, RegisterMessage) else HUB_EVENT.validate_python(incoming.event)
         except ValidationError as error:
@@ -453,8 +457,13 @@ class MergeHandler:
         for start in range(0, len(shipments), FLUSH_SHIPMENTS):
             out: list[Out] = []
             for shipment_id, items in shipments[start : start + FLUSH_SHIPMENTS]:
+                # the shipment's writes are made only once it merged: one that fails stores nothing of its events,
+                # every one of which is dead-lettered (a failure may come after part of them was written: see merge)
+                staged = Staged(stores[SHIPMENTS]), Staged(stores[DEADLINES])
                 try:
-                    out += self.merge(shipment_id, items, stores[SHIPMENTS], stores[DEADLINES])
+                    out += self.merge(shipment_id, items, *staged)
+                    for store in staged:
+                        store.apply()
                 except Exception as error:  # noqa: BLE001 - one shipment's failure must not stop every other one
                     # Loud, and nothing lost: the traceback goes to the log, the original bytes to the DLQ for replay.
                     log.exception("merge failed for shipment %s; its %d events go to the DLQ", shipment_id, len(items))

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.api import MemoryStore
+from runtime.api import MemoryStore, Staged
 from runtime.state import OverlayStore, PartitionState, StoreLocked, hold_data_dir
 
 keys = st.binary(min_size=1, max_size=3)
@@ -164,3 +164,15 @@ def test_a_data_dir_held_by_another_worker_fails_at_once_and_is_free_once_it_exi
     finally:
         holder.communicate(b"")
     hold_data_dir(tmp_path).close()  # the holder exited: free again
+
+
+def test_staged_writes_are_read_at_once_and_reach_the_store_only_when_applied() -> None:
+    under = MemoryStore({b"a": b"1", b"b": b"2"})
+    staged = Staged(under)
+    staged.put(b"c", b"3")
+    staged.delete(b"a")
+    assert (staged.get(b"a"), staged.get(b"b"), staged.get(b"c")) == (None, b"2", b"3")
+    assert list(staged.items()) == [(b"b", b"2"), (b"c", b"3")]
+    assert under.data == {b"a": b"1", b"b": b"2"}  # nothing written underneath yet
+    staged.apply()
+    assert under.data == {b"b": b"2", b"c": b"3"}

@@ -379,3 +379,38 @@ def test_under_at_least_once_a_state_stays_whole(resend_on_replay: bool, monkeyp
     else:
         assert not is_whole(stored) and len(hub.shipments.data) == 1 + 2
     assert stored_state(hub).version == 2
+
+
+def test_a_shipment_that_fails_after_part_of_it_was_stored_leaves_no_stored_event_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version too large is merged again one event at a time (MergeHandler.merge); if a later event then hits a hub
+    bug, flush dead-letters EVERY event of the shipment, but the first one's state and warm cache writes were made
+    already and stay (the runtime keeps a flush chunk's writes): the event is both in the state and in the DLQ as
+    'failed to merge', and the version that took it in is never sent."""
+    real_step, real_largest = stages.merge_step, stages._largest_output
+    docs = [booking_doc(), tracking_doc("departed", leg=1, occurred=25)]
+
+    def step(shipment_id: str, stored: Any, items: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(items) == 1 and items[0][1].key == hub_event(docs[1]).key:
+            raise RuntimeError("a hub bug on the second event")
+        return real_step(shipment_id, stored, items, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "merge_step", step)
+    monkeypatch.setattr(stages, "_largest_output", lambda result: topic_names.MAX_OUTPUT_BYTES + 1 if result.applied > 1 else real_largest(result))
+    hub = Hub()
+    outs = hub.merged(*(hub.event(doc) for doc in docs))
+    dead = on(TOPICS.dlq, outs)
+    assert len(dead) == 2  # both events dead-lettered as hub_error
+    assert read_state(hub.shipments.get, SHIPMENT) is None, "a dead-lettered event was taken into the stored state"
+
+
+def test_a_reference_message_with_a_key_not_utf8_costs_only_itself() -> None:
+    """A resolve request is parked under its record's key, which nothing checks is UTF-8; the batch's end then
+    writes the book's `hub.references.parked` summary with `key.decode()` outside the per-record handling: the
+    handler raises, and the runtime dead-letters the WHOLE batch (every other request and registration in it)."""
+    hub = Hub()
+    [request] = on(TOPICS.references, hub.merged(hub.event(reference_only_report())))  # forwarded for resolution
+    bad = hub.record(TOPICS.references, b"container:\xff", request.value, request.headers)
+    good = hub.as_input(request)
+    outs = hub.resolved(bad, good)
+    assert [out.key for out in on(TOPICS.parked, outs)] == [request.key]
+    assert len(on(TOPICS.dlq, outs)) == 1
