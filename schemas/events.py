@@ -56,6 +56,13 @@ Remarks = Annotated[MultilineText, StringConstraints(min_length=1, max_length=50
 ShortCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=35)]
 LegNumber = Annotated[int, Field(ge=1, le=16)]
 DistanceKm = Annotated[StrictDecimal, Field(gt=0, le=40_000)]
+# A mass or a volume of cargo: a billion kg (m3) is beyond any shipment, so the liability limits, emissions and
+# pro-rata shares worked out of it stay within the fold's decimal precision. Unbounded (up to 1E80 by the decimal
+# rule), a carrier's damage report with an absurd weight made the shipment's merge raise.
+Kilograms = Annotated[NonNegativeDecimal, Field(le=1_000_000_000)]
+CubicMetres = Annotated[NonNegativeDecimal, Field(le=1_000_000_000)]
+# An exchange rate within 1E-12..1E12 either way (the hub inverts rates): the same reason.
+ExchangeRate = Annotated[StrictDecimal, Field(ge=Decimal("1E-12"), le=Decimal("1E12"))]
 
 
 def _mode_from_code(value: Any) -> Any:
@@ -116,8 +123,8 @@ class Cargo(Frozen):
     description: Remarks
     pieces: Annotated[int, Field(ge=1, le=1_000_000)]
     packages: Annotated[int, Field(ge=1, le=1_000_000)]
-    gross_weight_kg: NonNegativeDecimal
-    volume_m3: NonNegativeDecimal | None = None
+    gross_weight_kg: Kilograms
+    volume_m3: CubicMetres | None = None
     containers: Annotated[list[ContainerNumber], Field(max_length=200)] = empty_list()
     dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=50)] = empty_list()
 
@@ -299,7 +306,7 @@ class TrackingPayload(Frozen):
     transport_means: ShortCode | None = None
     remarks: Remarks | None = None
     affected_packages: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    affected_weight_kg: NonNegativeDecimal | None = None
+    affected_weight_kg: Kilograms | None = None
     # The GS1 site where it happened (EPCIS: the SGLN of bizLocation, else of readPoint), beside the UN/LOCODE.
     site: Annotated[SiteId | None, LeftOutWhenEmpty] = None
     # How many packages the report names one by one (EPCIS: its SSCCs), a count of what was there like a handover's.
@@ -376,7 +383,7 @@ class HandoverPayload(Frozen):
     to_leg: LegNumber | None
     location: UnLocode
     packages: Annotated[int, Field(ge=0, le=1_000_000)]
-    gross_weight_kg: NonNegativeDecimal
+    gross_weight_kg: Kilograms
     seals: Annotated[list[ShortCode], Field(max_length=20)] = empty_list()
     remarks: Remarks | None = None
     # The packages handed over, by SSCC: when listed, their number is `packages` (see _packages_from_ssccs).
@@ -415,7 +422,7 @@ class RatePayload(Frozen):
 
     base: CurrencyCode
     quote: CurrencyCode
-    rate: Annotated[StrictDecimal, Field(gt=0)]
+    rate: ExchangeRate
     rate_source: Text
     as_of: UtcDatetime
 

@@ -22,6 +22,7 @@ from hubconf.topics import DLQ_CODE
 from schemas.events import HUB_EVENT
 from schemas.rejection import Rejection
 from streams.codec import decode_event
+from tests.unit.builders import Doc, at, booking_doc, envelope, policy_doc, record_of, tracking_doc
 from tests.unit.connectors.test_gateway import TOPICS, running_hub
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,3 +148,43 @@ TEXTS = WORDS | st.builds(lambda b, w: b + w, st.sampled_from(["https://ref.gs1.
 def test_the_vocabulary_lookup_gives_what_it_gave_before(event: dict[str, object]) -> None:
     expanded = _vocabulary_expansions(event)
     assert _with_vocabulary(event, expanded) == _old_with_vocabulary(event, expanded)
+
+
+# --- a weight or a rate far beyond any shipment: the merge raised on it -------------------------------------------
+
+
+def _damage(weight: str) -> Doc:
+    doc = tracking_doc("damaged", leg=3, event_id="dmg-3", location="SGSIN", occurred=80)
+    doc["payload"]["affected_weight_kg"] = weight
+    return doc
+
+
+def _rate(rate: str, base: str = "XDR", quote: str = "USD") -> Doc:
+    payload = {"base": base, "quote": quote, "rate": rate, "rate_source": "IMF", "as_of": at(1)}
+    return envelope("rate", payload, event_id=f"rate-{base}-{rate}", source="imf.rates")
+
+
+def test_a_damage_report_with_an_absurd_weight_is_refused_by_the_schema_not_raised_by_the_merge() -> None:
+    """A leg's carrier signed a damage report of 9.99E79 kg, within the decimal rule: the claim's liability limit
+    (kg × SDR/kg, quantized to the cent) passed the fold's 34-digit precision and the shipment's merge raised, so
+    every event of the shipment in the batch was dead-lettered as a hub error."""
+    for weight in ("9" * 40 + "E40", "1000000000.001"):
+        found = decode_event(orjson.dumps(_damage(weight)))
+        assert isinstance(found, Rejection) and "affected_weight_kg" in found.reason, found
+    for rate in ("9" * 40 + "E40", "1E-13"):
+        found = decode_event(orjson.dumps(_rate(rate)))
+        assert isinstance(found, Rejection) and "rate" in found.reason, found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weight=st.sampled_from(["0", "0.001", "1200.5", "999999999.999", "1E9", "1E-40"]),
+    rate=st.sampled_from(["1E-12", "0.000018", "1.33", "1E12"]),
+    inverse=st.booleans(),
+)
+def test_the_largest_weights_and_rates_the_schema_takes_give_a_liability_limit(weight: str, rate: str, inverse: bool) -> None:
+    base, quote = ("USD", "XDR") if inverse else ("XDR", "USD")
+    record = record_of(booking_doc(), policy_doc(), _damage(weight), _rate(rate, base, quote))
+    (claim,) = [c for c in record.claims if c.kind == "damage"]
+    assert claim.liability is not None and claim.liability.converted is not None
+    assert claim.liability.converted.currency == "USD" and claim.liability.sdr >= 0
