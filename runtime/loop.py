@@ -21,6 +21,12 @@ not checkpointed. A checkpoint that fails (a broker restart mid-transaction: aio
 the producer rebuilt and the partition started again from its committed position; a fenced producer means another
 member owns the partition now: it is dropped here. A handler that raises is a hub bug: the batch's records are
 dead-lettered (reason `hub_error`, original bytes) to the hub's DLQ topic, and the loop goes on.
+
+A checkpoint the broker refuses for good (a record over max.message.bytes: `REFUSED_FOR_GOOD`) would fail at every
+retry, and the partition would stop there. Instead the partition is started again from its committed position and
+takes the records of the refused checkpoint one per checkpoint; the one whose checkpoint is refused alone is set
+aside: dead-lettered with its original bytes and the reason (code `unwritable`), nothing else of it written, and the
+partition goes on.
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hubconf import topics as topic_names
@@ -66,6 +79,9 @@ INPUT_WAIT_ATTEMPTS = 30  # seconds a runner waits for its input topics to appea
 # Records per handler call at most. bench.scaleout on a starved 2-core VM saw one 2,000-record batch hold the event
 # loop for 8.9 s, past the 10 s session's heartbeats, and a SIGTERM wait for the fetch buffer to drain.
 HANDLER_RECORDS = 500
+# What the broker (or the client, before sending) refuses of one record whatever the retry: the same input makes it
+# again, so only setting that input aside lets its partition go on.
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 DELETE_RETENTION = "delete.retention.ms"  # how long a compacted changelog keeps a tombstone, at least
 DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000  # Kafka's default, when a changelog's setting cannot be read
 
@@ -79,6 +95,7 @@ class Counters:
     records_in: int = 0
     records_out: int = 0  # outputs produced by committed checkpoints (dead letters included)
     dead_lettered: int = 0  # records the runtime dead-lettered because the handler raised
+    set_aside: int = 0  # records the runtime dead-lettered because what the stage made of them was refused for good
     checkpoints: int = 0  # partition checkpoints committed
     checkpoint_s_total: float = 0.0  # the checkpoints' Kafka transactions (or flushes and commits) and RocksDB
     checkpoint_s_max: float = 0.0
@@ -181,6 +198,10 @@ class StageRunner:
         self._producer: AIOKafkaProducer | None = None  # at_least_once: the one idempotent producer
         self.active = asyncio.Event()  # set whenever every held partition is restored and taking records in
         self._tombstones_kept_ms: dict[str, int] = {}  # per changelog, its delete.retention.ms
+        # per partition number, after a checkpoint refused for good: up to which offset (exclusive) of each input its
+        # records are taken one per checkpoint, and the record to set aside when it comes again (input, offset, why)
+        self._isolating: dict[int, dict[TopicPartition, int]] = {}
+        self._set_aside: dict[int, tuple[TopicPartition, int, str]] = {}
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
@@ -238,6 +259,7 @@ class StageRunner:
             self.counters.fetch_s_total += time.monotonic() - fetching
             async with self._lock:
                 for tp, messages in batch.items():
+                    messages = self._one_at_a_time(tp, messages)
                     for start in range(0, len(messages), HANDLER_RECORDS):
                         self._take(tp, messages[start : start + HANDLER_RECORDS])
                         # the handler is CPU only: between two calls the heartbeat, a stop signal and the fetcher
@@ -249,6 +271,7 @@ class StageRunner:
                 if pending_since is not None and (
                     not batch
                     or pending >= self.settings.checkpoint_records
+                    or any(p.records for n, p in self._partitions.items() if n in self._isolating)
                     or time.monotonic() >= pending_since + interval
                 ):
                     await self._checkpoint()
@@ -267,6 +290,24 @@ class StageRunner:
                 lags[(tp.topic, tp.partition)] = max(0, end - await consumer.position(tp))
         metrics.observe_lag(self.stage.group, lags)
 
+    def _one_at_a_time(
+        self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records to take now: all of them, unless the partition is isolating a refused checkpoint; then at most
+        one per checkpoint, and the input is sought back to the first record left for later."""
+        bounds = self._isolating.get(tp.partition)
+        partition = self._partitions.get(tp.partition)
+        if bounds is None or partition is None or not messages:
+            return messages
+        if not partition.active:
+            return messages  # dropped by _take: read again from the committed position
+        kept = [] if partition.records else messages[:1]
+        if len(kept) < len(messages):
+            consumer = self._consumer
+            assert consumer is not None  # noqa: S101 - started by run
+            consumer.seek(tp, messages[len(kept)].offset)
+        return kept
+
     def _take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Hand one input partition's records to the handler; keep its outputs and offsets for the checkpoint."""
         partition = self._partitions.get(tp.partition)
@@ -276,6 +317,17 @@ class StageRunner:
             Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp) for m in messages
         ]
         stores = partition.state.stores
+        aside = self._set_aside.get(tp.partition)
+        if aside is not None and aside[:2] == (tp, records[0].offset) and len(records) == 1:
+            # refused for good when taken alone: nothing of it is written but its dead letter
+            del self._set_aside[tp.partition]
+            log.warning("%s: setting %s aside: %s", self.stage.name, records[0].where, aside[2])
+            partition.outs.append(self._dead_letter(records[0], aside[2], "unwritable"))
+            self.counters.set_aside += 1
+            partition.next_offsets[tp] = records[0].offset + 1
+            partition.records += 1
+            partition.taken[tp.topic] += 1
+            return
         started = time.monotonic()
         try:
             outs = self.stage.handler(records, stores)
@@ -283,7 +335,8 @@ class StageRunner:
             log.exception("%s: the handler failed on %s..%d", self.stage.name, records[0].where, records[-1].offset)
             for store in stores.values():
                 store.drop_call()
-            outs = [self._dead_letter(record, error) for record in records]
+            reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
+            outs = [self._dead_letter(record, reason, "hub_error") for record in records]
             self.counters.dead_lettered += len(records)
         else:
             for store in stores.values():
@@ -297,12 +350,11 @@ class StageRunner:
         self.counters.largest_batch = max(self.counters.largest_batch, len(records))
         self.counters.records_in += len(records)
 
-    def _dead_letter(self, record: Record, error: Exception) -> Out:
-        reason = f"hub_error: the {self.stage.name} stage failed on the batch holding this record: {error!r}"
+    def _dead_letter(self, record: Record, reason: str, code: str) -> Out:
         key, value, cut = topic_names.dead_letter_bytes(record.key, record.value)
         headers = (
             (topic_names.DLQ_REASON, topic_names.reason_header(reason)),
-            (topic_names.DLQ_CODE, b"hub_error"),
+            (topic_names.DLQ_CODE, code.encode()),
             *record.source_headers(),
             *cut,
         )
@@ -355,6 +407,9 @@ class StageRunner:
         self._committed_out.clear()
         if self.exactly_once:
             await asyncio.gather(*(self._checkpoint_one(partition) for partition in due))
+        elif any(p.number in self._isolating for p in due):
+            for partition in due:  # one at a time, so that a refusal names its partition
+                await self._checkpoint_at_least_once([partition])
         else:
             await self._checkpoint_at_least_once(due)
         took = time.monotonic() - started
@@ -378,6 +433,8 @@ class StageRunner:
                 "%s: checkpoint of partition %d failed (%r): restarting it", self.stage.name, partition.number, error
             )
             self.counters.retried += 1
+            if isinstance(error, REFUSED_FOR_GOOD):
+                self._isolate(partition, error)
             self._restart(partition)
             return
         self._checkpointed(partition, positions)
@@ -431,15 +488,49 @@ class StageRunner:
         except Exception as error:  # noqa: BLE001 - a broker restart, a rebalance: redo from the committed position
             log.warning("%s: checkpoint failed (%r): restarting %d partition(s)", self.stage.name, error, len(due))
             self.counters.retried += len(due)
+            # a new producer: a record the broker refused leaves the idempotent producer's sequence numbers behind
+            # the broker's (every later send then failed with OutOfOrderSequenceNumber, for every partition)
+            await _discard(producer)
+            self._producer = AIOKafkaProducer(**self._producer_options("alo"))
+            await self._producer.start()
             for partition in due:
+                if isinstance(error, REFUSED_FOR_GOOD):
+                    self._isolate(partition, error, alone=len(due) == 1)
                 self._restart(partition)
             return
         for partition in due:
             self._checkpointed(partition, positions[partition.number])
 
+    def _isolate(self, partition: _Partition, error: Exception, alone: bool = True) -> None:
+        """A checkpoint of the partition was refused for good: if it held one record (and nothing else), that record
+        is set aside when it comes again. Either way the checkpoint's records are taken again one per checkpoint."""
+        bounds = self._isolating.setdefault(partition.number, {})
+        for tp, end in partition.next_offsets.items():
+            bounds[tp] = max(bounds.get(tp, 0), end)
+        if alone and partition.records == 1:
+            ((tp, end),) = partition.next_offsets.items()
+            reason = (
+                f"unwritable: what the {self.stage.name} stage made of this record was refused by Kafka for good"
+                f" ({error!r}); it is set aside and nothing else of it is written"
+            )
+            self._set_aside[partition.number] = (tp, end - 1, reason)
+            log.warning("%s: %s:%d is refused for good: it will be set aside", self.stage.name, tp.topic, end - 1)
+            return
+        log.warning(
+            "%s: partition %d's checkpoint of %d records was refused for good: taking them one per checkpoint",
+            self.stage.name, partition.number, partition.records,
+        )  # fmt: skip
+
     def _checkpointed(self, partition: _Partition, positions: dict[str, int]) -> None:
         """The checkpoint is in Kafka: its store writes go down to RocksDB with their changelog positions."""
         assert partition.state is not None  # noqa: S101 - set up by _activate
+        bounds = self._isolating.get(partition.number)
+        if bounds is not None:  # past the refused checkpoint's records: back to whole batches
+            for tp, end in partition.next_offsets.items():
+                if end >= bounds.get(tp, 0):
+                    bounds.pop(tp, None)
+            if not bounds:
+                del self._isolating[partition.number]
         self.counters.changelog_records += sum(len(s.pending) for s in partition.state.stores.values())
         partition.state.checkpointed(positions)
         self.counters.records_out += len(partition.outs)
@@ -641,6 +732,8 @@ class StageRunner:
     async def _close_partition(self, partition: _Partition) -> None:
         partition.active = False
         self._drop(partition)
+        self._isolating.pop(partition.number, None)  # its next owner finds a refused checkpoint for itself
+        self._set_aside.pop(partition.number, None)
         if partition.producer is not None:
             await _discard(partition.producer)
             partition.producer = None

@@ -6,7 +6,7 @@ A record whose value is `poison` makes the handler raise (a hub bug): the runtim
 Environment: the usual MMHUB_* settings, COUNT_INPUT / COUNT_OUTPUT (full topic names), and COUNT_SLOW_S (a pause
 per record, so a test can catch the stage mid-stream). COUNT_DEFER=1 makes it a deferring stage (as the merge is):
 the handler only keeps the records, the flush before each checkpoint counts and emits them, FLUSH_CHUNK at a time;
-COUNT_FLUSH_FAIL=n makes the n-th flush raise (once) after its first chunk. A record whose value is `huge` also
+COUNT_FLUSH_FAIL=n makes the n-th flush raise (once) after its first chunk. A record whose value starts with `huge` also
 stores HUGE_BYTES under `huge:<key>`: a changelog record over the broker's default max.message.bytes.
 """
 
@@ -45,7 +45,7 @@ class Counting:
             time.sleep(self.slow_s)
             count = int(counts.get(record.key) or b"0") + 1
             counts.put(record.key, str(count).encode())
-            if record.value == HUGE:
+            if record.value.startswith(HUGE):
                 counts.put(b"huge:" + record.key, b"x" * HUGE_BYTES)
             out.append(Out(self.output, record.key, record.value + b":" + str(count).encode()))
         return out

@@ -196,23 +196,39 @@ async def test_a_flush_that_raises_restarts_its_partition_and_loses_nothing(coun
     assert re.search(r"retried=1\b", text), text[-2000:]
 
 
-async def test_a_record_the_broker_refuses_commits_nothing_of_its_checkpoint(counting: Counting) -> None:
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_a_record_the_broker_refuses_for_good_is_set_aside_and_its_partition_goes_on(counting: Counting, guarantee: str) -> None:
     """A changelog record over the broker's max.message.bytes: aiokafka fails that record's future but not the
     transaction, which committed the offsets, the outputs and the other store writes without it (the store then
-    restored without the write, the output already out: a state behind what was sent). The runtime now waits for
-    every record before the commit: the checkpoint fails and is retried, and nothing of it is ever visible."""
-    runner = counting.runner("a")
+    restored without the write, the output already out: a state behind what was sent). The runtime waits for every
+    record before the commit, so the checkpoint fails and nothing of it is visible; it then failed at every retry
+    and the partition stopped there for good. Now the records of the refused checkpoint are taken again one per
+    checkpoint, the one refused alone is dead-lettered with its bytes (code `unwritable`), and the partition goes on:
+    every other record exactly once, nothing of the refused ones in the outputs or the changelog. At least once, the
+    checkpoint covers every partition with work: while one is isolating, each is checkpointed on its own; and the
+    one idempotent producer is replaced after a failed checkpoint (after a refused record, its sequence numbers were
+    behind the broker's and every later checkpoint of every partition failed with OutOfOrderSequenceNumber)."""
+    runner = counting.runner("a", MMHUB_GUARANTEE=guarantee)
     runner.start()
     await runner.wait_active()
     await counting.send(48)
     await counting.drained()
-    before = await counting.committed()
-    await counting.send(0, values=[HUGE])
-    deadline = time.monotonic() + 60
-    while runner.text().count("MessageSizeTooLargeError") < 2:  # the positive marker: refused, retried, refused
-        assert runner.alive and time.monotonic() < deadline, runner.text()[-2000:]
-        await asyncio.sleep(0.2)
-    assert await counting.committed() == before  # the input offset never committed
-    assert not [value for _, value, _ in await counting.committed_values(counting.output) if value.startswith(HUGE)]
-    assert not [key for key, _, _ in await counting.committed_values(counting.changelog) if key.startswith(HUGE)]
+    huge = [HUGE, HUGE + b"-among-others"]
+    await counting.send(0, values=[huge[0]])  # alone in its checkpoint
+    await counting.drained()  # the positive marker: committed past it
+    # among others of its partition in one checkpoint: they are taken one by one to find it
+    await counting.send(0, values=[b"before-%d" % i for i in range(20)] + [huge[1]] + [b"after-%d" % i for i in range(20)])
+    await counting.send(24)
+    await counting.drained()
+    dead = await counting.committed_values(counting.settings.topics.dlq)
+    assert sorted((value, dict(headers)[topic_names.DLQ_CODE]) for _, value, headers in dead) == [(v, b"unwritable") for v in sorted(huge)]
+    assert all(b"refused by Kafka for good" in dict(headers)[topic_names.DLQ_REASON] for _, _, headers in dead)
+    if guarantee == "exactly_once":
+        await counting.check_exactly_once(dead=set(huge))
+        assert not [key for key, _, _ in await counting.committed_values(counting.changelog) if key.startswith(HUGE)]
+    else:  # at least once: what a failed checkpoint sent before its refusal may be out (the outputs, even the huge's)
+        emitted = {value.rsplit(b":", 1)[0] for _, value, _ in await counting.committed_values(counting.output)}
+        assert {value for _, value in counting.sent} - set(huge) <= emitted
+    text = runner.text()
+    assert text.count("MessageSizeTooLargeError") >= 2 and "set aside" in text, text[-3000:]
     assert runner.alive
