@@ -1,6 +1,6 @@
 """Who may say what: the carriers registered with the hub, their keys, and signatures over the exact bytes sent.
 
-A message is accepted only with the sender's party id, the id of one of its keys that is valid now, and a signature
+A message is accepted only with the sender's party id, the id of one of its keys that is valid when it was received, and a signature
 made with that key over the message's format, a signing time and the message's bytes as received. Pure apart from
 reading files; `verify` never raises.
 

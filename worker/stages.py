@@ -138,7 +138,6 @@ class ConnectHandler:
     topics: Topics
     dead_letters: DeadLetters
     counters: Counters
-    clock: Callable[[], datetime] = utc_now
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
         out: list[Out] = []
@@ -154,7 +153,11 @@ class ConnectHandler:
         format_name = self.formats[record.topic]
         body = record.value or b""
         received = received_at(record)
-        sender, refusal = verify_kafka_headers(self.registry, record.headers, body, self.clock(), format_name, received)
+        # the key is checked at the record's time of receipt (the broker's LogAppendTime), as the replay window is: a
+        # key rotated out (or revoked from a time) since then takes nothing back that was received while it held, a
+        # record received after its end never counts, and reading the record again (a restart, a replay) gives the
+        # same answer. At the wall clock a worker behind by a day refused what it would have taken on time.
+        sender, refusal = verify_kafka_headers(self.registry, record.headers, body, received, format_name, received)
         if refusal is not None or sender is None:
             return [self.dead_letters(record, refusal or Rejection("unsigned", "no carrier"))]
         origin = record.where

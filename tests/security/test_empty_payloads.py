@@ -10,7 +10,6 @@ runtime calls it.
 
 from __future__ import annotations
 
-from datetime import datetime
 
 import pytest
 
@@ -28,10 +27,6 @@ CARRIER = "carrier.road"
 EMPTY = [b"[]", b'{"events": []}', b'{"type": "EPCISDocument", "epcisBody": {"eventList": []}}']
 
 
-def clock() -> datetime:
-    return RECEIVED_AT
-
-
 @pytest.mark.parametrize("format_name", topic_names.RAW_FORMATS)
 @pytest.mark.parametrize("body", EMPTY)
 def test_a_signed_payload_with_no_event_is_dead_lettered_with_its_bytes_in_every_format(format_name: str, body: bytes) -> None:
@@ -44,7 +39,6 @@ def test_a_signed_payload_with_no_event_is_dead_lettered_with_its_bytes_in_every
         TOPICS,
         DeadLetters(TOPICS.dlq, counters),
         counters,
-        clock,
     )
     headers = tuple(kafka_signature_headers(body, signing, format_name, RECEIVED_AT))
     record = Record(TOPICS.raw(format_name), 0, 7, None, body, headers, int(RECEIVED_AT.timestamp() * 1000))

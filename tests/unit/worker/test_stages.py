@@ -44,7 +44,7 @@ class Hub:
         dead_letters = DeadLetters(TOPICS.dlq, self.counters)
         formats = {TOPICS.raw(name): name for name in topic_names.RAW_FORMATS}
         registry = registry or CarrierRegistry(carriers=[])
-        self.connect = ConnectHandler(formats, registry, Horizon(), TOPICS, dead_letters, self.counters, clock)
+        self.connect = ConnectHandler(formats, registry, Horizon(), TOPICS, dead_letters, self.counters)
         self.resolve = ResolveHandler(TOPICS, dead_letters, self.counters, clock)
         self.merge = MergeHandler(
             TOPICS, AUTHORITY, Horizon(), dead_letters, self.counters, resend_on_replay, WarmStates(), clock
