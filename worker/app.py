@@ -131,12 +131,14 @@ def worker_stages(settings: Settings, counters: Counters) -> tuple[Stage, Stage,
         tuple(raw),
         ConnectHandler(raw, registry, horizon, names, dead_letters, counters),
     )
+    resolve_handler = ResolveHandler(names, dead_letters, counters)
     resolve = Stage(
         "resolve",
         settings.stage_group("resolve"),
         (names.references,),
-        ResolveHandler(names, dead_letters, counters),
+        resolve_handler,
         {REFERENCES: settings.changelog(REFERENCES)},
+        on_revoked=resolve_handler.forget,
     )
     # Exactly-once outputs need no re-send of the current version on a replay: a replayed event's version was
     # committed with the offsets that would have skipped it. At least once, a replay sends it again.
@@ -181,6 +183,8 @@ def create_app(settings: Settings) -> faust.App:
     exported = Counters()  # what the report timer has handed to runtime.metrics so far
     app.mmhub_counters = counters  # type: ignore[attr-defined]
     connect, resolve, merge = worker_stages(settings, counters)
+    resolve_handler = resolve.handler
+    assert isinstance(resolve_handler, ResolveHandler)  # noqa: S101 - built by worker_stages
     chosen = tuple(stage for stage in (connect, resolve, merge) if stage.name in settings.worker_stages)
     app.mmhub_stages = chosen  # type: ignore[attr-defined]
     runners = {stage.name: StageRunner(stage, settings) for stage in chosen}
@@ -191,8 +195,6 @@ def create_app(settings: Settings) -> faust.App:
 
     Stages.runners = tuple(runners.values())
     events_topic = app.topic(settings.topics.events, key_type=bytes, value_type=bytes)
-    resolve_handler = resolve.handler
-    assert isinstance(resolve_handler, ResolveHandler)  # noqa: S101 - built just above
     authority = load_parties(settings.parties_path).authority()
 
     @app.timer(interval=settings.clock_interval_s)

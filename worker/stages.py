@@ -246,14 +246,15 @@ class ResolveHandler:
     """Each hub.references message against its reference's book (store "references"): a resolve request is released
     to its shipment or parked, a registration releases what waited on it, a settled notice drops a parked copy.
     A batch writes each book it changed once, and its `hub.references.parked` summary once if what waits on it
-    changed. `parked` holds the keys whose book, as this handler last wrote it, holds parked events (for the
-    report); `warm` the books it last wrote, so that a book is not decoded again while the store holds them."""
+    changed. `parked` holds the keys whose book, as this handler last wrote it, holds parked events, with the input
+    partition the book is of (for the report; `forget` drops a lost partition's, which another member reports now);
+    `warm` the books it last wrote, so that a book is not decoded again while the store holds them."""
 
     topics: Topics
     dead_letters: DeadLetters
     counters: Counters
     clock: Callable[[], datetime] = utc_now
-    parked: set[bytes] = field(default_factory=set)
+    parked: dict[bytes, int] = field(default_factory=dict)
     warm: WarmCache[Book] = field(default_factory=lambda: WarmCache[Book]())
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
@@ -272,12 +273,17 @@ class ResolveHandler:
             store.put(key, encoded)
             self.warm.put(key, encoded, book)
             if book.parked:
-                self.parked.add(key)
+                self.parked[key] = records[0].partition  # a handler call is one input partition's records
             else:
-                self.parked.discard(key)
+                self.parked.pop(key, None)
             if book.parked != first.parked:
                 out.append(Out(self.topics.parked, key, parked_summary(key.decode(), book, now)))
         return out
+
+    def forget(self, partitions: set[int]) -> None:
+        """The input partitions this worker lost: their books are another member's to report (the keys stayed here,
+        and the report looked each one up in every store on every tick, for as long as the worker ran)."""
+        self.parked = {key: number for key, number in self.parked.items() if number not in partitions}
 
     def resolve(self, record: Record, books: Books) -> list[Out]:
         key = record.key or b""

@@ -312,7 +312,7 @@ def test_a_signed_reference_only_report_reaches_its_shipment_once_the_booking_re
 
     [parked] = hub.resolved(hub.as_input(request))  # nothing registered the container yet: it waits
     assert parked.topic == TOPICS.parked and orjson.loads(parked.value or b"")
-    assert hub.resolve.parked == {request.key} and hub.counters.parked == 1
+    assert hub.resolve.parked == {request.key: 0} and hub.counters.parked == 1
 
     registered = on(TOPICS.references, hub.merged(hub.event(booking_with_container())))
     assert [out.key for out in registered] == [request.key]
@@ -320,7 +320,7 @@ def test_a_signed_reference_only_report_reaches_its_shipment_once_the_booking_re
     [event] = on(TOPICS.events, released)
     assert event.key == SHIPMENT.encode() and headers(event)[topic_names.ORIGIN] == raw.where.encode()
     assert [out.value for out in on(TOPICS.parked, released)] == [b""]  # nothing waits on the container any more
-    assert hub.resolve.parked == set() and hub.counters.resolved == 1
+    assert hub.resolve.parked == {} and hub.counters.resolved == 1
 
     hub.merged(hub.as_input(event))
     record = project(stored_state(hub), AUTHORITY)
@@ -414,3 +414,16 @@ def test_a_reference_message_with_a_key_not_utf8_costs_only_itself() -> None:
     outs = hub.resolved(bad, good)
     assert [out.key for out in on(TOPICS.parked, outs)] == [request.key]
     assert len(on(TOPICS.dlq, outs)) == 1
+
+
+def test_the_parked_books_of_a_lost_partition_are_forgotten() -> None:
+    """The report looks up each book `parked` names in every store this worker holds, on every tick: the keys of a
+    partition lost to a rebalance stayed for as long as the worker ran, found in no store."""
+    hub = Hub()
+    [request] = on(TOPICS.references, hub.merged(hub.event(reference_only_report())))
+    elsewhere = Record(TOPICS.references, 3, 0, b"container:MSCU1234566", request.value, request.headers, RECEIVED_MS)
+    hub.resolve([hub.as_input(request)], {"references": hub.books})
+    hub.resolve([elsewhere], {"references": MemoryStore()})
+    assert hub.resolve.parked == {request.key: 0, elsewhere.key: 3}
+    hub.resolve.forget({3})
+    assert hub.resolve.parked == {request.key: 0}
