@@ -29,6 +29,10 @@ DEFAULT_WARM_STATES = 5000  # see Settings.warm_states
 DEFAULT_BATCH_MAX = 2000
 DEFAULT_FETCH_MAX_WAIT_MS = 50
 DEFAULT_MAX_FUTURE_S = 900.0  # MMHUB_MAX_FUTURE_S: clock skew between a sender and the hub
+# MMHUB_PARKED_TTL_S: how long a reference-only event waits for a booking or document to register its reference
+# before it is dead-lettered (code parked_expired, with its bytes): a booking comes before the cargo moves, so a
+# month is far past any real wait, and no carrier's events wait in the books for ever
+DEFAULT_PARKED_TTL_S = 30 * 24 * 3600.0
 DEFAULT_MAX_PLAN_AHEAD_S = 400 * 24 * 3600.0  # MMHUB_MAX_PLAN_AHEAD_S: a plan or estimate for a year-long journey
 # The stage runtime (runtime.loop). MMHUB_GUARANTEE: outputs, changelogs and input offsets in one Kafka transaction
 # per input partition (exactly_once, the default), or produced, flushed and then committed (at_least_once: a crash
@@ -118,6 +122,7 @@ NUMERIC = {
     "MMHUB_FETCH_MAX_WAIT_MS": int,
     "MMHUB_MAX_FUTURE_S": float,
     "MMHUB_MAX_PLAN_AHEAD_S": float,
+    "MMHUB_PARKED_TTL_S": float,
     "MMHUB_PG_CONNECT_TIMEOUT_S": float,
 }
 
@@ -177,6 +182,7 @@ class Settings:
     # revised_at, by clock skew; a plan or an estimate by the length of a journey planned ahead.
     max_future_s: float = DEFAULT_MAX_FUTURE_S
     max_plan_ahead_s: float = DEFAULT_MAX_PLAN_AHEAD_S
+    parked_ttl_s: float = DEFAULT_PARKED_TTL_S
     # Copies of each topic the hub creates (MMHUB_REPLICATION_FACTOR): 1 on the single-broker dev stack; 3 on a
     # production cluster of three brokers or more.
     replication_factor: int = 1
@@ -231,6 +237,7 @@ class Settings:
             fetch_max_wait_ms=int(os.environ.get("MMHUB_FETCH_MAX_WAIT_MS", DEFAULT_FETCH_MAX_WAIT_MS)),
             max_future_s=float(os.environ.get("MMHUB_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)),
             max_plan_ahead_s=float(os.environ.get("MMHUB_MAX_PLAN_AHEAD_S", DEFAULT_MAX_PLAN_AHEAD_S)),
+            parked_ttl_s=float(os.environ.get("MMHUB_PARKED_TTL_S", DEFAULT_PARKED_TTL_S)),
             replication_factor=int(os.environ.get("MMHUB_REPLICATION_FACTOR", "1")),
             guarantee=guarantee,
             checkpoint_ms=int(os.environ.get("MMHUB_CHECKPOINT_MS", DEFAULT_CHECKPOINT_MS)),

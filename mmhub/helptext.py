@@ -108,6 +108,7 @@ ENV = (
     ("MMHUB_REGISTRY_DIR", "-", "docker-compose: the directory with carriers.json and parties.json"),
     ("MMHUB_CLOCK_INTERVAL_S", "600", "how often the worker looks for shipments past their presumed-loss deadline"),
     ("MMHUB_REPORT_INTERVAL_S", "30", "how often the worker logs its counters"),
+    ("MMHUB_PARKED_TTL_S", "2592000", "how long a reference-only event waits for its reference (30 days), then the DLQ"),
     ("MMHUB_BATCH_MAX", "2000", "most records a stage takes in one fetch"),
     ("MMHUB_FETCH_MAX_BYTES", "16777216", "most bytes one fetch of a stage brings"),
     ("MMHUB_GUARANTEE", "exactly_once", "exactly_once (Kafka transactions) or at_least_once"),

@@ -433,6 +433,20 @@ def book_refusal(size: int, parked_by: str | None, held: int, reference: str) ->
     return None
 
 
+def expire(book: Book, now: datetime, ttl: timedelta) -> tuple[Book, list[Parked]]:
+    """Take out of `book` the events that have waited `ttl` or longer by `now`: the caller dead-letters them."""
+    gone = [p for p in book.parked if now - p.since >= ttl]
+    if not gone:
+        return book, []
+    waiting = [p for p in book.parked if now - p.since < ttl]
+    return Book.built(registrations=book.registrations, parked=waiting), gone
+
+
+def overdue(book: Book, now: datetime, ttl: timedelta) -> bool:
+    """Whether an event in `book` has waited `ttl` or longer by `now` (the worker then asks for its expiry)."""
+    return any(now - p.since >= ttl for p in book.parked)
+
+
 def settle(book: Book, event: HubEvent) -> Book:
     """Drop the parked copies of an event another of its references resolved."""
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
@@ -486,7 +500,17 @@ class SettledMessage(Frozen):
     event: dict[str, object]
 
 
-ReferenceMessage = Annotated[Union[ResolveRequest, RegisterMessage, SettledMessage], Field(discriminator="type")]
+class ExpireMessage(Frozen):
+    """Look at this book's parked events now (the worker's timer sends it for a book it finds overdue): those that
+    have waited the time to live are dead-lettered. The stage decides by its own clock, so the message only says
+    when to look: sent early or by anyone, it expires nothing before its time."""
+
+    type: Literal["expire"]
+
+
+ReferenceMessage = Annotated[
+    Union[ResolveRequest, RegisterMessage, SettledMessage, ExpireMessage], Field(discriminator="type")
+]
 REFERENCE_MESSAGE: TypeAdapter[ReferenceMessage] = TypeAdapter(ReferenceMessage)
 
 
@@ -536,6 +560,9 @@ def settled_messages(event: HubEvent, resolved_through: str) -> list[Keyed]:
     document = HUB_EVENT.dump_python(_unaddressed(event), mode="json")
     return [_keyed(reference, {"type": "settled", "event": document}) for reference in others.values()]
 
+
+
+EXPIRE_MESSAGE = orjson.dumps({"type": "expire"})
 
 
 def parked_summary(key: str, book: Book, now: datetime) -> bytes:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 import faust
@@ -43,7 +43,7 @@ from streams.clock import presumed_loss
 from streams.codec import encode_event, read_state
 from streams.horizon import Horizon
 from streams.merge import project
-from streams.references import decode_book
+from streams.references import EXPIRE_MESSAGE, decode_book, overdue
 from worker.stages import (
     DEADLINES,
     REFERENCES,
@@ -131,7 +131,7 @@ def worker_stages(settings: Settings, counters: Counters) -> tuple[Stage, Stage,
         tuple(raw),
         ConnectHandler(raw, registry, horizon, names, dead_letters, counters),
     )
-    resolve_handler = ResolveHandler(names, dead_letters, counters)
+    resolve_handler = ResolveHandler(names, dead_letters, counters, parked_ttl=timedelta(seconds=settings.parked_ttl_s))
     resolve = Stage(
         "resolve",
         settings.stage_group("resolve"),
@@ -195,6 +195,8 @@ def create_app(settings: Settings) -> faust.App:
 
     Stages.runners = tuple(runners.values())
     events_topic = app.topic(settings.topics.events, key_type=bytes, value_type=bytes)
+    references_topic = app.topic(settings.topics.references, key_type=bytes, value_type=bytes)
+    parked_ttl = timedelta(seconds=settings.parked_ttl_s)
     authority = load_parties(settings.parties_path).authority()
 
     @app.timer(interval=settings.clock_interval_s)
@@ -235,7 +237,11 @@ def create_app(settings: Settings) -> faust.App:
         for key in list(resolve_handler.parked):
             raw = next((found for found in (book.get(key) for book in books) if found is not None), None)
             if raw is not None:
-                waiting.append(decode_book(raw).parked)
+                book = decode_book(raw)
+                waiting.append(book.parked)
+                if overdue(book, now, parked_ttl):
+                    # the resolve stage dead-letters what has waited too long, in its own checkpoint
+                    await references_topic.send(key=key, value=EXPIRE_MESSAGE)
         oldest = min((p.since for parked in waiting for p in parked), default=None)
         export(counters, exported)
         observe_parked(sum(len(parked) for parked in waiting), (now - oldest).total_seconds() if oldest else None)

@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
+import orjson
 from pydantic import ValidationError
 
 from connectors.carriers import CarrierRegistry, verify_kafka_headers
 from connectors.formats import parser
 from hubconf import topics as topic_names
-from hubconf.settings import DEFAULT_WARM_STATES
+from hubconf.settings import DEFAULT_PARKED_TTL_S, DEFAULT_WARM_STATES
 from hubconf.topics import Topics
 from runtime.api import Out, Record, Staged, Store, take_and_flush
 from schemas.events import HUB_EVENT, HubEvent
@@ -41,6 +42,7 @@ from streams.references import (
     PARKED_PER_SOURCE,
     REFERENCE_MESSAGE,
     Book,
+    ExpireMessage,
     Keyed,
     RegisterMessage,
     Registered,
@@ -49,6 +51,7 @@ from streams.references import (
     decode_book,
     encode_book,
     entry_bytes,
+    expire,
     parked_bytes,
     parked_summary,
     register,
@@ -105,7 +108,7 @@ class DeadLetters:
     topic: str
     counters: Counters
 
-    def __call__(self, record: Record, rejection: Rejection, held: bytes | None = None) -> Out:
+    def __call__(self, record: Record, rejection: Rejection, held: bytes | None = None, origin: str | None = None) -> Out:
         self.counters.dead_lettered += 1
         self.counters.by_reason[rejection.code] += 1
         headers = [(topic_names.DLQ_REASON, rejection.reason_header()), (topic_names.DLQ_CODE, rejection.code.encode())]
@@ -113,7 +116,9 @@ class DeadLetters:
             headers += record.source_headers()
         else:
             headers += [(topic_names.DLQ_SOURCE_TOPIC, b"mmhub.state"), (topic_names.DLQ_TRIGGERED_BY, record.where.encode())]
-        log.warning("dead-lettered %s: %s", record.where if held is None else "an event held in state", rejection.reason)
+        if origin is not None:  # the carrier's raw record the held event came from
+            headers.append((topic_names.ORIGIN, origin.encode()))
+        log.warning("dead-lettered %s: %s", record.where if held is None else "an event the hub held", rejection.reason)
         key, value, cut = topic_names.dead_letter_bytes(record.key, record.value if held is None else held)
         return Out(self.topic, key, value, tuple(headers + cut))
 
@@ -254,6 +259,7 @@ class ResolveHandler:
     dead_letters: DeadLetters
     counters: Counters
     clock: Callable[[], datetime] = utc_now
+    parked_ttl: timedelta = timedelta(seconds=DEFAULT_PARKED_TTL_S)
     parked: dict[bytes, int] = field(default_factory=dict)
     warm: WarmCache[Book] = field(default_factory=lambda: WarmCache[Book]())
 
@@ -293,7 +299,7 @@ class ResolveHandler:
             return [self.dead_letters(record, Rejection("wrong_key", "a reference message's key must be UTF-8"))]
         try:
             incoming = REFERENCE_MESSAGE.validate_json(record.value or b"")
-            carried = None if isinstance(incoming, RegisterMessage) else HUB_EVENT.validate_python(incoming.event)
+            carried = None if isinstance(incoming, (RegisterMessage, ExpireMessage)) else HUB_EVENT.validate_python(incoming.event)
         except ValidationError as error:
             rejection = Rejection("invalid_reference_message", f"not a reference message: {describe(error)}")
             return [self.dead_letters(record, rejection)]
@@ -323,6 +329,17 @@ class ResolveHandler:
                 if freed:
                     books.held.pop(key, None)
             released += [(resolved, parked.origin) for resolved, parked in freed]
+        elif isinstance(incoming, ExpireMessage):
+            after, gone = expire(book, self.clock(), self.parked_ttl)
+            if gone:
+                books.held.pop(key, None)
+            days = self.parked_ttl.total_seconds() / 86400
+            reason = f"no booking or document registered {key.decode()} within {days:g} days of this event's arrival"
+            expired = [
+                self.dead_letters(record, Rejection("parked_expired", reason), orjson.dumps(p.event), p.origin) for p in gone
+            ]
+            books.changed_to(key, after, None, False)
+            return expired
         else:
             assert carried is not None
             after = settle(book, carried)

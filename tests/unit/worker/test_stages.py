@@ -6,7 +6,7 @@ and that one bad record or one failing shipment never costs the others."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from streams.codec import encode_entry, encode_event, encode_head, encode_state,
 from streams.step import SPLIT_STATE_BYTES
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, project
+from streams.references import EXPIRE_MESSAGE, decode_book
 from worker import stages
 from worker.stages import ConnectHandler, Counters, DeadLetters, MergeHandler, ResolveHandler, WarmStates
 
@@ -427,3 +428,34 @@ def test_the_parked_books_of_a_lost_partition_are_forgotten() -> None:
     assert hub.resolve.parked == {request.key: 0, elsewhere.key: 3}
     hub.resolve.forget({3})
     assert hub.resolve.parked == {request.key: 0}
+
+
+def test_a_parked_event_is_dead_lettered_with_its_bytes_once_it_has_waited_the_time_to_live() -> None:
+    """A reference-only event whose reference no booking or document ever registers waited in its book for ever.
+    The worker's timer sends an expire message for a book it finds overdue; the stage decides by its own clock, so
+    one sent early (or by anyone) expires nothing."""
+    hub = Hub()
+    now = [RECEIVED_AT]
+    ttl = timedelta(days=30)
+    hub.resolve = ResolveHandler(TOPICS, DeadLetters(TOPICS.dlq, hub.counters), hub.counters, lambda: now[0], ttl)
+    [request] = on(TOPICS.references, hub.merged(hub.event(reference_only_report())))
+    origin = orjson.loads(request.value or b"")["origin"].encode()  # the record the event came in by
+    [parked] = hub.resolved(hub.as_input(request))
+    assert parked.topic == TOPICS.parked
+    expire = hub.record(TOPICS.references, request.key, EXPIRE_MESSAGE)
+
+    now[0] = RECEIVED_AT + ttl - timedelta(seconds=1)
+    assert hub.resolved(expire) == []  # early: nothing expires
+    assert len(decode_book(hub.books.get(request.key or b"")).parked) == 1
+
+    now[0] = RECEIVED_AT + ttl
+    outs = hub.resolved(hub.record(TOPICS.references, request.key, EXPIRE_MESSAGE))
+    [dead] = on(TOPICS.dlq, outs)
+    event = orjson.loads(request.value or b"")["event"]
+    assert orjson.loads(dead.value or b"") == event
+    assert headers(dead)[topic_names.DLQ_CODE] == b"parked_expired"
+    assert headers(dead)[topic_names.ORIGIN] == origin
+    assert b"within 30 days" in headers(dead)[topic_names.DLQ_REASON]
+    assert [out.value for out in on(TOPICS.parked, outs)] == [b""]  # nothing waits on the reference any more
+    assert decode_book(hub.books.get(request.key or b"")).parked == [] and hub.resolve.parked == {}
+    assert hub.resolved(hub.record(TOPICS.references, request.key, EXPIRE_MESSAGE)) == []  # once
