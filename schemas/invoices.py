@@ -128,6 +128,16 @@ class InvoiceVerificationPayload(Frozen):
     result: VerificationResult
     verifier_reference: InvoiceCode | None = None
     remarks: Annotated[MultilineText, StringConstraints(min_length=1, max_length=500)] | None = None
+    # What the authority holds for the invoice: the amount payable, tax included (as 查验 answers with the invoice's
+    # figures). A `verified` result states it, so it vouches for that content, not for whatever a carrier later
+    # sends under the number.
+    payable: Money | None = None
+
+    @model_validator(mode="after")
+    def _verified_states_the_amount(self) -> InvoiceVerificationPayload:
+        if self.result == "verified" and self.payable is None:
+            raise ValueError("a verified result states the invoice's amount payable (`payable`) that it verified")
+        return self
 
 
 # --- the record part ----------------------------------------------------------------------------------------------

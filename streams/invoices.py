@@ -19,7 +19,9 @@ Decisions, where the issue is silent:
     invoice in the same currency that is not void or red-flushed (the earlier one is the leg's invoice; a re-issue
     follows a red-flush).
 - Verification: a void or red-flushed result is final (the earliest such one stands); otherwise the latest result
-  stands. A result for an invoice the hub does not hold is listed as a `conflict` (the invoice may come later).
+  stands. A result for an invoice the hub does not hold is listed as a `conflict` (the invoice may come later). A
+  `verified` result states the amount payable the authority verified; an invoice whose own differs is mismatched
+  (`amount`), so a verification vouches for the content it saw, not for whatever is later sent under the number.
 - Hold: with the MTO's `hold_payouts_until_invoice_verified`, a payout for a leg is held until the leg has an
   invoice from its carrier that is matched and verified in each currency the leg is charged in.
 """
@@ -100,6 +102,16 @@ def carrier_invoices(
         standing = final[0] if final else (results[-1] if results else None)
         verification = standing.payload.result if standing else "unverified"
         mismatches = _mismatches(event, legs[payload.leg - 1], seller_ids(event.source))
+        vouched = standing.payload.payable if standing is not None and standing.payload.result == "verified" else None
+        if standing is not None and vouched is not None and vouched != payload.payable:
+            # the number was verified, not this content: a carrier that revises a verified invoice (or sends another
+            # under its number) to what the charges say has no tax invoice behind the payout it would release
+            mismatches.append(
+                InvoiceMismatch(
+                    field="amount", expected=_text(vouched), found=_text(payload.payable),
+                    reason=f"the tax authority verified {payload.invoice_number} for {_text(vouched)} ({standing.key})",
+                )
+            )
         earlier = numbers_used.get(number)
         if earlier is not None:
             mismatches.append(

@@ -27,7 +27,10 @@ def verification(source: str, event_id: str) -> bytes:
     return orjson.dumps({
         "event_id": event_id, "source": source, "shipment_id": JOURNEY_ID, "event_type": "invoice_verification",
         "occurred_at": "2026-03-07T02:00:00Z", "recorded_at": "2026-03-07T02:00:05Z",
-        "payload": {"carrier": "carrier.cr-rail", "invoice_number": "CRCT-2026-0001", "result": "verified"},
+        "payload": {
+            "carrier": "carrier.cr-rail", "invoice_number": "CRCT-2026-0001", "result": "verified",
+            "payable": {"amount": "8120.50", "currency": "CNY"},  # rail-leg2-matched.xml's PayableAmount
+        },
     })
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from connectors.parties import load_parties
 from schemas.events import HUB_EVENT
 from streams.merge import ShipmentState, apply_all, project
+from tests.unit.streams import test_invoices as one_leg
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPMENT = "SHP-2026-INV-1"
@@ -51,7 +55,7 @@ INVOICE = _doc("carrier_invoice", "invoice-RI-1", RAIL, {
 
 
 def _verified_by(source: str) -> dict[str, object]:
-    payload = {"carrier": RAIL, "invoice_number": "RI-1", "result": "verified"}
+    payload = {"carrier": RAIL, "invoice_number": "RI-1", "result": "verified", "payable": _usd("1000.00")}
     return _doc("invoice_verification", f"check-{source}", source, payload, "2026-03-04T00:00:00Z")
 
 
@@ -111,7 +115,33 @@ def test_a_payout_in_a_currency_no_verified_invoice_bills_stays_held() -> None:
         "payable": _in("CNY", "50000.00"),
     }}
     check = _doc("invoice_verification", "check-cny", "verifier.chinatax",
-                 {"carrier": RAIL, "invoice_number": "RI-2", "result": "verified"}, "2026-03-04T00:00:00Z")
+                 {"carrier": RAIL, "invoice_number": "RI-2", "result": "verified", "payable": _in("CNY", "50000.00")},
+                 "2026-03-04T00:00:00Z")
     both = project(apply_all(ShipmentState(SHIPMENT), events + [_event(cny), _event(check)]), authority)
     assert sorted((i.currency, i.match) for i in both.carrier_invoices) == [("CNY", "matched"), ("USD", "matched")]
     assert both.settlement is not None and [p.status for p in both.settlement.payouts] == ["released", "released"]
+
+
+def test_a_verified_invoice_revised_to_what_the_charges_say_is_not_vouched_for() -> None:
+    """The carrier's tax invoice RI-20 is for 500.00 + 9 % VAT; the authority verifies it. The carrier then revises the
+    invoice event to 1,250.00 + 9 %, what its charges say. Bound to the number only, the verification still stood:
+    matched, verified, the held payout of 1,250.00 released with a 545.00 tax invoice behind it."""
+    real = one_leg.invoice_doc("RI-20", "500.00", "45.00")
+    revised = one_leg.invoice_doc("RI-20", "1250.00", "112.50", revised=200)
+    check = one_leg.verification_doc("RI-20", "verified", payable="545.00")
+    honest = one_leg.fold(one_leg.BOOKING, one_leg.CHARGES, real, one_leg.PAID, check, hold=True)
+    assert honest.settlement is not None and [p.status for p in honest.settlement.payouts] == ["held"]  # 545 != 1,250
+
+    record = one_leg.fold(one_leg.BOOKING, one_leg.CHARGES, real, revised, one_leg.PAID, check, hold=True)
+    [invoice] = record.carrier_invoices
+    assert (invoice.match, invoice.verification) == ("mismatched", "verified")
+    assert [m.field for m in invoice.mismatches] == ["amount"]
+    assert "verified RI-20 for 545.00 USD" in invoice.mismatches[0].reason
+    assert record.settlement is not None and [p.status for p in record.settlement.payouts] == ["held"]
+
+
+def test_a_verified_result_must_state_what_it_verified() -> None:
+    payload = {"carrier": RAIL, "invoice_number": "RI-1", "result": "verified"}
+    event = _doc("invoice_verification", "check-bare", "verifier.chinatax", payload, "2026-03-04T00:00:00Z")
+    with pytest.raises(ValidationError, match="amount payable"):
+        HUB_EVENT.validate_python(event)

@@ -49,8 +49,12 @@ def invoice_doc(number: str, net: str, tax: str, *, percent: str = "9", seller_i
     return envelope("carrier_invoice", payload, event_id=f"invoice-{number}", **fields)
 
 
-def verification_doc(number: str, result: str, *, source: str = VERIFIER, occurred: float = 120, event_id: str = "") -> Doc:
-    payload = {"carrier": RAIL, "invoice_number": number, "result": result}
+def verification_doc(
+    number: str, result: str, *, source: str = VERIFIER, occurred: float = 120, event_id: str = "", payable: str = "1362.50"
+) -> Doc:
+    payload: Doc = {"carrier": RAIL, "invoice_number": number, "result": result}
+    if result == "verified":  # what the authority verified: the invoices here are 1250.00 + 9 % VAT
+        payload["payable"] = usd(payable)
     return envelope("invoice_verification", payload, event_id=event_id or f"check-{number}-{result}", source=source, occurred=occurred)
 
 
