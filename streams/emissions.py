@@ -239,7 +239,10 @@ def _figures(
             burnt = _fuel(payload.fuel, factors)
             if isinstance(burnt, str):
                 return burnt
-            wtw_i, ttw_i = (kg * 1000 / tonne_km if tonne_km else None for kg in burnt)
+            # no intensity over a tonne-km the statement shows as 0.000: the carrier names the distance (down to
+            # 1E-40 km), and its fuel over so little would be an intensity past the fold's decimal precision, whose
+            # quantize raised and failed the shipment's whole fold
+            wtw_i, ttw_i = (kg * 1000 / tonne_km if tonne_km is not None and tonne_km.quantize(KG) else None for kg in burnt)
             source = (
                 f"carrier's fuel: {payload.fuel.quantity} {payload.fuel.fuel}; {factors.fuels[payload.fuel.fuel].table}"
             )

@@ -4,8 +4,8 @@ A party's legal identifiers (USCC, LEI, EORI: their check characters are verifie
 schemas.identifiers) count only from a verifier the party registry trusts (role `identity_verifier`): a party's word
 about itself, or anyone else's, is refused. A party's standing at a time is the latest trusted finding made at or
 before it (event time, then event key), verified only while that time is before its `valid_until`. The record shows
-each party's standing at the record's time (the latest event time, so the record stays a pure fold): a verification
-past its `valid_until` then is `expired`.
+each party's standing at the record's time (the latest actual event time, so the record stays a pure fold): a
+verification past its `valid_until` then is `expired`.
 
 With the MTO's `require_verified_parties` option (streams.authority.Operator.require_verified) the merge refuses a
 booking naming a party not verified at the booking's time, holds a payout to a carrier not verified at the record's
@@ -18,7 +18,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Iterable, Literal, Mapping, Sequence
 
-from schemas.events import IdentityEvent
+from schemas.events import HubEvent, IdentityEvent
 from schemas.record import PartyVerification, Rejected, ShipmentRecord
 from streams.authority import Authority
 from streams.sharing import relations
@@ -41,6 +41,14 @@ def findings(events: Iterable[IdentityEvent], authority: Authority) -> tuple[Fin
     for party in found:
         found[party].sort(key=lambda e: (e.occurred_at, e.key))
     return found, sorted(rejected, key=lambda r: r.event)
+
+
+def record_time(live: Sequence[HubEvent]) -> datetime | None:
+    """The record's time: the latest event time of the live events `live` (in event order) that are actual. Not a
+    plan's or an estimate's: those date what is expected, up to a year past their receipt (streams.horizon), and any
+    sender (one the record refuses too) would move the record's time there, expiring every verification: every
+    payout held and the release blocked at a stranger's word."""
+    return next((e.occurred_at for e in reversed(live) if e.classifier == "ACT"), None)
 
 
 def standing(found: Findings, party: str, at: datetime | None) -> tuple[Standing, IdentityEvent | None]:

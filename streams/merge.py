@@ -69,7 +69,7 @@ from streams.custody import counted_deliveries, custody, discrepancies, handover
 from streams.documents import documents
 from streams.invoices import carrier_invoices
 from streams.emissions import emissions_refused, journey_emissions
-from streams.identity import Findings, findings, unverified
+from streams.identity import Findings, findings, record_time, unverified
 from streams.ledger import Invoicing, invoice, settle
 from streams.trade import with_trade_parts
 
@@ -416,7 +416,7 @@ def project(state: ShipmentState, authority: Authority, reuse: Reusable | None =
         # what the record refused never reaches the ledger (the ledger also checks each charge's carrier itself)
         not_applied = refused_keys | {r.event for r in not_owners}
         money = [key for key, copy in state.copies.items() if isinstance(copy.event, MONEY_EVENTS) and key not in not_applied]
-        holds = _payout_holds(plan, invoices.held_legs, identities, max((e.occurred_at for e in live), default=None))
+        holds = _payout_holds(plan, invoices.held_legs, identities, record_time(live))
         history = [copy for key in money for copy in state.history(key)]
         if reuse is None or reuse.invoicing is None or reuse.kinds & _INVOICE_INPUTS:
             state.memo.invoicing = invoice(state.shipment_id, plan, history)

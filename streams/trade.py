@@ -8,7 +8,7 @@ is taken as it was unless one of its inputs changed:
 - customs: its own events (and the registry);
 - the letter of credit: its own events, the documents (waybill events, with their event times) and the cover;
 - the verifications: the identity findings, the parties (the cover's insurer, the credit's bank) and, for a party
-  with a finding, whether it has expired at the record's time (the latest event time);
+  with a finding, whether it has expired at the record's time (the latest actual event time);
 - the release, while the hub has not issued it: the transport documents, customs, the freight's settlement status
   and applied payments, the verifications (with the verified-parties option) and the event times of what its
   conditions rest on.
@@ -35,7 +35,7 @@ from schemas.record import InsuranceRecord, LetterOfCreditRecord, PartyVerificat
 from streams.authority import Authority, Operator
 from streams.credit import letter_of_credit
 from streams.customs import customs
-from streams.identity import findings, verifications
+from streams.identity import findings, record_time, verifications
 from streams.release import release
 
 if TYPE_CHECKING:  # streams.merge imports this module to project the trade parts
@@ -90,11 +90,12 @@ def with_trade_parts(
             authority, occurred(),
         )
         refused += credit_refused
-    now = live[-1].occurred_at if live else None
+    now = record_time(live)
     if previous is not None and IdentityEvent not in changed and _same_parties(previous, parts["letter_of_credit"], fields["insurance"]):
         kept_from.append(IdentityEvent)
         parties = previous.verifications
-        if not _standing_holds(parties, now):  # a finding lapsed, or came back in force, since
+        # a finding lapsed or came back in force since, or one may be dated past the record's time: made again
+        if not _standing_holds(parties, now, _of(kinds, IdentityEvent)):
             parties = verifications(staged(), findings(_of(kinds, IdentityEvent), authority)[0], now)
     else:
         found, identity_refused = findings(_of(kinds, IdentityEvent), authority)
@@ -129,9 +130,13 @@ def _same_parties(previous: ShipmentRecord, credit: LetterOfCreditRecord | None,
     return insurer(previous.insurance) == insurer(insurance) and bank(previous.letter_of_credit) == bank(credit)
 
 
-def _standing_holds(kept: list[PartyVerification], now: datetime | None) -> bool:
-    """With the same findings live, whether each party's standing at `now` is the one it had (streams.identity.standing:
-    a finding lapses at its `valid_until`; every finding is at or before `now`, the latest event time)."""
+def _standing_holds(kept: list[PartyVerification], now: datetime | None, found: Sequence[IdentityEvent]) -> bool:
+    """With the same findings `found` live, whether each party's standing at `now` is the one it had
+    (streams.identity.standing: a finding lapses at its `valid_until`). Only while every finding is actual, so at or
+    before `now`, the latest actual event time, in this version and the one kept: one classed as an estimate may be
+    dated past it, and counts once `now` reaches it, so it is made again."""
+    if any(event.classifier != "ACT" for event in found):
+        return False
     for party in kept:
         if party.finding is not None:
             lapsed = now is not None and party.finding.valid_until <= now
