@@ -81,8 +81,11 @@ def completed_by(record: ShipmentRecord) -> frozenset[str]:
 
 
 def _transport_document(record: ShipmentRecord) -> tuple[ReleaseCondition, str | None]:
-    negotiable = [record.through_document] if record.through_document else []
-    negotiable += [d for leg in record.legs for d in leg.documents if d.kind == "bill_of_lading"]
+    # a voided document (not issued again) is no document: a voided sea waybill released the cargo to the consignee
+    # (for good: a release is issued once), though its issuer had withdrawn it, perhaps for a bill of lading a bank
+    # finances; and a voided bill of lading, which nobody can surrender, blocked the release for ever
+    negotiable = [record.through_document] if record.through_document and record.through_document.status != "voided" else []
+    negotiable += [d for leg in record.legs for d in leg.documents if d.kind == "bill_of_lading" and d.status != "voided"]
     name: ConditionName = "transport_document"
     if negotiable:
         waiting = [d.number for d in negotiable if d.status != "surrendered"]
@@ -91,7 +94,7 @@ def _transport_document(record: ShipmentRecord) -> tuple[ReleaseCondition, str |
         holder = negotiable[0].holder
         keys = [d.surrendered_by for d in negotiable if d.surrendered_by]
         return ReleaseCondition.built(name=name, met=True, reason=f"surrendered by its holder {holder}", set_by=keys), holder
-    waybills = [d for leg in record.legs for d in leg.documents if d.kind == "sea_waybill"]
+    waybills = [d for leg in record.legs for d in leg.documents if d.kind == "sea_waybill" and d.status != "voided"]
     consignee = record.consignee.party_id if record.consignee else None
     if waybills and consignee:
         reason = f"sea waybill {waybills[0].number} names the consignee {consignee}"

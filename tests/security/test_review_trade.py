@@ -10,7 +10,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.builders import booking_doc, carrier_of, envelope, record_of
+from tests.unit.builders import booking_doc, carrier_of, envelope, record_of, waybill_doc
 from tests.unit.streams.test_projection import arrivals, fold_in_batches, trade_variants
 from tests.unit.streams.test_trade import AUTHORITY as TRADE_AUTHORITY
 from tests.unit.streams.test_trade import (
@@ -143,3 +143,28 @@ def test_a_finding_dated_past_the_record_time_counts_once_the_record_time_reache
         assert states["carrier.oceanline"] == "verifier.trade-id/idv-carrier.oceanline"
         states = {v.party_id: v.set_by for v in record(docs + [ahead, later], authority).verifications}
         assert states["carrier.oceanline"] == "verifier.trade-id/idv-ahead"
+
+
+def _document(kind: str, number: str, action: str, occurred: float) -> dict:
+    doc = waybill_doc(kind, number, leg=3, occurred=occurred, event_id=f"{number}-{action}".lower())
+    doc["payload"]["action"] = action
+    return doc
+
+
+def test_a_voided_sea_waybill_releases_nothing_and_a_voided_bill_of_lading_blocks_nothing() -> None:
+    # The sea carrier issues a sea waybill, then voids it (the shipper wants a bill of lading its bank finances). The
+    # voided waybill still met the release's document condition: the cargo would be released to the consignee, for
+    # good, on a document its issuer withdrew.
+    swb = [_document("sea_waybill", "SWB-1", "issued", 30), _document("sea_waybill", "SWB-1", "voided", 31)]
+    folded = record_of(booking_doc(), *swb)
+    assert folded.release is not None
+    [condition] = [c for c in folded.release.conditions if c.name == "transport_document"]
+    assert not condition.met, condition
+    # and the other way round: a bill of lading voided, a sea waybill in its place; the voided bill, which nobody can
+    # surrender, no longer waits for its surrender
+    switched = [_document("bill_of_lading", "BL-1", "issued", 30), _document("bill_of_lading", "BL-1", "voided", 31),
+                _document("sea_waybill", "SWB-2", "issued", 32)]
+    folded = record_of(booking_doc(), *switched)
+    assert folded.release is not None
+    [condition] = [c for c in folded.release.conditions if c.name == "transport_document"]
+    assert condition.met and "SWB-2" in condition.reason, condition
