@@ -116,17 +116,24 @@ def _customs(record: ShipmentRecord) -> ReleaseCondition:
     return ReleaseCondition.built(name="customs", met=True, reason=reason, set_by=[d.status_set_by for d in imports])
 
 
+# The release is `operational`: every carrier and insurer of the shipment reads it (streams.sharing_policy.json), and
+# the consignee too. What the freight condition says is only whether the freight holds the cargo: how much of the
+# invoice is paid, and whether the shipper has credit terms with the MTO, are the MTO's and the shipper's business
+# (`billing`, the registry), which the settlement shows those who may see it.
+FREIGHT_CLEARED = "the freight does not hold the cargo: paid, or on the MTO's credit terms"
+FREIGHT_OWED = "the freight is not paid yet"
+
+
 def _freight(record: ShipmentRecord, operator: Operator | None) -> ReleaseCondition:
     settlement = record.settlement
     if settlement is not None and settlement.status in ("paid", "overpaid"):
         keys = [p.set_by for p in settlement.payments if p.status == "applied"]
-        return ReleaseCondition.built(name="freight", met=True, reason=f"the invoice is {settlement.status}", set_by=keys)
+        return ReleaseCondition.built(name="freight", met=True, reason=FREIGHT_CLEARED, set_by=keys)
     shipper = record.shipper.party_id if record.shipper else None
     if operator is not None and shipper in operator.credit_terms:
         keys = [record.booking_set_by] if record.booking_set_by else []
-        return ReleaseCondition.built(name="freight", met=True, reason=f"{shipper} has credit terms with {operator.mto}", set_by=keys)
-    status = settlement.status if settlement is not None else "not invoiced"
-    return ReleaseCondition.built(name="freight", met=False, reason=f"freight not paid ({status}) and no credit terms")
+        return ReleaseCondition.built(name="freight", met=True, reason=FREIGHT_CLEARED, set_by=keys)
+    return ReleaseCondition.built(name="freight", met=False, reason=FREIGHT_OWED)
 
 
 def _verified_parties(record: ShipmentRecord, to: str | None) -> ReleaseCondition:

@@ -3,8 +3,10 @@ the shipment (README, "Sharing"): the verifications list is row-scoped like the 
 
 from __future__ import annotations
 
+import dataclasses
+
 from streams.sharing import entitlements, view
-from tests.unit.streams.test_trade import record, trade_docs
+from tests.unit.streams.test_trade import AUTHORITY, record, trade_docs
 
 OTHERS = {"carrier", "insurer", "bank"}
 
@@ -28,3 +30,23 @@ def test_the_mto_and_the_shipper_still_see_every_verification() -> None:
     every = {v.party_id for v in folded.verifications}
     for party in ("mto.westcorridor", "shipper.chengdu-elec"):
         assert {v["party_id"] for v in view(folded, parties[party]).document["verifications"]} == every
+
+
+def test_the_release_does_not_tell_a_carrier_or_an_insurer_how_the_freight_stands() -> None:
+    """The release is graded operational, so every carrier and insurer reads its conditions. The freight condition
+    said "freight not paid (partially_paid) and no credit terms", or that the shipper "has credit terms with" the MTO:
+    the shipper's payments and its terms with the MTO, which the billing grade withholds from them."""
+    no_credit = dataclasses.replace(
+        AUTHORITY, operators=tuple(dataclasses.replace(o, credit_terms=frozenset()) for o in AUTHORITY.operators)
+    )
+    for authority in (AUTHORITY, no_credit):
+        folded = record(trade_docs(), authority)
+        parties = entitlements(folded)
+        for party, lens in parties.items():
+            if not {"carrier", "insurer"} & set(lens.relations):
+                continue
+            shown = view(folded, lens).document
+            assert "status" not in shown.get("settlement", {})  # billing: not theirs (a carrier sees its payouts)
+            [freight] = [c for c in shown["release"]["conditions"] if c["name"] == "freight"]
+            for word in ("paid (", "partially", "issued", "credit terms with", "shipper."):
+                assert word not in freight["reason"], (party, freight["reason"])

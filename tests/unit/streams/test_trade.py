@@ -311,7 +311,7 @@ def test_freight_unpaid_without_credit_terms_blocks_the_release() -> None:
     release = record(trade_docs(), no_credit).release
     assert release is not None and release.status == "blocked"
     [freight] = [c for c in release.conditions if c.name == "freight"]
-    assert freight.reason == "freight not paid (issued) and no credit terms"  # the legs' charges are invoiced, unpaid
+    assert freight.reason == "the freight is not paid yet"  # the legs' charges are invoiced, unpaid
 
 
 # --- letter of credit: UCP 600 checks with worked figures ---------------------------------------------------------
@@ -396,7 +396,7 @@ def test_freight_paid_releases_without_credit_terms() -> None:
                {"payment_id": "PMT-46-2", "payer": "shipper.chengdu-elec", "amount": usd("350.00")})
     partly = record(trade_docs() + [part], no_credit).release
     assert partly is not None and partly.status == "blocked"
-    assert [c.reason for c in partly.conditions if not c.met] == ["freight not paid (partially_paid) and no credit terms"]
+    assert [c.reason for c in partly.conditions if not c.met] == ["the freight is not paid yet"]
     paid = record(trade_docs() + [part, rest], no_credit).release
     assert paid is not None and paid.status == "issued"
     # issued when the last payment settled the invoice, after customs had released the goods
