@@ -114,3 +114,4 @@ ORIGINAL_FUNCTIONS: Final = frozenset({"", ORIGINAL})  # absent means original: 
 DEFAULT_SEPARATORS: Final = ":+.? '"  # component, element, decimal mark, release, reserved, segment terminator
 
 MAX_INTERCHANGE_BYTES: Final = 1024 * 1024
+MAX_REFERENCES: Final = 20  # the canonical envelope's limit: a message header naming more is refused once, not per status

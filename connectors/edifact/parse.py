@@ -39,7 +39,17 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.edifact import codes
-from connectors.payload import Refused, digest, event_or_rejection, first_message, fits, is_locode, join_remarks, screen
+from connectors.payload import (
+    REMARKS_LIMIT,
+    Refused,
+    digest,
+    event_or_rejection,
+    first_message,
+    fits,
+    is_locode,
+    join_remarks,
+    screen,
+)
 from schemas.events import HubEvent
 from schemas.identifiers import ContainerNumber, DocumentNumber
 from schemas.rejection import Rejection
@@ -300,12 +310,16 @@ def _message(message: list[Segment], interchange: _Interchange, source: str) -> 
     return results
 
 
+Found = tuple[str, str, str | None]  # a reference: kind, value, transaction type
+
+
 @dataclass
 class _Header:
-    """What the message header says about every status in it."""
+    """What the message header says about every status in it, read once for all of them: read again for each status,
+    a header of thousands of RFF or FTX segments cost time quadratic in the interchange's size (4,000 of each: 14 s)."""
 
-    references: list[Segment] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
+    references: list[Found] = field(default_factory=list)  # distinct, at most codes.MAX_REFERENCES
+    text: str = ""  # the FTX texts joined, cut just past what a status's remarks can hold
     recorded_at: datetime | None = None
 
 
@@ -333,6 +347,8 @@ def _message_body(message: list[Segment]) -> tuple[_Header, list[_Consignment]]:
             "send corrections as a new original report",
         )
     header = _Header()
+    references: list[Segment] = []
+    texts: list[str] = []
     consignments: list[_Consignment] = []
     for segment in message[2:-1]:
         if segment.tag == "CNI":
@@ -346,13 +362,22 @@ def _message_body(message: list[Segment]) -> tuple[_Header, list[_Consignment]]:
         elif consignments:
             continue  # consignment-level LOC/CNT (origin, destination, totals) say nothing about one status
         elif segment.tag == "RFF":
-            header.references.append(segment)
+            references.append(segment)
         elif segment.tag == "FTX":
-            header.texts.append(_free_text(segment))
+            texts.append(_free_text(segment))
         elif segment.tag == "DTM" and segment.value(1, 1) == codes.DOCUMENT_TIME:
             header.recorded_at = _dtm_time(segment)
     if not consignments:
         raise _syntax("no CNI consignment: the message reports nothing")
+    header.references = _found(references)
+    if len(header.references) > codes.MAX_REFERENCES:
+        raise Refused(
+            "invalid_edifact",
+            f"the message header names {len(header.references)} distinct references; a status takes at most "
+            f"{codes.MAX_REFERENCES}",
+        )
+    # one past the limit, so that a status's remarks still end in an ellipsis when the header's texts overflow them
+    header.text = "; ".join(text for text in texts if text)[: REMARKS_LIMIT + 1]
     return header, consignments
 
 
@@ -386,10 +411,15 @@ def _status_document(status: _Status, context: _Context) -> dict[str, Any]:
             notes.append(f"location {place} (not a UN/LOCODE)")
         elif location is None:
             location = place  # the first place is where the status happened; later ones are e.g. the next stop
-    notes += context.header.texts
-    notes += [_dtm_remark(segment) for segment in status.segments if segment.tag == "DTM"]
+    remarks = [note.strip() for note in notes if note.strip()]
+    remarks += [context.header.text] if context.header.text else []  # already stripped and joined
+    remarks += [_dtm_remark(segment).strip() for segment in status.segments if segment.tag == "DTM"]
     containers = _containers(status.segments)
-    references = _references(context.header.references + [s for s in status.segments if s.tag == "RFF"], containers)
+    found = context.header.references + _found([s for s in status.segments if s.tag == "RFF"])
+    found.extend(("container", number, None) for number in containers)
+    references = [
+        {"kind": kind, "value": value} | ({"type": typed} if typed else {}) for kind, value, typed in dict.fromkeys(found)
+    ]
     if not references:
         raise Refused(
             "invalid_event",
@@ -403,7 +433,7 @@ def _status_document(status: _Status, context: _Context) -> dict[str, Any]:
         "location": location,
         "container": containers[0] if containers else None,
         "transport_means": _transport_means(status.segments),
-        "remarks": join_remarks([note.strip() for note in notes if note.strip()], ellipsis="…"),
+        "remarks": join_remarks(remarks, ellipsis="…"),
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
     return {
@@ -475,8 +505,9 @@ def _containers(segments: list[Segment]) -> list[str]:
     return containers
 
 
-def _references(rffs: list[Segment], containers: list[str]) -> list[dict[str, str]]:
-    found: list[tuple[str, str, str | None]] = []
+def _found(rffs: list[Segment]) -> list[Found]:
+    """The distinct references the RFF segments name, in order."""
+    found: list[Found] = []
     for segment in rffs:
         qualifier = segment.value(1, 1)
         kind = codes.REFERENCE_KINDS.get(qualifier)
@@ -489,9 +520,7 @@ def _references(rffs: list[Segment], containers: list[str]) -> list[dict[str, st
         if kind is None and not fits(_DOCUMENT, number):
             continue  # a business transaction the hub's reference syntax cannot carry names nothing it can resolve
         found.append((kind or "business_transaction", number, typed))
-    found.extend(("container", number, None) for number in containers)
-    unique = list(dict.fromkeys(found))
-    return [{"kind": kind, "value": value} | ({"type": typed} if typed else {}) for kind, value, typed in unique]
+    return list(dict.fromkeys(found))
 
 
 def _transport_means(segments: list[Segment]) -> str | None:

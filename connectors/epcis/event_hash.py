@@ -300,16 +300,24 @@ def _ordered(children: list[_Node], order: Order) -> str:
     """The children named in `order`, in that order (same-named ones sorted), then the extensions gathered here;
     what is used up is removed from `children`, so the rest can be hashed generically."""
     extensions = _extensions(children)
+    named: dict[str, list[_Node]] = {}
+    for child in children:
+        named.setdefault(child.name, []).append(child)
     text = ""
+    used: set[int] = set()
     for name, sub_order in order:
         values = []
-        for child in [c for c in children if c.name == name]:
+        for child in named.get(name, ()):
             rendered = _rendered(child, sub_order)
             if rendered:
                 values.append(rendered)
             if not child.children:
-                children.remove(child)
+                used.add(id(child))
         text += "".join(sorted(values))
+    # Taken out in one pass: a `list.remove` per node searched the list (comparing nodes field by field) each time,
+    # quadratic: 8,000 used leaves behind 8,000 other nodes cost 12 s, a 4 MiB document about two hours.
+    if used:
+        children[:] = [child for child in children if id(child) not in used]
     return text + (_generic(extensions) if extensions else "")
 
 
@@ -318,8 +326,8 @@ def _extensions(children: list[_Node]) -> list[_Node]:
     if len(children) <= 1 or any("eventTime" in c.name or "action" in c.name for c in children):
         return []
     found = [c for c in children if "{" in c.name and "/}" in c.name]
-    for extension in found:
-        children.remove(extension)
+    if found:
+        children[:] = [c for c in children if not ("{" in c.name and "/}" in c.name)]  # one pass: see _ordered
     return found
 
 
