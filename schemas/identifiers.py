@@ -147,13 +147,22 @@ class TransportMode(IntEnum):
 _EORI = re.compile(r"^[A-Z]{2}[A-Za-z0-9]{1,15}$")
 
 
+def _upper_case(code: str, what: str) -> None:
+    # python-stdnum upper-cases before it checks, so "5493001kjtiigc8y1r12" passed as an LEI and was kept as sent:
+    # both standards write letters in upper case only, and the same code in two cases would be two parties' codes
+    if code != code.upper():
+        raise ValueError(f"{code!r}: {what} writes its letters in upper case")
+
+
 def _check_uscc(code: str) -> str:
+    _upper_case(code, "a Unified Social Credit Code (GB 32100-2015)")
     if not _uscc.is_valid(code):
         raise ValueError(f"{code!r} is not a Unified Social Credit Code (GB 32100-2015: 18 characters, check character)")
     return code
 
 
 def _check_lei(code: str) -> str:
+    _upper_case(code, "an LEI (ISO 17442)")
     if not _lei.is_valid(code):
         raise ValueError(f"{code!r} is not an LEI (ISO 17442: 20 characters, ISO 7064 mod 97-10 check digits)")
     return code

@@ -117,6 +117,8 @@ def test_a_released_declaration_takes_no_later_status() -> None:
         (Uscc, "91110000717830650E", "91110000717830650F"),
         (Lei, "5493008H3KQ1T7ZK8R51", "5493008H3KQ1T7ZK8R52"),  # ISO 17442: ISO 7064 mod 97-10
         (Lei, "254900XQ2R7M1KZ4HL14", "254900XQ2R7M1KZ4HL41"),
+        (Lei, "5493008H3KQ1T7ZK8R51", "5493008h3kq1t7zk8r51"),  # valid once upper-cased: refused as written
+        (Uscc, "91510100MA61R8XQ15", "91510100ma61r8xq15"),
         (Eori, "DE123456789012345", "123456789"),
     ],
 )
