@@ -652,10 +652,11 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
             if record is None:
                 return f"shipment {args.shipment} is not in the projection"
             now = datetime.now(timezone.utc)
-            grantor = entitled(record, await store.for_shipment(args.shipment), now).get(args.grantor)
+            grants = await store.for_shipment(args.shipment)
+            grantor = entitled(record, grants, now).get(args.grantor)
             if grantor is None:
                 return f"{args.grantor} is not entitled to {args.shipment}, so it has nothing to grant"
-            refusal = refuse_grant(grantor, request, parties, now)
+            refusal = refuse_grant(grantor, request, parties, now, grants=grants)
             if refusal is not None:
                 return f"{args.grantor}: {refusal.reason}"
             grant = new_grant(str(uuid.uuid4()), args.shipment, args.grantor, request, now)

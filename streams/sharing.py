@@ -307,7 +307,9 @@ def view(record: ShipmentRecord, who: Entitlement, policy: Policy = POLICY) -> V
     return view_of(Leaves.of(record, policy), who, policy)
 
 
-Rows = tuple[tuple[Callable[[Mapping[str, Any], Lens], bool], Mapping[str, Any]], ...]
+# Per leaf, the rows above it that a lens covering only some legs must hold: each a test and the value it tests (a
+# list item of `_ROWS`, or the leaf itself for `_OWN_VALUES`).
+Rows = tuple[tuple[Callable[[Any, Lens], bool], Any], ...]
 
 
 class _Node(NamedTuple):
@@ -395,6 +397,9 @@ def _flatten(
     grade = grades.get(path)
     if grade is None:
         grade = grades[path] = policy.grade(path)
+    own = _OWN_VALUES.get(path)
+    if own is not None:
+        rows = (*rows, (own, node))
     out.at.append(at)
     out.paths.append(path)
     out.grades.append(grade)
@@ -457,6 +462,20 @@ _ROWS: dict[str, Callable[[Mapping[str, Any], Lens], bool]] = {
     # who else carries, insures or finances the shipment is not a carrier's to learn: only its own verification
     # and those of the shipment's own parties (the shipper, the consignee, the MTO)
     "verifications": lambda item, lens: item["party_id"] == lens.carrier or not set(item["relations"]) & _OTHERS,
+}
+
+
+def _set_by_own_carrier(key: Any, lens: Lens) -> bool:
+    """Whether an event key (`<source>/<event id>`) is of an event the lens's own carrier sent."""
+    return isinstance(key, str) and key.partition("/")[0] == lens.carrier
+
+
+# Single values outside those lists that a lens covering only some legs sees only when they are its own. The
+# provenance of the current location names the carrier whose event last moved the cargo: that may be the carrier
+# of a leg this one neither carries nor hands over with, which is not a carrier's to learn (the location itself is
+# public and stays shown).
+_OWN_VALUES: dict[str, Callable[[Any, Lens], bool]] = {
+    "location_set_by": _set_by_own_carrier,
 }
 
 

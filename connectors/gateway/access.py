@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 
 import orjson
 from pydantic import Field, ValidationError
@@ -36,7 +36,9 @@ class Refusal:
 
 @dataclass(frozen=True)
 class DisclosureLine:
-    """What the audit log says one party received of one shipment, per kind and channel."""
+    """What the audit log says one party received of one shipment, per kind, channel and the grant chain the shares
+    were made through (the audit's `via_grants`; empty for a party's own relations). The chain decides who else may
+    see the line (`visible_recipients`); the document does not carry it."""
 
     party: str
     kind: str
@@ -44,6 +46,7 @@ class DisclosureLine:
     count: int
     last_shared_at: datetime
     record_versions: tuple[int, ...]
+    via_grants: tuple[str, ...] = ()
 
     def document(self) -> dict[str, Any]:
         return {
@@ -91,7 +94,7 @@ class ShareLog(Protocol):
         out."""
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
-        """The audit log of a shipment, grouped by party, kind and channel."""
+        """The audit log of a shipment, grouped by party, kind, channel and grant chain."""
 
 
 # --- entitlement -----------------------------------------------------------------------------------------------------
@@ -134,10 +137,23 @@ def read_grant_request(body: bytes) -> GrantRequest | Refusal:
         return Refusal(400, "invalid_request", describe(error))
 
 
+# The most grants one party makes on one shipment, revoked and expired ones included. Grants are never deleted, and
+# every read, every live view's poll and every version the share stage sends decides entitlements over all of them:
+# without a bound, one party granting ten a second would soon make each of those take seconds of the event loop.
+MAX_GRANTS_PER_GRANTOR = 50
+
+
 def refuse_grant(
-    grantor: Entitlement, request: GrantRequest, parties: PartyRegistry, now: datetime, policy: Policy = POLICY
+    grantor: Entitlement,
+    request: GrantRequest,
+    parties: PartyRegistry,
+    now: datetime,
+    policy: Policy = POLICY,
+    *,
+    grants: Sequence[Grant],
 ) -> Refusal | None:
-    """Why `grantor` may not make this grant, or None. A grant passes on at most what its grantor holds."""
+    """Why `grantor` may not make this grant, or None. A grant passes on at most what its grantor holds, and a party
+    makes at most MAX_GRANTS_PER_GRANTOR grants on a shipment (`grants`: every grant ever made on it)."""
     if parties.party(request.grantee) is None:
         return Refusal(400, "unknown_party", f"grantee {request.grantee} is not a registered party")
     if request.grantee == grantor.party:
@@ -150,6 +166,10 @@ def refuse_grant(
     missing = [grade for grade in policy.grades if grade in request.grades and grade not in grantor.grades]
     if missing:
         return Refusal(403, "grades_not_held", f"you do not hold these grades of the shipment: {', '.join(missing)}")
+    if sum(grant.grantor == grantor.party for grant in grants) >= MAX_GRANTS_PER_GRANTOR:
+        limit = MAX_GRANTS_PER_GRANTOR
+        reason = f"you have made {limit} grants on this shipment, the most a party may (revoked ones count)"
+        return Refusal(403, "too_many_grants", reason)
     return None
 
 
@@ -221,11 +241,34 @@ def recipient_scope(who: Entitlement) -> RecipientScope:
 def visible_recipients(
     who: Entitlement, lines: Sequence[DisclosureLine], grants: Sequence[Grant]
 ) -> tuple[RecipientScope, list[DisclosureLine]]:
+    """The lines the caller may see, one per party, kind and channel. With scope `own_and_delegates`: its own, and
+    of its delegates' only the shares made through one of its grants (their chain runs from the entitled party
+    down, so a delegate's delegate's chain holds the caller's grant too). Not the party's whole line: a grant to
+    a party that holds the shipment in its own right (another carrier, the insurer), or by someone else's grant,
+    would otherwise tell the grantor who that party is and what it received."""
     scope = recipient_scope(who)
     if scope == "all":
-        return scope, list(lines)
+        return scope, _merged(lines)
+    made = {g.grant_id for g in grants if g.grantor == who.party}
     mine = {who.party} | delegates_of(who.party, grants)
-    return scope, [line for line in lines if line.party in mine]
+    return scope, _merged([
+        line for line in lines
+        if line.party == who.party or (line.party in mine and not made.isdisjoint(line.via_grants))
+    ])  # fmt: skip
+
+
+def _merged(lines: Iterable[DisclosureLine]) -> list[DisclosureLine]:
+    """One line per party, kind and channel, over every grant chain."""
+    groups: dict[tuple[str, str, str], list[DisclosureLine]] = {}
+    for line in lines:
+        groups.setdefault((line.party, line.kind, line.channel), []).append(line)
+    return [
+        DisclosureLine(
+            party, kind, channel, sum(line.count for line in group), max(line.last_shared_at for line in group),
+            tuple(sorted({version for line in group for version in line.record_versions})),
+        )
+        for (party, kind, channel), group in groups.items()
+    ]
 
 
 def disclosures_document(

@@ -292,7 +292,7 @@ class Reader:
         if isinstance(asked, Refusal):
             raise _Refused(asked)
         now = self.clock()
-        refusal = refuse_grant(access.who, asked, self.parties, now, self.policy)
+        refusal = refuse_grant(access.who, asked, self.parties, now, self.policy, grants=access.grants)
         if refusal is not None:
             raise _Refused(refusal)
         grant = new_grant(str(uuid.uuid4()), access.record.shipment_id, access.caller, asked, now)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.gateway.access import MAX_GRANTS_PER_GRANTOR
 from connectors.webhooks.notifications import KINDS as WEBHOOK_KINDS
-from connectors.webhooks.notifications import SubscriptionRequest
+from connectors.webhooks.notifications import MAX_OVERLAPPING, MAX_SUBSCRIPTIONS, SubscriptionRequest
 from streams.sharing import POLICY
 
 BEARER = "bearerToken"
@@ -305,7 +306,10 @@ READER_PATHS: dict[str, Any] = {
                 "201": _json("the grant", _ref("Grant")),
                 "400": _error("not JSON, an unknown grantee or grade, yourself as grantee, or expires_at in the past"),
                 "401": _UNAUTHENTICATED,
-                "403": _error("grades you do not hold (named in the reason)"),
+                "403": _error(
+                    "grades_not_held: grades you do not hold (named in the reason); too_many_grants: you have made "
+                    f"{MAX_GRANTS_PER_GRANTOR} grants on this shipment, revoked ones included"
+                ),
                 "404": _NOT_FOUND,
                 "503": _UNAVAILABLE,
             },
@@ -398,6 +402,10 @@ SUBSCRIPTION_PATHS: dict[str, Any] = {
                     "headers": {"Location": {"schema": {"type": "string"}}},
                 },
                 "401": _UNAUTHENTICATED,
+                "403": _error(
+                    f"too_many_subscriptions: you hold {MAX_SUBSCRIPTIONS} subscriptions, or {MAX_OVERLAPPING} that "
+                    "would get the same notifications"
+                ),
                 "408": _error("the body did not arrive in time"),
                 "413": _error("a body larger than 16 KiB"),
                 "422": _error(

@@ -34,10 +34,10 @@ LIMIT 1
 """
 
 SUMMARY = """
-SELECT party, kind, channel, count(*) AS count, max(shared_at) AS last_shared_at,
+SELECT party, kind, channel, via_grants, count(*) AS count, max(shared_at) AS last_shared_at,
     array_agg(DISTINCT record_version ORDER BY record_version) FILTER (WHERE record_version IS NOT NULL) AS versions
 FROM share_audit WHERE shipment_id = $1
-GROUP BY party, kind, channel
+GROUP BY party, kind, channel, via_grants
 """
 
 
@@ -128,6 +128,7 @@ class PostgresReaderStore:
             DisclosureLine(
                 party=row["party"], kind=row["kind"], channel=row["channel"], count=row["count"],
                 last_shared_at=row["last_shared_at"], record_versions=tuple(row["versions"] or ()),
+                via_grants=tuple(row["via_grants"] or ()),
             )
             for row in rows
         ]

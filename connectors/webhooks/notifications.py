@@ -7,9 +7,10 @@ Pure: the filler and the dispatcher (same package) do the I/O.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Mapping, Protocol, get_args
+from typing import Any, Literal, Mapping, Protocol, Sequence, get_args
 
 from pydantic import Field
 
@@ -190,3 +191,29 @@ class SubscriptionRequest(Frozen):
         if self.expires_at is not None and self.expires_at <= now:
             return "expires_at is in the past"
         return None
+
+
+# What a party may hold over HTTP (connectors.webhooks.routes): active subscriptions in all, and of those, how many
+# one share message may go to (every one for all shipments, plus those for its shipment). Each subscription is a
+# copy of every message it matches: outbox rows, POSTs and secrets the filler opens, so without a bound one party
+# would turn each of its notifications into as many requests as it liked, at an address of its choosing.
+MAX_SUBSCRIPTIONS = 100
+MAX_OVERLAPPING = 5
+
+
+def crowded(held: Sequence[Mapping[str, Any]], request: SubscriptionRequest) -> str | None:
+    """Why a party may not add `request` to the subscriptions it holds (`held`: its `overview` rows, with `active`
+    and `shipment_id`), or None. A deleted subscription is no longer counted; an expired one is, until deleted,
+    since the filler still reads it."""
+    active = [row for row in held if row["active"]]
+    if len(active) >= MAX_SUBSCRIPTIONS:
+        return f"you hold {MAX_SUBSCRIPTIONS} subscriptions, the most a party may; delete one first"
+    every = sum(row["shipment_id"] is None for row in active)
+    per_shipment = Counter(row["shipment_id"] for row in active if row["shipment_id"] is not None)
+    same = max(per_shipment.values(), default=0) if request.shipment_id is None else per_shipment[request.shipment_id]
+    if every + same >= MAX_OVERLAPPING:
+        return (
+            f"{MAX_OVERLAPPING} of your subscriptions would already get the same notifications, the most a party may;"
+            " delete one first"
+        )
+    return None

@@ -20,7 +20,14 @@ from pydantic import ValidationError
 from connectors.gateway.guards import BodyRefused, authorization, read_capped
 from connectors.gateway.intake import error_document
 from connectors.parties import PartyRegistry
-from connectors.webhooks.notifications import Refused, Subscription, SubscriptionRequest, Subscriptions, Unavailable
+from connectors.webhooks.notifications import (
+    Refused,
+    Subscription,
+    SubscriptionRequest,
+    Subscriptions,
+    Unavailable,
+    crowded,
+)
 from schemas.rejection import describe
 
 Handler = Callable[[web.Request, str], Awaitable[web.Response]]  # with the authenticated party
@@ -85,6 +92,9 @@ class SubscriptionRoutes:
             wanted = SubscriptionRequest.model_validate_json(raw)
         except ValidationError as error:
             return _error(422, "invalid_subscription", describe(error))
+        problem = crowded(await self.store.overview(party), wanted)
+        if problem is not None:
+            return _error(403, "too_many_subscriptions", problem)
         try:
             made = await self.store.subscribe(party, wanted, self.clock())
         except Refused as error:

@@ -3,6 +3,7 @@ state of a grant, and Server-Sent Events framing (checked against an independent
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -39,8 +40,8 @@ def grant(grant_id: str, grantor: str, grantee: str, grades: list[str], **extra:
     )
 
 
-def line(party: str) -> DisclosureLine:
-    return DisclosureLine(party, "status", "api", 1, NOW, (RECORD.version,))
+def line(party: str, via: tuple[str, ...] = ()) -> DisclosureLine:
+    return DisclosureLine(party, "status", "api", 1, NOW, (RECORD.version,), via)
 
 
 # --- grants --------------------------------------------------------------------------------------------------------
@@ -49,19 +50,20 @@ def line(party: str) -> DisclosureLine:
 def test_a_grant_within_what_the_grantor_holds_is_allowed() -> None:
     shipper = entitled(RECORD, [], NOW)[SHIPPER]
     asked = GrantRequest(grantee=BROKER, grades=["public", "billing"])
-    assert refuse_grant(shipper, asked, PARTIES, NOW) is None
+    assert refuse_grant(shipper, asked, PARTIES, NOW, grants=[]) is None
 
 
 def test_grades_the_grantor_lacks_are_refused_by_name_in_policy_order() -> None:
     rail = entitled(RECORD, [], NOW)[RAIL]
-    refusal = refuse_grant(rail, GrantRequest(grantee=BROKER, grades=["personal", "public", "billing"]), PARTIES, NOW)
+    asked = GrantRequest(grantee=BROKER, grades=["personal", "public", "billing"])
+    refusal = refuse_grant(rail, asked, PARTIES, NOW, grants=[])
     assert refusal == Refusal(403, "grades_not_held", "you do not hold these grades of the shipment: billing, personal")
 
 
 def test_a_delegate_may_grant_on_only_what_it_was_granted() -> None:
     delegated = entitled(RECORD, [grant("g1", SHIPPER, BROKER, ["public"])], NOW)[BROKER]
-    assert refuse_grant(delegated, GrantRequest(grantee=SG_BROKER, grades=["public"]), PARTIES, NOW) is None
-    refusal = refuse_grant(delegated, GrantRequest(grantee=SG_BROKER, grades=["operational"]), PARTIES, NOW)
+    assert refuse_grant(delegated, GrantRequest(grantee=SG_BROKER, grades=["public"]), PARTIES, NOW, grants=[]) is None
+    refusal = refuse_grant(delegated, GrantRequest(grantee=SG_BROKER, grades=["operational"]), PARTIES, NOW, grants=[])
     assert refusal is not None and refusal.status == 403
 
 
@@ -113,15 +115,34 @@ def test_delegates_are_found_through_chains_including_revoked_links() -> None:
 def test_whole_journey_parties_see_every_recipient_carriers_and_delegates_only_their_own() -> None:
     grants = [grant("g1", RAIL, BROKER, ["public"]), grant("g2", SHIPPER, SG_BROKER, ["public"])]
     now_entitled = entitled(RECORD, grants, NOW)
-    lines = [line(p) for p in (MTO, SHIPPER, RAIL, SEA, BROKER, SG_BROKER)]
+    lines = [line(p) for p in (MTO, SHIPPER, RAIL, SEA)] + [line(BROKER, ("g1",)), line(SG_BROKER, ("g2",))]
 
+    every = [replace(line, via_grants=()) for line in lines]  # the document does not carry the chains
     for party in (MTO, SHIPPER, "consignee.johor-assembly", "insurer.picc"):
-        assert visible_recipients(now_entitled[party], lines, grants) == ("all", lines)
+        assert visible_recipients(now_entitled[party], lines, grants) == ("all", every)
     scope, shown = visible_recipients(now_entitled[RAIL], lines, grants)
     assert (scope, [line.party for line in shown]) == ("own_and_delegates", [RAIL, BROKER])
     # a delegate of the shipper sees the whole journey's grades it was given, not who else holds the shipment
     assert recipient_scope(now_entitled[SG_BROKER]) == "own_and_delegates"
     assert [line.party for line in visible_recipients(now_entitled[SG_BROKER], lines, grants)[1]] == [SG_BROKER]
+
+
+def test_a_delegate_line_shows_only_what_went_through_the_grantors_own_grants() -> None:
+    # the broker holds grants of the carrier and of the shipper; the carrier granted the insurer too
+    grants = [
+        grant("g1", RAIL, BROKER, ["public"]), grant("g2", SHIPPER, BROKER, ["public"]),
+        grant("g3", RAIL, "insurer.picc", ["public"]), grant("g4", BROKER, SG_BROKER, ["public"]),
+    ]
+    rail = entitled(RECORD, grants, NOW)[RAIL]
+    lines = [
+        line(BROKER, ("g1",)), line(BROKER, ("g2",)), line(BROKER, ("g1",)), line("insurer.picc"),
+        line(SG_BROKER, ("g1", "g4")), line(SG_BROKER, ("g2", "g4")), line(RAIL),
+    ]
+    scope, shown = visible_recipients(rail, lines, grants)
+    # one line per party, kind and channel, counting only the shares made through the carrier's grants
+    assert sorted((line.party, line.count, line.via_grants) for line in shown) == [
+        (BROKER, 2, ()), (SG_BROKER, 1, ()), (RAIL, 1, ()),
+    ]
 
 
 def test_a_party_with_its_own_relation_and_a_grant_keeps_its_own_scope() -> None:

@@ -91,14 +91,14 @@ class MemoryShareLog:
         self.rows.setdefault(share.share_id, share)
 
     async def summary(self, shipment_id: str) -> list[DisclosureLine]:
-        groups: dict[tuple[str, str, str], list[Share]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, tuple[str, ...]], list[Share]] = defaultdict(list)
         for share in self.rows.values():
             if share.shipment_id == shipment_id:
-                groups[(share.party, share.kind, share.channel)].append(share)
+                groups[(share.party, share.kind, share.channel, share.via_grants)].append(share)
         return [
             DisclosureLine(party, kind, channel, len(shares), max(s.shared_at for s in shares),
-                           tuple(sorted({s.version for s in shares if s.version is not None})))
-            for (party, kind, channel), shares in groups.items()
+                           tuple(sorted({s.version for s in shares if s.version is not None})), via)
+            for (party, kind, channel, via), shares in groups.items()
         ]
 
 

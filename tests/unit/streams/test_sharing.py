@@ -303,7 +303,7 @@ def test_the_new_fields_reach_whom_their_grades_allow() -> None:
 
 
 def _reference_view(record: ShipmentRecord, who: Entitlement) -> tuple[dict[str, Any], set[str], set[str], set[Any]]:
-    from streams.sharing import _ROWS, _is_branch
+    from streams.sharing import _OWN_VALUES, _ROWS, _is_branch
 
     disclosed: set[str] = set()
     withheld: set[str] = set()
@@ -319,6 +319,8 @@ def _reference_view(record: ShipmentRecord, who: Entitlement) -> tuple[dict[str,
             for index, item in enumerate(node):
                 if lens.legs is None or in_rows is None or in_rows(item, lens):
                     visible(item, at + (index,), f"{path}[]", lens)
+        elif lens.legs is not None and (own := _OWN_VALUES.get(path)) is not None and not own(node, lens):
+            pass  # another carrier's value: neither shown nor withheld by this lens
         elif POLICY.grade(path) in lens.grades or any(path == p or path.startswith(p + ".") for p in lens.extra):
             disclosed.add(path)
             leaves.add(at)

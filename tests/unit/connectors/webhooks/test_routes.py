@@ -78,7 +78,8 @@ class MemorySubscriptions:
 
     async def overview(self, party: str | None = None) -> list[dict[str, Any]]:
         self._check()
-        return [{"subscription_id": s.subscription_id, "party": s.party, "active": s.active, "pending": 0}
+        return [{"subscription_id": s.subscription_id, "party": s.party, "shipment_id": s.shipment_id,
+                 "active": s.active, "pending": 0}
                 for s in self.rows.values() if party in (None, s.party)]
 
 
