@@ -33,6 +33,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The last label of a host that an URL parser (WHATWG's, or inet_aton behind getaddrinfo) reads as an IPv4 number.
 _NUMERIC = re.compile(r"(0[xX][0-9a-fA-F]*|[0-9]+)")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# Not reachable from the internet, though Python 3.11 calls them global: the deprecated IPv6 site-local range
+# (RFC 3879) and the IETF protocol assignments (RFC 6890: 192.0.0.8 is the IPv4 dummy address, RFC 7600).
+_NOT_PUBLIC = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("192.0.0.0/24"))
 
 
 def blocked(address: IPAddress) -> str | None:
@@ -51,6 +54,7 @@ def blocked(address: IPAddress) -> str | None:
         (isinstance(address, ipaddress.IPv4Address) and address in _SHARED, "shared address space (100.64/10)"),
         (address.is_private, "private"),
         (address.is_reserved, "reserved"),
+        (any(address in network for network in _NOT_PUBLIC), "not reachable from the internet"),
         (not address.is_global, "not a public address"),
     ):
         if test:

@@ -72,6 +72,13 @@ def test_public_addresses_pass(text: str) -> None:
     assert blocked(ipaddress.ip_address(text)) is None
 
 
+@pytest.mark.parametrize("text", ["fec0::1", "fefe::a:1", "192.0.0.8", "192.0.0.170"])
+def test_addresses_python_calls_global_that_reach_no_public_host_are_blocked(text: str) -> None:
+    """The deprecated IPv6 site-local range and the IETF protocol assignments (the IPv4 dummy address, NAT64 discovery):
+    Python 3.11's `is_global` passed each of them."""
+    assert blocked(ipaddress.ip_address(text)) is not None
+
+
 def test_the_allow_list_lets_names_addresses_and_networks_through() -> None:
     rules = AddressPolicy.of(["Receiver.Test.", "127.0.0.1", "10.20.0.0/16", "[fd00::1]"], allow_http=True)
     assert rules.hosts == frozenset({"receiver.test"})
