@@ -489,7 +489,7 @@ class StageRunner:
             log.warning("%s: checkpoint failed (%r): restarting %d partition(s)", self.stage.name, error, len(due))
             self.counters.retried += len(due)
             # a new producer: a record the broker refused leaves the idempotent producer's sequence numbers behind
-            # the broker's (every later send then failed with OutOfOrderSequenceNumber, for every partition)
+            # the broker's (every later checkpoint then failed with OutOfOrderSequenceNumber, in the test that found it)
             await _discard(producer)
             self._producer = AIOKafkaProducer(**self._producer_options("alo"))
             await self._producer.start()

@@ -7,7 +7,6 @@ the fastest of three passes each. No Kafka or Postgres."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +15,7 @@ import orjson
 from connectors.formats import parser
 from schemas.events import HubEvent
 from schemas.rejection import Rejection
+from tests.security.cpu import least_cpu
 
 REPO = Path(__file__).resolve().parents[2]
 UBL_SAMPLE = (REPO / "connectors" / "ubl" / "samples" / "rail-leg2-matched.xml").read_bytes()
@@ -24,12 +24,7 @@ SMALL, LARGE = 500, 4000  # items; LARGE / SMALL = 8
 
 
 def _cpu(format_name: str, body: bytes) -> tuple[float, list[HubEvent | Rejection]]:
-    passes, results = [], []
-    for _ in range(3):
-        started = time.process_time()
-        results = parser(format_name)(body, CARRIER)
-        passes.append(time.process_time() - started)
-    return min(passes), results
+    return least_cpu(lambda: parser(format_name)(body, CARRIER))
 
 
 def _assert_linear(format_name: str, build: Callable[[int], bytes]) -> list[HubEvent | Rejection]:

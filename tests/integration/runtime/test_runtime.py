@@ -207,7 +207,7 @@ async def test_a_record_the_broker_refuses_for_good_is_set_aside_and_its_partiti
     every other record exactly once, nothing of the refused ones in the outputs or the changelog. At least once, the
     checkpoint covers every partition with work: while one is isolating, each is checkpointed on its own; and the
     one idempotent producer is replaced after a failed checkpoint (after a refused record, its sequence numbers were
-    behind the broker's and every later checkpoint of every partition failed with OutOfOrderSequenceNumber)."""
+    behind the broker's and every later checkpoint failed with OutOfOrderSequenceNumber)."""
     runner = counting.runner("a", MMHUB_GUARANTEE=guarantee)
     runner.start()
     await runner.wait_active()
