@@ -120,6 +120,12 @@ def encode_book(book: Book) -> bytes:
 
 
 EMPTY_BOOK_BYTES = len(encode_book(Book()))  # a book not stored yet
+_NOTHING_PARKED = b'"parked":[]}'  # how an encoded book ends when no event waits in it (`parked` is its last field)
+
+
+def holds_parked(raw: bytes) -> bool:
+    """Whether an encoded book holds parked events, without decoding it."""
+    return not raw.endswith(_NOTHING_PARKED)
 
 
 # --- what a shipment registers ------------------------------------------------------------------------------------

@@ -229,10 +229,14 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         now = datetime.now(timezone.utc)
-        # Only the books this worker parked events in: a scan of every book would decode every reference of every
-        # shipment (hundreds of thousands) on the event loop. The full picture is `mmhub parked`.
-        held = runners["resolve"].stores().values() if "resolve" in runners else ()
-        books = [stores[REFERENCES] for stores in held]
+        # Only the books this worker parked events in, and those its partitions held parked events in when it took
+        # them (looked through once, encoded: decoding every reference of every shipment, hundreds of thousands,
+        # each tick would hold the event loop). The full picture is `mmhub parked`.
+        held = runners["resolve"].stores() if "resolve" in runners else {}
+        for number, stores in held.items():
+            if number not in resolve_handler.indexed:  # a partition restored since: what was parked before it
+                resolve_handler.index(number, stores[REFERENCES].items())
+        books = [stores[REFERENCES] for stores in held.values()]
         waiting = []
         for key in list(resolve_handler.parked):
             raw = next((found for found in (book.get(key) for book in books) if found is not None), None)

@@ -19,7 +19,7 @@ import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -53,6 +53,7 @@ from streams.references import (
     entry_bytes,
     expire,
     parked_bytes,
+    holds_parked,
     parked_summary,
     register,
     request,
@@ -261,6 +262,7 @@ class ResolveHandler:
     clock: Callable[[], datetime] = utc_now
     parked_ttl: timedelta = timedelta(seconds=DEFAULT_PARKED_TTL_S)
     parked: dict[bytes, int] = field(default_factory=dict)
+    indexed: set[int] = field(default_factory=set)  # the partitions whose stored books `index` has looked through
     warm: WarmCache[Book] = field(default_factory=lambda: WarmCache[Book]())
 
     def __call__(self, records: Sequence[Record], stores: Mapping[str, Store]) -> list[Out]:
@@ -290,6 +292,16 @@ class ResolveHandler:
         """The input partitions this worker lost: their books are another member's to report (the keys stayed here,
         and the report looked each one up in every store on every tick, for as long as the worker ran)."""
         self.parked = {key: number for key, number in self.parked.items() if number not in partitions}
+        self.indexed -= partitions
+
+    def index(self, number: int, books: Iterable[tuple[bytes, bytes]]) -> None:
+        """Note which of input partition `number`'s stored books hold parked events. `parked` knows only the books
+        this handler wrote: after a restart, or a partition given to this worker, the events parked before would
+        be in no report and never expire. Looked through once per partition held (encoded books, not decoded)."""
+        for key, raw in books:
+            if holds_parked(raw):
+                self.parked.setdefault(key, number)
+        self.indexed.add(number)
 
     def resolve(self, record: Record, books: Books) -> list[Out]:
         key = record.key or b""

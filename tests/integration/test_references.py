@@ -104,16 +104,30 @@ async def test_reference_only_events_sent_before_the_booking_are_parked_then_res
 
 
 async def test_an_event_whose_reference_nobody_registers_is_dead_lettered_after_the_time_to_live(hub) -> None:
-    """On the real broker and worker: the report timer finds the overdue book, its expire message goes through the
-    resolve stage's own checkpoint, and the event comes out of the DLQ with its bytes and why."""
+    """On the real broker and worker: the event is parked by one worker process; the next one, started with a short
+    time to live, finds it in the book it restored (its report timer looks through a partition's books once), sends
+    the book an expire message, and the resolve stage dead-letters the event in its own checkpoint, with its bytes
+    and why."""
     settings, worker, _ = hub
-    worker.env.update(MMHUB_PARKED_TTL_S="3", MMHUB_REPORT_INTERVAL_S="1")
+    worker.env.update(MMHUB_REPORT_INTERVAL_S="1")
     stray = orjson.loads(next(line for line in _carriers_know_only_the_container(journey_lines())[0] if b'"t4-dep"' in line))
     stray.update(event_id="stray-container", references=[UNKNOWN])
     worker.start()
     await publish(settings, [orjson.dumps(stray)])
 
-    [dead] = await read_topic(settings, settings.topics.dlq, expected=1, timeout=60)
+    async def latest_summary() -> bytes | None:
+        summaries = await read_topic(settings, settings.topics.parked, expected=1, timeout=2)
+        return {m.key.decode(): m.value for m in summaries}.get("container:MSKU9070323")
+
+    async def parked() -> bool:
+        return bool(await latest_summary())
+
+    await wait_for(parked, 60, "the event parked", worker)  # under the default time to live: 30 days
+    worker.stop()
+    worker.env.update(MMHUB_PARKED_TTL_S="3")
+    worker.start()
+
+    [dead] = await read_topic(settings, settings.topics.dlq, expected=1, timeout=90)
     headers = {name: value.decode() for name, value in dead.headers}
     assert headers[topics.DLQ_CODE] == "parked_expired", headers
     assert "no booking or document registered container:MSKU9070323 within" in headers[topics.DLQ_REASON]
@@ -121,9 +135,7 @@ async def test_an_event_whose_reference_nobody_registers_is_dead_lettered_after_
     assert headers[topics.ORIGIN].startswith(settings.topics.events + "[")  # the record it came in by
 
     async def nothing_waits() -> bool:
-        summaries = await read_topic(settings, settings.topics.parked, expected=1, timeout=2)
-        latest = {m.key.decode(): m.value for m in summaries}
-        return latest.get("container:MSKU9070323") == b""
+        return await latest_summary() == b""
 
     await wait_for(nothing_waits, 30, "the book emptied", worker)
     assert worker.alive, worker.tail()

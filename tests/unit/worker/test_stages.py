@@ -21,7 +21,7 @@ from streams.codec import encode_entry, encode_event, encode_head, encode_state,
 from streams.step import SPLIT_STATE_BYTES
 from streams.horizon import Horizon
 from streams.merge import ShipmentState, apply_all, project
-from streams.references import EXPIRE_MESSAGE, decode_book
+from streams.references import EXPIRE_MESSAGE, Book, decode_book, encode_book, holds_parked
 from worker import stages
 from worker.stages import ConnectHandler, Counters, DeadLetters, MergeHandler, ResolveHandler, WarmStates
 
@@ -459,3 +459,18 @@ def test_a_parked_event_is_dead_lettered_with_its_bytes_once_it_has_waited_the_t
     assert [out.value for out in on(TOPICS.parked, outs)] == [b""]  # nothing waits on the reference any more
     assert decode_book(hub.books.get(request.key or b"")).parked == [] and hub.resolve.parked == {}
     assert hub.resolved(hub.record(TOPICS.references, request.key, EXPIRE_MESSAGE)) == []  # once
+
+
+def test_the_books_of_a_partition_taken_over_are_looked_through_once_for_parked_events() -> None:
+    """After a restart (or a partition given to this worker), `parked` knew only the books this handler wrote: what
+    was parked before was in no report, and the report timer never asked for its expiry."""
+    hub = Hub()
+    [request] = on(TOPICS.references, hub.merged(hub.event(reference_only_report())))
+    hub.resolved(hub.as_input(request))
+    assert holds_parked(hub.books.get(request.key or b"") or b"") and not holds_parked(encode_book(Book()))
+    books = MemoryStore({**hub.books.data, b"container:MSCU1234566": encode_book(Book())})
+    restarted = ResolveHandler(TOPICS, DeadLetters(TOPICS.dlq, hub.counters), hub.counters, clock)
+    restarted.index(5, books.items())
+    assert restarted.parked == {request.key: 5} and restarted.indexed == {5}
+    restarted.forget({5})
+    assert restarted.parked == {} and restarted.indexed == set()  # given back later: looked through again
